@@ -1,0 +1,463 @@
+"""The emulated world: subscriptions, vaults, VNets, who connects from where, and what the vault logs.
+
+Every lab service reads the same ``Estate``: the ARM server serves its vaults, the DNS server
+answers from its zones, the Key Vault data plane enforces its firewall and appends to its access
+log, and the Log Analytics server answers queries from that log. Changing a vault through ARM
+changes what the data plane does on the next request, as in Azure.
+
+Addresses: everything is on loopback. ``LAB_PRIVATE_RANGES`` (127.10.0.0/16 and 127.11.0.0/16)
+play the VNets' private space; the rest of 127.0.0.0/8 plays the internet. A client in a subnet
+binds that subnet's ``client_address`` as its source address.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import datetime as dt
+import ipaddress
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+LAB_VAULT_SUFFIX = "vault.lab.test"
+LAB_VAULTCORE_SUFFIX = "vaultcore.lab.test"
+LAB_PRIVATELINK_ZONE = "privatelink.vaultcore.lab.test"
+LAB_PRIVATE_RANGES = ("127.10.0.0/16", "127.11.0.0/16")
+LAB_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+PUBLIC_INGRESS = "127.40.0.10"  # the region's public Key Vault front end (shared by all vaults)
+INGRESS_NAME = f"kvlab-prod.ingress.{LAB_VAULTCORE_SUFFIX}"
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class Subnet:
+    id: str
+    name: str
+    prefix: str
+    client_address: str  # a machine in this subnet (the lab binds it as a source address)
+    service_endpoint_keyvault: bool = False
+    nat_public_address: str = ""  # what the internet sees when this subnet leaves by the public path
+
+    def contains(self, address: str) -> bool:
+        return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
+
+
+@dataclass
+class VirtualNetwork:
+    id: str
+    name: str
+    prefix: str
+    subnets: list[Subnet]
+    private_dns_zone_linked: bool = False  # privatelink zone linked to this VNet
+
+
+@dataclass
+class AccessRecord:
+    """One request the emulated vault handled: the source of the Log Analytics rows."""
+
+    time: dt.datetime
+    vault_id: str
+    vault_name: str
+    operation: str  # SecretGet, VaultGet...
+    request_uri: str
+    caller_address: str  # the address the vault saw
+    http_status: int
+    result_signature: str  # OK, Unauthorized, Forbidden, NotFound
+    result_type: str  # Success, Unauthorized, Forbidden, NotFound
+    result_description: str
+    is_address_authorized: bool
+    address_auth_type: str  # PublicIp | Subnet | PrivateEndpoint | "" (admitted by default Allow)
+    subnet_id: str
+    private_endpoint_id: str
+    identity_oid: str
+    identity_appid: str
+    duration_ms: int = 3
+    correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True)
+class AccessDecision:
+    admitted: bool
+    seen_address: str
+    inner_code: str | None  # ForbiddenByFirewall | ForbiddenByConnection | None
+    address_auth_type: str
+    subnet_id: str
+    private_endpoint_id: str
+
+
+@dataclass(frozen=True)
+class Resolution:
+    chain: tuple[str, ...]
+    addresses: tuple[str, ...]
+
+
+class Estate:
+    """Thread-safe: lab servers answer from many threads."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.subscriptions: dict[str, list[str]] = {}  # subscription id -> vault keys, in order
+        self.forbidden_subscriptions: set[str] = set()
+        self.vaults: dict[str, dict[str, Any]] = {}  # lower-cased id -> ARM resource JSON
+        self.private_endpoint_addresses: dict[str, str] = {}  # lower-cased PE id -> address
+        self.vnets: list[VirtualNetwork] = []
+        self.diagnostics: dict[str, str] = {}  # vault key -> workspace id
+        self.access_log: list[AccessRecord] = []
+
+    # -- building ------------------------------------------------------------------------------
+
+    def add_subscription(self, subscription_id: str, *, forbidden: bool = False) -> None:
+        with self._lock:
+            self.subscriptions.setdefault(subscription_id, [])
+            if forbidden:
+                self.forbidden_subscriptions.add(subscription_id)
+
+    def add_vault(
+        self,
+        *,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        location: str = "westeurope",
+        public_network_access: str | None = "Enabled",
+        network_acls: dict[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        workspace_id: str | None = None,
+        modified_by: str = "alice@contoso.example",
+    ) -> dict[str, Any]:
+        """Add a vault as ARM would return it; ``workspace_id`` sets a diagnostic setting."""
+        vault_id = (
+            f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.KeyVault/vaults/{name}"
+        )
+        properties: dict[str, Any] = {
+            "tenantId": LAB_TENANT,
+            "sku": {"family": "A", "name": "standard"},
+            "vaultUri": f"https://{name}.{LAB_VAULT_SUFFIX}/",
+            "enableRbacAuthorization": True,
+            "provisioningState": "Succeeded",
+            "privateEndpointConnections": [],
+        }
+        if public_network_access is not None:
+            properties["publicNetworkAccess"] = public_network_access
+        if network_acls is not None:
+            properties["networkAcls"] = network_acls
+        now = _iso(utcnow())
+        vault = {
+            "id": vault_id,
+            "name": name,
+            "type": "Microsoft.KeyVault/vaults",
+            "location": location,
+            "tags": tags or {},
+            "systemData": {
+                "createdBy": modified_by,
+                "createdByType": "User",
+                "createdAt": now,
+                "lastModifiedBy": modified_by,
+                "lastModifiedByType": "User",
+                "lastModifiedAt": now,
+            },
+            "properties": properties,
+        }
+        with self._lock:
+            self.add_subscription(subscription_id)
+            self.vaults[vault_id.lower()] = vault
+            self.subscriptions[subscription_id].append(vault_id.lower())
+            if workspace_id:
+                self.diagnostics[vault_id.lower()] = workspace_id
+        return vault
+
+    def add_private_endpoint(
+        self, vault_id: str, *, address: str, subnet_id: str, status: str = "Approved", name: str = "pe"
+    ) -> str:
+        """Connect a Private Endpoint at ``address``; returns the endpoint's id."""
+        with self._lock:
+            vault = self.vaults[vault_id.lower()]
+            sub = vault["id"].split("/")[2]
+            rg = subnet_id.split("/")[4]
+            endpoint_id = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/privateEndpoints/{name}"
+            connection = {
+                "id": f"{vault['id']}/privateEndpointConnections/{name}-conn",
+                "etag": "",
+                "properties": {
+                    "privateEndpoint": {"id": endpoint_id},
+                    "privateLinkServiceConnectionState": {
+                        "status": status,
+                        "description": "auto-approved" if status == "Approved" else "",
+                        "actionsRequired": "None",
+                    },
+                    "provisioningState": "Succeeded",
+                },
+            }
+            vault["properties"]["privateEndpointConnections"].append(connection)
+            self.private_endpoint_addresses[endpoint_id.lower()] = address
+            return endpoint_id
+
+    # -- ARM views -----------------------------------------------------------------------------
+
+    def vault(self, vault_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.vaults.get(vault_id.lower())
+            return copy.deepcopy(found) if found else None
+
+    def vault_by_name(self, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            for vault in self.vaults.values():
+                if vault["name"].lower() == name.lower():
+                    return copy.deepcopy(vault)
+        return None
+
+    def vaults_in(self, subscription_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(self.vaults[k]) for k in self.subscriptions.get(subscription_id, [])]
+
+    def update_vault(
+        self, vault_id: str, *, properties: dict[str, Any], modified_by: str = "alice@contoso.example"
+    ) -> dict[str, Any]:
+        """Merge ``properties`` into the vault (as PATCH does) and stamp systemData."""
+        with self._lock:
+            vault = self.vaults[vault_id.lower()]
+            for key, value in properties.items():
+                vault["properties"][key] = copy.deepcopy(value)
+            vault["systemData"]["lastModifiedBy"] = modified_by
+            vault["systemData"]["lastModifiedAt"] = _iso(utcnow())
+            return copy.deepcopy(vault)
+
+    def remove_vault(self, vault_id: str) -> None:
+        with self._lock:
+            key = vault_id.lower()
+            self.vaults.pop(key, None)
+            for keys in self.subscriptions.values():
+                if key in keys:
+                    keys.remove(key)
+
+    # -- network -------------------------------------------------------------------------------
+
+    def subnets(self) -> Iterator[tuple[VirtualNetwork, Subnet]]:
+        for vnet in self.vnets:
+            for subnet in vnet.subnets:
+                yield vnet, subnet
+
+    def locate(self, address: str) -> tuple[VirtualNetwork, Subnet] | None:
+        """Which subnet a source address belongs to (None: the internet)."""
+        for vnet, subnet in self.subnets():
+            if subnet.contains(address):
+                return vnet, subnet
+        return None
+
+    def subnet_named(self, name: str) -> Subnet:
+        for _, subnet in self.subnets():
+            if subnet.name == name:
+                return subnet
+        raise KeyError(name)
+
+    def private_endpoint_at(self, address: str) -> tuple[str, str] | None:
+        """(vault key, endpoint id) of the Private Endpoint listening at ``address``."""
+        with self._lock:
+            for key, vault in self.vaults.items():
+                for conn in vault["properties"].get("privateEndpointConnections") or []:
+                    endpoint_id = conn["properties"]["privateEndpoint"]["id"]
+                    if self.private_endpoint_addresses.get(endpoint_id.lower()) == address:
+                        return key, endpoint_id
+        return None
+
+    def listening_addresses(self) -> list[str]:
+        """Where the data plane must listen: the public front end and every Private Endpoint."""
+        with self._lock:
+            return [PUBLIC_INGRESS, *sorted(set(self.private_endpoint_addresses.values()))]
+
+    def decide(self, vault_key: str, *, client_address: str, local_address: str) -> AccessDecision:
+        """Key Vault's network check for one request, as documented (see AZURE-NOTES.md)."""
+        with self._lock:
+            vault = self.vaults[vault_key]
+            props = vault["properties"]
+            located = self.locate(client_address)
+            if local_address != PUBLIC_INGRESS:
+                endpoint = self.private_endpoint_at(local_address)
+                approved = endpoint is not None and endpoint[0] == vault_key and any(
+                    c["properties"]["privateEndpoint"]["id"] == endpoint[1]
+                    and c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
+                    for c in props.get("privateEndpointConnections") or []
+                )
+                if approved and located is not None:
+                    assert endpoint is not None
+                    return AccessDecision(True, client_address, None, "PrivateEndpoint", "", endpoint[1])
+                return AccessDecision(False, client_address, "ForbiddenByConnection", "", "", "")
+
+            subnet_id = ""
+            if located is None:
+                seen = client_address
+            elif located[1].service_endpoint_keyvault:
+                seen, subnet_id = client_address, located[1].id
+            else:
+                seen = located[1].nat_public_address
+            access = str(props.get("publicNetworkAccess") or "Enabled").lower()
+            if access in ("disabled", "securedbyperimeter"):
+                return AccessDecision(False, seen, "ForbiddenByConnection", "", subnet_id, "")
+            acls = props.get("networkAcls") or {}
+            vnet_match = bool(subnet_id) and any(
+                str(rule.get("id", "")).lower() == subnet_id.lower()
+                for rule in acls.get("virtualNetworkRules") or []
+            )
+            ip_match = not subnet_id and any(
+                _ip_rule_admits(str(rule.get("value", "")), seen) for rule in acls.get("ipRules") or []
+            )
+            auth_type = "Subnet" if vnet_match else "PublicIp" if ip_match else ""
+            if not acls or str(acls.get("defaultAction", "Allow")).lower() != "deny":
+                return AccessDecision(True, seen, None, auth_type, subnet_id, "")
+            if vnet_match or ip_match:
+                return AccessDecision(True, seen, None, auth_type, subnet_id, "")
+            return AccessDecision(False, seen, "ForbiddenByFirewall", "", subnet_id, "")
+
+    # -- DNS -----------------------------------------------------------------------------------
+
+    def resolve(self, name: str, *, source_address: str) -> Resolution | None:
+        """The answer for ``name`` as a client at ``source_address`` gets it (None: NXDOMAIN)."""
+        name = name.rstrip(".").lower()
+        if not name.endswith("." + LAB_VAULT_SUFFIX):
+            if name.endswith("." + LAB_PRIVATELINK_ZONE):
+                name = name[: -len(LAB_PRIVATELINK_ZONE) - 1] + "." + LAB_VAULT_SUFFIX
+            else:
+                return None
+        vault_name = name[: -len(LAB_VAULT_SUFFIX) - 1]
+        vault = self.vault_by_name(vault_name)
+        if vault is None:
+            return None
+        chain = [f"{vault_name}.{LAB_VAULT_SUFFIX}"]
+        approved = [
+            c
+            for c in vault["properties"].get("privateEndpointConnections") or []
+            if c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
+        ]
+        if approved:
+            chain.append(f"{vault_name}.{LAB_PRIVATELINK_ZONE}")
+            located = self.locate(source_address)
+            if located is not None and located[0].private_dns_zone_linked:
+                endpoint_id = approved[0]["properties"]["privateEndpoint"]["id"].lower()
+                address = self.private_endpoint_addresses.get(endpoint_id)
+                if address:
+                    return Resolution(tuple(chain), (address,))
+        chain.append(INGRESS_NAME)
+        return Resolution(tuple(chain), (PUBLIC_INGRESS,))
+
+    # -- access log ----------------------------------------------------------------------------
+
+    def record(self, entry: AccessRecord) -> None:
+        with self._lock:
+            self.access_log.append(entry)
+
+    def access_records(self) -> list[AccessRecord]:
+        with self._lock:
+            return list(self.access_log)
+
+
+def _ip_rule_admits(rule_value: str, address: str) -> bool:
+    try:
+        network = ipaddress.ip_network(rule_value.strip(), strict=False)
+        return ipaddress.ip_address(address) in network
+    except ValueError:
+        return False  # Azure would have refused to store it; a quoted value admits nobody
+
+
+def lab_token(*, object_id: str, app_id: str, audience: str = "https://vault.azure.net") -> str:
+    """An unsigned JWT-shaped token: the lab reads its claims, nothing checks a signature."""
+
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
+
+    now = int(utcnow().timestamp())
+    claims = {"oid": object_id, "appid": app_id, "aud": audience, "tid": LAB_TENANT, "iat": now, "exp": now + 3600}
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+
+
+def token_claims(authorization: str | None) -> dict[str, Any] | None:
+    """Claims of a lab bearer token, or None when there is none or it does not decode."""
+    if not authorization or not authorization.lower().startswith("bearer "):
+        return None
+    try:
+        payload = authorization.split(" ", 1)[1].split(".")[1]
+        payload += "=" * (-len(payload) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(payload))
+        return claims if isinstance(claims, dict) else None
+    except (IndexError, ValueError):
+        return None
+
+
+# -- the walkthrough ------------------------------------------------------------------------------
+
+WALKTHROUGH_SUBSCRIPTION = "00000000-0000-0000-0000-00000000a001"
+WALKTHROUGH_WORKSPACE = "11111111-2222-3333-4444-555555555555"
+INTERNET_CLIENT = "127.30.0.5"
+
+
+def walkthrough_network(subscription_id: str = WALKTHROUGH_SUBSCRIPTION) -> list[VirtualNetwork]:
+    """The walkthrough's VNet (three subnets, zone linked) and a spoke whose zone is not linked."""
+    base = f"/subscriptions/{subscription_id}/resourceGroups/rg-network/providers/Microsoft.Network/virtualNetworks"
+    hub = VirtualNetwork(
+        id=f"{base}/vnet-lab",
+        name="vnet-lab",
+        prefix="127.10.0.0/16",
+        private_dns_zone_linked=True,
+        subnets=[
+            Subnet(f"{base}/vnet-lab/subnets/serviceEndpoint", "serviceEndpoint", "127.10.1.0/24",
+                   "127.10.1.4", service_endpoint_keyvault=True, nat_public_address="127.20.0.1"),
+            Subnet(f"{base}/vnet-lab/subnets/privateLink", "privateLink", "127.10.2.0/24",
+                   "127.10.2.5", nat_public_address="127.20.0.2"),
+            Subnet(f"{base}/vnet-lab/subnets/default", "default", "127.10.3.0/24",
+                   "127.10.3.4", nat_public_address="127.20.0.3"),
+        ],
+    )
+    spoke = VirtualNetwork(
+        id=f"{base}/vnet-spoke",
+        name="vnet-spoke",
+        prefix="127.11.0.0/16",
+        private_dns_zone_linked=False,
+        subnets=[
+            Subnet(f"{base}/vnet-spoke/subnets/workload", "workload", "127.11.1.0/24",
+                   "127.11.1.4", nat_public_address="127.20.0.4"),
+        ],
+    )
+    return [hub, spoke]
+
+
+def walkthrough_estate(*, fixed: bool = False) -> Estate:
+    """The walkthrough: a Service Endpoint vault (default Allow, or Deny when ``fixed``) and a
+    Private Link vault whose public access is still enabled."""
+    estate = Estate()
+    estate.vnets = walkthrough_network()
+    se_subnet = estate.subnet_named("serviceEndpoint")
+    pl_subnet = estate.subnet_named("privateLink")
+    estate.add_vault(
+        subscription_id=WALKTHROUGH_SUBSCRIPTION,
+        resource_group="rg-walkthrough",
+        name="kv-se-demo",
+        network_acls={
+            "bypass": "AzureServices",
+            "defaultAction": "Deny" if fixed else "Allow",
+            "ipRules": [],
+            "virtualNetworkRules": [{"id": se_subnet.id.lower(), "ignoreMissingVnetServiceEndpoint": False}],
+        },
+        tags={"env": "lab"},
+        workspace_id=WALKTHROUGH_WORKSPACE,
+    )
+    pl_vault = estate.add_vault(
+        subscription_id=WALKTHROUGH_SUBSCRIPTION,
+        resource_group="rg-walkthrough",
+        name="kv-pl-demo",
+        network_acls={"bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [], "virtualNetworkRules": []},
+        tags={"env": "lab"},
+        workspace_id=WALKTHROUGH_WORKSPACE,
+    )
+    estate.add_private_endpoint(pl_vault["id"], address="127.10.2.10", subnet_id=pl_subnet.id, name="pe-kv-pl-demo")
+    return estate

@@ -1,0 +1,44 @@
+"""Certificates for the lab's HTTPS servers, from a throw-away CA (trustme).
+
+One CA per process: every lab server presents a certificate it signed, and every SDK client in a
+test or the demo trusts it through ``ca_path``.
+"""
+
+from __future__ import annotations
+
+import functools
+import ssl
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import trustme
+
+# Names every lab server certificate covers. The vault names live under the lab's emulated Key
+# Vault suffix (see lab.estate.LAB_VAULT_SUFFIX).
+LAB_HOSTNAMES = ("localhost", "127.0.0.1", "*.vault.lab.test", "*.privatelink.vaultcore.lab.test")
+
+
+@dataclass(frozen=True)
+class LabPki:
+    ca: trustme.CA
+    directory: Path
+
+    @property
+    def ca_path(self) -> str:
+        return str(self.directory / "lab-ca.pem")
+
+    def server_context(self, *hostnames: str) -> ssl.SSLContext:
+        """A server-side TLS context whose certificate covers ``hostnames`` (default: LAB_HOSTNAMES)."""
+        cert = self.ca.issue_cert(*(hostnames or LAB_HOSTNAMES))
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        cert.configure_cert(ctx)
+        return ctx
+
+
+@functools.cache
+def lab_pki() -> LabPki:
+    directory = Path(tempfile.mkdtemp(prefix="kvmon-lab-pki-"))
+    ca = trustme.CA(organization_name="kvmon lab CA")
+    ca.cert_pem.write_to_path(str(directory / "lab-ca.pem"))
+    return LabPki(ca=ca, directory=directory)

@@ -1,0 +1,386 @@
+"""The records every stage of kvmon shares.
+
+Stages exchange these plain, immutable values and nothing else: inventory produces
+``VaultPosture``, probes produce ``ProbeResult``, the logs reader produces ``LogEvidence``,
+evaluation produces ``Finding`` and a scan ends in a ``ScanReport``. None of them does I/O.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Severity(str, Enum):
+    INFO = "info"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_RANK[self]
+
+    @classmethod
+    def parse(cls, text: str) -> Severity:
+        """Case-insensitive; raises ValueError naming the accepted values."""
+        try:
+            return cls(str(text).strip().lower())
+        except ValueError:
+            accepted = ", ".join(s.value for s in cls)
+            raise ValueError(f"unknown severity {text!r}: use one of {accepted}") from None
+
+    def __str__(self) -> str:
+        return self.value
+
+
+_SEVERITY_RANK = {
+    Severity.INFO: 0,
+    Severity.LOW: 1,
+    Severity.MEDIUM: 2,
+    Severity.HIGH: 3,
+    Severity.CRITICAL: 4,
+}
+
+
+# ---------------------------------------------------------------------------
+# Configuration (from ARM)
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IpRule:
+    """One ``networkAcls.ipRules[].value``; ``network`` is None when the text does not parse."""
+
+    raw: str
+    network: IPNetwork | None
+
+    @property
+    def parsed(self) -> bool:
+        return self.network is not None
+
+
+@dataclass(frozen=True)
+class VirtualNetworkRule:
+    subnet_id: str
+    ignore_missing_service_endpoint: bool = False
+
+    @property
+    def key(self) -> str:
+        """Subnet ids compare case-insensitively (ARM lower-cases them on write)."""
+        return self.subnet_id.lower()
+
+
+@dataclass(frozen=True)
+class PrivateEndpointConnection:
+    id: str
+    private_endpoint_id: str | None
+    status: str | None  # Pending | Approved | Rejected | Disconnected
+    provisioning_state: str | None
+    description: str | None = None
+
+    @property
+    def approved(self) -> bool:
+        return (self.status or "").lower() == "approved"
+
+
+@dataclass(frozen=True)
+class VaultPosture:
+    """A vault's network configuration, normalised from ARM with Azure's defaults applied."""
+
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    vault_uri: str | None
+    public_network_access: str  # "Enabled", "Disabled", "SecuredByPerimeter" or the raw text
+    network_acls_present: bool
+    default_action: str  # "Allow" | "Deny" (absent or no networkAcls = Allow)
+    bypass: str  # "AzureServices" | "None" (absent = AzureServices)
+    ip_rules: tuple[IpRule, ...] = ()
+    virtual_network_rules: tuple[VirtualNetworkRule, ...] = ()
+    private_endpoint_connections: tuple[PrivateEndpointConnection, ...] = ()
+    tags: Mapping[str, str] = field(default_factory=dict)
+    tenant_id: str | None = None
+    last_modified_by: str | None = None
+    last_modified_by_type: str | None = None
+    last_modified_at: dt.datetime | None = None
+    # Things the normaliser could not read as expected (wrong types, unknown values): reported,
+    # never fatal.
+    problems: tuple[str, ...] = ()
+
+    @property
+    def key(self) -> str:
+        """Resource ids compare case-insensitively."""
+        return self.id.lower()
+
+    @property
+    def public_access_disabled(self) -> bool:
+        return self.public_network_access.lower() in ("disabled", "securedbyperimeter")
+
+    @property
+    def publicly_open(self) -> bool:
+        """KV001's condition: public access not disabled and nothing denies by default."""
+        return not self.public_access_disabled and (
+            not self.network_acls_present or self.default_action.lower() != "deny"
+        )
+
+
+# ---------------------------------------------------------------------------
+# Probes
+# ---------------------------------------------------------------------------
+
+
+class Verdict(str, Enum):
+    """What the data plane said to a probe."""
+
+    ADMITTED = "admitted"
+    REFUSED_FIREWALL = "refused-firewall"
+    REFUSED_PUBLIC_DISABLED = "refused-public-disabled"
+    UNREACHABLE = "unreachable"
+    ERROR = "error"
+    NOT_RUN = "not-run"
+
+    @property
+    def refused(self) -> bool:
+        return self in (Verdict.REFUSED_FIREWALL, Verdict.REFUSED_PUBLIC_DISABLED)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class DnsStep:
+    query: str
+    chain: tuple[str, ...] = ()  # every name followed, the query first
+    addresses: tuple[str, ...] = ()
+    private_addresses: tuple[str, ...] = ()  # the subset classified private
+    private_link_in_chain: bool = False
+    resolver: str | None = None  # None = the system's
+    elapsed_ms: float | None = None
+    error: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.error is None and bool(self.addresses)
+
+    @property
+    def resolves_private(self) -> bool:
+        return bool(self.addresses) and set(self.addresses) == set(self.private_addresses)
+
+
+@dataclass(frozen=True)
+class TlsStep:
+    address: str | None
+    port: int
+    connected: bool = False
+    handshake_ok: bool = False
+    certificate_valid: bool | None = None  # None when the handshake did not get that far
+    certificate_error: str | None = None
+    connect_ms: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class HealthStep:
+    status_code: int | None = None
+    seen_address: str | None = None  # ``addr`` of x-ms-keyvault-network-info
+    seen_address_private: bool | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DataPlaneStep:
+    verdict: Verdict = Verdict.NOT_RUN
+    status_code: int | None = None
+    error_code: str | None = None
+    inner_code: str | None = None
+    client_address: str | None = None  # the "Client address:" a refusal states
+    client_address_private: bool | None = None
+    message: str | None = None  # redacted: no token claims
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One vault probed from one vantage point."""
+
+    vault_name: str
+    vantage: str
+    hostname: str
+    started_at: dt.datetime
+    dns: DnsStep | None = None
+    tls: TlsStep | None = None
+    health: HealthStep | None = None
+    data_plane: DataPlaneStep | None = None
+    # Set when the vantage point itself gave no answer (remote endpoint down, timed out): KV106.
+    vantage_error: str | None = None
+    duration_ms: float | None = None
+
+    @property
+    def verdict(self) -> Verdict:
+        if self.vantage_error is not None:
+            return Verdict.ERROR
+        return self.data_plane.verdict if self.data_plane else Verdict.NOT_RUN
+
+    @property
+    def seen_address(self) -> str | None:
+        """The address the vault saw: from healthstatus, else from a refusal's message."""
+        if self.health and self.health.seen_address:
+            return self.health.seen_address
+        if self.data_plane and self.data_plane.client_address:
+            return self.data_plane.client_address
+        return None
+
+
+# ---------------------------------------------------------------------------
+# Access logs
+# ---------------------------------------------------------------------------
+
+
+class Outcome(str, Enum):
+    ADMITTED = "admitted"
+    REFUSED_FIREWALL = "refused-firewall"
+    REFUSED_OTHER = "refused-other"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class CallerActivity:
+    """Requests from one caller address to one vault in the window, summarised server-side."""
+
+    vault_id: str  # lower-cased resource id
+    caller_address: str
+    address_private: bool
+    address_auth_type: str | None  # PublicIp | Subnet | PrivateEndpoint | TrustedService | ...
+    subnet_id: str | None
+    outcome: Outcome
+    identity: str | None  # app id, else object id
+    count: int
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class LogEvidence:
+    """What one workspace's logs say about one vault over a window."""
+
+    vault_id: str  # lower-cased resource id
+    workspace_id: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    activity: tuple[CallerActivity, ...] = ()
+    complete: bool = True
+    notes: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------
+# Findings and the scan report
+# ---------------------------------------------------------------------------
+
+
+class FindingStatus(str, Enum):
+    OPEN = "open"
+    RESOLVED = "resolved"
+    SUPPRESSED = "suppressed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def finding_id(vault_id: str, rule_id: str, subject: str = "") -> str:
+    """Stable across scans: the same problem on the same vault is the same finding tomorrow."""
+    material = "\n".join((vault_id.lower(), rule_id.upper(), subject.lower()))
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Suppression:
+    rule: str
+    vault_pattern: str
+    reason: str
+    owner: str
+    expires: dt.date | None
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule_id: str
+    severity: Severity
+    title: str
+    vault_id: str
+    vault_name: str
+    subject: str = ""  # what inside the vault: a caller address, a vantage, a rule value...
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    summary: str = ""  # one line, the decisive evidence in words
+    remediation: str = ""  # the Azure CLI command that fixes it
+    suppression: Suppression | None = None
+
+    @property
+    def id(self) -> str:
+        return finding_id(self.vault_id, self.rule_id, self.subject)
+
+    @property
+    def suppressed(self) -> bool:
+        return self.suppression is not None
+
+
+@dataclass(frozen=True)
+class ScanError:
+    """A fault of the outside world, recorded and surfaced, never fatal to the rest of a scan."""
+
+    source: str  # arm | resource-graph | probe | logs | store | notify | input
+    scope: str  # subscription id, workspace id, vault id, channel name, file...
+    message: str  # redacted
+    code: str | None = None  # HTTP status or error code where there is one
+
+
+class ChangeKind(str, Enum):
+    OPENED = "opened"
+    REOPENED = "reopened"
+    CHANGED = "changed"
+    RESOLVED = "resolved"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class FindingChange:
+    """What happened to one finding in one scan, as the lifecycle decided."""
+
+    kind: ChangeKind
+    finding: Finding
+    previous_severity: Severity | None = None
+
+
+@dataclass
+class ScanReport:
+    scan_id: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None = None
+    scope: tuple[str, ...] = ()  # subscription ids (or a single vault for a check)
+    postures: list[VaultPosture] = field(default_factory=list)
+    probes: list[ProbeResult] = field(default_factory=list)
+    evidence: list[LogEvidence] = field(default_factory=list)
+    findings: list[Finding] = field(default_factory=list)
+    changes: list[FindingChange] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    # Vaults whose evidence was incomplete this scan: their findings may not resolve.
+    incomplete_vaults: set[str] = field(default_factory=set)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()

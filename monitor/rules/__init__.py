@@ -1,0 +1,91 @@
+"""The rule catalog: data plus small pure functions.
+
+Each rule is one ``Rule`` entry with its metadata and a ``check`` that reads ``VaultFacts`` and
+yields ``Hit``s. Adding a rule means adding one entry (in the module for what it reads) and its
+tests; ``CATALOG`` collects them in ID order, and ``kvmon rules`` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.model import LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.policy import Vantage, VaultPolicy
+
+
+@dataclass(frozen=True)
+class VaultFacts:
+    """Everything known about one vault in one scan; rules read nothing else."""
+
+    posture: VaultPosture
+    policy: VaultPolicy
+    probes: tuple[ProbeResult, ...] = ()
+    vantages: tuple[Vantage, ...] = ()  # the vantage points configured (probes name them)
+    evidence: LogEvidence | None = None  # None: no workspace covers this vault
+    previous: VaultPosture | None = None  # the stored posture of the last scan (drift)
+    logs_refused_threshold: int = 10  # KV202
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One occurrence of a rule on a vault. ``subject`` tells occurrences apart (and keys the
+    finding), ``summary`` is the decisive evidence in one line."""
+
+    summary: str
+    subject: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    severity: Severity | None = None  # overrides the rule's default
+
+
+Check = Callable[[VaultFacts], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    title: str
+    reads: str  # configuration | probes | logs | drift | baseline
+    rationale: str
+    remediation_cli: str  # may use {name}, {resource_group}, {subscription}, {subject}
+    remediation_bicep: str
+    references: tuple[str, ...]
+    check: Check
+
+    def remediation_for(self, posture: VaultPosture, subject: str = "") -> str:
+        return self.remediation_cli.format(
+            name=posture.name,
+            resource_group=posture.resource_group,
+            subscription=posture.subscription_id,
+            subject=subject,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity.value,
+            "title": self.title,
+            "reads": self.reads,
+            "rationale": self.rationale,
+            "remediation": self.remediation_cli,
+            "remediation_bicep": self.remediation_bicep,
+            "references": list(self.references),
+        }
+
+
+def _collect() -> tuple[Rule, ...]:
+    # Imported here so that each rule module can import Rule/Hit/VaultFacts from this package.
+    from monitor.rules import config_rules, drift_rules, log_rules, probe_rules
+
+    rules = [*config_rules.RULES, *probe_rules.RULES, *log_rules.RULES, *drift_rules.RULES]
+    ids = [r.id for r in rules]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise RuntimeError(f"duplicate rule ids in the catalog: {sorted(duplicates)}")
+    return tuple(sorted(rules, key=lambda r: r.id))
+
+
+CATALOG: tuple[Rule, ...] = _collect()
+RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}
