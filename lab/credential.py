@@ -1,0 +1,36 @@
+"""A token credential for the lab: the Azure SDK clients need one; production uses
+``DefaultAzureCredential``."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from azure.core.credentials import AccessToken
+
+from lab.estate import lab_token
+
+MONITOR_OBJECT_ID = "5a1c8f9e-0000-4000-8000-00000000c0de"
+MONITOR_APP_ID = "7d0b2f3e-0000-4000-8000-00000000a99e"
+
+
+class LabCredential:
+    """Issues unsigned tokens whose claims the lab services read (who called)."""
+
+    def __init__(self, *, object_id: str = MONITOR_OBJECT_ID, app_id: str = MONITOR_APP_ID) -> None:
+        self.object_id = object_id
+        self.app_id = app_id
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        audience = scopes[0].removesuffix("/.default") if scopes else "https://management.azure.com"
+        token = lab_token(object_id=self.object_id, app_id=self.app_id, audience=audience)
+        return AccessToken(token, int(time.time()) + 3600)
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> LabCredential:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None

@@ -1,0 +1,45 @@
+"""The ``kvmon`` command line: a thin shell over the monitor's functions.
+
+Each command lives in its own module with ``register(subparsers)``; this module only assembles
+them and turns user errors into one clear line and exit code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from monitor.cli import common
+from monitor.cli import rules as rules_command
+
+COMMANDS = (rules_command,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = common.ArgumentParser(
+        prog="kvmon",
+        description="Continuous compliance monitor for the network exposure of Azure Key Vaults.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=common.ArgumentParser)
+    subparsers.required = True
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        return int(args.handler(args))
+    except common.UsageError as exc:
+        print(f"kvmon: error: {exc}", file=sys.stderr)
+        return common.EXIT_USAGE
+    except KeyboardInterrupt:
+        print("kvmon: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,25 @@
+"""Fixtures every test area shares. Area-specific fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.tls import LabPki, lab_pki
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "arm"
+
+
+@pytest.fixture(scope="session")
+def pki() -> LabPki:
+    return lab_pki()
+
+
+@pytest.fixture(scope="session")
+def arm_examples() -> Path:
+    """Azure's published REST examples for vaults; they live outside the repo (../shared)."""
+    if not SHARED_FIXTURES.is_dir():
+        pytest.skip(f"Azure's published ARM examples are not present at {SHARED_FIXTURES} (only in the team's workspace)")
+    return SHARED_FIXTURES
