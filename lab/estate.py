@@ -285,10 +285,14 @@ class Estate:
             located = self.locate(client_address)
             if local_address != PUBLIC_INGRESS:
                 endpoint = self.private_endpoint_at(local_address)
-                approved = endpoint is not None and endpoint[0] == vault_key and any(
-                    c["properties"]["privateEndpoint"]["id"] == endpoint[1]
-                    and c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
-                    for c in props.get("privateEndpointConnections") or []
+                approved = (
+                    endpoint is not None
+                    and endpoint[0] == vault_key
+                    and any(
+                        c["properties"]["privateEndpoint"]["id"] == endpoint[1]
+                        and c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
+                        for c in props.get("privateEndpointConnections") or []
+                    )
                 )
                 if approved and located is not None:
                     assert endpoint is not None
@@ -377,7 +381,14 @@ def lab_token(*, object_id: str, app_id: str, audience: str = "https://vault.azu
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     now = int(utcnow().timestamp())
-    claims = {"oid": object_id, "appid": app_id, "aud": audience, "tid": LAB_TENANT, "iat": now, "exp": now + 3600}
+    claims = {
+        "oid": object_id,
+        "appid": app_id,
+        "aud": audience,
+        "tid": LAB_TENANT,
+        "iat": now,
+        "exp": now + 3600,
+    }
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
 
 
@@ -410,12 +421,28 @@ def walkthrough_network(subscription_id: str = WALKTHROUGH_SUBSCRIPTION) -> list
         prefix="127.10.0.0/16",
         private_dns_zone_linked=True,
         subnets=[
-            Subnet(f"{base}/vnet-lab/subnets/serviceEndpoint", "serviceEndpoint", "127.10.1.0/24",
-                   "127.10.1.4", service_endpoint_keyvault=True, nat_public_address="127.20.0.1"),
-            Subnet(f"{base}/vnet-lab/subnets/privateLink", "privateLink", "127.10.2.0/24",
-                   "127.10.2.5", nat_public_address="127.20.0.2"),
-            Subnet(f"{base}/vnet-lab/subnets/default", "default", "127.10.3.0/24",
-                   "127.10.3.4", nat_public_address="127.20.0.3"),
+            Subnet(
+                f"{base}/vnet-lab/subnets/serviceEndpoint",
+                "serviceEndpoint",
+                "127.10.1.0/24",
+                "127.10.1.4",
+                service_endpoint_keyvault=True,
+                nat_public_address="127.20.0.1",
+            ),
+            Subnet(
+                f"{base}/vnet-lab/subnets/privateLink",
+                "privateLink",
+                "127.10.2.0/24",
+                "127.10.2.5",
+                nat_public_address="127.20.0.2",
+            ),
+            Subnet(
+                f"{base}/vnet-lab/subnets/default",
+                "default",
+                "127.10.3.0/24",
+                "127.10.3.4",
+                nat_public_address="127.20.0.3",
+            ),
         ],
     )
     spoke = VirtualNetwork(
@@ -424,8 +451,13 @@ def walkthrough_network(subscription_id: str = WALKTHROUGH_SUBSCRIPTION) -> list
         prefix="127.11.0.0/16",
         private_dns_zone_linked=False,
         subnets=[
-            Subnet(f"{base}/vnet-spoke/subnets/workload", "workload", "127.11.1.0/24",
-                   "127.11.1.4", nat_public_address="127.20.0.4"),
+            Subnet(
+                f"{base}/vnet-spoke/subnets/workload",
+                "workload",
+                "127.11.1.0/24",
+                "127.11.1.4",
+                nat_public_address="127.20.0.4",
+            ),
         ],
     )
     return [hub, spoke]
@@ -455,9 +487,16 @@ def walkthrough_estate(*, fixed: bool = False) -> Estate:
         subscription_id=WALKTHROUGH_SUBSCRIPTION,
         resource_group="rg-walkthrough",
         name="kv-pl-demo",
-        network_acls={"bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [], "virtualNetworkRules": []},
+        network_acls={
+            "bypass": "AzureServices",
+            "defaultAction": "Allow",
+            "ipRules": [],
+            "virtualNetworkRules": [],
+        },
         tags={"env": "lab"},
         workspace_id=WALKTHROUGH_WORKSPACE,
     )
-    estate.add_private_endpoint(pl_vault["id"], address="127.10.2.10", subnet_id=pl_subnet.id, name="pe-kv-pl-demo")
+    estate.add_private_endpoint(
+        pl_vault["id"], address="127.10.2.10", subnet_id=pl_subnet.id, name="pe-kv-pl-demo"
+    )
     return estate

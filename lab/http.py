@@ -7,6 +7,7 @@ use them): a status with headers and body, a connection reset, or a stall.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
@@ -174,7 +175,9 @@ class LabServer:
 
         self._httpd = _Server((self.host, self.port), _Handler)
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name=f"lab-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"lab-{self.name}", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -271,8 +274,6 @@ class LabServer:
 
 def _reset(sock: socket.socket) -> None:
     """Close with RST rather than FIN, as a dropped connection looks to a client."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-    except OSError:
-        pass
     sock.close()

@@ -48,7 +48,9 @@ def evaluate(facts: Iterable[VaultFacts], *, today: dt.date, rules: Iterable[Rul
                     result.findings.append(finding)
                 elif suppression.expires is not None and suppression.expires < today:
                     result.findings.append(finding)
-                    result.expired_suppressions.append(ExpiredSuppression(suppression, finding.vault_id, rule.id))
+                    result.expired_suppressions.append(
+                        ExpiredSuppression(suppression, finding.vault_id, rule.id)
+                    )
                 else:
                     result.findings.append(replace(finding, suppression=suppression))
     return result

@@ -12,13 +12,13 @@ import hashlib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     INFO = "info"
     LOW = "low"
     MEDIUM = "medium"
@@ -37,9 +37,6 @@ class Severity(str, Enum):
         except ValueError:
             accepted = ", ".join(s.value for s in cls)
             raise ValueError(f"unknown severity {text!r}: use one of {accepted}") from None
-
-    def __str__(self) -> str:
-        return self.value
 
 
 _SEVERITY_RANK = {
@@ -140,7 +137,7 @@ class VaultPosture:
 # ---------------------------------------------------------------------------
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     """What the data plane said to a probe."""
 
     ADMITTED = "admitted"
@@ -153,9 +150,6 @@ class Verdict(str, Enum):
     @property
     def refused(self) -> bool:
         return self in (Verdict.REFUSED_FIREWALL, Verdict.REFUSED_PUBLIC_DISABLED)
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -246,13 +240,10 @@ class ProbeResult:
 # ---------------------------------------------------------------------------
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     ADMITTED = "admitted"
     REFUSED_FIREWALL = "refused-firewall"
     REFUSED_OTHER = "refused-other"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -289,13 +280,10 @@ class LogEvidence:
 # ---------------------------------------------------------------------------
 
 
-class FindingStatus(str, Enum):
+class FindingStatus(StrEnum):
     OPEN = "open"
     RESOLVED = "resolved"
     SUPPRESSED = "suppressed"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 def finding_id(vault_id: str, rule_id: str, subject: str = "") -> str:
@@ -345,14 +333,11 @@ class ScanError:
     code: str | None = None  # HTTP status or error code where there is one
 
 
-class ChangeKind(str, Enum):
+class ChangeKind(StrEnum):
     OPENED = "opened"
     REOPENED = "reopened"
     CHANGED = "changed"
     RESOLVED = "resolved"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -21,5 +21,7 @@ def pki() -> LabPki:
 def arm_examples() -> Path:
     """Azure's published REST examples for vaults; they live outside the repo (../shared)."""
     if not SHARED_FIXTURES.is_dir():
-        pytest.skip(f"Azure's published ARM examples are not present at {SHARED_FIXTURES} (only in the team's workspace)")
+        pytest.skip(
+            f"Azure's published ARM examples are not present at {SHARED_FIXTURES} (only in the team's workspace)"
+        )
     return SHARED_FIXTURES

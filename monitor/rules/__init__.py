@@ -7,6 +7,7 @@ tests; ``CATALOG`` collects them in ID order, and ``kvmon rules`` prints it.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,9 @@ class VaultFacts:
     evidence: LogEvidence | None = None  # None: no workspace covers this vault
     previous: VaultPosture | None = None  # the stored posture of the last scan (drift)
     logs_refused_threshold: int = 10  # KV202
+    # The scan's clock, passed in (rules never read one): KV106 judges a remote result's age.
+    scan_started_at: dt.datetime | None = None
+    scan_interval: dt.timedelta = dt.timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
