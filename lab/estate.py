@@ -223,13 +223,24 @@ class Estate:
             return [copy.deepcopy(self.vaults[k]) for k in self.subscriptions.get(subscription_id, [])]
 
     def update_vault(
-        self, vault_id: str, *, properties: dict[str, Any], modified_by: str = "alice@contoso.example"
+        self,
+        vault_id: str,
+        *,
+        properties: dict[str, Any],
+        modified_by: str = "alice@contoso.example",
+        modified_by_type: str | None = None,
+        tags: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """Merge ``properties`` into the vault (as PATCH does) and stamp systemData."""
+        """Merge ``properties`` into the vault (as PATCH does), replace ``tags`` when given, and
+        stamp systemData (``modified_by_type``: User | Application | ManagedIdentity | Key)."""
         with self._lock:
             vault = self.vaults[vault_id.lower()]
             for key, value in properties.items():
                 vault["properties"][key] = copy.deepcopy(value)
+            if tags is not None:
+                vault["tags"] = dict(tags)
+            if modified_by_type is not None:
+                vault["systemData"]["lastModifiedByType"] = modified_by_type
             vault["systemData"]["lastModifiedBy"] = modified_by
             vault["systemData"]["lastModifiedAt"] = _iso(utcnow())
             return copy.deepcopy(vault)

@@ -1,0 +1,289 @@
+"""Azure Resource Manager for Key Vault vaults, emulated over HTTPS on loopback.
+
+It serves the REST shapes azure-mgmt-keyvault reads and writes, from the lab's ``Estate``:
+
+- ``GET  /subscriptions/{sub}/providers/Microsoft.KeyVault/vaults``: paged with ``$top`` and a
+  ``nextLink`` (``$skiptoken``) pointing back at this server, as ARM pages;
+- ``GET | PATCH | PUT  /subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.KeyVault/vaults/{name}``:
+  PATCH merges properties (``vaults.update``), PUT creates or replaces the given properties
+  (``vaults.begin_create_or_update``); both stamp ``systemData.lastModifiedBy`` with the caller
+  named by the bearer token, so the demo's "fix the firewall" shows who did it;
+- ``GET  .../vaults/{name}/privateEndpointConnections``.
+
+ARM's answers for the faults the inventory must survive: 401 without a bearer token, 400 without
+``api-version``, 403 ``AuthorizationFailed`` for ``estate.forbidden_subscriptions``, 404
+``SubscriptionNotFound`` for a subscription the estate does not have, 404 ``ResourceNotFound``
+for a vault it does not have. Throttling, resets and server errors come from the ``LabServer``'s
+fault injection (``emulator.server.inject``). Paths match case-insensitively, as ARM's do.
+
+Unlike Azure, a PUT on an existing vault keeps the properties its body leaves out (Azure resets
+some of them to their defaults); the lab only needs PUT for the properties it sends.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from lab.estate import Estate, token_claims
+from lab.http import LabServer, Request, Response
+
+LIST_ROUTE = "arm.vaults.list_by_subscription"
+GET_ROUTE = "arm.vaults.get"
+UPDATE_ROUTE = "arm.vaults.update"
+CREATE_OR_UPDATE_ROUTE = "arm.vaults.create_or_update"
+CONNECTIONS_ROUTE = "arm.private_endpoint_connections.list"
+
+# Who a change is stamped with when the token names nobody (the lab's fixed operator).
+FALLBACK_MODIFIED_BY = "alice@contoso.example"
+
+_SUBSCRIPTION = r"(?i)/subscriptions/(?P<subscription>[^/]+)"
+_VAULT = (
+    _SUBSCRIPTION + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)"
+)
+# Set by the service, never taken from a request body.
+_READ_ONLY_PROPERTIES = frozenset(
+    {"privateendpointconnections", "provisioningstate", "hsmpoolresourceid", "vaulturi"}
+)
+
+
+def _error(status: int, code: str, message: str) -> Response:
+    return Response(status, {"error": {"code": code, "message": message}})
+
+
+class ArmEmulator:
+    """ARM's Key Vault provider over ``estate``; ``url`` is the endpoint to give the SDK client
+    (``base_url``) and ``server`` the ``LabServer`` (request counts per route, fault injection)."""
+
+    def __init__(self, estate: Estate, *, page_size: int = 100, latency_s: float = 0.0) -> None:
+        if page_size < 1:
+            raise ValueError(f"page_size must be at least 1, not {page_size}")
+        self.estate = estate
+        self.page_size = page_size
+        self.server = LabServer(name="arm", latency_s=latency_s)
+        self.server.route(
+            "GET", _SUBSCRIPTION + r"/providers/Microsoft\.KeyVault/vaults", self._list, name=LIST_ROUTE
+        )
+        self.server.route("GET", _VAULT, self._get, name=GET_ROUTE)
+        self.server.route("PATCH", _VAULT, self._update, name=UPDATE_ROUTE)
+        self.server.route("PUT", _VAULT, self._create_or_update, name=CREATE_OR_UPDATE_ROUTE)
+        self.server.route(
+            "GET", _VAULT + r"/privateEndpointConnections", self._connections, name=CONNECTIONS_ROUTE
+        )
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> ArmEmulator:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> ArmEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- what every request passes first -------------------------------------------------------
+
+    def _refusal(self, request: Request) -> Response | None:
+        """ARM's checks in ARM's order: token, api-version, subscription."""
+        authorization = request.header("Authorization")
+        if not authorization:
+            return _error(
+                401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
+        if token_claims(authorization) is None:
+            return _error(401, "InvalidAuthenticationToken", "The access token is invalid.")
+        if not request.query.get("api-version"):
+            return _error(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
+        subscription = request.params["subscription"]
+        known = {s.lower(): s for s in self.estate.subscriptions}
+        if subscription.lower() in {s.lower() for s in self.estate.forbidden_subscriptions}:
+            claims = token_claims(authorization) or {}
+            return _error(
+                403,
+                "AuthorizationFailed",
+                f"The client '{claims.get('appid', '')}' with object id '{claims.get('oid', '')}' does not "
+                f"have authorization to perform action 'Microsoft.KeyVault/vaults/read' over scope "
+                f"'/subscriptions/{subscription}' or the scope is invalid. If access was recently "
+                "granted, please refresh your credentials.",
+            )
+        if subscription.lower() not in known:
+            return _error(
+                404, "SubscriptionNotFound", f"The subscription '{subscription}' could not be found."
+            )
+        return None
+
+    def _vault_id(self, request: Request) -> str:
+        subscription = request.params["subscription"]
+        canonical = next(
+            (s for s in self.estate.subscriptions if s.lower() == subscription.lower()), subscription
+        )
+        return (
+            f"/subscriptions/{canonical}/resourceGroups/{request.params['group']}"
+            f"/providers/Microsoft.KeyVault/vaults/{request.params['name']}"
+        )
+
+    def _not_found(self, request: Request) -> Response:
+        return _error(
+            404,
+            "ResourceNotFound",
+            f"The Resource 'Microsoft.KeyVault/vaults/{request.params['name']}' under resource group "
+            f"'{request.params['group']}' was not found.",
+        )
+
+    # -- routes --------------------------------------------------------------------------------
+
+    def _list(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        subscription = request.params["subscription"]
+        canonical = next(s for s in self.estate.subscriptions if s.lower() == subscription.lower())
+        try:
+            size = int(request.query.get("$top") or self.page_size)
+            offset = _decode_skiptoken(request.query.get("$skiptoken"))
+        except ValueError as exc:
+            return _error(400, "InvalidQueryParameterValue", str(exc))
+        if size < 1:
+            return _error(400, "InvalidQueryParameterValue", f"$top must be positive, not {size}")
+        vaults = self.estate.vaults_in(canonical)
+        body: dict[str, Any] = {"value": vaults[offset : offset + size]}
+        if offset + size < len(vaults):
+            query = (
+                f"api-version={request.query['api-version']}&$skiptoken={_encode_skiptoken(offset + size)}"
+            )
+            if "$top" in request.query:
+                query += f"&$top={size}"
+            body["nextLink"] = (
+                f"{self.url}/subscriptions/{subscription}/providers/Microsoft.KeyVault/vaults?{query}"
+            )
+        return Response(200, body)
+
+    def _get(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault = self.estate.vault(self._vault_id(request))
+        return Response(200, vault) if vault is not None else self._not_found(request)
+
+    def _connections(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault = self.estate.vault(self._vault_id(request))
+        if vault is None:
+            return self._not_found(request)
+        connections = vault["properties"].get("privateEndpointConnections") or []
+        for connection in connections:
+            connection.setdefault("name", connection["id"].rsplit("/", 1)[-1])
+            connection.setdefault("type", "Microsoft.KeyVault/vaults/privateEndpointConnections")
+        return Response(200, {"value": connections})
+
+    def _update(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault_id = self._vault_id(request)
+        if self.estate.vault(vault_id) is None:
+            return self._not_found(request)
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        properties = body.get("properties") or {}
+        tags = body.get("tags")
+        if not isinstance(properties, dict) or (tags is not None and not isinstance(tags, dict)):
+            return _error(400, "InvalidRequestContent", "'properties' and 'tags' must be objects.")
+        by, by_type = _caller(request)
+        updated = self.estate.update_vault(
+            vault_id, properties=_writable(properties), modified_by=by, modified_by_type=by_type, tags=tags
+        )
+        return Response(200, updated)
+
+    def _create_or_update(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        properties = body.get("properties")
+        location = body.get("location")
+        tags = body.get("tags")
+        if not isinstance(properties, dict) or not isinstance(location, str) or not location:
+            return _error(400, "InvalidRequestContent", "A vault needs 'location' and 'properties'.")
+        missing = [key for key in ("tenantId", "sku") if key not in properties]
+        if missing:
+            return _error(400, "BadRequest", f"The property '{missing[0]}' is required.")
+        if tags is not None and not isinstance(tags, dict):
+            return _error(400, "InvalidRequestContent", "'tags' must be an object.")
+        vault_id = self._vault_id(request)
+        by, by_type = _caller(request)
+        if self.estate.vault(vault_id) is None:
+            created = self.estate.add_vault(
+                subscription_id=vault_id.split("/")[2],
+                resource_group=request.params["group"],
+                name=request.params["name"],
+                location=location,
+                public_network_access=properties.get("publicNetworkAccess"),
+                network_acls=properties.get("networkAcls"),
+                tags=tags,
+                modified_by=by,
+            )
+            vault_id = created["id"]
+        updated = self.estate.update_vault(
+            vault_id, properties=_writable(properties), modified_by=by, modified_by_type=by_type, tags=tags
+        )
+        return Response(200, updated)
+
+
+def _writable(properties: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in properties.items() if k.lower() not in _READ_ONLY_PROPERTIES}
+
+
+def _json_object(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = request.json()
+    except ValueError:
+        return _error(400, "InvalidRequestContent", "The request content is not valid JSON.")
+    if not isinstance(body, dict):
+        return _error(400, "InvalidRequestContent", "The request content must be a JSON object.")
+    return body
+
+
+def _caller(request: Request) -> tuple[str, str]:
+    """Who the token names, as ARM stamps systemData: a user by UPN, an application by app id."""
+    claims = token_claims(request.header("Authorization")) or {}
+    for claim in ("upn", "unique_name", "preferred_username"):
+        if isinstance(claims.get(claim), str) and claims[claim]:
+            return claims[claim], "User"
+    if isinstance(claims.get("appid"), str) and claims["appid"]:
+        return claims["appid"], "Application"
+    return FALLBACK_MODIFIED_BY, "User"
+
+
+def _encode_skiptoken(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode()
+
+
+def _decode_skiptoken(token: str | None) -> int:
+    if not token:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        offset = int(text.removeprefix("offset:")) if text.startswith("offset:") else -1
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        offset = -1
+    if offset < 0:
+        raise ValueError(f"$skiptoken {token!r} is not one this server issued")
+    return offset
