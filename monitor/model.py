@@ -260,6 +260,8 @@ class CallerActivity:
     count: int
     first_seen: dt.datetime | None
     last_seen: dt.datetime | None
+    # The token's object id as well: a baseline may name a principal by either id (KV203).
+    identity_object_id: str | None = None
 
 
 @dataclass(frozen=True)
