@@ -1,0 +1,474 @@
+"""Log Analytics' query API on loopback: ``POST /v1/workspaces/{id}/query`` in the real REST shape.
+
+What this emulator is, honestly: it cannot run arbitrary KQL. It recognises kvmon's summary
+query (``monitor.logs.build_summary_query``: the table choice and the vault list are read from
+the text, and the text must be exactly what kvmon would build for them) and evaluates that
+query's meaning in Python: the rows of ``AZKVAuditLogs`` and/or ``AzureDiagnostics`` for the
+vaults whose diagnostic setting (``estate.diagnostics``) points at the workspace, filtered to the
+request's ``timespan``, normalised and summarised with the same outcome derivation the KQL
+states (documented in ``monitor.logs``). Anything else gets a 400 with a Log Analytics error
+body. The KQL itself is verified by Microsoft's Kusto language service in the tests
+(``tests/kusto``), against schemas of both tables: the two halves together stand in for a
+workspace.
+
+Raw rows come from the estate's access log (what the emulated vaults recorded), turned into
+each table's columns, plus rows a test ingests directly (``ingest``) to exercise null columns.
+Per workspace a test chooses which tables exist (``set_tables``), makes answers partial
+(``set_partial``: a 200 with tables and an ``error`` object, as the service reports non-fatal
+errors), and injects throttling or stalls through ``server.inject``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lab.estate import AccessRecord, Estate
+from lab.http import LabServer, Request, Response
+from monitor.logs import (
+    SUMMARY_COLUMNS,
+    TABLE_AUTO,
+    TABLE_LEGACY,
+    TABLE_RESOURCE_SPECIFIC,
+    build_summary_query,
+)
+
+TABLES = (TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)
+QUERY_PATH = r"/v1/workspaces/(?P<workspace>[^/]+)/query"
+
+RawRow = dict[str, Any]
+
+_VAULT_LIST = re.compile(r"^let KvmonVaults = dynamic\((\[.*?\])\);$", re.MULTILINE)
+_TABLE_LINE = re.compile(r"^// kvmon: Key Vault access summary \(table: (\w+)\)$", re.MULTILINE)
+_OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+
+
+@dataclass(frozen=True)
+class RecordedQuery:
+    """What a client sent: for tests that pin the request format."""
+
+    workspace_id: str
+    query: str
+    timespan: str | None
+    prefer: str | None
+    body: Mapping[str, Any]
+
+
+@dataclass
+class _PartialMode:
+    message: str
+    keep_rows: int | None
+
+
+@dataclass
+class _Workspace:
+    tables: tuple[str, ...] = (TABLE_RESOURCE_SPECIFIC,)
+    ingested: dict[str, list[RawRow]] = field(default_factory=lambda: {name: [] for name in TABLES})
+    partial: _PartialMode | None = None
+
+
+class BadQuery(Exception):
+    """The request cannot be answered; carries the Log Analytics error body."""
+
+    def __init__(self, status: int, code: str, message: str, inner_code: str, inner_message: str) -> None:
+        super().__init__(inner_message)
+        self.status = status
+        self.body = {
+            "error": {
+                "code": code,
+                "message": message,
+                "innererror": {"code": inner_code, "message": inner_message},
+            }
+        }
+
+
+class LogAnalyticsEmulator:
+    def __init__(self, estate: Estate, *, latency_s: float = 0.0) -> None:
+        self.estate = estate
+        self.server = LabServer(name="loganalytics", latency_s=latency_s)
+        self.server.route("POST", QUERY_PATH, self._query, name="query")
+        self.queries: list[RecordedQuery] = []
+        self._workspaces: dict[str, _Workspace] = {}
+        self._lock = threading.Lock()
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> LogAnalyticsEmulator:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> LogAnalyticsEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def endpoint(self) -> str:
+        """What ``LogsQueryClient(endpoint=...)`` takes, as the public cloud's ``.../v1``."""
+        return f"{self.server.url}/v1"
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def set_tables(self, workspace_id: str, *tables: str) -> None:
+        """Which access-log tables exist in the workspace (default: ``AZKVAuditLogs`` only)."""
+        unknown = [name for name in tables if name not in TABLES]
+        if unknown or not tables:
+            raise ValueError(f"tables must be some of {', '.join(TABLES)}, got {tables!r}")
+        with self._lock:
+            self._workspace(workspace_id).tables = tuple(tables)
+
+    def set_partial(self, workspace_id: str, message: str | None, *, keep_rows: int | None = None) -> None:
+        """Answer with a partial result (``message`` as the error detail) keeping ``keep_rows``
+        rows (all when None); ``message`` None returns to complete answers."""
+        with self._lock:
+            self._workspace(workspace_id).partial = (
+                None if message is None else _PartialMode(message, keep_rows)
+            )
+
+    def ingest(self, workspace_id: str, table: str, row: Mapping[str, Any]) -> None:
+        """Add one raw row in ``table``'s own column names; absent columns are null."""
+        if table not in TABLES:
+            raise ValueError(f"table must be one of {', '.join(TABLES)}, got {table!r}")
+        with self._lock:
+            self._workspace(workspace_id).ingested[table].append(dict(row))
+
+    def _workspace(self, workspace_id: str) -> _Workspace:
+        return self._workspaces.setdefault(workspace_id.lower(), _Workspace())
+
+    # -- the API -------------------------------------------------------------------------------
+
+    def _query(self, request: Request) -> Response:
+        workspace_id = request.params["workspace"]
+        authorization = request.header("Authorization") or ""
+        if not authorization.lower().startswith("bearer "):
+            return Response(
+                401,
+                {
+                    "error": {
+                        "code": "AuthenticationFailed",
+                        "message": "Authentication failed. The 'Authorization' header is missing.",
+                    }
+                },
+            )
+        try:
+            body = request.json()
+        except ValueError:
+            body = None
+        try:
+            if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+                raise _bad_argument("InvalidRequest", "The request body must be JSON with a 'query' string.")
+            timespan = body.get("timespan")
+            with self._lock:
+                self.queries.append(
+                    RecordedQuery(workspace_id, body["query"], timespan, request.header("Prefer"), body)
+                )
+                workspace = self._workspace(workspace_id)
+                tables, partial = workspace.tables, workspace.partial
+                ingested = {name: list(rows) for name, rows in workspace.ingested.items()}
+            table, vault_ids = recognise(body["query"])
+            start, end = parse_timespan(timespan)
+            rows = self._evaluate(workspace_id, tables, ingested, table, vault_ids, start, end)
+        except BadQuery as exc:
+            return Response(exc.status, exc.body)
+        answer: dict[str, Any] = {
+            "tables": [_primary_result(rows if partial is None else rows[: partial.keep_rows])]
+        }
+        if partial is not None:
+            answer["error"] = {
+                "code": "PartialError",
+                "message": "There were some errors when processing your query.",
+                "details": [
+                    {
+                        "code": "EngineError",
+                        "message": partial.message,
+                        "innererror": {
+                            "code": "-2133196797",
+                            "message": partial.message,
+                            "severity": 2,
+                            "severityName": "Error",
+                        },
+                    }
+                ],
+            }
+        return Response(200, answer)
+
+    def _evaluate(
+        self,
+        workspace_id: str,
+        tables: tuple[str, ...],
+        ingested: Mapping[str, list[RawRow]],
+        table: str,
+        vault_ids: tuple[str, ...],
+        start: dt.datetime | None,
+        end: dt.datetime | None,
+    ) -> list[list[Any]]:
+        wanted = (table,) if table != TABLE_AUTO else TABLES
+        missing = [name for name in wanted if name not in tables]
+        if table != TABLE_AUTO and missing:
+            raise _bad_argument(
+                "SemanticError",
+                f"'where' operator: Failed to resolve table or column expression named '{table}'",
+            )
+        records = self._records_for(workspace_id)
+        normalised: list[dict[str, Any]] = []
+        for name in wanted:
+            if name not in tables:
+                continue  # a fuzzy union leg that does not resolve contributes nothing
+            raw = [_RAW_ROW[name](record) for record in records] + ingested[name]
+            for row in raw:
+                if not _in_window(row.get("TimeGenerated"), start, end) or not _LEG_FILTER[name](
+                    row, vault_ids
+                ):
+                    continue
+                normalised.append(_NORMALISE[name](row))
+        return _summarise(normalised)
+
+    def _records_for(self, workspace_id: str) -> list[AccessRecord]:
+        settings = dict(self.estate.diagnostics)
+        logged = {key for key, target in settings.items() if target.lower() == workspace_id.lower()}
+        return [record for record in self.estate.access_records() if record.vault_id.lower() in logged]
+
+
+# -- recognising kvmon's query -------------------------------------------------------------------
+
+
+def recognise(query: str) -> tuple[str, tuple[str, ...]]:
+    """(table choice, vault ids) of a kvmon summary query; BadQuery for anything else."""
+    table_line = _TABLE_LINE.search(query)
+    vault_list = _VAULT_LIST.search(query)
+    try:
+        table = table_line.group(1) if table_line else ""
+        vault_ids = tuple(json.loads(vault_list.group(1))) if vault_list else ()
+        expected = build_summary_query(table=table, vault_ids=vault_ids)
+    except ValueError:
+        expected = None
+    if expected != query:
+        raise _bad_argument(
+            "SyntaxError",
+            "This lab endpoint evaluates only kvmon's access summary query (monitor.logs.build_summary_query).",
+        )
+    return table, vault_ids
+
+
+def parse_timespan(timespan: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``start/end`` or ``start/duration`` (ISO 8601) as azure-monitor-query sends; None: no limit."""
+    if timespan is None:
+        return None, None
+    if not isinstance(timespan, str) or "/" not in timespan:
+        raise _bad_argument(
+            "InvalidTimespan", f"timespan {timespan!r} is not 'start/end' or 'start/duration'"
+        )
+    first, second = timespan.split("/", 1)
+    try:
+        start = _instant(first)
+        end = start + _duration(second) if second.upper().startswith("P") else _instant(second)
+    except ValueError:
+        raise _bad_argument("InvalidTimespan", f"timespan {timespan!r} does not parse") from None
+    return start, end
+
+
+def _instant(text: str) -> dt.datetime:
+    moment = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def _duration(text: str) -> dt.timedelta:
+    match = re.fullmatch(
+        r"PT?(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?", text.strip().upper()
+    )
+    if not match or not any(match.groups()):
+        raise ValueError(text)
+    hours, minutes, seconds = (float(part or 0) for part in match.groups())
+    return dt.timedelta(hours=hours, minutes=minutes, seconds=seconds)
+
+
+def _bad_argument(inner_code: str, inner_message: str) -> BadQuery:
+    return BadQuery(
+        400, "BadArgumentError", "The request had some invalid properties", inner_code, inner_message
+    )
+
+
+# -- the tables' raw rows ------------------------------------------------------------------------
+
+
+def _audit_row(record: AccessRecord) -> RawRow:
+    claim = {k: v for k, v in (("oid", record.identity_oid), ("appid", record.identity_appid)) if v}
+    return {
+        "TimeGenerated": record.time,
+        "_ResourceId": record.vault_id.lower(),
+        "OperationName": record.operation,
+        "CallerIpAddress": record.caller_address,
+        "HttpStatusCode": record.http_status,
+        "ResultSignature": record.result_signature,
+        "ResultType": record.result_type,
+        "ResultDescription": record.result_description,
+        "Identity": {"claim": claim} if claim else None,
+        "RequestUri": record.request_uri,
+        "CorrelationId": record.correlation_id,
+        "DurationMs": record.duration_ms,
+        "AddressAuthorizationType": record.address_auth_type,
+        "IsAddressAuthorized": record.is_address_authorized,
+        "SubnetId": record.subnet_id,
+        "TrustedService": "",
+    }
+
+
+def _diagnostics_row(record: AccessRecord) -> RawRow:
+    return {
+        "TimeGenerated": record.time,
+        "Resource": record.vault_name.upper(),
+        "ResourceProvider": "MICROSOFT.KEYVAULT",
+        "_ResourceId": record.vault_id.lower(),
+        "OperationName": record.operation,
+        "CallerIPAddress": record.caller_address,
+        "ResultSignature": record.result_signature,
+        "ResultType": record.result_type,
+        "httpStatusCode_d": float(record.http_status),
+        "requestUri_s": record.request_uri,
+        "isAddressAuthorized_b": record.is_address_authorized,
+        "addrAuthType_s": record.address_auth_type,
+        "subnetId_s": record.subnet_id,
+        "privateEndpointId_s": record.private_endpoint_id,
+        "trustedService_s": "",
+        "identity_claim_oid_g": record.identity_oid or None,
+        "identity_claim_appid_g": record.identity_appid or None,
+        "DurationMs": record.duration_ms,
+    }
+
+
+_RAW_ROW: dict[str, Callable[[AccessRecord], RawRow]] = {
+    TABLE_RESOURCE_SPECIFIC: _audit_row,
+    TABLE_LEGACY: _diagnostics_row,
+}
+
+
+# -- the query's meaning, in Python (Kusto semantics: a null string is "", null compares false) ---
+
+
+def _s(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _in_window(moment: Any, start: dt.datetime | None, end: dt.datetime | None) -> bool:
+    if not isinstance(moment, dt.datetime):
+        return False
+    return (start is None or moment >= start) and (end is None or moment <= end)
+
+
+def _resource_filter(row: RawRow, vault_ids: tuple[str, ...]) -> bool:
+    resource = _s(row.get("_ResourceId")).lower()
+    if vault_ids:
+        return resource in {v.lower() for v in vault_ids}
+    return "/providers/microsoft.keyvault/vaults/" in resource
+
+
+_LEG_FILTER: dict[str, Callable[[RawRow, tuple[str, ...]], bool]] = {
+    TABLE_RESOURCE_SPECIFIC: _resource_filter,
+    TABLE_LEGACY: lambda row, ids: (
+        row.get("ResourceProvider") == "MICROSOFT.KEYVAULT" and _resource_filter(row, ids)
+    ),
+}
+
+_SIGNATURE_STATUS = {"ok": 200, "unauthorized": 401, "forbidden": 403, "notfound": 404}
+
+
+def outcome(status: int | None, signature: str | None, address_authorized: bool | None) -> str:
+    """``KvmonOutcome`` of the query, with Kusto's null semantics."""
+    code = status if status is not None else _SIGNATURE_STATUS.get(_s(signature).lower())
+    if code == 403 and address_authorized is False:
+        return "refused-firewall"
+    if code == 403 and address_authorized is True:
+        return "admitted"
+    if code is not None and 200 <= code <= 499 and code not in (401, 403, 429):
+        return "admitted"
+    return "refused-other"
+
+
+def _address_auth_type(auth_type: Any, trusted_service: Any) -> str:
+    if _s(auth_type):
+        return _s(auth_type)
+    return "TrustedService" if _s(trusted_service) else ""
+
+
+def _normalise_audit(row: RawRow) -> dict[str, Any]:
+    identity = row.get("Identity")
+    claim = identity.get("claim") if isinstance(identity, dict) else None
+    claim = claim if isinstance(claim, dict) else {}
+    status = row.get("HttpStatusCode")
+    return {
+        "TimeGenerated": row["TimeGenerated"],
+        "SourceTable": TABLE_RESOURCE_SPECIFIC,
+        "VaultId": _s(row.get("_ResourceId")).lower(),
+        "CallerAddress": _s(row.get("CallerIpAddress")),
+        "AddressAuthType": _address_auth_type(row.get("AddressAuthorizationType"), row.get("TrustedService")),
+        "SubnetId": _s(row.get("SubnetId")).lower(),
+        "Outcome": outcome(
+            None if status is None else int(status),
+            row.get("ResultSignature"),
+            row.get("IsAddressAuthorized"),
+        ),
+        "AppId": _s(claim.get("appid")),
+        "ObjectId": _s(claim.get("oid")) or _s(claim.get(_OBJECT_ID_CLAIM)),
+    }
+
+
+def _normalise_diagnostics(row: RawRow) -> dict[str, Any]:
+    status = row.get("httpStatusCode_d")
+    return {
+        "TimeGenerated": row["TimeGenerated"],
+        "SourceTable": TABLE_LEGACY,
+        "VaultId": _s(row.get("_ResourceId")).lower(),
+        "CallerAddress": _s(row.get("CallerIPAddress")),
+        "AddressAuthType": _address_auth_type(row.get("addrAuthType_s"), row.get("trustedService_s")),
+        "SubnetId": _s(row.get("subnetId_s")).lower(),
+        "Outcome": outcome(
+            None if status is None else int(status),
+            row.get("ResultSignature"),
+            row.get("isAddressAuthorized_b"),
+        ),
+        "AppId": _s(row.get("identity_claim_appid_g")),
+        "ObjectId": _s(row.get("identity_claim_oid_g")),
+    }
+
+
+_NORMALISE: dict[str, Callable[[RawRow], dict[str, Any]]] = {
+    TABLE_RESOURCE_SPECIFIC: _normalise_audit,
+    TABLE_LEGACY: _normalise_diagnostics,
+}
+
+_GROUP_BY = tuple(name for name, _ in SUMMARY_COLUMNS[:8])
+
+
+def _summarise(rows: Iterable[dict[str, Any]]) -> list[list[Any]]:
+    counts: Counter[tuple[Any, ...]] = Counter()
+    first: dict[tuple[Any, ...], dt.datetime] = {}
+    last: dict[tuple[Any, ...], dt.datetime] = {}
+    for row in rows:
+        key = tuple(row[name] for name in _GROUP_BY)
+        moment = row["TimeGenerated"]
+        counts[key] += 1
+        first[key] = min(first.get(key, moment), moment)
+        last[key] = max(last.get(key, moment), moment)
+    return [[*key, counts[key], _iso(first[key]), _iso(last[key])] for key in sorted(counts)]
+
+
+def _primary_result(rows: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "name": "PrimaryResult",
+        "columns": [{"name": name, "type": kind} for name, kind in SUMMARY_COLUMNS],
+        "rows": rows,
+    }
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,499 @@
+"""Access-log evidence: who really reached each vault, read from Log Analytics.
+
+One query per workspace per scan covers every vault in it, summarised server-side by vault,
+caller address, address authorisation type, subnet, outcome and identity, so what crosses the
+wire is a few rows per caller, never the raw log.
+
+Two tables hold Key Vault's audit events, depending on the diagnostic setting's destination:
+the resource-specific ``AZKVAuditLogs`` and the legacy ``AzureDiagnostics`` (filtered on
+``ResourceProvider == "MICROSOFT.KEYVAULT"``), with different column names (``CallerIpAddress``
+vs ``CallerIPAddress``, ``AddressAuthorizationType`` vs ``addrAuthType_s``, the ``Identity``
+dynamic vs the flattened ``identity_claim_*_g`` guids...). With ``table="auto"`` the one query is
+a fuzzy union of both (plus an always-resolvable empty leg), so a workspace that has only one of
+them, or neither, still answers: detection costs no extra round trip. When a vault's events show
+up in both tables (two diagnostic settings), the resource-specific rows are used and a note says so.
+
+Outcome derivation (``KvmonOutcome`` in the query), from the HTTP status (``HttpStatusCode`` /
+``httpStatusCode_d``, or ``ResultSignature`` when the status is null: OK 200, Unauthorized 401,
+Forbidden 403, NotFound 404) and ``IsAddressAuthorized`` / ``isAddressAuthorized_b``:
+
+- ``refused-firewall``: 403 and the address was not authorised: the network check refused it
+  (firewall, public access disabled or a perimeter).
+- ``admitted``: 403 with the address authorised (the network let it in; RBAC or an access policy
+  refused it), or any other status from 200 to 499 except 401 and 429: the request reached the
+  vault's own logic (a 404 means the network admitted the caller).
+- ``refused-other``: everything else: 401 (authentication runs before the network check, so it
+  says nothing about the firewall), 429, 5xx, a 403 whose address authorisation is unknown, and a
+  missing status.
+
+The window of a scan is pure (``logs_window``): since the previous scan with a small overlap,
+capped, and a configurable look-back on the first run. Faults (partial results, HTTP errors, 429
+after retries, timeouts) become ``ScanError``s and "evidence incomplete" notes on every affected
+vault, never a crash and never silence.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, HttpResponseError
+from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTable
+
+from monitor.model import CallerActivity, LogEvidence, Outcome, ScanError
+from monitor.netaddr import AddressSpace
+
+TABLE_AUTO = "auto"
+TABLE_RESOURCE_SPECIFIC = "AZKVAuditLogs"
+TABLE_LEGACY = "AzureDiagnostics"
+TABLE_CHOICES = (TABLE_AUTO, TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)
+
+DEFAULT_ENDPOINT = "https://api.loganalytics.io/v1"
+
+# The summary's columns, in the order the query groups them; the reader and the lab both use it.
+SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("SourceTable", "string"),
+    ("VaultId", "string"),
+    ("CallerAddress", "string"),
+    ("AddressAuthType", "string"),
+    ("SubnetId", "string"),
+    ("Outcome", "string"),
+    ("AppId", "string"),
+    ("ObjectId", "string"),
+    ("Requests", "long"),
+    ("FirstSeen", "datetime"),
+    ("LastSeen", "datetime"),
+)
+
+# A vault id shown by ``kvmon logs --print-query`` when no vault is named.
+PLACEHOLDER_VAULT_ID = (
+    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/RESOURCE-GROUP"
+    "/providers/Microsoft.KeyVault/vaults/VAULT-NAME"
+)
+
+# ARM vault ids: subscription, resource group (letters, digits, _ - . ( ), Unicode letters) and a
+# vault name of 3-24 letters, digits and hyphens. Anything else never reaches a query string.
+_VAULT_ID = re.compile(
+    r"/subscriptions/[0-9A-Za-z-]+/resourceGroups/[^/\"\\\x00-\x1f]+"
+    r"/providers/Microsoft\.KeyVault/vaults/[0-9A-Za-z-]{3,24}",
+    re.IGNORECASE,
+)
+
+_OUTCOME_FUNCTION = """\
+let KvmonOutcome = (status: int, signature: string, addressAuthorized: bool) {
+    let code = coalesce(status, case(signature =~ "OK", 200, signature =~ "Unauthorized", 401,
+        signature =~ "Forbidden", 403, signature =~ "NotFound", 404, int(null)));
+    case(code == 403 and addressAuthorized == false, "refused-firewall",
+        code == 403 and addressAuthorized == true, "admitted",
+        code between (200 .. 499) and code !in (401, 403, 429), "admitted",
+        "refused-other")
+};"""
+
+_LEGS = {
+    TABLE_RESOURCE_SPECIFIC: """\
+AZKVAuditLogs
+| where {filter}
+| project TimeGenerated, SourceTable = "AZKVAuditLogs", VaultId = tolower(_ResourceId),
+    CallerAddress = CallerIpAddress,
+    AddressAuthType = case(isnotempty(AddressAuthorizationType), AddressAuthorizationType,
+        isnotempty(TrustedService), "TrustedService", ""),
+    SubnetId = tolower(SubnetId),
+    Outcome = KvmonOutcome(HttpStatusCode, ResultSignature, IsAddressAuthorized),
+    AppId = tostring(Identity.claim.appid),
+    ObjectId = coalesce(tostring(Identity.claim.oid),
+        tostring(Identity.claim["http://schemas.microsoft.com/identity/claims/objectidentifier"]))""",
+    TABLE_LEGACY: """\
+AzureDiagnostics
+| where ResourceProvider == "MICROSOFT.KEYVAULT" and {filter}
+| project TimeGenerated, SourceTable = "AzureDiagnostics", VaultId = tolower(_ResourceId),
+    CallerAddress = CallerIPAddress,
+    AddressAuthType = case(isnotempty(addrAuthType_s), addrAuthType_s,
+        isnotempty(trustedService_s), "TrustedService", ""),
+    SubnetId = tolower(subnetId_s),
+    Outcome = KvmonOutcome(toint(httpStatusCode_d), ResultSignature, isAddressAuthorized_b),
+    AppId = tostring(identity_claim_appid_g),
+    ObjectId = tostring(identity_claim_oid_g)""",
+}
+
+# Keeps the fuzzy union valid in a workspace that holds neither table (zero rows, not an error).
+_EMPTY_LEG = (
+    "datatable(TimeGenerated: datetime, SourceTable: string, VaultId: string, CallerAddress: string,\n"
+    "    AddressAuthType: string, SubnetId: string, Outcome: string, AppId: string, ObjectId: string) []"
+)
+
+_SUMMARIZE = """\
+| summarize Requests = count(), FirstSeen = min(TimeGenerated), LastSeen = max(TimeGenerated)
+    by SourceTable, VaultId, CallerAddress, AddressAuthType, SubnetId, Outcome, AppId, ObjectId"""
+
+_FILTER_BY_LIST = "_ResourceId in~ (KvmonVaults)"
+_FILTER_ALL_VAULTS = '_ResourceId contains "/providers/microsoft.keyvault/vaults/"'
+
+
+def normalise_table(table: str) -> str:
+    """``auto``, ``AZKVAuditLogs`` or ``AzureDiagnostics`` in any case; ValueError otherwise."""
+    for choice in TABLE_CHOICES:
+        if str(table).strip().lower() == choice.lower():
+            return choice
+    raise ValueError(f"table: {table!r} is not one of {', '.join(TABLE_CHOICES)}")
+
+
+def normalise_vault_ids(vault_ids: Iterable[str]) -> tuple[str, ...]:
+    """Lower-cased, de-duplicated, in order; ValueError names the first id that is not a vault's."""
+    keys: dict[str, None] = {}
+    for vault_id in vault_ids:
+        text = str(vault_id).strip()
+        if not _VAULT_ID.fullmatch(text):
+            raise ValueError(f"not a Key Vault resource id: {vault_id!r}")
+        keys.setdefault(text.lower(), None)
+    return tuple(keys)
+
+
+def build_summary_query(*, table: str, vault_ids: Sequence[str]) -> str:
+    """The exact KQL kvmon sends for one workspace.
+
+    ``table``: ``auto`` (fuzzy union of both tables), ``AZKVAuditLogs`` or ``AzureDiagnostics``.
+    ``vault_ids``: the vaults to summarise; empty means every vault in the workspace.
+    The window is not in the text: it travels as the request's ``timespan``.
+    """
+    table = normalise_table(table)
+    keys = normalise_vault_ids(vault_ids)
+    lines = [f"// kvmon: Key Vault access summary (table: {table})"]
+    if keys:
+        lines.append(f"let KvmonVaults = dynamic({json.dumps(list(keys))});")
+    lines.append(_OUTCOME_FUNCTION)
+    where = _FILTER_BY_LIST if keys else _FILTER_ALL_VAULTS
+    if table == TABLE_AUTO:
+        legs = [_EMPTY_LEG] + [_LEGS[name].format(filter=where) for name in _LEGS]
+        body = "union isfuzzy=true\n" + ",\n".join(_parenthesised(leg) for leg in legs)
+    else:
+        body = _LEGS[table].format(filter=where)
+    lines.append(body)
+    lines.append(_SUMMARIZE)
+    return "\n".join(lines)
+
+
+def _parenthesised(leg: str) -> str:
+    first, *rest = leg.splitlines()
+    return "\n".join(["    (" + first, *("        " + line for line in rest)]) + ")"
+
+
+# ---------------------------------------------------------------------------
+# The window
+# ---------------------------------------------------------------------------
+
+
+def logs_window(
+    *,
+    now: dt.datetime,
+    previous_scan_end: dt.datetime | None,
+    overlap: dt.timedelta = dt.timedelta(minutes=5),
+    first_run: dt.timedelta = dt.timedelta(hours=24),
+    cap: dt.timedelta = dt.timedelta(hours=24),
+) -> tuple[dt.datetime, dt.datetime]:
+    """The (start, end) a scan reads: since the previous scan minus ``overlap`` (late-arriving
+    rows are not lost), never further back than ``cap``; ``first_run`` back when there was no
+    previous scan. A previous end in the future (clock skew) counts as now."""
+    for name, moment in (("now", now), ("previous_scan_end", previous_scan_end)):
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError(f"{name} must be timezone-aware")
+    if overlap < dt.timedelta(0):
+        raise ValueError(f"overlap must not be negative, got {overlap}")
+    for name, span in (("first_run", first_run), ("cap", cap)):
+        if span <= dt.timedelta(0):
+            raise ValueError(f"{name} must be positive, got {span}")
+    start = now - first_run if previous_scan_end is None else min(previous_scan_end, now) - overlap
+    return max(start, now - cap), now
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class LogsReadResult:
+    """One workspace's answer: evidence for every requested vault, and what went wrong."""
+
+    workspace_id: str
+    query: str
+    evidence: dict[str, LogEvidence] = field(default_factory=dict)  # lower-cased vault id ->
+    errors: list[ScanError] = field(default_factory=list)
+    source_tables: tuple[str, ...] = ()  # the tables rows came from
+
+
+class LogsReader:
+    """Reads summarised access evidence with azure-monitor-query's ``LogsQueryClient``.
+
+    ``endpoint`` is the Log Analytics query endpoint (sovereign clouds, the lab); the client
+    accepts it with or without the ``/v1`` suffix. ``address_space`` is the one private/public
+    helper kvmon shares with the probes.
+    """
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        table: str = TABLE_AUTO,
+        address_space: AddressSpace | None = None,
+        connection_verify: str | bool = True,
+        timeout_s: float = 120.0,
+        retry_total: int = 3,
+        retry_backoff_factor: float = 0.8,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, got {timeout_s}")
+        self.table = normalise_table(table)
+        self.address_space = address_space or AddressSpace()
+        self.timeout_s = timeout_s
+        self._client = LogsQueryClient(
+            credential,
+            endpoint=endpoint.rstrip("/"),
+            connection_verify=connection_verify,
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> LogsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_workspace(
+        self,
+        workspace_id: str,
+        vault_ids: Sequence[str],
+        *,
+        window_start: dt.datetime,
+        window_end: dt.datetime,
+    ) -> LogsReadResult:
+        """One query for all ``vault_ids`` (empty: every vault the workspace has rows for)."""
+        if window_start.tzinfo is None or window_end.tzinfo is None:
+            raise ValueError("window_start and window_end must be timezone-aware")
+        if window_start >= window_end:
+            raise ValueError(
+                f"empty window: {window_start.isoformat()} is not before {window_end.isoformat()}"
+            )
+        keys = normalise_vault_ids(vault_ids)
+        query = build_summary_query(table=self.table, vault_ids=keys)
+        result = LogsReadResult(workspace_id=workspace_id, query=query)
+        window = _Window(workspace_id, window_start, window_end)
+
+        try:
+            response = self._client.query_workspace(
+                workspace_id,
+                query,
+                timespan=(window_start, window_end),
+                server_timeout=min(600, max(1, math.ceil(self.timeout_s))),
+                connection_timeout=self.timeout_s,
+                read_timeout=self.timeout_s,
+            )
+        except HttpResponseError as exc:
+            reason = _http_reason(exc)
+            result.errors.append(ScanError("logs", workspace_id, reason, _http_code(exc)))
+            result.evidence = {
+                key: window.evidence(key, complete=False, notes=(f"evidence incomplete: {reason}",))
+                for key in keys
+            }
+            return result
+        except AzureError as exc:
+            reason = f"query failed: {_first_line(str(exc)) or type(exc).__name__}"
+            result.errors.append(ScanError("logs", workspace_id, reason, type(exc).__name__))
+            result.evidence = {
+                key: window.evidence(key, complete=False, notes=(f"evidence incomplete: {reason}",))
+                for key in keys
+            }
+            return result
+
+        incomplete_reason: str | None = None
+        if isinstance(response, LogsQueryPartialResult):
+            tables = response.partial_data or []
+            incomplete_reason = _partial_reason(response)
+            result.errors.append(ScanError("logs", workspace_id, incomplete_reason, "PartialError"))
+        else:
+            tables = response.tables
+
+        parsed = _parse_tables(tables, self.address_space)
+        if parsed.problem is not None:
+            result.errors.append(ScanError("logs", workspace_id, parsed.problem, "UnexpectedResult"))
+        result.source_tables = tuple(
+            sorted({table for by_table in parsed.rows.values() for table in by_table})
+        )
+
+        everywhere = [
+            reason
+            for reason in (incomplete_reason, parsed.problem if parsed.unattributed else None)
+            if reason
+        ]
+        wanted = keys or tuple(sorted(set(parsed.rows) | parsed.bad_vaults))
+        for key in wanted:
+            by_table = parsed.rows.get(key, {})
+            notes: list[str] = []
+            if len(by_table) > 1:
+                notes.append(
+                    f"rows in both {TABLE_RESOURCE_SPECIFIC} and {TABLE_LEGACY} (two diagnostic settings?): "
+                    f"counted {TABLE_RESOURCE_SPECIFIC} only"
+                )
+            chosen = by_table.get(TABLE_RESOURCE_SPECIFIC) or next(iter(by_table.values()), [])
+            reasons = list(everywhere)
+            if parsed.problem is not None and not parsed.unattributed and key in parsed.bad_vaults:
+                reasons.append(parsed.problem)
+            notes.extend(f"evidence incomplete: {reason}" for reason in reasons)
+            result.evidence[key] = window.evidence(
+                key, activity=tuple(_ordered(chosen)), complete=not reasons, notes=tuple(notes)
+            )
+        return result
+
+
+@dataclass(frozen=True)
+class _Window:
+    workspace_id: str
+    start: dt.datetime
+    end: dt.datetime
+
+    def evidence(
+        self,
+        key: str,
+        *,
+        activity: tuple[CallerActivity, ...] = (),
+        complete: bool = True,
+        notes: tuple[str, ...] = (),
+    ) -> LogEvidence:
+        return LogEvidence(
+            vault_id=key,
+            workspace_id=self.workspace_id,
+            window_start=self.start,
+            window_end=self.end,
+            activity=activity,
+            complete=complete,
+            notes=notes,
+        )
+
+
+@dataclass
+class _Parsed:
+    rows: dict[str, dict[str, list[CallerActivity]]] = field(default_factory=lambda: defaultdict(dict))
+    problem: str | None = None
+    bad_vaults: set[str] = field(default_factory=set)
+    unattributed: bool = False  # a bad row whose vault is unknown: every vault may be affected
+
+
+def _parse_tables(tables: Sequence[LogsTable], space: AddressSpace) -> _Parsed:
+    parsed = _Parsed()
+    bad_rows = 0
+    for table in tables:
+        if not table.rows:
+            continue
+        missing = [name for name, _ in SUMMARY_COLUMNS if name not in table.columns]
+        if missing:
+            parsed.problem = f"result table {table.name!r} lacks columns {', '.join(missing)}"
+            parsed.unattributed = True
+            return parsed
+        for row in table.rows:
+            values = dict(zip(table.columns, row, strict=False))
+            vault = _text(values.get("VaultId")).lower()
+            activity = _activity(values, vault, space)
+            if activity is None:
+                bad_rows += 1
+                if vault:
+                    parsed.bad_vaults.add(vault)
+                else:
+                    parsed.unattributed = True
+                continue
+            source = _text(values.get("SourceTable")) or "unknown"
+            parsed.rows[vault].setdefault(source, []).append(activity)
+    if bad_rows:
+        parsed.problem = f"{bad_rows} result row(s) could not be read"
+    return parsed
+
+
+def _activity(values: Mapping[str, Any], vault: str, space: AddressSpace) -> CallerActivity | None:
+    try:
+        outcome = Outcome(_text(values.get("Outcome")))
+        count = int(values.get("Requests") or 0)
+    except (TypeError, ValueError):
+        return None
+    if not vault:
+        return None
+    caller = _text(values.get("CallerAddress"))
+    app_id = _text(values.get("AppId")) or None
+    object_id = _text(values.get("ObjectId")) or None
+    return CallerActivity(
+        vault_id=vault,
+        caller_address=caller,
+        address_private=space.is_private(caller),
+        address_auth_type=_text(values.get("AddressAuthType")) or None,
+        subnet_id=_text(values.get("SubnetId")).lower() or None,
+        outcome=outcome,
+        identity=app_id or object_id,
+        count=count,
+        first_seen=_moment(values.get("FirstSeen")),
+        last_seen=_moment(values.get("LastSeen")),
+        identity_object_id=object_id,
+    )
+
+
+def _ordered(activity: Iterable[CallerActivity]) -> list[CallerActivity]:
+    """Busiest first, then stable by address, so output and evidence do not shuffle."""
+    return sorted(activity, key=lambda a: (-a.count, a.caller_address, a.outcome.value, a.identity or ""))
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value).strip()
+
+
+def _moment(value: Any) -> dt.datetime | None:
+    """A result time as an aware UTC datetime (the SDK parses ``datetime`` columns; strings
+    are what it leaves when it cannot)."""
+    if isinstance(value, str) and value:
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if isinstance(value, dt.datetime):
+        return value.astimezone(dt.UTC) if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return None
+
+
+def _first_line(text: str, limit: int = 300) -> str:
+    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _http_code(exc: HttpResponseError) -> str | None:
+    return str(exc.status_code) if exc.status_code is not None else (exc.error.code if exc.error else None)
+
+
+def _http_reason(exc: HttpResponseError) -> str:
+    status = exc.status_code
+    if exc.error is not None and (exc.error.code or exc.error.message):
+        detail = f"{exc.error.code}: {_first_line(exc.error.message or '')}".strip(": ")
+    else:
+        detail = _first_line(exc.message or str(exc))
+    if status == 429:
+        return f"throttled by Log Analytics (HTTP 429) after retries: {detail}"
+    return f"query failed (HTTP {status}): {detail}" if status else f"query failed: {detail}"
+
+
+def _partial_reason(response: LogsQueryPartialResult) -> str:
+    error = response.partial_error
+    if error is None:
+        return "partial result"
+    parts = [part for part in (error.code, _first_line(error.message or "")) if part]
+    for detail in error.details or []:
+        message = _first_line(str(detail.get("message") or "")) if isinstance(detail, Mapping) else ""
+        if message and message not in parts:
+            parts.append(message)
+            break
+    return "partial result: " + ": ".join(parts)

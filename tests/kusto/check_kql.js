@@ -1,0 +1,117 @@
+// Checks KQL with Microsoft's Kusto language service (npm @kusto/language-service-next) against
+// the schemas of the two Key Vault access-log tables, as AZURE-NOTES.md lists their columns and
+// Azure Monitor's table reference types them.
+//
+// Input on stdin: JSON [{"name": "...", "query": "..."}, ...]
+// Output on stdout: JSON [{"name": "...", "diagnostics": [{"severity", "code", "message", "start", "length"}],
+//                         "columns": [[name, type], ...] (the result's schema, or null when not a table)}]
+// Exit status 0 when every query was analysed (whatever it found); 2 on bad input.
+"use strict";
+
+const path = require("path");
+const fs = require("fs");
+
+const PACKAGE = path.join(__dirname, "..", "..", "node_modules", "@kusto", "language-service-next");
+require(path.join(PACKAGE, "bridge.js"));
+require(path.join(PACKAGE, "Kusto.Language.Bridge.js"));
+
+const Symbols = Kusto.Language.Symbols;
+const T = Symbols.ScalarTypes;
+
+// Resource-specific table (Azure Monitor reference: AZKVAuditLogs).
+const AZKV_AUDIT_LOGS = {
+  TimeGenerated: T.DateTime,
+  _ResourceId: T.String,
+  OperationName: T.String,
+  CallerIpAddress: T.String,
+  HttpStatusCode: T.Int,
+  ResultSignature: T.String,
+  ResultType: T.String,
+  ResultDescription: T.String,
+  Identity: T.Dynamic,
+  RequestUri: T.String,
+  Id: T.String,
+  CorrelationId: T.String,
+  ClientInfo: T.String,
+  DurationMs: T.Int,
+  AddressAuthorizationType: T.String,
+  IsAddressAuthorized: T.Bool,
+  SubnetId: T.String,
+  TrustedService: T.String,
+  NetworkAcls: T.Dynamic,
+  Nsp: T.Dynamic,
+  IsRbacAuthorized: T.Bool,
+  IsAccessPolicyMatch: T.Bool,
+};
+
+// Legacy table; Log Analytics types flattened fields by suffix: _s string, _d real, _b bool, _g guid.
+const AZURE_DIAGNOSTICS = {
+  TimeGenerated: T.DateTime,
+  Resource: T.String,
+  ResourceProvider: T.String,
+  _ResourceId: T.String,
+  OperationName: T.String,
+  CallerIPAddress: T.String,
+  ResultSignature: T.String,
+  ResultType: T.String,
+  httpStatusCode_d: T.Real,
+  requestUri_s: T.String,
+  isAddressAuthorized_b: T.Bool,
+  addrAuthType_s: T.String,
+  subnetId_s: T.String,
+  privateEndpointId_s: T.String,
+  trustedService_s: T.String,
+  identity_claim_oid_g: T.Guid,
+  identity_claim_appid_g: T.Guid,
+  clientInfo_s: T.String,
+  DurationMs: T.Long,
+};
+
+function table(name, columns) {
+  const symbols = Object.entries(columns).map(([column, type]) => new Symbols.ColumnSymbol(column, type));
+  return new Symbols.TableSymbol.$ctor4(name, symbols);
+}
+
+function globals() {
+  const database = new Symbols.DatabaseSymbol.ctor("workspace", [
+    table("AZKVAuditLogs", AZKV_AUDIT_LOGS),
+    table("AzureDiagnostics", AZURE_DIAGNOSTICS),
+  ]);
+  return Kusto.Language.GlobalState.Default.WithDatabase(database);
+}
+
+function check(query, state) {
+  const code = Kusto.Language.KustoCode.ParseAndAnalyze(query, state);
+  const diagnostics = code.GetDiagnostics();
+  const found = [];
+  for (let i = 0; i < diagnostics.Count; i++) {
+    const d = diagnostics.getItem(i);
+    found.push({ severity: String(d.Severity), code: String(d.Code), message: String(d.Message), start: d.Start, length: d.Length });
+  }
+  let columns = null;
+  const result = code.ResultType;
+  if (result && result.Columns) {
+    columns = [];
+    for (let i = 0; i < result.Columns.Count; i++) {
+      const column = result.Columns.getItem(i);
+      columns.push([String(column.Name), String(column.Type.Name)]);
+    }
+  }
+  return { diagnostics: found, columns };
+}
+
+function main() {
+  let items;
+  try {
+    items = JSON.parse(fs.readFileSync(0, "utf8"));
+    if (!Array.isArray(items)) throw new Error("expected a JSON array");
+  } catch (err) {
+    process.stderr.write(`check_kql: bad input: ${err.message}\n`);
+    process.exit(2);
+  }
+  const state = globals();
+  const results = items.map((item) => ({ name: item.name, ...check(String(item.query), state) }));
+  process.stdout.write(JSON.stringify(results));
+}
+
+main();
