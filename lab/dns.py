@@ -1,0 +1,143 @@
+"""Split-horizon DNS for the lab (dnslib), on 127.0.0.1 over UDP and TCP on one free port.
+
+Answers come from ``Estate.resolve`` for the query's SOURCE address: a client in a VNet whose
+private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
+as Azure DNS does. Modes for fault tests: ``silent`` (never answers) and ``truncate`` (every UDP
+answer truncated, so clients must retry over TCP).
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+import threading
+from collections import Counter
+
+from dnslib import CNAME, QTYPE, RCODE, RR, A, DNSRecord
+from dnslib.server import DNSError, DNSHandler, DNSLogger, DNSServer
+
+from lab.estate import INGRESS_NAME, PUBLIC_INGRESS, Estate
+
+LOOPBACK = "127.0.0.1"
+TTL = 60
+MODES = ("answer", "silent", "truncate")
+
+
+class _EstateResolver:
+    def __init__(self, lab: LabDns) -> None:
+        self._lab = lab
+
+    def resolve(self, request: DNSRecord, handler: DNSHandler) -> DNSRecord:
+        lab = self._lab
+        source = handler.client_address[0]
+        qname = str(request.q.qname).rstrip(".")
+        lab._count(handler.protocol, source, qname)
+        if lab.mode == "silent":
+            raise DNSError("silent mode: no answer")  # dnslib drops the query without a reply
+        reply = request.reply()
+        if qname.lower() == INGRESS_NAME:
+            chain: tuple[str, ...] = (INGRESS_NAME,)
+            addresses: tuple[str, ...] = (PUBLIC_INGRESS,)
+        else:
+            resolution = lab.estate.resolve(qname, source_address=source)
+            if resolution is None:
+                reply.header.rcode = RCODE.NXDOMAIN
+                return reply
+            chain, addresses = resolution.chain, resolution.addresses
+        # The chain is answered as the query's spelling first, then each CNAME target.
+        names = [qname, *chain[1:]]
+        for current, target in itertools.pairwise(names):
+            reply.add_answer(RR(current, QTYPE.CNAME, rdata=CNAME(target), ttl=TTL))
+        if request.q.qtype == QTYPE.A:
+            for address in addresses:
+                reply.add_answer(RR(names[-1], QTYPE.A, rdata=A(address), ttl=TTL))
+        return reply
+
+
+class LabDns:
+    """``with LabDns(estate) as dns: dns.resolver`` -> ``"127.0.0.1:<port>"``."""
+
+    def __init__(self, estate: Estate, *, mode: str = "answer") -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        self.estate = estate
+        self.mode = mode
+        self.port = 0
+        self.queries: Counter[tuple[str, str]] = Counter()  # (protocol, source address) -> count
+        self.names: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._servers: list[DNSServer] = []
+
+    @property
+    def resolver(self) -> str:
+        return f"{LOOPBACK}:{self.port}"
+
+    @property
+    def total_queries(self) -> int:
+        with self._lock:
+            return sum(self.queries.values())
+
+    def protocol_counts(self) -> dict[str, int]:
+        """Queries per protocol ("udp", "tcp"): the TCP fallback test reads it."""
+        counts: Counter[str] = Counter()
+        with self._lock:
+            for (protocol, _), n in self.queries.items():
+                counts[protocol] += n
+        return dict(counts)
+
+    def _count(self, protocol: str, source: str, qname: str) -> None:
+        with self._lock:
+            self.queries[(protocol, source)] += 1
+            self.names[qname.lower()] += 1
+
+    def start(self) -> LabDns:
+        resolver = _EstateResolver(self)
+        lab = self
+
+        class _Handler(DNSHandler):
+            @property
+            def udplen(self) -> int:
+                return 12 if lab.mode == "truncate" else 0  # 12 bytes: the header alone fits
+
+        quiet = DNSLogger("-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
+        for _ in range(20):
+            port = _free_port()
+            try:
+                udp = DNSServer(resolver, address=LOOPBACK, port=port, logger=quiet, handler=_Handler)
+                tcp = DNSServer(
+                    resolver, address=LOOPBACK, port=port, tcp=True, logger=quiet, handler=_Handler
+                )
+            except OSError:
+                continue
+            self.port = port
+            self._servers = [udp, tcp]
+            for server in self._servers:
+                server.start_thread()
+            return self
+        raise RuntimeError("no free port for the lab DNS on 127.0.0.1")
+
+    def stop(self) -> None:
+        stoppers = [threading.Thread(target=_shutdown, args=(s,)) for s in self._servers]
+        for thread in stoppers:
+            thread.start()
+        for thread in stoppers:
+            thread.join()
+        self._servers = []
+
+    def __enter__(self) -> LabDns:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _shutdown(server: DNSServer) -> None:
+    server.stop()
+    server.server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((LOOPBACK, 0))
+        port: int = probe.getsockname()[1]
+    return port

@@ -1,0 +1,103 @@
+"""The lab's network for probes in one object: split-horizon DNS plus the Key Vault data plane.
+
+``with LabWorld(estate) as world:`` gives ``world.resolver`` ("127.0.0.1:<port>") and
+``world.port`` (the data plane's port on every listening address). Addresses listed in
+``blackholed`` get a ``Blackhole`` instead of the data plane: a listener that never completes
+another TCP handshake, so connecting to it times out as to a dropped route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Mapping, Sequence
+
+from lab.dns import LabDns
+from lab.estate import Estate
+from lab.keyvault import KeyVaultDataPlane
+from lab.tls import lab_pki
+
+
+class Blackhole:
+    """A socket listening at (address, port) with a backlog of zero, already filled by one
+    connection it never accepts: the kernel drops further SYNs, so clients wait for their timeout."""
+
+    def __init__(self, address: str, port: int) -> None:
+        if not address.startswith("127."):
+            raise ValueError(f"lab blackholes live on loopback only, not {address}")
+        self.address = address
+        self.port = port
+        self._sockets: list[socket.socket] = []
+
+    def start(self) -> Blackhole:
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.bind((self.address, self.port))
+        listener.listen(0)
+        self.port = listener.getsockname()[1]
+        filler = socket.create_connection((self.address, self.port), timeout=2)
+        self._sockets = [listener, filler]
+        return self
+
+    def stop(self) -> None:
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._sockets = []
+
+    def __enter__(self) -> Blackhole:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class LabWorld:
+    def __init__(
+        self,
+        estate: Estate,
+        *,
+        blackholed: Sequence[str] = (),
+        certificates: Mapping[str, tuple[str, ...]] | None = None,
+        dns_mode: str = "answer",
+    ) -> None:
+        self.estate = estate
+        self.dns = LabDns(estate, mode=dns_mode)
+        listening = [a for a in estate.listening_addresses() if a not in set(blackholed)]
+        self.keyvault = KeyVaultDataPlane(estate, addresses=listening, certificates=certificates)
+        self._blackholed = tuple(blackholed)
+        self.blackholes: list[Blackhole] = []
+
+    @property
+    def resolver(self) -> str:
+        return self.dns.resolver
+
+    @property
+    def port(self) -> int:
+        return self.keyvault.port
+
+    @property
+    def ca_path(self) -> str:
+        return lab_pki().ca_path
+
+    def start(self) -> LabWorld:
+        self.keyvault.start()
+        try:
+            self.blackholes = [Blackhole(a, self.keyvault.port).start() for a in self._blackholed]
+            self.dns.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        for blackhole in self.blackholes:
+            blackhole.stop()
+        self.blackholes = []
+        self.dns.stop()
+        self.keyvault.stop()
+
+    def __enter__(self) -> LabWorld:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,305 @@
+"""Probe vaults from one vantage point: every step, for many vaults at once.
+
+``probe_vaults`` is the local agent (this process is the vantage point); ``Prober`` is what a
+scan calls for each vantage point, local or remote; ``handle_probe_request`` is the body of the
+Functions app's ``POST /api/probe``, which a monitor elsewhere calls to probe from here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+
+from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsStep, Verdict
+from monitor.netaddr import AddressSpace
+from monitor.policy import Vantage
+from probes.dataplane import PinnedRoute, check_health, probe_secret_read
+from probes.dns import resolve_vault
+from probes.network import Reachability, check_tls, tls_context
+from probes.scope import OutOfScope, ProbeScope, private_link_zone
+from probes.wire import result_to_json
+
+log = logging.getLogger(__name__)
+
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_VAULTS_PER_REQUEST = 1000
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How probes run. Timeouts bound each step on its own (seconds)."""
+
+    port: int = 443
+    dns_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    tls_timeout_s: float = 5.0
+    http_timeout_s: float = 10.0
+    concurrency: int = 32
+    scope: ProbeScope = field(default_factory=ProbeScope)
+    address_space: AddressSpace = field(default_factory=AddressSpace)
+    ca_bundle: str | None = None  # None: the system's trust store
+    resolver: str | None = None  # for vantage points that name none; None: the system's
+    remote_timeout_s: float = 120.0  # a remote vantage point's whole answer
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port: {self.port} is not a TCP port (1-65535)")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: must be at least 1, got {self.concurrency}")
+        for name in (
+            "dns_timeout_s",
+            "connect_timeout_s",
+            "tls_timeout_s",
+            "http_timeout_s",
+            "remote_timeout_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be a positive number of seconds")
+
+    @classmethod
+    def with_timeout(cls, timeout_s: float, **kwargs: Any) -> ProbeOptions:
+        """Every step bounded by the same ``timeout_s`` (the KVMON_PROBE_TIMEOUT setting)."""
+        return cls(
+            dns_timeout_s=timeout_s,
+            connect_timeout_s=timeout_s,
+            tls_timeout_s=timeout_s,
+            http_timeout_s=timeout_s,
+            **kwargs,
+        )
+
+
+def probe_vaults(
+    names: Sequence[str],
+    *,
+    vantage: Vantage,
+    options: ProbeOptions,
+    credential: TokenCredential,
+) -> list[ProbeResult]:
+    """Probe ``names`` from this process as ``vantage``, in the order given.
+
+    Every name is checked against the scope first: OutOfScope is raised before any packet is
+    sent. Then at most ``options.concurrency`` vaults are probed at once, sharing one
+    ``Reachability`` so that a dead address costs its timeout once.
+    """
+    hostnames = [options.scope.hostname_for(name) for name in names]
+    if not hostnames:
+        return []
+    reachability = Reachability()
+    workers = min(options.concurrency, len(hostnames))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"probe-{vantage.name}") as pool:
+        return list(
+            pool.map(
+                lambda host: _probe_one(
+                    host, vantage=vantage, options=options, credential=credential, reachability=reachability
+                ),
+                hostnames,
+            )
+        )
+
+
+def probe_vault(
+    name: str, *, vantage: Vantage, options: ProbeOptions, credential: TokenCredential
+) -> ProbeResult:
+    return probe_vaults([name], vantage=vantage, options=options, credential=credential)[0]
+
+
+def _probe_one(
+    hostname: str,
+    *,
+    vantage: Vantage,
+    options: ProbeOptions,
+    credential: TokenCredential,
+    reachability: Reachability,
+) -> ProbeResult:
+    started_at = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    vault_name, suffix = hostname.split(".", 1)
+    source = vantage.source_address
+    dns = resolve_vault(
+        hostname,
+        resolver=vantage.resolver or options.resolver,
+        source_address=source,
+        timeout_s=options.dns_timeout_s,
+        address_space=options.address_space,
+        private_link_zone=private_link_zone(suffix),
+    )
+    tls, health, data_plane = _network_steps(
+        hostname, dns, vantage=vantage, options=options, credential=credential, reachability=reachability
+    )
+    result = ProbeResult(
+        vault_name=vault_name,
+        vantage=vantage.name,
+        hostname=hostname,
+        started_at=started_at,
+        dns=dns,
+        tls=tls,
+        health=health,
+        data_plane=data_plane,
+        duration_ms=round((time.perf_counter() - clock) * 1000, 3),
+    )
+    log.info(
+        "probed %s from %s: dns=%s verdict=%s",
+        hostname,
+        vantage.name,
+        ",".join(dns.addresses) or dns.error,
+        result.verdict.value,
+    )
+    return result
+
+
+def _network_steps(
+    hostname: str,
+    dns: DnsStep,
+    *,
+    vantage: Vantage,
+    options: ProbeOptions,
+    credential: TokenCredential,
+    reachability: Reachability,
+) -> tuple[TlsStep, HealthStep, DataPlaneStep]:
+    """TCP/TLS, health and data plane, all to the first address DNS gave."""
+    if not dns.addresses:
+        reason = f"not attempted: DNS gave no address ({dns.error})"
+        return (
+            TlsStep(address=None, port=options.port, error=reason),
+            HealthStep(error=reason),
+            DataPlaneStep(verdict=Verdict.UNREACHABLE, message=reason),
+        )
+    address = dns.addresses[0]
+    tls = check_tls(
+        hostname,
+        address,
+        port=options.port,
+        source_address=vantage.source_address,
+        connect_timeout_s=options.connect_timeout_s,
+        tls_timeout_s=options.tls_timeout_s,
+        context=tls_context(options.ca_bundle),
+        reachability=reachability,
+    )
+    if not tls.handshake_ok:
+        reason = f"not attempted: {tls.certificate_error or tls.error}"
+        # A client does not send its token to a server that failed TLS: neither does a probe.
+        verdict = Verdict.ERROR if tls.connected else Verdict.UNREACHABLE
+        return tls, HealthStep(error=reason), DataPlaneStep(verdict=verdict, message=reason)
+    route = PinnedRoute(
+        hostname=hostname,
+        address=address,
+        port=options.port,
+        source_address=vantage.source_address,
+        ca_bundle=options.ca_bundle,
+        connect_timeout_s=options.connect_timeout_s,
+        read_timeout_s=options.http_timeout_s,
+    )
+    health = check_health(route, address_space=options.address_space)
+    data_plane = probe_secret_read(route, credential=credential, address_space=options.address_space)
+    return tls, health, data_plane
+
+
+# -- the scan's entry point ---------------------------------------------------------------------
+
+
+class Prober:
+    """What a scan calls per vantage point: probes locally, or asks the vantage's endpoint.
+
+    Never raises for one bad name or one silent vantage point: names outside the scope come back
+    as results with an error, and remote failures as results with ``vantage_error`` (KV106).
+    """
+
+    def __init__(
+        self,
+        *,
+        options: ProbeOptions,
+        credential: TokenCredential,
+        function_keys: Mapping[str, str] | None = None,
+    ) -> None:
+        self.options = options
+        self.credential = credential
+        # app setting name -> function key of a remote vantage point's endpoint
+        self.function_keys = dict(function_keys or {})
+
+    def __call__(self, names: Sequence[str], vantage: Vantage) -> list[ProbeResult]:
+        in_scope: list[str] = []
+        refused: dict[str, ProbeResult] = {}
+        for name in names:
+            try:
+                in_scope.append(self.options.scope.hostname_for(name))
+            except OutOfScope as exc:
+                refused[name] = _refused_result(name, vantage, str(exc))
+        if vantage.endpoint:
+            from probes.remote import probe_remote
+
+            key = self.function_keys.get(vantage.key_setting or "")
+            probed = probe_remote(in_scope, vantage=vantage, function_key=key, options=self.options)
+        else:
+            probed = probe_vaults(in_scope, vantage=vantage, options=self.options, credential=self.credential)
+        by_host = dict(zip(in_scope, probed, strict=True))
+        results = []
+        for name in names:
+            if name in refused:
+                results.append(refused[name])
+            else:
+                results.append(by_host[self.options.scope.hostname_for(name)])
+        return results
+
+
+def _refused_result(name: str, vantage: Vantage, reason: str) -> ProbeResult:
+    return ProbeResult(
+        vault_name=name,
+        vantage=vantage.name,
+        hostname="",
+        started_at=dt.datetime.now(dt.UTC),
+        data_plane=DataPlaneStep(verdict=Verdict.ERROR, message=f"not probed: {reason}"),
+    )
+
+
+# -- POST /api/probe ----------------------------------------------------------------------------
+
+
+def handle_probe_request(
+    body: bytes,
+    *,
+    vantage: Vantage,
+    options: ProbeOptions,
+    credential: TokenCredential,
+) -> tuple[int, dict[str, Any]]:
+    """Validate ``{"vaults": [...]}`` completely, then probe: (HTTP status, JSON body).
+
+    Bad JSON, an oversized body or any name outside the scope gives 400 with one clear message,
+    and no connection is attempted for any name.
+    """
+    if len(body) > MAX_REQUEST_BYTES:
+        return _bad_request(f"request body is larger than {MAX_REQUEST_BYTES} bytes")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return _bad_request("request body is not UTF-8")
+    except json.JSONDecodeError as exc:
+        return _bad_request(f"request body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})")
+    if not isinstance(data, dict) or "vaults" not in data:
+        return _bad_request('request body must be a JSON object {"vaults": ["<vault name>", ...]}')
+    unknown = sorted(set(data) - {"vaults"})
+    if unknown:
+        return _bad_request(f"unknown field(s) in request body: {', '.join(unknown)}")
+    vaults = data["vaults"]
+    if not isinstance(vaults, list) or not vaults:
+        return _bad_request("vaults: must be a non-empty list of vault names")
+    if len(vaults) > MAX_VAULTS_PER_REQUEST:
+        return _bad_request(f"vaults: at most {MAX_VAULTS_PER_REQUEST} names per request, got {len(vaults)}")
+    for index, name in enumerate(vaults):
+        try:
+            options.scope.hostname_for(name)
+        except OutOfScope as exc:
+            return _bad_request(f"vaults[{index}]: {exc}")
+    results = probe_vaults(vaults, vantage=vantage, options=options, credential=credential)
+    return 200, {"vantage": vantage.name, "results": [result_to_json(r) for r in results]}
+
+
+def _bad_request(message: str) -> tuple[int, dict[str, Any]]:
+    return 400, {"error": {"code": "BadRequest", "message": message}}

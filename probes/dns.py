@@ -1,0 +1,126 @@
+"""The DNS step: the CNAME chain and final addresses of a vault's name, as seen from one place.
+
+Asked from the vantage point's source address (split-horizon resolvers answer by it), over UDP
+with dnspython's fallback to TCP when an answer is truncated, bounded by one timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+
+import dns.exception
+import dns.rdatatype
+import dns.resolver
+
+from monitor.model import DnsStep
+from monitor.netaddr import AddressSpace
+
+DNS_PORT = 53
+
+
+def parse_resolver(text: str) -> tuple[str, int]:
+    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address -> (address, port);
+    ValueError naming the text otherwise (resolvers are addresses: no names to resolve first)."""
+    raw = (text or "").strip()
+    host, port_text = raw, ""
+    if raw.startswith("["):
+        host, _, rest = raw[1:].partition("]")
+        if rest and not rest.startswith(":"):
+            raise ValueError(f"not a resolver address: {text!r} (use IP or IP:PORT)")
+        port_text = rest[1:]
+    elif raw.count(":") == 1:
+        host, port_text = raw.split(":")
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"not a resolver address: {text!r} (use IP or IP:PORT, e.g. 10.0.0.4:53)") from None
+    if not port_text:
+        return address, DNS_PORT
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"not a resolver port in {text!r}: use 1-65535")
+    return address, int(port_text)
+
+
+def resolve_vault(
+    hostname: str,
+    *,
+    resolver: str | None,
+    source_address: str | None,
+    timeout_s: float,
+    address_space: AddressSpace,
+    private_link_zone: str,
+) -> DnsStep:
+    """Never raises for what the network does: failures come back as ``DnsStep.error``."""
+    started = time.perf_counter()
+
+    def elapsed() -> float:
+        return round((time.perf_counter() - started) * 1000, 3)
+
+    label = resolver or "system resolver"
+    try:
+        client = _resolver_for(resolver)
+    except (ValueError, dns.resolver.NoResolverConfiguration) as exc:
+        return DnsStep(
+            query=hostname, resolver=resolver, elapsed_ms=elapsed(), error=f"resolver unusable: {exc}"
+        )
+    client.timeout = timeout_s
+    client.lifetime = timeout_s
+    try:
+        answer = client.resolve(
+            hostname,
+            dns.rdatatype.A,
+            source=source_address,
+            raise_on_no_answer=False,
+            search=False,
+            lifetime=timeout_s,
+        )
+    except dns.resolver.NXDOMAIN:
+        return DnsStep(
+            query=hostname,
+            resolver=resolver,
+            elapsed_ms=elapsed(),
+            error=f"NXDOMAIN: {hostname} does not exist",
+        )
+    except dns.exception.Timeout:
+        return DnsStep(
+            query=hostname,
+            resolver=resolver,
+            elapsed_ms=elapsed(),
+            error=f"no answer from {label} within {timeout_s:g}s",
+        )
+    except dns.resolver.NoNameservers:
+        return DnsStep(
+            query=hostname,
+            resolver=resolver,
+            elapsed_ms=elapsed(),
+            error=f"{label} failed to answer (SERVFAIL, REFUSED or a malformed reply)",
+        )
+    except (dns.exception.DNSException, OSError) as exc:
+        return DnsStep(query=hostname, resolver=resolver, elapsed_ms=elapsed(), error=f"DNS error: {exc}")
+
+    chain = [hostname]
+    for rrset in answer.chaining_result.cnames:
+        chain.extend(str(rdata.target).rstrip(".").lower() for rdata in rrset)
+    addresses = tuple(str(rdata) for rdata in answer.rrset or ())
+    zone = private_link_zone.lower()
+    return DnsStep(
+        query=hostname,
+        chain=tuple(chain),
+        addresses=addresses,
+        private_addresses=tuple(a for a in addresses if address_space.is_private(a)),
+        private_link_in_chain=any(name == zone or name.endswith("." + zone) for name in chain),
+        resolver=resolver,
+        elapsed_ms=elapsed(),
+        error=None if addresses else f"no A record for {hostname}",
+    )
+
+
+def _resolver_for(resolver: str | None) -> dns.resolver.Resolver:
+    if resolver is None:
+        return dns.resolver.Resolver(configure=True)
+    address, port = parse_resolver(resolver)
+    client = dns.resolver.Resolver(configure=False)
+    client.nameservers = [address]
+    client.port = port
+    return client

@@ -1,0 +1,153 @@
+"""The TCP and TLS step: connect to the address DNS gave, handshake with the vault's name.
+
+``Reachability`` remembers, for one run, which (address, port, source) could not be connected
+to, so that a dead address costs its timeout once rather than once per vault behind it.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass, field, replace
+
+from monitor.model import TlsStep
+
+ConnectKey = tuple[str, int, str | None]  # address, port, source address
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verifying context: the given CA bundle, else the system's trust store."""
+    return ssl.create_default_context(cafile=ca_bundle)
+
+
+@dataclass
+class _Attempt:
+    done: threading.Event = field(default_factory=threading.Event)
+    failure: str | None = None
+
+
+class Reachability:
+    """Per-run memory of addresses that did not answer, shared by every probe of a run.
+
+    The first probe of a key (address, port, source) connects and handshakes; probes of the same
+    key that arrive meanwhile wait for its outcome instead of paying the timeout in parallel, and
+    after a connect failure or a handshake timeout, later probes reuse that failure.
+    Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._attempts: dict[ConnectKey, _Attempt] = {}
+
+    def claim(self, key: ConnectKey) -> _Attempt | None:
+        """The attempt to settle when this caller is the first for ``key``; None otherwise."""
+        with self._lock:
+            if key in self._attempts:
+                return None
+            attempt = self._attempts[key] = _Attempt()
+            return attempt
+
+    def failure(self, key: ConnectKey, *, wait_s: float) -> str | None:
+        """The first attempt's failure (None: reachable), waiting at most ``wait_s`` for it."""
+        with self._lock:
+            attempt = self._attempts.get(key)
+        if attempt is None:
+            return None
+        attempt.done.wait(wait_s)
+        return attempt.failure
+
+    @staticmethod
+    def settle(attempt: _Attempt, failure: str | None) -> None:
+        attempt.failure = failure
+        attempt.done.set()
+
+
+def check_tls(
+    hostname: str,
+    address: str,
+    *,
+    port: int,
+    source_address: str | None,
+    connect_timeout_s: float,
+    tls_timeout_s: float,
+    context: ssl.SSLContext,
+    reachability: Reachability,
+) -> TlsStep:
+    """Connect and handshake with ``hostname`` as SNI; a certificate not valid for the name is
+    recorded (``certificate_valid=False``), never raised."""
+    key: ConnectKey = (address, port, source_address)
+    attempt = reachability.claim(key)
+    if attempt is None:
+        failure = reachability.failure(key, wait_s=connect_timeout_s + tls_timeout_s + 1.0)
+        if failure is not None:
+            return TlsStep(address=address, port=port, error=f"{failure} (not retried in this run)")
+        step, _ = _connect_and_handshake(
+            hostname, key, connect_timeout_s=connect_timeout_s, tls_timeout_s=tls_timeout_s, context=context
+        )
+        return step
+    failure = "probe interrupted"
+    try:
+        step, dead = _connect_and_handshake(
+            hostname, key, connect_timeout_s=connect_timeout_s, tls_timeout_s=tls_timeout_s, context=context
+        )
+        failure = step.error if dead else None
+        return step
+    finally:
+        reachability.settle(attempt, failure)
+
+
+def _connect_and_handshake(
+    hostname: str,
+    key: ConnectKey,
+    *,
+    connect_timeout_s: float,
+    tls_timeout_s: float,
+    context: ssl.SSLContext,
+) -> tuple[TlsStep, bool]:
+    """The step, and whether the address is dead (no connection, or no answer to the handshake)."""
+    address, port, _ = key
+    sock, connect_ms, failure = _connect(key, timeout_s=connect_timeout_s)
+    if sock is None:
+        return TlsStep(address=address, port=port, error=failure), True
+    connected = TlsStep(address=address, port=port, connected=True, connect_ms=connect_ms)
+    try:
+        sock.settimeout(tls_timeout_s)
+        with context.wrap_socket(sock, server_hostname=hostname) as tls:
+            tls.getpeercert()
+        return replace(connected, handshake_ok=True, certificate_valid=True), False
+    except ssl.SSLCertVerificationError as exc:
+        reason = exc.verify_message or exc.reason or "certificate verification failed"
+        step = replace(
+            connected,
+            certificate_valid=False,
+            certificate_error=f"certificate not valid for {hostname}: {reason}",
+            error="TLS handshake aborted: the server's certificate did not verify",
+        )
+        return step, False
+    except TimeoutError:
+        error = f"TLS handshake with {address}:{port} got no answer within {tls_timeout_s:g}s"
+        return replace(connected, error=error), True
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        return replace(connected, error=f"TLS handshake with {address}:{port} failed: {reason}"), False
+    finally:
+        sock.close()
+
+
+def _connect(key: ConnectKey, *, timeout_s: float) -> tuple[socket.socket | None, float | None, str | None]:
+    """(socket, connect time in ms, failure): exactly one of socket and failure is set."""
+    address, port, source = key
+    started = time.perf_counter()
+    try:
+        sock = socket.create_connection(
+            (address, port), timeout=timeout_s, source_address=(source, 0) if source else None
+        )
+    except TimeoutError:
+        return None, None, f"TCP connect to {address}:{port} got no answer within {timeout_s:g}s"
+    except ConnectionRefusedError:
+        return None, None, f"TCP connect to {address}:{port} refused"
+    except OSError as exc:
+        return None, None, f"TCP connect to {address}:{port} failed: {exc.strerror or exc}"
+    return sock, round((time.perf_counter() - started) * 1000, 3), None
