@@ -12,6 +12,7 @@ from typing import Any
 
 from monitor.cli import common
 from monitor.report import ReportDocumentError, render_html
+from monitor.store.base import StoreUnavailable
 
 
 def register(subparsers: Any) -> None:
@@ -91,8 +92,10 @@ def _stored_document(scan_id: str | None) -> Mapping[str, Any]:
         settings = Settings.from_environ(os.environ)
     except SettingsError as exc:
         raise common.UsageError(str(exc)) from None
-    store = open_store(settings)
-    document = store.load_report(scan_id)
+    try:
+        document = open_store(settings).load_report(scan_id)
+    except StoreUnavailable as exc:
+        raise common.UsageError(f"the store is unavailable: {exc}") from None
     if document is None:
         wanted = f"scan {scan_id}" if scan_id else "any scan"
         raise common.UsageError(
