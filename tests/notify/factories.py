@@ -10,7 +10,9 @@ SCAN_TIME = dt.datetime(2026, 3, 1, 9, 30, tzinfo=dt.UTC)
 
 
 def vault_id(name: str, *, subscription: str = "11111111-2222-3333-4444-555555555555") -> str:
-    return f"/subscriptions/{subscription}/resourceGroups/rg-{name}/providers/Microsoft.KeyVault/vaults/{name}"
+    return (
+        f"/subscriptions/{subscription}/resourceGroups/rg-{name}/providers/Microsoft.KeyVault/vaults/{name}"
+    )
 
 
 def change(
@@ -72,8 +74,20 @@ def mixed_changes() -> list[FindingChange]:
             title="Private endpoint connection is not healthy",
             summary="connection pe-dev is Pending",
         ),
-        change(ChangeKind.OPENED, vault="kv-dev-1", rule="KV005", severity=Severity.LOW, summary="10.0.0.0/8 admits nothing"),
-        change(ChangeKind.OPENED, vault="kv-dev-1", rule="KV013", severity=Severity.INFO, summary="no baseline entry"),
+        change(
+            ChangeKind.OPENED,
+            vault="kv-dev-1",
+            rule="KV005",
+            severity=Severity.LOW,
+            summary="10.0.0.0/8 admits nothing",
+        ),
+        change(
+            ChangeKind.OPENED,
+            vault="kv-dev-1",
+            rule="KV013",
+            severity=Severity.INFO,
+            summary="no baseline entry",
+        ),
     ]
 
 
@@ -92,7 +106,9 @@ def many_changes(count: int, *, vaults: int = 40, text_size: int = 300) -> list[
                 severity=severities[index % len(severities)],
                 previous=Severity.LOW if kinds[index % len(kinds)] is ChangeKind.CHANGED else None,
                 subject=f"20.0.{index // 256}.{index % 256}",
-                summary=(f"caller 20.0.{index // 256}.{index % 256} admitted {index} times <&> *_` " * 20)[:text_size],
+                summary=(f"caller 20.0.{index // 256}.{index % 256} admitted {index} times <&> *_` " * 20)[
+                    :text_size
+                ],
             )
         )
     return result

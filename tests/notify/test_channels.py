@@ -24,12 +24,23 @@ def test_channels_load_with_their_filters_and_secret_settings() -> None:
     channels = load_channels(
         environ(
             [
-                {"name": "ops-teams", "kind": "teams", "url_setting": "KVMON_TEAMS_URL", "min_severity": "High",
-                 "events": ["opened", "reopened", "resolved"], "vault_pattern": "kv-prod-*"},
+                {
+                    "name": "ops-teams",
+                    "kind": "teams",
+                    "url_setting": "KVMON_TEAMS_URL",
+                    "min_severity": "High",
+                    "events": ["opened", "reopened", "resolved"],
+                    "vault_pattern": "kv-prod-*",
+                },
                 {"name": "dev-slack", "kind": "slack", "url_setting": "KVMON_SLACK_URL"},
-                {"name": "siem", "kind": "webhook", "url_setting": "KVMON_HOOK_URL", "secret_setting": "KVMON_HOOK_SECRET",
-                 "report_url": "https://reports.example.org/{scan_id}"},
-            ],  # fmt: skip
+                {
+                    "name": "siem",
+                    "kind": "webhook",
+                    "url_setting": "KVMON_HOOK_URL",
+                    "secret_setting": "KVMON_HOOK_SECRET",
+                    "report_url": "https://reports.example.org/{scan_id}",
+                },
+            ],
             KVMON_TEAMS_URL=TEAMS_URL,
             KVMON_SLACK_URL=SLACK_URL,
             KVMON_HOOK_URL=HOOK_URL,
@@ -43,7 +54,12 @@ def test_channels_load_with_their_filters_and_secret_settings() -> None:
     assert teams.vault_pattern == "kv-prod-*"
     assert teams.url.reveal() == TEAMS_URL
     assert teams.report_url == "https://reports.example.org/latest"  # the global default
-    assert (slack.min_severity, slack.events, slack.vault_pattern, slack.secret) == (Severity.INFO, ALL_EVENTS, "*", None)
+    assert (slack.min_severity, slack.events, slack.vault_pattern, slack.secret) == (
+        Severity.INFO,
+        ALL_EVENTS,
+        "*",
+        None,
+    )
     assert hook.secret is not None and hook.secret.reveal() == "hmac-key-42"
     assert hook.report_link("scan-9") == "https://reports.example.org/scan-9"
     shown = repr(channels) + str(channels)
@@ -62,22 +78,85 @@ def test_no_setting_means_no_channels() -> None:
         ("not json", {}, "KVMON_CHANNELS: not valid JSON (line 1, column 1"),
         ({"name": "x"}, {}, "KVMON_CHANNELS: expected a JSON list"),
         (["teams"], {}, "KVMON_CHANNELS[1]: expected an object"),
-        ([{"name": "a b", "kind": "teams", "url_setting": "U"}], {"U": TEAMS_URL}, "KVMON_CHANNELS[1]: field 'name'"),
-        ([{"name": "a", "kind": "email", "url_setting": "U"}], {"U": TEAMS_URL}, "KVMON_CHANNELS[1] (a): field 'kind': 'email' is not one of teams, slack, webhook"),
-        ([{"name": "a", "kind": "teams", "url": TEAMS_URL}], {}, "KVMON_CHANNELS[1] (a): unknown field 'url'"),
-        ([{"name": "a", "kind": "teams"}], {}, "KVMON_CHANNELS[1] (a): field 'url_setting': expected the name of the setting"),
-        ([{"name": "a", "kind": "teams", "url_setting": "KVMON_TEAMS_URL"}], {}, "KVMON_CHANNELS[1] (a): field 'url_setting': setting KVMON_TEAMS_URL is not set or empty"),
-        ([{"name": "a", "kind": "teams", "url_setting": "U"}], {"U": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams/)"}, "setting U is an unresolved Key Vault reference"),
-        ([{"name": "a", "kind": "teams", "url_setting": "U"}], {"U": "http://hooks.example.org/services/SECRETPATH99"}, "setting U must be an https URL"),
-        ([{"name": "a", "kind": "teams", "url_setting": "U"}], {"U": "ftp://x/SECRETPATH99"}, "setting U does not hold an http(s) URL"),
-        ([{"name": "a", "kind": "teams", "url_setting": "U", "secret_setting": "S"}], {"U": TEAMS_URL, "S": "k"}, "field 'secret_setting': only webhook channels are signed"),
-        ([{"name": "a", "kind": "webhook", "url_setting": "U", "secret_setting": "S"}], {"U": HOOK_URL}, "field 'secret_setting': setting S is not set or empty"),
-        ([{"name": "a", "kind": "slack", "url_setting": "U", "min_severity": "urgent"}], {"U": SLACK_URL}, "field 'min_severity': unknown severity 'urgent'"),
-        ([{"name": "a", "kind": "slack", "url_setting": "U", "events": ["opened", "closed"]}], {"U": SLACK_URL}, "field 'events': 'closed' is not one of opened, changed, resolved"),
-        ([{"name": "a", "kind": "slack", "url_setting": "U", "events": "opened"}], {"U": SLACK_URL}, "field 'events': expected a non-empty list"),
-        ([{"name": "a", "kind": "slack", "url_setting": "U", "report_url": "reports"}], {"U": SLACK_URL}, "field 'report_url': expected an http(s) URL"),
-        ([{"name": "a", "kind": "slack", "url_setting": "U"}, {"name": "a", "kind": "teams", "url_setting": "U"}], {"U": SLACK_URL}, "KVMON_CHANNELS[2]: field 'name': 'a' is used twice"),
-    ],  # fmt: skip
+        (
+            [{"name": "a b", "kind": "teams", "url_setting": "U"}],
+            {"U": TEAMS_URL},
+            "KVMON_CHANNELS[1]: field 'name'",
+        ),
+        (
+            [{"name": "a", "kind": "email", "url_setting": "U"}],
+            {"U": TEAMS_URL},
+            "KVMON_CHANNELS[1] (a): field 'kind': 'email' is not one of teams, slack, webhook",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url": TEAMS_URL}],
+            {},
+            "KVMON_CHANNELS[1] (a): unknown field 'url'",
+        ),
+        (
+            [{"name": "a", "kind": "teams"}],
+            {},
+            "KVMON_CHANNELS[1] (a): field 'url_setting': expected the name of the setting",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url_setting": "KVMON_TEAMS_URL"}],
+            {},
+            "KVMON_CHANNELS[1] (a): field 'url_setting': setting KVMON_TEAMS_URL is not set or empty",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url_setting": "U"}],
+            {"U": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams/)"},
+            "setting U is an unresolved Key Vault reference",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url_setting": "U"}],
+            {"U": "http://hooks.example.org/services/SECRETPATH99"},
+            "setting U must be an https URL",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url_setting": "U"}],
+            {"U": "ftp://x/SECRETPATH99"},
+            "setting U does not hold an http(s) URL",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url_setting": "U", "secret_setting": "S"}],
+            {"U": TEAMS_URL, "S": "k"},
+            "field 'secret_setting': only webhook channels are signed",
+        ),
+        (
+            [{"name": "a", "kind": "webhook", "url_setting": "U", "secret_setting": "S"}],
+            {"U": HOOK_URL},
+            "field 'secret_setting': setting S is not set or empty",
+        ),
+        (
+            [{"name": "a", "kind": "slack", "url_setting": "U", "min_severity": "urgent"}],
+            {"U": SLACK_URL},
+            "field 'min_severity': unknown severity 'urgent'",
+        ),
+        (
+            [{"name": "a", "kind": "slack", "url_setting": "U", "events": ["opened", "closed"]}],
+            {"U": SLACK_URL},
+            "field 'events': 'closed' is not one of opened, changed, resolved",
+        ),
+        (
+            [{"name": "a", "kind": "slack", "url_setting": "U", "events": "opened"}],
+            {"U": SLACK_URL},
+            "field 'events': expected a non-empty list",
+        ),
+        (
+            [{"name": "a", "kind": "slack", "url_setting": "U", "report_url": "reports"}],
+            {"U": SLACK_URL},
+            "field 'report_url': expected an http(s) URL",
+        ),
+        (
+            [
+                {"name": "a", "kind": "slack", "url_setting": "U"},
+                {"name": "a", "kind": "teams", "url_setting": "U"},
+            ],
+            {"U": SLACK_URL},
+            "KVMON_CHANNELS[2]: field 'name': 'a' is used twice",
+        ),
+    ],
 )
 def test_bad_settings_give_one_clear_error(channels: Any, settings: dict[str, str], expected: str) -> None:
     raw = channels if isinstance(channels, str) else json.dumps(channels)

@@ -35,11 +35,15 @@ REPORT = "https://reports.example.org/kvmon/{scan_id}.html"
 
 
 def channel(kind: ChannelKind, **options: Any) -> ChannelConfig:
-    return ChannelConfig(name=f"{kind.value}-ops", kind=kind, url=Secret("https://hooks.example.org/x/abc123def"), **options)
+    return ChannelConfig(
+        name=f"{kind.value}-ops", kind=kind, url=Secret("https://hooks.example.org/x/abc123def"), **options
+    )
 
 
 def digest(changes: list[Any], **options: Any) -> ScanDigest:
-    return ScanDigest(scan_id="20260301T093000Z-abcd1234", scanned_at=SCAN_TIME, changes=tuple(changes), **options)
+    return ScanDigest(
+        scan_id="20260301T093000Z-abcd1234", scanned_at=SCAN_TIME, changes=tuple(changes), **options
+    )
 
 
 # Every composition the Teams renderer is exercised with; each card is validated by the parser.
@@ -58,11 +62,23 @@ TEAMS_COMPOSITIONS = {
         channel(ChannelKind.TEAMS),
         digest([change(ChangeKind.CHANGED, severity=Severity.LOW, previous=Severity.CRITICAL)]),
     ),
-    "no-remediation": lambda: (channel(ChannelKind.TEAMS), digest([change(ChangeKind.OPENED, remediation="", summary="")])),
+    "no-remediation": lambda: (
+        channel(ChannelKind.TEAMS),
+        digest([change(ChangeKind.OPENED, remediation="", summary="")]),
+    ),
     "truncated-flood": lambda: (channel(ChannelKind.TEAMS, report_url=REPORT), digest(many_changes(400))),
     "huge-single-change": lambda: (
         channel(ChannelKind.TEAMS),
-        digest([change(ChangeKind.OPENED, summary="*_`<>&" * 3000, title="T" * 5000, remediation="az " + "x" * 9000)]),
+        digest(
+            [
+                change(
+                    ChangeKind.OPENED,
+                    summary="*_`<>&" * 3000,
+                    title="T" * 5000,
+                    remediation="az " + "x" * 9000,
+                )
+            ]
+        ),
     ),
 }
 
@@ -110,9 +126,21 @@ def test_the_validator_reports_what_teams_would_not_render(card_problems: Any) -
     """The parser check is not vacuous: newer or unknown elements and bad values are reported."""
     cards = [
         {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "Table", "columns": [], "rows": []}]},
-        {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": "x", "style": "heading"}]},
-        {"type": "AdaptiveCard", "version": "1.4", "body": [{"type": "TextBlock", "text": "x", "color": "Purple"}]},
-        {"type": "AdaptiveCard", "version": "1.4", "actions": [{"type": "Action.OpenUrl", "title": "no url"}]},
+        {
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [{"type": "TextBlock", "text": "x", "style": "heading"}],
+        },
+        {
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "body": [{"type": "TextBlock", "text": "x", "color": "Purple"}],
+        },
+        {
+            "type": "AdaptiveCard",
+            "version": "1.4",
+            "actions": [{"type": "Action.OpenUrl", "title": "no url"}],
+        },
     ]
     assert all(problems for problems in card_problems(cards))
 
@@ -125,7 +153,11 @@ def test_teams_message_is_a_workflows_envelope_never_a_message_card() -> None:
     assert "MessageCard" not in json.dumps(payload)
     card = teams_card(payload)
     text = json.dumps(card)
-    for evidence in ("internet vantage admitted", "caller 20.1.2.3 admitted 42 times", "az keyvault update --name kv-prod-1"):
+    for evidence in (
+        "internet vantage admitted",
+        "caller 20.1.2.3 admitted 42 times",
+        "az keyvault update --name kv-prod-1",
+    ):
         assert evidence in text
     facts = {fact["title"]: fact["value"] for fact in card["body"][2]["facts"]}
     assert facts == {
@@ -135,7 +167,11 @@ def test_teams_message_is_a_workflows_envelope_never_a_message_card() -> None:
         "Open now": "8 (2 critical, 5 high, 1 low)",
     }
     assert card["actions"] == [
-        {"type": "Action.OpenUrl", "title": "Open the report", "url": REPORT.replace("{scan_id}", scan.scan_id)}
+        {
+            "type": "Action.OpenUrl",
+            "title": "Open the report",
+            "url": REPORT.replace("{scan_id}", scan.scan_id),
+        }
     ]
     vaults = [block["items"][0]["text"] for block in card["body"] if block["type"] == "Container"]
     assert vaults == ["kv-prod-1", "kv-prod-2", "kv-dev-1"]  # the vault with the worst change first
@@ -164,16 +200,26 @@ def test_slack_message_uses_block_kit_within_slacks_limits() -> None:
     assert payload["text"].startswith("kvmon: 4 opened, 1 changed, 1 resolved")
     types = [block["type"] for block in payload["blocks"]]
     assert types[:4] == ["header", "context", "section", "divider"]
-    sections = "\n".join(block["text"]["text"] for block in payload["blocks"] if block["type"] == "section" and "text" in block)
+    sections = "\n".join(
+        block["text"]["text"] for block in payload["blocks"] if block["type"] == "section" and "text" in block
+    )
     assert "*kv-prod-1*" in sections and "caller 20.1.2.3 admitted 42 times" in sections
-    assert "`az keyvault update --name kv-prod-1 --resource-group rg-kv-prod-1 --default-action Deny`" in sections
+    assert (
+        "`az keyvault update --name kv-prod-1 --resource-group rg-kv-prod-1 --default-action Deny`"
+        in sections
+    )
     assert "*MEDIUM → HIGH*" in sections
-    assert payload["blocks"][-1]["text"]["text"] == f"<{REPORT.replace('{scan_id}', '20260301T093000Z-abcd1234')}|Open the report>"
+    assert (
+        payload["blocks"][-1]["text"]["text"]
+        == f"<{REPORT.replace('{scan_id}', '20260301T093000Z-abcd1234')}|Open the report>"
+    )
 
 
 @pytest.mark.parametrize("count", [1, 60, 400])
 def test_slack_flood_stays_within_every_limit(count: int) -> None:
-    payload = compose(channel(ChannelKind.SLACK, report_url=REPORT), digest(many_changes(count, text_size=480)))
+    payload = compose(
+        channel(ChannelKind.SLACK, report_url=REPORT), digest(many_changes(count, text_size=480))
+    )
     assert payload is not None
     blocks = payload["blocks"]
     assert len(blocks) <= SLACK_MAX_BLOCKS
@@ -187,7 +233,11 @@ def test_slack_flood_stays_within_every_limit(count: int) -> None:
             assert len(block["fields"]) <= 10
         if block["type"] == "context":
             assert len(block["elements"]) <= 10
-    shown = sum(block["text"]["text"].count("\n>") for block in blocks if block["type"] == "section" and "text" in block)
+    shown = sum(
+        block["text"]["text"].count("\n>")
+        for block in blocks
+        if block["type"] == "section" and "text" in block
+    )
     contexts = [block["elements"][0]["text"] for block in blocks[2:] if block["type"] == "context"]
     if shown == count:
         assert contexts == []
@@ -196,7 +246,9 @@ def test_slack_flood_stays_within_every_limit(count: int) -> None:
 
 
 def test_slack_text_is_escaped() -> None:
-    payload = compose(channel(ChannelKind.SLACK), digest([change(ChangeKind.OPENED, summary="a <b> & c", vault="kv-<x>")]))
+    payload = compose(
+        channel(ChannelKind.SLACK), digest([change(ChangeKind.OPENED, summary="a <b> & c", vault="kv-<x>")])
+    )
     assert payload is not None
     text = json.dumps(payload["blocks"])
     assert "a &lt;b&gt; &amp; c" in text and "kv-&lt;x&gt;" in text
@@ -213,9 +265,15 @@ def test_webhook_document_follows_schema_v1() -> None:
     assert payload["counts"]["opened"] == {"critical": 1, "high": 1, "medium": 0, "low": 1, "info": 1}
     assert payload["open_by_severity"] == {"critical": 0, "high": 3, "medium": 0, "low": 0, "info": 0}
     assert payload["omitted"] == 0
-    assert [c["vault"]["name"] for c in payload["changes"]] == ["kv-prod-1"] * 2 + ["kv-prod-2"] + ["kv-dev-1"] * 3
+    assert [c["vault"]["name"] for c in payload["changes"]] == ["kv-prod-1"] * 2 + ["kv-prod-2"] + [
+        "kv-dev-1"
+    ] * 3
     reopened = payload["changes"][0]
-    assert reopened["event"] == "opened" and reopened["kind"] == "reopened" and reopened["severity"] == "critical"
+    assert (
+        reopened["event"] == "opened"
+        and reopened["kind"] == "reopened"
+        and reopened["severity"] == "critical"
+    )
     assert reopened["summary"] == "caller 20.1.2.3 admitted 42 times"
     changed = payload["changes"][2]
     assert changed["previous_severity"] == "medium" and changed["event"] == "changed"

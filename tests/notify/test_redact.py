@@ -41,12 +41,19 @@ def test_a_secret_shows_nothing() -> None:
 def test_redact_hides_every_piece_of_a_url(message: str) -> None:
     cleaned = redact(message, [Secret(TEAMS_URL)])
     assert REDACTED in cleaned
-    for piece in ("0a1b2c3d4e5f6789", "S3cr3tSig-Xy9_abcdef", "%2Ftriggers%2Fmanual%2Frun", "/triggers/manual/run"):
+    for piece in (
+        "0a1b2c3d4e5f6789",
+        "S3cr3tSig-Xy9_abcdef",
+        "%2Ftriggers%2Fmanual%2Frun",
+        "/triggers/manual/run",
+    ):
         assert piece not in cleaned
 
 
 def test_redact_keeps_what_is_not_secret() -> None:
-    cleaned = redact("cannot reach prod-07.westeurope.logic.azure.com: the triggers are manual", [Secret(TEAMS_URL), None])
+    cleaned = redact(
+        "cannot reach prod-07.westeurope.logic.azure.com: the triggers are manual", [Secret(TEAMS_URL), None]
+    )
     assert cleaned == "cannot reach prod-07.westeurope.logic.azure.com: the triggers are manual"
     assert redact("signed with hmac-key-42!", [Secret("hmac-key-42")]) == f"signed with {REDACTED}!"
 
@@ -56,7 +63,9 @@ def test_redacting_logs_cleans_records_of_the_http_stack(caplog: pytest.LogCaptu
     http_logger = logging.getLogger("urllib3.connectionpool")
     with caplog.at_level(logging.DEBUG):
         with redacting_logs([secret]):
-            http_logger.debug('%s "POST %s HTTP/1.1" 500 0', "https://host:443", TEAMS_URL.split(":443", 1)[1])
+            http_logger.debug(
+                '%s "POST %s HTTP/1.1" 500 0', "https://host:443", TEAMS_URL.split(":443", 1)[1]
+            )
         http_logger.debug("after: %s", "plain")
     assert "0a1b2c3d4e5f6789" not in caplog.text and "S3cr3tSig" not in caplog.text
     assert "after: plain" in caplog.text
