@@ -11,10 +11,11 @@ import sys
 from collections.abc import Sequence
 
 from monitor.cli import common
+from monitor.cli import logs as logs_command
 from monitor.cli import report as report_command
 from monitor.cli import rules as rules_command
 
-COMMANDS = (rules_command, report_command)
+COMMANDS = (rules_command, report_command, logs_command)
 
 
 def build_parser() -> argparse.ArgumentParser:
