@@ -1,0 +1,368 @@
+// kvmon in Azure: the monitor (inside vantage point, VNet-integrated), the outside vantage point,
+// their storage, Log Analytics and Application Insights, and a least-privilege identity.
+// Deploy into a resource group:
+//   az deployment group create -g <rg> -f infra/main.bicep -p @infra/main.parameters.example.json
+// See infra/README.md for prerequisites, parameters and what each role assignment is for.
+targetScope = 'resourceGroup'
+
+@description('Region for every resource (must offer Flex Consumption: az functionapp list-flexconsumption-locations).')
+param location string = resourceGroup().location
+
+@description('Short lower-case prefix for resource names (letters and digits).')
+@minLength(2)
+@maxLength(10)
+param namePrefix string = 'kvmon'
+
+@description('Subnet the monitor integrates with: the inside vantage point. Delegated to Microsoft.App/environments, /27 or larger, in the same region.')
+@minLength(1)
+param monitorSubnetId string
+
+@description('Name of the monitor\'s own vantage point (KVMON_VANTAGE), as the baseline\'s vantages section names it.')
+param insideVantageName string = 'inside'
+
+@description('Name of the outside vantage point (the second Function App, on the internet).')
+param outsideVantageName string = 'internet'
+
+@description('Subscriptions whose vaults kvmon watches (KVMON_SUBSCRIPTIONS). Defaults to this one.')
+param monitoredSubscriptionIds array = [
+  subscription().subscriptionId
+]
+
+@description('Grant Reader on each monitored subscription from this deployment. Set false when Reader comes from a management group (infra/reader-management-group.bicep).')
+param assignSubscriptionReader bool = true
+
+@description('Resource id of an existing Log Analytics workspace holding the vaults\' audit logs. Empty: create one.')
+param existingWorkspaceResourceId string = ''
+
+@description('Retention of a workspace this template creates, days.')
+@minValue(30)
+@maxValue(730)
+param workspaceRetentionDays int = 30
+
+@description('Resource ids of vaults whose audit logs this deployment should send to the workspace (optional).')
+param diagnosticVaultIds array = []
+
+@description('NCRONTAB schedule of the scheduled scan (six fields).')
+param scanSchedule string = '0 */15 * * * *'
+
+@description('Storage queue the scheduled scan fans out to, one message per subscription.')
+param scanQueueName string = 'kvmon-scan-jobs'
+
+@description('Baseline for KVMON_BASELINE: a path inside the deployed package, e.g. examples/baseline-azure-lab.yaml. Empty: rule defaults.')
+param baseline string = ''
+
+@description('Teams Workflows webhook URL (secret). Empty: no Teams channel.')
+@secure()
+param teamsWebhookUrl string = ''
+
+@description('Slack incoming webhook URL (secret). Empty: no Slack channel.')
+@secure()
+param slackWebhookUrl string = ''
+
+@description('Lowest severity the channels are told about.')
+@allowed([
+  'info'
+  'low'
+  'medium'
+  'high'
+  'critical'
+])
+param notifyMinSeverity string = 'medium'
+
+param tags object = {
+  workload: 'kvmon'
+}
+
+// Built-in role definition GUIDs, the only roles this template grants. No Key Vault role is here:
+// a probe needs a token for https://vault.azure.net, not a permission, because the firewall
+// answers (admits or refuses) before authorisation does.
+var roles = {
+  reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
+  logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
+  storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+
+var token = uniqueString(resourceGroup().id, namePrefix)
+var deploymentContainerName = 'app-package'
+var monitorAppName = 'func-${namePrefix}-monitor-${token}'
+var probeAppName = 'func-${namePrefix}-probe-${token}'
+var workspaceName = 'log-${namePrefix}-${token}'
+var createWorkspace = empty(existingWorkspaceResourceId)
+var workspaceResourceId = createWorkspace ? resourceId('Microsoft.OperationalInsights/workspaces', workspaceName) : existingWorkspaceResourceId
+var workspaceSubscriptionId = createWorkspace ? subscription().subscriptionId : split(existingWorkspaceResourceId, '/')[2]
+var workspaceResourceGroup = createWorkspace ? resourceGroup().name : split(existingWorkspaceResourceId, '/')[4]
+var probeKeySetting = 'KVMON_PROBE_KEY_${toUpper(outsideVantageName)}'
+
+// --- identities ----------------------------------------------------------------------------------
+
+// The monitor's identity: reads ARM (Reader) and logs (Log Analytics Reader), uses its own storage.
+resource monitorIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${namePrefix}-monitor'
+  location: location
+  tags: tags
+}
+
+// The outside vantage's identity: only its own storage and telemetry. It needs no ARM access.
+resource probeIdentity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: 'id-${namePrefix}-probe'
+  location: location
+  tags: tags
+}
+
+// --- observability -------------------------------------------------------------------------------
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = if (createWorkspace) {
+  name: workspaceName
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: workspaceRetentionDays
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: 'appi-${namePrefix}-${token}'
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspaceResourceId
+    // Telemetry is sent with the apps' Entra ID tokens; the instrumentation key alone is refused.
+    DisableLocalAuth: true
+  }
+  dependsOn: [
+    workspace
+  ]
+}
+
+resource monitorTelemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, monitorIdentity.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: monitorIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    description: 'kvmon monitor: send telemetry to Application Insights with Entra ID'
+  }
+}
+
+resource probeTelemetryRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, probeIdentity.id, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    principalId: probeIdentity.properties.principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    description: 'kvmon outside vantage: send telemetry to Application Insights with Entra ID'
+  }
+}
+
+module workspaceAccess 'modules/workspace-reader.bicep' = {
+  name: 'kvmon-workspace-reader-${token}'
+  scope: resourceGroup(workspaceSubscriptionId, workspaceResourceGroup)
+  params: {
+    workspaceName: last(split(workspaceResourceId, '/'))
+    principalId: monitorIdentity.properties.principalId
+    roleDefinitionId: roles.logAnalyticsReader
+  }
+  dependsOn: [
+    workspace
+  ]
+}
+
+module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [
+  for vaultId in diagnosticVaultIds: {
+    name: 'kvmon-diag-${uniqueString(vaultId)}'
+    scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
+    params: {
+      vaultName: last(split(vaultId, '/'))
+      workspaceResourceId: workspaceResourceId
+    }
+    dependsOn: [
+      workspace
+    ]
+  }
+]
+
+// --- access to the monitored estate --------------------------------------------------------------
+
+// A role assignment at subscription scope needs a deployment at that scope: one module deployment
+// per monitored subscription (a resource-group deployment may target a subscription this way).
+module subscriptionReaders 'modules/subscription-reader.bicep' = [
+  for subscriptionId in monitoredSubscriptionIds: if (assignSubscriptionReader) {
+    name: 'kvmon-reader-${uniqueString(subscriptionId, token)}'
+    scope: subscription(subscriptionId)
+    params: {
+      principalId: monitorIdentity.properties.principalId
+      roleDefinitionId: roles.reader
+    }
+  }
+]
+
+// --- storage: one account per app, identity-only ---------------------------------------------------
+
+module monitorStorage 'modules/storage.bicep' = {
+  name: 'kvmon-monitor-storage-${token}'
+  params: {
+    name: '${namePrefix}m${token}'
+    location: location
+    tags: tags
+    containers: [
+      deploymentContainerName
+    ]
+    queues: [
+      scanQueueName
+    ]
+    roleAssignments: [
+      {
+        principalId: monitorIdentity.properties.principalId
+        roleDefinitionId: roles.storageBlobDataOwner
+        description: 'kvmon monitor: deployment package and Functions host state (AzureWebJobsStorage)'
+      }
+      {
+        principalId: monitorIdentity.properties.principalId
+        roleDefinitionId: roles.storageQueueDataContributor
+        description: 'kvmon monitor: scan fan-out queue and its queue trigger'
+      }
+      {
+        principalId: monitorIdentity.properties.principalId
+        roleDefinitionId: roles.storageTableDataContributor
+        description: 'kvmon monitor: findings store (KVMON_STORAGE_ACCOUNT_URL)'
+      }
+    ]
+  }
+}
+
+module probeStorage 'modules/storage.bicep' = {
+  name: 'kvmon-probe-storage-${token}'
+  params: {
+    name: '${namePrefix}p${token}'
+    location: location
+    tags: tags
+    containers: [
+      deploymentContainerName
+    ]
+    roleAssignments: [
+      {
+        principalId: probeIdentity.properties.principalId
+        roleDefinitionId: roles.storageBlobDataOwner
+        description: 'kvmon outside vantage: deployment package and Functions host state (AzureWebJobsStorage)'
+      }
+    ]
+  }
+}
+
+// --- the two vantage points --------------------------------------------------------------------
+
+var commonSettings = {
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+}
+
+// The outside vantage point: same package, no VNet integration, answers only POST /api/probe.
+module probeApp 'modules/function-app.bicep' = {
+  name: 'kvmon-probe-app-${token}'
+  params: {
+    name: probeAppName
+    location: location
+    tags: tags
+    identityId: probeIdentity.id
+    storageAccountName: probeStorage.outputs.name
+    storageBlobEndpoint: probeStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    appSettings: union(commonSettings, {
+      AzureWebJobsStorage__accountName: probeStorage.outputs.name
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: probeIdentity.properties.clientId
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${probeIdentity.properties.clientId};Authorization=AAD'
+      AZURE_CLIENT_ID: probeIdentity.properties.clientId
+      KVMON_ROLE: 'probe'
+      KVMON_VANTAGE: outsideVantageName
+    })
+  }
+}
+
+// Where the monitor probes from: here (inside) and, through the probe app's API, the internet.
+var vantages = [
+  {
+    name: insideVantageName
+    inside: true
+    subnet_id: monitorSubnetId
+  }
+  {
+    name: outsideVantageName
+    inside: false
+    endpoint: 'https://${probeApp.outputs.hostName}/api/probe'
+    key_setting: probeKeySetting
+  }
+]
+
+var teamsChannel = empty(teamsWebhookUrl) ? [] : [
+  {
+    name: 'teams'
+    kind: 'teams'
+    url_setting: 'KVMON_TEAMS_URL'
+    min_severity: notifyMinSeverity
+  }
+]
+
+var slackChannel = empty(slackWebhookUrl) ? [] : [
+  {
+    name: 'slack'
+    kind: 'slack'
+    url_setting: 'KVMON_SLACK_URL'
+    min_severity: notifyMinSeverity
+  }
+]
+
+// The inside vantage point and the monitor: VNet-integrated, all outbound traffic through the VNet.
+module monitorApp 'modules/function-app.bicep' = {
+  name: 'kvmon-monitor-app-${token}'
+  params: {
+    name: monitorAppName
+    location: location
+    tags: tags
+    identityId: monitorIdentity.id
+    storageAccountName: monitorStorage.outputs.name
+    storageBlobEndpoint: monitorStorage.outputs.blobEndpoint
+    deploymentContainerName: deploymentContainerName
+    subnetId: monitorSubnetId
+    appSettings: union(commonSettings, {
+      AzureWebJobsStorage__accountName: monitorStorage.outputs.name
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: monitorIdentity.properties.clientId
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${monitorIdentity.properties.clientId};Authorization=AAD'
+      AZURE_CLIENT_ID: monitorIdentity.properties.clientId
+      KVMON_ROLE: 'monitor'
+      KVMON_VANTAGE: insideVantageName
+      KVMON_VANTAGES: string(vantages)
+      KVMON_SUBSCRIPTIONS: join(monitoredSubscriptionIds, ',')
+      KVMON_SCAN_SCHEDULE: scanSchedule
+      KVMON_SCAN_QUEUE: scanQueueName
+      KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint
+      KVMON_WORKSPACES: workspaceAccess.outputs.customerId
+      KVMON_BASELINE: baseline
+      KVMON_CHANNELS: string(concat(teamsChannel, slackChannel))
+      KVMON_TEAMS_URL: teamsWebhookUrl
+      KVMON_SLACK_URL: slackWebhookUrl
+      // The outside vantage's host key, read at deployment time (see infra/README.md on why an app
+      // setting and not a Key Vault reference). Redeploy to pick up a rotated key.
+      '${probeKeySetting}': listKeys('${probeApp.outputs.id}/host/default', '2024-04-01').functionKeys.default
+    })
+  }
+}
+
+output monitorAppName string = monitorAppName
+output probeAppName string = probeAppName
+output monitorIdentityPrincipalId string = monitorIdentity.properties.principalId
+output monitorIdentityClientId string = monitorIdentity.properties.clientId
+output probeEndpoint string = 'https://${probeApp.outputs.hostName}/api/probe'
+output workspaceResourceId string = workspaceResourceId
+output workspaceCustomerId string = workspaceAccess.outputs.customerId
+output monitorStorageAccountName string = monitorStorage.outputs.name
