@@ -6,7 +6,6 @@ with dnspython's fallback to TCP when an answer is truncated, bounded by one tim
 
 from __future__ import annotations
 
-import ipaddress
 import time
 
 import dns.exception
@@ -15,31 +14,7 @@ import dns.resolver
 
 from monitor.model import DnsStep
 from monitor.netaddr import AddressSpace
-
-DNS_PORT = 53
-
-
-def parse_resolver(text: str) -> tuple[str, int]:
-    """``IP``, ``IP:PORT``, ``[IPv6]:PORT`` or a bare IPv6 address -> (address, port);
-    ValueError naming the text otherwise (resolvers are addresses: no names to resolve first)."""
-    raw = (text or "").strip()
-    host, port_text = raw, ""
-    if raw.startswith("["):
-        host, _, rest = raw[1:].partition("]")
-        if rest and not rest.startswith(":"):
-            raise ValueError(f"not a resolver address: {text!r} (use IP or IP:PORT)")
-        port_text = rest[1:]
-    elif raw.count(":") == 1:
-        host, port_text = raw.split(":")
-    try:
-        address = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"not a resolver address: {text!r} (use IP or IP:PORT, e.g. 10.0.0.4:53)") from None
-    if not port_text:
-        return address, DNS_PORT
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"not a resolver port in {text!r}: use 1-65535")
-    return address, int(port_text)
+from monitor.vantages import parse_resolver
 
 
 def resolve_vault(
