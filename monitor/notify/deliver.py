@@ -171,6 +171,8 @@ class Sender:
                 headers=headers,
                 timeout=(self._policy.connect_timeout_s, self._policy.read_timeout_s),
                 allow_redirects=False,
+                # requests lets REQUESTS_CA_BUNDLE override a session's own CA bundle; this one wins.
+                verify=self._session.verify,
             )
         except requests.Timeout:
             return self._failed(channel, attempt, "timeout", "no answer within the timeout"), backoff
