@@ -207,11 +207,15 @@ def check_private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
     if not approved or posture.public_access_disabled:
         return
     also_open = posture.publicly_open
-    tail = (
-        f" and {_open_reason(posture)}: the public path admits everyone"
-        if also_open
-        else "; the public path stays open to the firewall's rules"
-    )
+    if also_open:
+        acls = (
+            f"networkAcls.defaultAction is {posture.default_action}"
+            if posture.network_acls_present
+            else "there are no networkAcls"
+        )
+        tail = f" and {acls}: the public path admits everyone"
+    else:
+        tail = "; the public path stays open to the firewall's rules"
     yield Hit(
         summary=(
             f"{len(approved)} approved private endpoint connection(s), but publicNetworkAccess is "
