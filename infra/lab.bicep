@@ -142,7 +142,7 @@ resource serviceEndpointVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     publicNetworkAccess: 'Enabled'
     networkAcls: {
       bypass: 'AzureServices'
-      defaultAction: serviceEndpointVaultState == 'fixed' ? 'Deny' : 'Allow'
+      defaultAction: (serviceEndpointVaultState == 'fixed') ? 'Deny' : 'Allow'
       ipRules: []
       virtualNetworkRules: [
         {

@@ -94,7 +94,7 @@ var createWorkspace = empty(existingWorkspaceResourceId)
 var workspaceResourceId = createWorkspace ? resourceId('Microsoft.OperationalInsights/workspaces', workspaceName) : existingWorkspaceResourceId
 var workspaceSubscriptionId = createWorkspace ? subscription().subscriptionId : split(existingWorkspaceResourceId, '/')[2]
 var workspaceResourceGroup = createWorkspace ? resourceGroup().name : split(existingWorkspaceResourceId, '/')[4]
-var probeKeySetting = 'KVMON_PROBE_KEY_${toUpper(outsideVantageName)}'
+var probeKeySetting = 'KVMON_PROBE_KEY_${replace(replace(toUpper(outsideVantageName), '-', '_'), '.', '_')}'
 
 // --- identities ----------------------------------------------------------------------------------
 
