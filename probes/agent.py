@@ -21,6 +21,7 @@ from azure.core.credentials import TokenCredential
 from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsStep, Verdict
 from monitor.netaddr import AddressSpace
 from monitor.policy import Vantage
+from monitor.settings import Settings
 from probes.dataplane import PinnedRoute, check_health, probe_secret_read
 from probes.dns import resolve_vault
 from probes.network import Reachability, check_tls, tls_context
@@ -63,6 +64,21 @@ class ProbeOptions:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ProbeOptions:
+        """Options from kvmon's settings: the cloud's suffix (plus an emulator's, which bare names
+        then default to), port, concurrency, one timeout per step, address space, CA bundle."""
+        suffixes = settings.vault_suffixes
+        values: dict[str, Any] = {
+            "port": settings.probe_port,
+            "concurrency": settings.probe_concurrency,
+            "scope": ProbeScope(suffixes=suffixes, default_suffix=suffixes[-1]),
+            "address_space": settings.address_space,
+            "ca_bundle": settings.ca_bundle,
+        }
+        values.update(overrides)
+        return cls.with_timeout(settings.probe_timeout_s, **values)
 
     @classmethod
     def with_timeout(cls, timeout_s: float, **kwargs: Any) -> ProbeOptions:
