@@ -152,10 +152,11 @@ def normalise_vault(raw: Mapping[str, Any]) -> VaultPosture:
     vault_id = vault_id.strip()
     parts = _parse_vault_id(vault_id, reader)
 
-    name = reader.text(raw, "name", "name")
-    if not name:
+    name = reader.get(raw, "name")
+    if not isinstance(name, str) or not name.strip():
+        shown = "missing" if name is None else "empty" if isinstance(name, str) else _kind(name)
+        reader.note(f"name is {shown}: taken from the id ({parts.name!r})")
         name = parts.name
-        reader.note(f"name is missing or empty: taken from the id ({name!r})")
     resource_type = reader.text(raw, "type", "type")
     if resource_type is not None and resource_type.lower() != VAULT_TYPE.lower():
         reader.note(f"type is {resource_type!r}, not {VAULT_TYPE}")
