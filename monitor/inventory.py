@@ -37,7 +37,7 @@ PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 class InventoryResult:
     postures: list[VaultPosture] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
-    # Subscriptions whose every page was read and every vault normalised.
+    # Subscriptions (lower-cased ids) whose every page was read and every vault normalised.
     subscriptions_complete: set[str] = field(default_factory=set)
     requests: int = 0  # HTTP requests sent to ARM, retries included
 
@@ -209,15 +209,14 @@ class ArmInventory:
 
 
 def _unique(subscription_ids: Iterable[str]) -> list[str]:
-    """Blank ids rejected, duplicates (compared case-insensitively) dropped, order kept."""
-    seen: set[str] = set()
+    """Lower-cased (as ``VaultPosture.subscription_id`` is), blank ids rejected, duplicates
+    dropped, order kept."""
     unique: list[str] = []
     for subscription_id in subscription_ids:
-        cleaned = subscription_id.strip()
+        cleaned = subscription_id.strip().lower()
         if not cleaned:
             raise ValueError("a subscription id must not be empty")
-        if cleaned.lower() not in seen:
-            seen.add(cleaned.lower())
+        if cleaned not in unique:
             unique.append(cleaned)
     return unique
 

@@ -235,7 +235,9 @@ def _parse_vault_id(vault_id: str, reader: _Reader) -> _IdParts:
                 return segments[index + 1]
         return ""
 
-    subscription_id = after("subscriptions")
+    # Subscription ids are GUIDs, case-insensitive: kept lower-cased (ARM's usual spelling) so
+    # they compare with the inventory's ``subscriptions_complete`` whatever case a source used.
+    subscription_id = after("subscriptions").lower()
     resource_group = after("resourcegroups")
     name = segments[-1] if segments else vault_id
     provider_at = folded.index("providers") if "providers" in folded else -1

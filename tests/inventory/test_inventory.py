@@ -231,3 +231,11 @@ def test_endpoint_must_be_https(endpoint: str) -> None:
 def test_blank_subscription_id_is_refused(inventory: ArmInventory) -> None:
     with pytest.raises(ValueError, match="subscription id must not be empty"):
         inventory.list_vaults([SUB_A, " "])
+
+
+def test_subscription_ids_compare_case_insensitively(estate: Estate, inventory: ArmInventory) -> None:
+    add_vaults(estate, SUB_A, 2)
+    result = inventory.list_vaults([SUB_A.upper()])
+    assert result.subscriptions_complete == {SUB_A}
+    assert all(p.subscription_id in result.subscriptions_complete for p in result.postures)
+    assert len(result.postures) == 2

@@ -267,6 +267,14 @@ def test_lower_cased_id_segments_still_give_subscription_and_group() -> None:
     assert posture.problems == ()
 
 
+def test_subscription_id_is_lower_cased_resource_group_kept() -> None:
+    raw = vault()
+    raw["id"] = VAULT_ID.replace("sub-1", "SUB-1")
+    posture = normalise_vault(raw)
+    assert (posture.subscription_id, posture.resource_group) == ("sub-1", "RG-One")
+    assert posture.id == raw["id"]
+
+
 def test_id_that_is_not_a_vault_is_noted() -> None:
     raw = vault()
     raw["id"] = "/subscriptions/sub-1/resourceGroups/rg/providers/Microsoft.Storage/storageAccounts/st1"
