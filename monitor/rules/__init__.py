@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.model import LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.netaddr import AddressSpace
 from monitor.policy import Vantage, VaultPolicy
 
 
@@ -26,10 +27,15 @@ class VaultFacts:
     vantages: tuple[Vantage, ...] = ()  # the vantage points configured (probes name them)
     evidence: LogEvidence | None = None  # None: no workspace covers this vault
     previous: VaultPosture | None = None  # the stored posture of the last scan (drift)
+    # True when the store knew nothing of this vault's scope before this scan: a vault without a
+    # ``previous`` is then not "new" (KV302 says "appeared" only when this is False).
+    first_scan_of_scope: bool = True
     logs_refused_threshold: int = 10  # KV202
     # The scan's clock, passed in (rules never read one): KV106 judges a remote result's age.
     scan_started_at: dt.datetime | None = None
     scan_interval: dt.timedelta = dt.timedelta(minutes=15)
+    # The private address space (probe rules classify the addresses vantage points saw).
+    address_space: AddressSpace = field(default_factory=AddressSpace)
 
 
 @dataclass(frozen=True)
