@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from lab.azurite import Azurite, azurite_missing_reason
 from lab.tls import LabPki, lab_pki
 
 REPO = Path(__file__).resolve().parent.parent
@@ -25,3 +27,16 @@ def arm_examples() -> Path:
             f"Azure's published ARM examples are not present at {SHARED_FIXTURES} (only in the team's workspace)"
         )
     return SHARED_FIXTURES
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[Azurite]:
+    """Azurite (tables, queues, blobs) on free loopback ports for the whole session."""
+    reason = azurite_missing_reason()
+    if reason is not None:
+        pytest.skip(f"Azurite cannot run here: {reason}")
+    emulator = Azurite.start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
