@@ -2,6 +2,15 @@
 
 Two backends implement it and pass the same contract suite (tests/store/): Azure Table storage
 (``monitor.store.tables``) and SQLite (``monitor.store.sqlite``, the embedded default).
+
+Writes are proportional to change. A vault's latest posture and its findings are written only
+when they change; what advances on every scan is one last-seen marker per subscription
+(``save_postures`` for postures, ``mark_findings_seen`` for findings), from which the store
+derives ``PostureSnapshot.seen_at`` and ``FindingRecord.last_seen``. For an estate of V vaults
+in S subscriptions with F findings, a first scan writes 2V + F + S + 1 entities (latest posture
+and one history entry per vault, the findings, a findings marker per subscription, the scan
+run); a rescan of an unchanged estate writes 2S + 1 (two markers per subscription and the scan
+run). tests/store/test_write_counts.py checks both numbers on both backends.
 """
 
 from __future__ import annotations
@@ -20,7 +29,8 @@ class StoreUnavailable(Exception):
 
 @dataclass(frozen=True)
 class FindingRecord:
-    """A finding as remembered: what it is plus its lifecycle."""
+    """A finding as remembered: what it is plus its lifecycle. ``occurrences`` counts how many
+    times the problem opened (1, plus one for each reopening)."""
 
     finding: Finding
     status: FindingStatus
@@ -87,7 +97,9 @@ class Store(Protocol):
         """Write the snapshots that changed (and last-seen markers); returns entities written."""
         ...
 
-    def posture_history(self, vault_key: str) -> list[PostureSnapshot]: ...
+    def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
+        """Every distinct configuration the vault had, oldest first, each with when it was first seen."""
+        ...
 
     # findings ---------------------------------------------------------------------------------
     def load_findings(
@@ -95,7 +107,14 @@ class Store(Protocol):
     ) -> dict[str, FindingRecord]: ...
 
     def save_findings(self, records: Iterable[FindingRecord]) -> int:
-        """Optimistic concurrency: a record whose etag no longer matches raises ``ConcurrentUpdate``."""
+        """Optimistic concurrency: a record without an etag is created only if absent, one with an
+        etag replaces only that version. Every other record is still written; then
+        ``ConcurrentUpdate`` names the ones that were not. Returns entities written."""
+        ...
+
+    def mark_findings_seen(self, vault_keys: Iterable[str], *, seen_at: dt.datetime, scan_id: str) -> int:
+        """Every open or suppressed finding of these vaults was seen at ``seen_at``: their
+        ``last_seen`` advances without rewriting them. Returns entities written."""
         ...
 
     # scan runs --------------------------------------------------------------------------------
@@ -110,8 +129,13 @@ class Store(Protocol):
 
     def pending_messages(self) -> list[OutboxMessage]: ...
 
-    def claim_message(self, message: OutboxMessage, *, lease_until: dt.datetime) -> OutboxMessage | None:
-        """Take a lease on a pending message; None when another sender holds it or it was delivered."""
+    def claim_message(
+        self, message: OutboxMessage, *, lease_until: dt.datetime, now: dt.datetime | None = None
+    ) -> OutboxMessage | None:
+        """Take a lease on a pending message; None when another sender holds it or it was delivered.
+
+        It fails when the message changed since it was read (another sender claimed or finished
+        it); with ``now``, also while an earlier lease has not run out."""
         ...
 
     def finish_message(
@@ -120,6 +144,17 @@ class Store(Protocol):
         """Delivered: never sent again. Not delivered: stays pending for the next run."""
         ...
 
+    # housekeeping -----------------------------------------------------------------------------
+    def describe(self) -> str:
+        """Where the store is, for logs: never a key, token or connection string."""
+        ...
+
+    def close(self) -> None: ...
+
 
 class ConcurrentUpdate(Exception):
     """Another scan changed the record since it was read; re-read and reconcile again."""
+
+    def __init__(self, message: str = "", *, conflicting_ids: Iterable[str] = ()) -> None:
+        self.conflicting_ids = frozenset(conflicting_ids)
+        super().__init__(message or f"{len(self.conflicting_ids)} record(s) changed since they were read")

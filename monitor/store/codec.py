@@ -1,0 +1,438 @@
+"""Records to entity properties and back, within Table storage's limits (pure, no I/O).
+
+Both backends store the same flat property dicts, so they behave the same and pass one
+contract suite. Limits honoured here: a string property holds at most 32K UTF-16 characters
+(64 KiB), an entity at most 1 MiB and 255 properties. Finding evidence over the limit is trimmed
+with a marker (``_trimmed``) rather than failing the write; other large JSON values (a posture
+with hundreds of IP rules, a big message payload) are compressed and split over a few properties.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import ipaddress
+import json
+import zlib
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from monitor.jsonable import to_jsonable
+from monitor.model import (
+    Finding,
+    FindingStatus,
+    IpRule,
+    PrivateEndpointConnection,
+    ScanError,
+    Severity,
+    Suppression,
+    VaultPosture,
+    VirtualNetworkRule,
+)
+from monitor.store.base import FindingRecord, OutboxMessage, PostureSnapshot, ScanRun
+
+Properties = dict[str, Any]
+
+TEXT_LIMIT = 32_000  # UTF-16 code units per string property (Table storage: 32K characters)
+EVIDENCE_LIMIT = TEXT_LIMIT
+_MAX_CHUNKS = 15  # 15 x 64 KiB stays under the 1 MiB entity limit with room for the rest
+TRIMMED_MARKER = "_trimmed"
+
+
+class RecordTooLarge(ValueError):
+    """A value does not fit one entity even compressed."""
+
+
+# -- small values ---------------------------------------------------------------------------------
+
+
+def utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def fit_text(text: str, limit: int = TEXT_LIMIT) -> str:
+    """``text`` cut to ``limit`` UTF-16 units, ending in a visible marker when cut."""
+    if utf16_length(text) <= limit:
+        return text
+    marker = f" …[trimmed from {len(text)} characters]"
+    keep = limit - utf16_length(marker)
+    return text.encode("utf-16-le")[: 2 * keep].decode("utf-16-le", "ignore") + marker
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # kvmon passes aware UTC times; a naive one is taken as UTC
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat()
+
+
+def parse_time(text: Any) -> dt.datetime | None:
+    if text is None or text == "":
+        return None
+    return dt.datetime.fromisoformat(str(text))
+
+
+def required_time(text: Any) -> dt.datetime:
+    moment = parse_time(text)
+    if moment is None:
+        raise ValueError("a stored record lacks a required time")
+    return moment
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+def put_json(properties: Properties, name: str, value: Any) -> None:
+    """JSON text when it fits one property, else compressed and split over ``name_z0..``."""
+    text = _dumps(to_jsonable(value))
+    if utf16_length(text) <= TEXT_LIMIT:
+        properties[name] = text
+        return
+    packed = base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
+    chunks = [packed[i : i + TEXT_LIMIT] for i in range(0, len(packed), TEXT_LIMIT)]
+    if len(chunks) > _MAX_CHUNKS:
+        raise RecordTooLarge(f"{name}: {len(text)} characters do not fit one entity even compressed")
+    properties[f"{name}_zn"] = len(chunks)
+    for index, chunk in enumerate(chunks):
+        properties[f"{name}_z{index}"] = chunk
+
+
+def get_json(properties: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    if name in properties and properties[name] is not None:
+        return json.loads(properties[name])
+    count = properties.get(f"{name}_zn")
+    if not count:
+        return default
+    packed = "".join(properties[f"{name}_z{index}"] for index in range(int(count)))
+    return json.loads(zlib.decompress(base64.b64decode(packed)).decode("utf-8"))
+
+
+def _without_none(properties: Properties) -> Properties:
+    # Table storage has no null: an absent property reads back as absent.
+    return {key: value for key, value in properties.items() if value is not None}
+
+
+# -- evidence -------------------------------------------------------------------------------------
+
+
+def trim_evidence(evidence: Mapping[str, Any], *, limit: int = EVIDENCE_LIMIT) -> dict[str, Any]:
+    """Evidence as plain JSON values, shortened to fit ``limit`` UTF-16 units when it must be.
+
+    The longest strings are cut first (to the largest length that fits), then long lists; the
+    result carries ``_trimmed`` with the original size so a reader knows it is not whole.
+    """
+    data = to_jsonable(dict(evidence))
+    size = utf16_length(_dumps(data))
+    if size <= limit:
+        return data
+    marker = {
+        TRIMMED_MARKER: {"original_size": size, "note": "evidence over the storage limit was shortened"}
+    }
+
+    def fits(candidate: dict[str, Any]) -> bool:
+        return utf16_length(_dumps({**candidate, **marker})) <= limit
+
+    longest = max(_longest_string(data), 1)
+    best = _largest_fitting(lambda cap: fits(_shrink(data, max_chars=cap, max_items=None)), 16, longest)
+    if best is not None:
+        return {**_shrink(data, max_chars=best, max_items=None), **marker}
+    longest_list = max(_longest_list(data), 1)
+    best_items = _largest_fitting(lambda n: fits(_shrink(data, max_chars=16, max_items=n)), 1, longest_list)
+    if best_items is not None:
+        return {**_shrink(data, max_chars=16, max_items=best_items), **marker}
+    excerpt = fit_text(_dumps(data), limit - utf16_length(_dumps(marker)) - 64)
+    return {**marker, "excerpt": excerpt}
+
+
+def _largest_fitting(fits: Any, low: int, high: int) -> int | None:
+    """The largest n in [low, high] with fits(n) (fits is monotone), None if even low fails."""
+    if not fits(low):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _shrink(value: Any, *, max_chars: int, max_items: int | None) -> Any:
+    if isinstance(value, str):
+        if len(value) <= max_chars:
+            return value
+        return value[:max_chars] + f"…[trimmed {len(value) - max_chars} characters]"
+    if isinstance(value, list):
+        items = [
+            _shrink(item, max_chars=max_chars, max_items=max_items) for item in value[: max_items or None]
+        ]
+        if max_items is not None and len(value) > max_items:
+            items.append(f"…[trimmed {len(value) - max_items} more items]")
+        return items
+    if isinstance(value, dict):
+        return {key: _shrink(item, max_chars=max_chars, max_items=max_items) for key, item in value.items()}
+    return value
+
+
+def _longest_string(value: Any) -> int:
+    if isinstance(value, str):
+        return len(value)
+    if isinstance(value, list):
+        return max((_longest_string(item) for item in value), default=0)
+    if isinstance(value, dict):
+        return max((_longest_string(item) for item in value.values()), default=0)
+    return 0
+
+
+def _longest_list(value: Any) -> int:
+    if isinstance(value, list):
+        return max([len(value), *(_longest_list(item) for item in value)])
+    if isinstance(value, dict):
+        return max((_longest_list(item) for item in value.values()), default=0)
+    return 0
+
+
+def storable_finding(finding: Finding) -> Finding:
+    """The finding exactly as the store will give it back: JSON evidence, trimmed, texts capped.
+
+    The lifecycle compares stored findings with this form, so an over-long evidence does not
+    look "changed" on every scan.
+    """
+    return replace(
+        finding,
+        evidence=trim_evidence(finding.evidence),
+        title=fit_text(finding.title),
+        summary=fit_text(finding.summary),
+        remediation=fit_text(finding.remediation),
+    )
+
+
+# -- postures -------------------------------------------------------------------------------------
+
+
+def posture_to_json(posture: VaultPosture) -> dict[str, Any]:
+    data: dict[str, Any] = to_jsonable(posture)
+    data["ip_rules"] = [
+        {"raw": rule.raw, "network": str(rule.network) if rule.network is not None else None}
+        for rule in posture.ip_rules
+    ]
+    return data
+
+
+def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
+    return VaultPosture(
+        id=data["id"],
+        name=data["name"],
+        subscription_id=data["subscription_id"],
+        resource_group=data["resource_group"],
+        location=data["location"],
+        vault_uri=data.get("vault_uri"),
+        public_network_access=data["public_network_access"],
+        network_acls_present=bool(data["network_acls_present"]),
+        default_action=data["default_action"],
+        bypass=data["bypass"],
+        ip_rules=tuple(
+            IpRule(
+                raw=rule["raw"],
+                network=ipaddress.ip_network(rule["network"]) if rule.get("network") else None,
+            )
+            for rule in data.get("ip_rules", ())
+        ),
+        virtual_network_rules=tuple(
+            VirtualNetworkRule(
+                subnet_id=rule["subnet_id"],
+                ignore_missing_service_endpoint=bool(rule.get("ignore_missing_service_endpoint", False)),
+            )
+            for rule in data.get("virtual_network_rules", ())
+        ),
+        private_endpoint_connections=tuple(
+            PrivateEndpointConnection(
+                id=pec["id"],
+                private_endpoint_id=pec.get("private_endpoint_id"),
+                status=pec.get("status"),
+                provisioning_state=pec.get("provisioning_state"),
+                description=pec.get("description"),
+            )
+            for pec in data.get("private_endpoint_connections", ())
+        ),
+        tags=dict(data.get("tags") or {}),
+        tenant_id=data.get("tenant_id"),
+        last_modified_by=data.get("last_modified_by"),
+        last_modified_by_type=data.get("last_modified_by_type"),
+        last_modified_at=parse_time(data.get("last_modified_at")),
+        problems=tuple(data.get("problems") or ()),
+    )
+
+
+def posture_fingerprint(posture: VaultPosture) -> str:
+    """Equal for equal configurations: decides whether a snapshot is new history."""
+    return _dumps(posture_to_json(posture))
+
+
+def snapshot_to_properties(snapshot: PostureSnapshot) -> Properties:
+    properties: Properties = {
+        "vault_id": snapshot.posture.id,
+        "vault_key": snapshot.posture.key,
+        "vault_name": snapshot.posture.name,
+        "scan_id": snapshot.scan_id,
+        "seen_at": iso(snapshot.seen_at),
+    }
+    put_json(properties, "posture", posture_to_json(snapshot.posture))
+    return properties
+
+
+def snapshot_from_properties(properties: Mapping[str, Any], etag: str | None) -> PostureSnapshot:
+    return PostureSnapshot(
+        posture=posture_from_json(get_json(properties, "posture")),
+        scan_id=properties["scan_id"],
+        seen_at=required_time(properties["seen_at"]),
+        etag=etag,
+    )
+
+
+# -- findings -------------------------------------------------------------------------------------
+
+
+def finding_to_properties(record: FindingRecord) -> Properties:
+    finding = storable_finding(record.finding)
+    suppression = finding.suppression
+    properties: Properties = {
+        "finding_id": record.id,
+        "rule_id": finding.rule_id,
+        "severity": finding.severity.value,
+        "title": finding.title,
+        "vault_id": finding.vault_id,
+        "vault_key": finding.vault_id.lower(),
+        "vault_name": finding.vault_name,
+        "subject": finding.subject,
+        "summary": finding.summary,
+        "remediation": finding.remediation,
+        "evidence": _dumps(finding.evidence),
+        "suppression": _dumps(to_jsonable(suppression)) if suppression is not None else None,
+        "status": record.status.value,
+        "first_seen": iso(record.first_seen),
+        "last_seen": iso(record.last_seen),
+        "last_changed": iso(record.last_changed),
+        "occurrences": record.occurrences,
+        "resolved_at": iso(record.resolved_at),
+    }
+    return _without_none(properties)
+
+
+def finding_from_properties(properties: Mapping[str, Any], etag: str | None) -> FindingRecord:
+    suppression = None
+    if properties.get("suppression"):
+        raw = json.loads(properties["suppression"])
+        suppression = Suppression(
+            rule=raw["rule"],
+            vault_pattern=raw["vault_pattern"],
+            reason=raw["reason"],
+            owner=raw["owner"],
+            expires=dt.date.fromisoformat(raw["expires"]) if raw.get("expires") else None,
+        )
+    finding = Finding(
+        rule_id=properties["rule_id"],
+        severity=Severity(properties["severity"]),
+        title=properties.get("title", ""),
+        vault_id=properties["vault_id"],
+        vault_name=properties.get("vault_name", ""),
+        subject=properties.get("subject", ""),
+        evidence=json.loads(properties.get("evidence") or "{}"),
+        summary=properties.get("summary", ""),
+        remediation=properties.get("remediation", ""),
+        suppression=suppression,
+    )
+    return FindingRecord(
+        finding=finding,
+        status=FindingStatus(properties["status"]),
+        first_seen=required_time(properties["first_seen"]),
+        last_seen=required_time(properties["last_seen"]),
+        last_changed=required_time(properties["last_changed"]),
+        occurrences=int(properties.get("occurrences", 1)),
+        resolved_at=parse_time(properties.get("resolved_at")),
+        etag=etag,
+    )
+
+
+# -- scan runs ------------------------------------------------------------------------------------
+
+
+def scan_to_properties(run: ScanRun) -> Properties:
+    properties: Properties = {
+        "scan_id": run.scan_id,
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_s": (run.finished_at - run.started_at).total_seconds() if run.finished_at else None,
+        "trigger": run.trigger,
+        "error_count": len(run.errors),
+    }
+    put_json(properties, "scope", list(run.scope))
+    put_json(properties, "counts", dict(run.counts))
+    put_json(properties, "errors", [to_jsonable(error) for error in run.errors])
+    return _without_none(properties)
+
+
+def scan_from_properties(properties: Mapping[str, Any]) -> ScanRun:
+    return ScanRun(
+        scan_id=properties["scan_id"],
+        scope=tuple(get_json(properties, "scope", [])),
+        started_at=required_time(properties["started_at"]),
+        finished_at=parse_time(properties.get("finished_at")),
+        counts={key: int(value) for key, value in get_json(properties, "counts", {}).items()},
+        errors=tuple(
+            ScanError(source=e["source"], scope=e["scope"], message=e["message"], code=e.get("code"))
+            for e in get_json(properties, "errors", [])
+        ),
+        trigger=properties.get("trigger", "cli"),
+    )
+
+
+# -- outbox ---------------------------------------------------------------------------------------
+
+
+def message_to_properties(message: OutboxMessage) -> Properties:
+    properties: Properties = {
+        "message_id": message.id,
+        "channel": message.channel,
+        "created_at": iso(message.created_at),
+        "state": message.state,
+        "attempts": message.attempts,
+        "last_error": fit_text(message.last_error) if message.last_error is not None else None,
+        "delivered_at": iso(message.delivered_at),
+        "lease_until": iso(message.lease_until),
+    }
+    put_json(properties, "payload", dict(message.payload))
+    return _without_none(properties)
+
+
+def message_from_properties(properties: Mapping[str, Any], etag: str | None) -> OutboxMessage:
+    return OutboxMessage(
+        id=properties["message_id"],
+        channel=properties["channel"],
+        payload=get_json(properties, "payload", {}),
+        created_at=required_time(properties["created_at"]),
+        state=properties["state"],
+        attempts=int(properties.get("attempts", 0)),
+        last_error=properties.get("last_error"),
+        delivered_at=parse_time(properties.get("delivered_at")),
+        lease_until=parse_time(properties.get("lease_until")),
+        etag=etag,
+    )
+
+
+# -- last-seen markers ----------------------------------------------------------------------------
+
+
+def marker_to_properties(seen: Mapping[str, tuple[str, str]]) -> Properties:
+    """vault key -> (seen_at ISO, scan id) for one partition. Past one property it is compressed
+    (repeated times and scan ids make that about 20 bytes a vault: some 15,000 vaults a partition)."""
+    properties: Properties = {"vaults": len(seen)}
+    put_json(properties, "seen", {key: list(value) for key, value in sorted(seen.items())})
+    return properties
+
+
+def marker_from_properties(properties: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    return {key: (value[0], value[1]) for key, value in get_json(properties, "seen", {}).items()}

@@ -1,0 +1,379 @@
+"""The ``Store`` written once, over a small entity backend that both Table storage and SQLite provide.
+
+A backend stores entities (partition key, row key, flat properties, an etag) in named tables
+and offers five things: get, query in key order, and atomic batches of create / upsert /
+replace-if-etag / delete within one partition. Everything kvmon means by a record (keys,
+last-seen markers, concurrency, the outbox's leases) lives here, so the two backends cannot
+drift apart: the contract suite runs this class over each.
+
+Layout (table: PartitionKey / RowKey):
+
+- ``Postures``: subscription / vault key, the latest snapshot of each vault.
+- ``PostureHistory``: vault key / newest-first time + scan id, one entity per distinct configuration.
+- ``Findings``: subscription / finding id.
+- ``Seen``: ``postures`` or ``findings`` / subscription, the last-seen marker of a subscription's
+  vaults (vault key -> time and scan), rewritten once per scan instead of every record.
+- ``Scans``: ``scans`` / newest-first start time + scan id.
+- ``Outbox``: ``outbox`` / message id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, Protocol
+
+from monitor.model import FindingStatus
+from monitor.store import codec
+from monitor.store.base import (
+    ConcurrentUpdate,
+    FindingRecord,
+    MessageState,
+    OutboxMessage,
+    PostureSnapshot,
+    ScanRun,
+    StoreUnavailable,
+)
+from monitor.store.keys import encode_key, newest_first, partition_for_vault
+
+POSTURES = "Postures"
+HISTORY = "PostureHistory"
+FINDINGS = "Findings"
+SEEN = "Seen"
+SCANS = "Scans"
+OUTBOX = "Outbox"
+TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX)
+
+MAX_BATCH = 100  # Table storage: at most 100 operations per transaction
+_POINT_READS_UP_TO = 4  # fewer wanted vaults in a partition than this: read them one by one
+_MARKER_ATTEMPTS = 10
+_SCANS_PARTITION = "scans"
+_OUTBOX_PARTITION = "outbox"
+
+
+@dataclass(frozen=True)
+class Entity:
+    partition: str
+    row: str
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    etag: str | None = None
+
+
+OperationKind = Literal["create", "upsert", "replace", "delete"]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """``create`` fails if present; ``replace`` and ``delete`` with an etag only match that version."""
+
+    kind: OperationKind
+    entity: Entity
+
+
+class EntityConflict(Exception):
+    """A create found the entity present, or an etag no longer matched; ``index`` is the operation."""
+
+    def __init__(self, message: str, *, index: int = 0) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class EntityBackend(Protocol):
+    def get(self, table: str, partition: str, row: str) -> Entity | None: ...
+
+    def query(
+        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
+    ) -> Iterator[Entity]:
+        """Entities in (partition, row) order, optionally one partition and equal string properties."""
+        ...
+
+    def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
+        """All or nothing, one partition, at most ``MAX_BATCH``; the new etags (None for deletes)."""
+        ...
+
+    def describe(self) -> str: ...
+
+    def close(self) -> None: ...
+
+
+class EntityStore:
+    """kvmon's ``Store`` over any ``EntityBackend``."""
+
+    def __init__(self, backend: EntityBackend) -> None:
+        self.backend = backend
+
+    def describe(self) -> str:
+        return self.backend.describe()
+
+    def close(self) -> None:
+        self.backend.close()
+
+    # -- postures ---------------------------------------------------------------------------------
+
+    def load_postures(self, *, vault_keys: Iterable[str] | None = None) -> dict[str, PostureSnapshot]:
+        latest = self._read_vault_records(POSTURES, vault_keys)
+        markers = self._markers("postures", {entity.partition for entity in latest})
+        snapshots: dict[str, PostureSnapshot] = {}
+        for entity in latest:
+            snapshot = codec.snapshot_from_properties(entity.properties, entity.etag)
+            seen = markers.get(entity.partition, {}).get(snapshot.posture.key)
+            if seen is not None and codec.required_time(seen[0]) > snapshot.seen_at:
+                snapshot = replace(snapshot, seen_at=codec.required_time(seen[0]), scan_id=seen[1])
+            snapshots[snapshot.posture.key] = snapshot
+        return snapshots
+
+    def save_postures(self, snapshots: Iterable[PostureSnapshot]) -> int:
+        wanted = {snapshot.posture.key: snapshot for snapshot in snapshots}
+        stored = {
+            entity.properties["vault_key"]: entity for entity in self._read_vault_records(POSTURES, wanted)
+        }
+        written = 0
+        changed: dict[str, list[Operation]] = defaultdict(list)
+        unchanged: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        for key, snapshot in wanted.items():
+            partition = partition_for_vault(key)
+            properties = codec.snapshot_to_properties(snapshot)
+            current = stored.get(key)
+            if current is not None:
+                current_snapshot = codec.snapshot_from_properties(current.properties, current.etag)
+                if current_snapshot.seen_at > snapshot.seen_at:
+                    continue  # a later scan already wrote this vault: never go back in time
+                if codec.posture_fingerprint(current_snapshot.posture) == codec.posture_fingerprint(
+                    snapshot.posture
+                ):
+                    unchanged[partition][key] = (_iso(snapshot.seen_at), snapshot.scan_id)
+                    continue
+            history_row = f"{newest_first(snapshot.seen_at)}_{encode_key(snapshot.scan_id)}"
+            written += self._submit(
+                HISTORY, [Operation("upsert", Entity(encode_key(key), history_row, properties))]
+            )
+            changed[partition].append(Operation("upsert", Entity(partition, encode_key(key), properties)))
+        for operations in changed.values():
+            for batch in _batches(operations):
+                written += self._submit(POSTURES, batch)
+        for partition, entries in unchanged.items():
+            written += self._advance_marker("postures", partition, entries)
+        return written
+
+    def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
+        entities = self._query(HISTORY, partition=encode_key(vault_key.lower()))
+        snapshots = [codec.snapshot_from_properties(entity.properties, entity.etag) for entity in entities]
+        return sorted(snapshots, key=lambda snapshot: snapshot.seen_at)
+
+    # -- findings ---------------------------------------------------------------------------------
+
+    def load_findings(
+        self, *, vault_keys: Iterable[str] | None = None, status: FindingStatus | None = None
+    ) -> dict[str, FindingRecord]:
+        equals = {"status": status.value} if status is not None else None
+        if vault_keys is None:
+            entities = self._query(FINDINGS, equals=equals)
+        else:
+            keys = {key.lower() for key in vault_keys}
+            partitions = {partition_for_vault(key) for key in keys}
+            entities = [
+                entity
+                for partition in sorted(partitions)
+                for entity in self._query(FINDINGS, partition=partition, equals=equals)
+                if entity.properties.get("vault_key") in keys
+            ]
+        markers = self._markers("findings", {entity.partition for entity in entities})
+        records: dict[str, FindingRecord] = {}
+        for entity in entities:
+            record = codec.finding_from_properties(entity.properties, entity.etag)
+            seen = markers.get(entity.partition, {}).get(record.finding.vault_id.lower())
+            if record.status != FindingStatus.RESOLVED and seen is not None:
+                marked = codec.required_time(seen[0])
+                if marked > record.last_seen:
+                    record = replace(record, last_seen=marked)
+            records[record.id] = record
+        return records
+
+    def save_findings(self, records: Iterable[FindingRecord]) -> int:
+        by_partition: dict[str, list[tuple[str, Operation]]] = defaultdict(list)
+        for record in records:
+            partition = partition_for_vault(record.finding.vault_id.lower())
+            entity = Entity(partition, record.id, codec.finding_to_properties(record), record.etag)
+            kind: OperationKind = "create" if record.etag is None else "replace"
+            by_partition[partition].append((record.id, Operation(kind, entity)))
+        written = 0
+        conflicts: set[str] = set()
+        for items in by_partition.values():
+            for batch in _batches(items):
+                try:
+                    written += self._submit(FINDINGS, [operation for _, operation in batch])
+                except EntityConflict:
+                    # Find which ones conflicted; the others are still this scan's to write.
+                    for record_id, operation in batch:
+                        try:
+                            written += self._submit(FINDINGS, [operation])
+                        except EntityConflict:
+                            conflicts.add(record_id)
+        if conflicts:
+            raise ConcurrentUpdate(conflicting_ids=conflicts)
+        return written
+
+    def mark_findings_seen(self, vault_keys: Iterable[str], *, seen_at: dt.datetime, scan_id: str) -> int:
+        by_partition: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        for key in vault_keys:
+            by_partition[partition_for_vault(key.lower())][key.lower()] = (_iso(seen_at), scan_id)
+        return sum(
+            self._advance_marker("findings", partition, entries)
+            for partition, entries in by_partition.items()
+        )
+
+    # -- scan runs --------------------------------------------------------------------------------
+
+    def record_scan(self, run: ScanRun) -> None:
+        row = f"{newest_first(run.started_at)}_{encode_key(run.scan_id)}"
+        self._submit(
+            SCANS, [Operation("upsert", Entity(_SCANS_PARTITION, row, codec.scan_to_properties(run)))]
+        )
+
+    def scan_runs(self, *, limit: int = 20) -> list[ScanRun]:
+        runs: list[ScanRun] = []
+        for entity in self._iterate(SCANS, partition=_SCANS_PARTITION):
+            if len(runs) >= limit:
+                break
+            runs.append(codec.scan_from_properties(entity.properties))
+        return runs
+
+    # -- notification outbox ----------------------------------------------------------------------
+
+    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
+        for message in messages:
+            entity = Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message))
+            try:
+                self._submit(OUTBOX, [Operation("create", entity)])
+            except EntityConflict:
+                continue  # already enqueued: idempotent by id
+
+    def pending_messages(self) -> list[OutboxMessage]:
+        entities = self._query(OUTBOX, partition=_OUTBOX_PARTITION, equals={"state": MessageState.PENDING})
+        messages = [codec.message_from_properties(entity.properties, entity.etag) for entity in entities]
+        return sorted(messages, key=lambda message: (message.created_at, message.id))
+
+    def claim_message(
+        self, message: OutboxMessage, *, lease_until: dt.datetime, now: dt.datetime | None = None
+    ) -> OutboxMessage | None:
+        current = self._get_message(message.id)
+        if current is None or current.state != MessageState.PENDING:
+            return None
+        if message.etag is not None and current.etag != message.etag:
+            return None
+        if now is not None and current.lease_until is not None and current.lease_until > now:
+            return None
+        claimed = replace(current, lease_until=lease_until)
+        try:
+            etag = self._write_message(claimed, etag=current.etag)
+        except EntityConflict:
+            return None
+        return replace(claimed, etag=etag)
+
+    def finish_message(
+        self, message: OutboxMessage, *, delivered: bool, error: str | None, now: dt.datetime
+    ) -> None:
+        for _ in range(_MARKER_ATTEMPTS):
+            current = self._get_message(message.id)
+            if current is None or current.state == MessageState.DELIVERED:
+                return
+            finished = replace(
+                current,
+                state=MessageState.DELIVERED if delivered else MessageState.PENDING,
+                attempts=current.attempts + 1,
+                last_error=None if delivered else error,
+                delivered_at=now if delivered else None,
+                lease_until=None,
+            )
+            try:
+                self._write_message(finished, etag=current.etag)
+                return
+            except EntityConflict:
+                continue
+        raise StoreUnavailable(f"outbox message {message.id} kept changing under this sender")
+
+    def _get_message(self, message_id: str) -> OutboxMessage | None:
+        entity = self.backend.get(OUTBOX, _OUTBOX_PARTITION, encode_key(message_id))
+        return codec.message_from_properties(entity.properties, entity.etag) if entity else None
+
+    def _write_message(self, message: OutboxMessage, *, etag: str | None) -> str | None:
+        entity = Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message), etag)
+        return self.backend.submit(OUTBOX, [Operation("replace", entity)])[0]
+
+    # -- shared -----------------------------------------------------------------------------------
+
+    def _submit(self, table: str, operations: Sequence[Operation]) -> int:
+        self.backend.submit(table, operations)
+        return len(operations)
+
+    def _iterate(
+        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
+    ) -> Iterator[Entity]:
+        return self.backend.query(table, partition=partition, equals=equals)
+
+    def _query(
+        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
+    ) -> list[Entity]:
+        return list(self._iterate(table, partition=partition, equals=equals))
+
+    def _read_vault_records(self, table: str, vault_keys: Iterable[str] | None) -> list[Entity]:
+        """The entities of ``table`` (keyed subscription / vault key) for these vaults, or all."""
+        if vault_keys is None:
+            return self._query(table)
+        by_partition: dict[str, set[str]] = defaultdict(set)
+        for key in vault_keys:
+            by_partition[partition_for_vault(key.lower())].add(key.lower())
+        found: list[Entity] = []
+        for partition, keys in by_partition.items():
+            if len(keys) < _POINT_READS_UP_TO:
+                for key in sorted(keys):
+                    entity = self.backend.get(table, partition, encode_key(key))
+                    if entity is not None:
+                        found.append(entity)
+            else:
+                found.extend(
+                    e for e in self._iterate(table, partition=partition) if e.properties["vault_key"] in keys
+                )
+        return found
+
+    def _markers(self, kind: str, partitions: set[str]) -> dict[str, dict[str, tuple[str, str]]]:
+        if not partitions:
+            return {}
+        if len(partitions) < _POINT_READS_UP_TO:
+            entities = [e for p in sorted(partitions) if (e := self.backend.get(SEEN, kind, p)) is not None]
+        else:
+            entities = [e for e in self._iterate(SEEN, partition=kind) if e.row in partitions]
+        return {entity.row: codec.marker_from_properties(entity.properties) for entity in entities}
+
+    def _advance_marker(self, kind: str, partition: str, entries: Mapping[str, tuple[str, str]]) -> int:
+        """Merge ``entries`` into the partition's marker (later times win); 1 entity written, or 0
+        when nothing moved. Two scans merging at once: the loser re-reads and merges again."""
+        for _ in range(_MARKER_ATTEMPTS):
+            current = self.backend.get(SEEN, kind, partition)
+            seen = codec.marker_from_properties(current.properties) if current is not None else {}
+            merged = dict(seen)
+            for key, (seen_at, scan_id) in entries.items():
+                if key not in merged or codec.required_time(seen_at) > codec.required_time(merged[key][0]):
+                    merged[key] = (seen_at, scan_id)
+            if merged == seen:
+                return 0
+            entity = Entity(
+                kind, partition, codec.marker_to_properties(merged), current.etag if current else None
+            )
+            try:
+                self.backend.submit(SEEN, [Operation("create" if current is None else "replace", entity)])
+                return 1
+            except EntityConflict:
+                continue
+        raise StoreUnavailable(f"the last-seen marker of partition {partition} kept changing under this scan")
+
+
+def _iso(moment: dt.datetime) -> str:
+    return codec.iso(moment) or ""
+
+
+def _batches(items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), MAX_BATCH):
+        yield items[start : start + MAX_BATCH]

@@ -1,0 +1,219 @@
+"""Azure Table storage (azure-data-tables): the store the Functions app uses.
+
+Built from a connection string (``KVMON_STORAGE`` / ``AzureWebJobsStorage``) or from a table
+endpoint plus a credential (the managed identity). Batches are ``submit_transaction`` calls of at
+most 100 operations in one partition; conditional writes use the entity's ETag with
+``MatchConditions.IfNotModified``. Faults of the service become ``StoreUnavailable`` with a
+message that never carries the account key or a SAS token.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from azure.core import MatchConditions
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+
+from monitor.store.base import StoreUnavailable
+from monitor.store.entities import MAX_BATCH, Entity, EntityConflict, EntityStore, Operation
+
+_CONFLICT_CODES = {"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound", "EntityNotFound"}
+_SECRETS = re.compile(r"(AccountKey=|SharedAccessSignature=|sig=)[^;&\s\"']+", re.IGNORECASE)
+_TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
+# Fail over to StoreUnavailable in seconds, not the SDK default of minutes, when the service is gone.
+_CONNECTION_TIMEOUT_S = 10
+_READ_TIMEOUT_S = 30
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub(lambda match: match.group(1) + "***", text)
+
+
+class TableBackend:
+    def __init__(self, service: TableServiceClient, *, table_prefix: str = "kvmon", auth: str) -> None:
+        if not _TABLE_NAME.match(f"{table_prefix}PostureHistory"):
+            raise ValueError(f"table prefix {table_prefix!r}: use letters and digits, starting with a letter")
+        self._service = service
+        self._prefix = table_prefix
+        self._auth = auth
+        self._clients: dict[str, TableClient] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, *, table_prefix: str = "kvmon") -> TableBackend:
+        try:
+            service = TableServiceClient.from_connection_string(
+                connection_string, connection_timeout=_CONNECTION_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+            )
+        except (ValueError, AzureError) as exc:
+            # The SDK's message may quote the string itself: say what is wrong, not what it was.
+            raise ValueError(
+                "the storage connection string is not valid (it needs TableEndpoint or "
+                "AccountName/AccountKey, or UseDevelopmentStorage=true)"
+            ) from exc
+        auth = "SAS token" if "sharedaccesssignature=" in connection_string.lower() else "account key"
+        return cls(service, table_prefix=table_prefix, auth=auth)
+
+    @classmethod
+    def from_account_url(
+        cls, account_url: str, *, credential: TokenCredential, table_prefix: str = "kvmon"
+    ) -> TableBackend:
+        service = TableServiceClient(
+            endpoint=account_url,
+            credential=credential,
+            connection_timeout=_CONNECTION_TIMEOUT_S,
+            read_timeout=_READ_TIMEOUT_S,
+        )
+        return cls(service, table_prefix=table_prefix, auth="Microsoft Entra ID")
+
+    def describe(self) -> str:
+        parts = urlsplit(self._service.url)
+        endpoint = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+        return f"Azure Table storage at {endpoint} (tables {self._prefix}*, {self._auth})"
+
+    def close(self) -> None:
+        with self._lock:
+            for client in self._clients.values():
+                client.close()
+            self._clients.clear()
+        self._service.close()
+
+    def _table(self, table: str) -> TableClient:
+        with self._lock:
+            client = self._clients.get(table)
+            if client is None:
+                try:
+                    client = self._service.create_table_if_not_exists(f"{self._prefix}{table}")
+                except AzureError as exc:
+                    raise self._unavailable(f"cannot open table {self._prefix}{table}", exc) from exc
+                self._clients[table] = client
+            return client
+
+    def _unavailable(self, what: str, exc: Exception) -> StoreUnavailable:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreUnavailable(redact(f"{what} ({self.describe()}): {first_line}"))
+
+    def get(self, table: str, partition: str, row: str) -> Entity | None:
+        client = self._table(table)
+        try:
+            found = client.get_entity(partition, row)
+        except ResourceNotFoundError:
+            return None
+        except AzureError as exc:
+            raise self._unavailable(f"cannot read {table}", exc) from exc
+        return _entity(found)
+
+    def query(
+        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
+    ) -> Iterator[Entity]:
+        client = self._table(table)
+        conditions: list[str] = []
+        parameters: dict[str, Any] = {}
+        if partition is not None:
+            conditions.append("PartitionKey eq @pk")
+            parameters["pk"] = partition
+        for index, (name, value) in enumerate((equals or {}).items()):
+            conditions.append(f"{name} eq @v{index}")
+            parameters[f"v{index}"] = value
+        try:
+            if conditions:
+                pages = client.query_entities(" and ".join(conditions), parameters=parameters)
+            else:
+                pages = client.list_entities()
+            for found in pages:
+                yield _entity(found)
+        except AzureError as exc:
+            raise self._unavailable(f"cannot query {table}", exc) from exc
+
+    def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
+        if len(operations) > MAX_BATCH or len({op.entity.partition for op in operations}) > 1:
+            raise ValueError("a batch is one partition and at most 100 operations")
+        client = self._table(table)
+        try:
+            if len(operations) == 1:
+                return [self._single(client, operations[0])]
+            results = client.submit_transaction([_transaction_operation(op) for op in operations])
+        except (ResourceExistsError, ResourceModifiedError) as exc:
+            raise EntityConflict(str(exc).splitlines()[0]) from exc
+        except ResourceNotFoundError as exc:
+            if len(operations) == 1 and operations[0].kind == "delete" and operations[0].entity.etag is None:
+                return [None]
+            raise EntityConflict("the entity is gone") from exc
+        except TableTransactionError as exc:
+            if str(getattr(exc, "error_code", "")) in _CONFLICT_CODES:
+                raise EntityConflict(str(exc).splitlines()[0], index=exc.index) from exc
+            raise self._unavailable(f"a transaction on {table} failed", exc) from exc
+        except AzureError as exc:
+            raise self._unavailable(f"cannot write {table}", exc) from exc
+        return [
+            result.get("etag") if op.kind != "delete" else None
+            for op, result in zip(operations, results, strict=True)
+        ]
+
+    @staticmethod
+    def _single(client: TableClient, operation: Operation) -> str | None:
+        entity = _table_entity(operation.entity)
+        if operation.kind == "create":
+            return client.create_entity(entity).get("etag")
+        if operation.kind == "upsert":
+            return client.upsert_entity(entity, mode=UpdateMode.REPLACE).get("etag")
+        if operation.kind == "replace":
+            condition = _condition(operation.entity)
+            return client.update_entity(entity, mode=UpdateMode.REPLACE, **condition).get("etag")
+        client.delete_entity(operation.entity.partition, operation.entity.row, **_condition(operation.entity))
+        return None
+
+
+def _condition(entity: Entity) -> dict[str, Any]:
+    if entity.etag is None:
+        return {}
+    return {"etag": entity.etag, "match_condition": MatchConditions.IfNotModified}
+
+
+def _transaction_operation(operation: Operation) -> tuple[Any, ...]:
+    entity = _table_entity(operation.entity)
+    if operation.kind == "create":
+        return ("create", entity)
+    if operation.kind == "upsert":
+        return ("upsert", entity, {"mode": UpdateMode.REPLACE})
+    if operation.kind == "replace":
+        return ("update", entity, {"mode": UpdateMode.REPLACE, **_condition(operation.entity)})
+    return ("delete", entity, _condition(operation.entity))
+
+
+def _table_entity(entity: Entity) -> dict[str, Any]:
+    return {"PartitionKey": entity.partition, "RowKey": entity.row, **entity.properties}
+
+
+def _entity(found: Mapping[str, Any]) -> Entity:
+    properties = {key: value for key, value in found.items() if key not in ("PartitionKey", "RowKey")}
+    metadata = getattr(found, "metadata", {}) or {}
+    return Entity(found["PartitionKey"], found["RowKey"], properties, metadata.get("etag"))
+
+
+class TableStore(EntityStore):
+    def __init__(self, backend: TableBackend) -> None:
+        super().__init__(backend)
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, *, table_prefix: str = "kvmon") -> TableStore:
+        return cls(TableBackend.from_connection_string(connection_string, table_prefix=table_prefix))
+
+    @classmethod
+    def from_account_url(
+        cls, account_url: str, *, credential: TokenCredential, table_prefix: str = "kvmon"
+    ) -> TableStore:
+        return cls(
+            TableBackend.from_account_url(account_url, credential=credential, table_prefix=table_prefix)
+        )
