@@ -127,6 +127,23 @@ def test_unreachable_arm_is_an_error_per_subscription(pki: LabPki, estate: Estat
     assert all(e.message.startswith("ServiceRequestError: ") for e in result.errors)
 
 
+def test_a_stalled_answer_times_out_and_is_recorded(
+    estate: Estate, arm: ArmEmulator, pki: LabPki, inventory: ArmInventory
+) -> None:
+    add_vaults(estate, SUB_A, 1)
+    names_b = add_vaults(estate, SUB_B, 1)
+    arm.server.inject(list_path(SUB_A), Fault(delay_s=1.0, status=200, times=0))
+    impatient = ArmInventory(
+        LabCredential(), arm_endpoint=arm.url, connection_verify=pki.ca_path, timeout_s=0.2, retry_total=1
+    )
+    result = impatient.list_vaults([SUB_A, SUB_B])
+    assert [p.name for p in result.postures] == names_b
+    [error] = result.errors
+    assert error.scope == SUB_A and error.code is None
+    assert error.message.startswith("ServiceResponseTimeoutError: ") and "timed out" in error.message
+    assert result.subscriptions_complete == {SUB_B}
+
+
 def test_vault_with_null_network_acls(estate: Estate, inventory: ArmInventory) -> None:
     vault = estate.add_vault(subscription_id=SUB_A, resource_group="rg", name="kv-null-acls")
     estate.vaults[vault["id"].lower()]["properties"]["networkAcls"] = None
