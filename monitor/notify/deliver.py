@@ -311,8 +311,10 @@ class Notifier:
                 )
                 continue
             try:
+                claim_time = self._at(now, started)
+                # With ``now`` the store also refuses a message whose lease another run still holds.
                 claimed = self._store.claim_message(
-                    message, lease_until=self._at(now, started) + self._policy.lease
+                    message, lease_until=claim_time + self._policy.lease, now=claim_time
                 )
             except StoreUnavailable as exc:
                 errors.append(self._outbox_error(exc))
