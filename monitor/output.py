@@ -54,10 +54,12 @@ _RICH_STYLE = {
 @dataclass(frozen=True)
 class SourceLocation:
     """Where a vault was read from: a file (``uri`` relative to the source root, or absolute
-    ``file://``) and the line its resource id is on, when known."""
+    ``file://``) and the lines that hold it (the line of its resource id; the whole file,
+    ``1..end_line``, when that line is not known)."""
 
     uri: str
-    line: int | None = None
+    start_line: int = 1
+    end_line: int | None = None
 
 
 def ordered(findings: Sequence[Finding]) -> list[Finding]:
@@ -208,10 +210,10 @@ def _location(finding: Finding, source: SourceLocation | None, *, relative_base:
         artifact: dict[str, Any] = {"uri": source.uri}
         if relative_base and "://" not in source.uri:
             artifact["uriBaseId"] = SOURCE_ROOT
-        physical: dict[str, Any] = {"artifactLocation": artifact}
-        if source.line is not None:
-            physical["region"] = {"startLine": source.line}
-        location["physicalLocation"] = physical
+        region = {"startLine": source.start_line}
+        if source.end_line is not None:
+            region["endLine"] = source.end_line
+        location["physicalLocation"] = {"artifactLocation": artifact, "region": region}
     return location
 
 
@@ -373,7 +375,8 @@ def plain_table(
     rows = [("SEVERITY", "RULE", "VAULT", "FINDING")]
     for f in ordered(findings):
         severity = f"{f.severity.value}(suppressed)" if f.suppressed else f.severity.value
-        rows.append((severity, f.rule_id, f.vault_name, f"{f.title}: {f.summary}" if f.summary else f.title))
+        text = f"{f.title}: {f.summary}" if f.summary else f.title
+        rows.append((severity, f.rule_id, f.vault_name, " ".join(text.split())))
     out: list[str] = []
     if findings:
         widths = [max(len(row[i]) for row in rows) for i in range(3)]

@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
         except InputError as exc:
             raise common.UsageError(str(exc)) from None
         errors += [ScanError(source="input", scope=str(path), message=problem) for problem in problems]
-        lines = _id_lines(path)
+        lines, line_count = _id_lines(path)
         for posture in loaded:
             errors += [
                 ScanError(source="input", scope=f"{path}: {posture.name}", message=problem)
@@ -152,7 +152,12 @@ def run(args: argparse.Namespace) -> int:
                 )
                 continue
             postures[posture.key] = posture
-            sources[posture.key] = SourceLocation(uri=_uri(path), line=lines.get(posture.key))
+            line = lines.get(posture.key)
+            sources[posture.key] = SourceLocation(
+                uri=_uri(path),
+                start_line=line or 1,
+                end_line=line or line_count,
+            )
     facts = [
         VaultFacts(
             posture=posture,
@@ -185,15 +190,15 @@ def _uri(path: Path) -> str:
 _ID_LINE = re.compile(r'"id"\s*:\s*"(/subscriptions/[^"]+?/vaults/[^"/]+)"', re.IGNORECASE)
 
 
-def _id_lines(path: Path) -> dict[str, int]:
-    """The line each vault's ``"id"`` is on, by lower-cased id, for SARIF locations (best effort:
-    the file was already read and judged; this only points at it)."""
+def _id_lines(path: Path) -> tuple[dict[str, int], int | None]:
+    """The line each vault's ``"id"`` is on (by lower-cased id) and the file's line count, for
+    SARIF locations. Best effort: the file was already read and judged; this only points at it."""
     try:
         data = path.read_bytes()
         text = data.decode(json.detect_encoding(data))
     except (OSError, UnicodeDecodeError):
-        return {}
+        return {}, None
     lines: dict[str, int] = {}
     for match in _ID_LINE.finditer(text):
         lines.setdefault(match.group(1).lower(), text.count("\n", 0, match.start()) + 1)
-    return lines
+    return lines, max(1, len(text.splitlines()))
