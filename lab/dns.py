@@ -35,6 +35,10 @@ class _EstateResolver:
         if lab.mode == "silent":
             raise DNSError("silent mode: no answer")  # dnslib drops the query without a reply
         reply = request.reply()
+        if lab.mode == "truncate" and handler.protocol == "udp":
+            # The question kept, no records, TC set: what a server says when the answer is too big.
+            reply.header.tc = 1
+            return reply
         if qname.lower() == INGRESS_NAME:
             chain: tuple[str, ...] = (INGRESS_NAME,)
             addresses: tuple[str, ...] = (PUBLIC_INGRESS,)
@@ -92,27 +96,21 @@ class LabDns:
 
     def start(self) -> LabDns:
         resolver = _EstateResolver(self)
-        lab = self
-
-        class _Handler(DNSHandler):
-            @property
-            def udplen(self) -> int:
-                return 12 if lab.mode == "truncate" else 0  # 12 bytes: the header alone fits
-
         quiet = DNSLogger("-recv,-send,-request,-reply,-truncated,-error,-data", prefix=False)
         for _ in range(20):
             port = _free_port()
             try:
-                udp = DNSServer(resolver, address=LOOPBACK, port=port, logger=quiet, handler=_Handler)
-                tcp = DNSServer(
-                    resolver, address=LOOPBACK, port=port, tcp=True, logger=quiet, handler=_Handler
-                )
+                udp = DNSServer(resolver, address=LOOPBACK, port=port, logger=quiet)
+                tcp = DNSServer(resolver, address=LOOPBACK, port=port, tcp=True, logger=quiet)
             except OSError:
                 continue
             self.port = port
             self._servers = [udp, tcp]
             for server in self._servers:
-                server.start_thread()
+                # A short poll interval: stopping waits for it.
+                threading.Thread(
+                    target=server.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+                ).start()
             return self
         raise RuntimeError("no free port for the lab DNS on 127.0.0.1")
 

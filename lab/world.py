@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 
 from lab.dns import LabDns
@@ -79,6 +80,17 @@ class LabWorld:
     def ca_path(self) -> str:
         return lab_pki().ca_path
 
+    def use(self, estate: Estate) -> LabWorld:
+        """Serve another estate from the running servers (tests start the servers once).
+
+        The data plane keeps listening where it listens: ``estate`` must need no other address.
+        """
+        missing = set(estate.listening_addresses()) - set(self.keyvault.servers) - set(self._blackholed)
+        if self.keyvault.servers and missing:
+            raise ValueError(f"the running data plane does not listen on {', '.join(sorted(missing))}")
+        self.estate = self.dns.estate = self.keyvault.estate = estate
+        return self
+
     def start(self) -> LabWorld:
         self.keyvault.start()
         try:
@@ -93,8 +105,11 @@ class LabWorld:
         for blackhole in self.blackholes:
             blackhole.stop()
         self.blackholes = []
-        self.dns.stop()
+        # Both wait for their servers' poll interval: wait once, not twice.
+        dns_stop = threading.Thread(target=self.dns.stop)
+        dns_stop.start()
         self.keyvault.stop()
+        dns_stop.join()
 
     def __enter__(self) -> LabWorld:
         return self.start()
