@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import requests
 
 from monitor.model import FindingChange, ScanError, ScanReport, Severity
-from monitor.notify.channels import ChannelConfig, ChannelKind
+from monitor.notify.channels import ChannelConfig, ChannelKind, load_channels
 from monitor.notify.compose import ScanDigest, body_bytes, compose, message_id, open_counts
 from monitor.notify.redact import Secret, redact, redacting_logs
 from monitor.store.base import OutboxMessage, Store, StoreUnavailable
@@ -375,3 +375,14 @@ class Notifier:
             message=redact(f"the notification outbox is unavailable: {exc}", secrets),
             code="store-unavailable",
         )
+
+
+def notifier_from_environ(
+    store: Store, environ: Mapping[str, str], *, verify: str | bool = True
+) -> Notifier | None:
+    """The notifier for the channels configured in ``environ`` (``KVMON_CHANNELS``), or None when
+    there are none. ``verify`` is ``Settings.connection_verify``. Raises ``ChannelConfigError``."""
+    channels = load_channels(environ)
+    if not channels:
+        return None
+    return Notifier(store, channels, session=default_session(verify=verify))

@@ -30,6 +30,7 @@ from monitor.notify.deliver import (
     TIMESTAMP_HEADER,
     DeliveryPolicy,
     Notifier,
+    notifier_from_environ,
 )
 from monitor.notify.redact import Secret
 from monitor.store import open_store
@@ -407,3 +408,16 @@ def test_the_scan_hook_enqueues_and_delivers(
     assert len(sink.received) == 3
     document = sink.messages("webhook")[0].json()
     assert document["open_by_severity"] == {"critical": 1, "high": 2, "medium": 0, "low": 1, "info": 1}
+
+
+def test_the_notifier_is_built_from_settings(open_outbox: StoreFactory, sink: WebhookSink, pki: Any) -> None:
+    store = open_outbox()
+    assert notifier_from_environ(store, {}) is None
+    environ = {
+        "KVMON_CHANNELS": json.dumps([{"name": "siem", "kind": "webhook", "url_setting": "HOOK_URL"}]),
+        "HOOK_URL": sink.webhook_url(),
+    }
+    built = notifier_from_environ(store, environ, verify=pki.ca_path)
+    assert built is not None and [c.name for c in built.channels] == ["siem"]
+    built.enqueue([change(ChangeKind.OPENED)], scan_id="scan-env", now=SCAN_TIME)
+    assert built.deliver_pending(SCAN_TIME).delivered == (message_id("scan-env", "siem"),)
