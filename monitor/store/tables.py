@@ -102,7 +102,9 @@ class TableBackend:
 
     def _unavailable(self, what: str, exc: Exception) -> StoreUnavailable:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return StoreUnavailable(redact(f"{what} ({self.describe()}): {first_line}"))
+        code = getattr(exc, "error_code", None)
+        detail = f"{first_line} [{code}]" if code else first_line
+        return StoreUnavailable(redact(f"{what} ({self.describe()}): {detail}"))
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         client = self._table(table)

@@ -1,0 +1,140 @@
+"""The pure lifecycle: open, persist, change, resolve, reopen, suppressed, incomplete evidence."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from monitor.model import ChangeKind, FindingStatus, Severity, Suppression
+from monitor.store.base import FindingRecord
+from tests.store.helpers import T0, finding
+
+LATER = T0 + dt.timedelta(minutes=15)
+APP = finding("kv-app").vault_id.lower()
+DATA = finding("kv-data").vault_id.lower()
+SUPPRESSION = Suppression(
+    rule="KV001", vault_pattern="kv-app", reason="pilot", owner="sec", expires=dt.date(2026, 12, 31)
+)
+
+
+def stored(f, *, status=FindingStatus.OPEN, at=T0, **changes) -> FindingRecord:
+    from monitor.store.codec import storable_finding
+
+    return FindingRecord(
+        finding=storable_finding(f),
+        status=status,
+        first_seen=at,
+        last_seen=at,
+        last_changed=at,
+        etag="e1",
+        **changes,
+    )
+
+
+def run(previous, current, *, assessed=(APP, DATA), complete=(APP, DATA), now=LATER):
+    from monitor.lifecycle import reconcile
+
+    return reconcile(
+        previous={r.id: r for r in previous},
+        current=current,
+        assessed_vaults=set(assessed),
+        complete_vaults=set(complete),
+        now=now,
+    )
+
+
+def test_a_new_finding_opens() -> None:
+    result = run([], [finding()])
+    (record,) = result.records
+    assert (record.status, record.first_seen, record.last_seen, record.occurrences, record.etag) == (
+        FindingStatus.OPEN,
+        LATER,
+        LATER,
+        1,
+        None,
+    )
+    assert [(c.kind, c.finding.id) for c in result.changes] == [(ChangeKind.OPENED, finding().id)]
+
+
+def test_a_persisting_finding_writes_nothing_and_its_vault_is_marked_seen() -> None:
+    result = run([stored(finding())], [finding()])
+    assert result.records == () and result.changes == ()
+    assert result.seen_vaults == {APP, DATA}
+
+
+def test_severity_or_summary_change_is_announced_other_evidence_only_stored() -> None:
+    before = stored(finding(severity=Severity.MEDIUM))
+    severity = run([before], [finding(severity=Severity.HIGH)])
+    assert [(c.kind, c.previous_severity) for c in severity.changes] == [
+        (ChangeKind.CHANGED, Severity.MEDIUM)
+    ]
+    assert severity.records[0].last_changed == LATER and severity.records[0].etag == "e1"
+
+    quiet = run([stored(finding())], [finding(evidence={"default_action": "Allow", "checked": 2})])
+    assert quiet.changes == ()
+    assert quiet.records[0].finding.evidence["checked"] == 2 and quiet.records[0].last_changed == T0
+
+
+def test_not_seen_in_a_complete_scan_resolves() -> None:
+    result = run([stored(finding())], [])
+    (record,) = result.records
+    assert (record.status, record.resolved_at, record.last_seen) == (FindingStatus.RESOLVED, LATER, T0)
+    assert [c.kind for c in result.changes] == [ChangeKind.RESOLVED]
+
+
+def test_incomplete_evidence_never_resolves_and_holds_the_vault_marker() -> None:
+    gone_from_logs = stored(finding(rule="KV201", subject="198.51.100.7"))
+    still_there = stored(finding(rule="KV001"))
+    result = run([gone_from_logs, still_there], [finding(rule="KV001")], complete={DATA})
+
+    assert result.changes == ()
+    assert APP not in result.seen_vaults  # the unseen KV201 keeps its last_seen
+    # The seen KV001 of that vault gets its own last_seen, since the marker does not move.
+    assert [(r.id, r.status, r.last_seen) for r in result.records] == [
+        (still_there.id, FindingStatus.OPEN, LATER)
+    ]
+
+
+def test_a_vault_not_assessed_resolves_nothing() -> None:
+    result = run([stored(finding())], [], assessed={DATA}, complete={DATA})
+    assert result.records == () and result.changes == ()
+
+
+def test_a_resolved_finding_seen_again_reopens() -> None:
+    resolved = stored(finding(), status=FindingStatus.RESOLVED, resolved_at=T0, occurrences=1)
+    result = run([resolved], [finding()])
+    (record,) = result.records
+    assert (record.status, record.first_seen, record.occurrences, record.resolved_at) == (
+        FindingStatus.OPEN,
+        T0,
+        2,
+        None,
+    )
+    assert [c.kind for c in result.changes] == [ChangeKind.REOPENED]
+
+
+def test_suppressed_findings_are_recorded_not_announced() -> None:
+    quiet = finding(suppression=SUPPRESSION)
+    opened = run([], [quiet])
+    assert opened.changes == ()
+    assert opened.records[0].status == FindingStatus.SUPPRESSED
+    assert opened.records[0].finding.suppression == SUPPRESSION
+
+    resolved = run([stored(quiet, status=FindingStatus.SUPPRESSED)], [])
+    assert resolved.records[0].status == FindingStatus.RESOLVED and resolved.changes == ()
+
+    lapsed = run([stored(quiet, status=FindingStatus.SUPPRESSED)], [finding()])
+    assert lapsed.records[0].status == FindingStatus.OPEN
+    assert [c.kind for c in lapsed.changes] == [ChangeKind.OPENED]
+
+
+def test_duplicate_findings_in_one_scan_become_one_record() -> None:
+    result = run([], [finding(severity=Severity.LOW), finding(severity=Severity.CRITICAL)])
+    assert len(result.records) == 1 and result.records[0].finding.severity == Severity.CRITICAL
+
+
+def test_over_long_evidence_does_not_look_changed_every_scan() -> None:
+    big = finding(evidence={"log": "x" * 80_000})
+    first = run([], [big])
+    again = run([dataclasses.replace(first.records[0], etag="e1")], [big])
+    assert again.records == () and again.changes == ()

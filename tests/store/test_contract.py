@@ -1,0 +1,275 @@
+"""One contract, two backends: SQLite and Table storage (Azurite) must behave the same."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from monitor.model import FindingStatus, ScanError, Suppression
+from monitor.store.base import (
+    ConcurrentUpdate,
+    FindingRecord,
+    MessageState,
+    OutboxMessage,
+    PostureSnapshot,
+    ScanRun,
+)
+from monitor.store.entities import EntityStore
+from tests.store.conftest import StoreFactory
+from tests.store.helpers import SUB_A, SUB_B, T0, finding, ip_rule, pec, posture
+
+HOUR = dt.timedelta(hours=1)
+
+
+def record(f, *, status=FindingStatus.OPEN, at=T0, **changes) -> FindingRecord:
+    return FindingRecord(finding=f, status=status, first_seen=at, last_seen=at, last_changed=at, **changes)
+
+
+# -- postures ---------------------------------------------------------------------------------------
+
+
+def test_posture_round_trips_exactly(store: EntityStore) -> None:
+    original = posture(
+        "kv-App01",
+        ip_rules=(ip_rule("203.0.113.0/24"), ip_rule("2001:db8::/48"), ip_rule("not-an-ip")),
+        private_endpoint_connections=(pec("pe-app", "Approved"), pec("pe-old", "Rejected")),
+        problems=("ipRules[2]: 'not-an-ip' is not an address",),
+    )
+    store.save_postures([PostureSnapshot(original, scan_id="scan-1", seen_at=T0)])
+
+    loaded = store.load_postures()
+    assert list(loaded) == [original.key]
+    assert loaded[original.key].posture == original
+    assert loaded[original.key].posture.id == original.id  # mixed case kept
+    assert (loaded[original.key].scan_id, loaded[original.key].seen_at) == ("scan-1", T0)
+
+
+def test_load_postures_by_key_is_case_insensitive_and_skips_unknown(store: EntityStore) -> None:
+    app, data = posture("kv-app"), posture("kv-data", subscription=SUB_B)
+    store.save_postures([PostureSnapshot(p, scan_id="s1", seen_at=T0) for p in (app, data)])
+
+    assert set(store.load_postures(vault_keys=[app.id.upper(), "/subscriptions/x/vaults/none"])) == {app.key}
+    assert set(store.load_postures()) == {app.key, data.key}
+
+
+def test_unchanged_posture_only_moves_its_marker_and_changed_one_adds_history(store: EntityStore) -> None:
+    first = posture()
+    assert store.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)]) == 2  # latest + history
+
+    assert store.save_postures([PostureSnapshot(first, scan_id="s2", seen_at=T0 + HOUR)]) == 1  # marker
+    again = store.load_postures()[first.key]
+    assert (again.scan_id, again.seen_at) == ("s2", T0 + HOUR)
+    assert len(store.posture_history(first.key)) == 1
+
+    loosened = dataclasses.replace(first, default_action="Allow")
+    assert store.save_postures([PostureSnapshot(loosened, scan_id="s3", seen_at=T0 + 2 * HOUR)]) == 2
+    latest = store.load_postures()[first.key]
+    assert (latest.posture, latest.scan_id) == (loosened, "s3")
+    history = store.posture_history(first.id)  # any case
+    assert [(s.scan_id, s.posture.default_action) for s in history] == [("s1", "Deny"), ("s3", "Allow")]
+
+
+def test_an_older_snapshot_never_replaces_a_newer_one(store: EntityStore) -> None:
+    newer = posture(default_action="Allow")
+    store.save_postures([PostureSnapshot(newer, scan_id="late", seen_at=T0 + HOUR)])
+    store.save_postures([PostureSnapshot(posture(), scan_id="early", seen_at=T0)])
+
+    assert store.load_postures()[newer.key].posture == newer
+
+
+def test_a_posture_with_many_rules_is_stored_compressed(store: EntityStore) -> None:
+    many = tuple(ip_rule(f"198.51.{i // 250}.{i % 250}/32") for i in range(1000))
+    big = posture(ip_rules=many, tags={f"tag{i}": "x" * 40 for i in range(50)})
+    store.save_postures([PostureSnapshot(big, scan_id="s1", seen_at=T0)])
+
+    assert store.load_postures()[big.key].posture == big
+
+
+# -- findings ---------------------------------------------------------------------------------------
+
+
+def test_findings_round_trip_with_suppression_and_filters(store: EntityStore) -> None:
+    suppression = Suppression(
+        rule="KV001",
+        vault_pattern="kv-app",
+        reason="pilot",
+        owner="sec@contoso.com",
+        expires=dt.date(2026, 6, 30),
+    )
+    open_one = record(finding("kv-app", "KV004", subject="203.0.113.10/32"))
+    suppressed = record(finding("kv-app", "KV001", suppression=suppression), status=FindingStatus.SUPPRESSED)
+    resolved = record(
+        finding("kv-data", "KV002", subscription=SUB_B), status=FindingStatus.RESOLVED, resolved_at=T0 + HOUR
+    )
+    assert store.save_findings([open_one, suppressed, resolved]) == 3
+
+    everything = store.load_findings()
+    assert set(everything) == {open_one.id, suppressed.id, resolved.id}
+    for original in (open_one, suppressed, resolved):
+        loaded = everything[original.id]
+        assert loaded.etag
+        assert dataclasses.replace(loaded, etag=None) == original
+
+    assert set(store.load_findings(status=FindingStatus.SUPPRESSED)) == {suppressed.id}
+    assert set(store.load_findings(vault_keys=[open_one.finding.vault_id.upper()])) == {
+        open_one.id,
+        suppressed.id,
+    }
+    assert (
+        set(store.load_findings(vault_keys=[resolved.finding.vault_id], status=FindingStatus.OPEN)) == set()
+    )
+
+
+def test_create_if_absent_and_etag_conflicts_name_the_records_and_write_the_rest(store: EntityStore) -> None:
+    first = record(finding(subject="a"))
+    store.save_findings([first])
+    stored = store.load_findings()[first.id]
+
+    # Someone else updates it: our copy's etag is now stale.
+    store.save_findings([dataclasses.replace(stored, occurrences=2)])
+    stale = dataclasses.replace(stored, occurrences=3)
+    duplicate = record(finding(subject="a"))  # no etag: create-if-absent
+    fresh = record(finding(subject="b"))
+    with pytest.raises(ConcurrentUpdate) as raised:
+        store.save_findings([stale, duplicate, fresh])
+
+    assert raised.value.conflicting_ids == {first.id}
+    after = store.load_findings()
+    assert after[first.id].occurrences == 2
+    assert fresh.id in after
+
+
+def test_more_than_one_transaction_of_findings_in_a_partition(store: EntityStore) -> None:
+    records = [record(finding(f"kv-{i:03d}", subject=str(i))) for i in range(230)]
+    assert store.save_findings(records) == 230
+    loaded = store.load_findings()
+    assert len(loaded) == 230
+    updated = [dataclasses.replace(r, occurrences=2) for r in loaded.values()]
+    assert store.save_findings(updated) == 230
+    assert {r.occurrences for r in store.load_findings().values()} == {2}
+
+
+def test_mark_findings_seen_moves_last_seen_of_active_findings_only(store: EntityStore) -> None:
+    active = record(finding(subject="active"))
+    done = record(finding(subject="done"), status=FindingStatus.RESOLVED, resolved_at=T0)
+    store.save_findings([active, done])
+
+    assert store.mark_findings_seen([active.finding.vault_id.lower()], seen_at=T0 + HOUR, scan_id="s2") == 1
+    assert store.mark_findings_seen([active.finding.vault_id.lower()], seen_at=T0 + HOUR, scan_id="s2") == 0
+    loaded = store.load_findings()
+    assert loaded[active.id].last_seen == T0 + HOUR
+    assert loaded[done.id].last_seen == T0
+
+
+def test_seventy_kib_of_evidence_is_stored_trimmed_with_a_marker(store: EntityStore) -> None:
+    evidence = {"log_excerpt": "GET /secrets/x 403 ForbiddenByFirewall\n" * 1900, "count": 1900}
+    assert len(evidence["log_excerpt"].encode()) > 70 * 1024
+    big = record(finding(evidence=evidence))
+
+    assert store.save_findings([big]) == 1  # never a failed write
+
+    stored = store.load_findings()[big.id].finding.evidence
+    assert stored["_trimmed"]["original_size"] > 70 * 1024
+    assert stored["count"] == 1900
+    assert stored["log_excerpt"].startswith("GET /secrets/x 403 ForbiddenByFirewall")
+    assert "…[trimmed" in stored["log_excerpt"]
+    assert len(stored["log_excerpt"]) < len(evidence["log_excerpt"])
+
+
+# -- scan runs --------------------------------------------------------------------------------------
+
+
+def test_scan_runs_newest_first_and_updated_in_place(store: EntityStore) -> None:
+    errors = (ScanError(source="arm", scope=SUB_B, message="403 AuthorizationFailed", code="403"),)
+    for index in range(3):
+        started = T0 + index * HOUR
+        store.record_scan(ScanRun(scan_id=f"s{index}", scope=(SUB_A,), started_at=started, finished_at=None))
+        store.record_scan(
+            ScanRun(
+                scan_id=f"s{index}",
+                scope=(SUB_A, SUB_B),
+                started_at=started,
+                finished_at=started + dt.timedelta(seconds=42),
+                counts={"vaults": 12, "opened": index},
+                errors=errors,
+                trigger="timer",
+            )
+        )
+
+    runs = store.scan_runs(limit=2)
+    assert [run.scan_id for run in runs] == ["s2", "s1"]
+    assert runs[0] == ScanRun(
+        scan_id="s2",
+        scope=(SUB_A, SUB_B),
+        started_at=T0 + 2 * HOUR,
+        finished_at=T0 + 2 * HOUR + dt.timedelta(seconds=42),
+        counts={"vaults": 12, "opened": 2},
+        errors=errors,
+        trigger="timer",
+    )
+    assert len(store.scan_runs()) == 3
+
+
+# -- outbox -----------------------------------------------------------------------------------------
+
+
+def message(message_id: str = "scan-1:teams") -> OutboxMessage:
+    return OutboxMessage(
+        id=message_id, channel="teams", payload={"type": "message", "text": "x" * 50}, created_at=T0
+    )
+
+
+def test_enqueue_is_idempotent_by_id(store: EntityStore) -> None:
+    store.enqueue_messages([message(), message("scan-1:slack/#sec?x")])
+    store.enqueue_messages([dataclasses.replace(message(), payload={"changed": True})])
+
+    pending = store.pending_messages()
+    assert [m.id for m in pending] == ["scan-1:slack/#sec?x", "scan-1:teams"]
+    assert next(m for m in pending if m.id == "scan-1:teams").payload == message().payload
+
+
+def test_claim_and_finish(store: EntityStore) -> None:
+    store.enqueue_messages([message()])
+    read = store.pending_messages()[0]
+
+    claimed = store.claim_message(read, lease_until=T0 + dt.timedelta(minutes=5), now=T0)
+    assert claimed is not None and claimed.lease_until == T0 + dt.timedelta(minutes=5)
+    assert store.claim_message(read, lease_until=T0 + HOUR) is None  # stale: another sender has it
+    again = store.pending_messages()[0]
+    assert (
+        store.claim_message(again, lease_until=T0 + HOUR, now=T0 + dt.timedelta(minutes=1)) is None
+    )  # leased
+
+    store.finish_message(claimed, delivered=False, error="HTTP 429 from channel teams", now=T0)
+    retry = store.pending_messages()[0]
+    assert (retry.attempts, retry.last_error, retry.lease_until) == (1, "HTTP 429 from channel teams", None)
+
+    second = store.claim_message(retry, lease_until=T0 + HOUR, now=T0 + dt.timedelta(minutes=2))
+    assert second is not None
+    store.finish_message(second, delivered=True, error=None, now=T0 + dt.timedelta(minutes=3))
+    assert store.pending_messages() == []
+    store.finish_message(
+        second, delivered=False, error="late failure", now=T0 + HOUR
+    )  # never undoes delivery
+    assert store.pending_messages() == []
+    assert store.claim_message(second, lease_until=T0 + 2 * HOUR) is None
+
+
+def test_two_stores_on_the_same_data_see_each_other(make_store: StoreFactory) -> None:
+    writer, reader = make_store(), make_store()
+    writer.save_findings([record(finding())])
+    writer.enqueue_messages([message()])
+
+    assert len(reader.load_findings()) == 1
+    assert reader.pending_messages()[0].state == MessageState.PENDING
+
+
+def test_description_names_the_store_without_secrets(store: EntityStore) -> None:
+    text = store.describe()
+    assert (
+        "AccountKey" not in text
+        and "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq" not in text
+    )
+    assert text.startswith(("SQLite at ", "Azure Table storage at http://127.0.0.1:"))
