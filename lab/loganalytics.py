@@ -120,9 +120,10 @@ class LogAnalyticsEmulator:
     # -- configuration -------------------------------------------------------------------------
 
     def set_tables(self, workspace_id: str, *tables: str) -> None:
-        """Which access-log tables exist in the workspace (default: ``AZKVAuditLogs`` only)."""
+        """Which access-log tables exist in the workspace (default: ``AZKVAuditLogs`` only; none
+        at all is a workspace no diagnostic setting ever wrote to)."""
         unknown = [name for name in tables if name not in TABLES]
-        if unknown or not tables:
+        if unknown:
             raise ValueError(f"tables must be some of {', '.join(TABLES)}, got {tables!r}")
         with self._lock:
             self._workspace(workspace_id).tables = tuple(tables)
@@ -141,6 +142,17 @@ class LogAnalyticsEmulator:
             raise ValueError(f"table must be one of {', '.join(TABLES)}, got {table!r}")
         with self._lock:
             self._workspace(workspace_id).ingested[table].append(dict(row))
+
+    def reset(self, estate: Estate | None = None) -> None:
+        """Forget workspace settings, ingested rows, recorded queries, request counts and faults
+        (and answer from ``estate`` when given): one running server serves many tests."""
+        with self._lock:
+            if estate is not None:
+                self.estate = estate
+            self._workspaces.clear()
+            self.queries.clear()
+        self.server.clear_faults()
+        self.server.request_counts.clear()
 
     def _workspace(self, workspace_id: str) -> _Workspace:
         return self._workspaces.setdefault(workspace_id.lower(), _Workspace())
@@ -261,20 +273,23 @@ def recognise(query: str) -> tuple[str, tuple[str, ...]]:
 
 
 def parse_timespan(timespan: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``start/end`` or ``start/duration`` (ISO 8601) as azure-monitor-query sends; None: no limit."""
+    """``start/end``, ``start/duration`` or a duration back from now (ISO 8601), as
+    azure-monitor-query sends them; None: no limit."""
     if timespan is None:
         return None, None
-    if not isinstance(timespan, str) or "/" not in timespan:
-        raise _bad_argument(
-            "InvalidTimespan", f"timespan {timespan!r} is not 'start/end' or 'start/duration'"
-        )
-    first, second = timespan.split("/", 1)
+    if not isinstance(timespan, str):
+        raise _bad_argument("InvalidTimespan", f"timespan {timespan!r} is not a string")
     try:
+        if "/" not in timespan:
+            end = dt.datetime.now(dt.UTC)
+            return end - _duration(timespan), end
+        first, second = timespan.split("/", 1)
         start = _instant(first)
-        end = start + _duration(second) if second.upper().startswith("P") else _instant(second)
+        return start, start + _duration(second) if second.upper().startswith("P") else _instant(second)
     except ValueError:
-        raise _bad_argument("InvalidTimespan", f"timespan {timespan!r} does not parse") from None
-    return start, end
+        raise _bad_argument(
+            "InvalidTimespan", f"timespan {timespan!r} is not 'start/end', 'start/duration' or a duration"
+        ) from None
 
 
 def _instant(text: str) -> dt.datetime:

@@ -166,7 +166,7 @@ def build_summary_query(*, table: str, vault_ids: Sequence[str]) -> str:
     keys = normalise_vault_ids(vault_ids)
     lines = [f"// kvmon: Key Vault access summary (table: {table})"]
     if keys:
-        lines.append(f"let KvmonVaults = dynamic({json.dumps(list(keys))});")
+        lines.append(f"let KvmonVaults = dynamic({json.dumps(list(keys), ensure_ascii=False)});")
     lines.append(_OUTCOME_FUNCTION)
     where = _FILTER_BY_LIST if keys else _FILTER_ALL_VAULTS
     if table == TABLE_AUTO:
@@ -290,6 +290,7 @@ class LogsReader:
         result = LogsReadResult(workspace_id=workspace_id, query=query)
         window = _Window(workspace_id, window_start, window_end)
 
+        statuses: list[int] = []  # of every answer, retries included: a failure's status
         try:
             response = self._client.query_workspace(
                 workspace_id,
@@ -298,23 +299,21 @@ class LogsReader:
                 server_timeout=min(600, max(1, math.ceil(self.timeout_s))),
                 connection_timeout=self.timeout_s,
                 read_timeout=self.timeout_s,
+                raw_response_hook=lambda pipeline_response: statuses.append(
+                    pipeline_response.http_response.status_code
+                ),
             )
         except HttpResponseError as exc:
-            reason = _http_reason(exc)
-            result.errors.append(ScanError("logs", workspace_id, reason, _http_code(exc)))
-            result.evidence = {
-                key: window.evidence(key, complete=False, notes=(f"evidence incomplete: {reason}",))
-                for key in keys
-            }
-            return result
+            return self._failed(result, window, keys, _http_reason(exc), _http_code(exc))
         except AzureError as exc:
             reason = f"query failed: {_first_line(str(exc)) or type(exc).__name__}"
-            result.errors.append(ScanError("logs", workspace_id, reason, type(exc).__name__))
-            result.evidence = {
-                key: window.evidence(key, complete=False, notes=(f"evidence incomplete: {reason}",))
-                for key in keys
-            }
-            return result
+            return self._failed(result, window, keys, reason, type(exc).__name__)
+        except ValueError:
+            # The SDK decodes error bodies as JSON; a gateway's HTML page or an empty body
+            # raises here, outside its own error types.
+            status = statuses[-1] if statuses else None
+            reason = f"query failed (HTTP {status}): the answer was not JSON"
+            return self._failed(result, window, keys, reason, str(status) if status else "InvalidResponse")
 
         incomplete_reason: str | None = None
         if isinstance(response, LogsQueryPartialResult):
@@ -353,6 +352,16 @@ class LogsReader:
             result.evidence[key] = window.evidence(
                 key, activity=tuple(_ordered(chosen)), complete=not reasons, notes=tuple(notes)
             )
+        return result
+
+    @staticmethod
+    def _failed(
+        result: LogsReadResult, window: _Window, keys: Sequence[str], reason: str, code: str | None
+    ) -> LogsReadResult:
+        """Nothing was read: every requested vault's evidence is incomplete, with the reason."""
+        result.errors.append(ScanError("logs", result.workspace_id, reason, code))
+        note = (f"evidence incomplete: {reason}",)
+        result.evidence = {key: window.evidence(key, complete=False, notes=note) for key in keys}
         return result
 
 
@@ -476,9 +485,16 @@ def _http_code(exc: HttpResponseError) -> str | None:
 
 
 def _http_reason(exc: HttpResponseError) -> str:
+    """The status, the service's error code and its most specific message (the innermost
+    ``innererror``, where Log Analytics puts what is wrong with the query)."""
     status = exc.status_code
     if exc.error is not None and (exc.error.code or exc.error.message):
-        detail = f"{exc.error.code}: {_first_line(exc.error.message or '')}".strip(": ")
+        message = exc.error.message or ""
+        inner: Any = exc.error.innererror
+        while isinstance(inner, Mapping):
+            message = str(inner.get("message") or message)
+            inner = inner.get("innererror")
+        detail = ": ".join(part for part in (exc.error.code, _first_line(message)) if part)
     else:
         detail = _first_line(exc.message or str(exc))
     if status == 429:
