@@ -1,0 +1,117 @@
+"""KV301 and KV302 through evaluation, with the previous posture read back from a real store."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+from monitor.drift import disappeared_vault_findings
+from monitor.evaluate import evaluate
+from monitor.model import Severity, VirtualNetworkRule
+from monitor.policy import VaultPolicy
+from monitor.rules import VaultFacts
+from monitor.rules.drift_rules import KV301, KV302
+from monitor.store.base import PostureSnapshot
+from tests.store.helpers import SUB_A, SUB_B, T0, ip_rule, posture, subnet_id
+
+CHANGED_AT = dt.datetime(2026, 3, 2, 8, 5, tzinfo=dt.UTC)
+
+
+def drift_findings(current, previous, *, first_scan_of_scope=False):
+    facts = VaultFacts(
+        posture=current, policy=VaultPolicy(), previous=previous, first_scan_of_scope=first_scan_of_scope
+    )
+    return evaluate([facts], today=T0.date(), rules=(KV301, KV302)).findings
+
+
+def test_two_scans_with_a_change_between_them_give_kv301_with_the_exact_diff(store) -> None:
+    first = posture("kv-Payments")
+    store.save_postures([PostureSnapshot(first, scan_id="scan-1", seen_at=T0)])
+
+    second = dataclasses.replace(
+        first,
+        default_action="Allow",
+        ip_rules=(ip_rule("203.0.113.10/32"), ip_rule("0.0.0.0/0")),
+        virtual_network_rules=(),
+        last_modified_by="mallory@contoso.com",
+        last_modified_by_type="User",
+        last_modified_at=CHANGED_AT,
+    )
+    previous = store.load_postures(vault_keys=[second.key])[second.key].posture
+    (found,) = drift_findings(second, previous)
+
+    assert (found.rule_id, found.severity, found.vault_id, found.subject) == (
+        "KV301",
+        Severity.HIGH,
+        first.id,
+        "",
+    )
+    assert found.evidence == {
+        "direction": "mixed",
+        "changes": [
+            {
+                "field": "networkAcls.defaultAction",
+                "change": "changed",
+                "before": "Deny",
+                "after": "Allow",
+                "direction": "loosening",
+            },
+            {
+                "field": "networkAcls.ipRules",
+                "change": "added",
+                "before": None,
+                "after": "0.0.0.0/0",
+                "direction": "loosening",
+            },
+            {
+                "field": "networkAcls.virtualNetworkRules",
+                "change": "removed",
+                "before": subnet_id("serviceEndpoint"),
+                "after": None,
+                "direction": "tightening",
+            },
+        ],
+        "last_modified_by": "mallory@contoso.com",
+        "last_modified_by_type": "User",
+        "last_modified_at": "2026-03-02T08:05:00Z",
+    }
+    assert found.summary.startswith(
+        "networkAcls.defaultAction Deny → Allow (loosening); networkAcls.ipRules added 0.0.0.0/0"
+    )
+    assert found.summary.endswith("(last modified by mallory@contoso.com at 2026-03-02T08:05:00Z)")
+
+
+def test_only_tightening_is_info() -> None:
+    before = posture(
+        virtual_network_rules=(VirtualNetworkRule(subnet_id("a")), VirtualNetworkRule(subnet_id("b")))
+    )
+    after = posture(
+        public_network_access="Disabled", virtual_network_rules=(VirtualNetworkRule(subnet_id("a")),)
+    )
+    (found,) = drift_findings(after, before)
+    assert found.severity == Severity.INFO and found.evidence["direction"] == "tightening"
+
+
+def test_no_previous_or_no_change_gives_no_kv301() -> None:
+    assert drift_findings(posture(), posture()) == []
+    assert drift_findings(posture(), None, first_scan_of_scope=True) == []
+
+
+def test_kv302_a_vault_appeared_in_a_known_scope() -> None:
+    (found,) = drift_findings(posture("kv-new"), None)
+    assert (found.rule_id, found.severity, found.subject) == ("KV302", Severity.INFO, "appeared")
+    assert found.evidence["event"] == "appeared"
+
+
+def test_kv302_a_vault_disappeared_only_when_its_subscription_listed_completely() -> None:
+    gone, failed, kept = posture("kv-gone"), posture("kv-elsewhere", subscription=SUB_B), posture("kv-kept")
+    previous = {p.key: p for p in (gone, failed, kept)}
+
+    found = disappeared_vault_findings(
+        previous=previous, current_keys=[kept.id.upper()], complete_subscriptions=[SUB_A.upper()]
+    )
+
+    assert [(f.rule_id, f.vault_id, f.subject, f.severity) for f in found] == [
+        ("KV302", gone.id, "disappeared", Severity.INFO)
+    ]
+    assert "kv-gone" in found[0].remediation and SUB_A in found[0].summary
