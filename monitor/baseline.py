@@ -249,7 +249,7 @@ class PolicySpec(_Spec):
     justification: Text | None = None
     allowed_subnets: list[SubnetId] = Field(default_factory=list)
     allowed_ip_ranges: list[Cidr] = Field(default_factory=list)
-    min_prefix_length: int = Field(default=24, ge=0, le=32)
+    min_prefix_length: int = Field(default=24, ge=0, le=32, strict=True)
     bypass: Annotated[str, _choice(("AzureServices", "None"), "bypass")] | None = None
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
     drift_severity: Annotated[str, AfterValidator(_severity)] = Severity.MEDIUM
@@ -291,7 +291,7 @@ class EntrySpec(PolicySpec):
 
 
 class LogsSpec(_Spec):
-    refused_threshold: int = Field(default=10, ge=1)
+    refused_threshold: int = Field(default=10, ge=1, strict=True)
 
 
 class BaselineSpec(_Spec):
@@ -357,7 +357,7 @@ def load_baseline(path: Path | str) -> Baseline:
     """Read and validate a baseline file; ``BaselineError`` with one clear line otherwise."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM (Windows editors)
     except OSError as exc:
         raise BaselineError(f"{path}: cannot read the baseline: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -474,6 +474,9 @@ def _describe(exc: ValidationError, lines: Mapping[Location, int], source: str) 
         ((_line_of(tuple(error["loc"]), lines), error) for error in errors), key=lambda pair: pair[0]
     )
     location: Location = tuple(first["loc"])
+    # pydantic marks a bad mapping key with a "[key]" step after the key itself.
+    bad_key = "[key]" in location
+    location = tuple(part for part in location if part != "[key]")
     kind = first["type"]
     if kind == "extra_forbidden":
         key = str(location[-1])
@@ -484,5 +487,8 @@ def _describe(exc: ValidationError, lines: Mapping[Location, int], source: str) 
         location = location[:-1]
     else:
         message = str(first["msg"]).removeprefix("Value error, ")
+        if bad_key:
+            message = f"bad key {location[-1]!r}: {message}"
+            location = location[:-1]
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return f"{source}:{line}: {_dotted(location)}: {message}{more}"

@@ -280,6 +280,12 @@ BAD = {
         "defaults.vantages.internet.reach: unknown reach 'maybe': use one of admitted, refused",
     ),
     "bad prefix": ("version: 1\ndefaults:\n  min_prefix_length: 40\n", 3, "less than or equal to 32"),
+    "prefix not a number": ("version: 1\ndefaults:\n  min_prefix_length: yes\n", 3, "a valid integer"),
+    "empty vantage name": (
+        "version: 1\ndefaults:\n  vantages: {'': {reach: admitted}}\n",
+        3,
+        "defaults.vantages: bad key '': must not be empty",
+    ),
     "bad date": (
         "version: 1\nsuppressions:\n  - rule: KV001\n    reason: r\n    owner: o\n    expires: 2027-02-30\n",
         6,
@@ -335,6 +341,12 @@ def test_the_first_problem_in_file_order_is_reported_and_the_rest_counted() -> N
         BaselineError, match=r"^b\.yaml:3: defaults\.drift_severity: .*\(and 2 more problems\)$"
     ):
         parse_baseline(text, source="b.yaml")
+
+
+def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
+    path = tmp_path / "bom.yaml"
+    path.write_bytes(b"\xef\xbb\xbfversion: 1\n")
+    assert load_baseline(path).given
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
