@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from monitor.baseline import Baseline, BaselineError, load_baseline
 from monitor.cli import common
@@ -96,22 +96,29 @@ def emit_report(
     source_root: str | None = None,
 ) -> int:
     """Write the report as ``args.format`` to ``args.output`` (or stdout); the exit code for ``args.fail_on``."""
-    report: dict[str, Any] = {
-        "errors": errors,
-        "expired": expired,
-        "sources": sources,
-        "source_root": source_root,
-    }
+
+    def write(stream: TextIO, *, terminal: bool) -> None:
+        write_report(
+            args.format,
+            findings,
+            stream=stream,
+            terminal=terminal,
+            errors=errors,
+            expired=expired,
+            sources=sources,
+            source_root=source_root,
+        )
+
     if args.output:
         output = Path(args.output)
         try:
             with output.open("w", encoding="utf-8") as stream:
-                write_report(args.format, findings, stream=stream, terminal=False, **report)
+                write(stream, terminal=False)
         except OSError as exc:
             raise common.UsageError(f"{output}: cannot write the report: {exc.strerror or exc}") from None
     else:
         try:
-            write_report(args.format, findings, stream=sys.stdout, terminal=common.is_terminal(), **report)
+            write(sys.stdout, terminal=common.is_terminal())
             sys.stdout.flush()
         except BrokenPipeError:
             # The reader went away (| head): not an error of ours. Point stdout at devnull so the
