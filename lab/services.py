@@ -1,0 +1,166 @@
+"""All of the lab at once: ARM, DNS, the Key Vault data plane, Log Analytics, webhook sinks and,
+when asked, Azurite; plus the kvmon settings that point at them.
+
+The demo, the Functions app tests, the end-to-end scan tests and the benchmarks start the lab
+through ``LabServices`` so there is one way to stand up emulated Azure.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from lab.arm import ArmEmulator
+from lab.azurite import Azurite
+from lab.estate import (
+    INTERNET_CLIENT,
+    LAB_PRIVATE_RANGES,
+    LAB_VAULT_SUFFIX,
+    WALKTHROUGH_SUBSCRIPTION,
+    WALKTHROUGH_WORKSPACE,
+    Estate,
+    walkthrough_network,
+)
+from lab.loganalytics import LogAnalyticsEmulator
+from lab.sinks import WebhookSink
+from lab.tls import lab_pki
+from lab.world import LabWorld
+from monitor.policy import Vantage
+
+REPO = Path(__file__).resolve().parent.parent
+WALKTHROUGH_BASELINE = REPO / "examples" / "baseline-walkthrough.yaml"
+
+
+def walkthrough_vantages(*, resolver: str | None = None) -> list[Vantage]:
+    """The walkthrough's five places: the internet, the three hub subnets and the spoke.
+
+    Each binds its subnet's client address, so the lab's split-horizon DNS and firewall see it
+    where it stands; ``resolver`` is the lab DNS ("127.0.0.1:<port>").
+    """
+    subnets = {subnet.name: subnet for vnet in walkthrough_network() for subnet in vnet.subnets}
+
+    def inside(name: str, subnet: str) -> Vantage:
+        found = subnets[subnet]
+        return Vantage(
+            name=name,
+            inside=True,
+            subnet_id=found.id,
+            source_address=found.client_address,
+            resolver=resolver,
+        )
+
+    return [
+        Vantage(name="internet", inside=False, source_address=INTERNET_CLIENT, resolver=resolver),
+        inside("se-subnet", "serviceEndpoint"),
+        inside("pl-subnet", "privateLink"),
+        inside("default-subnet", "default"),
+        inside("spoke", "workload"),
+    ]
+
+
+class LabServices:
+    """Start with ``with LabServices(estate) as lab:``; ``lab.environ()`` is the settings."""
+
+    def __init__(
+        self,
+        estate: Estate,
+        *,
+        azurite: bool = False,
+        latency_s: float = 0.0,
+        arm_page_size: int = 100,
+        blackholed: Sequence[str] = (),
+    ) -> None:
+        self.estate = estate
+        self.arm = ArmEmulator(estate, page_size=arm_page_size, latency_s=latency_s)
+        self.world = LabWorld(estate, blackholed=blackholed)
+        self.logs = LogAnalyticsEmulator(estate, latency_s=latency_s)
+        self.sinks = WebhookSink()
+        self._with_azurite = azurite
+        self.azurite: Azurite | None = None
+        self._workdir = Path(tempfile.mkdtemp(prefix="kvmon-lab-"))
+
+    def start(self) -> LabServices:
+        started: list[ArmEmulator | LabWorld | LogAnalyticsEmulator | WebhookSink] = []
+        try:
+            for service in (self.arm, self.world, self.logs, self.sinks):
+                service.start()
+                started.append(service)
+            if self._with_azurite:
+                self.azurite = Azurite.start()
+        except BaseException:
+            for service in reversed(started):
+                service.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.azurite is not None:
+            self.azurite.stop()
+            self.azurite = None
+        for service in (self.sinks, self.logs, self.world, self.arm):
+            service.stop()
+
+    def __enter__(self) -> LabServices:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def vantages(self) -> list[Vantage]:
+        return walkthrough_vantages(resolver=self.world.resolver)
+
+    def environ(
+        self,
+        *,
+        subscriptions: Sequence[str] = (WALKTHROUGH_SUBSCRIPTION,),
+        workspaces: Sequence[str] = (WALKTHROUGH_WORKSPACE,),
+        baseline: Path | None = WALKTHROUGH_BASELINE,
+        sqlite_path: Path | None = None,
+        channels: bool = True,
+    ) -> dict[str, str]:
+        """kvmon's settings for this lab (see monitor.settings for each one)."""
+        environ = {
+            "KVMON_SUBSCRIPTIONS": ",".join(subscriptions),
+            "KVMON_ARM_ENDPOINT": self.arm.url,
+            "KVMON_VAULT_DNS_SUFFIX": LAB_VAULT_SUFFIX,
+            "KVMON_PRIVATE_RANGES": ",".join(LAB_PRIVATE_RANGES),
+            "KVMON_CA_BUNDLE": lab_pki().ca_path,
+            "KVMON_PROBE_PORT": str(self.world.port),
+            "KVMON_PROBE_TIMEOUT": "2",
+            "KVMON_VANTAGES": json.dumps([_vantage_json(v) for v in self.vantages()]),
+            "KVMON_WORKSPACES": ",".join(workspaces),
+            "KVMON_LOGS_ENDPOINT": self.logs.endpoint,
+            "KVMON_SCAN_QUEUE": "kvmon-scan-jobs",
+            "KVMON_SCAN_SCHEDULE": "0 */15 * * * *",
+        }
+        if baseline is not None:
+            environ["KVMON_BASELINE"] = str(baseline)
+        if self.azurite is not None:
+            environ["AzureWebJobsStorage"] = self.azurite.connection_string
+        else:
+            environ["KVMON_SQLITE_PATH"] = str(sqlite_path or self._workdir / "kvmon.db")
+        if channels:
+            environ["KVMON_CHANNELS"] = json.dumps(
+                [
+                    {"name": "teams", "kind": "teams", "url_setting": "KVMON_TEAMS_URL"},
+                    {"name": "slack", "kind": "slack", "url_setting": "KVMON_SLACK_URL"},
+                ]
+            )
+            environ["KVMON_TEAMS_URL"] = self.sinks.teams_url()
+            environ["KVMON_SLACK_URL"] = self.sinks.slack_url()
+        return environ
+
+
+def _vantage_json(vantage: Vantage) -> dict[str, object]:
+    fields = {
+        "name": vantage.name,
+        "inside": vantage.inside,
+        "subnet_id": vantage.subnet_id,
+        "endpoint": vantage.endpoint,
+        "key_setting": vantage.key_setting,
+        "source_address": vantage.source_address,
+        "resolver": vantage.resolver,
+    }
+    return {key: value for key, value in fields.items() if value is not None}

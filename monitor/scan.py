@@ -1,0 +1,279 @@
+"""``run_scan``: the one place that wires kvmon's stages together.
+
+inventory -> probes -> logs -> evaluate -> drift + lifecycle -> store -> notify.
+
+The CLI and the Functions app build a ``ScanRuntime`` (``monitor.runtime``) and call
+``run_scan``; nothing else calls one stage after another. Stages are adapters behind small
+protocols, so tests can drive this with the lab's real services and the real SDK clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from monitor.drift import disappeared_vault_findings
+from monitor.evaluate import ExpiredSuppression, evaluate
+from monitor.lifecycle import apply_reconciliation
+from monitor.logs import LogsReadResult, logs_window
+from monitor.model import (
+    Finding,
+    LogEvidence,
+    ProbeResult,
+    ScanError,
+    ScanReport,
+    VaultPosture,
+)
+from monitor.netaddr import AddressSpace
+from monitor.policy import Vantage, VaultPolicy
+from monitor.rules import VaultFacts
+from monitor.store.base import PostureSnapshot, ScanRun, Store
+
+
+class InventorySource(Protocol):
+    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
+
+    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
+
+
+class InventoryResultLike(Protocol):
+    postures: list[VaultPosture]
+    errors: list[ScanError]
+    subscriptions_complete: set[str]
+
+
+class ProbeRunner(Protocol):
+    """Probes vault names from one vantage point (locally or through a remote endpoint)."""
+
+    def __call__(self, names: Sequence[str], vantage: Vantage) -> list[ProbeResult]: ...
+
+
+class EvidenceSource(Protocol):
+    def read_workspace(
+        self,
+        workspace_id: str,
+        vault_ids: Sequence[str],
+        *,
+        window_start: dt.datetime,
+        window_end: dt.datetime,
+    ) -> LogsReadResult: ...
+
+
+class Notifier(Protocol):
+    def notify(self, report: ScanReport, *, now: dt.datetime) -> list[ScanError]: ...
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    subscriptions: tuple[str, ...]
+    vault_name: str | None = None  # an on-demand check of one vault
+    probe: bool = True
+    logs: bool = True
+    notify: bool = True
+    trigger: str = "cli"  # cli | timer | queue | http
+
+
+@dataclass
+class ScanRuntime:
+    """The adapters and knobs a scan runs with; built from settings by ``monitor.runtime``."""
+
+    inventory: InventorySource
+    policy_for: Callable[[VaultPosture], VaultPolicy]
+    vantages: tuple[Vantage, ...] = ()
+    prober: ProbeRunner | None = None
+    evidence: EvidenceSource | None = None
+    workspaces: tuple[str, ...] = ()
+    store: Store | None = None
+    notifier: Notifier | None = None
+    address_space: AddressSpace = field(default_factory=AddressSpace)
+    refused_threshold: int = 10
+    scan_interval: dt.timedelta = dt.timedelta(minutes=15)
+    logs_first_window: dt.timedelta = dt.timedelta(hours=24)
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class ScanOutcome:
+    report: ScanReport
+    expired_suppressions: list[ExpiredSuppression]
+    policies: Mapping[str, VaultPolicy]
+
+
+def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
+    """Scan the requested scope. Faults of the outside world land in ``report.errors``; a store
+    that cannot be written raises ``StoreUnavailable`` (the scan must fail loudly)."""
+    started = runtime.clock()
+    report = ScanReport(scan_id=_scan_id(started), started_at=started, scope=request.subscriptions)
+
+    # 1. What is configured.
+    if request.vault_name is not None:
+        inventory = runtime.inventory.find_vault(request.vault_name, request.subscriptions)
+    else:
+        inventory = runtime.inventory.list_vaults(request.subscriptions)
+    report.postures = list(inventory.postures)
+    report.errors.extend(inventory.errors)
+    policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
+
+    # 2. What actually happens, from every vantage point at once.
+    if request.probe and runtime.prober is not None and runtime.vantages and report.postures:
+        report.probes = _probe_all(runtime, [p.name for p in report.postures])
+
+    # 3. What has happened: one query per workspace for all its vaults.
+    evidence: dict[str, LogEvidence] = {}
+    if request.logs and runtime.evidence is not None and runtime.workspaces and report.postures:
+        evidence = _read_logs(runtime, report)
+    report.evidence = list(evidence.values())
+    report.incomplete_vaults |= {key for key, ev in evidence.items() if not ev.complete}
+
+    # 4. Judge, against the stored past.
+    previous = runtime.store.load_postures(vault_keys=policies) if runtime.store else {}
+    first_scan_of_scope = runtime.store is None or not runtime.store.scan_runs(limit=1)
+    facts = [
+        VaultFacts(
+            posture=posture,
+            policy=policies[posture.key],
+            probes=tuple(r for r in report.probes if r.vault_name.lower() == posture.name.lower()),
+            vantages=runtime.vantages,
+            evidence=evidence.get(posture.key),
+            previous=previous[posture.key].posture if posture.key in previous else None,
+            first_scan_of_scope=first_scan_of_scope,
+            logs_refused_threshold=runtime.refused_threshold,
+            scan_started_at=started,
+            scan_interval=runtime.scan_interval,
+            address_space=runtime.address_space,
+        )
+        for posture in report.postures
+    ]
+    evaluation = evaluate(facts, today=started.date())
+    report.findings = list(evaluation.findings)
+
+    # A vault is assessed completely only when its subscription listed fully, it was read without
+    # problems and its evidence was complete; only then may its findings resolve.
+    report.incomplete_vaults |= {p.key for p in report.postures if p.problems}
+    assessed = {p.key for p in report.postures}
+    complete = {
+        p.key
+        for p in report.postures
+        if p.subscription_id.lower() in inventory.subscriptions_complete
+        and p.key not in report.incomplete_vaults
+    }
+    if runtime.store is not None and request.vault_name is None:
+        gone = disappeared_vault_findings(
+            previous=_known_vaults_in(runtime.store, request.subscriptions),
+            current_keys=assessed,
+            complete_subscriptions=inventory.subscriptions_complete,
+        )
+        report.findings.extend(gone)
+        # A vault that is gone is assessed completely: its other findings resolve.
+        assessed |= {f.vault_id.lower() for f in gone}
+        complete |= {f.vault_id.lower() for f in gone}
+
+    # 5. Remember, then tell.
+    if runtime.store is not None:
+        report.changes = apply_reconciliation(
+            runtime.store,
+            current=report.findings,
+            assessed_vaults=assessed,
+            complete_vaults=complete,
+            now=started,
+            scan_id=report.scan_id,
+        )
+        runtime.store.save_postures(
+            PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=started) for p in report.postures
+        )
+    report.finished_at = runtime.clock()
+    if runtime.store is not None:
+        runtime.store.record_scan(
+            ScanRun(
+                scan_id=report.scan_id,
+                scope=report.scope,
+                started_at=report.started_at,
+                finished_at=report.finished_at,
+                counts=_counts(report),
+                errors=tuple(report.errors),
+                trigger=request.trigger,
+            )
+        )
+    if request.notify and runtime.notifier is not None and runtime.store is not None:
+        report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
+    return ScanOutcome(report=report, expired_suppressions=evaluation.expired_suppressions, policies=policies)
+
+
+def _scan_id(started: dt.datetime) -> str:
+    return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
+
+
+def _probe_all(runtime: ScanRuntime, names: list[str]) -> list[ProbeResult]:
+    assert runtime.prober is not None
+    prober = runtime.prober
+    with ThreadPoolExecutor(max_workers=max(1, len(runtime.vantages))) as pool:
+        batches = pool.map(lambda vantage: prober(names, vantage), runtime.vantages)
+        return [result for batch in batches for result in batch]
+
+
+def _read_logs(runtime: ScanRuntime, report: ScanReport) -> dict[str, LogEvidence]:
+    """The window ends now, not at the scan's start: this scan's own probes are evidence too."""
+    assert runtime.evidence is not None
+    previous_end = None
+    if runtime.store is not None:
+        runs = runtime.store.scan_runs(limit=1)
+        previous_end = runs[0].finished_at if runs else None
+    window_start, window_end = logs_window(
+        now=runtime.clock(), previous_scan_end=previous_end, first_run=runtime.logs_first_window
+    )
+    vault_ids = [p.id for p in report.postures]
+    merged: dict[str, LogEvidence] = {}
+    for workspace in runtime.workspaces:
+        result = runtime.evidence.read_workspace(
+            workspace, vault_ids, window_start=window_start, window_end=window_end
+        )
+        report.errors.extend(result.errors)
+        for key, found in result.evidence.items():
+            merged[key] = _merge_evidence(merged.get(key), found)
+    return merged
+
+
+def _merge_evidence(first: LogEvidence | None, second: LogEvidence) -> LogEvidence:
+    if first is None:
+        return second
+    return LogEvidence(
+        vault_id=first.vault_id,
+        workspace_id=f"{first.workspace_id},{second.workspace_id}",
+        window_start=min(first.window_start, second.window_start),
+        window_end=max(first.window_end, second.window_end),
+        activity=first.activity + second.activity,
+        complete=first.complete and second.complete,
+        notes=first.notes + second.notes,
+    )
+
+
+def _known_vaults_in(store: Store, subscriptions: Sequence[str]) -> dict[str, VaultPosture]:
+    wanted = {s.lower() for s in subscriptions}
+    return {
+        key: snapshot.posture
+        for key, snapshot in store.load_postures().items()
+        if snapshot.posture.subscription_id.lower() in wanted
+    }
+
+
+def _counts(report: ScanReport) -> dict[str, int]:
+    counts: dict[str, int] = {
+        "vaults": len(report.postures),
+        "findings": len(report.findings),
+        "errors": len(report.errors),
+    }
+    for change in report.changes:
+        counts[change.kind.value] = counts.get(change.kind.value, 0) + 1
+    for finding in report.findings:
+        if not finding.suppressed:
+            counts[f"severity_{finding.severity.value}"] = (
+                counts.get(f"severity_{finding.severity.value}", 0) + 1
+            )
+    return counts
+
+
+__all__ = ["Finding", "ScanOutcome", "ScanRequest", "ScanRuntime", "run_scan"]
