@@ -151,15 +151,18 @@ def _as_json(result: LogsReadResult, table: str) -> dict[str, Any]:
 
 def _print_table(result: LogsReadResult) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
-    console = Console(soft_wrap=not common.is_terminal())
+    terminal = common.is_terminal()
+    # Piped: wide enough that addresses and ids are never cut (they are what the reader greps for).
+    console = Console(soft_wrap=not terminal, width=None if terminal else 250)
     for key in sorted(result.evidence):
         evidence = result.evidence[key]
         name = key.rsplit("/", 1)[-1]
         window = f"{_short(evidence.window_start)} .. {_short(evidence.window_end)}"
-        state = "" if evidence.complete else " [incomplete]"
-        table = Table(title=f"{name}: {window}{state}", title_justify="left")
+        state = "" if evidence.complete else " (incomplete)"
+        table = Table(title=escape(f"{name}: {window}{state}"), title_justify="left")
         for column in (
             "Caller",
             "Space",
@@ -173,7 +176,7 @@ def _print_table(result: LogsReadResult) -> None:
         ):
             table.add_column(column, justify="right" if column == "Requests" else "left")
         for item in evidence.activity:
-            table.add_row(
+            cells = (
                 item.caller_address or "(none)",
                 "private" if item.address_private else "public",
                 item.address_auth_type or "",
@@ -184,11 +187,12 @@ def _print_table(result: LogsReadResult) -> None:
                 _short(item.first_seen),
                 _short(item.last_seen),
             )
+            table.add_row(*(escape(cell) for cell in cells))
         if not evidence.activity:
-            table.caption = "no rows in the window"
+            table.caption = "no rows in the window" if evidence.complete else "nothing read"
         console.print(table)
         for note in evidence.notes:
-            console.print(f"  note: {note}", highlight=False)
+            console.print(f"  note: {note}", markup=False, highlight=False)
 
 
 def _short(moment: dt.datetime | None) -> str:
