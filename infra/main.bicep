@@ -13,7 +13,7 @@ param location string = resourceGroup().location
 @maxLength(10)
 param namePrefix string = 'kvmon'
 
-@description('Subnet the monitor integrates with: the inside vantage point. Delegated to Microsoft.App/environments, /27 or larger, in the same region.')
+@description('Subnet the monitor integrates with: the inside vantage point. Delegated to Microsoft.App/environments, in a VNet of the same region.')
 @minLength(1)
 param monitorSubnetId string
 
