@@ -12,13 +12,24 @@ from collections.abc import Sequence
 
 from monitor.cli import common
 from monitor.cli import evaluate as evaluate_command
+from monitor.cli import findings as findings_command
+from monitor.cli import history as history_command
 from monitor.cli import logs as logs_command
 from monitor.cli import notify_test as notify_test_command
 from monitor.cli import probe as probe_command
 from monitor.cli import report as report_command
 from monitor.cli import rules as rules_command
 
-COMMANDS = (rules_command, report_command, notify_test_command, logs_command, evaluate_command, probe_command)
+COMMANDS = (
+    rules_command,
+    report_command,
+    notify_test_command,
+    logs_command,
+    evaluate_command,
+    probe_command,
+    findings_command,
+    history_command,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
