@@ -211,7 +211,7 @@ module subscriptionReaders 'modules/subscription-reader.bicep' = [
 module monitorStorage 'modules/storage.bicep' = {
   name: 'kvmon-monitor-storage-${token}'
   params: {
-    name: '${namePrefix}m${token}'
+    name: toLower('${namePrefix}m${token}')
     location: location
     tags: tags
     containers: [
@@ -243,7 +243,7 @@ module monitorStorage 'modules/storage.bicep' = {
 module probeStorage 'modules/storage.bicep' = {
   name: 'kvmon-probe-storage-${token}'
   params: {
-    name: '${namePrefix}p${token}'
+    name: toLower('${namePrefix}p${token}')
     location: location
     tags: tags
     containers: [
