@@ -22,7 +22,7 @@ from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsSt
 from monitor.netaddr import AddressSpace
 from monitor.policy import Vantage
 from monitor.settings import Settings
-from probes.dataplane import PinnedRoute, check_health, probe_secret_read
+from probes.dataplane import PinnedRoute, check_health, pinned_session, probe_secret_read
 from probes.dns import resolve_vault
 from probes.network import Reachability, check_tls, tls_context
 from probes.scope import OutOfScope, ProbeScope, private_link_zone
@@ -213,8 +213,12 @@ def _network_steps(
         connect_timeout_s=options.connect_timeout_s,
         read_timeout_s=options.http_timeout_s,
     )
-    health = check_health(route, address_space=options.address_space)
-    data_plane = probe_secret_read(route, credential=credential, address_space=options.address_space)
+    # One session for both calls: the data-plane call reuses the health call's connection.
+    with pinned_session(route) as session:
+        health = check_health(route, session=session, address_space=options.address_space)
+        data_plane = probe_secret_read(
+            route, session=session, credential=credential, address_space=options.address_space
+        )
     return tls, health, data_plane
 
 

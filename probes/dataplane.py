@@ -101,28 +101,27 @@ def pinned_session(route: PinnedRoute) -> requests.Session:
     return session
 
 
-def check_health(route: PinnedRoute, *, address_space: AddressSpace) -> HealthStep:
+def check_health(route: PinnedRoute, *, session: requests.Session, address_space: AddressSpace) -> HealthStep:
     """``GET /healthstatus`` without a token: the address the vault saw, from its header."""
-    with pinned_session(route) as session:
-        try:
-            response = session.get(
-                f"{route.base_url}/healthstatus",
-                timeout=(route.connect_timeout_s, route.read_timeout_s),
-                allow_redirects=False,
-            )
-        except requests.exceptions.SSLError:
-            return HealthStep(error=f"TLS to {route.address}:{route.port} failed for {route.hostname}")
-        except requests.exceptions.Timeout:
-            return HealthStep(error=f"no answer from {route.address}:{route.port} in time")
-        except requests.exceptions.RequestException as exc:
-            return HealthStep(error=f"request failed: {type(exc).__name__}")
-        seen = parse_network_info(response.headers.get(NETWORK_INFO_HEADER)).get("addr")
-        return HealthStep(
-            status_code=response.status_code,
-            seen_address=seen,
-            seen_address_private=address_space.is_private(seen) if seen else None,
-            error=None if response.ok else f"healthstatus answered {response.status_code}",
+    try:
+        response = session.get(
+            f"{route.base_url}/healthstatus",
+            timeout=(route.connect_timeout_s, route.read_timeout_s),
+            allow_redirects=False,
         )
+    except requests.exceptions.SSLError:
+        return HealthStep(error=f"TLS to {route.address}:{route.port} failed for {route.hostname}")
+    except requests.exceptions.Timeout:
+        return HealthStep(error=f"no answer from {route.address}:{route.port} in time")
+    except requests.exceptions.RequestException as exc:
+        return HealthStep(error=f"request failed: {type(exc).__name__}")
+    seen = parse_network_info(response.headers.get(NETWORK_INFO_HEADER)).get("addr")
+    return HealthStep(
+        status_code=response.status_code,
+        seen_address=seen,
+        seen_address_private=address_space.is_private(seen) if seen else None,
+        error=None if response.ok else f"healthstatus answered {response.status_code}",
+    )
 
 
 def parse_network_info(header: str | None) -> dict[str, str]:
@@ -136,48 +135,49 @@ def parse_network_info(header: str | None) -> dict[str, str]:
 
 
 def probe_secret_read(
-    route: PinnedRoute, *, credential: TokenCredential, address_space: AddressSpace
+    route: PinnedRoute,
+    *,
+    session: requests.Session,
+    credential: TokenCredential,
+    address_space: AddressSpace,
 ) -> DataPlaneStep:
     """Read a secret that does not exist and turn the answer into a verdict.
 
     404, or a 403 that is not a network refusal, means the network admitted the caller.
     """
     secret_name = f"kvmon-probe-{uuid.uuid4().hex}"
-    with pinned_session(route) as session:
-        transport = RequestsTransport(
-            session=session,
-            session_owner=False,
-            connection_timeout=route.connect_timeout_s,
-            read_timeout=route.read_timeout_s,
+    transport = RequestsTransport(
+        session=session,
+        session_owner=False,
+        connection_timeout=route.connect_timeout_s,
+        read_timeout=route.read_timeout_s,
+    )
+    client = SecretClient(
+        vault_url=route.base_url,
+        credential=credential,
+        transport=transport,
+        retry_total=0,  # one answer per probe; a retry would hide what happened
+    )
+    try:
+        with client:
+            secret = client.get_secret(secret_name)
+        return DataPlaneStep(verdict=Verdict.ADMITTED, status_code=200, message=f"read {secret.name}")
+    except HttpResponseError as exc:
+        return _verdict_of(exc, address_space=address_space)
+    except ClientAuthenticationError as exc:
+        return DataPlaneStep(verdict=Verdict.ERROR, message=f"no token for the vault: {type(exc).__name__}")
+    except ServiceRequestError as exc:
+        if _is_tls_failure(exc):
+            return DataPlaneStep(verdict=Verdict.ERROR, message=f"TLS failed for {route.hostname}")
+        return DataPlaneStep(
+            verdict=Verdict.UNREACHABLE, message=f"could not connect to {route.address}:{route.port}"
         )
-        client = SecretClient(
-            vault_url=route.base_url,
-            credential=credential,
-            transport=transport,
-            retry_total=0,  # one answer per probe; a retry would hide what happened
+    except ServiceResponseError:
+        return DataPlaneStep(
+            verdict=Verdict.UNREACHABLE, message=f"no answer from {route.address}:{route.port} in time"
         )
-        try:
-            with client:
-                secret = client.get_secret(secret_name)
-            return DataPlaneStep(verdict=Verdict.ADMITTED, status_code=200, message=f"read {secret.name}")
-        except HttpResponseError as exc:
-            return _verdict_of(exc, address_space=address_space)
-        except ClientAuthenticationError as exc:
-            return DataPlaneStep(
-                verdict=Verdict.ERROR, message=f"no token for the vault: {type(exc).__name__}"
-            )
-        except ServiceRequestError as exc:
-            if _is_tls_failure(exc):
-                return DataPlaneStep(verdict=Verdict.ERROR, message=f"TLS failed for {route.hostname}")
-            return DataPlaneStep(
-                verdict=Verdict.UNREACHABLE, message=f"could not connect to {route.address}:{route.port}"
-            )
-        except ServiceResponseError:
-            return DataPlaneStep(
-                verdict=Verdict.UNREACHABLE, message=f"no answer from {route.address}:{route.port} in time"
-            )
-        except ValueError as exc:  # the SDK refuses a challenge whose resource is not the vault's
-            return DataPlaneStep(verdict=Verdict.ERROR, message=_first_line(str(exc)))
+    except ValueError as exc:  # the SDK refuses a challenge whose resource is not the vault's
+        return DataPlaneStep(verdict=Verdict.ERROR, message=_first_line(str(exc)))
 
 
 def _verdict_of(exc: HttpResponseError, *, address_space: AddressSpace) -> DataPlaneStep:
