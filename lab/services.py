@@ -108,6 +108,17 @@ class LabServices:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def use(self, estate: Estate) -> LabServices:
+        """Serve ``estate`` from the running servers, forgetting recorded traffic and faults
+        (tests start the servers once and give each test a fresh world)."""
+        self.estate = self.arm.estate = estate
+        self.world.use(estate)
+        self.logs.reset(estate)
+        self.sinks.clear()
+        self.sinks.clear_faults()
+        self.arm.server.clear_faults()
+        return self
+
     def vantages(self) -> list[Vantage]:
         return walkthrough_vantages(resolver=self.world.resolver)
 

@@ -115,7 +115,9 @@ def _observe(
             resolved_at=None,
         )
         return record, FindingChange(kind=ChangeKind.REOPENED, finding=finding) if announce else None
-    notable = prior.finding.severity != finding.severity or prior.finding.summary != finding.summary
+    # Only a new severity is news. Evidence moves on every scan (a caller's count grows, a probe's
+    # timing differs): it is stored, but announcing it would flood the channels.
+    notable = prior.finding.severity != finding.severity
     status_changed = prior.status != status
     if not status_changed and prior.finding == finding:
         return None, None

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 from monitor.evaluate import ExpiredSuppression
 from monitor.jsonable import to_jsonable
-from monitor.model import Finding, ScanError, Severity
+from monitor.model import Finding, FindingChange, ScanError, Severity
 from monitor.rules import CATALOG, Rule
 
 FORMATS = ("table", "json", "sarif", "markdown")
@@ -140,13 +140,36 @@ def to_json(
     *,
     errors: Sequence[ScanError] = (),
     expired: Sequence[ExpiredSuppression] = (),
+    changes: Sequence[FindingChange] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """``changes`` (from a stored scan) adds what opened, changed and resolved since the last one."""
+    document: dict[str, Any] = {
         "findings": [finding_json(f) for f in ordered(findings)],
         "errors": [error_json(e) for e in errors],
         "expired_suppressions": [expired_json(e) for e in expired],
         "summary": summary(findings, errors=errors, expired=expired),
     }
+    if changes is not None:
+        document["changes"] = [change_json(c) for c in changes]
+    return document
+
+
+def change_json(change: FindingChange) -> dict[str, Any]:
+    return {"change": change.kind.value, **finding_json(change.finding)}
+
+
+def change_lines(changes: Sequence[FindingChange]) -> list[str]:
+    """One line per change, for the table and Markdown outputs."""
+    if not changes:
+        return ["Since the last scan: no change."]
+    lines = ["Since the last scan:"]
+    for change in changes:
+        finding = change.finding
+        lines.append(
+            f"  {change.kind.value:<9} {finding.severity.value:<8} {finding.rule_id} {finding.vault_name}"
+            f"{' [' + finding.subject + ']' if finding.subject else ''}: {finding.summary or finding.title}"
+        )
+    return lines
 
 
 # -- SARIF 2.1.0 -------------------------------------------------------------------------------------
@@ -457,17 +480,23 @@ def write_report(
     expired: Sequence[ExpiredSuppression] = (),
     sources: Mapping[str, SourceLocation] | None = None,
     source_root: str | None = None,
+    changes: Sequence[FindingChange] | None = None,
 ) -> None:
-    """Write findings in ``output_format`` (one of ``FORMATS``) to ``stream``."""
+    """Write findings in ``output_format`` (one of ``FORMATS``) to ``stream``; ``changes`` (a
+    stored scan's) go into the JSON, and after the table or Markdown."""
     if output_format == "table":
         render_table(findings, stream=stream, terminal=terminal, errors=errors, expired=expired)
+        if changes is not None:
+            stream.write("\n".join(["", *change_lines(changes), ""]))
     elif output_format == "json":
-        _dump(to_json(findings, errors=errors, expired=expired), stream)
+        _dump(to_json(findings, errors=errors, expired=expired, changes=changes), stream)
     elif output_format == "sarif":
         sarif = to_sarif(findings, errors=errors, expired=expired, sources=sources, source_root=source_root)
         _dump(sarif, stream)
     elif output_format == "markdown":
         stream.write(to_markdown(findings, errors=errors, expired=expired))
+        if changes is not None:
+            stream.write("\n".join(["", "```", *change_lines(changes), "```", ""]))
     else:
         raise ValueError(f"unknown output format {output_format!r}: use one of {', '.join(FORMATS)}")
 

@@ -19,16 +19,19 @@ from monitor.cli import notify_test as notify_test_command
 from monitor.cli import probe as probe_command
 from monitor.cli import report as report_command
 from monitor.cli import rules as rules_command
+from monitor.cli import scan as scan_command
 
+# In the order --help lists them: the everyday commands first.
 COMMANDS = (
-    rules_command,
-    report_command,
-    notify_test_command,
-    logs_command,
+    scan_command,
     evaluate_command,
     probe_command,
+    logs_command,
     findings_command,
     history_command,
+    report_command,
+    rules_command,
+    notify_test_command,
 )
 
 

@@ -20,7 +20,7 @@ from typing import Any, TextIO
 from monitor.baseline import Baseline, BaselineError, load_baseline
 from monitor.cli import common
 from monitor.evaluate import ExpiredSuppression, evaluate
-from monitor.model import Finding, ScanError, Severity, VaultPosture
+from monitor.model import Finding, FindingChange, ScanError, Severity, VaultPosture
 from monitor.normalise import InputError, load_vault_file
 from monitor.output import FORMATS, SourceLocation, at_or_above, write_report
 from monitor.rules import VaultFacts
@@ -94,6 +94,7 @@ def emit_report(
     expired: Sequence[ExpiredSuppression] = (),
     sources: Mapping[str, SourceLocation] | None = None,
     source_root: str | None = None,
+    changes: Sequence[FindingChange] | None = None,
 ) -> int:
     """Write the report as ``args.format`` to ``args.output`` (or stdout); the exit code for ``args.fail_on``."""
 
@@ -107,6 +108,7 @@ def emit_report(
             expired=expired,
             sources=sources,
             source_root=source_root,
+            changes=changes,
         )
 
     if args.output:

@@ -62,7 +62,7 @@ def test_a_persisting_finding_writes_nothing_and_its_vault_is_marked_seen() -> N
     assert result.seen_vaults == {APP, DATA}
 
 
-def test_severity_or_summary_change_is_announced_other_evidence_only_stored() -> None:
+def test_severity_change_is_announced_evidence_and_summary_only_stored() -> None:
     before = stored(finding(severity=Severity.MEDIUM))
     severity = run([before], [finding(severity=Severity.HIGH)])
     assert [(c.kind, c.previous_severity) for c in severity.changes] == [
@@ -73,6 +73,11 @@ def test_severity_or_summary_change_is_announced_other_evidence_only_stored() ->
     quiet = run([stored(finding())], [finding(evidence={"default_action": "Allow", "checked": 2})])
     assert quiet.changes == ()
     assert quiet.records[0].finding.evidence["checked"] == 2 and quiet.records[0].last_changed == T0
+
+    # A log finding's summary moves with every request counted: stored, not announced.
+    counted = run([stored(finding(summary="3 requests"))], [finding(summary="5 requests")])
+    assert counted.changes == ()
+    assert counted.records[0].finding.summary == "5 requests" and counted.records[0].last_changed == T0
 
 
 def test_not_seen_in_a_complete_scan_resolves() -> None:

@@ -1,0 +1,90 @@
+"""``kvmon scan`` end to end against the lab: the real SDK clients, probes, logs and store."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.estate import WALKTHROUGH_SUBSCRIPTION
+from lab.services import LabServices
+from monitor.cli import main
+
+
+def scan_json(capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict]:
+    code = main(["scan", "--format", "json", *extra])
+    out = capsys.readouterr().out
+    return code, json.loads(out)
+
+
+def rules_of(document: dict, vault: str) -> set[str]:
+    return {f["rule"] for f in document["findings"] if f["vault"] == vault}
+
+
+def test_first_scan_finds_the_walkthrough_mistakes_and_opens_them(lab_environ, capsys) -> None:
+    code, document = scan_json(capsys)
+
+    assert code == 1  # high and critical findings, default --fail-on high
+    assert document["errors"] == []
+    assert {"KV001", "KV002", "KV101", "KV201"} <= rules_of(document, "kv-se-demo")
+    assert {"KV001", "KV008", "KV101", "KV103"} <= rules_of(document, "kv-pl-demo")
+    opened = {(c["rule"], c["vault"]) for c in document["changes"] if c["change"] == "opened"}
+    assert ("KV101", "kv-se-demo") in opened and ("KV103", "kv-pl-demo") in opened
+
+
+def test_second_scan_of_the_same_estate_changes_nothing(lab_environ, capsys) -> None:
+    scan_json(capsys, "--no-notify")
+    code, document = scan_json(capsys, "--no-notify")
+
+    # Configuration and probes say the same; the logs still hold the first scan's admissions.
+    assert document["changes"] == []
+    assert code == 1
+
+
+def test_fixing_the_firewall_resolves_exposure_and_reports_drift(
+    lab: LabServices, lab_environ, capsys
+) -> None:
+    scan_json(capsys, "--no-notify", "--no-logs")
+    vault = lab.estate.vault_by_name("kv-se-demo")
+    assert vault is not None
+    acls = dict(vault["properties"]["networkAcls"], defaultAction="Deny")
+    lab.estate.update_vault(vault["id"], properties={"networkAcls": acls}, modified_by="bob@contoso.example")
+
+    _, document = scan_json(capsys, "--no-notify", "--no-logs")
+
+    changes = {(c["change"], c["rule"]) for c in document["changes"] if c["vault"] == "kv-se-demo"}
+    assert ("resolved", "KV001") in changes and ("resolved", "KV002") in changes
+    assert ("resolved", "KV101") in changes
+    drift = [f for f in document["findings"] if f["rule"] == "KV301" and f["vault"] == "kv-se-demo"]
+    assert len(drift) == 1 and drift[0]["severity"] == "info"  # Allow -> Deny tightens
+    assert "bob@contoso.example" in json.dumps(drift[0]["evidence"])
+
+
+def test_a_subscription_that_refuses_is_an_error_and_the_rest_is_scanned(
+    lab: LabServices, lab_environ, capsys
+) -> None:
+    lab.estate.add_subscription("00000000-0000-0000-0000-0000000000ff", forbidden=True)
+
+    _, document = scan_json(
+        capsys,
+        "--no-notify",
+        "--subscription",
+        WALKTHROUGH_SUBSCRIPTION,
+        "--subscription",
+        "00000000-0000-0000-0000-0000000000ff",
+    )
+
+    assert [e["scope"] for e in document["errors"]] == ["00000000-0000-0000-0000-0000000000ff"]
+    assert rules_of(document, "kv-se-demo")
+
+
+def test_no_subscription_is_a_usage_error(lab_environ, monkeypatch, capsys) -> None:
+    monkeypatch.delenv("KVMON_SUBSCRIPTIONS")
+    assert main(["scan"]) == 2
+    assert "no subscription to scan" in capsys.readouterr().err
+
+
+def test_a_bad_setting_names_the_setting(lab_environ, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("KVMON_PROBE_TIMEOUT", "soon")
+    assert main(["scan"]) == 2
+    assert "KVMON_PROBE_TIMEOUT" in capsys.readouterr().err
