@@ -263,6 +263,20 @@ module probeStorage 'modules/storage.bicep' = {
 
 var commonSettings = {
   APPLICATIONINSIGHTS_CONNECTION_STRING: appInsights.properties.ConnectionString
+  // The timer and queue triggers name these settings; they must resolve in both apps.
+  KVMON_SCAN_SCHEDULE: scanSchedule
+  KVMON_SCAN_QUEUE: scanQueueName
+}
+
+// The outside vantage only answers POST /api/probe (and the anonymous health check): every other
+// function of the package is switched off there. It has no ARM access and no findings store.
+var probeAppDisabledFunctions = {
+  'AzureWebJobs.scheduled_scan.Disabled': 'true'
+  'AzureWebJobs.scan_worker.Disabled': 'true'
+  'AzureWebJobs.poison_scan_jobs.Disabled': 'true'
+  'AzureWebJobs.check_vault.Disabled': 'true'
+  'AzureWebJobs.findings.Disabled': 'true'
+  'AzureWebJobs.report.Disabled': 'true'
 }
 
 // The outside vantage point: same package, no VNet integration, answers only POST /api/probe.
@@ -276,7 +290,7 @@ module probeApp 'modules/function-app.bicep' = {
     storageAccountName: probeStorage.outputs.name
     storageBlobEndpoint: probeStorage.outputs.blobEndpoint
     deploymentContainerName: deploymentContainerName
-    appSettings: union(commonSettings, {
+    appSettings: union(commonSettings, probeAppDisabledFunctions, {
       AzureWebJobsStorage__accountName: probeStorage.outputs.name
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: probeIdentity.properties.clientId
@@ -343,8 +357,6 @@ module monitorApp 'modules/function-app.bicep' = {
       KVMON_VANTAGE: insideVantageName
       KVMON_VANTAGES: string(vantages)
       KVMON_SUBSCRIPTIONS: join(monitoredSubscriptionIds, ',')
-      KVMON_SCAN_SCHEDULE: scanSchedule
-      KVMON_SCAN_QUEUE: scanQueueName
       KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint
       KVMON_WORKSPACES: workspaceAccess.outputs.customerId
       KVMON_BASELINE: baseline

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from monitor.notify.channels import ChannelKind, load_channels
 from monitor.settings import SETTINGS
 from monitor.vantages import parse_vantages
-from tests.infra.bicep import evaluate, module_params, template
+from tests.infra.bicep import REPO, evaluate, module_params, template
 
 SUBNET_ID = (
     "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/rg-lab"
@@ -43,13 +44,15 @@ MONITOR_SETTINGS = {
 
 
 def _settings(app: str) -> dict[str, Any]:
-    """The app's settings object: ``union(commonSettings, {...})`` in main.bicep."""
+    """The app's settings object: ``union(<variables>..., {...})`` in main.bicep, keys unquoted."""
     main = template("main.bicep")
     union = module_params(main, app)["appSettings"]["function"]
     assert union["type"] == "union"
-    common, own = union["parameters"]["arg_1"], union["parameters"]["arg_2"]
-    assert common == "commonSettings"
-    return {**main["variables"]["commonSettings"]["value"], **own}
+    merged: dict[str, Any] = {}
+    for argument in union["parameters"].values():
+        part = main["variables"][argument]["value"] if isinstance(argument, str) else argument
+        merged.update({key.strip("'"): value for key, value in part.items()})
+    return merged
 
 
 def _defaults() -> dict[str, Any]:
@@ -89,6 +92,33 @@ def test_the_outside_vantage_is_a_probe_named_internet() -> None:
     assert not {"KVMON_SUBSCRIPTIONS", "KVMON_TEAMS_URL", "KVMON_SLACK_URL", "KVMON_VANTAGES"} & set(settings)
 
 
+def test_the_outside_vantage_runs_only_the_probe_and_health_functions() -> None:
+    # The package's functions: in the Python v2 model, each def decorated with a trigger of `app`
+    # (read from the source, so this does not depend on the handlers importing cleanly).
+    source = ast.parse((REPO / "function_app.py").read_text(encoding="utf-8"))
+    functions = {
+        node.name
+        for node in source.body
+        if isinstance(node, ast.FunctionDef)
+        and any(
+            isinstance(d, ast.Call)
+            and isinstance(d.func, ast.Attribute)
+            and ast.unparse(d.func.value) == "app"
+            for d in node.decorator_list
+        )
+    }
+    assert {"probe", "health"} <= functions
+    settings = _settings("probeApp")
+    disabled = {
+        name.removeprefix("AzureWebJobs.").removesuffix(".Disabled")
+        for name, value in settings.items()
+        if name.startswith("AzureWebJobs.") and value == "true"
+    }
+    assert disabled == functions - {"probe", "health"}
+    # Disabled triggers are still indexed: the settings their bindings name must resolve.
+    assert {"KVMON_SCAN_SCHEDULE", "KVMON_SCAN_QUEUE"} <= set(settings)
+
+
 def test_no_app_gets_a_key_based_storage_connection_or_a_setting_flex_refuses() -> None:
     for app in ("monitorApp", "probeApp"):
         settings = set(_settings(app))
@@ -117,7 +147,7 @@ def test_kvmon_accepts_the_vantage_list_the_monitor_is_given() -> None:
     settings = _settings("monitorApp")
     assert outside.key_setting == "KVMON_PROBE_KEY_INTERNET"
     (key_entry,) = [key for key in settings if "probeKeySetting" in key]
-    assert key_entry.strip("'") == "${probeKeySetting}"
+    assert key_entry == "${probeKeySetting}"
     assert settings[key_entry]["operator"]["operands"]["operand_1"]["function"]["parameters"] == {
         "func_name": "listKeys",
         "resource_identifier": "${probeApp.outputs.id}/host/default",
