@@ -102,15 +102,22 @@ class TableBackend:
 
     def _unavailable(self, what: str, exc: Exception) -> StoreUnavailable:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        code = getattr(exc, "error_code", None)
+        code = _error_code(exc)
         detail = f"{first_line} [{code}]" if code else first_line
         return StoreUnavailable(redact(f"{what} ({self.describe()}): {detail}"))
+
+    def _forget(self, table: str) -> None:
+        """The table vanished (deleted, or an emulator restarted): open it again on next use."""
+        with self._lock:
+            self._clients.pop(table, None)
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         client = self._table(table)
         try:
             found = client.get_entity(partition, row)
-        except ResourceNotFoundError:
+        except ResourceNotFoundError as exc:
+            if _table_missing(exc):
+                self._forget(table)
             return None
         except AzureError as exc:
             raise self._unavailable(f"cannot read {table}", exc) from exc
@@ -135,12 +142,26 @@ class TableBackend:
                 pages = client.list_entities()
             for found in pages:
                 yield _entity(found)
+        except ResourceNotFoundError as exc:
+            if not _table_missing(exc):
+                raise self._unavailable(f"cannot query {table}", exc) from exc
+            self._forget(table)  # no table: no entities
         except AzureError as exc:
             raise self._unavailable(f"cannot query {table}", exc) from exc
 
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         if len(operations) > MAX_BATCH or len({op.entity.partition for op in operations}) > 1:
             raise ValueError("a batch is one partition and at most 100 operations")
+        try:
+            return self._submit_once(table, operations)
+        except _TableMissing:
+            self._forget(table)
+        try:
+            return self._submit_once(table, operations)
+        except _TableMissing as exc:
+            raise self._unavailable(f"table {self._prefix}{table} disappeared", exc) from exc
+
+    def _submit_once(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         client = self._table(table)
         try:
             if len(operations) == 1:
@@ -149,11 +170,16 @@ class TableBackend:
         except (ResourceExistsError, ResourceModifiedError) as exc:
             raise EntityConflict(str(exc).splitlines()[0]) from exc
         except ResourceNotFoundError as exc:
-            if len(operations) == 1 and operations[0].kind == "delete" and operations[0].entity.etag is None:
+            # A create cannot miss an entity: a 404 there means the table is gone (Azurite omits the code).
+            if _table_missing(exc) or operations[0].kind == "create":
+                raise _TableMissing(str(exc)) from exc
+            if operations[0].kind == "delete" and operations[0].entity.etag is None:
                 return [None]
             raise EntityConflict("the entity is gone") from exc
         except TableTransactionError as exc:
-            if str(getattr(exc, "error_code", "")) in _CONFLICT_CODES:
+            if _table_missing(exc):
+                raise _TableMissing(str(exc)) from exc
+            if _error_code(exc) in _CONFLICT_CODES:
                 raise EntityConflict(str(exc).splitlines()[0], index=exc.index) from exc
             raise self._unavailable(f"a transaction on {table} failed", exc) from exc
         except AzureError as exc:
@@ -175,6 +201,19 @@ class TableBackend:
             return client.update_entity(entity, mode=UpdateMode.REPLACE, **condition).get("etag")
         client.delete_entity(operation.entity.partition, operation.entity.row, **_condition(operation.entity))
         return None
+
+
+class _TableMissing(Exception):
+    pass
+
+
+def _error_code(exc: Exception) -> str:
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")  # the SDK gives a TableErrorCode or a plain string
+
+
+def _table_missing(exc: Exception) -> bool:
+    return _error_code(exc) == "TableNotFound"
 
 
 def _condition(entity: Entity) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,7 @@ from monitor.store import Store, open_store
 from monitor.store.entities import EntityStore
 
 StoreFactory = Callable[[], EntityStore]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(params=["sqlite", "tables"])
