@@ -166,6 +166,9 @@ class LabServer:
 
             def get_request(self) -> tuple[socket.socket, Any]:
                 sock, addr = self.socket.accept()
+                # Headers and body go out in separate writes: without NODELAY each answer waits
+                # for the client's delayed ACK (about 40 ms).
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if context is not None:
                     sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 return sock, addr

@@ -30,6 +30,7 @@ from monitor.model import (
 )
 from monitor.netaddr import AddressSpace
 from monitor.policy import Vantage, VaultPolicy
+from monitor.report import build_report_document
 from monitor.rules import VaultFacts
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 
@@ -186,6 +187,8 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
             PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=started) for p in report.postures
         )
     report.finished_at = runtime.clock()
+    if request.notify and runtime.notifier is not None and runtime.store is not None:
+        report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
     if runtime.store is not None:
         runtime.store.record_scan(
             ScanRun(
@@ -198,8 +201,13 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
                 trigger=request.trigger,
             )
         )
-    if request.notify and runtime.notifier is not None and runtime.store is not None:
-        report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
+        runtime.store.save_report(
+            report.scan_id,
+            build_report_document(
+                report, vantages=runtime.vantages, policies=policies, generated_at=report.finished_at
+            ),
+            started_at=report.started_at,
+        )
     return ScanOutcome(report=report, expired_suppressions=evaluation.expired_suppressions, policies=policies)
 
 

@@ -82,18 +82,10 @@ def _read_document(path: Path) -> Mapping[str, Any]:
 
 
 def _stored_document(scan_id: str | None) -> Mapping[str, Any]:
-    from monitor.settings import Settings, SettingsError
-
-    # The store factory and Store.load_report are being added with the scan wiring; mypy will call
-    # this ignore unused once they exist, which is the cue to drop it.
-    from monitor.store import open_store  # type: ignore[attr-defined]
+    from monitor.store import store_from_environment
 
     try:
-        settings = Settings.from_environ(os.environ)
-    except SettingsError as exc:
-        raise common.UsageError(str(exc)) from None
-    try:
-        document = open_store(settings).load_report(scan_id)
+        document = store_from_environment(os.environ).load_report(scan_id)
     except StoreUnavailable as exc:
         raise common.UsageError(f"the store is unavailable: {exc}") from None
     if document is None:

@@ -122,6 +122,13 @@ class Store(Protocol):
 
     def scan_runs(self, *, limit: int = 20) -> list[ScanRun]: ...
 
+    # report documents (monitor.report) ----------------------------------------------------------
+    def save_report(self, scan_id: str, document: Mapping[str, Any], *, started_at: dt.datetime) -> None: ...
+
+    def load_report(self, scan_id: str | None = None) -> Mapping[str, Any] | None:
+        """The report of ``scan_id``, or of the latest scan when None."""
+        ...
+
     # notification outbox ----------------------------------------------------------------------
     def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
         """Idempotent by message id: enqueuing a known id changes nothing."""

@@ -44,13 +44,15 @@ FINDINGS = "Findings"
 SEEN = "Seen"
 SCANS = "Scans"
 OUTBOX = "Outbox"
-TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX)
+REPORTS = "Reports"
+TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX, REPORTS)
 
 MAX_BATCH = 100  # Table storage: at most 100 operations per transaction
 _POINT_READS_UP_TO = 4  # fewer wanted vaults in a partition than this: read them one by one
 _MARKER_ATTEMPTS = 10
 _SCANS_PARTITION = "scans"
 _OUTBOX_PARTITION = "outbox"
+_REPORTS_PARTITION = "reports"
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,28 @@ class EntityStore:
             runs.append(codec.scan_from_properties(entity.properties))
         return runs
 
+    # -- report documents ---------------------------------------------------------------------------
+
+    def save_report(self, scan_id: str, document: Mapping[str, Any], *, started_at: dt.datetime) -> None:
+        """Keep a scan's report document (``monitor.report``). One that does not fit an entity
+        even compressed keeps the vaults with findings or mismatches first, and says so."""
+        properties: dict[str, Any] = {"scan_id": scan_id}
+        try:
+            codec.put_json(properties, "document", document)
+        except codec.RecordTooLarge:
+            properties = {"scan_id": scan_id}
+            codec.put_json(properties, "document", _fitting_report(document))
+        row = f"{newest_first(started_at)}_{encode_key(scan_id)}"
+        self._submit(REPORTS, [Operation("upsert", Entity(_REPORTS_PARTITION, row, properties))])
+
+    def load_report(self, scan_id: str | None = None) -> Mapping[str, Any] | None:
+        """The report of ``scan_id``, or of the latest scan when None."""
+        equals = {"scan_id": scan_id} if scan_id is not None else None
+        for entity in self._query(REPORTS, partition=_REPORTS_PARTITION, equals=equals):
+            document = codec.get_json(entity.properties, "document")
+            return document if isinstance(document, Mapping) else None
+        return None
+
     # -- notification outbox ----------------------------------------------------------------------
 
     def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
@@ -368,6 +392,39 @@ class EntityStore:
             except EntityConflict:
                 continue
         raise StoreUnavailable(f"the last-seen marker of partition {partition} kept changing under this scan")
+
+
+def _fitting_report(document: Mapping[str, Any]) -> dict[str, Any]:
+    """A report document small enough for one entity: vaults that need attention first, as many
+    as fit, and an error entry telling the reader what was left out."""
+    vaults = list(document.get("vaults") or [])
+    needs_attention = [
+        v
+        for v in vaults
+        if v.get("findings")
+        or v.get("changes")
+        or any(cell.get("state") == "mismatch" for cell in (v.get("reachability") or {}).values())
+    ]
+    kept = needs_attention
+    while True:
+        left_out = len(vaults) - len(kept)
+        trimmed = dict(document)
+        trimmed["vaults"] = kept
+        trimmed["errors"] = [
+            *(document.get("errors") or []),
+            {
+                "source": "store",
+                "scope": "report",
+                "message": f"report trimmed to fit storage: {left_out} vault(s) left out, "
+                "those without findings, changes or mismatches first",
+                "code": None,
+            },
+        ]
+        try:
+            codec.put_json({}, "document", trimmed)
+            return trimmed
+        except codec.RecordTooLarge:
+            kept = kept[: len(kept) // 2]
 
 
 def _iso(moment: dt.datetime) -> str:

@@ -88,3 +88,13 @@ def test_a_bad_setting_names_the_setting(lab_environ, monkeypatch, capsys) -> No
     monkeypatch.setenv("KVMON_PROBE_TIMEOUT", "soon")
     assert main(["scan"]) == 2
     assert "KVMON_PROBE_TIMEOUT" in capsys.readouterr().err
+
+
+def test_kvmon_report_renders_the_latest_stored_scan(lab_environ, capsys, tmp_path) -> None:
+    scan_json(capsys, "--no-notify")
+    output = tmp_path / "report.html"
+
+    assert main(["report", "--output", str(output)]) == 0
+
+    html = output.read_text()
+    assert "kv-se-demo" in html and "kv-pl-demo" in html and "KV101" in html
