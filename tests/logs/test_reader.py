@@ -15,7 +15,7 @@ from lab.estate import INTERNET_CLIENT, Estate
 from lab.http import Fault
 from lab.loganalytics import LogAnalyticsEmulator
 from lab.tls import LabPki
-from monitor.logs import LogsReader, build_summary_query
+from monitor.logs import SUMMARY_COLUMNS, LogsReader, build_summary_query
 from monitor.model import Outcome
 from monitor.netaddr import AddressSpace
 from tests.logs.conftest import APP_ID, NOW, OBJECT_ID, SE_CLIENT, WINDOW, WORKSPACE, record
@@ -433,3 +433,52 @@ def test_the_emulator_answers_only_kvmons_query(
 
 def _throttled() -> dict[str, Any]:
     return {"error": {"code": "TooManyRequests", "message": "Too many requests. Retry after the delay."}}
+
+
+def _answer(columns: list[tuple[str, str]], rows: list[list[Any]]) -> dict[str, Any]:
+    return {
+        "tables": [
+            {"name": "PrimaryResult", "columns": [{"name": n, "type": t} for n, t in columns], "rows": rows}
+        ]
+    }
+
+
+def test_an_answer_of_another_shape_is_not_read_as_evidence(
+    make_reader: Reader, emulator: LogAnalyticsEmulator, se_vault: dict
+) -> None:
+    emulator.server.inject(r"/query$", Fault(status=200, body=_answer([("Count", "long")], [[3]])))
+    result = read(make_reader(), se_vault)
+    (error,) = result.errors
+    assert error.code == "UnexpectedResult" and "lacks columns SourceTable, VaultId" in error.message
+    evidence = result.evidence[se_vault["id"].lower()]
+    assert not evidence.complete and evidence.activity == ()
+
+
+def test_an_unreadable_row_makes_only_its_vault_incomplete(
+    make_reader: Reader, emulator: LogAnalyticsEmulator, se_vault: dict, pl_vault: dict
+) -> None:
+    def row(vault: dict, outcome: str) -> list[Any]:
+        when = "2025-03-14T11:30:00Z"
+        return [
+            "AZKVAuditLogs",
+            vault["id"].lower(),
+            INTERNET_CLIENT,
+            "",
+            "",
+            outcome,
+            APP_ID,
+            "",
+            2,
+            when,
+            when,
+        ]
+
+    rows = [row(se_vault, "admitted"), row(pl_vault, "admitted"), row(pl_vault, "teleported")]
+    emulator.server.inject(r"/query$", Fault(status=200, body=_answer(list(SUMMARY_COLUMNS), rows)))
+    result = read(make_reader(), se_vault, pl_vault)
+    (error,) = result.errors
+    assert error.message == "1 result row(s) could not be read"
+    se, pl = result.evidence[se_vault["id"].lower()], result.evidence[pl_vault["id"].lower()]
+    assert se.complete and len(se.activity) == 1
+    assert not pl.complete and len(pl.activity) == 1
+    assert pl.notes == ("evidence incomplete: 1 result row(s) could not be read",)
