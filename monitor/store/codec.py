@@ -14,7 +14,7 @@ import datetime as dt
 import ipaddress
 import json
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -147,7 +147,7 @@ def trim_evidence(evidence: Mapping[str, Any], *, limit: int = EVIDENCE_LIMIT) -
     return {**marker, "excerpt": excerpt}
 
 
-def _largest_fitting(fits: Any, low: int, high: int) -> int | None:
+def _largest_fitting(fits: Callable[[int], bool], low: int, high: int) -> int | None:
     """The largest n in [low, high] with fits(n) (fits is monotone), None if even low fails."""
     if not fits(low):
         return None
