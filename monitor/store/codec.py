@@ -143,8 +143,14 @@ def trim_evidence(evidence: Mapping[str, Any], *, limit: int = EVIDENCE_LIMIT) -
     best_items = _largest_fitting(lambda n: fits(_shrink(data, max_chars=16, max_items=n)), 1, longest_list)
     if best_items is not None:
         return {**_shrink(data, max_chars=16, max_items=best_items), **marker}
-    excerpt = fit_text(_dumps(data), limit - utf16_length(_dumps(marker)) - 64)
-    return {**marker, "excerpt": excerpt}
+    text = _dumps(data)
+
+    def with_excerpt(length: int) -> dict[str, Any]:
+        return {**marker, "excerpt": text[:length] + "…[trimmed]"}
+
+    # Quotes in the text are escaped again when stored, so measure the stored form.
+    length = _largest_fitting(lambda n: utf16_length(_dumps(with_excerpt(n))) <= limit, 0, len(text)) or 0
+    return with_excerpt(length)
 
 
 def _largest_fitting(fits: Callable[[int], bool], low: int, high: int) -> int | None:
