@@ -117,6 +117,11 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
         inventory = runtime.inventory.list_vaults(request.subscriptions)
     report.postures = list(inventory.postures)
     report.errors.extend(inventory.errors)
+    # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
+    # so, vault by vault, as the offline evaluator does.
+    report.errors.extend(
+        ScanError("arm", posture.id, problem) for posture in report.postures for problem in posture.problems
+    )
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
 
     # 2. What actually happens, from every vantage point at once.
