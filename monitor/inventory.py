@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 
 from azure.core import AzureClouds
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import HttpResponseError
+from azure.core.exceptions import DecodeError, HttpResponseError
 from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
@@ -229,6 +229,8 @@ def _describe(exc: HttpResponseError) -> str:
     """ARM's error code and message; the status when the body had none."""
     if exc.status_code is None:  # no answer from ARM: the credential could not get a token
         return f"{type(exc).__name__}: {_first_line(exc)}"
+    if isinstance(exc, DecodeError):  # an answer whose body is not JSON (a proxy, a truncated page)
+        return f"ARM's answer (HTTP {exc.status_code}) is not valid JSON"
     error = exc.error
     if error is not None and (error.code or error.message):
         return f"{error.code}: {error.message}" if error.code else str(error.message)
