@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_STAMP := $(VENV)/.stamp-install
 NODE_STAMP := node_modules/.stamp-install
+# Checkov pins packaging<24, which today's pytest refuses: it gets a venv of its own.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.stamp-install
 SYS_STAMP := .stamp-system
 
 .PHONY: demo test lint typecheck pytest install clean system-deps
@@ -13,6 +16,12 @@ $(PY_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(CHECKOV_STAMP):
+	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet 'checkov>=3.2,<4'
 	touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -27,7 +36,7 @@ system-deps:
 	  else echo "chromium missing and cannot install it (not root or no apt-get): the report screenshot test will skip"; fi; \
 	fi
 
-install: $(PY_STAMP) $(NODE_STAMP)
+install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 lint: $(PY_STAMP)
 	$(BIN)/ruff check .
@@ -41,8 +50,8 @@ pytest: install system-deps
 
 test: install system-deps lint typecheck pytest
 
-demo: install
+demo: $(PY_STAMP) $(NODE_STAMP)
 	$(BIN)/python -m lab.demo
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CHECKOV_VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checkov.bicep.parser import Parser
-
 from tests.infra.bicep import INFRA, Skip, bicep_files, skip_comments
-from tests.infra.conftest import CheckovReport
+from tests.infra.conftest import CheckovReport, checkov_parse
 
 # A justification says why, in words: not empty, not a placeholder.
 MIN_REASON_WORDS = 6
@@ -29,9 +27,9 @@ def test_checkov_reports_a_broken_template_as_a_parsing_error(tmp_path: Path) ->
     broken.write_text(
         "resource sa 'Microsoft.Storage/storageAccounts@2023-05-01' = {\n  name: 'x'\n", encoding="utf-8"
     )
-    definitions, _, parsing_errors = Parser().get_files_definitions([broken, INFRA / "main.bicep"])
+    parsed, parsing_errors = checkov_parse([broken, INFRA / "main.bicep"])
     assert parsing_errors == [str(broken)]
-    assert set(definitions) == {INFRA / "main.bicep"}
+    assert parsed == {INFRA / "main.bicep"}
 
 
 def test_every_template_parses(checkov_report: CheckovReport) -> None:
@@ -40,9 +38,9 @@ def test_every_template_parses(checkov_report: CheckovReport) -> None:
     # (role assignments, diagnostic settings) rather than skipped them.
     files = bicep_files()
     assert len(files) >= 7
-    definitions, _, parsing_errors = Parser().get_files_definitions(files)
+    parsed, parsing_errors = checkov_parse(files)
     assert parsing_errors == []
-    assert set(definitions) == set(files)
+    assert parsed == set(files)
     assert _files_with_results(checkov_report) <= {path.resolve() for path in files}
 
 
