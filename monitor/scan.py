@@ -127,6 +127,9 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
     # 2. What actually happens, from every vantage point at once.
     if request.probe and runtime.prober is not None and runtime.vantages and report.postures:
         report.probes = _probe_all(runtime, [p.name for p in report.postures])
+    # A vantage point that did not answer saw nothing (KV106): what it saw before may not resolve.
+    blind = {r.vault_name.lower() for r in report.probes if r.vantage_error is not None}
+    report.incomplete_vaults |= {p.key for p in report.postures if p.name.lower() in blind}
 
     # 3. What has happened: one query per workspace for all its vaults.
     evidence: dict[str, LogEvidence] = {}
