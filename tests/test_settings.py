@@ -1,0 +1,81 @@
+"""Settings: one table in code, the same table in the README, one clear error per bad value."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from monitor.cli import build_parser
+from monitor.settings import SETTINGS, Settings, SettingsError, parse_duration
+from tests.conftest import REPO
+
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_is_in_the_readme_table_with_its_default(setting) -> None:
+    row = f"| `{setting.name}` | {setting.meaning} | {setting.default} | {setting.required} |"
+    assert row in README
+
+
+def test_every_command_is_in_the_readme() -> None:
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name in commands:
+        assert f"kvmon {name}" in README, name
+
+
+def test_the_readme_shows_the_two_commands() -> None:
+    assert "make demo" in README and "make test" in README
+
+
+def test_defaults_without_any_setting() -> None:
+    settings = Settings.from_environ({})
+    assert settings.vault_suffixes == ("vault.azure.net",)
+    assert settings.scan_interval == dt.timedelta(minutes=15)
+    assert settings.role == "monitor" and settings.vantage == "local"
+    assert settings.connection_verify is True
+
+
+def test_lists_clouds_and_emulator_suffixes() -> None:
+    settings = Settings.from_environ(
+        {
+            "KVMON_SUBSCRIPTIONS": " a , b,,",
+            "KVMON_CLOUD": "azurechinacloud",
+            "KVMON_VAULT_DNS_SUFFIX": "vault.lab.test.",
+            "KVMON_PRIVATE_RANGES": "127.10.0.0/16",
+        }
+    )
+    assert settings.subscriptions == ("a", "b")
+    assert settings.vault_suffixes == ("vault.azure.cn", "vault.lab.test")
+    assert settings.address_space.is_private("127.10.1.4") and not settings.address_space.is_private(
+        "127.30.0.5"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("KVMON_CLOUD", "Mars"),
+        ("KVMON_PROBE_PORT", "https"),
+        ("KVMON_PROBE_PORT", "0"),
+        ("KVMON_PROBE_TIMEOUT", "-1"),
+        ("KVMON_PRIVATE_RANGES", "10.0.0.0/33"),
+        ("KVMON_SCAN_INTERVAL", "15 minutes"),
+        ("KVMON_LOGS_TABLE", "SigninLogs"),
+        ("KVMON_ROLE", "boss"),
+        ("KVMON_VANTAGES", "[{"),
+        ("KVMON_VANTAGES", '[{"name": "x"}]'),
+    ],
+)
+def test_a_bad_value_names_its_setting(name, value) -> None:
+    with pytest.raises(SettingsError, match=name):
+        Settings.from_environ({name: value})
+
+
+def test_durations() -> None:
+    assert parse_duration("90s") == dt.timedelta(seconds=90)
+    assert parse_duration(" 7D ") == dt.timedelta(days=7)
+    with pytest.raises(SettingsError, match="--since"):
+        parse_duration("soon", name="--since")
