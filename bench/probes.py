@@ -16,9 +16,9 @@ from collections import Counter
 
 from lab.credential import LabCredential
 from lab.estate import LAB_PRIVATE_RANGES, LAB_VAULT_SUFFIX, WALKTHROUGH_SUBSCRIPTION, walkthrough_estate
+from lab.services import walkthrough_vantages
 from lab.world import LabWorld
 from monitor.netaddr import AddressSpace
-from monitor.vantages import walkthrough_vantages
 from probes.agent import ProbeOptions, probe_vaults
 from probes.scope import ProbeScope
 

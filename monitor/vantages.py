@@ -167,33 +167,3 @@ def _optional_text(entry: dict[str, Any], field: str, where: str) -> str | None:
     if not isinstance(value, str) or not value.strip():
         raise VantageConfigError(f"{where}.{field}: expected a non-empty string (got {value!r})")
     return value.strip()
-
-
-def walkthrough_vantages(*, resolver: str | None = None) -> list[Vantage]:
-    """The lab walkthrough's five places: the internet, the three hub subnets and the spoke.
-
-    ``resolver`` is the lab DNS ("127.0.0.1:<port>"); each vantage binds its subnet's client
-    address, so the lab's split-horizon DNS and firewall see it where it stands.
-    """
-    # Imported here: only the lab walkthrough needs the lab's world.
-    from lab.estate import INTERNET_CLIENT, walkthrough_network
-
-    subnets = {subnet.name: subnet for vnet in walkthrough_network() for subnet in vnet.subnets}
-
-    def inside(name: str, subnet: str) -> Vantage:
-        found = subnets[subnet]
-        return Vantage(
-            name=name,
-            inside=True,
-            subnet_id=found.id,
-            source_address=found.client_address,
-            resolver=resolver,
-        )
-
-    return [
-        Vantage(name="internet", inside=False, source_address=INTERNET_CLIENT, resolver=resolver),
-        inside("se-subnet", "serviceEndpoint"),
-        inside("pl-subnet", "privateLink"),
-        inside("default-subnet", "default"),
-        inside("spoke", "workload"),
-    ]

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from lab.services import walkthrough_vantages
 from monitor.settings import Settings, SettingsError
 from monitor.vantages import (
     VantageConfigError,
     load_vantages,
     parse_resolver,
     parse_vantages,
-    walkthrough_vantages,
 )
 from probes.scope import OutOfScope, ProbeScope, private_link_zone
 
