@@ -27,6 +27,7 @@ from monitor.model import (
     ScanError,
     ScanReport,
     VaultPosture,
+    Verdict,
 )
 from monitor.netaddr import AddressSpace
 from monitor.policy import Vantage, VaultPolicy
@@ -104,13 +105,18 @@ class ScanOutcome:
     policies: Mapping[str, VaultPolicy]
 
 
-def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
+def run_scan(
+    request: ScanRequest, runtime: ScanRuntime, *, progress: Callable[[str], None] | None = None
+) -> ScanOutcome:
     """Scan the requested scope. Faults of the outside world land in ``report.errors``; a store
-    that cannot be written raises ``StoreUnavailable`` (the scan must fail loudly)."""
+    that cannot be written raises ``StoreUnavailable`` (the scan must fail loudly).
+    ``progress`` hears each stage as it starts (a terminal shows it)."""
+    tell = progress or (lambda stage: None)
     started = runtime.clock()
     report = ScanReport(scan_id=_scan_id(started), started_at=started, scope=request.subscriptions)
 
     # 1. What is configured.
+    tell("reading vault configuration from ARM")
     if request.vault_name is not None:
         inventory = runtime.inventory.find_vault(request.vault_name, request.subscriptions)
     else:
@@ -126,19 +132,23 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
 
     # 2. What actually happens, from every vantage point at once.
     if request.probe and runtime.prober is not None and runtime.vantages and report.postures:
+        tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
         report.probes = _probe_all(runtime, [p.name for p in report.postures])
-    # A vantage point that did not answer saw nothing (KV106): what it saw before may not resolve.
-    blind = {r.vault_name.lower() for r in report.probes if r.vantage_error is not None}
+    # A probe that ended in an error (the vantage point did not answer, TLS failed, the connection
+    # dropped mid-request) saw nothing conclusive: what was seen from there before may not resolve.
+    blind = {r.vault_name.lower() for r in report.probes if r.verdict is Verdict.ERROR}
     report.incomplete_vaults |= {p.key for p in report.postures if p.name.lower() in blind}
 
     # 3. What has happened: one query per workspace for all its vaults.
     evidence: dict[str, LogEvidence] = {}
     if request.logs and runtime.evidence is not None and runtime.workspaces and report.postures:
+        tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
         evidence = _read_logs(runtime, report)
     report.evidence = list(evidence.values())
     report.incomplete_vaults |= {key for key, ev in evidence.items() if not ev.complete}
 
     # 4. Judge, against the stored past.
+    tell("evaluating")
     previous = runtime.store.load_postures(vault_keys=policies) if runtime.store else {}
     first_scan_of_scope = runtime.store is None or not runtime.store.scan_runs(limit=1)
     facts = [
@@ -182,6 +192,7 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
         complete |= {f.vault_id.lower() for f in gone}
 
     # 5. Remember, then tell.
+    tell("storing findings")
     if runtime.store is not None:
         report.changes = apply_reconciliation(
             runtime.store,
@@ -196,6 +207,7 @@ def run_scan(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
         )
     report.finished_at = runtime.clock()
     if request.notify and runtime.notifier is not None and runtime.store is not None:
+        tell("notifying")
         report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
     if runtime.store is not None:
         runtime.store.record_scan(

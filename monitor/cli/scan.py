@@ -17,7 +17,7 @@ from monitor.cli import common
 from monitor.cli.evaluate import add_baseline_argument, add_output_arguments, emit_report
 from monitor.notify import ChannelConfigError
 from monitor.runtime import build_runtime
-from monitor.scan import ScanRequest, run_scan
+from monitor.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.settings import Settings, SettingsError
 from monitor.store import StoreUnavailable
 
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         trigger="cli",
     )
     try:
-        outcome = run_scan(request, runtime)
+        outcome = _run_with_progress(request, runtime)
     except StoreUnavailable as exc:
         logging.getLogger("kvmon").error("scan failed: the store is unavailable: %s", exc)
         print(f"kvmon: scan failed: the store is unavailable: {exc}", file=sys.stderr)
@@ -103,3 +103,14 @@ def run(args: argparse.Namespace) -> int:
         expired=outcome.expired_suppressions,
         changes=report.changes if runtime.store is not None else None,
     )
+
+
+def _run_with_progress(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:
+    """A terminal sees each stage as it starts; a pipe sees nothing but the result."""
+    if not sys.stderr.isatty():
+        return run_scan(request, runtime)
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("scanning") as status:
+        return run_scan(request, runtime, progress=lambda stage: status.update(f"kvmon: {stage}"))
