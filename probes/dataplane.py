@@ -22,6 +22,7 @@ from azure.core.exceptions import (
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseError,
+    ServiceResponseTimeoutError,
 )
 from azure.core.pipeline.transport import RequestsTransport
 from azure.keyvault.secrets import SecretClient
@@ -172,9 +173,17 @@ def probe_secret_read(
         return DataPlaneStep(
             verdict=Verdict.UNREACHABLE, message=f"could not connect to {route.address}:{route.port}"
         )
-    except ServiceResponseError:
+    except ServiceResponseTimeoutError:
         return DataPlaneStep(
             verdict=Verdict.UNREACHABLE, message=f"no answer from {route.address}:{route.port} in time"
+        )
+    except ServiceResponseError as exc:
+        # The request went out and the connection dropped before an answer: the address is
+        # reachable, so this says nothing about the firewall either way.
+        return DataPlaneStep(
+            verdict=Verdict.ERROR,
+            message=f"the connection to {route.address}:{route.port} dropped before an answer "
+            f"({type(exc).__name__})",
         )
     except ValueError as exc:  # the SDK refuses a challenge whose resource is not the vault's
         return DataPlaneStep(verdict=Verdict.ERROR, message=_first_line(str(exc)))
