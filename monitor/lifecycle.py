@@ -8,8 +8,8 @@ subscription instead). Rules it keeps:
 - a finding resolves only when its vault was assessed in a *complete* scan and the finding was
   not seen; incomplete evidence (a timeout, partial logs) never resolves anything;
 - a resolved finding seen again reopens (``occurrences`` + 1), keeping ``first_seen``;
-- "changed" means the severity or the one-line summary changed; other evidence updates are
-  stored without telling anyone;
+- "changed" means the severity changed; a new summary or evidence (a caller's count grows, a
+  probe's timing differs) is stored without telling anyone;
 - suppressed findings are recorded with status suppressed (reason and expiry in the record) and
   never announced; one whose suppression lapsed is announced as opened.
 
