@@ -134,9 +134,11 @@ def run_scan(
     if request.probe and runtime.prober is not None and runtime.vantages and report.postures:
         tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
         report.probes = _probe_all(runtime, [p.name for p in report.postures])
-    # A probe that ended in an error (the vantage point did not answer, TLS failed, the connection
-    # dropped mid-request) saw nothing conclusive: what was seen from there before may not resolve.
-    blind = {r.vault_name.lower() for r in report.probes if r.verdict is Verdict.ERROR}
+    # A probe that ended in an error or reached nothing (the vantage point did not answer, DNS or
+    # TCP timed out, TLS failed, the connection dropped) proved nothing about what the vault admits:
+    # what was seen from there before may not resolve (KV102 and KV106 still report the failure).
+    inconclusive = (Verdict.ERROR, Verdict.UNREACHABLE)
+    blind = {r.vault_name.lower() for r in report.probes if r.verdict in inconclusive}
     report.incomplete_vaults |= {p.key for p in report.postures if p.name.lower() in blind}
 
     # 3. What has happened: one query per workspace for all its vaults.
