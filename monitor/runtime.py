@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from monitor.baseline import Baseline, load_baseline
+from monitor.graph_inventory import ResourceGraphInventory, ThresholdInventory
 from monitor.inventory import ArmInventory
 from monitor.logs import LogsReader
 from monitor.notify import notifier_from_environ
 from monitor.policy import Vantage
-from monitor.scan import ScanRuntime
+from monitor.scan import InventorySource, ScanRuntime
 from monitor.settings import Settings
 from monitor.store import Store, store_from_environment
 from probes.agent import ProbeOptions, Prober
@@ -42,6 +43,22 @@ def scan_vantages(settings: Settings) -> tuple[Vantage, ...]:
 
 def load_policy_source(settings: Settings) -> Baseline:
     return load_baseline(settings.baseline_path) if settings.baseline_path else Baseline.none()
+
+
+def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
+    """KVMON_INVENTORY_SOURCE: ``arm``, ``resource-graph``, or ``auto`` (Resource Graph for scans of
+    KVMON_RESOURCE_GRAPH_THRESHOLD subscriptions or more, decided per scan)."""
+    arm = ArmInventory(
+        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+    )
+    if settings.inventory_source == "arm":
+        return arm
+    graph = ResourceGraphInventory(
+        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+    )
+    if settings.inventory_source == "resource-graph":
+        return graph
+    return ThresholdInventory(arm=arm, graph=graph, threshold=settings.resource_graph_threshold)
 
 
 def build_runtime(
@@ -76,9 +93,7 @@ def build_runtime(
         store = store_from_environment(environ, credential=credential)
     notifier = notifier_from_environ(store, environ, verify=settings.connection_verify) if store else None
     return ScanRuntime(
-        inventory=ArmInventory(
-            credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
-        ),
+        inventory=build_inventory(settings, credential=credential),
         policy_for=baseline.policy_for,
         vantages=vantages,
         prober=prober,
