@@ -140,6 +140,15 @@ class Azurite:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
+        try:
+            self._wait_until_listening()
+        except BaseException:
+            # Ctrl-C or SIGTERM while waiting: the caller never gets this object, so stop here.
+            self.stop()
+            raise
+
+    def _wait_until_listening(self) -> None:
+        assert self._process is not None
         deadline = time.monotonic() + self.startup_timeout_s
         ports = (self.table_port, self.queue_port, self.blob_port)
         while not all(_accepts(port) for port in ports):
@@ -147,10 +156,8 @@ class Azurite:
                 output = (
                     self._process.stdout.read().decode("utf-8", "replace") if self._process.stdout else ""
                 )
-                self._cleanup()
                 raise AzuriteUnavailable(f"Azurite exited during start-up: {output.strip()[-2000:]}")
             if time.monotonic() > deadline:
-                self.stop()
                 raise AzuriteUnavailable(
                     f"Azurite did not accept connections within {self.startup_timeout_s:.0f} s"
                 )
