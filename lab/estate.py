@@ -19,7 +19,7 @@ import ipaddress
 import json
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,6 +114,12 @@ class Estate:
         self.vnets: list[VirtualNetwork] = []
         self.diagnostics: dict[str, str] = {}  # vault key -> workspace id
         self.access_log: list[AccessRecord] = []
+        # The world's clock: ARM's systemData, the vault's access log and Log Analytics' relative
+        # timespans read it, so a demo can move time on for the whole lab at once (aware, UTC).
+        self.clock: Callable[[], dt.datetime] = utcnow
+
+    def now(self) -> dt.datetime:
+        return self.clock()
 
     # -- building ------------------------------------------------------------------------------
 
@@ -153,7 +159,7 @@ class Estate:
             properties["publicNetworkAccess"] = public_network_access
         if network_acls is not None:
             properties["networkAcls"] = network_acls
-        now = _iso(utcnow())
+        now = _iso(self.now())
         vault = {
             "id": vault_id,
             "name": name,
@@ -242,7 +248,7 @@ class Estate:
             if modified_by_type is not None:
                 vault["systemData"]["lastModifiedByType"] = modified_by_type
             vault["systemData"]["lastModifiedBy"] = modified_by
-            vault["systemData"]["lastModifiedAt"] = _iso(utcnow())
+            vault["systemData"]["lastModifiedAt"] = _iso(self.now())
             return copy.deepcopy(vault)
 
     def remove_vault(self, vault_id: str) -> None:

@@ -26,7 +26,6 @@ from lab.estate import (
     AccessRecord,
     Estate,
     token_claims,
-    utcnow,
 )
 from lab.http import LabServer, Request, Response
 from lab.tls import LAB_HOSTNAMES
@@ -198,7 +197,7 @@ class KeyVaultDataPlane:
         query = f"?{urlencode(request.query)}" if request.query else ""
         self.estate.record(
             AccessRecord(
-                time=utcnow(),
+                time=self.estate.now(),
                 vault_id=vault["id"],
                 vault_name=vault["name"],
                 operation="SecretGet",

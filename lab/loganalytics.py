@@ -188,7 +188,7 @@ class LogAnalyticsEmulator:
                 tables, partial = workspace.tables, workspace.partial
                 ingested = {name: list(rows) for name, rows in workspace.ingested.items()}
             table, vault_ids = recognise(body["query"])
-            start, end = parse_timespan(timespan)
+            start, end = parse_timespan(timespan, now=self.estate.now())
             rows = self._evaluate(workspace_id, tables, ingested, table, vault_ids, start, end)
         except BadQuery as exc:
             return Response(exc.status, exc.body)
@@ -272,16 +272,18 @@ def recognise(query: str) -> tuple[str, tuple[str, ...]]:
     return table, vault_ids
 
 
-def parse_timespan(timespan: Any) -> tuple[dt.datetime | None, dt.datetime | None]:
-    """``start/end``, ``start/duration`` or a duration back from now (ISO 8601), as
-    azure-monitor-query sends them; None: no limit."""
+def parse_timespan(
+    timespan: Any, *, now: dt.datetime | None = None
+) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """``start/end``, ``start/duration`` or a duration back from ``now`` (the lab's clock;
+    ISO 8601), as azure-monitor-query sends them; None: no limit."""
     if timespan is None:
         return None, None
     if not isinstance(timespan, str):
         raise _bad_argument("InvalidTimespan", f"timespan {timespan!r} is not a string")
     try:
         if "/" not in timespan:
-            end = dt.datetime.now(dt.UTC)
+            end = now or dt.datetime.now(dt.UTC)
             return end - _duration(timespan), end
         first, second = timespan.split("/", 1)
         start = _instant(first)
