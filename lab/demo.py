@@ -1,0 +1,624 @@
+"""``make demo``: the walkthrough kvmon automates, end to end on one machine, with no Azure account.
+
+``python -m lab.demo [--quick] [--report PATH] [--no-color]`` starts the emulated Azure of
+``lab/`` (ARM, split-horizon DNS, the Key Vault data plane with its firewall, Log Analytics fed
+by the vault's request log, Teams and Slack webhook sinks) and Azurite (so findings live in Table
+storage, as in production), all on loopback, and runs kvmon's one scan path
+(``monitor.scan.run_scan`` with the adapters ``monitor.runtime.build_runtime`` makes from
+settings) through the walkthrough:
+
+1. kv-se-demo has a Service Endpoint rule but defaultAction Allow: KV001/KV002 from its
+   configuration, KV101 from the internet probe, KV201 from the logs; Teams and Slack are told.
+2. The platform team's pipeline sets defaultAction Deny through ARM (the real SDK's
+   ``vaults.update``): KV301 names who and when, the internet probe is refused with
+   ForbiddenByFirewall, the Service Endpoint vantage arrives with its private address, and the
+   findings resolve.
+3. kv-pl-demo has a Private Endpoint but public network access still Enabled (KV008), and the
+   spoke VNet's private DNS zone is not linked, so the spoke resolves the public address (KV103).
+
+Every scan is the timer's: it covers the whole subscription. Between scans the demo moves one
+clock on by the scan interval instead of waiting for it; kvmon (``ScanRuntime.clock``), the lab
+(``Estate.clock``: ARM's systemData, the vault's access log, Log Analytics) and the probes' dates
+all read it. That keeps the logs window honest: a scan reads the logs since the previous scan
+with five minutes of overlap, so the first scan after the fix still sees step 1's public
+admissions (KV201 stays open) and the next one resolves it.
+
+The lab stops on every way out: normally, on Ctrl-C, on SIGTERM and on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import os
+import re
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.keyvault.models import VaultPatchParameters, VaultPatchProperties
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from lab.credential import LabCredential
+from lab.estate import walkthrough_estate
+from lab.services import LabServices
+from lab.sinks import Received
+from lab.tls import lab_pki
+from monitor.model import ChangeKind, Finding, LogEvidence, Outcome, ProbeResult, Severity
+from monitor.policy import Vantage
+from monitor.report import MET, build_report_document, render_html
+from monitor.runtime import build_runtime
+from monitor.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
+from monitor.settings import Settings
+
+DEFAULT_REPORT = Path("demo-report.html")
+SE_VAULT = "kv-se-demo"
+PL_VAULT = "kv-pl-demo"
+SINKS = ("teams", "slack")
+# Step 2's fix is deployed by the platform team's pipeline, a service principal: ARM stamps
+# systemData.lastModifiedBy with its application id.
+PLATFORM_PIPELINE_APP_ID = "3c5e7a90-0000-4000-8000-0000000f1a7e"
+PLATFORM_PIPELINE_OBJECT_ID = "9b2d4f61-0000-4000-8000-0000000f1a7e"
+FIX_AFTER = dt.timedelta(minutes=9)  # after step 1's scan
+READING_PAUSE_S = 1.5  # between steps on a terminal, so a person can read
+PIPE_WIDTH = 120  # columns of the output when it is not a terminal
+
+
+class DemoClock:
+    """The wall clock moved on by what the demo skips: time runs during a scan as it does, and
+    ``advance_to`` jumps to the next scheduled scan."""
+
+    def __init__(self) -> None:
+        self._offset = dt.timedelta(0)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> dt.datetime:
+        with self._lock:
+            return dt.datetime.now(dt.UTC) + self._offset
+
+    def advance_to(self, moment: dt.datetime) -> None:
+        """Jump forward to ``moment`` (never back: a clock that runs backwards is a bug)."""
+        with self._lock:
+            self._offset += max(dt.timedelta(0), moment - (dt.datetime.now(dt.UTC) + self._offset))
+
+    def from_wall(self, moment: dt.datetime) -> dt.datetime:
+        """A moment read from the machine's clock, on this clock."""
+        with self._lock:
+            return moment + self._offset
+
+
+@dataclass(frozen=True)
+class DatedProber:
+    """The scan's prober with its results dated on the demo clock: probes date results by the
+    clock of the machine they run on (a remote vantage point's own), here the wall clock."""
+
+    prober: ProbeRunner
+    clock: DemoClock
+
+    def __call__(self, names: Sequence[str], vantage: Vantage) -> list[ProbeResult]:
+        return [
+            replace(result, started_at=self.clock.from_wall(result.started_at))
+            for result in self.prober(names, vantage)
+        ]
+
+
+@dataclass(frozen=True)
+class ScanView:
+    """One scan of the demo and what the sinks received because of it."""
+
+    label: str
+    outcome: ScanOutcome
+    document: dict[str, Any]  # the HTML report's document (``monitor.report``) of this scan
+    messages: dict[str, list[Received]]  # service -> the messages this scan sent
+
+    @property
+    def at(self) -> dt.datetime:
+        return self.outcome.report.started_at
+
+    def changed(self, *kinds: ChangeKind) -> dict[str, set[str]]:
+        """Vault name -> rule ids whose findings changed this way in this scan."""
+        found: dict[str, set[str]] = {}
+        for change in self.outcome.report.changes:
+            if change.kind in kinds:
+                found.setdefault(change.finding.vault_name, set()).add(change.finding.rule_id)
+        return found
+
+    @property
+    def opened(self) -> dict[str, set[str]]:
+        return self.changed(ChangeKind.OPENED, ChangeKind.REOPENED)
+
+    @property
+    def resolved(self) -> dict[str, set[str]]:
+        return self.changed(ChangeKind.RESOLVED)
+
+    def findings(self, vault_name: str) -> list[Finding]:
+        return [f for f in self.outcome.report.findings if f.vault_name == vault_name]
+
+    def probe(self, vault_name: str, vantage: str) -> ProbeResult | None:
+        return next(
+            (p for p in self.outcome.report.probes if p.vault_name == vault_name and p.vantage == vantage),
+            None,
+        )
+
+    def evidence(self, vault_name: str) -> LogEvidence | None:
+        posture = next((p for p in self.outcome.report.postures if p.name == vault_name), None)
+        if posture is None:
+            return None
+        return next((e for e in self.outcome.report.evidence if e.vault_id == posture.key), None)
+
+
+@dataclass
+class StepResult:
+    number: int
+    title: str
+    vault: str  # the vault the step is about
+    scans: list[ScanView] = field(default_factory=list)
+
+
+@dataclass
+class DemoResult:
+    steps: list[StepResult]
+    report_path: Path
+    elapsed_s: float
+
+
+class DemoFailed(RuntimeError):
+    """The walkthrough could not go on (a scan recorded errors, the lab lost a vault): the
+    message says what happened."""
+
+
+class Terminated(Exception):
+    """SIGTERM arrived: unwind as Ctrl-C does, so the lab stops."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Display: a spinner and colours on a terminal, plain lines in a pipe.
+# ---------------------------------------------------------------------------------------------
+
+
+class Display:
+    def __init__(self, *, color: bool, pauses: bool, console: Console | None = None) -> None:
+        self.console = console or Console(no_color=not color, highlight=False)
+        self.live = self.console.is_terminal
+        if not self.live:
+            self.console.width = PIPE_WIDTH
+        self._pauses = pauses and self.live
+
+    @contextlib.contextmanager
+    def progress(self, text: str) -> Iterator[None]:
+        started = time.monotonic()
+        if self.live:
+            with self.console.status(escape(text)):
+                yield
+            self.console.print(f"[green]✓[/] {escape(text)} [dim]({time.monotonic() - started:.1f} s)[/]")
+        else:
+            self.console.print(Text(f"... {text}"))
+            yield
+            self.console.print(Text(f"    done in {time.monotonic() - started:.1f} s"))
+
+    def heading(self, text: str) -> None:
+        self.console.print()
+        self.console.rule(Text(text, style="bold"), align="left")
+
+    def line(self, text: str = "", *, style: str = "") -> None:
+        # In a pipe a line stays one line (greppable, paths copyable); a terminal wraps it.
+        self.console.print(Text(text, style=style), soft_wrap=not self.live)
+
+    def show(self, renderable: Any) -> None:
+        self.console.print(renderable)
+
+    def pause(self) -> None:
+        if self._pauses:
+            time.sleep(READING_PAUSE_S)
+
+
+# ---------------------------------------------------------------------------------------------
+# The walkthrough
+# ---------------------------------------------------------------------------------------------
+
+
+def run_demo(*, report_path: Path, display: Display) -> DemoResult:
+    """Run the walkthrough against a fresh lab and write the HTML report; the lab is stopped
+    whatever happens."""
+    started = time.monotonic()
+    clock = DemoClock()
+    estate = walkthrough_estate()
+    estate.clock = clock
+    lab = LabServices(estate, azurite=True)
+    try:
+        with display.progress("Starting the lab: ARM, DNS, Key Vault, Log Analytics, Teams, Slack, Azurite"):
+            lab.start()
+        environ = lab.environ()
+        settings = Settings.from_environ(environ)
+        runtime = build_runtime(settings, environ=environ, credential=LabCredential())
+        if runtime.prober is not None:
+            runtime = replace(runtime, clock=clock, prober=DatedProber(runtime.prober, clock))
+        display.line(
+            f"All on loopback: ARM {lab.arm.url}, DNS {lab.world.resolver}, findings in Azurite's "
+            f"Table storage; vantage points {', '.join(v.name for v in runtime.vantages)}.",
+            style="dim",
+        )
+        try:
+            steps = _walkthrough(lab, settings, runtime, clock, display)
+            with display.progress(f"Writing the HTML report of the last scan to {report_path}"):
+                report_path.parent.mkdir(parents=True, exist_ok=True)
+                report_path.write_text(render_html(steps[-1].scans[-1].document), encoding="utf-8")
+        finally:
+            if runtime.store is not None:
+                runtime.store.close()
+    finally:
+        with display.progress("Stopping the lab"):
+            lab.stop()
+    return DemoResult(steps=steps, report_path=report_path, elapsed_s=time.monotonic() - started)
+
+
+def _walkthrough(
+    lab: LabServices, settings: Settings, runtime: ScanRuntime, clock: DemoClock, display: Display
+) -> list[StepResult]:
+    request = ScanRequest(subscriptions=settings.subscriptions, trigger="timer")
+    seen: dict[str, int] = {service: 0 for service in SINKS}
+
+    def scan(label: str) -> ScanView:
+        with display.progress(
+            f"{label}: inventory, probes from {len(runtime.vantages)} vantage points, logs, store, notify"
+        ):
+            outcome = run_scan(request, runtime)
+        if outcome.report.errors:
+            problems = "; ".join(f"{e.source} {e.scope}: {e.message}" for e in outcome.report.errors)
+            raise DemoFailed(f"{label} recorded errors: {problems}")
+        messages = {}
+        for service in SINKS:
+            received = lab.sinks.messages(service)
+            messages[service] = received[seen[service] :]
+            seen[service] = len(received)
+        document = build_report_document(
+            outcome.report, vantages=runtime.vantages, policies=outcome.policies, generated_at=clock()
+        )
+        return ScanView(label=label, outcome=outcome, document=document, messages=messages)
+
+    interval = settings.scan_interval
+    steps: list[StepResult] = []
+
+    step = StepResult(1, f"{SE_VAULT}: a Service Endpoint rule, but defaultAction Allow", SE_VAULT)
+    display.heading(f"Step 1 · {step.title}")
+    display.line(
+        f"What is there: {SE_VAULT} has a virtual network rule for subnet serviceEndpoint, but its "
+        "default action is Allow, so the rule restricts nothing. kvmon runs its first scheduled scan."
+    )
+    step.scans.append(scan("Scan 1"))
+    first = step.scans[0].at
+    _show_scan(display, step.scans[-1], vault=SE_VAULT, others="step 3 looks at it")
+    steps.append(step)
+    display.pause()
+
+    step = StepResult(2, "the firewall is fixed (defaultAction Deny)", SE_VAULT)
+    display.heading(f"Step 2 · {step.title}")
+    clock.advance_to(first + FIX_AFTER)
+    with display.progress("The platform pipeline sets defaultAction Deny (vaults.update through ARM)"):
+        _deny_by_default(lab, vault_name=SE_VAULT)
+    display.line(
+        f"What changed: at {_hhmm(clock())} the platform team's pipeline (application "
+        f"{PLATFORM_PIPELINE_APP_ID}) set networkAcls.defaultAction to Deny, as "
+        "`az keyvault update --default-action Deny` does."
+    )
+    clock.advance_to(first + interval)
+    step.scans.append(scan("Scan 2"))
+    _show_scan(display, step.scans[-1], vault=SE_VAULT, others="unchanged")
+    _explain_logs_window(display, step.scans[-1], vault=SE_VAULT, previous=steps[0].scans[0])
+    clock.advance_to(first + 2 * interval)
+    step.scans.append(scan("Scan 3"))
+    _show_scan(display, step.scans[-1], vault=SE_VAULT, others="unchanged", matrix=False)
+    steps.append(step)
+    display.pause()
+
+    step = StepResult(3, f"{PL_VAULT}: Private Link, but public access still Enabled", PL_VAULT)
+    display.heading(f"Step 3 · {step.title}")
+    display.line(
+        f"What is there: {PL_VAULT} has an approved Private Endpoint at 127.10.2.10, but public "
+        "network access is still Enabled with defaultAction Allow, and the spoke VNet's private DNS "
+        "zone privatelink.vaultcore.lab.test is not linked. Its findings opened in scan 1; kvmon "
+        "announces a change once, so this scan tells the sinks nothing new."
+    )
+    clock.advance_to(first + 3 * interval)
+    step.scans.append(scan("Scan 4"))
+    _show_scan(display, step.scans[-1], vault=PL_VAULT, others="unchanged", open_findings=True)
+    steps.append(step)
+    return steps
+
+
+def _deny_by_default(lab: LabServices, *, vault_name: str) -> None:
+    """What ``az keyvault update --default-action Deny`` does: read the vault, then PATCH its
+    networkAcls with the default action changed (a PATCH replaces networkAcls as a whole)."""
+    vault = lab.estate.vault_by_name(vault_name)
+    if vault is None:
+        raise DemoFailed(f"the lab has no vault {vault_name}")
+    subscription, resource_group = vault["id"].split("/")[2], vault["id"].split("/")[4]
+    pipeline = LabCredential(object_id=PLATFORM_PIPELINE_OBJECT_ID, app_id=PLATFORM_PIPELINE_APP_ID)
+    with KeyVaultManagementClient(
+        pipeline,
+        subscription,
+        base_url=lab.arm.url,
+        credential_scopes=[f"{lab.arm.url}/.default"],
+        connection_verify=lab_pki().ca_path,
+    ) as client:
+        current = client.vaults.get(resource_group, vault_name)
+        acls = current.properties.network_acls
+        if acls is None:
+            raise DemoFailed(f"{vault_name} has no networkAcls to tighten")
+        acls.default_action = "Deny"
+        client.vaults.update(
+            resource_group,
+            vault_name,
+            VaultPatchParameters(properties=VaultPatchProperties(network_acls=acls)),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# What each step shows
+# ---------------------------------------------------------------------------------------------
+
+
+def _show_scan(
+    display: Display,
+    view: ScanView,
+    *,
+    vault: str,
+    others: str,
+    matrix: bool = True,
+    open_findings: bool = False,
+) -> None:
+    display.line()
+    display.line(f"{view.label} at {_hhmm(view.at)} (demo clock)", style="bold")
+    if matrix:
+        display.show(vantage_table(view, vault))
+        _show_logs(display, view, vault)
+    _show_changes(display, view, vault=vault, others=others)
+    if open_findings:
+        display.line(f"  {vault} open findings:")
+        for finding in sorted(view.findings(vault), key=lambda f: (f.rule_id, f.subject)):
+            display.line(
+                f"    {finding.rule_id} {finding.severity.value:<8} {finding.summary}",
+                style="bold" if finding.rule_id in ("KV008", "KV103") else "",
+            )
+    _show_sinks(display, view)
+
+
+def vantage_table(view: ScanView, vault: str) -> Table:
+    """The report's matrix row of ``vault`` (expected vs observed) with what the vault saw and
+    the DNS answer, one line per vantage point."""
+    entry = next(v for v in view.document["vaults"] if v["name"] == vault)
+    table = Table(title=f"{vault} from each vantage point", title_justify="left", pad_edge=False)
+    for column in ("vantage", "expected", "observed", "vault saw", "DNS answer"):
+        table.add_column(column)
+    for vantage, cell in entry["reachability"].items():
+        probe = view.probe(vault, vantage)
+        observed = cell["observed_reach"]
+        if probe and probe.verdict.refused and probe.data_plane and probe.data_plane.inner_code:
+            observed = f"refused: {probe.data_plane.inner_code}"
+        seen = cell["seen_address"] or "-"
+        if cell["seen_address_private"] is not None:
+            seen += " (private)" if cell["seen_address_private"] else " (public)"
+        answer = ", ".join(probe.dns.addresses) if probe and probe.dns and probe.dns.addresses else "none"
+        table.add_row(
+            vantage,
+            f"{cell['expected_reach'] or '-'}, {cell['expected_dns'] or '-'} DNS",
+            Text(observed, style="green" if cell["reach_state"] == MET else "bold red"),
+            seen,
+            Text(
+                f"{answer} ({cell['observed_dns']})",
+                style="green" if cell["dns_state"] == MET else "bold red",
+            ),
+        )
+    return table
+
+
+def _show_logs(display: Display, view: ScanView, vault: str) -> None:
+    evidence = view.evidence(vault)
+    if evidence is None:
+        display.line("  logs: none read")
+        return
+    display.line(f"  logs {_span(evidence.window_start, evidence.window_end)}, what the vault recorded:")
+    callers: Counter[tuple[Outcome, str, bool]] = Counter()
+    for activity in evidence.activity:
+        callers[(activity.outcome, activity.caller_address, activity.address_private)] += activity.count
+    for (outcome, address, private), count in sorted(callers.items()):
+        alarming = outcome is Outcome.ADMITTED and not private
+        display.line(
+            f"    {outcome.value:<16} {address:<12} {'private' if private else 'public':<8} {count} request(s)",
+            style="red" if alarming else "",
+        )
+    if any(outcome is Outcome.REFUSED_OTHER for outcome, _, _ in callers):
+        display.line(
+            "    (refused-other: answered before the network check, such as the 401 that asks a client "
+            "for its token; it says nothing about the firewall)",
+            style="dim",
+        )
+
+
+def _show_changes(display: Display, view: ScanView, *, vault: str, others: str) -> None:
+    changes = view.outcome.report.changes
+    mine = sorted(
+        (c for c in changes if c.finding.vault_name == vault),
+        key=lambda c: (c.kind is not ChangeKind.OPENED, c.finding.rule_id, c.finding.subject),
+    )
+    if not mine:
+        display.line(f"  {vault}: no finding opened or resolved")
+    for change in mine:
+        finding = change.finding
+        style = (
+            "green"
+            if change.kind is ChangeKind.RESOLVED
+            else "red"
+            if finding.severity.rank >= Severity.HIGH.rank
+            else "yellow"
+        )
+        display.line(
+            f"  {change.kind.value:<8} {finding.rule_id} {finding.severity.value:<8} {finding.summary}",
+            style=style,
+        )
+    still_open = sorted({f.rule_id for f in view.findings(vault) if not f.suppressed})
+    display.line(f"  {vault} open now: {', '.join(still_open) or 'nothing'}")
+    elsewhere: dict[str, dict[str, set[str]]] = {}
+    for change in changes:
+        if change.finding.vault_name != vault:
+            kinds = elsewhere.setdefault(change.finding.vault_name, {})
+            kinds.setdefault(change.kind.value, set()).add(change.finding.rule_id)
+    for name, kinds in sorted(elsewhere.items()):
+        parts = "; ".join(f"{kind} {', '.join(sorted(rules))}" for kind, rules in sorted(kinds.items()))
+        display.line(f"  {name}: {parts} ({others})", style="dim")
+
+
+def _explain_logs_window(display: Display, view: ScanView, *, vault: str, previous: ScanView) -> None:
+    evidence = view.evidence(vault)
+    if evidence is None or not view.changed(ChangeKind.RESOLVED).get(vault):
+        return
+    still = [f for f in view.findings(vault) if f.rule_id == "KV201"]
+    if still:
+        display.line(
+            f"  KV201 stays open: this scan read the logs {_span(evidence.window_start, evidence.window_end)}, "
+            f"since {previous.label.lower()} with five minutes of overlap, and that window still holds "
+            f"{previous.label.lower()}'s public admissions. The next scheduled scan's window does not.",
+            style="dim",
+        )
+
+
+def _show_sinks(display: Display, view: ScanView) -> None:
+    for service in SINKS:
+        messages = view.messages.get(service, [])
+        if not messages:
+            display.line(f"  {service}: nothing new")
+            continue
+        for message in messages:
+            lines = change_lines(service, message.json())
+            by_kind: dict[str, Counter[str]] = {}
+            for kind, rule in lines:
+                by_kind.setdefault(kind, Counter())[rule] += 1
+            summary = "; ".join(
+                f"{kind} {sum(rules.values())}: "
+                + ", ".join(f"{rule}×{n}" if n > 1 else rule for rule, n in sorted(rules.items()))
+                for kind, rules in by_kind.items()
+            )
+            display.line(f"  {service}: 1 message, {summary}")
+
+
+_CHANGE = r"(Opened|Reopened|Changed|Resolved)\*{1,2} · \*?[A-Z]+\*? · `?(KV\d{3})"
+_TEAMS_LINE = re.compile(r"^\*\*" + _CHANGE)
+_SLACK_LINE = re.compile(r"^:[a-z_]+: \*" + _CHANGE)
+
+
+def change_lines(service: str, payload: Any) -> list[tuple[str, str]]:
+    """(event, rule id) of every change line a Teams card or a Slack message carries, in order."""
+    found: list[tuple[str, str]] = []
+    if service == "teams":
+        texts = [t for attachment in payload.get("attachments", []) for t in _card_texts(attachment)]
+        pattern = _TEAMS_LINE
+    else:
+        texts = [
+            row
+            for block in payload.get("blocks", [])
+            if block.get("type") == "section"
+            for row in str((block.get("text") or {}).get("text", "")).splitlines()
+        ]
+        pattern = _SLACK_LINE
+    for text in texts:
+        match = pattern.match(text)
+        if match:
+            found.append((match.group(1), match.group(2)))
+    return found
+
+
+def _card_texts(element: Any) -> Iterator[str]:
+    """Every TextBlock's text in an Adaptive Card, in document order."""
+    if isinstance(element, dict):
+        if element.get("type") == "TextBlock" and isinstance(element.get("text"), str):
+            yield element["text"]
+        for value in element.values():
+            yield from _card_texts(value)
+    elif isinstance(element, list):
+        for item in element:
+            yield from _card_texts(item)
+
+
+def _hhmm(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%H:%M")
+
+
+def _span(start: dt.datetime, end: dt.datetime) -> str:
+    if end - start >= dt.timedelta(hours=12):
+        return f"of the last {round((end - start).total_seconds() / 3600)} h"
+    return f"{_hhmm(start)}-{_hhmm(end)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+
+
+class _StopSignals:
+    """The first Ctrl-C or SIGTERM unwinds (KeyboardInterrupt, Terminated); later ones are
+    ignored, so they cannot cut the lab's shutdown short and leave Azurite behind."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.received:
+            return
+        self.received = True
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Terminated()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lab.demo",
+        description="kvmon's walkthrough end to end against the emulated Azure in lab/ (loopback only).",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="no reading pauses between the steps (for scripts and tests)"
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=DEFAULT_REPORT,
+        metavar="PATH",
+        help=f"where to write the HTML report (default: {DEFAULT_REPORT})",
+    )
+    parser.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR is honoured too)")
+    args = parser.parse_args(argv)
+    display = Display(color=not args.no_color and not os.environ.get("NO_COLOR"), pauses=not args.quick)
+    handler = _StopSignals()
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = run_demo(report_path=args.report, display=display)
+    except KeyboardInterrupt:
+        display.line("Interrupted; the lab is stopped.")
+        return 130
+    except Terminated:
+        display.line("Terminated; the lab is stopped.")
+        return 143
+    except DemoFailed as exc:
+        display.line(f"The demo failed: {exc}. The lab is stopped.", style="bold red")
+        return 1
+    finally:
+        for sig, before in previous.items():
+            signal.signal(sig, before)
+    display.heading("Done")
+    display.line(f"HTML report (matrix and findings of scan 4): {result.report_path.resolve()}")
+    display.line(f"The walkthrough took {result.elapsed_s:.1f} s; the lab is stopped.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
