@@ -2,7 +2,8 @@
 
 The store is chosen like everywhere else (``monitor.store.store_from_environment``: ``KVMON_STORAGE``,
 ``KVMON_STORAGE_ACCOUNT_URL``, ``AzureWebJobsStorage``, else SQLite at ``KVMON_SQLITE_PATH`` or
-``~/.kvmon/kvmon.db``); ``--store-connection-string`` or ``--sqlite`` override it.
+``~/.kvmon/kvmon.db``); ``--sqlite`` overrides it. A connection string is read only from the
+environment (``KVMON_STORAGE``), never from a flag, so it stays out of shell history and ``ps``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,10 @@ STATUSES = ("open", "resolved", "suppressed", "all")
 
 
 def add_store_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument(
-        "--store-connection-string",
-        metavar="CONNECTION_STRING",
-        help="Table storage connection string (default: KVMON_STORAGE / AzureWebJobsStorage)",
-    )
-    group.add_argument(
-        "--sqlite", metavar="PATH", help="SQLite file (default: KVMON_SQLITE_PATH or ~/.kvmon/kvmon.db)"
+    parser.add_argument(
+        "--sqlite",
+        metavar="PATH",
+        help="SQLite file (default: the store KVMON_STORAGE, AzureWebJobsStorage or KVMON_SQLITE_PATH name)",
     )
 
 
@@ -41,9 +38,7 @@ def store_from_arguments(
 ) -> Iterator[Store]:
     """The store the flags (else the environment) name; its faults become one-line usage errors."""
     try:
-        if args.store_connection_string:
-            store = open_store(connection_string=args.store_connection_string)
-        elif args.sqlite:
+        if args.sqlite:
             store = open_store(sqlite_path=args.sqlite)
         else:
             store = store_from_environment(os.environ if environ is None else environ)

@@ -20,8 +20,8 @@ LATER = T0 + dt.timedelta(minutes=15)
 
 
 @pytest.fixture(params=["sqlite", "tables"])
-def store_flags(request: pytest.FixtureRequest, tmp_path) -> list[str]:
-    """A store holding two scans of three vaults, and the flags that select it."""
+def store_flags(request: pytest.FixtureRequest, tmp_path, monkeypatch) -> list[str]:
+    """A store holding two scans of three vaults, and the flags (or environment) that select it."""
     if request.param == "sqlite":
         flags = ["--sqlite", str(tmp_path / "cli.db")]
         store = open_store(sqlite_path=tmp_path / "cli.db")
@@ -32,7 +32,8 @@ def store_flags(request: pytest.FixtureRequest, tmp_path) -> list[str]:
             for table in service.query_tables("TableName ge 'kvmon' and TableName lt 'kvmoo'"):
                 service.delete_table(table.name)
         store = open_store(connection_string=connection_string)
-        flags = ["--store-connection-string", connection_string]
+        monkeypatch.setenv("KVMON_STORAGE", connection_string)
+        flags = []
     app, data, other = posture("kv-app"), posture("kv-data"), posture("kv-app", subscription=SUB_B)
     waived = Suppression(
         rule="KV002", vault_pattern="kv-data", reason="migration", owner="sec", expires=dt.date(2026, 9, 1)
@@ -139,20 +140,22 @@ def test_history_user_errors_are_one_line(store_flags, capsys) -> None:
     assert "no vault named 'kv-nope'" in capsys.readouterr().err
 
 
-def test_a_bad_connection_string_is_a_usage_error_that_does_not_echo_it(capsys) -> None:
-    assert main(["findings", "--store-connection-string", "AccountKey=s3cr3t;nonsense"]) == 2
+def test_a_bad_connection_string_is_a_usage_error_that_does_not_echo_it(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("KVMON_STORAGE", "AccountKey=s3cr3t;nonsense")
+    assert main(["findings"]) == 2
     err = capsys.readouterr().err
     assert "connection string is not valid" in err and "s3cr3t" not in err
 
 
-def test_an_unreachable_store_is_one_line_without_the_key(capsys) -> None:
+def test_an_unreachable_store_is_one_line_without_the_key(capsys, monkeypatch) -> None:
     from lab.azurite import DEV_ACCOUNT_KEY
 
     dead = (
         f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_ACCOUNT_KEY};"
         "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
     )
-    assert main(["findings", "--store-connection-string", dead]) == 2
+    monkeypatch.setenv("KVMON_STORAGE", dead)
+    assert main(["findings"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("kvmon: error: the store is unavailable") and DEV_ACCOUNT_KEY not in err
     assert len(err.strip().splitlines()) == 1
