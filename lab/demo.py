@@ -51,6 +51,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from lab.azurite import AzuriteUnavailable
 from lab.credential import LabCredential
 from lab.estate import walkthrough_estate
 from lab.services import LabServices
@@ -243,8 +244,9 @@ def run_demo(*, report_path: Path, display: Display) -> DemoResult:
         environ = lab.environ()
         settings = Settings.from_environ(environ)
         runtime = build_runtime(settings, environ=environ, credential=LabCredential())
+        runtime.clock = clock
         if runtime.prober is not None:
-            runtime = replace(runtime, clock=clock, prober=DatedProber(runtime.prober, clock))
+            runtime.prober = DatedProber(runtime.prober, clock)
         display.line(
             f"All on loopback: ARM {lab.arm.url}, DNS {lab.world.resolver}, findings in Azurite's "
             f"Table storage; vantage points {', '.join(v.name for v in runtime.vantages)}.",
@@ -253,8 +255,13 @@ def run_demo(*, report_path: Path, display: Display) -> DemoResult:
         try:
             steps = _walkthrough(lab, settings, runtime, clock, display)
             with display.progress(f"Writing the HTML report of the last scan to {report_path}"):
-                report_path.parent.mkdir(parents=True, exist_ok=True)
-                report_path.write_text(render_html(steps[-1].scans[-1].document), encoding="utf-8")
+                try:
+                    report_path.parent.mkdir(parents=True, exist_ok=True)
+                    report_path.write_text(render_html(steps[-1].scans[-1].document), encoding="utf-8")
+                except OSError as exc:
+                    raise DemoFailed(
+                        f"cannot write the report to {report_path}: {exc.strerror or exc}"
+                    ) from None
         finally:
             if runtime.store is not None:
                 runtime.store.close()
@@ -482,10 +489,7 @@ def _show_changes(display: Display, view: ScanView, *, vault: str, others: str) 
 
 def _explain_logs_window(display: Display, view: ScanView, *, vault: str, previous: ScanView) -> None:
     evidence = view.evidence(vault)
-    if evidence is None or not view.changed(ChangeKind.RESOLVED).get(vault):
-        return
-    still = [f for f in view.findings(vault) if f.rule_id == "KV201"]
-    if still:
+    if evidence is not None and any(f.rule_id == "KV201" for f in view.findings(vault)):
         display.line(
             f"  KV201 stays open: this scan read the logs {_span(evidence.window_start, evidence.window_end)}, "
             f"since {previous.label.lower()} with five minutes of overlap, and that window still holds "
@@ -566,6 +570,19 @@ def _span(start: dt.datetime, end: dt.datetime) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _unwritable(path: Path) -> str | None:
+    """Why the report cannot be written at ``path`` (checked before the lab starts)."""
+    if path.is_dir():
+        return "is a directory"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        return f"cannot create its directory: {exc.strerror or exc}"
+    if not os.access(path.parent, os.W_OK):
+        return f"cannot write in {path.parent}"
+    return None
+
+
 class _StopSignals:
     """The first Ctrl-C or SIGTERM unwinds (KeyboardInterrupt, Terminated); later ones are
     ignored, so they cannot cut the lab's shutdown short and leave Azurite behind."""
@@ -598,6 +615,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-color", action="store_true", help="no colours (NO_COLOR is honoured too)")
     args = parser.parse_args(argv)
     display = Display(color=not args.no_color and not os.environ.get("NO_COLOR"), pauses=not args.quick)
+    problem = _unwritable(args.report)
+    if problem:
+        display.line(f"--report {args.report}: {problem}", style="bold red")
+        return 2
     handler = _StopSignals()
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -608,7 +629,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         display.line("Terminated; the lab is stopped.")
         return 143
-    except DemoFailed as exc:
+    except (DemoFailed, AzuriteUnavailable) as exc:
         display.line(f"The demo failed: {exc}. The lab is stopped.", style="bold red")
         return 1
     finally:

@@ -67,6 +67,17 @@ def test_demo_runs_to_the_end_and_writes_the_report(tmp_path: Path) -> None:
     assert "Reachability: vaults × vantage points" in report.read_text(encoding="utf-8")
 
 
+def test_an_unwritable_report_path_is_refused_before_the_lab_starts(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the report's directory should be")
+    demo = start_demo("--quick", "--no-color", "--report", str(blocker / "demo-report.html"))
+    output, _ = demo.communicate(timeout=60)
+    assert demo.returncode == 2, output
+    assert output.startswith(f"--report {blocker / 'demo-report.html'}: cannot create its directory")
+    assert "Traceback" not in output
+    assert "Starting the lab" not in output
+
+
 @pytest.mark.parametrize(
     ("sig", "status", "message"),
     [
