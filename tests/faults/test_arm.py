@@ -1,0 +1,236 @@
+"""ARM faults: one subscription (B) misbehaves after a good scan; subscription A must be scanned as
+usual, the fault must be in ``report.errors``, and nothing B's vaults had open may resolve."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from lab.arm import LIST_ROUTE
+from lab.http import Fault
+from lab.services import LabServices
+from monitor.model import ChangeKind, FindingStatus, ScanReport
+from monitor.scan import ScanRequest, ScanRuntime, run_scan
+from monitor.store import Store
+from tests.faults.conftest import FAULT_TIMEOUT_S, SUB_A, SUB_B, fast_runtime, fault_environ
+
+SUB_B_PATH = f"(?i)^/subscriptions/{SUB_B}/"
+BOTH = ScanRequest(subscriptions=(SUB_A, SUB_B), notify=False)
+
+
+def _open(store: Store) -> dict[str, str]:
+    """Open finding id -> vault name."""
+    return {
+        finding_id: record.finding.vault_name
+        for finding_id, record in store.load_findings(status=FindingStatus.OPEN).items()
+    }
+
+
+def _good_scan(lab: LabServices, store: Store) -> tuple[ScanRuntime, dict[str, str]]:
+    runtime = fast_runtime(fault_environ(lab), store=store)
+    report = run_scan(BOTH, runtime).report
+    assert report.errors == [], report.errors
+    opened = _open(store)
+    assert {"kv-b-open", "kv-b-wide", "kv-se-demo", "kv-pl-demo"} <= set(opened.values())
+    return runtime, opened
+
+
+def _vaults(report: ScanReport) -> set[str]:
+    return {posture.name for posture in report.postures}
+
+
+def _assert_nothing_resolved(
+    report: ScanReport, store: Store, before: dict[str, str], observe: Callable[[str], None]
+) -> None:
+    resolved = [c for c in report.changes if c.kind is ChangeKind.RESOLVED]
+    still_open = _open(store)
+    assert resolved == []
+    assert set(before) <= set(still_open), "a finding resolved on missing evidence"
+    observe(f"{len(before)} findings open before, all still open, 0 resolved")
+
+
+def _error_line(report: ScanReport, source: str) -> str:
+    return "; ".join(
+        f"{e.source} [{e.code or '-'}] {e.message[:70]}" for e in report.errors if e.source == source
+    )
+
+
+def _throttle(lab: LabServices) -> None:
+    lab.arm.server.inject(
+        SUB_B_PATH,
+        Fault(
+            status=429,
+            headers={"Retry-After": "1"},
+            body={"error": {"code": "TooManyRequests", "message": "Too many requests, retry after 1 s"}},
+            times=0,
+        ),
+    )
+
+
+def _server_error(lab: LabServices) -> None:
+    lab.arm.server.inject(
+        SUB_B_PATH,
+        Fault(
+            status=500,
+            body={"error": {"code": "InternalServerError", "message": "ARM had a bad day"}},
+            times=0,
+        ),
+    )
+
+
+def _reset(lab: LabServices) -> None:
+    lab.arm.server.inject(SUB_B_PATH, Fault(reset=True, times=0))
+
+
+def _stall(lab: LabServices) -> None:
+    lab.arm.server.inject(SUB_B_PATH, Fault(delay_s=FAULT_TIMEOUT_S * 2, times=0))
+
+
+def _forbid(lab: LabServices) -> None:
+    lab.estate.forbidden_subscriptions.add(SUB_B)
+
+
+@pytest.mark.parametrize(
+    ("inject", "code", "words"),
+    [
+        pytest.param(
+            _throttle,
+            "429",
+            "TooManyRequests",
+            marks=pytest.mark.fault("ARM", "429 + Retry-After, past the retries"),
+        ),
+        pytest.param(_server_error, "500", "InternalServerError", marks=pytest.mark.fault("ARM", "500")),
+        pytest.param(_reset, None, "Connection aborted", marks=pytest.mark.fault("ARM", "connection reset")),
+        pytest.param(
+            _stall, None, "timed out", marks=pytest.mark.fault("ARM", "slow answer past the timeout")
+        ),
+        pytest.param(
+            _forbid, "403", "AuthorizationFailed", marks=pytest.mark.fault("ARM", "subscription forbidden")
+        ),
+    ],
+)
+def test_a_subscription_that_fails_is_an_error_and_keeps_its_findings_open(
+    inject: Callable[[LabServices], None],
+    code: str | None,
+    words: str,
+    lab: LabServices,
+    sqlite_store: Store,
+    observe: Callable[[str], None],
+) -> None:
+    runtime, before = _good_scan(lab, sqlite_store)
+    inject(lab)
+
+    report = run_scan(BOTH, runtime).report
+
+    errors = [e for e in report.errors if e.source == "arm"]
+    assert [(e.scope, e.code) for e in errors] == [(SUB_B, code)]
+    assert words in errors[0].message
+    observe(f"report.errors: {_error_line(report, 'arm')}")
+    assert _vaults(report) == {"kv-se-demo", "kv-pl-demo"}
+    a_findings = {f.vault_name for f in report.findings}
+    assert a_findings == {"kv-se-demo", "kv-pl-demo"}
+    observe(f"subscription A scanned ({len(report.findings)} findings)")
+    _assert_nothing_resolved(report, sqlite_store, before, observe)
+
+
+@pytest.mark.fault("ARM", "one 429 + Retry-After, then an answer")
+def test_a_single_throttle_is_waited_out_and_the_scan_is_whole(
+    lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
+) -> None:
+    runtime, before = _good_scan(lab, sqlite_store)
+    lab.arm.server.inject(
+        SUB_B_PATH,
+        Fault(status=429, headers={"Retry-After": "1"}, body={"error": {"code": "TooManyRequests"}}),
+    )
+    requests_before = lab.arm.server.request_counts[LIST_ROUTE]
+
+    report = run_scan(BOTH, runtime).report
+
+    assert report.errors == []
+    assert _vaults(report) == {"kv-se-demo", "kv-pl-demo", "kv-b-open", "kv-b-wide"}
+    retried = lab.arm.server.request_counts[LIST_ROUTE] - requests_before
+    assert retried == 3  # A once, B throttled then answered
+    observe(f"retried after Retry-After ({retried} list requests for 2 subscriptions), no error")
+    _assert_nothing_resolved(report, sqlite_store, before, observe)
+
+
+def _page_with(lab: LabServices, broken: Callable[[dict[str, Any]], Any]) -> dict[str, Any]:
+    """Subscription B's list page with kv-b-wide replaced by ``broken(kv-b-wide)``."""
+    vaults = lab.estate.vaults_in(SUB_B)
+    return {"value": [broken(copy.deepcopy(v)) if v["name"] == "kv-b-wide" else v for v in vaults]}
+
+
+def _wrong_types(vault: dict[str, Any]) -> dict[str, Any]:
+    vault["properties"]["networkAcls"] = {
+        "defaultAction": ["Deny"],
+        "ipRules": "0.0.0.0/1",
+        "virtualNetworkRules": [{"id": 7}],
+    }
+    vault["properties"]["publicNetworkAccess"] = 1
+    return vault
+
+
+def _no_id(vault: dict[str, Any]) -> dict[str, Any]:
+    del vault["id"]
+    return vault
+
+
+@pytest.mark.fault("ARM", "malformed JSON in one vault (wrong types)")
+def test_a_vault_with_wrong_types_is_an_error_and_keeps_its_findings_open(
+    lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
+) -> None:
+    runtime, before = _good_scan(lab, sqlite_store)
+    lab.arm.server.inject(SUB_B_PATH, Fault(status=200, body=_page_with(lab, _wrong_types), times=0))
+
+    report = run_scan(BOTH, runtime).report
+
+    errors = [e for e in report.errors if e.source == "arm"]
+    assert errors and all("kv-b-wide" in e.scope for e in errors)
+    assert any("networkAcls" in e.message for e in errors)
+    observe(f"report.errors: {len(errors)} problem(s) of kv-b-wide, e.g. {errors[0].message[:60]}")
+    assert _vaults(report) == {"kv-se-demo", "kv-pl-demo", "kv-b-open", "kv-b-wide"}
+    wide = next(p for p in report.postures if p.name == "kv-b-wide")
+    assert wide.key in report.incomplete_vaults
+    observe("the other vaults judged as usual; kv-b-wide marked incomplete")
+    _assert_nothing_resolved(report, sqlite_store, before, observe)
+
+
+@pytest.mark.fault("ARM", "malformed JSON in one vault (no id)")
+def test_a_vault_that_is_not_a_vault_is_an_error_and_keeps_its_subscription_open(
+    lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
+) -> None:
+    runtime, before = _good_scan(lab, sqlite_store)
+    lab.arm.server.inject(SUB_B_PATH, Fault(status=200, body=_page_with(lab, _no_id), times=0))
+
+    report = run_scan(BOTH, runtime).report
+
+    errors = [e for e in report.errors if e.source == "arm"]
+    assert [e.scope for e in errors] == [SUB_B]
+    assert "vault #1 of the list is unusable" in errors[0].message
+    observe(f"report.errors: {_error_line(report, 'arm')}")
+    assert _vaults(report) == {"kv-se-demo", "kv-pl-demo", "kv-b-open"}
+    observe("kv-b-open still judged; subscription B not complete")
+    _assert_nothing_resolved(report, sqlite_store, before, observe)
+
+
+@pytest.mark.fault("ARM", "list page that is not JSON")
+def test_a_page_that_is_not_json_is_an_error(
+    lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
+) -> None:
+    runtime, before = _good_scan(lab, sqlite_store)
+    lab.arm.server.inject(
+        SUB_B_PATH,
+        Fault(status=200, headers={"Content-Type": "application/json"}, body=b'{"value": [{"id": ', times=0),
+    )
+
+    report = run_scan(BOTH, runtime).report
+
+    errors = [e for e in report.errors if e.source == "arm"]
+    assert [e.scope for e in errors] == [SUB_B]
+    assert "not valid JSON" in errors[0].message
+    observe(f"report.errors: {_error_line(report, 'arm')}")
+    assert _vaults(report) == {"kv-se-demo", "kv-pl-demo"}
+    _assert_nothing_resolved(report, sqlite_store, before, observe)
