@@ -425,11 +425,18 @@ def _compose(text: str, source: str) -> tuple[Any, dict[Location, int]]:
         loader.dispose()
     lines: dict[Location, int] = {(): 1}
     if node is not None:
-        _index(node, (), lines, source)
+        _index(node, (), lines, source, set())
     return document, lines
 
 
-def _index(node: yaml.Node, path: Location, lines: dict[Location, int], source: str) -> None:
+def _index(
+    node: yaml.Node, path: Location, lines: dict[Location, int], source: str, indexed: set[int]
+) -> None:
+    # An alias (*name) is its anchored node again: index each node once, or a document of nested
+    # aliases ("billion laughs") takes exponential time and a recursive one never ends.
+    if id(node) in indexed:
+        return
+    indexed.add(id(node))
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
         for key_node, value_node in node.value:
@@ -439,11 +446,11 @@ def _index(node: yaml.Node, path: Location, lines: dict[Location, int], source: 
                 raise BaselineError(f"{source}:{line}: {_dotted((*path, key))}: duplicate key {key!r}")
             seen.add(key)
             lines[(*path, key)] = line
-            _index(value_node, (*path, key), lines, source)
+            _index(value_node, (*path, key), lines, source, indexed)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             lines[(*path, index)] = item.start_mark.line + 1
-            _index(item, (*path, index), lines, source)
+            _index(item, (*path, index), lines, source, indexed)
 
 
 def _dotted(location: Location) -> str:
