@@ -151,8 +151,11 @@ def run_scan(
 
     # 4. Judge, against the stored past.
     tell("evaluating")
-    previous = runtime.store.load_postures(vault_keys=policies) if runtime.store else {}
-    first_scan_of_scope = runtime.store is None or not runtime.store.scan_runs(limit=1)
+    # What the store knows of these subscriptions: one partition read each. A subscription with no
+    # stored vault is scanned for the first time, so its vaults did not "appear" (KV302).
+    stored = runtime.store.load_postures(subscriptions=request.subscriptions) if runtime.store else {}
+    previous = {key: snapshot.posture for key, snapshot in stored.items()}
+    known_subscriptions = {posture.subscription_id.lower() for posture in previous.values()}
     facts = [
         VaultFacts(
             posture=posture,
@@ -160,8 +163,8 @@ def run_scan(
             probes=tuple(r for r in report.probes if r.vault_name.lower() == posture.name.lower()),
             vantages=runtime.vantages,
             evidence=evidence.get(posture.key),
-            previous=previous[posture.key].posture if posture.key in previous else None,
-            first_scan_of_scope=first_scan_of_scope,
+            previous=previous.get(posture.key),
+            first_scan_of_scope=posture.subscription_id.lower() not in known_subscriptions,
             logs_refused_threshold=runtime.refused_threshold,
             scan_started_at=started,
             scan_interval=runtime.scan_interval,
@@ -184,7 +187,7 @@ def run_scan(
     }
     if runtime.store is not None and request.vault_name is None:
         gone = disappeared_vault_findings(
-            previous=_known_vaults_in(runtime.store, request.subscriptions),
+            previous=previous,
             current_keys=assessed,
             complete_subscriptions=inventory.subscriptions_complete,
         )
@@ -204,9 +207,12 @@ def run_scan(
             now=started,
             scan_id=report.scan_id,
         )
-        runtime.store.save_postures(
-            PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=started) for p in report.postures
-        )
+        # Only a whole listing becomes the stored state: a one-vault check is judged against the
+        # last scan of its subscription, and never makes that subscription look scanned.
+        if request.vault_name is None:
+            runtime.store.save_postures(
+                PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=started) for p in report.postures
+            )
     report.finished_at = runtime.clock()
     if request.notify and runtime.notifier is not None and runtime.store is not None:
         tell("notifying")
@@ -279,15 +285,6 @@ def _merge_evidence(first: LogEvidence | None, second: LogEvidence) -> LogEviden
         complete=first.complete and second.complete,
         notes=first.notes + second.notes,
     )
-
-
-def _known_vaults_in(store: Store, subscriptions: Sequence[str]) -> dict[str, VaultPosture]:
-    wanted = {s.lower() for s in subscriptions}
-    return {
-        key: snapshot.posture
-        for key, snapshot in store.load_postures().items()
-        if snapshot.posture.subscription_id.lower() in wanted
-    }
 
 
 def _counts(report: ScanReport) -> dict[str, int]:

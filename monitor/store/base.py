@@ -89,8 +89,11 @@ class OutboxMessage:
 
 class Store(Protocol):
     # postures ---------------------------------------------------------------------------------
-    def load_postures(self, *, vault_keys: Iterable[str] | None = None) -> dict[str, PostureSnapshot]:
-        """Latest snapshot per vault key (lower-cased id); all when ``vault_keys`` is None."""
+    def load_postures(
+        self, *, vault_keys: Iterable[str] | None = None, subscriptions: Iterable[str] | None = None
+    ) -> dict[str, PostureSnapshot]:
+        """Latest snapshot per vault key (lower-cased id): of ``vault_keys``, or of every vault of
+        ``subscriptions`` (one partition read each), or all when neither is given."""
         ...
 
     def save_postures(self, snapshots: Iterable[PostureSnapshot]) -> int:

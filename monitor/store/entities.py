@@ -114,8 +114,17 @@ class EntityStore:
 
     # -- postures ---------------------------------------------------------------------------------
 
-    def load_postures(self, *, vault_keys: Iterable[str] | None = None) -> dict[str, PostureSnapshot]:
-        latest = self._read_vault_records(POSTURES, vault_keys)
+    def load_postures(
+        self, *, vault_keys: Iterable[str] | None = None, subscriptions: Iterable[str] | None = None
+    ) -> dict[str, PostureSnapshot]:
+        if subscriptions is not None:
+            latest = [
+                entity
+                for subscription in dict.fromkeys(s.lower() for s in subscriptions)
+                for entity in self._iterate(POSTURES, partition=encode_key(subscription))
+            ]
+        else:
+            latest = self._read_vault_records(POSTURES, vault_keys)
         markers = self._markers("postures", {entity.partition for entity in latest})
         snapshots: dict[str, PostureSnapshot] = {}
         for entity in latest:

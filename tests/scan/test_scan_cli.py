@@ -98,3 +98,28 @@ def test_kvmon_report_renders_the_latest_stored_scan(lab_environ, capsys, tmp_pa
 
     html = output.read_text()
     assert "kv-se-demo" in html and "kv-pl-demo" in html and "KV101" in html
+
+
+def kv302(document: dict) -> set[tuple[str, str]]:
+    return {(f["vault"], f["subject"]) for f in document["findings"] if f["rule"] == "KV302"}
+
+
+def test_a_vault_is_new_only_to_a_subscription_scanned_before(lab: LabServices, lab_environ, capsys) -> None:
+    # A one-vault check first: it does not make the subscription look scanned.
+    scan_json(capsys, "--no-notify", "--no-logs", "--no-probes", "--vault", "kv-se-demo")
+    _, first = scan_json(capsys, "--no-notify", "--no-logs", "--no-probes")
+    assert kv302(first) == set()
+
+    lab.estate.add_vault(
+        subscription_id=WALKTHROUGH_SUBSCRIPTION,
+        resource_group="rg-new",
+        name="kv-new-one",
+        public_network_access="Disabled",
+    )
+    _, second = scan_json(capsys, "--no-notify", "--no-logs", "--no-probes")
+    assert kv302(second) == {("kv-new-one", "appeared")}
+
+    lab.estate.remove_vault(lab.estate.vault_by_name("kv-new-one")["id"])
+    _, third = scan_json(capsys, "--no-notify", "--no-logs", "--no-probes")
+    assert kv302(third) == {("kv-new-one", "disappeared")}
+    assert ("resolved", "KV302") in {(c["change"], c["rule"]) for c in third["changes"]}
