@@ -410,7 +410,13 @@ _Loader.add_constructor("tag:yaml.org,2002:timestamp", _timestamp_as_text)
 
 def _compose(text: str, source: str) -> tuple[Any, dict[Location, int]]:
     """The document and the line (1-based) of every key and list item, by key path."""
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:  # YAML refuses control characters before parsing
+        line = text.count("\n", 0, exc.position) + 1
+        raise BaselineError(
+            f"{source}:{line}: character U+{exc.character:04X} is not allowed in YAML"
+        ) from None
     try:
         node = loader.get_single_node()
         document = loader.construct_document(node) if node is not None else None
