@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from lab.credential import LabCredential
 from lab.estate import WALKTHROUGH_SUBSCRIPTION, walkthrough_estate
 from lab.services import LabServices
+from tests.functions.test_function_app import functions  # the app is indexed once per process
 from tests.fuzz.conftest import COMMAND, tally
 from tests.fuzz.strategies import any_json, exotic_text, huge_text, vault_names
 from tests.probes.conftest import SocketAudit
@@ -71,15 +72,9 @@ probe_bodies = st.one_of(
     st.sampled_from([b"{" * 50_000, b'{"vaults": ["' + b"a" * 70_000 + b'"]}', b"\xff\xfe{", b"null", b"[]"]),
 )
 
-_FUNCTIONS: dict[str, Any] = {}
-
 
 def _call(name: str, request: func.HttpRequest) -> func.HttpResponse:
-    if not _FUNCTIONS:
-        from function_app import app
-
-        _FUNCTIONS.update({f.get_function_name(): f for f in app.get_functions()})
-    return _FUNCTIONS[name].get_user_function()(request)
+    return functions()[name].get_user_function()(request)
 
 
 @pytest.fixture(scope="module")
