@@ -180,7 +180,7 @@ def test_no_secret_appears_in_any_log_output_report_record_or_answer(
         ["notify-test", "--channel", "slack"],
     ):
         main(argv)
-        outputs[f"kvmon {argv[0]} stdout+stderr"] = "\n".join(capsys.readouterr())
+        outputs[f"kvmon {' '.join(argv[:3])} stdout+stderr"] = "\n".join(capsys.readouterr())
     outputs["kvmon report HTML"] = (tmp_path / "report.html").read_text(encoding="utf-8")
 
     outputs["Functions check_vault"] = _call(
@@ -260,3 +260,4 @@ def test_no_secret_appears_in_any_log_output_report_record_or_answer(
         if secret in text
     ]
     assert leaks == [], "\n".join(leaks)
+    assert len(outputs) == 19 and len(secrets) >= 15  # none overwritten, all searched
