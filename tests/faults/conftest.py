@@ -24,9 +24,15 @@ from typing import Any
 
 import pytest
 
-from lab.azurite import Azurite
+from lab.azurite import Azurite, azurite_missing_reason
 from lab.credential import LabCredential
-from lab.estate import WALKTHROUGH_SUBSCRIPTION, WALKTHROUGH_WORKSPACE, Estate, walkthrough_estate
+from lab.estate import (
+    INTERNET_CLIENT,
+    WALKTHROUGH_SUBSCRIPTION,
+    WALKTHROUGH_WORKSPACE,
+    Estate,
+    walkthrough_estate,
+)
 from lab.http import LabServer, Request, Response
 from lab.services import LabServices
 from monitor.inventory import ArmInventory
@@ -179,8 +185,8 @@ def lab(services: LabServices) -> LabServices:
 
 
 def fault_environ(lab: LabServices, *, sqlite_path: Path | None = None, **overrides: str) -> dict[str, str]:
-    """The lab's settings for both subscriptions, a signed webhook channel next to Teams and Slack,
-    and the short probe timeout."""
+    """The lab's settings for both subscriptions, a signed webhook channel next to Teams, and the
+    short probe timeout."""
     environ = lab.environ(subscriptions=(SUB_A, SUB_B), sqlite_path=sqlite_path)
     environ["KVMON_PROBE_TIMEOUT"] = str(FAULT_TIMEOUT_S)
     environ["KVMON_CHANNELS"] = (
@@ -249,8 +255,6 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 @pytest.fixture(scope="session")
 def azurite_for_faults() -> Iterator[Azurite]:
     """An Azurite of the fault suite's own: tests here stop and restart it."""
-    from lab.azurite import azurite_missing_reason
-
     reason = azurite_missing_reason()
     if reason is not None:
         pytest.skip(f"Azurite cannot run here: {reason}")
@@ -274,8 +278,6 @@ class RemoteVantage:
     answered by the real probe handler. ``vantage`` is how the monitor configures it."""
 
     def __init__(self, lab: LabServices, *, name: str = "outside") -> None:
-        from lab.estate import INTERNET_CLIENT
-
         settings = Settings.from_environ(fault_environ(lab))
         self._options = ProbeOptions.from_settings(settings)
         self._as = Vantage(

@@ -90,10 +90,10 @@ def test_a_silent_resolver_is_each_probe_s_dns_verdict(
 
 @pytest.mark.fault("Probes", "Private Endpoint address blackholed")
 def test_a_blackholed_address_is_unreachable_at_the_connect_timeout(
-    pe_lab: LabServices, tmp_path, observe: Callable[[str], None]
+    pe_lab: LabServices, observe: Callable[[str], None]
 ) -> None:
     pe_lab.use(fault_estate())
-    runtime = fast_runtime(fault_environ(pe_lab, sqlite_path=tmp_path / "kvmon.db"), store=None)
+    runtime = fast_runtime(fault_environ(pe_lab), store=None)
 
     report = run_scan(REQUEST, runtime).report
 
@@ -117,11 +117,11 @@ def test_a_blackholed_address_is_unreachable_at_the_connect_timeout(
 
 @pytest.mark.fault("Probes", "TLS handshake reset")
 def test_a_reset_handshake_is_an_error_verdict_and_sends_no_token(
-    reset_lab: tuple[LabServices, HandshakeResetter], tmp_path, observe: Callable[[str], None]
+    reset_lab: tuple[LabServices, HandshakeResetter], observe: Callable[[str], None]
 ) -> None:
     lab, resetter = reset_lab
     lab.use(fault_estate())
-    runtime = fast_runtime(fault_environ(lab, sqlite_path=tmp_path / "kvmon.db"), store=None)
+    runtime = fast_runtime(fault_environ(lab), store=None)
 
     report = run_scan(REQUEST, runtime).report
 
