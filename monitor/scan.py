@@ -156,11 +156,16 @@ def run_scan(
     stored = runtime.store.load_postures(subscriptions=request.subscriptions) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
     known_subscriptions = {posture.subscription_id.lower() for posture in previous.values()}
+    # Grouped once: matching every posture against every probe is quadratic (10,000 vaults: a
+    # minute of CPU).
+    probes_by_vault: dict[str, list[ProbeResult]] = {}
+    for result in report.probes:
+        probes_by_vault.setdefault(result.vault_name.lower(), []).append(result)
     facts = [
         VaultFacts(
             posture=posture,
             policy=policies[posture.key],
-            probes=tuple(r for r in report.probes if r.vault_name.lower() == posture.name.lower()),
+            probes=tuple(probes_by_vault.get(posture.name.lower(), ())),
             vantages=runtime.vantages,
             evidence=evidence.get(posture.key),
             previous=previous.get(posture.key),
