@@ -26,6 +26,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from monitor.model import ChangeKind, Finding, FindingChange, FindingStatus
+from monitor.rules import RULES_BY_ID
 from monitor.store.base import ConcurrentUpdate, FindingRecord, Store, StoreUnavailable
 from monitor.store.codec import storable_finding
 
@@ -47,11 +48,17 @@ def reconcile(
     assessed_vaults: AbstractSet[str],
     complete_vaults: AbstractSet[str],
     now: dt.datetime,
+    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
 ) -> Reconciliation:
     """``previous`` must hold every stored record of the assessed vaults and of the vaults that
-    ``current`` names (finding id -> record); vault keys are resource ids, compared case-folded."""
+    ``current`` names (finding id -> record); vault keys are resource ids, compared case-folded.
+
+    An unseen finding resolves when its vault is in ``complete_vaults`` and the source its rule
+    reads (``Rule.reads``) is not among the vault's ``incomplete_sources``; "configuration" there
+    holds back every finding of the vault."""
     assessed = {key.lower() for key in assessed_vaults}
     complete = {key.lower() for key in complete_vaults} & assessed
+    missing = {key.lower(): set(sources) for key, sources in (incomplete_sources or {}).items()}
     seen = _dedupe(current)
     records: list[FindingRecord] = []
     changes: list[FindingChange] = []
@@ -70,7 +77,7 @@ def reconcile(
         if finding_id in seen or prior.status not in _ACTIVE:
             continue
         vault = prior.finding.vault_id.lower()
-        if vault in complete:
+        if vault in complete and _evidence_answered(prior.finding, missing.get(vault, set())):
             records.append(replace(prior, status=FindingStatus.RESOLVED, resolved_at=now, last_changed=now))
             written.add(finding_id)
             if prior.status == FindingStatus.OPEN:
@@ -91,6 +98,14 @@ def reconcile(
         changes=tuple(sorted(changes, key=_change_order)),
         seen_vaults=frozenset(vaults - lagging),
     )
+
+
+def _evidence_answered(finding: Finding, missing: AbstractSet[str]) -> bool:
+    if "configuration" in missing:
+        return False
+    rule = RULES_BY_ID.get(finding.rule_id)
+    # A rule no longer in the catalog read the configuration, as most do.
+    return (rule.reads if rule is not None else "configuration") not in missing
 
 
 def _observe(
@@ -161,6 +176,7 @@ def apply_reconciliation(
     assessed_vaults: AbstractSet[str],
     complete_vaults: AbstractSet[str],
     now: dt.datetime,
+    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
     scan_id: str = "",
     max_attempts: int = 5,
 ) -> list[FindingChange]:
@@ -180,6 +196,7 @@ def apply_reconciliation(
             assessed_vaults=assessed_vaults,
             complete_vaults=complete_vaults,
             now=now,
+            incomplete_sources=incomplete_sources,
         )
         try:
             store.save_findings(plan.records)

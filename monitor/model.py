@@ -363,8 +363,20 @@ class ScanReport:
     findings: list[Finding] = field(default_factory=list)
     changes: list[FindingChange] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
-    # Vaults whose evidence was incomplete this scan: their findings may not resolve.
-    incomplete_vaults: set[str] = field(default_factory=set)
+    # Vaults whose evidence fell short this scan, with the sources that did ("configuration",
+    # "probes", "logs"): findings that read those sources may not resolve.
+    incomplete: dict[str, set[str]] = field(default_factory=dict)
+
+    # Sources no stage read this scan (probes or logs switched off or not configured): like an
+    # incomplete source, for every vault, but nobody's evidence "fell short".
+    skipped_sources: set[str] = field(default_factory=set)
+
+    @property
+    def incomplete_vaults(self) -> set[str]:
+        return set(self.incomplete)
+
+    def mark_incomplete(self, vault_key: str, source: str) -> None:
+        self.incomplete.setdefault(vault_key.lower(), set()).add(source)
 
     @property
     def duration_s(self) -> float | None:

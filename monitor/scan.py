@@ -131,7 +131,8 @@ def run_scan(
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
 
     # 2. What actually happens, from every vantage point at once.
-    if request.probe and runtime.prober is not None and runtime.vantages and report.postures:
+    probed = request.probe and runtime.prober is not None and bool(runtime.vantages)
+    if probed and report.postures:
         tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
         report.probes = _probe_all(runtime, [p.name for p in report.postures])
     # A probe that ended in an error or reached nothing (the vantage point did not answer, DNS or
@@ -139,15 +140,24 @@ def run_scan(
     # what was seen from there before may not resolve (KV102 and KV106 still report the failure).
     inconclusive = (Verdict.ERROR, Verdict.UNREACHABLE)
     blind = {r.vault_name.lower() for r in report.probes if r.verdict in inconclusive}
-    report.incomplete_vaults |= {p.key for p in report.postures if p.name.lower() in blind}
+    if not probed:
+        report.skipped_sources.add("probes")
+    for posture in report.postures:
+        if posture.name.lower() in blind:
+            report.mark_incomplete(posture.key, "probes")
 
     # 3. What has happened: one query per workspace for all its vaults.
     evidence: dict[str, LogEvidence] = {}
-    if request.logs and runtime.evidence is not None and runtime.workspaces and report.postures:
-        tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
-        evidence = _read_logs(runtime, report)
+    if request.logs and runtime.evidence is not None and runtime.workspaces:
+        if report.postures:
+            tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
+            evidence = _read_logs(runtime, report)
+    else:
+        report.skipped_sources.add("logs")
     report.evidence = list(evidence.values())
-    report.incomplete_vaults |= {key for key, ev in evidence.items() if not ev.complete}
+    for key, found in evidence.items():
+        if not found.complete:
+            report.mark_incomplete(key, "logs")
 
     # 4. Judge, against the stored past.
     tell("evaluating")
@@ -180,15 +190,15 @@ def run_scan(
     evaluation = evaluate(facts, today=started.date())
     report.findings = list(evaluation.findings)
 
-    # A vault is assessed completely only when its subscription listed fully, it was read without
-    # problems and its evidence was complete; only then may its findings resolve.
-    report.incomplete_vaults |= {p.key for p in report.postures if p.problems}
+    # A finding may resolve only when its vault's subscription listed fully and the source its
+    # rule reads answered this time: a failed probe holds back probe findings, incomplete logs log
+    # findings, and a vault read with problems everything.
+    for posture in report.postures:
+        if posture.problems:
+            report.mark_incomplete(posture.key, "configuration")
     assessed = {p.key for p in report.postures}
     complete = {
-        p.key
-        for p in report.postures
-        if p.subscription_id.lower() in inventory.subscriptions_complete
-        and p.key not in report.incomplete_vaults
+        p.key for p in report.postures if p.subscription_id.lower() in inventory.subscriptions_complete
     }
     if runtime.store is not None and request.vault_name is None:
         gone = disappeared_vault_findings(
@@ -209,6 +219,9 @@ def run_scan(
             current=report.findings,
             assessed_vaults=assessed,
             complete_vaults=complete,
+            incomplete_sources={
+                key: report.incomplete.get(key, set()) | report.skipped_sources for key in assessed
+            },
             now=started,
             scan_id=report.scan_id,
         )

@@ -31,7 +31,7 @@ def stored(f, *, status=FindingStatus.OPEN, at=T0, **changes) -> FindingRecord:
     )
 
 
-def run(previous, current, *, assessed=(APP, DATA), complete=(APP, DATA), now=LATER):
+def run(previous, current, *, assessed=(APP, DATA), complete=(APP, DATA), now=LATER, missing=None):
     from monitor.lifecycle import reconcile
 
     return reconcile(
@@ -40,7 +40,20 @@ def run(previous, current, *, assessed=(APP, DATA), complete=(APP, DATA), now=LA
         assessed_vaults=set(assessed),
         complete_vaults=set(complete),
         now=now,
+        incomplete_sources=missing,
     )
+
+
+def test_a_source_that_fell_short_holds_back_only_the_findings_that_read_it() -> None:
+    config = stored(finding(rule="KV001"))
+    probe = stored(finding(rule="KV101", subject="internet"))
+    logs = stored(finding(rule="KV201", subject="198.51.100.7"))
+
+    probes_down = run([config, probe, logs], [], missing={APP: {"probes"}})
+    assert {c.finding.rule_id for c in probes_down.changes} == {"KV001", "KV201"}
+
+    unreadable = run([config, probe, logs], [], missing={APP: {"configuration"}})
+    assert unreadable.changes == ()
 
 
 def test_a_new_finding_opens() -> None:

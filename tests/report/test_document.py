@@ -221,7 +221,7 @@ def test_incomplete_evidence_is_flagged_per_vault_and_overall() -> None:
 def test_complete_scan_without_errors() -> None:
     report = walkthrough_report(fixed=True)
     report.errors.clear()
-    report.incomplete_vaults.clear()
+    report.incomplete.clear()
     report.evidence = [e for e in report.evidence if e.complete]
 
     document = _document(report)
@@ -233,7 +233,7 @@ def test_complete_scan_without_errors() -> None:
 
 def test_notification_errors_do_not_make_evidence_incomplete() -> None:
     report = walkthrough_report(fixed=True)
-    report.incomplete_vaults.clear()
+    report.incomplete.clear()
     report.evidence = [e for e in report.evidence if e.complete]
     report.errors = [dataclasses.replace(report.errors[0], source="notify", scope="teams")]
 

@@ -82,7 +82,7 @@ def test_page_is_self_contained() -> None:
 def test_complete_scan_says_so() -> None:
     report = walkthrough_report(fixed=True)
     report.errors.clear()
-    report.incomplete_vaults.clear()
+    report.incomplete.clear()
     report.evidence = [e for e in report.evidence if e.complete]
     document = build_report_document(report, vantages=VANTAGES, policies=POLICIES, generated_at=GENERATED)
 
