@@ -232,6 +232,8 @@ class LogAnalyticsEmulator:
                 f"'where' operator: Failed to resolve table or column expression named '{table}'",
             )
         records = self._records_for(workspace_id)
+        # Built once per query: the filter runs for every row, and the list can hold 10,000 vaults.
+        wanted_vaults = frozenset(v.lower() for v in vault_ids)
         normalised: list[dict[str, Any]] = []
         for name in wanted:
             if name not in tables:
@@ -239,7 +241,7 @@ class LogAnalyticsEmulator:
             raw = [_RAW_ROW[name](record) for record in records] + ingested[name]
             for row in raw:
                 if not _in_window(row.get("TimeGenerated"), start, end) or not _LEG_FILTER[name](
-                    row, vault_ids
+                    row, wanted_vaults
                 ):
                     continue
                 normalised.append(_NORMALISE[name](row))
@@ -382,14 +384,15 @@ def _in_window(moment: Any, start: dt.datetime | None, end: dt.datetime | None) 
     return (start is None or moment >= start) and (end is None or moment <= end)
 
 
-def _resource_filter(row: RawRow, vault_ids: tuple[str, ...]) -> bool:
+def _resource_filter(row: RawRow, vault_ids: frozenset[str]) -> bool:
+    """``vault_ids`` lower-cased; empty means every vault."""
     resource = _s(row.get("_ResourceId")).lower()
     if vault_ids:
-        return resource in {v.lower() for v in vault_ids}
+        return resource in vault_ids
     return "/providers/microsoft.keyvault/vaults/" in resource
 
 
-_LEG_FILTER: dict[str, Callable[[RawRow, tuple[str, ...]], bool]] = {
+_LEG_FILTER: dict[str, Callable[[RawRow, frozenset[str]], bool]] = {
     TABLE_RESOURCE_SPECIFIC: _resource_filter,
     TABLE_LEGACY: lambda row, ids: (
         row.get("ResourceProvider") == "MICROSOFT.KEYVAULT" and _resource_filter(row, ids)
