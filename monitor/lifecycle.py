@@ -32,6 +32,10 @@ from monitor.store.codec import storable_finding
 
 _ACTIVE = (FindingStatus.OPEN, FindingStatus.SUPPRESSED)
 
+# A finding whose evidence only moved (a caller's count grew, the logs window slid) is rewritten
+# at most this often: writes stay proportional to change, and stored evidence is at most this old.
+EVIDENCE_REFRESH = dt.timedelta(hours=6)
+
 
 @dataclass(frozen=True)
 class Reconciliation:
@@ -116,7 +120,7 @@ def _observe(
     announce = status == FindingStatus.OPEN
     if prior is None:
         record = FindingRecord(
-            finding=finding, status=status, first_seen=now, last_seen=now, last_changed=now
+            finding=finding, status=status, first_seen=now, last_seen=now, last_changed=now, evidence_at=now
         )
         return record, FindingChange(kind=ChangeKind.OPENED, finding=finding) if announce else None
     if prior.status == FindingStatus.RESOLVED:
@@ -128,6 +132,7 @@ def _observe(
             last_changed=now,
             occurrences=prior.occurrences + 1,
             resolved_at=None,
+            evidence_at=now,
         )
         return record, FindingChange(kind=ChangeKind.REOPENED, finding=finding) if announce else None
     # Only a new severity is news. Evidence moves on every scan (a caller's count grows, a probe's
@@ -136,12 +141,15 @@ def _observe(
     status_changed = prior.status != status
     if not status_changed and prior.finding == finding:
         return None, None
+    if not status_changed and not notable and _only_evidence_moved(prior, finding, now):
+        return None, None  # the vault's last-seen marker says it was seen
     record = replace(
         prior,
         finding=finding,
         status=status,
         last_seen=now,
         last_changed=now if notable or status_changed else prior.last_changed,
+        evidence_at=now,
     )
     if not announce:
         return record, None
@@ -152,6 +160,14 @@ def _observe(
             kind=ChangeKind.CHANGED, finding=finding, previous_severity=prior.finding.severity
         )
     return record, None
+
+
+def _only_evidence_moved(prior: FindingRecord, finding: Finding, now: dt.datetime) -> bool:
+    """The same finding but for its evidence and summary (a count grew, a window moved), and its
+    stored evidence is fresher than ``EVIDENCE_REFRESH``: not worth a write on every scan."""
+    same_otherwise = replace(prior.finding, evidence=finding.evidence, summary=finding.summary) == finding
+    written = prior.evidence_at or prior.last_changed
+    return same_otherwise and now - written < EVIDENCE_REFRESH
 
 
 def _dedupe(findings: Iterable[Finding]) -> dict[str, Finding]:

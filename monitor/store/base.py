@@ -40,6 +40,9 @@ class FindingRecord:
     occurrences: int = 1
     resolved_at: dt.datetime | None = None
     etag: str | None = None  # the backend's concurrency token, opaque
+    # When the stored evidence and summary were written: evidence that only moved (a count grew)
+    # is refreshed now and then, not on every scan (see monitor.lifecycle.EVIDENCE_REFRESH).
+    evidence_at: dt.datetime | None = None
 
     @property
     def id(self) -> str:

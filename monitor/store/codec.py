@@ -322,6 +322,7 @@ def finding_to_properties(record: FindingRecord) -> Properties:
         "first_seen": iso(record.first_seen),
         "last_seen": iso(record.last_seen),
         "last_changed": iso(record.last_changed),
+        "evidence_at": iso(record.evidence_at),
         "occurrences": record.occurrences,
         "resolved_at": iso(record.resolved_at),
     }
@@ -357,6 +358,7 @@ def finding_from_properties(properties: Mapping[str, Any], etag: str | None) -> 
         first_seen=required_time(properties["first_seen"]),
         last_seen=required_time(properties["last_seen"]),
         last_changed=required_time(properties["last_changed"]),
+        evidence_at=parse_time(properties.get("evidence_at")),
         occurrences=int(properties.get("occurrences", 1)),
         resolved_at=parse_time(properties.get("resolved_at")),
         etag=etag,

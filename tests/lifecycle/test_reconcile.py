@@ -75,22 +75,37 @@ def test_a_persisting_finding_writes_nothing_and_its_vault_is_marked_seen() -> N
     assert result.seen_vaults == {APP, DATA}
 
 
-def test_severity_change_is_announced_evidence_and_summary_only_stored() -> None:
+def test_severity_change_is_announced_evidence_and_summary_are_not() -> None:
     before = stored(finding(severity=Severity.MEDIUM))
     severity = run([before], [finding(severity=Severity.HIGH)])
     assert [(c.kind, c.previous_severity) for c in severity.changes] == [
         (ChangeKind.CHANGED, Severity.MEDIUM)
     ]
     assert severity.records[0].last_changed == LATER and severity.records[0].etag == "e1"
+    assert severity.records[0].evidence_at == LATER
 
-    quiet = run([stored(finding())], [finding(evidence={"default_action": "Allow", "checked": 2})])
-    assert quiet.changes == ()
-    assert quiet.records[0].finding.evidence["checked"] == 2 and quiet.records[0].last_changed == T0
 
-    # A log finding's summary moves with every request counted: stored, not announced.
-    counted = run([stored(finding(summary="3 requests"))], [finding(summary="5 requests")])
-    assert counted.changes == ()
-    assert counted.records[0].finding.summary == "5 requests" and counted.records[0].last_changed == T0
+def test_evidence_that_only_moved_is_rewritten_now_and_then_not_every_scan() -> None:
+    from monitor.lifecycle import EVIDENCE_REFRESH
+
+    # A log finding's summary and evidence move with every request counted.
+    prior = stored(finding(summary="3 requests", evidence={"count": 3}), evidence_at=T0)
+    moved = finding(summary="5 requests", evidence={"count": 5})
+
+    soon = run([prior], [moved])
+    assert soon.changes == () and soon.records == ()  # the vault's marker records it was seen
+    assert APP in soon.seen_vaults
+
+    later = T0 + EVIDENCE_REFRESH
+    refreshed = run([prior], [moved], now=later)
+    assert refreshed.changes == ()
+    (record,) = refreshed.records
+    assert (record.finding.summary, record.finding.evidence["count"]) == ("5 requests", 5)
+    assert (record.evidence_at, record.last_seen, record.last_changed) == (later, later, T0)
+
+    # Anything else that differs (here a suppression) is written at once.
+    other = run([prior], [finding(summary="3 requests", evidence={"count": 3}, suppression=SUPPRESSION)])
+    assert len(other.records) == 1 and other.records[0].status == FindingStatus.SUPPRESSED
 
 
 def test_not_seen_in_a_complete_scan_resolves() -> None:
