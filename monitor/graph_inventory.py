@@ -38,7 +38,6 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
@@ -47,14 +46,14 @@ from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from monitor.inventory import (
     PUBLIC_ARM_ENDPOINT,
+    ArmConnection,
     ArmInventory,
     InventoryResult,
-    _describe,
-    _first_line,
-    _RequestCounter,
-    _status,
-    _unique,
-    arm_credential_scope,
+    RequestCounter,
+    describe_arm_error,
+    first_line,
+    http_status,
+    unique_subscriptions,
 )
 from monitor.model import ScanError, VaultPosture
 from monitor.normalise import InvalidVault, normalise_vault
@@ -151,26 +150,21 @@ class ResourceGraphInventory:
         retry_backoff_max: float = 60,
         max_quota_wait_s: float = 60,
     ) -> None:
-        parts = urlsplit(arm_endpoint)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"the ARM endpoint must be an https URL, not {arm_endpoint!r}")
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
-        if retry_total < 0:
-            raise ValueError(f"retry_total must not be negative, not {retry_total}")
         if max_quota_wait_s < 0:
             raise ValueError(f"max_quota_wait_s must not be negative, not {max_quota_wait_s}")
         self.credential = credential
-        self.arm_endpoint = arm_endpoint.rstrip("/")
-        self.credential_scope = credential_scope or arm_credential_scope(self.arm_endpoint)
-        self.connection_verify = connection_verify
-        self.timeout_s = timeout_s
+        self.connection = ArmConnection(
+            arm_endpoint=arm_endpoint,
+            credential_scope=credential_scope,
+            connection_verify=connection_verify,
+            timeout_s=timeout_s,
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+            retry_backoff_max=retry_backoff_max,
+        )
         self.page_size = page_size
-        self.retry_total = retry_total
-        self.retry_backoff_factor = retry_backoff_factor
-        self.retry_backoff_max = retry_backoff_max
         self.max_quota_wait_s = max_quota_wait_s
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> GraphInventoryResult:
@@ -185,33 +179,23 @@ class ResourceGraphInventory:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _client(self, counter: _RequestCounter, quota: _Quota) -> ResourceGraphClient:
+    def _client(self, counter: RequestCounter, quota: _Quota) -> ResourceGraphClient:
         # Hooks given to the client run inside the retry loop: every attempt is counted, and the
         # quota headers are those of the last answer.
         return ResourceGraphClient(
             self.credential,
-            base_url=self.arm_endpoint,
-            credential_scopes=[self.credential_scope],
-            connection_verify=self.connection_verify,
-            connection_timeout=self.timeout_s,
-            read_timeout=self.timeout_s,
-            retry_total=self.retry_total,
-            retry_status=self.retry_total,
-            retry_connect=self.retry_total,
-            retry_read=self.retry_total,
-            retry_backoff_factor=self.retry_backoff_factor,
-            retry_backoff_max=self.retry_backoff_max,
+            **self.connection.client_options(),
             raw_request_hook=counter,
             raw_response_hook=quota,
         )
 
     def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> GraphInventoryResult:
-        subscriptions = _unique(subscription_ids)
+        subscriptions = unique_subscriptions(subscription_ids)
         result = GraphInventoryResult()
         if not subscriptions:
             return result
         query = build_vault_query(name=name)
-        counter = _RequestCounter()
+        counter = RequestCounter()
         quota = _Quota()
         read = _Read(requested=set(subscriptions))
         with self._client(counter, quota) as client:
@@ -265,10 +249,10 @@ class ResourceGraphInventory:
                     )
                 )
             except HttpResponseError as exc:
-                read.fail(batch, _describe_graph_error(exc), _status(exc))
+                read.fail(batch, _describe_graph_error(exc), http_status(exc))
                 return
             except Exception as exc:  # whatever the network or the answer did to the SDK
-                read.fail(batch, f"{type(exc).__name__}: {_first_line(exc)}", None)
+                read.fail(batch, f"{type(exc).__name__}: {first_line(exc)}", None)
                 return
             result.pages += 1
             if not isinstance(response.data, list):
@@ -362,7 +346,7 @@ def _truthy(value: Any) -> bool:
 def _describe_graph_error(exc: HttpResponseError) -> str:
     """ARM's code and message, plus the first detail: Resource Graph's top-level message is often
     only "Please provide below info when asking for support", the reason is in ``details``."""
-    described = _describe(exc)
+    described = describe_arm_error(exc)
     error = exc.error
     details = getattr(error, "details", None) if error is not None else None
     if details:
@@ -389,7 +373,7 @@ class ThresholdInventory:
         self.threshold = threshold
 
     def source_for(self, subscription_ids: Sequence[str]) -> ArmInventory | ResourceGraphInventory:
-        return self.graph if len(_unique(subscription_ids)) >= self.threshold else self.arm
+        return self.graph if len(unique_subscriptions(subscription_ids)) >= self.threshold else self.arm
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
         return self.source_for(subscription_ids).list_vaults(subscription_ids)

@@ -49,7 +49,7 @@ class _SubscriptionRead:
     complete: bool = False
 
 
-class _RequestCounter:
+class RequestCounter:
     """Counts every request the pipeline sends (the hook runs inside the retry loop)."""
 
     def __init__(self) -> None:
@@ -72,6 +72,48 @@ def arm_credential_scope(arm_endpoint: str) -> str:
         if urlsplit(endpoints["resource_manager"]).hostname == host:
             return str(endpoints["credential_scopes"][0])
     return f"{arm_endpoint.rstrip('/')}/.default"
+
+
+@dataclass(frozen=True)
+class ArmConnection:
+    """How an inventory reaches ARM, checked once: endpoint, token scope, trust, timeouts and
+    azure-core retries. ``ArmInventory`` and ``ResourceGraphInventory`` share it."""
+
+    arm_endpoint: str = PUBLIC_ARM_ENDPOINT
+    credential_scope: str | None = None  # None: the one that belongs to ``arm_endpoint``
+    connection_verify: str | bool = True
+    timeout_s: float = 30
+    retry_total: int = 4
+    retry_backoff_factor: float = 0.8
+    retry_backoff_max: float = 60
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.arm_endpoint)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"the ARM endpoint must be an https URL, not {self.arm_endpoint!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {self.timeout_s}")
+        if self.retry_total < 0:
+            raise ValueError(f"retry_total must not be negative, not {self.retry_total}")
+        endpoint = self.arm_endpoint.rstrip("/")
+        object.__setattr__(self, "arm_endpoint", endpoint)
+        object.__setattr__(self, "credential_scope", self.credential_scope or arm_credential_scope(endpoint))
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for an azure-mgmt client: endpoint, scope, trust, timeouts, retries."""
+        return {
+            "base_url": self.arm_endpoint,
+            "credential_scopes": [self.credential_scope],
+            "connection_verify": self.connection_verify,
+            "connection_timeout": self.timeout_s,
+            "read_timeout": self.timeout_s,
+            "retry_total": self.retry_total,
+            "retry_status": self.retry_total,
+            "retry_connect": self.retry_total,
+            "retry_read": self.retry_total,
+            "retry_backoff_factor": self.retry_backoff_factor,
+            "retry_backoff_max": self.retry_backoff_max,
+        }
 
 
 class ArmInventory:
@@ -101,24 +143,19 @@ class ArmInventory:
         retry_backoff_factor: float = 0.8,
         retry_backoff_max: float = 60,
     ) -> None:
-        parts = urlsplit(arm_endpoint)
-        if parts.scheme != "https" or not parts.hostname:
-            raise ValueError(f"the ARM endpoint must be an https URL, not {arm_endpoint!r}")
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
-        if timeout_s <= 0:
-            raise ValueError(f"timeout_s must be positive, not {timeout_s}")
-        if retry_total < 0:
-            raise ValueError(f"retry_total must not be negative, not {retry_total}")
         self.credential = credential
-        self.arm_endpoint = arm_endpoint.rstrip("/")
-        self.credential_scope = credential_scope or arm_credential_scope(self.arm_endpoint)
-        self.connection_verify = connection_verify
-        self.timeout_s = timeout_s
+        self.connection = ArmConnection(
+            arm_endpoint=arm_endpoint,
+            credential_scope=credential_scope,
+            connection_verify=connection_verify,
+            timeout_s=timeout_s,
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+            retry_backoff_max=retry_backoff_max,
+        )
         self.max_concurrency = max_concurrency
-        self.retry_total = retry_total
-        self.retry_backoff_factor = retry_backoff_factor
-        self.retry_backoff_max = retry_backoff_max
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
         """Every vault of every subscription, subscriptions in the order given."""
@@ -134,11 +171,11 @@ class ArmInventory:
     # -- internals -----------------------------------------------------------------------------
 
     def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> InventoryResult:
-        subscriptions = _unique(subscription_ids)
+        subscriptions = unique_subscriptions(subscription_ids)
         result = InventoryResult()
         if not subscriptions:
             return result
-        counter = _RequestCounter()
+        counter = RequestCounter()
         workers = min(self.max_concurrency, len(subscriptions))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kvmon-arm") as pool:
             reads = list(pool.map(lambda s: self._read_subscription(s, name, counter), subscriptions))
@@ -150,26 +187,16 @@ class ArmInventory:
         result.requests = counter.count
         return result
 
-    def _client(self, subscription_id: str, counter: _RequestCounter) -> KeyVaultManagementClient:
+    def _client(self, subscription_id: str, counter: RequestCounter) -> KeyVaultManagementClient:
         return KeyVaultManagementClient(
             self.credential,
             subscription_id,
-            base_url=self.arm_endpoint,
-            credential_scopes=[self.credential_scope],
-            connection_verify=self.connection_verify,
-            connection_timeout=self.timeout_s,
-            read_timeout=self.timeout_s,
-            retry_total=self.retry_total,
-            retry_status=self.retry_total,
-            retry_connect=self.retry_total,
-            retry_read=self.retry_total,
-            retry_backoff_factor=self.retry_backoff_factor,
-            retry_backoff_max=self.retry_backoff_max,
+            **self.connection.client_options(),
             raw_request_hook=counter,
         )
 
     def _read_subscription(
-        self, subscription_id: str, name: str | None, counter: _RequestCounter
+        self, subscription_id: str, name: str | None, counter: RequestCounter
     ) -> _SubscriptionRead:
         read = _SubscriptionRead()
         complete = True
@@ -197,18 +224,18 @@ class ArmInventory:
                     if wanted is None or posture.name.lower() == wanted:
                         read.postures.append(posture)
         except HttpResponseError as exc:
-            read.errors.append(ScanError("arm", subscription_id, _describe(exc), _status(exc)))
+            read.errors.append(ScanError("arm", subscription_id, describe_arm_error(exc), http_status(exc)))
             return read
         except Exception as exc:  # whatever ARM's answer or the network did to the SDK
             # Recorded against this subscription, never fatal to the others; the vaults read
             # before the fault are kept, but the subscription does not count as complete.
-            read.errors.append(ScanError("arm", subscription_id, f"{type(exc).__name__}: {_first_line(exc)}"))
+            read.errors.append(ScanError("arm", subscription_id, f"{type(exc).__name__}: {first_line(exc)}"))
             return read
         read.complete = complete
         return read
 
 
-def _unique(subscription_ids: Iterable[str]) -> list[str]:
+def unique_subscriptions(subscription_ids: Iterable[str]) -> list[str]:
     """Lower-cased (as ``VaultPosture.subscription_id`` is), blank ids rejected, duplicates
     dropped, order kept."""
     unique: list[str] = []
@@ -221,14 +248,14 @@ def _unique(subscription_ids: Iterable[str]) -> list[str]:
     return unique
 
 
-def _status(exc: HttpResponseError) -> str | None:
+def http_status(exc: HttpResponseError) -> str | None:
     return str(exc.status_code) if exc.status_code is not None else None
 
 
-def _describe(exc: HttpResponseError) -> str:
+def describe_arm_error(exc: HttpResponseError) -> str:
     """ARM's error code and message; the status when the body had none."""
     if exc.status_code is None:  # no answer from ARM: the credential could not get a token
-        return f"{type(exc).__name__}: {_first_line(exc)}"
+        return f"{type(exc).__name__}: {first_line(exc)}"
     if isinstance(exc, DecodeError):  # an answer whose body is not JSON (a proxy, a truncated page)
         return f"ARM's answer (HTTP {exc.status_code}) is not valid JSON"
     error = exc.error
@@ -237,6 +264,6 @@ def _describe(exc: HttpResponseError) -> str:
     return f"HTTP {exc.status_code} {exc.reason or ''}".strip()
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else "no detail"

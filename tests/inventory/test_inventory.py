@@ -80,7 +80,7 @@ def test_throttled_past_the_retries_is_an_error_for_that_subscription_only(
     [error] = result.errors
     assert (error.source, error.scope, error.code) == ("arm", SUB_A, "429")
     assert result.subscriptions_complete == {SUB_B}
-    assert arm.server.request_counts[LIST_ROUTE] == 1 + inventory.retry_total + 1
+    assert arm.server.request_counts[LIST_ROUTE] == 1 + inventory.connection.retry_total + 1
 
 
 def test_forbidden_and_unknown_subscriptions_are_recorded_and_the_rest_goes_on(
@@ -219,7 +219,7 @@ def test_private_endpoint_connections_come_with_the_vault(estate: Estate, invent
 
 
 def test_token_is_asked_for_the_arm_endpoint_scope(arm: ArmEmulator, inventory: ArmInventory) -> None:
-    assert inventory.credential_scope == f"{arm.url}/.default"
+    assert inventory.connection.credential_scope == f"{arm.url}/.default"
 
 
 @pytest.mark.parametrize(
