@@ -39,7 +39,7 @@ from monitor.settings import Settings
 from tests.inventory.conftest import SUB_A, SUB_B, SUB_FORBIDDEN, add_vaults
 
 HERE = Path(__file__).resolve().parent
-CHECKER = HERE / "check_graph_kql.js"
+CHECKER = HERE.parent / "kusto" / "check_kql.js"
 KUSTO_PACKAGE = HERE.parent.parent / "node_modules" / "@kusto" / "language-service-next"
 QUERY_PATH = "^/providers/Microsoft.ResourceGraph/resources$"
 
@@ -292,7 +292,7 @@ def test_the_query_passes_the_kusto_language_service() -> None:
     queries = {"all": build_vault_query(), "one": build_vault_query(name="kv-team-01")}
     items = [{"name": name, "query": text} for name, text in queries.items()]
     done = subprocess.run(
-        ["node", str(CHECKER)],
+        ["node", str(CHECKER), "resourcegraph"],
         input=json.dumps(items),
         capture_output=True,
         text=True,
@@ -315,7 +315,7 @@ def test_the_query_passes_the_kusto_language_service() -> None:
     # The checker does catch a column Resources lacks.
     bad = [{"name": "bad", "query": build_vault_query().replace("properties", "systemData")}]
     done = subprocess.run(
-        ["node", str(CHECKER)],
+        ["node", str(CHECKER), "resourcegraph"],
         input=json.dumps(bad),
         capture_output=True,
         text=True,

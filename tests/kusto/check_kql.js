@@ -1,7 +1,9 @@
 // Checks KQL with Microsoft's Kusto language service (npm @kusto/language-service-next) against
-// the schemas of the two Key Vault access-log tables, as AZURE-NOTES.md lists their columns and
-// Azure Monitor's table reference types them.
+// the schemas kvmon queries: a Log Analytics workspace with the two Key Vault access-log tables
+// (as AZURE-NOTES.md lists their columns and Azure Monitor's table reference types them), or, with
+// the argument "resourcegraph", Resource Graph's Resources and ResourceContainers tables.
 //
+// Usage: node check_kql.js [workspace|resourcegraph]
 // Input on stdin: JSON [{"name": "...", "query": "..."}, ...]
 // Output on stdout: JSON [{"name": "...", "diagnostics": [{"severity", "code", "message", "start", "length"}],
 //                         "columns": [[name, type], ...] (the result's schema, or null when not a table)}]
@@ -67,17 +69,49 @@ const AZURE_DIAGNOSTICS = {
   DurationMs: T.Long,
 };
 
+// Resource Graph's resource tables share one shape; systemData is not among the columns.
+const RESOURCE_GRAPH_RESOURCES = {
+  id: T.String,
+  name: T.String,
+  type: T.String,
+  tenantId: T.String,
+  kind: T.String,
+  location: T.String,
+  resourceGroup: T.String,
+  subscriptionId: T.String,
+  managedBy: T.String,
+  sku: T.Dynamic,
+  plan: T.Dynamic,
+  properties: T.Dynamic,
+  tags: T.Dynamic,
+  identity: T.Dynamic,
+  zones: T.Dynamic,
+  extendedLocation: T.Dynamic,
+};
+
 function table(name, columns) {
   const symbols = Object.entries(columns).map(([column, type]) => new Symbols.ColumnSymbol(column, type));
   return new Symbols.TableSymbol.$ctor4(name, symbols);
 }
 
-function globals() {
-  const database = new Symbols.DatabaseSymbol.ctor("workspace", [
+const DATABASES = {
+  workspace: () => new Symbols.DatabaseSymbol.ctor("workspace", [
     table("AZKVAuditLogs", AZKV_AUDIT_LOGS),
     table("AzureDiagnostics", AZURE_DIAGNOSTICS),
-  ]);
-  return Kusto.Language.GlobalState.Default.WithDatabase(database);
+  ]),
+  resourcegraph: () => new Symbols.DatabaseSymbol.ctor("resourcegraph", [
+    table("Resources", RESOURCE_GRAPH_RESOURCES),
+    table("ResourceContainers", RESOURCE_GRAPH_RESOURCES),
+  ]),
+};
+
+function globals(schema) {
+  const database = DATABASES[schema];
+  if (!database) {
+    process.stderr.write(`check_kql: unknown schema ${schema}: use ${Object.keys(DATABASES).join(" or ")}\n`);
+    process.exit(2);
+  }
+  return Kusto.Language.GlobalState.Default.WithDatabase(database());
 }
 
 function check(query, state) {
@@ -109,7 +143,7 @@ function main() {
     process.stderr.write(`check_kql: bad input: ${err.message}\n`);
     process.exit(2);
   }
-  const state = globals();
+  const state = globals(process.argv[2] || "workspace");
   const results = items.map((item) => ({ name: item.name, ...check(String(item.query), state) }));
   process.stdout.write(JSON.stringify(results));
 }
