@@ -79,7 +79,7 @@ class LabServices:
         self.sinks = WebhookSink()
         self._with_azurite = azurite
         self.azurite: Azurite | None = None
-        self._workdir = Path(tempfile.mkdtemp(prefix="kvmon-lab-"))
+        self._workdir: tempfile.TemporaryDirectory[str] | None = None  # for a default SQLite file
 
     def start(self) -> LabServices:
         started: list[ArmEmulator | LabWorld | LogAnalyticsEmulator | WebhookSink] = []
@@ -96,6 +96,9 @@ class LabServices:
         return self
 
     def stop(self) -> None:
+        if self._workdir is not None:
+            self._workdir.cleanup()
+            self._workdir = None
         if self.azurite is not None:
             self.azurite.stop()
             self.azurite = None
@@ -151,7 +154,11 @@ class LabServices:
         if self.azurite is not None:
             environ["AzureWebJobsStorage"] = self.azurite.connection_string
         else:
-            environ["KVMON_SQLITE_PATH"] = str(sqlite_path or self._workdir / "kvmon.db")
+            if sqlite_path is None:
+                if self._workdir is None:
+                    self._workdir = tempfile.TemporaryDirectory(prefix="kvmon-lab-")
+                sqlite_path = Path(self._workdir.name) / "kvmon.db"
+            environ["KVMON_SQLITE_PATH"] = str(sqlite_path)
         if channels:
             environ["KVMON_CHANNELS"] = json.dumps(
                 [
