@@ -29,6 +29,7 @@ from azure.keyvault.secrets import SecretClient
 
 from monitor.model import DataPlaneStep, HealthStep, Verdict
 from monitor.netaddr import AddressSpace
+from probes.network import tls_context
 
 NETWORK_INFO_HEADER = "x-ms-keyvault-network-info"
 _CLIENT_ADDRESS = re.compile(r"Client address:\s*([0-9A-Fa-f:.]+)")
@@ -62,13 +63,15 @@ class PinnedAdapter(requests.adapters.HTTPAdapter):
     def __init__(self, route: PinnedRoute) -> None:
         super().__init__(max_retries=0)
         self._route = route
+        # The process's shared context checks the chain and, against server_hostname, the name.
+        # Neither assert_hostname (urllib3 would turn the shared context's name check off for
+        # every user) nor ca_certs (it would load the bundle into it on every connection).
         self._pool = urllib3.HTTPSConnectionPool(
             route.address,
             route.port,
             server_hostname=route.hostname,
-            assert_hostname=route.hostname,
+            ssl_context=tls_context(route.ca_bundle),
             cert_reqs="CERT_REQUIRED",
-            ca_certs=route.ca_bundle,
             source_address=(route.source_address, 0) if route.source_address else None,
             timeout=urllib3.Timeout(connect=route.connect_timeout_s, read=route.read_timeout_s),
             maxsize=1,

@@ -6,20 +6,74 @@ to, so that a dead address costs its timeout once rather than once per vault beh
 
 from __future__ import annotations
 
+import os
 import socket
 import ssl
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from monitor.model import TlsStep
 
 ConnectKey = tuple[str, int, str | None]  # address, port, source address
 
+# What urllib3 (the data-plane pool) sets on its context for every connection it makes.
+_ALPN_PROTOCOLS = ["http/1.1"]
+
+
+class _SharedClientContext(ssl.SSLContext):
+    """A client context that many threads handshake with at once, so it never changes once built.
+
+    urllib3 sets the ALPN protocols again for every connection; OpenSSL would free the list that
+    another thread's handshake (run without the GIL) is copying. They are set once when the context
+    is built: setting the same ones again does nothing, setting others is refused.
+    """
+
+    def set_alpn_protocols(self, alpn_protocols: Iterable[str]) -> None:
+        if list(alpn_protocols) != _ALPN_PROTOCOLS:
+            raise ValueError(f"the probes' shared TLS context offers only {_ALPN_PROTOCOLS}")
+
+
+_contexts_lock = threading.Lock()
+# CA bundle -> (the bundle file's stamp when read, its context)
+_contexts: dict[str | None, tuple[tuple[int, int] | None, ssl.SSLContext]] = {}
+
 
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
-    """Verifying context: the given CA bundle, else the system's trust store."""
-    return ssl.create_default_context(cafile=ca_bundle)
+    """The verifying client context for ``ca_bundle`` (None: the system's trust store).
+
+    Shared by every TLS step and data-plane pool of the process: building one reads and parses the
+    bundle (about a millisecond of CPU), which once per vault was a tenth of a probe's cost. Built
+    again when the bundle file changes. The checks are ``ssl.create_default_context``'s: the chain
+    to the bundle, and the name (``server_hostname``) by OpenSSL. Thread-safe.
+    """
+    stamp = _file_stamp(ca_bundle)
+    with _contexts_lock:
+        cached = _contexts.get(ca_bundle)
+        if cached is None or cached[0] != stamp:
+            cached = _contexts[ca_bundle] = (stamp, _build_context(ca_bundle))
+        return cached[1]
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    try:
+        status = os.stat(path) if path else None
+    except OSError:
+        return None  # building the context reports the missing or unreadable file
+    return (status.st_mtime_ns, status.st_size) if status else None
+
+
+def _build_context(ca_bundle: str | None) -> ssl.SSLContext:
+    # create_default_context's settings (verification required, names checked; a test compares),
+    # in a class that stays unchanged while shared.
+    context = _SharedClientContext(ssl.PROTOCOL_TLS_CLIENT)
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    else:
+        context.load_default_certs(ssl.Purpose.SERVER_AUTH)
+    ssl.SSLContext.set_alpn_protocols(context, _ALPN_PROTOCOLS)
+    return context
 
 
 @dataclass
