@@ -4,7 +4,7 @@ Table storage refuses ``/ \\ # ?`` and control characters in keys and caps them 
 resource ids are full of ``/``. ``encode_key`` keeps letters, digits and ``- _ . :`` and writes
 every other character as ``!`` plus its UTF-8 bytes in hex (``/`` -> ``!2F``), so a key stays
 readable in Storage Explorer and decodes back exactly (case included). Keys that would pass
-1 KiB end in a hash instead; every entity also keeps the original id as a property, so nothing
+1 KiB (512 UTF-16 characters) end in a hash instead; every entity also keeps the original id as a property, so nothing
 depends on decoding.
 """
 
@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import re
 
-MAX_KEY_CHARS = 1024
+MAX_KEY_CHARS = 512  # "1 KiB" of UTF-16: Table storage (and Azurite) refuse a 513-character key
 _SAFE = re.compile(r"[A-Za-z0-9\-_.:]")
 _ESCAPED = re.compile(r"(?:![0-9A-F]{2})+")
 _HASHED_MARK = "~h~"

@@ -18,7 +18,7 @@ from monitor.store.base import (
 )
 from monitor.store.entities import EntityStore
 from tests.store.conftest import StoreFactory
-from tests.store.helpers import SUB_A, SUB_B, T0, finding, ip_rule, pec, posture
+from tests.store.helpers import SUB_A, SUB_B, T0, finding, ip_rule, pec, posture, vault_id
 
 HOUR = dt.timedelta(hours=1)
 
@@ -44,6 +44,15 @@ def test_posture_round_trips_exactly(store: EntityStore) -> None:
     assert loaded[original.key].posture == original
     assert loaded[original.key].posture.id == original.id  # mixed case kept
     assert (loaded[original.key].scan_id, loaded[original.key].seen_at) == ("scan-1", T0)
+
+
+def test_a_vault_whose_key_needs_more_than_512_characters_round_trips(store: EntityStore) -> None:
+    group = "rg-" + "\u00e9" * 87  # 90 characters; each "\u00e9" is 6 in a key ("!C3!A9")
+    vault = posture(id=vault_id("kv-long", resource_group=group))
+    assert store.save_postures([PostureSnapshot(vault, scan_id="s1", seen_at=T0)]) == 2
+
+    assert store.load_postures(vault_keys=[vault.id])[vault.key].posture == vault
+    assert [s.scan_id for s in store.posture_history(vault.id)] == ["s1"]
 
 
 def test_load_postures_by_key_is_case_insensitive_and_skips_unknown(store: EntityStore) -> None:
