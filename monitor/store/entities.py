@@ -9,7 +9,9 @@ drift apart: the contract suite runs this class over each.
 Layout (table: PartitionKey / RowKey):
 
 - ``Postures``: subscription / vault key, the latest snapshot of each vault.
-- ``PostureHistory``: vault key / newest-first time + scan id, one entity per distinct configuration.
+- ``PostureHistory``: subscription / vault key ``~`` newest-first time + scan id, one entity per
+  distinct configuration: a vault's history is one contiguous, newest-first run of its
+  subscription's partition, and a first scan writes it in batches like the postures.
 - ``Findings``: subscription / finding id.
 - ``Seen``: ``postures`` or ``findings`` / subscription, the last-seen marker of a subscription's
   vaults (vault key -> time and scan), rewritten once per scan instead of every record.
@@ -36,7 +38,7 @@ from monitor.store.base import (
     ScanRun,
     StoreUnavailable,
 )
-from monitor.store.keys import encode_key, newest_first, partition_for_vault
+from monitor.store.keys import MAX_KEY_CHARS, encode_key, newest_first, partition_for_vault
 
 POSTURES = "Postures"
 HISTORY = "PostureHistory"
@@ -48,6 +50,7 @@ REPORTS = "Reports"
 TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX, REPORTS)
 
 MAX_BATCH = 100  # Table storage: at most 100 operations per transaction
+_HISTORY_VAULT_CHARS = MAX_KEY_CHARS // 2  # of a history row key; a typical vault key needs 150-250
 _POINT_READS_UP_TO = 4  # fewer wanted vaults in a partition than this: read them one by one
 _MARKER_ATTEMPTS = 10
 _SCANS_PARTITION = "scans"
@@ -142,6 +145,7 @@ class EntityStore:
         }
         written = 0
         changed: dict[str, list[Operation]] = defaultdict(list)
+        history: dict[str, list[Operation]] = defaultdict(list)
         unchanged: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
         for key, snapshot in wanted.items():
             partition = partition_for_vault(key)
@@ -156,20 +160,22 @@ class EntityStore:
                 ):
                     unchanged[partition][key] = (_iso(snapshot.seen_at), snapshot.scan_id)
                     continue
-            history_row = f"{newest_first(snapshot.seen_at)}_{encode_key(snapshot.scan_id)}"
-            written += self._submit(
-                HISTORY, [Operation("upsert", Entity(encode_key(key), history_row, properties))]
-            )
+            history_row = _history_row(key, snapshot)
+            history[partition].append(Operation("upsert", Entity(partition, history_row, properties)))
             changed[partition].append(Operation("upsert", Entity(partition, encode_key(key), properties)))
-        for operations in changed.values():
-            for batch in _batches(operations):
-                written += self._submit(POSTURES, batch)
+        # History first: a failure in between leaves a history entry whose latest posture is
+        # written again by the next scan, never a latest posture without its history.
+        for table, by_partition in ((HISTORY, history), (POSTURES, changed)):
+            for operations in by_partition.values():
+                for batch in _batches(operations):
+                    written += self._submit(table, batch)
         for partition, entries in unchanged.items():
             written += self._advance_marker("postures", partition, entries)
         return written
 
     def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
-        entities = self._query(HISTORY, partition=encode_key(vault_key.lower()))
+        key = vault_key.lower()
+        entities = self._query(HISTORY, partition=partition_for_vault(key), equals={"vault_key": key})
         snapshots = [codec.snapshot_from_properties(entity.properties, entity.etag) for entity in entities]
         return sorted(snapshots, key=lambda snapshot: snapshot.seen_at)
 
@@ -434,6 +440,16 @@ def _fitting_report(document: Mapping[str, Any]) -> dict[str, Any]:
             return trimmed
         except codec.RecordTooLarge:
             kept = kept[: len(kept) // 2]
+
+
+def _history_row(vault_key: str, snapshot: PostureSnapshot) -> str:
+    # "~" never occurs in an encoded key before its time (a hashed key's mark is followed by
+    # hex, not the time's digits), so one vault's rows cannot interleave with another's. Each
+    # part has a fixed share of the 1 KiB, so a vault's prefix is the same in every row.
+    vault = encode_key(vault_key, max_chars=_HISTORY_VAULT_CHARS)
+    moment = newest_first(snapshot.seen_at)
+    scan = encode_key(snapshot.scan_id, max_chars=MAX_KEY_CHARS - _HISTORY_VAULT_CHARS - len(moment) - 2)
+    return f"{vault}~{moment}_{scan}"
 
 
 def _iso(moment: dt.datetime) -> str:

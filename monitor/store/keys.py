@@ -22,15 +22,16 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MAX_TICKS = 10**19 - 1  # 20 digits cover microseconds well past the year 9999
 
 
-def encode_key(text: str) -> str:
+def encode_key(text: str, *, max_chars: int = MAX_KEY_CHARS) -> str:
+    """``text`` as a key of at most ``max_chars`` (a part of a key made of several may get less)."""
     encoded = "".join(
         char if _SAFE.fullmatch(char) else "".join(f"!{byte:02X}" for byte in char.encode("utf-8"))
         for char in text
     )
-    if len(encoded) <= MAX_KEY_CHARS:
+    if len(encoded) <= max_chars:
         return encoded
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
-    return encoded[: MAX_KEY_CHARS - len(_HASHED_MARK) - len(digest)] + _HASHED_MARK + digest
+    return encoded[: max_chars - len(_HASHED_MARK) - len(digest)] + _HASHED_MARK + digest
 
 
 def decode_key(key: str) -> str:

@@ -101,10 +101,12 @@ def finding(
 
 @dataclass
 class CountingBackend:
-    """Passes everything to the real backend and counts the entities each table was sent."""
+    """Passes everything to the real backend and counts the entities each table was sent, and
+    in how many requests (batches)."""
 
     inner: EntityBackend
     written: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         return self.inner.get(table, partition, row)
@@ -117,6 +119,7 @@ class CountingBackend:
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         etags = self.inner.submit(table, operations)
         self.written[table] += len(operations)
+        self.requests[table] += 1
         return etags
 
     def describe(self) -> str:

@@ -16,7 +16,8 @@ from monitor.store.base import (
     PostureSnapshot,
     ScanRun,
 )
-from monitor.store.entities import EntityStore
+from monitor.store.entities import HISTORY, EntityStore
+from monitor.store.keys import MAX_KEY_CHARS, partition_for_vault
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import SUB_A, SUB_B, T0, finding, ip_rule, pec, posture, vault_id
 
@@ -282,3 +283,44 @@ def test_description_names_the_store_without_secrets(store: EntityStore) -> None
         and "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq" not in text
     )
     assert text.startswith(("SQLite at ", "Azure Table storage at http://127.0.0.1:"))
+
+
+def test_history_is_per_vault_inside_the_subscription_partition_newest_first(store: EntityStore) -> None:
+    # "kv-a" is a prefix of "kv-a1": their rows share the subscription's partition, never mix.
+    short, long = posture("kv-a"), posture("kv-a1")
+    other = posture("kv-a", subscription=SUB_B)
+    for hour, action in enumerate(("Deny", "Allow", "Deny")):
+        store.save_postures(
+            PostureSnapshot(
+                dataclasses.replace(p, default_action=action), scan_id=f"s{hour}", seen_at=T0 + hour * HOUR
+            )
+            for p in (short, long, other)
+        )
+
+    for vault in (short, long, other):
+        history = store.posture_history(vault.id.upper())
+        assert [(s.posture.key, s.scan_id) for s in history] == [
+            (vault.key, "s0"),
+            (vault.key, "s1"),
+            (vault.key, "s2"),
+        ]
+
+    rows = list(store.backend.query(HISTORY, partition=partition_for_vault(short.key)))
+    owners = [row.properties["vault_key"] for row in rows]
+    assert sorted(set(owners)) == sorted({short.key, long.key})
+    assert owners == sorted(owners, key=owners.index)  # each vault's rows are one run
+    for vault in (short, long):
+        seen = [row.properties["seen_at"] for row in rows if row.properties["vault_key"] == vault.key]
+        assert seen == sorted(seen, reverse=True)
+
+
+def test_history_rows_of_a_long_vault_key_and_a_long_scan_id_fit(store: EntityStore) -> None:
+    group = "rg-" + "\u00e9" * 87  # 90 characters; each "\u00e9" is 6 in a key ("!C3!A9")
+    vault = posture(id=vault_id("kv-long", resource_group=group))
+    store.save_postures([PostureSnapshot(vault, scan_id="s" * 300, seen_at=T0)])
+    loosened = dataclasses.replace(vault, default_action="Allow")
+    store.save_postures([PostureSnapshot(loosened, scan_id="t" * 300, seen_at=T0 + HOUR)])
+
+    rows = list(store.backend.query(HISTORY, partition=partition_for_vault(vault.key)))
+    assert len(rows) == 2 and all(len(row.row) <= MAX_KEY_CHARS for row in rows)
+    assert [s.scan_id for s in store.posture_history(vault.id)] == ["s" * 300, "t" * 300]

@@ -52,6 +52,8 @@ def test_unchanged_rescan_writes_markers_and_the_scan_record_only(make_store: St
     first_writes = dict(counter.written)
     assert len(first) == 60 and {c.kind for c in first} == {ChangeKind.OPENED}
     assert first_writes == {POSTURES: 30, HISTORY: 30, FINDINGS: 60, SEEN: 3, SCANS: 1}
+    # Batched per subscription: history like the postures, one request per subscription.
+    assert counter.requests[HISTORY] == counter.requests[POSTURES] == 3
 
     counter.written.clear()
     later = T0 + dt.timedelta(minutes=15)
