@@ -1,4 +1,4 @@
-"""All of the lab at once: ARM, DNS, the Key Vault data plane, Log Analytics, webhook sinks and,
+"""All of the lab at once: ARM (with Resource Graph), DNS, the Key Vault data plane, Log Analytics, webhook sinks and,
 when asked, Azurite; plus the kvmon settings that point at them.
 
 The demo, the Functions app tests, the end-to-end scan tests and the benchmarks start the lab
@@ -24,6 +24,7 @@ from lab.estate import (
     walkthrough_network,
 )
 from lab.loganalytics import LogAnalyticsEmulator
+from lab.resourcegraph import ResourceGraphEmulator
 from lab.sinks import WebhookSink
 from lab.tls import lab_pki
 from lab.world import LabWorld
@@ -74,6 +75,8 @@ class LabServices:
     ) -> None:
         self.estate = estate
         self.arm = ArmEmulator(estate, page_size=arm_page_size, latency_s=latency_s)
+        # On ARM's endpoint, as in Azure: KVMON_ARM_ENDPOINT serves both inventory sources.
+        self.resource_graph = ResourceGraphEmulator(estate, server=self.arm.server)
         self.world = LabWorld(estate, blackholed=blackholed)
         self.logs = LogAnalyticsEmulator(estate, latency_s=latency_s)
         self.sinks = WebhookSink()
@@ -115,6 +118,7 @@ class LabServices:
         """Serve ``estate`` from the running servers, forgetting recorded traffic and faults
         (tests start the servers once and give each test a fresh world)."""
         self.estate = self.arm.estate = estate
+        self.resource_graph.reset(estate)
         self.world.use(estate)
         self.logs.reset(estate)
         self.sinks.clear()

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lab.estate import WALKTHROUGH_SUBSCRIPTION
+from lab.estate import WALKTHROUGH_SUBSCRIPTION, walkthrough_estate
+from lab.resourcegraph import QUERY_ROUTE
 from lab.services import LabServices
 from monitor.cli import main
 
@@ -123,3 +124,20 @@ def test_a_vault_is_new_only_to_a_subscription_scanned_before(lab: LabServices, 
     _, third = scan_json(capsys, "--no-notify", "--no-logs", "--no-probes")
     assert kv302(third) == {("kv-new-one", "disappeared")}
     assert ("resolved", "KV302") in {(c["change"], c["rule"]) for c in third["changes"]}
+
+
+def test_the_lab_serves_resource_graph_on_the_arm_endpoint(
+    lab: LabServices, lab_environ, monkeypatch, capsys
+) -> None:
+    _, by_arm = scan_json(capsys, "--no-notify", "--no-logs")
+    lab.resource_graph.truncate_after(1)
+    lab.use(walkthrough_estate())  # a fresh estate, quota and truncation for Resource Graph too
+    assert lab.resource_graph.estate is lab.estate
+    monkeypatch.setenv("KVMON_INVENTORY_SOURCE", "resource-graph")
+    before = lab.arm.server.request_counts[QUERY_ROUTE]
+
+    _, by_graph = scan_json(capsys, "--no-notify", "--no-logs")
+
+    assert lab.arm.server.request_counts[QUERY_ROUTE] > before
+    assert by_graph["errors"] == []
+    assert {f["vault"] for f in by_graph["findings"]} == {f["vault"] for f in by_arm["findings"]}
