@@ -6,9 +6,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from lab.azurite import Azurite, azurite_missing_reason
 from lab.tls import LabPki, lab_pki
+
+# Property tests judge outcomes, not speed (benchmarks measure speed): no per-example deadline by
+# default, and the same examples on every run. tests/fuzz sets generous deadlines of its own to
+# catch hangs.
+settings.register_profile("kvmon", deadline=None, derandomize=True)
+settings.load_profile("kvmon")
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_FIXTURES = REPO.parent / "shared" / "fixtures" / "arm"
