@@ -50,29 +50,9 @@ def resolve_vault(
             search=False,
             lifetime=timeout_s,
         )
-    except dns.resolver.NXDOMAIN:
-        return DnsStep(
-            query=hostname,
-            resolver=resolver,
-            elapsed_ms=elapsed(),
-            error=f"NXDOMAIN: {hostname} does not exist",
-        )
-    except dns.exception.Timeout:
-        return DnsStep(
-            query=hostname,
-            resolver=resolver,
-            elapsed_ms=elapsed(),
-            error=f"no answer from {label} within {timeout_s:g}s",
-        )
-    except dns.resolver.NoNameservers:
-        return DnsStep(
-            query=hostname,
-            resolver=resolver,
-            elapsed_ms=elapsed(),
-            error=f"{label} failed to answer (SERVFAIL, REFUSED or a malformed reply)",
-        )
     except (dns.exception.DNSException, OSError) as exc:
-        return DnsStep(query=hostname, resolver=resolver, elapsed_ms=elapsed(), error=f"DNS error: {exc}")
+        error = _describe_failure(exc, hostname=hostname, resolver_label=label, timeout_s=timeout_s)
+        return DnsStep(query=hostname, resolver=resolver, elapsed_ms=elapsed(), error=error)
 
     chain = [hostname]
     for rrset in answer.chaining_result.cnames:
@@ -99,3 +79,13 @@ def _resolver_for(resolver: str | None) -> dns.resolver.Resolver:
     client.nameservers = [address]
     client.port = port
     return client
+
+
+def _describe_failure(exc: BaseException, *, hostname: str, resolver_label: str, timeout_s: float) -> str:
+    if isinstance(exc, dns.resolver.NXDOMAIN):
+        return f"NXDOMAIN: {hostname} does not exist"
+    if isinstance(exc, dns.exception.Timeout):
+        return f"no answer from {resolver_label} within {timeout_s:g}s"
+    if isinstance(exc, dns.resolver.NoNameservers):
+        return f"{resolver_label} failed to answer (SERVFAIL, REFUSED or a malformed reply)"
+    return f"DNS error: {exc}"
