@@ -21,7 +21,6 @@ from monitor.evaluate import ExpiredSuppression, evaluate
 from monitor.lifecycle import apply_reconciliation
 from monitor.logs import LogsReadResult, logs_window
 from monitor.model import (
-    Finding,
     LogEvidence,
     ProbeResult,
     ScanError,
@@ -148,16 +147,18 @@ def run_scan(
 
     # 3. What has happened: one query per workspace for all its vaults.
     evidence: dict[str, LogEvidence] = {}
+    logs_until: dt.datetime | None = None
     if request.logs and runtime.evidence is not None and runtime.workspaces:
         if report.postures:
             tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
-            evidence = _read_logs(runtime, report)
+            evidence, logs_until = _read_logs(runtime, report, request.subscriptions)
     else:
         report.skipped_sources.add("logs")
     report.evidence = list(evidence.values())
     for key, found in evidence.items():
         if not found.complete:
             report.mark_incomplete(key, "logs")
+            logs_until = None  # the next scan reads this window again
 
     # 4. Judge, against the stored past.
     tell("evaluating")
@@ -245,6 +246,8 @@ def run_scan(
                 counts=_counts(report),
                 errors=tuple(report.errors),
                 trigger=request.trigger,
+                vault=request.vault_name,
+                logs_until=logs_until,
             )
         )
         runtime.store.save_report(
@@ -269,13 +272,14 @@ def _probe_all(runtime: ScanRuntime, names: list[str]) -> list[ProbeResult]:
         return [result for batch in batches for result in batch]
 
 
-def _read_logs(runtime: ScanRuntime, report: ScanReport) -> dict[str, LogEvidence]:
-    """The window ends now, not at the scan's start: this scan's own probes are evidence too."""
+def _read_logs(
+    runtime: ScanRuntime, report: ScanReport, subscriptions: Sequence[str]
+) -> tuple[dict[str, LogEvidence], dt.datetime]:
+    """Evidence per vault key, and where the window ended. It ends now, not at the scan's start:
+    this scan's own probes are evidence too. It starts where the last scan of these subscriptions
+    that read logs stopped, whatever other subscriptions' workers recorded since."""
     assert runtime.evidence is not None
-    previous_end = None
-    if runtime.store is not None:
-        runs = runtime.store.scan_runs(limit=1)
-        previous_end = runs[0].finished_at if runs else None
+    previous_end = _logs_read_until(runtime.store, subscriptions) if runtime.store is not None else None
     window_start, window_end = logs_window(
         now=runtime.clock(), previous_scan_end=previous_end, first_run=runtime.logs_first_window
     )
@@ -288,7 +292,20 @@ def _read_logs(runtime: ScanRuntime, report: ScanReport) -> dict[str, LogEvidenc
         report.errors.extend(result.errors)
         for key, found in result.evidence.items():
             merged[key] = _merge_evidence(merged.get(key), found)
-    return merged
+    return merged, window_end
+
+
+# Recent scan records searched for the last logs read of a subscription: one per subscription per
+# scheduled scan, so this covers a few rounds of a large fan-out.
+_RUNS_SEARCHED = 500
+
+
+def _logs_read_until(store: Store, subscriptions: Sequence[str]) -> dt.datetime | None:
+    wanted = {s.lower() for s in subscriptions}
+    for run in store.scan_runs(limit=_RUNS_SEARCHED):
+        if run.vault is None and run.logs_until is not None and wanted <= {s.lower() for s in run.scope}:
+            return run.logs_until
+    return None
 
 
 def _merge_evidence(first: LogEvidence | None, second: LogEvidence) -> LogEvidence:
@@ -321,4 +338,4 @@ def _counts(report: ScanReport) -> dict[str, int]:
     return counts
 
 
-__all__ = ["Finding", "ScanOutcome", "ScanRequest", "ScanRuntime", "run_scan"]
+__all__ = ["ScanOutcome", "ScanRequest", "ScanRuntime", "run_scan"]

@@ -66,6 +66,10 @@ class ScanRun:
     counts: Mapping[str, int] = field(default_factory=dict)  # opened, resolved, open, vaults...
     errors: tuple[ScanError, ...] = ()
     trigger: str = "cli"  # cli | timer | queue | http
+    vault: str | None = None  # the one vault a check looked at; None: whole subscriptions
+    # Where this scan's logs window ended (None: it read no logs): the next scan of these
+    # subscriptions reads from there, so a check or a failed job never shortens its window.
+    logs_until: dt.datetime | None = None
 
 
 class MessageState:

@@ -375,6 +375,8 @@ def scan_to_properties(run: ScanRun) -> Properties:
         "finished_at": iso(run.finished_at),
         "duration_s": (run.finished_at - run.started_at).total_seconds() if run.finished_at else None,
         "trigger": run.trigger,
+        "vault": run.vault,
+        "logs_until": iso(run.logs_until),
         "error_count": len(run.errors),
     }
     put_json(properties, "scope", list(run.scope))
@@ -395,6 +397,8 @@ def scan_from_properties(properties: Mapping[str, Any]) -> ScanRun:
             for e in get_json(properties, "errors", [])
         ),
         trigger=properties.get("trigger", "cli"),
+        vault=properties.get("vault"),
+        logs_until=parse_time(properties.get("logs_until")),
     )
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
 
-from lab.estate import WALKTHROUGH_SUBSCRIPTION, walkthrough_estate
+from lab.estate import WALKTHROUGH_SUBSCRIPTION, WALKTHROUGH_WORKSPACE, walkthrough_estate
 from lab.resourcegraph import QUERY_ROUTE
 from lab.services import LabServices
 from monitor.cli import main
@@ -141,3 +142,35 @@ def test_the_lab_serves_resource_graph_on_the_arm_endpoint(
     assert lab.arm.server.request_counts[QUERY_ROUTE] > before
     assert by_graph["errors"] == []
     assert {f["vault"] for f in by_graph["findings"]} == {f["vault"] for f in by_arm["findings"]}
+
+
+def logs_window_start(lab: LabServices) -> dt.datetime:
+    timespan = lab.logs.queries[-1].timespan
+    assert timespan is not None
+    return dt.datetime.fromisoformat(timespan.split("/")[0].replace("Z", "+00:00"))
+
+
+def test_the_logs_window_starts_where_the_last_scan_of_the_subscription_stopped(
+    lab: LabServices, lab_environ, capsys
+) -> None:
+    from monitor.store import store_from_environment
+
+    scan_json(capsys, "--no-notify", "--no-probes")
+    (first,) = store_from_environment(lab_environ).scan_runs(limit=1)
+    assert first.logs_until is not None
+
+    # A one-vault check reads logs too, but does not move the subscription's window.
+    scan_json(capsys, "--no-notify", "--no-probes", "--vault", "kv-se-demo")
+    scan_json(capsys, "--no-notify", "--no-probes")
+    assert logs_window_start(lab) == first.logs_until - dt.timedelta(minutes=5)
+
+    # A read that fell short does not move it either: the next scan reads that window again.
+    lab.logs.set_partial(WALKTHROUGH_WORKSPACE, "some shards did not answer")
+    (last_whole,) = store_from_environment(lab_environ).scan_runs(limit=1)
+    scan_json(capsys, "--no-notify", "--no-probes")
+    lab.logs.set_partial(WALKTHROUGH_WORKSPACE, None)
+    (short,) = store_from_environment(lab_environ).scan_runs(limit=1)
+    assert short.logs_until is None
+    scan_json(capsys, "--no-notify", "--no-probes")
+    assert last_whole.logs_until is not None
+    assert logs_window_start(lab) == last_whole.logs_until - dt.timedelta(minutes=5)
