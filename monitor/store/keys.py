@@ -15,7 +15,9 @@ import hashlib
 import re
 
 MAX_KEY_CHARS = 512  # "1 KiB" of UTF-16: Table storage (and Azurite) refuse a 513-character key
-_SAFE = re.compile(r"[A-Za-z0-9\-_.:]")
+_UNSAFE_RUN = re.compile(r"[^A-Za-z0-9\-_.:]+")
+# After "/" is escaped, a resource id usually has nothing else to escape; "!" is the escape itself.
+_UNSAFE_OR_MARK = re.compile(r"[^A-Za-z0-9\-_.:!]")
 _ESCAPED = re.compile(r"(?:![0-9A-F]{2})+")
 _HASHED_MARK = "~h~"
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -24,14 +26,25 @@ _MAX_TICKS = 10**19 - 1  # 20 digits cover microseconds well past the year 9999
 
 def encode_key(text: str, *, max_chars: int = MAX_KEY_CHARS) -> str:
     """``text`` as a key of at most ``max_chars`` (a part of a key made of several may get less)."""
-    encoded = "".join(
-        char if _SAFE.fullmatch(char) else "".join(f"!{byte:02X}" for byte in char.encode("utf-8"))
-        for char in text
-    )
+    encoded = _escaped(text)
     if len(encoded) <= max_chars:
         return encoded
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return encoded[: max_chars - len(_HASHED_MARK) - len(digest)] + _HASHED_MARK + digest
+
+
+def _escaped(text: str) -> str:
+    # Called for every record a scan reads or writes: the common case (a resource id whose only
+    # unsafe character is "/") is one replace and one scan, not a regex call per character.
+    if "!" not in text:
+        slashed = text.replace("/", "!2F")
+        if not _UNSAFE_OR_MARK.search(slashed):
+            return slashed
+    return _UNSAFE_RUN.sub(_escape_run, text)
+
+
+def _escape_run(match: re.Match[str]) -> str:
+    return "".join(f"!{byte:02X}" for byte in match.group(0).encode("utf-8"))
 
 
 def decode_key(key: str) -> str:
