@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import ssl
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -22,9 +23,9 @@ from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsSt
 from monitor.netaddr import AddressSpace
 from monitor.policy import Vantage
 from monitor.settings import Settings
-from probes.dataplane import PinnedRoute, check_health, pinned_session, probe_secret_read
+from probes.dataplane import PinnedConnection, PinnedRoute, check_health, probe_secret_read
 from probes.dns import resolve_vault
-from probes.network import Reachability, check_tls, tls_context
+from probes.network import Reachability, open_tls, tls_context
 from probes.scope import OutOfScope, ProbeScope, private_link_zone
 from probes.wire import result_to_json
 
@@ -109,12 +110,18 @@ def probe_vaults(
     if not hostnames:
         return []
     reachability = Reachability()
+    context = tls_context(options.ca_bundle)
     workers = min(options.concurrency, len(hostnames))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"probe-{vantage.name}") as pool:
         return list(
             pool.map(
                 lambda host: _probe_one(
-                    host, vantage=vantage, options=options, credential=credential, reachability=reachability
+                    host,
+                    vantage=vantage,
+                    options=options,
+                    credential=credential,
+                    reachability=reachability,
+                    context=context,
                 ),
                 hostnames,
             )
@@ -134,6 +141,7 @@ def _probe_one(
     options: ProbeOptions,
     credential: TokenCredential,
     reachability: Reachability,
+    context: ssl.SSLContext,
 ) -> ProbeResult:
     started_at = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
@@ -148,7 +156,13 @@ def _probe_one(
         private_link_zone=private_link_zone(suffix),
     )
     tls, health, data_plane = _network_steps(
-        hostname, dns, vantage=vantage, options=options, credential=credential, reachability=reachability
+        hostname,
+        dns,
+        vantage=vantage,
+        options=options,
+        credential=credential,
+        reachability=reachability,
+        context=context,
     )
     result = ProbeResult(
         vault_name=vault_name,
@@ -179,6 +193,7 @@ def _network_steps(
     options: ProbeOptions,
     credential: TokenCredential,
     reachability: Reachability,
+    context: ssl.SSLContext,
 ) -> tuple[TlsStep, HealthStep, DataPlaneStep]:
     """TCP/TLS, health and data plane, all to the first address DNS gave."""
     if not dns.addresses:
@@ -189,17 +204,17 @@ def _network_steps(
             DataPlaneStep(verdict=Verdict.UNREACHABLE, message=reason),
         )
     address = dns.addresses[0]
-    tls = check_tls(
+    tls, connection = open_tls(
         hostname,
         address,
         port=options.port,
         source_address=vantage.source_address,
         connect_timeout_s=options.connect_timeout_s,
         tls_timeout_s=options.tls_timeout_s,
-        context=tls_context(options.ca_bundle),
+        context=context,
         reachability=reachability,
     )
-    if not tls.handshake_ok:
+    if connection is None:
         reason = f"not attempted: {tls.certificate_error or tls.error}"
         # A client does not send its token to a server that failed TLS: neither does a probe.
         verdict = Verdict.ERROR if tls.connected else Verdict.UNREACHABLE
@@ -209,16 +224,13 @@ def _network_steps(
         address=address,
         port=options.port,
         source_address=vantage.source_address,
-        ca_bundle=options.ca_bundle,
         connect_timeout_s=options.connect_timeout_s,
         read_timeout_s=options.http_timeout_s,
     )
-    # One session for both calls: the data-plane call reuses the health call's connection.
-    with pinned_session(route) as session:
-        health = check_health(route, session=session, address_space=options.address_space)
-        data_plane = probe_secret_read(
-            route, session=session, credential=credential, address_space=options.address_space
-        )
+    # The TLS step's connection carries both calls: one handshake per vault.
+    with PinnedConnection(route, context=context, sock=connection) as pinned:
+        health = check_health(pinned, address_space=options.address_space)
+        data_plane = probe_secret_read(pinned, credential=credential, address_space=options.address_space)
     return tls, health, data_plane
 
 

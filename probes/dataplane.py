@@ -1,21 +1,25 @@
 """The health and data-plane steps: what the vault says to a caller at this place.
 
-Both go to the address the probe's DNS step found, not to whatever the system resolver says,
-while SNI, the Host header and the certificate check keep the vault's name: a requests adapter
-whose only connection pool is pinned to (address, port) and bound to the vantage's source
-address. The data-plane call is real azure-keyvault-secrets (challenge, token, request) reading
-a secret name that cannot exist, so it needs no data-plane permission.
+Both go over the connection the TLS step opened to the address the probe's DNS step found, not to
+whatever the system resolver says, while SNI, the Host header and the certificate check keep the
+vault's name: one handshake per vault and probe. The data-plane call is real
+azure-keyvault-secrets (challenge, token, request) over a transport pinned to that connection,
+reading a secret name that cannot exist, so it needs no data-plane permission.
 """
 
 from __future__ import annotations
 
+import http.client
+import json
 import re
+import select
+import ssl
 import uuid
+from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
-import requests
-import urllib3
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -24,16 +28,19 @@ from azure.core.exceptions import (
     ServiceResponseError,
     ServiceResponseTimeoutError,
 )
-from azure.core.pipeline.transport import RequestsTransport
+from azure.core.pipeline.transport import HttpTransport
+from azure.core.rest import HttpRequest, HttpResponse
+from azure.core.utils import case_insensitive_dict
 from azure.keyvault.secrets import SecretClient
 
 from monitor.model import DataPlaneStep, HealthStep, Verdict
 from monitor.netaddr import AddressSpace
-from probes.network import tls_context
+from probes.network import connect_pinned
 
 NETWORK_INFO_HEADER = "x-ms-keyvault-network-info"
 _CLIENT_ADDRESS = re.compile(r"Client address:\s*([0-9A-Fa-f:.]+)")
 _MESSAGE_CHARS = 300
+_MAX_BODY_BYTES = 1024 * 1024  # a Key Vault answer to a probe is an error document or a secret
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,6 @@ class PinnedRoute:
     address: str
     port: int
     source_address: str | None
-    ca_bundle: str | None
     connect_timeout_s: float
     read_timeout_s: float
 
@@ -57,74 +63,272 @@ class PinnedRoute:
         return self.hostname if self.port == 443 else f"{self.hostname}:{self.port}"
 
 
-class PinnedAdapter(requests.adapters.HTTPAdapter):
-    """Sends every request of its session to one address, checked as the vault's name."""
+@dataclass(frozen=True)
+class PinnedAnswer:
+    """One HTTP answer, read whole."""
 
-    def __init__(self, route: PinnedRoute) -> None:
-        super().__init__(max_retries=0)
-        self._route = route
-        # The process's shared context checks the chain and, against server_hostname, the name.
-        # Neither assert_hostname (urllib3 would turn the shared context's name check off for
-        # every user) nor ca_certs (it would load the bundle into it on every connection).
-        self._pool = urllib3.HTTPSConnectionPool(
-            route.address,
-            route.port,
-            server_hostname=route.hostname,
-            ssl_context=tls_context(route.ca_bundle),
-            cert_reqs="CERT_REQUIRED",
-            source_address=(route.source_address, 0) if route.source_address else None,
-            timeout=urllib3.Timeout(connect=route.connect_timeout_s, read=route.read_timeout_s),
-            maxsize=1,
-            retries=False,
+    status: int
+    reason: str
+    headers: MutableMapping[str, str]  # case-insensitive
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class PinnedConnection:
+    """HTTP/1.1 over one TLS connection to the route's address, verified as the vault's name.
+
+    Starts from the connection the TLS step opened (``sock``), or opens one on the first request;
+    when the server has closed it, the next request opens a new one with the same checks. Not
+    thread-safe: one probe, one connection. ``http.client`` does the HTTP; the pinning is
+    ``connect``'s.
+    """
+
+    def __init__(
+        self, route: PinnedRoute, *, context: ssl.SSLContext, sock: ssl.SSLSocket | None = None
+    ) -> None:
+        self.route = route
+        self._http = _PinnedHTTPConnection(route, context=context)
+        if sock is not None:
+            sock.settimeout(route.read_timeout_s)
+            self._http.sock = sock
+
+    def request(
+        self, method: str, target: str, *, headers: dict[str, str] | None = None, body: bytes | None = None
+    ) -> PinnedAnswer:
+        """Send ``method target`` (path and query) and read the whole answer.
+
+        Raises ``OSError`` (``ssl.SSLError``, ``TimeoutError`` and ``ConnectionError`` among them)
+        or ``http.client.HTTPException`` for what the network or the server did.
+        """
+        if isinstance(self._http.sock, ssl.SSLSocket) and _dropped(self._http.sock):
+            self._http.close()
+        sent = {"Host": self.route.host_header, **(headers or {})}
+        self._http.request(method, target, body=body, headers=sent)
+        response = self._http.getresponse()
+        body_read = response.read(_MAX_BODY_BYTES + 1)
+        if len(body_read) > _MAX_BODY_BYTES:
+            self._http.close()
+            raise http.client.HTTPException(f"the answer is larger than {_MAX_BODY_BYTES} bytes")
+        if not response.isclosed():
+            self._http.close()  # more body than Content-Length said, or chunked without an end
+        return PinnedAnswer(
+            status=response.status,
+            reason=response.reason,
+            headers=case_insensitive_dict(response.getheaders()),
+            body=body_read,
         )
-
-    def get_connection_with_tls_context(
-        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
-    ) -> urllib3.HTTPSConnectionPool:
-        return self._pool
-
-    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
-        # The pinned pool carries the verification settings; requests must not swap in its own
-        # CA bundle or turn verification off.
-        return None
-
-    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
-        # urllib3 would send the pool's address as Host; Key Vault routes by the vault's name.
-        request.headers["Host"] = self._route.host_header
-        return super().send(request, *args, **kwargs)
 
     def close(self) -> None:
-        self._pool.close()
-        super().close()
+        self._http.close()
+
+    def __enter__(self) -> PinnedConnection:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        self.close()
 
 
-def pinned_session(route: PinnedRoute) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxies or CA bundles from the environment: the route is the path
-    session.mount("https://", PinnedAdapter(route))
-    return session
+class _PinnedHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, route: PinnedRoute, *, context: ssl.SSLContext) -> None:
+        super().__init__(route.address, route.port, timeout=route.connect_timeout_s)
+        self._route = route
+        self._context = context
+
+    def connect(self) -> None:
+        route = self._route
+        try:
+            self.sock = connect_pinned(
+                route.hostname,
+                (route.address, route.port, route.source_address),
+                timeout_s=route.connect_timeout_s,
+                context=self._context,
+            )
+        except OSError as exc:
+            raise PinnedConnectFailed(
+                f"could not connect to {route.address}:{route.port} as {route.hostname}: {exc}"
+            ) from exc
+        self.sock.settimeout(route.read_timeout_s)
 
 
-def check_health(route: PinnedRoute, *, session: requests.Session, address_space: AddressSpace) -> HealthStep:
-    """``GET /healthstatus`` without a token: the address the vault saw, from its header."""
+class PinnedConnectFailed(ConnectionError):
+    """No connection could be made (none yet, or the server had closed it): nothing was sent."""
+
+
+def _dropped(sock: ssl.SSLSocket) -> bool:
+    """True when the server closed an idle connection (or sent what nobody asked for).
+
+    Readable alone does not say closed: a TLS 1.3 server sends its session tickets after the
+    handshake. Reading without waiting consumes those and tells an open connection (nothing to
+    read yet) from a closed one (end of stream, or an error).
+    """
     try:
-        response = session.get(
-            f"{route.base_url}/healthstatus",
-            timeout=(route.connect_timeout_s, route.read_timeout_s),
-            allow_redirects=False,
-        )
-    except requests.exceptions.SSLError:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    if not readable:
+        return False
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)
+    try:
+        sock.recv(1)
+    except ssl.SSLWantReadError:
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
+    return True  # end of stream, or bytes before any request: either way not reusable
+
+
+class PinnedTransport(HttpTransport):
+    """An azure-core transport whose every request goes over one ``PinnedConnection``.
+
+    Refuses a request for any other host: the SDK's token is only ever sent to the probed vault.
+    """
+
+    def __init__(self, connection: PinnedConnection) -> None:
+        self._connection = connection
+
+    def __enter__(self) -> PinnedTransport:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None  # the probe owns the connection
+
+    def open(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def send(self, request: HttpRequest, **kwargs: Any) -> HttpResponse:
+        url = urlsplit(request.url)
+        route = self._connection.route
+        if (
+            url.scheme != "https"
+            or (url.hostname or "").lower() != route.hostname.lower()
+            or (url.port or 443) != route.port
+        ):
+            raise ServiceRequestError(f"refused: the pinned transport only sends to {route.base_url}")
+        target = url.path + (f"?{url.query}" if url.query else "")
+        body = request.content
+        if isinstance(body, str):
+            body = body.encode("utf-8")
+        if body is not None and not isinstance(body, bytes):
+            raise ServiceRequestError("the pinned transport sends whole bodies only")
+        try:
+            answer = self._connection.request(
+                request.method, target, headers=dict(request.headers), body=body
+            )
+        except (PinnedConnectFailed, ssl.SSLError) as exc:
+            raise ServiceRequestError(exc, error=exc) from exc
+        except TimeoutError as exc:
+            raise ServiceResponseTimeoutError(exc, error=exc) from exc
+        except (OSError, http.client.HTTPException) as exc:
+            raise ServiceResponseError(exc, error=exc) from exc
+        return _PinnedHttpResponse(request, answer)
+
+
+class _PinnedHttpResponse(HttpResponse):
+    """azure-core's public response interface over an answer already read whole."""
+
+    def __init__(self, request: HttpRequest, answer: PinnedAnswer) -> None:
+        self._request = request
+        self._answer = answer
+        self._encoding: str | None = None
+
+    @property
+    def request(self) -> HttpRequest:
+        return self._request
+
+    @property
+    def status_code(self) -> int:
+        return self._answer.status
+
+    @property
+    def headers(self) -> MutableMapping[str, str]:
+        return self._answer.headers
+
+    @property
+    def reason(self) -> str:
+        return self._answer.reason
+
+    @property
+    def content_type(self) -> str | None:
+        return self._answer.headers.get("Content-Type")
+
+    @property
+    def is_closed(self) -> bool:
+        return True
+
+    @property
+    def is_stream_consumed(self) -> bool:
+        return True
+
+    @property
+    def encoding(self) -> str | None:
+        return self._encoding
+
+    @encoding.setter
+    def encoding(self, value: str | None) -> None:
+        self._encoding = value
+
+    @property
+    def url(self) -> str:
+        return self._request.url
+
+    @property
+    def content(self) -> bytes:
+        return self._answer.body
+
+    def text(self, encoding: str | None = None) -> str:
+        return self._answer.body.decode(encoding or self._encoding or "utf-8", errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self._answer.body)
+
+    def raise_for_status(self) -> None:
+        if self.status_code >= 400:
+            raise HttpResponseError(response=self)
+
+    def __enter__(self) -> _PinnedHttpResponse:
+        return self
+
+    def __exit__(self, *args: object) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+    def read(self) -> bytes:
+        return self._answer.body
+
+    def iter_raw(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self._answer.body
+
+    def iter_bytes(self, **kwargs: Any) -> Iterator[bytes]:
+        yield self._answer.body
+
+
+def check_health(connection: PinnedConnection, *, address_space: AddressSpace) -> HealthStep:
+    """``GET /healthstatus`` without a token: the address the vault saw, from its header."""
+    route = connection.route
+    try:
+        answer = connection.request("GET", "/healthstatus")
+    except ssl.SSLError:
         return HealthStep(error=f"TLS to {route.address}:{route.port} failed for {route.hostname}")
-    except requests.exceptions.Timeout:
+    except TimeoutError:
         return HealthStep(error=f"no answer from {route.address}:{route.port} in time")
-    except requests.exceptions.RequestException as exc:
+    except (OSError, http.client.HTTPException) as exc:
         return HealthStep(error=f"request failed: {type(exc).__name__}")
-    seen = parse_network_info(response.headers.get(NETWORK_INFO_HEADER)).get("addr")
+    seen = parse_network_info(answer.headers.get(NETWORK_INFO_HEADER)).get("addr")
     return HealthStep(
-        status_code=response.status_code,
+        status_code=answer.status,
         seen_address=seen,
         seen_address_private=address_space.is_private(seen) if seen else None,
-        error=None if response.ok else f"healthstatus answered {response.status_code}",
+        error=None if 200 <= answer.status < 400 else f"healthstatus answered {answer.status}",
     )
 
 
@@ -139,9 +343,8 @@ def parse_network_info(header: str | None) -> dict[str, str]:
 
 
 def probe_secret_read(
-    route: PinnedRoute,
+    connection: PinnedConnection,
     *,
-    session: requests.Session,
     credential: TokenCredential,
     address_space: AddressSpace,
 ) -> DataPlaneStep:
@@ -149,17 +352,12 @@ def probe_secret_read(
 
     404, or a 403 that is not a network refusal, means the network admitted the caller.
     """
+    route = connection.route
     secret_name = f"kvmon-probe-{uuid.uuid4().hex}"
-    transport = RequestsTransport(
-        session=session,
-        session_owner=False,
-        connection_timeout=route.connect_timeout_s,
-        read_timeout=route.read_timeout_s,
-    )
     client = SecretClient(
         vault_url=route.base_url,
         credential=credential,
-        transport=transport,
+        transport=PinnedTransport(connection),
         retry_total=0,  # one answer per probe; a retry would hide what happened
     )
     try:
@@ -238,7 +436,7 @@ def _is_tls_failure(exc: BaseException) -> bool:
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         seen.add(id(current))
-        if isinstance(current, requests.exceptions.SSLError | urllib3.exceptions.SSLError):
+        if isinstance(current, ssl.SSLError):
             return True
         inner = getattr(current, "inner_exception", None)
         current = inner if isinstance(inner, BaseException) else current.__cause__ or current.__context__

@@ -18,16 +18,17 @@ from monitor.model import TlsStep
 
 ConnectKey = tuple[str, int, str | None]  # address, port, source address
 
-# What urllib3 (the data-plane pool) sets on its context for every connection it makes.
+# The one application protocol the probes speak over TLS.
 _ALPN_PROTOCOLS = ["http/1.1"]
 
 
 class _SharedClientContext(ssl.SSLContext):
     """A client context that many threads handshake with at once, so it never changes once built.
 
-    urllib3 sets the ALPN protocols again for every connection; OpenSSL would free the list that
-    another thread's handshake (run without the GIL) is copying. They are set once when the context
-    is built: setting the same ones again does nothing, setting others is refused.
+    A client library that sets the ALPN protocols for every connection (urllib3 does) would have
+    OpenSSL free the list that another thread's handshake (run without the GIL) is copying. They are
+    set once when the context is built: setting the same ones again does nothing, setting others is
+    refused.
     """
 
     def set_alpn_protocols(self, alpn_protocols: Iterable[str]) -> None:
@@ -43,7 +44,7 @@ _contexts: dict[str | None, tuple[tuple[int, int] | None, ssl.SSLContext]] = {}
 def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     """The verifying client context for ``ca_bundle`` (None: the system's trust store).
 
-    Shared by every TLS step and data-plane pool of the process: building one reads and parses the
+    Shared by every TLS step and pinned connection of the process: building one reads and parses the
     bundle (about a millisecond of CPU), which once per vault was a tenth of a probe's cost. Built
     again when the bundle file changes. The checks are ``ssl.create_default_context``'s: the chain
     to the bundle, and the name (``server_hostname``) by OpenSSL. Thread-safe.
@@ -118,7 +119,7 @@ class Reachability:
         attempt.done.set()
 
 
-def check_tls(
+def open_tls(
     hostname: str,
     address: str,
     *,
@@ -128,28 +129,53 @@ def check_tls(
     tls_timeout_s: float,
     context: ssl.SSLContext,
     reachability: Reachability,
-) -> TlsStep:
-    """Connect and handshake with ``hostname`` as SNI; a certificate not valid for the name is
-    recorded (``certificate_valid=False``), never raised."""
+) -> tuple[TlsStep, ssl.SSLSocket | None]:
+    """Connect and handshake with ``hostname`` as SNI: the step, and the open connection when the
+    handshake succeeded (the caller's to use and close; the probe's HTTP requests go over it).
+
+    A certificate not valid for the name is recorded (``certificate_valid=False``), never raised.
+    """
     key: ConnectKey = (address, port, source_address)
     attempt = reachability.claim(key)
     if attempt is None:
         failure = reachability.failure(key, wait_s=connect_timeout_s + tls_timeout_s + 1.0)
         if failure is not None:
-            return TlsStep(address=address, port=port, error=f"{failure} (not retried in this run)")
-        step, _ = _connect_and_handshake(
+            return TlsStep(address=address, port=port, error=f"{failure} (not retried in this run)"), None
+        step, tls, _ = _connect_and_handshake(
             hostname, key, connect_timeout_s=connect_timeout_s, tls_timeout_s=tls_timeout_s, context=context
         )
-        return step
+        return step, tls
     failure = "probe interrupted"
     try:
-        step, dead = _connect_and_handshake(
+        step, tls, dead = _connect_and_handshake(
             hostname, key, connect_timeout_s=connect_timeout_s, tls_timeout_s=tls_timeout_s, context=context
         )
         failure = step.error if dead else None
-        return step
+        return step, tls
     finally:
         reachability.settle(attempt, failure)
+
+
+def connect_pinned(
+    hostname: str, key: ConnectKey, *, timeout_s: float, context: ssl.SSLContext
+) -> ssl.SSLSocket:
+    """A new connection to ``key``'s address, verified as ``hostname``; raises ``OSError`` (with
+    ``ssl.SSLError`` among them) on failure. For reconnecting after the server closed one."""
+    address, port, source = key
+    sock = socket.create_connection(
+        (address, port), timeout=timeout_s, source_address=(source, 0) if source else None
+    )
+    try:
+        _tune(sock)
+        return context.wrap_socket(sock, server_hostname=hostname)
+    except BaseException:
+        sock.close()
+        raise
+
+
+def _tune(sock: socket.socket) -> None:
+    # Requests are written whole; waiting to coalesce them (Nagle) only adds a delayed-ACK stall.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _connect_and_handshake(
@@ -159,19 +185,20 @@ def _connect_and_handshake(
     connect_timeout_s: float,
     tls_timeout_s: float,
     context: ssl.SSLContext,
-) -> tuple[TlsStep, bool]:
-    """The step, and whether the address is dead (no connection, or no answer to the handshake)."""
+) -> tuple[TlsStep, ssl.SSLSocket | None, bool]:
+    """The step, the open connection (when the handshake succeeded), and whether the address is
+    dead (no connection, or no answer to the handshake)."""
     address, port, _ = key
     sock, connect_ms, failure = _connect(key, timeout_s=connect_timeout_s)
     if sock is None:
-        return TlsStep(address=address, port=port, error=failure), True
+        return TlsStep(address=address, port=port, error=failure), None, True
     connected = TlsStep(address=address, port=port, connected=True, connect_ms=connect_ms)
     try:
+        _tune(sock)
         sock.settimeout(tls_timeout_s)
-        with context.wrap_socket(sock, server_hostname=hostname) as tls:
-            tls.getpeercert()
-        return replace(connected, handshake_ok=True, certificate_valid=True), False
+        tls = context.wrap_socket(sock, server_hostname=hostname)
     except ssl.SSLCertVerificationError as exc:
+        sock.close()
         reason = exc.verify_message or exc.reason or "certificate verification failed"
         step = replace(
             connected,
@@ -179,15 +206,16 @@ def _connect_and_handshake(
             certificate_error=f"certificate not valid for {hostname}: {reason}",
             error="TLS handshake aborted: the server's certificate did not verify",
         )
-        return step, False
+        return step, None, False
     except TimeoutError:
-        error = f"TLS handshake with {address}:{port} got no answer within {tls_timeout_s:g}s"
-        return replace(connected, error=error), True
-    except (ssl.SSLError, OSError) as exc:
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
-        return replace(connected, error=f"TLS handshake with {address}:{port} failed: {reason}"), False
-    finally:
         sock.close()
+        error = f"TLS handshake with {address}:{port} got no answer within {tls_timeout_s:g}s"
+        return replace(connected, error=error), None, True
+    except (ssl.SSLError, OSError) as exc:
+        sock.close()
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        return replace(connected, error=f"TLS handshake with {address}:{port} failed: {reason}"), None, False
+    return replace(connected, handshake_ok=True, certificate_valid=True), tls, False
 
 
 def _connect(key: ConnectKey, *, timeout_s: float) -> tuple[socket.socket | None, float | None, str | None]:

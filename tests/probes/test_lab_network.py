@@ -1,4 +1,4 @@
-"""The lab's split-horizon DNS and Key Vault data plane, asked directly (dnspython, requests)."""
+"""The lab's split-horizon DNS and Key Vault data plane, asked directly (dnspython, and kvmon's pinned HTTPS connection)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ import pytest
 from lab.estate import INGRESS_NAME, LAB_TENANT, PUBLIC_INGRESS, lab_token
 from lab.keyvault import challenge_resource
 from lab.world import LabWorld
-from probes.dataplane import PinnedRoute, pinned_session
+from probes.dataplane import PinnedConnection, PinnedRoute
+from probes.network import tls_context
 
 
 def _ask(world: LabWorld, name: str, *, source: str, rdtype: str = "A") -> dns.message.Message:
@@ -51,25 +52,24 @@ def test_dns_unknown_names_and_other_types(world: LabWorld) -> None:
     assert _records(_ask(world, INGRESS_NAME, source="127.30.0.5")) == [(INGRESS_NAME, "A", PUBLIC_INGRESS)]
 
 
-def _session(world: LabWorld, vault: str, *, source: str, address: str = PUBLIC_INGRESS):
+def _connect(world: LabWorld, vault: str, *, source: str, address: str = PUBLIC_INGRESS) -> PinnedConnection:
     route = PinnedRoute(
         hostname=f"{vault}.vault.lab.test",
         address=address,
         port=world.port,
         source_address=source,
-        ca_bundle=world.ca_path,
         connect_timeout_s=2,
         read_timeout_s=2,
     )
-    return route, pinned_session(route)
+    return PinnedConnection(route, context=tls_context(world.ca_path))
 
 
 def test_a_request_without_token_gets_the_challenge_and_is_logged(world: LabWorld) -> None:
-    route, session = _session(world, "kv-se-demo", source="127.30.0.5")
-    with session:
-        response = session.get(f"{route.base_url}/secrets/anything/?api-version=7.5", timeout=2)
+    connection = _connect(world, "kv-se-demo", source="127.30.0.5")
+    with connection:
+        response = connection.request("GET", "/secrets/anything/?api-version=7.5")
 
-    assert response.status_code == 401
+    assert response.status == 401
     assert response.headers["WWW-Authenticate"] == (
         f'Bearer authorization="https://login.windows.net/{LAB_TENANT}", '
         f'resource="https://vault.lab.test:{world.port}"'
@@ -89,22 +89,20 @@ def test_a_request_without_token_gets_the_challenge_and_is_logged(world: LabWorl
 
 
 def test_a_token_for_another_audience_is_refused(world: LabWorld) -> None:
-    route, session = _session(world, "kv-se-demo", source="127.30.0.5")
+    connection = _connect(world, "kv-se-demo", source="127.30.0.5")
     token = lab_token(object_id="o", app_id="a", audience="https://vault.azure.net")
-    with session:
-        response = session.get(
-            f"{route.base_url}/secrets/x", headers={"Authorization": f"Bearer {token}"}, timeout=2
-        )
-    assert response.status_code == 401
+    with connection:
+        response = connection.request("GET", "/secrets/x", headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 401
     assert "AKV10022" in response.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(("source", "seen"), [("127.10.1.4", "127.10.1.4"), ("127.10.3.4", "127.20.0.3")])
 def test_healthstatus_tells_the_address_the_vault_saw(world: LabWorld, source: str, seen: str) -> None:
-    route, session = _session(world, "kv-se-demo", source=source)
-    with session:
-        response = session.get(f"{route.base_url}/healthstatus", timeout=2)
-    assert response.status_code == 200
+    connection = _connect(world, "kv-se-demo", source=source)
+    with connection:
+        response = connection.request("GET", "/healthstatus")
+    assert response.status == 200
     assert (
         response.headers["x-ms-keyvault-network-info"]
         == f"conn_type=Ipv4;addr={seen};act_addr_fam=InterNetwork;"
@@ -113,13 +111,11 @@ def test_healthstatus_tells_the_address_the_vault_saw(world: LabWorld, source: s
 
 
 def test_the_vault_is_the_one_the_host_header_names(world: LabWorld) -> None:
-    route, session = _session(world, "kv-unknown", source="127.30.0.5")
+    connection = _connect(world, "kv-unknown", source="127.30.0.5")
     token = lab_token(object_id="o", app_id="a", audience=challenge_resource(world.port))
-    with session:
-        response = session.get(
-            f"{route.base_url}/secrets/x", headers={"Authorization": f"Bearer {token}"}, timeout=2
-        )
-    assert response.status_code == 404
+    with connection:
+        response = connection.request("GET", "/secrets/x", headers={"Authorization": f"Bearer {token}"})
+    assert response.status == 404
     assert response.json()["error"]["code"] == "VaultNotFound"
 
 
@@ -127,11 +123,11 @@ def test_the_private_endpoint_admits_only_its_vault_from_inside(world: LabWorld)
     token = lab_token(object_id="o", app_id="a", audience=challenge_resource(world.port))
     headers = {"Authorization": f"Bearer {token}"}
     # The SE vault asked through the PL vault's Private Endpoint: no approved connection for it.
-    route, session = _session(world, "kv-se-demo", source="127.10.2.5", address="127.10.2.10")
-    with session:
-        response = session.get(f"{route.base_url}/secrets/x", headers=headers, timeout=2)
-    assert response.status_code == 403
+    connection = _connect(world, "kv-se-demo", source="127.10.2.5", address="127.10.2.10")
+    with connection:
+        response = connection.request("GET", "/secrets/x", headers=headers)
+    assert response.status == 403
     assert response.json()["error"]["innererror"]["code"] == "ForbiddenByConnection"
-    route, session = _session(world, "kv-pl-demo", source="127.10.2.5", address="127.10.2.10")
-    with session:
-        assert session.get(f"{route.base_url}/secrets/x", headers=headers, timeout=2).status_code == 404
+    connection = _connect(world, "kv-pl-demo", source="127.10.2.5", address="127.10.2.10")
+    with connection:
+        assert connection.request("GET", "/secrets/x", headers=headers).status == 404

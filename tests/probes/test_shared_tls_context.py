@@ -9,12 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import requests
 
 from lab.estate import PUBLIC_INGRESS, walkthrough_estate
 from lab.world import LabWorld
-from probes.dataplane import PinnedRoute, pinned_session
-from probes.network import Reachability, check_tls, tls_context
+from probes.dataplane import PinnedConnectFailed, PinnedConnection, PinnedRoute
+from probes.network import Reachability, open_tls, tls_context
 
 
 def test_one_context_per_bundle_even_when_asked_at_once(world: LabWorld) -> None:
@@ -56,13 +55,12 @@ def test_the_shared_context_cannot_be_given_other_protocols(world: LabWorld) -> 
         tls_context(world.ca_path).set_alpn_protocols(["h2"])
 
 
-def _route(world: LabWorld, vault: str, *, address: str, source: str) -> PinnedRoute:
+def _route(vault: str, *, port: int, address: str, source: str) -> PinnedRoute:
     return PinnedRoute(
         hostname=f"{vault}.vault.lab.test",
         address=address,
-        port=world.port,
+        port=port,
         source_address=source,
-        ca_bundle=world.ca_path,
         connect_timeout_s=2,
         read_timeout_s=2,
     )
@@ -73,22 +71,27 @@ def test_a_certificate_for_another_name_is_refused_after_the_data_plane_used_the
 ) -> None:
     # A middlebox at the Private Endpoint's address presents a certificate for another name.
     world = start_world(walkthrough_estate(), certificates={"127.10.2.10": ("intercept.example.org",)})
-    honest = _route(world, "kv-se-demo", address=PUBLIC_INGRESS, source="127.30.0.5")
-    with pinned_session(honest) as session:
-        assert session.get(f"{honest.base_url}/healthstatus", timeout=2).status_code == 200
+    context = tls_context(world.ca_path)
+    honest = _route("kv-se-demo", port=world.port, address=PUBLIC_INGRESS, source="127.30.0.5")
+    with PinnedConnection(honest, context=context) as connection:
+        assert connection.request("GET", "/healthstatus").status == 200
 
-    intercepted = _route(world, "kv-pl-demo", address="127.10.2.10", source="127.10.2.5")
-    with pinned_session(intercepted) as session, pytest.raises(requests.exceptions.SSLError):
-        session.get(f"{intercepted.base_url}/healthstatus", timeout=2)
-    step = check_tls(
+    intercepted = _route("kv-pl-demo", port=world.port, address="127.10.2.10", source="127.10.2.5")
+    with (
+        PinnedConnection(intercepted, context=context) as connection,
+        pytest.raises(PinnedConnectFailed) as refused,
+    ):
+        connection.request("GET", "/healthstatus")
+    assert isinstance(refused.value.__cause__, ssl.SSLCertVerificationError)
+    step, opened = open_tls(
         intercepted.hostname,
         intercepted.address,
         port=world.port,
         source_address=intercepted.source_address,
         connect_timeout_s=2,
         tls_timeout_s=2,
-        context=tls_context(world.ca_path),
+        context=context,
         reachability=Reachability(),
     )
-    assert step.certificate_valid is False
+    assert (step.certificate_valid, opened) == (False, None)
     assert world.keyvault.servers["127.10.2.10"].total_requests == 0

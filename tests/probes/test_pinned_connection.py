@@ -1,0 +1,103 @@
+"""One connection per probe: the TLS step's connection carries /healthstatus and the data-plane
+read, a connection the server closed is opened again with the same checks, and the SDK's
+transport sends to the probed vault only."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import pytest
+from azure.core.exceptions import ServiceRequestError
+from azure.keyvault.secrets import SecretClient
+
+from lab.credential import LabCredential
+from lab.estate import PUBLIC_INGRESS
+from lab.http import Fault
+from lab.world import LabWorld
+from monitor.model import Verdict
+from monitor.policy import Vantage
+from probes.agent import ProbeOptions, probe_vaults
+from probes.dataplane import PinnedConnection, PinnedRoute, PinnedTransport
+from probes.network import tls_context
+
+
+def _count_handshakes(monkeypatch: pytest.MonkeyPatch, world: LabWorld) -> list[str]:
+    context = tls_context(world.ca_path)
+    names: list[str] = []
+    wrap = type(context).wrap_socket
+
+    def counting(self: ssl.SSLContext, sock: Any, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+        names.append(kwargs.get("server_hostname", ""))
+        return wrap(self, sock, *args, **kwargs)
+
+    monkeypatch.setattr(type(context), "wrap_socket", counting)
+    return names
+
+
+def test_one_handshake_carries_the_tls_step_health_and_the_data_plane_read(
+    world: LabWorld,
+    vantages: dict[str, Vantage],
+    options: ProbeOptions,
+    credential: LabCredential,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    handshakes = _count_handshakes(monkeypatch, world)
+    before = world.keyvault.servers[PUBLIC_INGRESS].total_requests
+
+    (result,) = probe_vaults(
+        ["kv-se-demo"], vantage=vantages["internet"], options=options, credential=credential
+    )
+
+    assert handshakes == ["kv-se-demo.vault.lab.test"]
+    # /healthstatus, the SDK's unauthenticated challenge (unless an earlier test's client of this
+    # process cached it for the vault's URL), the read with the token: all on one connection.
+    assert world.keyvault.servers[PUBLIC_INGRESS].total_requests - before in (2, 3)
+    assert result.health is not None and result.health.seen_address == "127.30.0.5"
+    assert result.verdict is Verdict.ADMITTED  # the walkthrough starts with the firewall open
+
+
+def test_a_connection_the_server_closed_is_opened_again_with_the_same_checks(
+    world: LabWorld,
+    vantages: dict[str, Vantage],
+    options: ProbeOptions,
+    credential: LabCredential,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    server = world.keyvault.servers[PUBLIC_INGRESS]
+    # The health answer closes the connection, as a server at its keep-alive limit does.
+    server.inject(r"^/healthstatus$", Fault(status=200, headers={"Connection": "close"}))
+    handshakes = _count_handshakes(monkeypatch, world)
+    try:
+        (result,) = probe_vaults(
+            ["kv-se-demo"], vantage=vantages["internet"], options=options, credential=credential
+        )
+    finally:
+        server.clear_faults()
+
+    assert handshakes == ["kv-se-demo.vault.lab.test", "kv-se-demo.vault.lab.test"]
+    assert result.health is not None and result.health.status_code == 200
+    assert result.verdict is Verdict.ADMITTED  # the walkthrough starts with the firewall open
+    assert result.data_plane is not None and result.data_plane.status_code == 404
+
+
+def test_the_transport_sends_the_token_to_the_probed_vault_only(world: LabWorld) -> None:
+    route = PinnedRoute(
+        hostname="kv-se-demo.vault.lab.test",
+        address=PUBLIC_INGRESS,
+        port=world.port,
+        source_address="127.30.0.5",
+        connect_timeout_s=2,
+        read_timeout_s=2,
+    )
+    before = world.keyvault.total_requests
+    with PinnedConnection(route, context=tls_context(world.ca_path)) as connection:
+        other_vault = SecretClient(
+            vault_url=f"https://kv-pl-demo.vault.lab.test:{world.port}",
+            credential=LabCredential(),
+            transport=PinnedTransport(connection),
+            retry_total=0,
+        )
+        with pytest.raises(ServiceRequestError, match="only sends to"):
+            other_vault.get_secret("x")
+    assert world.keyvault.total_requests == before
