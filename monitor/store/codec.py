@@ -87,7 +87,10 @@ def _dumps(value: Any) -> str:
 
 def put_json(properties: Properties, name: str, value: Any) -> None:
     """JSON text when it fits one property, else compressed and split over ``name_z0..``."""
-    text = _dumps(to_jsonable(value))
+    _put_text(properties, name, _dumps(to_jsonable(value)))
+
+
+def _put_text(properties: Properties, name: str, text: str) -> None:
     if utf16_length(text) <= TEXT_LIMIT:
         properties[name] = text
         return
@@ -101,13 +104,19 @@ def put_json(properties: Properties, name: str, value: Any) -> None:
 
 
 def get_json(properties: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    text = _get_text(properties, name)
+    return default if text is None else json.loads(text)
+
+
+def _get_text(properties: Mapping[str, Any], name: str) -> str | None:
+    """The JSON text ``put_json`` stored, decompressed when it was; None when absent."""
     if name in properties and properties[name] is not None:
-        return json.loads(properties[name])
+        return str(properties[name])
     count = properties.get(f"{name}_zn")
     if not count:
-        return default
+        return None
     packed = "".join(properties[f"{name}_z{index}"] for index in range(int(count)))
-    return json.loads(zlib.decompress(base64.b64decode(packed)).decode("utf-8"))
+    return zlib.decompress(base64.b64decode(packed)).decode("utf-8")
 
 
 def _without_none(properties: Properties) -> Properties:
@@ -274,11 +283,13 @@ def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
 
 
 def posture_fingerprint(posture: VaultPosture) -> str:
-    """Equal for equal configurations: decides whether a snapshot is new history."""
+    """Equal for equal configurations: decides whether a snapshot is new history. It is also the
+    JSON text the store keeps, so a stored posture is compared without decoding it."""
     return _dumps(posture_to_json(posture))
 
 
-def snapshot_to_properties(snapshot: PostureSnapshot) -> Properties:
+def snapshot_to_properties(snapshot: PostureSnapshot, *, fingerprint: str | None = None) -> Properties:
+    """``fingerprint``: the posture's, when the caller already has it (it is the stored text)."""
     properties: Properties = {
         "vault_id": snapshot.posture.id,
         "vault_key": snapshot.posture.key,
@@ -286,8 +297,23 @@ def snapshot_to_properties(snapshot: PostureSnapshot) -> Properties:
         "scan_id": snapshot.scan_id,
         "seen_at": iso(snapshot.seen_at),
     }
-    put_json(properties, "posture", posture_to_json(snapshot.posture))
+    text = fingerprint if fingerprint is not None else posture_fingerprint(snapshot.posture)
+    _put_text(properties, "posture", text)
     return properties
+
+
+def stored_posture_matches(properties: Mapping[str, Any], fingerprint: str) -> bool:
+    """Whether stored snapshot properties hold the configuration with this fingerprint.
+
+    Equal stored text is the common case and decodes nothing. Other text is decoded and encoded
+    again before it counts as a change: one written by an older encoding (a field added to
+    ``VaultPosture`` since, with its default) is the same configuration."""
+    text = _get_text(properties, "posture")
+    if text == fingerprint:
+        return True
+    if text is None:
+        return False
+    return posture_fingerprint(posture_from_json(json.loads(text))) == fingerprint
 
 
 def snapshot_from_properties(properties: Mapping[str, Any], etag: str | None) -> PostureSnapshot:

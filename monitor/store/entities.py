@@ -149,17 +149,15 @@ class EntityStore:
         unchanged: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
         for key, snapshot in wanted.items():
             partition = partition_for_vault(key)
-            properties = codec.snapshot_to_properties(snapshot)
+            fingerprint = codec.posture_fingerprint(snapshot.posture)
             current = stored.get(key)
             if current is not None:
-                current_snapshot = codec.snapshot_from_properties(current.properties, current.etag)
-                if current_snapshot.seen_at > snapshot.seen_at:
+                if codec.required_time(current.properties["seen_at"]) > snapshot.seen_at:
                     continue  # a later scan already wrote this vault: never go back in time
-                if codec.posture_fingerprint(current_snapshot.posture) == codec.posture_fingerprint(
-                    snapshot.posture
-                ):
+                if codec.stored_posture_matches(current.properties, fingerprint):
                     unchanged[partition][key] = (_iso(snapshot.seen_at), snapshot.scan_id)
                     continue
+            properties = codec.snapshot_to_properties(snapshot, fingerprint=fingerprint)
             history_row = _history_row(key, snapshot)
             history[partition].append(Operation("upsert", Entity(partition, history_row, properties)))
             changed[partition].append(Operation("upsert", Entity(partition, encode_key(key), properties)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import pytest
 
@@ -16,7 +17,7 @@ from monitor.store.base import (
     PostureSnapshot,
     ScanRun,
 )
-from monitor.store.entities import HISTORY, EntityStore
+from monitor.store.entities import HISTORY, POSTURES, Entity, EntityStore, Operation
 from monitor.store.keys import MAX_KEY_CHARS, partition_for_vault
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import SUB_A, SUB_B, T0, finding, ip_rule, pec, posture, vault_id
@@ -79,6 +80,28 @@ def test_unchanged_posture_only_moves_its_marker_and_changed_one_adds_history(st
     assert (latest.posture, latest.scan_id) == (loosened, "s3")
     history = store.posture_history(first.id)  # any case
     assert [(s.scan_id, s.posture.default_action) for s in history] == [("s1", "Deny"), ("s3", "Allow")]
+
+
+def test_a_posture_stored_in_an_older_encoding_is_not_a_change(store: EntityStore) -> None:
+    vault = posture()
+    store.save_postures([PostureSnapshot(vault, scan_id="s1", seen_at=T0)])
+    # As an earlier kvmon wrote it: keys in another order, no "problems" field (its default: none).
+    [stored] = store.backend.query(POSTURES)
+    older = json.loads(stored.properties["posture"])
+    del older["problems"]
+    text = json.dumps(dict(reversed(older.items())))
+    assert text != stored.properties["posture"]
+    store.backend.submit(
+        POSTURES,
+        [Operation("upsert", Entity(stored.partition, stored.row, {**stored.properties, "posture": text}))],
+    )
+
+    assert store.save_postures([PostureSnapshot(vault, scan_id="s2", seen_at=T0 + HOUR)]) == 1  # marker
+    assert [s.scan_id for s in store.posture_history(vault.id)] == ["s1"]
+    assert (
+        store.save_postures([PostureSnapshot(posture(problems=("x",)), scan_id="s3", seen_at=T0 + 2 * HOUR)])
+        == 2
+    )
 
 
 def test_an_older_snapshot_never_replaces_a_newer_one(store: EntityStore) -> None:
