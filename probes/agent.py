@@ -10,10 +10,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import multiprocessing
+import pickle
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +35,9 @@ log = logging.getLogger(__name__)
 
 MAX_REQUEST_BYTES = 64 * 1024
 MAX_VAULTS_PER_REQUEST = 1000
+# Fewer vaults than this per worker process and starting it (about a second of CPU to import the
+# SDKs) costs more than it saves.
+MIN_VAULTS_PER_PROCESS = 250
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,8 @@ class ProbeOptions:
     connect_timeout_s: float = 5.0
     tls_timeout_s: float = 5.0
     http_timeout_s: float = 10.0
-    concurrency: int = 32
+    concurrency: int = 32  # vaults probed at once in each process
+    processes: int = 1  # worker processes for big runs; 1 = probe in this process only
     scope: ProbeScope = field(default_factory=ProbeScope)
     address_space: AddressSpace = field(default_factory=AddressSpace)
     ca_bundle: str | None = None  # None: the system's trust store
@@ -56,6 +62,8 @@ class ProbeOptions:
             raise ValueError(f"port: {self.port} is not a TCP port (1-65535)")
         if self.concurrency < 1:
             raise ValueError(f"concurrency: must be at least 1, got {self.concurrency}")
+        if self.processes < 1:
+            raise ValueError(f"processes: must be at least 1, got {self.processes}")
         for name in (
             "dns_timeout_s",
             "connect_timeout_s",
@@ -74,6 +82,7 @@ class ProbeOptions:
         values: dict[str, Any] = {
             "port": settings.probe_port,
             "concurrency": settings.probe_concurrency,
+            "processes": settings.probe_processes,
             "scope": ProbeScope(suffixes=suffixes, default_suffix=suffixes[-1]),
             "address_space": settings.address_space,
             "ca_bundle": settings.ca_bundle,
@@ -100,15 +109,37 @@ def probe_vaults(
     options: ProbeOptions,
     credential: TokenCredential,
 ) -> list[ProbeResult]:
-    """Probe ``names`` from this process as ``vantage``, in the order given.
+    """Probe ``names`` from this host as ``vantage``, in the order given.
 
     Every name is checked against the scope first: OutOfScope is raised before any packet is
-    sent. Then at most ``options.concurrency`` vaults are probed at once, sharing one
-    ``Reachability`` so that a dead address costs its timeout once.
+    sent. Then at most ``options.concurrency`` vaults are probed at once per process, sharing one
+    ``Reachability`` so that a dead address costs its timeout once per process. With
+    ``options.processes`` above 1 and enough vaults, the vaults are shared out to that many worker
+    processes: a probe is mostly CPU (TLS, HTTP and DNS parsing), and one Python process uses one
+    core at a time.
     """
     hostnames = [options.scope.hostname_for(name) for name in names]
+    processes = min(options.processes, len(hostnames) // MIN_VAULTS_PER_PROCESS)
+    if processes > 1:
+        return _probe_in_processes(
+            hostnames, processes=processes, vantage=vantage, options=options, credential=credential
+        )
+    return _probe_in_threads(hostnames, vantage=vantage, options=options, credential=credential)
+
+
+def _probe_in_threads(
+    hostnames: Sequence[str],
+    *,
+    vantage: Vantage,
+    options: ProbeOptions,
+    credential: TokenCredential | None,
+) -> list[ProbeResult]:
     if not hostnames:
         return []
+    if credential is None:  # a worker process whose parent uses DefaultAzureCredential
+        from azure.identity import DefaultAzureCredential
+
+        credential = DefaultAzureCredential()
     reachability = Reachability()
     context = tls_context(options.ca_bundle)
     workers = min(options.concurrency, len(hostnames))
@@ -126,6 +157,47 @@ def probe_vaults(
                 hostnames,
             )
         )
+
+
+def _probe_in_processes(
+    hostnames: Sequence[str],
+    *,
+    processes: int,
+    vantage: Vantage,
+    options: ProbeOptions,
+    credential: TokenCredential,
+) -> list[ProbeResult]:
+    """Every ``processes``-th vault to each worker (so slow addresses spread out), results put back
+    in order. Workers are spawned, never forked: the parent may hold locks in other threads."""
+    shares = [list(hostnames[start::processes]) for start in range(processes)]
+    sendable = _credential_for_workers(credential)
+    results: list[ProbeResult | None] = [None] * len(hostnames)
+    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [
+            pool.submit(_probe_in_threads, share, vantage=vantage, options=options, credential=sendable)
+            for share in shares
+        ]
+        for start, future in enumerate(futures):
+            results[start::processes] = future.result()
+    return [result for result in results if result is not None]
+
+
+def _credential_for_workers(credential: TokenCredential) -> TokenCredential | None:
+    """What to send to worker processes: the credential itself (pickled), or None for a
+    DefaultAzureCredential, which holds locks and pipelines: each worker builds its own from the
+    same environment. Any other credential that cannot be pickled is refused, never replaced."""
+    from azure.identity import DefaultAzureCredential
+
+    if isinstance(credential, DefaultAzureCredential):
+        return None
+    try:
+        pickle.dumps(credential)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise ValueError(
+            f"processes: a {type(credential).__name__} cannot be sent to probe worker processes "
+            f"({exc}); use one process (KVMON_PROBE_PROCESSES=1) or DefaultAzureCredential"
+        ) from exc
+    return credential
 
 
 def probe_vault(
