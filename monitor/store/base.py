@@ -6,11 +6,13 @@ Two backends implement it and pass the same contract suite (tests/store/): Azure
 Writes are proportional to change. A vault's latest posture and its findings are written only
 when they change; what advances on every scan is one last-seen marker per subscription
 (``save_postures`` for postures, ``mark_findings_seen`` for findings), from which the store
-derives ``PostureSnapshot.seen_at`` and ``FindingRecord.last_seen``. For an estate of V vaults
-in S subscriptions with F findings, a first scan writes 2V + F + S + 1 entities (latest posture
-and one history entry per vault, the findings, a findings marker per subscription, the scan
-run); a rescan of an unchanged estate writes 2S + 1 (two markers per subscription and the scan
-run). tests/store/test_write_counts.py checks both numbers on both backends.
+derives ``PostureSnapshot.seen_at`` and ``FindingRecord.last_seen``. Posture history is a
+temporal table: the current version of a vault's posture is stored once, and a change moves the
+version it supersedes into history. For an estate of V vaults in S subscriptions with F findings,
+a first scan writes V + F + S + 1 entities (one posture per vault, the findings, a findings marker
+per subscription, the scan run); a rescan of an unchanged estate writes 2S + 1 (two markers per
+subscription and the scan run); a changed posture writes 2 (the superseded version to history,
+the new one). tests/store/test_write_counts.py checks these numbers on both backends.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ class Store(Protocol):
         ...
 
     def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
-        """Every distinct configuration the vault had, oldest first, each with when it was first seen."""
+        """Every distinct configuration the vault had, oldest first, each with when it was first
+        seen: the superseded versions and the current one."""
         ...
 
     # findings ---------------------------------------------------------------------------------

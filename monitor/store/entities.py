@@ -8,10 +8,11 @@ drift apart: the contract suite runs this class over each.
 
 Layout (table: PartitionKey / RowKey):
 
-- ``Postures``: subscription / vault key, the latest snapshot of each vault.
-- ``PostureHistory``: subscription / vault key ``~`` newest-first time + scan id, one entity per
-  distinct configuration: a vault's history is one contiguous, newest-first run of its
-  subscription's partition, and a first scan writes it in batches like the postures.
+- ``Postures``: subscription / vault key, the current version of each vault's posture.
+- ``PostureHistory``: subscription / vault key ``~`` newest-first time + scan id, the versions a
+  change superseded (a temporal table: the current version is only in ``Postures``, so a first
+  scan writes each posture once): a vault's history is one contiguous, newest-first run of its
+  subscription's partition, written in batches like the postures.
 - ``Findings``: subscription / finding id.
 - ``Seen``: ``postures`` or ``findings`` / subscription, the last-seen marker of a subscription's
   vaults (vault key -> time and scan), rewritten once per scan instead of every record.
@@ -139,42 +140,76 @@ class EntityStore:
         return snapshots
 
     def save_postures(self, snapshots: Iterable[PostureSnapshot]) -> int:
-        wanted = {snapshot.posture.key: snapshot for snapshot in snapshots}
-        stored = {
-            entity.properties["vault_key"]: entity for entity in self._read_vault_records(POSTURES, wanted)
-        }
-        written = 0
-        changed: dict[str, list[Operation]] = defaultdict(list)
-        history: dict[str, list[Operation]] = defaultdict(list)
+        """A temporal table, like SQL Server's system-versioned tables: ``Postures`` holds each
+        vault's current version, ``PostureHistory`` the versions it superseded, each written when
+        it is replaced. A new vault or an unchanged one writes no history (a first scan writes each
+        posture once); a change writes the superseded version, then the new one.
+
+        The new version replaces exactly the stored one it superseded (its etag): when another
+        scan changed the vault in between, the vault is read and decided again, so that scan's
+        version is kept in history too."""
+        pending = {snapshot.posture.key: snapshot for snapshot in snapshots}
+        fingerprints = {key: codec.posture_fingerprint(snapshot.posture) for key, snapshot in pending.items()}
         unchanged: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
-        for key, snapshot in wanted.items():
-            partition = partition_for_vault(key)
-            fingerprint = codec.posture_fingerprint(snapshot.posture)
-            current = stored.get(key)
-            if current is not None:
-                if codec.required_time(current.properties["seen_at"]) > snapshot.seen_at:
-                    continue  # a later scan already wrote this vault: never go back in time
-                if codec.stored_posture_matches(current.properties, fingerprint):
-                    unchanged[partition][key] = (_iso(snapshot.seen_at), snapshot.scan_id)
-                    continue
-            properties = codec.snapshot_to_properties(snapshot, fingerprint=fingerprint)
-            history_row = _history_row(key, snapshot)
-            history[partition].append(Operation("upsert", Entity(partition, history_row, properties)))
-            changed[partition].append(Operation("upsert", Entity(partition, encode_key(key), properties)))
-        # History first: a failure in between leaves a history entry whose latest posture is
-        # written again by the next scan, never a latest posture without its history.
-        for table, by_partition in ((HISTORY, history), (POSTURES, changed)):
-            for operations in by_partition.values():
+        written = 0
+        for _ in range(_MARKER_ATTEMPTS):
+            stored = {
+                entity.properties["vault_key"]: entity
+                for entity in self._read_vault_records(POSTURES, pending)
+            }
+            superseded: dict[str, list[Operation]] = defaultdict(list)
+            latest: dict[str, list[tuple[str, Operation]]] = defaultdict(list)
+            for key, snapshot in pending.items():
+                partition = partition_for_vault(key)
+                current = stored.get(key)
+                if current is not None:
+                    if codec.required_time(current.properties["seen_at"]) > snapshot.seen_at:
+                        continue  # a later scan already wrote this vault: never go back in time
+                    if codec.stored_posture_matches(current.properties, fingerprints[key]):
+                        unchanged[partition][key] = (_iso(snapshot.seen_at), snapshot.scan_id)
+                        continue
+                    row = _history_row(key, current.properties)
+                    superseded[partition].append(
+                        Operation("upsert", Entity(partition, row, current.properties))
+                    )
+                properties = codec.snapshot_to_properties(snapshot, fingerprint=fingerprints[key])
+                entity = Entity(partition, encode_key(key), properties, current.etag if current else None)
+                latest[partition].append((key, Operation("create" if current is None else "replace", entity)))
+            # Superseded versions first: a failure in between leaves a version both in history and
+            # still current (posture_history shows it once; the next scan writes it again, the
+            # same row), never a replaced version missing from history.
+            for operations in superseded.values():
                 for batch in _batches(operations):
-                    written += self._submit(table, batch)
+                    written += self._submit(HISTORY, batch)
+            conflicts: set[str] = set()
+            for items in latest.values():
+                for batch in _batches(items):
+                    written += self._submit_each_on_conflict(POSTURES, batch, conflicts)
+            if not conflicts:
+                break
+            pending = {key: pending[key] for key in conflicts}
+        else:
+            raise StoreUnavailable(f"{len(pending)} vault posture(s) kept changing under this scan")
         for partition, entries in unchanged.items():
             written += self._advance_marker("postures", partition, entries)
         return written
 
     def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
+        """The superseded versions and the current one. A version can be in both: stores written
+        before history held only superseded versions kept the current one there too, and a scan
+        can stop between the two writes of a change. It is the same row key: shown once."""
         key = vault_key.lower()
-        entities = self._query(HISTORY, partition=partition_for_vault(key), equals={"vault_key": key})
-        snapshots = [codec.snapshot_from_properties(entity.properties, entity.etag) for entity in entities]
+        partition = partition_for_vault(key)
+        versions = {
+            entity.row: entity
+            for entity in self._query(HISTORY, partition=partition, equals={"vault_key": key})
+        }
+        current = self.backend.get(POSTURES, partition, encode_key(key))
+        if current is not None:
+            versions.setdefault(_history_row(key, current.properties), current)
+        snapshots = [
+            codec.snapshot_from_properties(entity.properties, entity.etag) for entity in versions.values()
+        ]
         return sorted(snapshots, key=lambda snapshot: snapshot.seen_at)
 
     # -- findings ---------------------------------------------------------------------------------
@@ -217,15 +252,7 @@ class EntityStore:
         conflicts: set[str] = set()
         for items in by_partition.values():
             for batch in _batches(items):
-                try:
-                    written += self._submit(FINDINGS, [operation for _, operation in batch])
-                except EntityConflict:
-                    # Find which ones conflicted; the others are still this scan's to write.
-                    for record_id, operation in batch:
-                        try:
-                            written += self._submit(FINDINGS, [operation])
-                        except EntityConflict:
-                            conflicts.add(record_id)
+                written += self._submit_each_on_conflict(FINDINGS, batch, conflicts)
         if conflicts:
             raise ConcurrentUpdate(conflicting_ids=conflicts)
         return written
@@ -345,6 +372,22 @@ class EntityStore:
         self.backend.submit(table, operations)
         return len(operations)
 
+    def _submit_each_on_conflict(
+        self, table: str, batch: Sequence[tuple[str, Operation]], conflicts: set[str]
+    ) -> int:
+        """One transaction; when it conflicts, each operation alone, to find which ones did (their
+        names go to ``conflicts``): the others are still this scan's to write."""
+        try:
+            return self._submit(table, [operation for _, operation in batch])
+        except EntityConflict:
+            written = 0
+            for name, operation in batch:
+                try:
+                    written += self._submit(table, [operation])
+                except EntityConflict:
+                    conflicts.add(name)
+            return written
+
     def _iterate(
         self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
     ) -> Iterator[Entity]:
@@ -400,7 +443,7 @@ class EntityStore:
                 kind, partition, codec.marker_to_properties(merged), current.etag if current else None
             )
             try:
-                self.backend.submit(SEEN, [Operation("create" if current is None else "replace", entity)])
+                self.backend.submit(SEEN, [Operation("upsert", entity)])
                 return 1
             except EntityConflict:
                 continue
@@ -440,13 +483,15 @@ def _fitting_report(document: Mapping[str, Any]) -> dict[str, Any]:
             kept = kept[: len(kept) // 2]
 
 
-def _history_row(vault_key: str, snapshot: PostureSnapshot) -> str:
+def _history_row(vault_key: str, version: Mapping[str, Any]) -> str:
+    """The history row of a stored version (snapshot properties): from when it was first seen and
+    by which scan, so the same version always has the same row."""
     # "~" never occurs in an encoded key before its time (a hashed key's mark is followed by
     # hex, not the time's digits), so one vault's rows cannot interleave with another's. Each
     # part has a fixed share of the 1 KiB, so a vault's prefix is the same in every row.
     vault = encode_key(vault_key, max_chars=_HISTORY_VAULT_CHARS)
-    moment = newest_first(snapshot.seen_at)
-    scan = encode_key(snapshot.scan_id, max_chars=MAX_KEY_CHARS - _HISTORY_VAULT_CHARS - len(moment) - 2)
+    moment = newest_first(codec.required_time(version["seen_at"]))
+    scan = encode_key(version["scan_id"], max_chars=MAX_KEY_CHARS - _HISTORY_VAULT_CHARS - len(moment) - 2)
     return f"{vault}~{moment}_{scan}"
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,3 +130,34 @@ class CountingBackend:
 
     def total(self) -> int:
         return sum(self.written.values())
+
+
+@dataclass
+class InterruptingBackend:
+    """Passes everything to the real backend, but runs ``before`` once, just before the first
+    write to ``table``: another scan's write, or a failure (``before`` raising) between two writes."""
+
+    inner: EntityBackend
+    table: str
+    before: Callable[[], None]
+    done: bool = False
+
+    def get(self, table: str, partition: str, row: str) -> Entity | None:
+        return self.inner.get(table, partition, row)
+
+    def query(
+        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
+    ) -> Iterator[Entity]:
+        return self.inner.query(table, partition=partition, equals=equals)
+
+    def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
+        if table == self.table and not self.done:
+            self.done = True
+            self.before()
+        return self.inner.submit(table, operations)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -16,11 +16,22 @@ from monitor.store.base import (
     OutboxMessage,
     PostureSnapshot,
     ScanRun,
+    StoreUnavailable,
 )
-from monitor.store.entities import HISTORY, POSTURES, Entity, EntityStore, Operation
+from monitor.store.entities import HISTORY, POSTURES, Entity, EntityStore, Operation, _history_row
 from monitor.store.keys import MAX_KEY_CHARS, partition_for_vault
 from tests.store.conftest import StoreFactory
-from tests.store.helpers import SUB_A, SUB_B, T0, finding, ip_rule, pec, posture, vault_id
+from tests.store.helpers import (
+    SUB_A,
+    SUB_B,
+    T0,
+    InterruptingBackend,
+    finding,
+    ip_rule,
+    pec,
+    posture,
+    vault_id,
+)
 
 HOUR = dt.timedelta(hours=1)
 
@@ -51,7 +62,7 @@ def test_posture_round_trips_exactly(store: EntityStore) -> None:
 def test_a_vault_whose_key_needs_more_than_512_characters_round_trips(store: EntityStore) -> None:
     group = "rg-" + "\u00e9" * 87  # 90 characters; each "\u00e9" is 6 in a key ("!C3!A9")
     vault = posture(id=vault_id("kv-long", resource_group=group))
-    assert store.save_postures([PostureSnapshot(vault, scan_id="s1", seen_at=T0)]) == 2
+    assert store.save_postures([PostureSnapshot(vault, scan_id="s1", seen_at=T0)]) == 1
 
     assert store.load_postures(vault_keys=[vault.id])[vault.key].posture == vault
     assert [s.scan_id for s in store.posture_history(vault.id)] == ["s1"]
@@ -67,15 +78,18 @@ def test_load_postures_by_key_is_case_insensitive_and_skips_unknown(store: Entit
 
 def test_unchanged_posture_only_moves_its_marker_and_changed_one_adds_history(store: EntityStore) -> None:
     first = posture()
-    assert store.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)]) == 2  # latest + history
+    assert store.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)]) == 1  # current only
 
     assert store.save_postures([PostureSnapshot(first, scan_id="s2", seen_at=T0 + HOUR)]) == 1  # marker
     again = store.load_postures()[first.key]
     assert (again.scan_id, again.seen_at) == ("s2", T0 + HOUR)
     assert len(store.posture_history(first.key)) == 1
 
+    [current] = store.backend.query(POSTURES)
     loosened = dataclasses.replace(first, default_action="Allow")
     assert store.save_postures([PostureSnapshot(loosened, scan_id="s3", seen_at=T0 + 2 * HOUR)]) == 2
+    [superseded] = store.backend.query(HISTORY)  # the version it replaced, exactly as it was stored
+    assert superseded.properties == current.properties
     latest = store.load_postures()[first.key]
     assert (latest.posture, latest.scan_id) == (loosened, "s3")
     history = store.posture_history(first.id)  # any case
@@ -337,13 +351,80 @@ def test_history_is_per_vault_inside_the_subscription_partition_newest_first(sto
         assert seen == sorted(seen, reverse=True)
 
 
+def test_history_written_before_it_held_only_superseded_versions_reads_without_duplicates(
+    store: EntityStore,
+) -> None:
+    first = posture()
+    store.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)])
+    # Such a store kept the current version in history too, in the row it still gets.
+    [current] = store.backend.query(POSTURES)
+    store.backend.submit(
+        HISTORY,
+        [
+            Operation(
+                "upsert",
+                Entity(current.partition, _history_row(first.key, current.properties), current.properties),
+            )
+        ],
+    )
+
+    assert [s.scan_id for s in store.posture_history(first.id)] == ["s1"]
+    loosened = dataclasses.replace(first, default_action="Allow")
+    store.save_postures([PostureSnapshot(loosened, scan_id="s2", seen_at=T0 + HOUR)])
+    assert [s.scan_id for s in store.posture_history(first.id)] == ["s1", "s2"]
+    assert len(list(store.backend.query(HISTORY))) == 1
+
+
+def test_a_scan_stopped_between_the_two_writes_of_a_change_loses_no_version(store: EntityStore) -> None:
+    first = posture()
+    store.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)])
+    real = store.backend
+
+    def fail() -> None:
+        raise StoreUnavailable("the store went away after the history write")
+
+    store.backend = InterruptingBackend(real, POSTURES, fail)
+    loosened = dataclasses.replace(first, default_action="Allow")
+    with pytest.raises(StoreUnavailable):
+        store.save_postures([PostureSnapshot(loosened, scan_id="s2", seen_at=T0 + HOUR)])
+    assert len(list(real.query(HISTORY))) == 1  # the superseded version is in history, and current
+    assert [s.scan_id for s in store.posture_history(first.id)] == ["s1"]
+
+    store.backend = real
+    store.save_postures([PostureSnapshot(loosened, scan_id="s3", seen_at=T0 + 2 * HOUR)])
+    assert [(s.scan_id, s.posture.default_action) for s in store.posture_history(first.id)] == [
+        ("s1", "Deny"),
+        ("s3", "Allow"),
+    ]
+    assert len(list(real.query(HISTORY))) == 1
+
+
+def test_a_change_another_scan_made_meanwhile_stays_in_history(make_store: StoreFactory) -> None:
+    ours, theirs = make_store(), make_store()
+    first = posture()
+    ours.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)])
+    loosened = dataclasses.replace(first, default_action="Allow")
+    locked = dataclasses.replace(first, public_network_access="Disabled")
+
+    # Between our read and our write, another scan replaces the version we read.
+    def other_scan() -> None:
+        theirs.save_postures([PostureSnapshot(loosened, scan_id="s2", seen_at=T0 + HOUR)])
+
+    ours.backend = InterruptingBackend(ours.backend, HISTORY, other_scan)
+    ours.save_postures([PostureSnapshot(locked, scan_id="s3", seen_at=T0 + 2 * HOUR)])
+
+    history = theirs.posture_history(first.id)
+    assert [(s.scan_id, s.posture) for s in history] == [("s1", first), ("s2", loosened), ("s3", locked)]
+    assert theirs.load_postures()[first.key].posture == locked
+
+
 def test_history_rows_of_a_long_vault_key_and_a_long_scan_id_fit(store: EntityStore) -> None:
     group = "rg-" + "\u00e9" * 87  # 90 characters; each "\u00e9" is 6 in a key ("!C3!A9")
     vault = posture(id=vault_id("kv-long", resource_group=group))
-    store.save_postures([PostureSnapshot(vault, scan_id="s" * 300, seen_at=T0)])
-    loosened = dataclasses.replace(vault, default_action="Allow")
-    store.save_postures([PostureSnapshot(loosened, scan_id="t" * 300, seen_at=T0 + HOUR)])
+    for hour, (scan, action) in enumerate((("s", "Deny"), ("t", "Allow"), ("u", "Deny"))):
+        changed = dataclasses.replace(vault, default_action=action)
+        store.save_postures([PostureSnapshot(changed, scan_id=scan * 300, seen_at=T0 + hour * HOUR)])
 
     rows = list(store.backend.query(HISTORY, partition=partition_for_vault(vault.key)))
     assert len(rows) == 2 and all(len(row.row) <= MAX_KEY_CHARS for row in rows)
-    assert [s.scan_id for s in store.posture_history(vault.id)] == ["s" * 300, "t" * 300]
+    assert [s.scan_id for s in store.posture_history(vault.id)] == ["s" * 300, "t" * 300, "u" * 300]

@@ -1,7 +1,8 @@
 """Writes are proportional to change: what a first scan and an unchanged rescan write (both backends).
 
-V vaults in S subscriptions with F findings: a first scan writes 2V + F + S + 1 entities, an
-unchanged rescan 2S + 1. Here V=30, S=3, F=60: 124 against 7.
+V vaults in S subscriptions with F findings: a first scan writes V + F + S + 1 entities (each
+posture once: history holds only superseded versions), an unchanged rescan 2S + 1. Here V=30, S=3,
+F=60: 94 against 7.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ def test_unchanged_rescan_writes_markers_and_the_scan_record_only(make_store: St
     first = persist_scan(store, "scan-1", T0, postures, findings)
     first_writes = dict(counter.written)
     assert len(first) == 60 and {c.kind for c in first} == {ChangeKind.OPENED}
-    assert first_writes == {POSTURES: 30, HISTORY: 30, FINDINGS: 60, SEEN: 3, SCANS: 1}
-    # Batched per subscription: history like the postures, one request per subscription.
-    assert counter.requests[HISTORY] == counter.requests[POSTURES] == 3
+    assert first_writes == {POSTURES: 30, FINDINGS: 60, SEEN: 3, SCANS: 1}
+    # Batched per subscription: one request per subscription.
+    assert counter.requests[POSTURES] == counter.requests[FINDINGS] == 3
 
     counter.written.clear()
     later = T0 + dt.timedelta(minutes=15)
