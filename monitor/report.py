@@ -76,6 +76,11 @@ def build_report_document(
     changes = _by_vault(report.changes, key=lambda c: c.finding.vault_id)
     evidence = _by_vault(report.evidence, key=lambda e: e.vault_id)
     incomplete = {key.lower() for key in report.incomplete_vaults}
+    # Grouped once: a scan whose vantage point is down has an error per vault, and matching every
+    # vault against every error would be quadratic.
+    error_positions: dict[str, list[int]] = {}
+    for index, error in enumerate(report.errors):
+        error_positions.setdefault(error.scope.lower(), []).append(index)
 
     vaults = [
         _vault_entry(
@@ -86,7 +91,7 @@ def build_report_document(
             findings=findings.get(posture.key, []),
             changes=changes.get(posture.key, []),
             evidence=evidence.get(posture.key, []),
-            errors=[e for e in report.errors if e.scope.lower() in (posture.key, posture.name.lower())],
+            errors=_vault_errors(report.errors, error_positions, posture),
             marked_incomplete=posture.key in incomplete,
         )
         for posture in report.postures
@@ -172,6 +177,15 @@ def _by_vault(items: Iterable[T], *, key: Callable[[T], str]) -> dict[str, list[
     for item in items:
         grouped.setdefault(key(item).lower(), []).append(item)
     return grouped
+
+
+def _vault_errors(
+    errors: Sequence[ScanError], positions: Mapping[str, list[int]], posture: VaultPosture
+) -> list[ScanError]:
+    """The errors scoped to the vault's key or name, in the order the scan recorded them."""
+    scopes = dict.fromkeys((posture.key, posture.name.lower()))
+    found = sorted(index for scope in scopes for index in positions.get(scope, ()))
+    return [errors[index] for index in found]
 
 
 def _vault_entry(

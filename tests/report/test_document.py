@@ -17,6 +17,7 @@ from monitor.model import (
     Finding,
     FindingChange,
     ProbeResult,
+    ScanError,
     ScanReport,
     Severity,
     Verdict,
@@ -238,6 +239,25 @@ def test_notification_errors_do_not_make_evidence_incomplete() -> None:
     report.errors = [dataclasses.replace(report.errors[0], source="notify", scope="teams")]
 
     assert _document(report)["evidence_complete"] is True
+
+
+def test_errors_land_with_the_vault_they_name_in_recorded_order() -> None:
+    report = walkthrough_report(fixed=True)
+    (posture,) = [p for p in report.postures if p.name == "kv-se-demo"]
+    report.errors = [
+        ScanError("probe", posture.name.upper(), "first, by name"),
+        ScanError("arm", "kv-pl-demo", "another vault's"),
+        ScanError("arm", posture.id.upper(), "second, by resource id"),
+        ScanError("logs", posture.name, "third, by name again"),
+    ]
+
+    notes = _vault(_document(report), "kv-se-demo")["evidence"]["notes"]
+
+    assert notes == [
+        "probe error: first, by name",
+        "arm error: second, by resource id",
+        "logs error: third, by name again",
+    ]
 
 
 def test_log_highlights() -> None:
