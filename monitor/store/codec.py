@@ -48,7 +48,8 @@ class RecordTooLarge(ValueError):
 
 
 def utf16_length(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
+    # ASCII text (nearly everything kvmon stores) is one unit a character: no need to encode it.
+    return len(text) if text.isascii() else len(text.encode("utf-16-le")) // 2
 
 
 def fit_text(text: str, limit: int = TEXT_LIMIT) -> str:
@@ -63,6 +64,8 @@ def fit_text(text: str, limit: int = TEXT_LIMIT) -> str:
 def iso(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
+    if moment.tzinfo is dt.UTC:  # what kvmon passes: nothing to convert
+        return moment.isoformat()
     if moment.tzinfo is None:  # kvmon passes aware UTC times; a naive one is taken as UTC
         moment = moment.replace(tzinfo=dt.UTC)
     return moment.astimezone(dt.UTC).isoformat()
@@ -133,10 +136,23 @@ def trim_evidence(evidence: Mapping[str, Any], *, limit: int = EVIDENCE_LIMIT) -
     The longest strings are cut first (to the largest length that fits), then long lists; the
     result carries ``_trimmed`` with the original size so a reader knows it is not whole.
     """
+    return _trimmed_evidence(evidence, limit=limit)[0]
+
+
+def _trimmed_evidence(
+    evidence: Mapping[str, Any], *, limit: int = EVIDENCE_LIMIT
+) -> tuple[dict[str, Any], str]:
+    """``trim_evidence`` and its JSON text (encoded once: it is also what decides the size)."""
     data = to_jsonable(dict(evidence))
-    size = utf16_length(_dumps(data))
+    text = _dumps(data)
+    size = utf16_length(text)
     if size <= limit:
-        return data
+        return data, text
+    trimmed = _trim(data, size=size, limit=limit)
+    return trimmed, _dumps(trimmed)
+
+
+def _trim(data: dict[str, Any], *, size: int, limit: int) -> dict[str, Any]:
     marker = {
         TRIMMED_MARKER: {"original_size": size, "note": "evidence over the storage limit was shortened"}
     }
@@ -329,20 +345,21 @@ def snapshot_from_properties(properties: Mapping[str, Any], etag: str | None) ->
 
 
 def finding_to_properties(record: FindingRecord) -> Properties:
-    finding = storable_finding(record.finding)
+    # What storable_finding makes of the finding, with the evidence's JSON text encoded once.
+    finding = record.finding
     suppression = finding.suppression
     properties: Properties = {
         "finding_id": record.id,
         "rule_id": finding.rule_id,
         "severity": finding.severity.value,
-        "title": finding.title,
+        "title": fit_text(finding.title),
         "vault_id": finding.vault_id,
         "vault_key": finding.vault_id.lower(),
         "vault_name": finding.vault_name,
         "subject": finding.subject,
-        "summary": finding.summary,
-        "remediation": finding.remediation,
-        "evidence": _dumps(finding.evidence),
+        "summary": fit_text(finding.summary),
+        "remediation": fit_text(finding.remediation),
+        "evidence": _trimmed_evidence(finding.evidence)[1],
         "suppression": _dumps(to_jsonable(suppression)) if suppression is not None else None,
         "status": record.status.value,
         "first_seen": iso(record.first_seen),

@@ -259,8 +259,10 @@ class EntityStore:
 
     def mark_findings_seen(self, vault_keys: Iterable[str], *, seen_at: dt.datetime, scan_id: str) -> int:
         by_partition: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
+        seen = (_iso(seen_at), scan_id)
         for key in vault_keys:
-            by_partition[partition_for_vault(key.lower())][key.lower()] = (_iso(seen_at), scan_id)
+            lowered = key.lower()
+            by_partition[partition_for_vault(lowered)][lowered] = seen
         return sum(
             self._advance_marker("findings", partition, entries)
             for partition, entries in by_partition.items()
