@@ -29,6 +29,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -86,12 +87,76 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def kvmon_scan(lab: LabProcess, *, concurrency: int) -> dict[str, Any]:
+class WorkerMemory:
+    """Peak RSS of the probe worker processes a scan starts: children of this process that were
+    not there when the scan began (the lab process was), sampled from ``/proc`` every 100 ms.
+    ``VmHWM`` is the kernel's own high-water mark of each process, so a sample misses only what a
+    worker grew in its last 100 ms."""
+
+    def __init__(self) -> None:
+        self._before = set(_children())
+        self._peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-memory", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            for pid in set(_children()) - self._before:
+                high_water = _vm_hwm_mb(pid)
+                if high_water is not None:
+                    self._peaks[pid] = max(self._peaks.get(pid, 0.0), high_water)
+
+    def finish(self) -> list[float]:
+        """Each worker's peak RSS in MB."""
+        self._stop.set()
+        self._thread.join()
+        return sorted(self._peaks.values(), reverse=True)
+
+
+def _children() -> list[int]:
+    me = str(os.getpid())
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    fields = stat.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:  # the parent's pid follows the state
+                pids.append(int(entry))
+    return pids
+
+
+def _vm_hwm_mb(pid: int) -> float | None:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def kvmon_cpu_s() -> float:
+    """CPU seconds of this process and of its ended children (the probe workers)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+def kvmon_scan(lab: LabProcess, *, concurrency: int, processes: int) -> dict[str, Any]:
     """One scan as the CLI runs it, timed from building the adapters to the last notification."""
-    environ = {**lab.environ, "KVMON_PROBE_CONCURRENCY": str(concurrency)}
+    environ = {
+        **lab.environ,
+        "KVMON_PROBE_CONCURRENCY": str(concurrency),
+        "KVMON_PROBE_PROCESSES": str(processes),
+    }
     settings = Settings.from_environ(environ)
     before, lab_cpu = lab.counts(), lab.usage()["cpu_s"]
-    cpu, started = time.process_time(), time.perf_counter()
+    workers = WorkerMemory()
+    cpu, started = kvmon_cpu_s(), time.perf_counter()
     runtime = build_runtime(settings, environ=environ, credential=LabCredential())
     store = runtime.store
     counting = CountingBackend(store.backend)  # type: ignore[union-attr]
@@ -99,7 +164,8 @@ def kvmon_scan(lab: LabProcess, *, concurrency: int) -> dict[str, Any]:
     clock = StageClock()
     outcome = run_scan(ScanRequest(subscriptions=settings.subscriptions), runtime, progress=clock)
     wall = time.perf_counter() - started
-    cpu = time.process_time() - cpu
+    cpu = kvmon_cpu_s() - cpu
+    worker_peaks = workers.finish()
     store.close()  # type: ignore[union-attr]
     requests = difference(lab.counts(), before)
     requests["table_storage"] = (
@@ -124,16 +190,17 @@ def kvmon_scan(lab: LabProcess, *, concurrency: int) -> dict[str, Any]:
         "requests": requests,
         "store": counting.counts.as_dict(),
         "peak_rss_mb_so_far": round(peak_rss_mb(), 1),
+        "probe_workers_peak_rss_mb": [round(peak, 1) for peak in worker_peaks],
     }
 
 
 def measure_kvmon(
-    vaults: int, subscriptions: int, *, latency_s: float, concurrency: int, seed: int
+    vaults: int, subscriptions: int, *, latency_s: float, concurrency: int, processes: int, seed: int
 ) -> dict[str, Any]:
     spec = EstateSpec(vaults=vaults, subscriptions=subscriptions, seed=seed)
     with LabProcess(spec, latency_s=latency_s) as lab:
-        first = kvmon_scan(lab, concurrency=concurrency)
-        second = kvmon_scan(lab, concurrency=concurrency)
+        first = kvmon_scan(lab, concurrency=concurrency, processes=processes)
+        second = kvmon_scan(lab, concurrency=concurrency, processes=processes)
         lab_usage = lab.usage()
     return {
         "vaults": vaults,
@@ -209,7 +276,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         progress(f"kvmon: {size} vaults over {subscriptions} subscription(s), two scans")
         growth.append(
             measure_kvmon(
-                size, subscriptions, latency_s=latency_s, concurrency=args.concurrency, seed=args.seed
+                size,
+                subscriptions,
+                latency_s=latency_s,
+                concurrency=args.concurrency,
+                processes=args.probe_processes,
+                seed=args.seed,
             )
         )
     main = growth[-1]
@@ -222,11 +294,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": machine(),
         "latency_ms": args.latency_ms,
         "probe_concurrency": args.concurrency,
+        "probe_processes": args.probe_processes,
         "vaults": main["vaults"],
         "subscriptions": main["subscriptions"],
         "wall_s": main["first"]["wall_s"],
         "wall_s_second_scan": main["second"]["wall_s"],
         "peak_rss_mb": round(peak_rss_mb(), 1),
+        # kvmon's process and its probe workers together, as if every peak fell at the same moment
+        "peak_rss_mb_with_probe_workers": round(
+            peak_rss_mb() + max(sum(main[scan]["probe_workers_peak_rss_mb"]) for scan in ("first", "second")),
+            1,
+        ),
         "speedup": round(naive_per_vault / kvmon_per_vault, 2) if kvmon_per_vault else None,
         "kvmon_ms_per_vault": round(kvmon_per_vault * 1000, 2),
         "naive_ms_per_vault": round(naive_per_vault * 1000, 2),
@@ -269,8 +347,8 @@ def print_table(result: dict[str, Any]) -> None:
         "DNS",
         "KV",
     ]
-    heads += ["tables", "written", "rss MB"]
-    widths = [7, 5, 14, 6, 7, 9, 7, 5, 4, 5, 6, 6, 7, 8, 7]
+    heads += ["tables", "written", "rss MB", "workers MB"]
+    widths = [7, 5, 14, 6, 7, 9, 7, 5, 4, 5, 6, 6, 7, 8, 7, 11]
     print(row(heads, widths))
     for size in result["growth"]:
         for scan in ("first", "second"):
@@ -294,6 +372,7 @@ def print_table(result: dict[str, Any]) -> None:
                         requests["table_storage"],
                         measured["store"]["entities_written"],
                         measured["peak_rss_mb_so_far"],
+                        "+".join(str(peak) for peak in measured["probe_workers_peak_rss_mb"]) or "-",
                     ],
                     widths,
                 )
@@ -318,6 +397,7 @@ def print_table(result: dict[str, Any]) -> None:
                 requests["table_storage"],
                 naive["store"]["entities_written"],
                 "",
+                "",
             ],
             widths,
         )
@@ -330,7 +410,8 @@ def print_table(result: dict[str, Any]) -> None:
     print()
     print(
         f"speed-up {result['speedup']}x (naive {result['naive_ms_per_vault']} ms/vault, "
-        f"kvmon {result['kvmon_ms_per_vault']} ms/vault); peak RSS {result['peak_rss_mb']} MB; "
+        f"kvmon {result['kvmon_ms_per_vault']} ms/vault); peak RSS {result['peak_rss_mb']} MB "
+        f"({result['peak_rss_mb_with_probe_workers']} MB with the probe workers); "
         f"entities written first/second scan {result['entities_written']['first_scan']}/"
         f"{result['entities_written']['second_scan']}"
     )
@@ -344,11 +425,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--subscriptions", type=int, default=100, help="subscriptions of the largest estate")
     parser.add_argument("--naive-vaults", type=int, default=200, help="vaults the naive way scans")
     parser.add_argument("--latency-ms", type=float, default=50.0, help="latency of each ARM/RG/logs request")
-    parser.add_argument("--concurrency", type=int, default=32, help="vaults kvmon probes at once")
+    parser.add_argument("--concurrency", type=int, default=32, help="vaults kvmon probes at once per process")
+    parser.add_argument(
+        "--probe-processes",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="KVMON_PROBE_PROCESSES for kvmon's scans (default: the CPUs this process may use)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the estate's mix")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    for name in ("vaults", "subscriptions", "naive_vaults", "concurrency"):
+    for name in ("vaults", "subscriptions", "naive_vaults", "concurrency", "probe_processes"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.subscriptions > args.vaults or args.latency_ms < 0:
