@@ -10,6 +10,7 @@ limits: when the changes do not fit, the least severe are left out and the messa
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -63,6 +64,12 @@ class ScanDigest:
     changes: tuple[FindingChange, ...] = ()
     open_by_severity: Mapping[Severity, int] = field(default_factory=dict)
     sample: bool = False  # a wiring check from ``kvmon notify-test``, not a real scan
+
+    @functools.cached_property
+    def lines(self) -> tuple[ChangeLine, ...]:
+        """Every change as the formats show it, in the order of ``changes``: worked out once for
+        all channels (a first scan of a large estate has a change per finding)."""
+        return tuple(_line(change) for change in self.changes)
 
 
 @dataclass(frozen=True)
@@ -119,7 +126,7 @@ def message_id(scan_id: str, channel_name: str) -> str:
 
 def select(channel: ChannelConfig, digest: ScanDigest) -> Notification | None:
     """The changes ``channel`` is told about, or None when there are none."""
-    lines = [_line(change) for change in digest.changes if channel.wants(change)]
+    lines = [line for change, line in zip(digest.changes, digest.lines, strict=True) if channel.wants(change)]
     if not lines:
         return None
     worst: dict[str, int] = {}
