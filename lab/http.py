@@ -8,7 +8,9 @@ use them): a status with headers and body, a connection reset, or a stall.
 from __future__ import annotations
 
 import contextlib
+import email.parser
 import json
+import queue
 import re
 import socket
 import ssl
@@ -17,7 +19,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from http.client import HTTPException, HTTPMessage, LineTooLong
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -114,7 +118,7 @@ class LabServer:
         self._routes: list[_Route] = []
         self._faults: list[tuple[re.Pattern[str], Fault]] = []
         self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._httpd: _PooledHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
     # -- configuration -------------------------------------------------------------------------
@@ -148,35 +152,23 @@ class LabServer:
         server = self
         context = lab_pki().server_context(*self._certificate_hosts) if self.tls else None
 
-        class _Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet
-                return
-
+        class _Handler(_ConnectionHandler):
             def _serve(self) -> None:
                 server._dispatch(self)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = _serve
 
-        class _Server(ThreadingHTTPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-            request_queue_size = 128
-
+        class _Server(_PooledHTTPServer):
             def get_request(self) -> tuple[socket.socket, Any]:
                 sock, addr = self.socket.accept()
-                # Headers and body go out in separate writes: without NODELAY each answer waits
-                # for the client's delayed ACK (about 40 ms).
+                # What the standard library writes in pieces (100 Continue, errors for malformed
+                # requests) would otherwise wait for the client's delayed ACK (about 40 ms).
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 if context is not None:
                     sock = context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
                 return sock, addr
 
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                return  # resets and failed handshakes are part of the lab's life
-
-        self._httpd = _Server((self.host, self.port), _Handler)
+        self._httpd = _Server((self.host, self.port), _Handler, name=self.name)
         self.port = self._httpd.server_address[1]
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name=f"lab-{self.name}", daemon=True
@@ -209,14 +201,7 @@ class LabServer:
                     return fault
         return None
 
-    def _dispatch(self, h: BaseHTTPRequestHandler) -> None:
-        sock = h.connection
-        if isinstance(sock, ssl.SSLSocket):
-            try:
-                sock.do_handshake()
-            except (ssl.SSLError, OSError):
-                h.close_connection = True
-                return
+    def _dispatch(self, h: _ConnectionHandler) -> None:
         parts = urlsplit(h.path)
         length = int(h.headers.get("Content-Length") or 0)
         body = h.rfile.read(length) if length else b""
@@ -227,7 +212,7 @@ class LabServer:
             headers=dict(h.headers.items()),
             body=body,
             client_address=h.client_address[0],
-            local_address=sock.getsockname()[0],
+            local_address=h.local_address,
         )
         if self.latency_s:
             time.sleep(self.latency_s)
@@ -235,15 +220,9 @@ class LabServer:
         if response is None:
             return
         payload, headers = response.encoded()
-        h.send_response(response.status)
-        for key, value in headers.items():
-            h.send_header(key, value)
-        h.send_header("Content-Length", str(len(payload)))
-        h.end_headers()
-        if h.command != "HEAD":
-            h.wfile.write(payload)
+        h.send_whole_response(response.status, headers, payload)
 
-    def _answer(self, request: Request, h: BaseHTTPRequestHandler) -> Response | None:
+    def _answer(self, request: Request, h: _ConnectionHandler) -> Response | None:
         route = next(
             (
                 r
@@ -273,6 +252,222 @@ class LabServer:
             return route.handler(request)
         except Exception as exc:  # a bug in the lab should look like a server error, loudly
             return Response(500, {"error": {"code": "LabError", "message": f"{type(exc).__name__}: {exc}"}})
+
+
+class _ConnectionHandler(BaseHTTPRequestHandler):
+    """One connection: HTTP/1.1 keep-alive, quiet, with the costs per request kept low.
+
+    What a client sees is what ``BaseHTTPRequestHandler`` sends; three things cost less: the TLS
+    handshake is done once per connection before the first read, the request's headers are
+    parsed without the ``email`` package when they are plain ``Name: value`` lines (anything
+    else goes to the same parser ``http.client.parse_headers`` uses), and an answer leaves in
+    one write (status line, headers and body: one TLS record, one system call).
+    """
+
+    protocol_version = "HTTP/1.1"
+    raw_requestline: bytes  # set by handle_one_request
+    local_address = ""
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        return
+
+    def handle(self) -> None:
+        sock = self.connection
+        if isinstance(sock, ssl.SSLSocket):
+            try:
+                sock.do_handshake()
+            except (ssl.SSLError, OSError):
+                return  # failed handshakes are part of the lab's life
+        try:
+            self.local_address = sock.getsockname()[0]
+        except OSError:
+            return
+        super().handle()
+
+    def parse_request(self) -> bool:
+        """``BaseHTTPRequestHandler.parse_request``, the same checks and errors, in that order."""
+        self.command = None  # type: ignore[assignment]  # set in case of error on the first line
+        self.request_version = version = self.default_request_version
+        self.close_connection = True
+        requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        self.requestline = requestline
+        words = requestline.split()
+        if len(words) == 0:
+            return False
+        if len(words) >= 3:  # enough to determine the protocol version
+            version = words[-1]
+            try:
+                if not version.startswith("HTTP/"):
+                    raise ValueError
+                base_version_number = version.split("/", 1)[1]
+                parts = base_version_number.split(".")
+                if len(parts) != 2 or any(not p.isdigit() or len(p) > 10 for p in parts):
+                    raise ValueError
+                version_number = int(parts[0]), int(parts[1])
+            except (ValueError, IndexError):
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request version ({version!r})")
+                return False
+            if version_number >= (1, 1) and self.protocol_version >= "HTTP/1.1":
+                self.close_connection = False
+            if version_number >= (2, 0):
+                self.send_error(
+                    HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, f"Invalid HTTP version ({base_version_number})"
+                )
+                return False
+            self.request_version = version
+        if not 2 <= len(words) <= 3:
+            self.send_error(HTTPStatus.BAD_REQUEST, f"Bad request syntax ({requestline!r})")
+            return False
+        command, path = words[:2]
+        if len(words) == 2:
+            self.close_connection = True
+            if command != "GET":
+                self.send_error(HTTPStatus.BAD_REQUEST, f"Bad HTTP/0.9 request type ({command!r})")
+                return False
+        self.command, self.path = command, path
+        if self.path.startswith("//"):  # gh-87389: no open redirects through '//host/path'
+            self.path = "/" + self.path.lstrip("/")
+        try:
+            self.headers = _read_headers(self.rfile, self.MessageClass)
+        except LineTooLong as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Line too long", str(err))
+            return False
+        except HTTPException as err:
+            self.send_error(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "Too many headers", str(err))
+            return False
+        conntype = self.headers.get("Connection", "")
+        if conntype.lower() == "close":
+            self.close_connection = True
+        elif conntype.lower() == "keep-alive" and self.protocol_version >= "HTTP/1.1":
+            self.close_connection = False
+        expect = self.headers.get("Expect", "")
+        return not (
+            expect.lower() == "100-continue"
+            and self.protocol_version >= "HTTP/1.1"
+            and self.request_version >= "HTTP/1.1"
+            and not self.handle_expect_100()
+        )
+
+    def send_whole_response(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
+        """What ``send_response``, ``send_header`` for each header and Content-Length,
+        ``end_headers`` and writing the body send, in one write."""
+        self.log_request(status)
+        if self.request_version == "HTTP/0.9":
+            lines = []  # HTTP/0.9 answers are the body alone
+        else:
+            reason = self.responses[status][0] if status in self.responses else ""
+            lines = [
+                f"{self.protocol_version} {status} {reason}\r\n",
+                f"Server: {self.version_string()}\r\n",
+                f"Date: {self.date_time_string()}\r\n",
+            ]
+            for key, value in (*headers.items(), ("Content-Length", str(len(payload)))):
+                lines.append(f"{key}: {value}\r\n")
+            lines.append("\r\n")
+        for key, value in headers.items():
+            if key.lower() == "connection":
+                if value.lower() == "close":
+                    self.close_connection = True
+                elif value.lower() == "keep-alive":
+                    self.close_connection = False
+        head = "".join(lines).encode("latin-1", "strict")
+        self.wfile.write(head + payload if self.command != "HEAD" else head)
+
+
+# http.client's limits: a header line, and the number of header lines.
+_MAX_LINE = 65536
+_MAX_HEADERS = 100
+# A header line both parsers read alike: a field name (RFC 5322 ftext), a colon, a value without
+# CR, and the line's end. Anything else (folded lines, a bare CR, a line without a colon) goes
+# to the email parser, exactly as http.client.parse_headers would.
+_PLAIN_HEADER = re.compile(r"([!-9;-~]+):[ \t]*([^\r\n]*)\r?\n")
+
+
+def _read_headers(rfile: Any, message_class: type[HTTPMessage]) -> HTTPMessage:
+    """``http.client.parse_headers(rfile, _class=message_class)``: the same lines read with the
+    same limits, and the same message, built directly when every line is plain."""
+    lines: list[str] = []
+    while True:
+        line = rfile.readline(_MAX_LINE + 1)
+        if len(line) > _MAX_LINE:
+            raise LineTooLong("header line")
+        lines.append(line.decode("iso-8859-1"))
+        if len(lines) > _MAX_HEADERS:
+            raise HTTPException(f"got more than {_MAX_HEADERS} headers")
+        if line in (b"\r\n", b"\n", b""):
+            break
+    message = message_class()
+    if lines[-1]:  # ended by the empty line (not by the end of the stream)
+        fields = [_PLAIN_HEADER.fullmatch(line) for line in lines[:-1]]
+        if all(fields):
+            for match in fields:
+                assert match is not None
+                message.set_raw(match.group(1), match.group(2))
+            message.set_payload("")
+            return message
+    return email.parser.Parser(_class=message_class).parsestr("".join(lines))
+
+
+class _PooledHTTPServer(HTTPServer):
+    """An HTTP server whose connections are served by reusable threads.
+
+    Like ``ThreadingHTTPServer`` (one thread per connection at a time, daemon threads), but a
+    thread that has finished with a connection waits for the next instead of ending: starting a
+    thread cost more CPU than a whole keep-alive request. There is no limit: a new thread starts
+    whenever no idle one is waiting, so idle keep-alive connections never hold up new ones.
+    """
+
+    allow_reuse_address = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], *, name: str) -> None:
+        super().__init__(address, handler)
+        self._name = name
+        self._connections: queue.SimpleQueue[tuple[Any, Any] | None] = queue.SimpleQueue()
+        self._pool_lock = threading.Lock()
+        self._idle = 0  # threads waiting for a connection
+        self._workers = 0
+        self._closed = False
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._pool_lock:
+            if self._closed:
+                self.shutdown_request(request)
+                return
+            self._connections.put((request, client_address))  # under the lock: see _work
+            if self._idle:
+                self._idle -= 1  # that thread takes it
+                return
+            self._workers += 1
+        threading.Thread(target=self._work, name=f"lab-{self._name}-connection", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            item = self._connections.get()
+            if item is None:
+                return
+            request, client_address = item
+            try:
+                try:
+                    self.finish_request(request, client_address)
+                except Exception:
+                    self.handle_error(request, client_address)
+                # Idle before the client can see the connection closed: its next connection
+                # then finds this thread.
+                with self._pool_lock:
+                    self._idle += 1
+            finally:
+                self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # resets and failed handshakes are part of the lab's life
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._pool_lock:
+            self._closed = True
+            for _ in range(self._workers):
+                self._connections.put(None)  # each thread ends when it next waits
 
 
 def _reset(sock: socket.socket) -> None:
