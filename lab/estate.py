@@ -103,6 +103,9 @@ class Resolution:
     addresses: tuple[str, ...]
 
 
+_SUMMARY_FIELDS = ("id", "name", "type", "location")
+
+
 class Estate:
     """Thread-safe: lab servers answer from many threads."""
 
@@ -224,6 +227,23 @@ class Estate:
                 if vault["name"].lower() == name.lower():
                     return _copied(vault)
         return None
+
+    def vault_key(self, name: str) -> str | None:
+        """The key (lower-cased id) of the vault called ``name``, in any case; None if none is."""
+        with self._lock:
+            for key, vault in self.vaults.items():
+                if vault["name"].lower() == name.lower():
+                    return key
+        return None
+
+    def vault_summary(self, name: str) -> dict[str, Any] | None:
+        """The vault called ``name`` without its properties, tags or systemData (its ``id``,
+        ``name``, ``type`` and ``location``): what the data plane reads on every request, without
+        copying the whole vault."""
+        key = self.vault_key(name)
+        with self._lock:
+            vault = self.vaults.get(key) if key is not None else None
+            return {field: vault[field] for field in _SUMMARY_FIELDS if field in vault} if vault else None
 
     def vaults_in(self, subscription_id: str) -> list[dict[str, Any]]:
         with self._lock:

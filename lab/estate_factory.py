@@ -103,9 +103,12 @@ class IndexedEstate(Estate):
             self._endpoint_owner = {a: o for a, o in self._endpoint_owner.items() if o[0] != key}
 
     def vault_by_name(self, name: str) -> dict[str, Any] | None:
-        with self._index_lock:
-            key = self._by_name.get(name.lower())
+        key = self.vault_key(name)
         return self.vault(key) if key is not None else None
+
+    def vault_key(self, name: str) -> str | None:
+        with self._index_lock:
+            return self._by_name.get(name.lower())
 
     def private_endpoint_at(self, address: str) -> tuple[str, str] | None:
         with self._index_lock:

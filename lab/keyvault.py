@@ -118,10 +118,11 @@ class KeyVaultDataPlane:
     # -- handlers ------------------------------------------------------------------------------
 
     def _vault_for(self, request: Request) -> dict[str, Any] | None:
+        """The id, name and location of the vault the Host header names (``Estate.vault_summary``)."""
         host = (request.header("Host") or "").rsplit(":", 1)[0].rstrip(".").lower()
         for suffix in (LAB_VAULT_SUFFIX, LAB_PRIVATELINK_ZONE):
             if host.endswith("." + suffix):
-                return self.estate.vault_by_name(host[: -len(suffix) - 1])
+                return self.estate.vault_summary(host[: -len(suffix) - 1])
         return None
 
     def _decide(self, vault: dict[str, Any], request: Request) -> AccessDecision:
