@@ -373,20 +373,22 @@ class Estate:
             else:
                 return None
         vault_name = name[: -len(LAB_VAULT_SUFFIX) - 1]
-        vault = self.vault_by_name(vault_name)
-        if vault is None:
-            return None
+        key = self.vault_key(vault_name)
+        with self._lock:  # the approved endpoints read in place: no copy of the vault per query
+            vault = self.vaults.get(key) if key is not None else None
+            if vault is None:
+                return None
+            approved = [
+                c["properties"]["privateEndpoint"]["id"]
+                for c in vault["properties"].get("privateEndpointConnections") or []
+                if c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
+            ]
         chain = [f"{vault_name}.{LAB_VAULT_SUFFIX}"]
-        approved = [
-            c
-            for c in vault["properties"].get("privateEndpointConnections") or []
-            if c["properties"]["privateLinkServiceConnectionState"]["status"] == "Approved"
-        ]
         if approved:
             chain.append(f"{vault_name}.{LAB_PRIVATELINK_ZONE}")
             located = self.locate(source_address)
             if located is not None and located[0].private_dns_zone_linked:
-                endpoint_id = approved[0]["properties"]["privateEndpoint"]["id"].lower()
+                endpoint_id = approved[0].lower()
                 address = self.private_endpoint_addresses.get(endpoint_id)
                 if address:
                     return Resolution(tuple(chain), (address,))
