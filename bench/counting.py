@@ -8,6 +8,7 @@ the operations submitted.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,25 +40,34 @@ class CountingBackend:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.counts = StoreCounts()
+        self._lock = threading.Lock()  # the store reads and writes partitions from several threads
+
+    @property
+    def concurrent_requests(self) -> int:
+        return int(self.inner.concurrent_requests)
 
     def get(self, table: str, partition: str, row: str) -> Any:
-        self.counts.point_reads += 1
         found = self.inner.get(table, partition, row)
-        self.counts.entities_read += found is not None
+        with self._lock:
+            self.counts.point_reads += 1
+            self.counts.entities_read += found is not None
         return found
 
     def query(
         self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
     ) -> Iterator[Any]:
-        self.counts.queries += 1
+        with self._lock:
+            self.counts.queries += 1
         for entity in self.inner.query(table, partition=partition, equals=equals):
-            self.counts.entities_read += 1
+            with self._lock:
+                self.counts.entities_read += 1
             yield entity
 
     def submit(self, table: str, operations: Sequence[Any]) -> list[str | None]:
-        self.counts.write_requests += 1
-        self.counts.entities_written += len(operations)
-        self.counts.by_table[table] = self.counts.by_table.get(table, 0) + len(operations)
+        with self._lock:
+            self.counts.write_requests += 1
+            self.counts.entities_written += len(operations)
+            self.counts.by_table[table] = self.counts.by_table.get(table, 0) + len(operations)
         result: list[str | None] = self.inner.submit(table, operations)
         return result
 

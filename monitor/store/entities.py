@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from monitor.model import FindingStatus
 from monitor.store import codec
@@ -56,6 +57,8 @@ _POINT_READS_UP_TO = 4  # fewer wanted vaults in a partition than this: read the
 _MARKER_ATTEMPTS = 10
 _SCANS_PARTITION = "scans"
 _OUTBOX_PARTITION = "outbox"
+_Share = TypeVar("_Share")
+_Result = TypeVar("_Result")
 _REPORTS_PARTITION = "reports"
 
 
@@ -87,6 +90,10 @@ class EntityConflict(Exception):
 
 
 class EntityBackend(Protocol):
+    # Requests the backend serves at once to good effect: Table storage answers over the network,
+    # so one $batch is built while another is on the wire; SQLite writes one at a time anyway.
+    concurrent_requests: int
+
     def get(self, table: str, partition: str, row: str) -> Entity | None: ...
 
     def query(
@@ -124,8 +131,11 @@ class EntityStore:
         if subscriptions is not None:
             latest = [
                 entity
-                for subscription in dict.fromkeys(s.lower() for s in subscriptions)
-                for entity in self._iterate(POSTURES, partition=encode_key(subscription))
+                for share in self._each_partition(
+                    lambda subscription: self._query(POSTURES, partition=encode_key(subscription)),
+                    dict.fromkeys(s.lower() for s in subscriptions),
+                )
+                for entity in share
             ]
         else:
             latest = self._read_vault_records(POSTURES, vault_keys)
@@ -178,20 +188,27 @@ class EntityStore:
             # Superseded versions first: a failure in between leaves a version both in history and
             # still current (posture_history shows it once; the next scan writes it again, the
             # same row), never a replaced version missing from history.
-            for operations in superseded.values():
-                for batch in _batches(operations):
-                    written += self._submit(HISTORY, batch)
+            written += sum(
+                self._each_partition(
+                    lambda operations: self._submit_all(HISTORY, operations), superseded.values()
+                )
+            )
             conflicts: set[str] = set()
-            for items in latest.values():
-                for batch in _batches(items):
-                    written += self._submit_each_on_conflict(POSTURES, batch, conflicts)
+            for partition_written, partition_conflicts in self._each_partition(
+                lambda items: self._submit_all_on_conflict(POSTURES, items), latest.values()
+            ):
+                written += partition_written
+                conflicts |= partition_conflicts
             if not conflicts:
                 break
             pending = {key: pending[key] for key in conflicts}
         else:
             raise StoreUnavailable(f"{len(pending)} vault posture(s) kept changing under this scan")
-        for partition, entries in unchanged.items():
-            written += self._advance_marker("postures", partition, entries)
+        written += sum(
+            self._each_partition(
+                lambda item: self._advance_marker("postures", item[0], item[1]), unchanged.items()
+            )
+        )
         return written
 
     def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
@@ -222,11 +239,13 @@ class EntityStore:
             entities = self._query(FINDINGS, equals=equals)
         else:
             keys = {key.lower() for key in vault_keys}
-            partitions = {partition_for_vault(key) for key in keys}
+            partitions = sorted({partition_for_vault(key) for key in keys})
             entities = [
                 entity
-                for partition in sorted(partitions)
-                for entity in self._query(FINDINGS, partition=partition, equals=equals)
+                for share in self._each_partition(
+                    lambda partition: self._query(FINDINGS, partition=partition, equals=equals), partitions
+                )
+                for entity in share
                 if entity.properties.get("vault_key") in keys
             ]
         markers = self._markers("findings", {entity.partition for entity in entities})
@@ -250,9 +269,11 @@ class EntityStore:
             by_partition[partition].append((record.id, Operation(kind, entity)))
         written = 0
         conflicts: set[str] = set()
-        for items in by_partition.values():
-            for batch in _batches(items):
-                written += self._submit_each_on_conflict(FINDINGS, batch, conflicts)
+        for partition_written, partition_conflicts in self._each_partition(
+            lambda items: self._submit_all_on_conflict(FINDINGS, items), by_partition.values()
+        ):
+            written += partition_written
+            conflicts |= partition_conflicts
         if conflicts:
             raise ConcurrentUpdate(conflicting_ids=conflicts)
         return written
@@ -264,8 +285,9 @@ class EntityStore:
             lowered = key.lower()
             by_partition[partition_for_vault(lowered)][lowered] = seen
         return sum(
-            self._advance_marker("findings", partition, entries)
-            for partition, entries in by_partition.items()
+            self._each_partition(
+                lambda item: self._advance_marker("findings", item[0], item[1]), by_partition.items()
+            )
         )
 
     # -- scan runs --------------------------------------------------------------------------------
@@ -374,6 +396,29 @@ class EntityStore:
         self.backend.submit(table, operations)
         return len(operations)
 
+    def _each_partition(self, work: Callable[[_Share], _Result], shares: Iterable[_Share]) -> list[_Result]:
+        """``work`` on each partition's share, in order; several shares at once where the backend
+        serves requests concurrently. A share's own requests stay in order, so what must be
+        written before what within a partition still is."""
+        pending = list(shares)
+        workers = min(self.backend.concurrent_requests, len(pending))
+        if workers <= 1:
+            return [work(share) for share in pending]
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kvmon-store") as pool:
+            return list(pool.map(work, pending))
+
+    def _submit_all(self, table: str, operations: Sequence[Operation]) -> int:
+        """One partition's operations, in batches, in order."""
+        return sum(self._submit(table, batch) for batch in _batches(operations))
+
+    def _submit_all_on_conflict(
+        self, table: str, items: Sequence[tuple[str, Operation]]
+    ) -> tuple[int, set[str]]:
+        """One partition's named operations in batches: (entities written, names that conflicted)."""
+        conflicts: set[str] = set()
+        written = sum(self._submit_each_on_conflict(table, batch, conflicts) for batch in _batches(items))
+        return written, conflicts
+
     def _submit_each_on_conflict(
         self, table: str, batch: Sequence[tuple[str, Operation]], conflicts: set[str]
     ) -> int:
@@ -407,17 +452,18 @@ class EntityStore:
         by_partition: dict[str, set[str]] = defaultdict(set)
         for key in vault_keys:
             by_partition[partition_for_vault(key.lower())].add(key.lower())
-        found: list[Entity] = []
-        for partition, keys in by_partition.items():
+
+        def read(partition: str, keys: set[str]) -> list[Entity]:
             if len(keys) < _POINT_READS_UP_TO:
-                for key in sorted(keys):
-                    entity = self.backend.get(table, partition, encode_key(key))
-                    if entity is not None:
-                        found.append(entity)
-            else:
-                found.extend(
-                    e for e in self._iterate(table, partition=partition) if e.properties["vault_key"] in keys
-                )
+                point_reads = (self.backend.get(table, partition, encode_key(key)) for key in sorted(keys))
+                return [entity for entity in point_reads if entity is not None]
+            return [e for e in self._iterate(table, partition=partition) if e.properties["vault_key"] in keys]
+
+        found = [
+            entity
+            for share in self._each_partition(lambda item: read(*item), by_partition.items())
+            for entity in share
+        ]
         return found
 
     def _markers(self, kind: str, partitions: set[str]) -> dict[str, dict[str, tuple[str, str]]]:

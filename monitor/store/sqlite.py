@@ -39,6 +39,8 @@ CREATE TABLE IF NOT EXISTS entities (
 
 
 class SqliteBackend:
+    concurrent_requests = 1  # one connection, one writer: more threads would only queue
+
     def __init__(self, path: str | Path = DEFAULT_SQLITE_PATH) -> None:
         self.path = Path(path).expanduser()
         self._lock = threading.Lock()

@@ -41,6 +41,10 @@ def redact(text: str) -> str:
 
 
 class TableBackend:
+    # Partitions written or read at once: the SDK builds one $batch while another is on the wire
+    # (its connection pool keeps ten connections per host).
+    concurrent_requests = 4
+
     def __init__(self, service: TableServiceClient, *, table_prefix: str = "kvmon", auth: str) -> None:
         if not _TABLE_NAME.match(f"{table_prefix}PostureHistory"):
             raise ValueError(f"table prefix {table_prefix!r}: use letters and digits, starting with a letter")

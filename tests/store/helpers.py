@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -107,6 +108,11 @@ class CountingBackend:
     inner: EntityBackend
     written: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def concurrent_requests(self) -> int:
+        return self.inner.concurrent_requests
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         return self.inner.get(table, partition, row)
@@ -118,8 +124,9 @@ class CountingBackend:
 
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         etags = self.inner.submit(table, operations)
-        self.written[table] += len(operations)
-        self.requests[table] += 1
+        with self._lock:  # the store writes partitions from several threads
+            self.written[table] += len(operations)
+            self.requests[table] += 1
         return etags
 
     def describe(self) -> str:
@@ -141,6 +148,11 @@ class InterruptingBackend:
     table: str
     before: Callable[[], None]
     done: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def concurrent_requests(self) -> int:
+        return self.inner.concurrent_requests
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         return self.inner.get(table, partition, row)
@@ -151,9 +163,11 @@ class InterruptingBackend:
         return self.inner.query(table, partition=partition, equals=equals)
 
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
-        if table == self.table and not self.done:
-            self.done = True
-            self.before()
+        with self._lock:  # once, even when partitions are written from several threads
+            first = table == self.table and not self.done
+            self.done = self.done or first
+            if first:
+                self.before()
         return self.inner.submit(table, operations)
 
     def describe(self) -> str:
