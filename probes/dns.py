@@ -6,6 +6,7 @@ with dnspython's fallback to TCP when an answer is truncated, bounded by one tim
 
 from __future__ import annotations
 
+import functools
 import time
 
 import dns.exception
@@ -34,13 +35,11 @@ def resolve_vault(
 
     label = resolver or "system resolver"
     try:
-        client = _resolver_for(resolver)
+        client = _resolver_for(resolver, timeout_s=timeout_s)
     except (ValueError, dns.resolver.NoResolverConfiguration) as exc:
         return DnsStep(
             query=hostname, resolver=resolver, elapsed_ms=elapsed(), error=f"resolver unusable: {exc}"
         )
-    client.timeout = timeout_s
-    client.lifetime = timeout_s
     try:
         answer = client.resolve(
             hostname,
@@ -71,13 +70,20 @@ def resolve_vault(
     )
 
 
-def _resolver_for(resolver: str | None) -> dns.resolver.Resolver:
+@functools.lru_cache(maxsize=64)
+def _resolver_for(resolver: str | None, *, timeout_s: float) -> dns.resolver.Resolver:
+    """One resolver per (resolver, timeout) for the process: the system's reads /etc/resolv.conf,
+    once rather than once per vault. Never changed once built, so threads share it safely (it
+    keeps no cache: every probe asks the network)."""
     if resolver is None:
-        return dns.resolver.Resolver(configure=True)
-    address, port = parse_resolver(resolver)
-    client = dns.resolver.Resolver(configure=False)
-    client.nameservers = [address]
-    client.port = port
+        client = dns.resolver.Resolver(configure=True)
+    else:
+        address, port = parse_resolver(resolver)
+        client = dns.resolver.Resolver(configure=False)
+        client.nameservers = [address]
+        client.port = port
+    client.timeout = timeout_s
+    client.lifetime = timeout_s
     return client
 
 
