@@ -10,8 +10,8 @@ from enum import Enum
 from typing import Any
 
 # Exactly these types are already JSON: returned as they are without the checks below. A
-# subclass (an IntEnum, a StrEnum) still takes the general path, as it always did. Reports are
-# converted again by the store (a 10,000-vault report is millions of plain values), so the
+# subclass (an IntEnum, a StrEnum) still takes the general path, as it always did. Stored
+# records are converted by the store (evidence, postures, messages: many plain values), so the
 # common case is decided by one type lookup.
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None)})
 
