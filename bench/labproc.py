@@ -68,11 +68,16 @@ class LabProcess:
             target=_serve, args=(self.spec, self.latency_s, self.azurite, child), name="kvmon-bench-lab"
         )
         self._process.start()
+        child.close()  # the child's end lives in the child: its death is then an end of file here
         self._conn = parent
         if not parent.poll(START_TIMEOUT_S):
             self.stop()
             raise RuntimeError("the lab process did not start in time")
-        answer = parent.recv()
+        try:
+            answer = parent.recv()
+        except EOFError:
+            self.stop()
+            raise RuntimeError("the lab process ended before it started (see its output)") from None
         if "error" in answer:
             self.stop()
             raise RuntimeError(f"the lab process failed to start: {answer['error']}")
