@@ -10,12 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import multiprocessing
 import pickle
 import ssl
 import time
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +29,7 @@ from probes.dns import resolve_vault
 from probes.network import Reachability, open_tls, tls_context
 from probes.scope import OutOfScope, ProbeScope, private_link_zone
 from probes.wire import result_to_json
+from probes.worker import ProbeJob, ProbeWorker
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +114,9 @@ def probe_vaults(
     Every name is checked against the scope first: OutOfScope is raised before any packet is
     sent. Then at most ``options.concurrency`` vaults are probed at once per process, sharing one
     ``Reachability`` so that a dead address costs its timeout once per process. With
-    ``options.processes`` above 1 and enough vaults, the vaults are shared out to that many worker
-    processes: a probe is mostly CPU (TLS, HTTP and DNS parsing), and one Python process uses one
-    core at a time.
+    ``options.processes`` above 1 and enough vaults, the vaults are shared out between this
+    process and ``processes - 1`` worker processes: a probe is mostly CPU (TLS, HTTP and DNS
+    parsing), and one Python process uses one core at a time.
     """
     hostnames = [options.scope.hostname_for(name) for name in names]
     processes = min(options.processes, len(hostnames) // MIN_VAULTS_PER_PROCESS)
@@ -167,19 +167,36 @@ def _probe_in_processes(
     options: ProbeOptions,
     credential: TokenCredential,
 ) -> list[ProbeResult]:
-    """Every ``processes``-th vault to each worker (so slow addresses spread out), results put back
-    in order. Workers are spawned, never forked: the parent may hold locks in other threads."""
-    shares = [list(hostnames[start::processes]) for start in range(processes)]
+    """Every ``processes``-th vault to each share (so slow addresses spread out): the first share
+    probed here, the others by ``probes.worker`` processes meanwhile; results put back in order.
+    A worker that fails gives its vaults an error result each (never silence)."""
+    shares = [tuple(hostnames[start::processes]) for start in range(processes)]
     sendable = _credential_for_workers(credential)
-    results: list[ProbeResult | None] = [None] * len(hostnames)
-    with ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [
-            pool.submit(_probe_in_threads, share, vantage=vantage, options=options, credential=sendable)
-            for share in shares
-        ]
-        for start, future in enumerate(futures):
-            results[start::processes] = future.result()
+    workers = [
+        ProbeWorker(ProbeJob(hostnames=share, vantage=vantage, options=options, credential=sendable))
+        for share in shares[1:]
+    ]
+    with ThreadPoolExecutor(max_workers=len(workers), thread_name_prefix="probe-workers") as waiting:
+        answers = [waiting.submit(worker.results) for worker in workers]
+        here = _probe_in_threads(shares[0], vantage=vantage, options=options, credential=credential)
+        results: list[ProbeResult | None] = [None] * len(hostnames)
+        results[0::processes] = here
+        for start, (share, answer) in enumerate(zip(shares[1:], answers, strict=True), start=1):
+            outcome = answer.result()
+            if isinstance(outcome, str):
+                log.error("%s: %d vault(s) of %s not probed", outcome, len(share), vantage.name)
+                outcome = [
+                    _not_probed(host.split(".", 1)[0], vantage, outcome, hostname=host) for host in share
+                ]
+            results[start::processes] = outcome
     return [result for result in results if result is not None]
+
+
+def probe_share(job: ProbeJob) -> list[ProbeResult]:
+    """A worker process's share (``probes.worker``)."""
+    return _probe_in_threads(
+        job.hostnames, vantage=job.vantage, options=job.options, credential=job.credential
+    )
 
 
 def _credential_for_workers(credential: TokenCredential) -> TokenCredential | None:
@@ -335,7 +352,7 @@ class Prober:
             try:
                 in_scope.append(self.options.scope.hostname_for(name))
             except OutOfScope as exc:
-                refused[name] = _refused_result(name, vantage, str(exc))
+                refused[name] = _not_probed(name, vantage, str(exc))
         if vantage.endpoint:
             from probes.remote import probe_remote
 
@@ -353,11 +370,11 @@ class Prober:
         return results
 
 
-def _refused_result(name: str, vantage: Vantage, reason: str) -> ProbeResult:
+def _not_probed(name: str, vantage: Vantage, reason: str, *, hostname: str = "") -> ProbeResult:
     return ProbeResult(
         vault_name=name,
         vantage=vantage.name,
-        hostname="",
+        hostname=hostname,
         started_at=dt.datetime.now(dt.UTC),
         data_plane=DataPlaneStep(verdict=Verdict.ERROR, message=f"not probed: {reason}"),
     )

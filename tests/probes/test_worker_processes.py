@@ -1,5 +1,6 @@
-"""A big probe run shared out to worker processes gives what one process gives, in the same order;
-a credential that cannot travel to a worker is refused with a clear error, never swapped."""
+"""A big probe run shared out to worker processes (``python -m probes.worker``) gives what one
+process gives, in the same order; a worker that fails gives its vaults an error result each; a
+credential that cannot travel to a worker is refused with a clear error, never swapped."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from lab.credential import LabCredential
 from lab.world import LabWorld
-from monitor.model import ProbeResult
+from monitor.model import ProbeResult, Verdict
 from monitor.policy import Vantage
 from probes import agent
 from probes.agent import ProbeOptions, probe_vaults
@@ -85,3 +86,36 @@ def test_below_the_threshold_the_run_stays_in_this_process(
 def test_processes_must_be_positive() -> None:
     with pytest.raises(ValueError, match="processes: must be at least 1"):
         ProbeOptions(processes=0)
+
+
+def _explode() -> None:
+    raise RuntimeError("this credential does not unpickle")
+
+
+class CredentialThatBreaksInTheWorker(LabCredential):
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (_explode, ())
+
+
+def test_a_worker_that_fails_gives_its_vaults_an_error_each_and_the_rest_is_probed(
+    world: LabWorld,
+    vantages: dict[str, Vantage],
+    options: ProbeOptions,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(agent, "MIN_VAULTS_PER_PROCESS", 2)
+    results = probe_vaults(
+        VAULTS,
+        vantage=vantages["spoke"],
+        options=dataclasses.replace(options, processes=2),
+        credential=CredentialThatBreaksInTheWorker(),
+    )
+
+    assert [r.vault_name for r in results] == VAULTS
+    here, worker = results[0::2], results[1::2]
+    assert not any((r.data_plane and r.data_plane.message or "").startswith("not probed") for r in here)
+    for result in worker:
+        assert result.verdict is Verdict.ERROR
+        assert result.data_plane is not None and result.data_plane.message is not None
+        assert result.data_plane.message.startswith("not probed: probe worker process failed (exit code 2)")
+        assert "this credential does not unpickle" in result.data_plane.message
