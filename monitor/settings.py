@@ -107,7 +107,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "KVMON_PROBE_PROCESSES",
-        "Worker processes that share out a big probe run (at least 250 vaults each); for the CLI on a "
+        "Processes that share a big probe run: this one and N-1 `probes.worker` processes (at least 250 vaults each); for the CLI on a "
         "host with more than one CPU. The Functions app scales out per subscription instead.",
         "1",
         "no",
