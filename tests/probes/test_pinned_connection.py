@@ -4,7 +4,11 @@ transport sends to the probed vault only."""
 
 from __future__ import annotations
 
+import select
+import socket
 import ssl
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -14,11 +18,12 @@ from azure.keyvault.secrets import SecretClient
 from lab.credential import LabCredential
 from lab.estate import PUBLIC_INGRESS
 from lab.http import Fault
+from lab.tls import lab_pki
 from lab.world import LabWorld
 from monitor.model import Verdict
 from monitor.policy import Vantage
 from probes.agent import ProbeOptions, probe_vaults
-from probes.dataplane import PinnedConnection, PinnedRoute, PinnedTransport
+from probes.dataplane import PinnedConnection, PinnedRoute, PinnedTransport, _dropped
 from probes.network import tls_context
 
 
@@ -101,3 +106,40 @@ def test_the_transport_sends_the_token_to_the_probed_vault_only(world: LabWorld)
         with pytest.raises(ServiceRequestError, match="only sends to"):
             other_vault.get_secret("x")
     assert world.keyvault.total_requests == before
+
+
+def test_session_tickets_after_the_handshake_do_not_look_like_a_closed_connection() -> None:
+    """A TLS 1.3 server (Key Vault's among them) sends session tickets after the handshake: the
+    connection is readable but open, and must be reused; once the server closes it, it is not."""
+    server_context = lab_pki().server_context("kv-tickets.vault.lab.test")
+    server_context.num_tickets = 2
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    close_now = threading.Event()
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with server_context.wrap_socket(raw, server_side=True):
+            close_now.wait(10)
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        client = socket.create_connection(("127.0.0.1", port), timeout=5)
+        tls = tls_context(lab_pki().ca_path).wrap_socket(client, server_hostname="kv-tickets.vault.lab.test")
+        deadline = time.monotonic() + 5
+        while not select.select([tls], [], [], 0)[0] and time.monotonic() < deadline:
+            time.sleep(0.01)  # until the tickets have arrived
+        assert select.select([tls], [], [], 0)[0], "the server sent no session tickets"
+        assert _dropped(tls) is False
+        assert _dropped(tls) is False  # and the tickets, once read, leave nothing behind
+
+        close_now.set()
+        server.join(5)
+        deadline = time.monotonic() + 5
+        while not _dropped(tls) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _dropped(tls) is True
+        tls.close()
+    finally:
+        listener.close()

@@ -113,7 +113,7 @@ def test_a_worker_that_fails_gives_its_vaults_an_error_each_and_the_rest_is_prob
 
     assert [r.vault_name for r in results] == VAULTS
     here, worker = results[0::2], results[1::2]
-    assert not any((r.data_plane and r.data_plane.message or "").startswith("not probed") for r in here)
+    assert not any(((r.data_plane and r.data_plane.message) or "").startswith("not probed") for r in here)
     for result in worker:
         assert result.verdict is Verdict.ERROR
         assert result.data_plane is not None and result.data_plane.message is not None
