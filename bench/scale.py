@@ -88,24 +88,28 @@ def peak_rss_mb() -> float:
 
 
 class WorkerMemory:
-    """Peak RSS of the probe worker processes a scan starts: children of this process that were
-    not there when the scan began (the lab process was), sampled from ``/proc`` every 100 ms.
-    ``VmHWM`` is the kernel's own high-water mark of each process, so a sample misses only what a
-    worker grew in its last 100 ms."""
+    """Memory of kvmon's processes during a scan, sampled from ``/proc`` every 100 ms: each probe
+    worker's peak (``VmHWM``, the kernel's own high-water mark; the workers are the children of
+    this process that were not there when the scan began, as the lab process was), and the peak
+    of this process and its workers together (the sum of their ``VmRSS`` at each sample)."""
 
     def __init__(self) -> None:
         self._before = set(_children())
         self._peaks: dict[int, float] = {}
+        self.together_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="worker-memory", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
+            together = _status_mb(os.getpid(), "VmRSS:") or 0.0
             for pid in set(_children()) - self._before:
-                high_water = _vm_hwm_mb(pid)
+                high_water = _status_mb(pid, "VmHWM:")
                 if high_water is not None:
                     self._peaks[pid] = max(self._peaks.get(pid, 0.0), high_water)
+                together += _status_mb(pid, "VmRSS:") or 0.0
+            self.together_mb = max(self.together_mb, together)
 
     def finish(self) -> list[float]:
         """Each worker's peak RSS in MB."""
@@ -129,11 +133,12 @@ def _children() -> list[int]:
     return pids
 
 
-def _vm_hwm_mb(pid: int) -> float | None:
+def _status_mb(pid: int, field: str) -> float | None:
+    """A memory field of ``/proc/<pid>/status`` (``VmRSS:``, ``VmHWM:``) in MB."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
     except OSError:
         return None
@@ -191,6 +196,7 @@ def kvmon_scan(lab: LabProcess, *, concurrency: int, processes: int) -> dict[str
         "store": counting.counts.as_dict(),
         "peak_rss_mb_so_far": round(peak_rss_mb(), 1),
         "probe_workers_peak_rss_mb": [round(peak, 1) for peak in worker_peaks],
+        "peak_rss_mb_with_probe_workers": round(workers.together_mb, 1) if worker_peaks else None,
     }
 
 
@@ -300,10 +306,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "wall_s": main["first"]["wall_s"],
         "wall_s_second_scan": main["second"]["wall_s"],
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        # kvmon's process and its probe workers together, as if every peak fell at the same moment
-        "peak_rss_mb_with_probe_workers": round(
-            peak_rss_mb() + max(sum(main[scan]["probe_workers_peak_rss_mb"]) for scan in ("first", "second")),
-            1,
+        # kvmon's process and its probe workers together: the largest sum of their RSS at one moment
+        "peak_rss_mb_with_probe_workers": max(
+            (
+                main[scan]["peak_rss_mb_with_probe_workers"] or main[scan]["peak_rss_mb_so_far"]
+                for scan in ("first", "second")
+            ),
         ),
         "speedup": round(naive_per_vault / kvmon_per_vault, 2) if kvmon_per_vault else None,
         "kvmon_ms_per_vault": round(kvmon_per_vault * 1000, 2),
