@@ -101,14 +101,10 @@ def finding(
 
 
 @dataclass
-class CountingBackend:
-    """Passes everything to the real backend and counts the entities each table was sent, and
-    in how many requests (batches)."""
+class PassThroughBackend:
+    """Passes everything to the real backend; the wrappers below change what they need."""
 
     inner: EntityBackend
-    written: Counter[str] = field(default_factory=Counter)
-    requests: Counter[str] = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @property
     def concurrent_requests(self) -> int:
@@ -121,6 +117,24 @@ class CountingBackend:
         self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
     ) -> Iterator[Entity]:
         return self.inner.query(table, partition=partition, equals=equals)
+
+    def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
+        return self.inner.submit(table, operations)
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass
+class CountingBackend(PassThroughBackend):
+    """Counts the entities each table was sent, and in how many requests (batches)."""
+
+    written: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         etags = self.inner.submit(table, operations)
@@ -129,38 +143,19 @@ class CountingBackend:
             self.requests[table] += 1
         return etags
 
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        self.inner.close()
-
     def total(self) -> int:
         return sum(self.written.values())
 
 
 @dataclass
-class InterruptingBackend:
-    """Passes everything to the real backend, but runs ``before`` once, just before the first
-    write to ``table``: another scan's write, or a failure (``before`` raising) between two writes."""
+class InterruptingBackend(PassThroughBackend):
+    """Runs ``before`` once, just before the first write to ``table``: another scan's write, or a
+    failure (``before`` raising) between two writes."""
 
-    inner: EntityBackend
     table: str
     before: Callable[[], None]
     done: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def concurrent_requests(self) -> int:
-        return self.inner.concurrent_requests
-
-    def get(self, table: str, partition: str, row: str) -> Entity | None:
-        return self.inner.get(table, partition, row)
-
-    def query(
-        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
-    ) -> Iterator[Entity]:
-        return self.inner.query(table, partition=partition, equals=equals)
 
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         with self._lock:  # once, even when partitions are written from several threads
@@ -169,9 +164,3 @@ class InterruptingBackend:
             if first:
                 self.before()
         return self.inner.submit(table, operations)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        self.inner.close()

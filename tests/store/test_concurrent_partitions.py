@@ -5,37 +5,32 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from monitor.lifecycle import apply_reconciliation
-from monitor.store.entities import FINDINGS, Entity, EntityBackend, Operation
+from monitor.store.entities import FINDINGS, Operation
 from tests.store.conftest import StoreFactory
-from tests.store.helpers import SUB_A, SUB_B, T0, finding, posture
+from tests.store.helpers import SUB_A, SUB_B, T0, PassThroughBackend, finding, posture
 
 THIRD = "11111111-2222-4333-8444-555555555555"
 
 
 @dataclass
-class MeetingBackend:
-    """Says it serves ``concurrent_requests`` at once, and holds the first two finding batches
-    until both have arrived: written one after the other, the first would wait in vain (the
-    barrier breaks after 10 s and the write fails). Records each partition's batch sizes."""
+class MeetingBackend(PassThroughBackend):
+    """Says it serves four requests at once, and holds the first two finding batches until both
+    have arrived: written one after the other, the first would wait in vain (the barrier breaks
+    after 10 s and the write fails). Records each partition's batch sizes."""
 
-    inner: EntityBackend
-    concurrent_requests: int = 4
+    serves: int = 4
     sizes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # batch sizes, in order
     _meeting: threading.Barrier = field(default_factory=lambda: threading.Barrier(2, timeout=10))
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _met: int = 0
 
-    def get(self, table: str, partition: str, row: str) -> Entity | None:
-        return self.inner.get(table, partition, row)
-
-    def query(
-        self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
-    ) -> Iterator[Entity]:
-        return self.inner.query(table, partition=partition, equals=equals)
+    @property
+    def concurrent_requests(self) -> int:
+        return self.serves
 
     def submit(self, table: str, operations: Sequence[Operation]) -> list[str | None]:
         if table == FINDINGS:
@@ -46,12 +41,6 @@ class MeetingBackend:
             if meets:
                 self._meeting.wait()
         return self.inner.submit(table, operations)
-
-    def describe(self) -> str:
-        return self.inner.describe()
-
-    def close(self) -> None:
-        self.inner.close()
 
 
 def test_partitions_are_written_at_once_and_each_in_order(make_store: StoreFactory) -> None:
