@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from monitor import functions as handlers
+from monitor.app import functions as handlers
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 

@@ -4,10 +4,10 @@ same judgement, the I/O pattern a first script would have.
 - one subscription at a time; in each, list the vaults (azure-mgmt-keyvault
   ``list_by_subscription``, paged) for their names, then one ARM GET per vault (``vaults.get``);
 - probes one vault at a time (``probes.agent.probe_vault``, the same probe kvmon runs);
-- one Log Analytics query per vault (``monitor.logs.LogsReader`` with that vault's id only), to the
+- one Log Analytics query per vault (``monitor.sources.logs.LogsReader`` with that vault's id only), to the
   workspace its diagnostic setting names. The naive way is given that mapping for free (a real
   script would need one more ARM call per vault to read the diagnostic setting);
-- the same rules (``monitor.evaluate``), then one Table storage write per finding
+- the same rules (``monitor.judge.evaluate``), then one Table storage write per finding
   (azure-data-tables ``upsert_entity``), every scan, whether or not it changed.
 
 What it leaves out, so it does less work than kvmon, not more: no drift, no lifecycle, no
@@ -25,14 +25,14 @@ from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient, UpdateMode
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
-from monitor.baseline import Baseline
-from monitor.evaluate import evaluate
-from monitor.inventory import arm_credential_scope
-from monitor.logs import LogsReader
-from monitor.normalise import normalise_vault
-from monitor.rules import VaultFacts
-from monitor.runtime import scan_vantages
-from monitor.settings import Settings
+from monitor.app.runtime import scan_vantages
+from monitor.config.baseline import Baseline
+from monitor.config.settings import Settings
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
+from monitor.sources.arm import arm_credential_scope
+from monitor.sources.keyvault.normalise import normalise_vault
+from monitor.sources.logs import LogsReader
 from probes.agent import ProbeOptions, probe_vault
 
 TABLE = "naivefindings"

@@ -7,8 +7,8 @@ For each size of the growth table (100, 1,000 and 10,000 vaults, up to ``--vault
 subscriptions scale with the vaults) it starts the lab in a process of its own
 (``bench/labproc.py``: ARM with Resource Graph, Log Analytics, DNS, the Key Vault data plane,
 webhook sinks, Azurite; ``L`` ms of latency on every ARM, Resource Graph and Log Analytics
-request) and runs kvmon's scan twice through ``monitor.scan.run_scan`` with the adapters
-``monitor.runtime.build_runtime`` makes from the lab's settings: inventory (ARM below 20
+request) and runs kvmon's scan twice through ``monitor.app.scan.run_scan`` with the adapters
+``monitor.app.runtime.build_runtime`` makes from the lab's settings: inventory (ARM below 20
 subscriptions, Resource Graph from there), probes from the ``internet`` vantage point, one logs
 query per workspace, store on Azurite, notifications to the sinks. The second scan sees the
 unchanged estate. Then the naive way (``bench/naive.py``) scans ``M`` vaults on a lab of its own
@@ -43,10 +43,10 @@ from bench.labproc import EstateSpec, LabProcess, difference  # noqa: E402
 from bench.naive import naive_scan  # noqa: E402
 from lab.credential import LabCredential  # noqa: E402
 from lab.estate_factory import synthetic_vaults  # noqa: E402
-from monitor.graph_inventory import ThresholdInventory  # noqa: E402
-from monitor.runtime import build_runtime  # noqa: E402
-from monitor.scan import ScanRequest, run_scan  # noqa: E402
-from monitor.settings import Settings  # noqa: E402
+from monitor.app.runtime import build_runtime  # noqa: E402
+from monitor.app.scan import ScanRequest, run_scan  # noqa: E402
+from monitor.config.settings import Settings  # noqa: E402
+from monitor.sources.resource_graph import ThresholdInventory  # noqa: E402
 
 GROWTH = (100, 1_000, 10_000)
 # run_scan's progress messages, by how they start, and the stage each begins.

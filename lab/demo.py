@@ -4,7 +4,7 @@
 ``lab/`` (ARM, split-horizon DNS, the Key Vault data plane with its firewall, Log Analytics fed
 by the vault's request log, Teams and Slack webhook sinks) and Azurite (so findings live in Table
 storage, as in production), all on loopback, and runs kvmon's one scan path
-(``monitor.scan.run_scan`` with the adapters ``monitor.runtime.build_runtime`` makes from
+(``monitor.app.scan.run_scan`` with the adapters ``monitor.app.runtime.build_runtime`` makes from
 settings) through the walkthrough:
 
 1. kv-se-demo has a Service Endpoint rule but defaultAction Allow: KV001/KV002 from its
@@ -57,12 +57,12 @@ from lab.estate import walkthrough_estate
 from lab.services import LabServices
 from lab.sinks import Received
 from lab.tls import lab_pki
+from monitor.app.runtime import build_runtime
+from monitor.app.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
+from monitor.config.policy import Vantage
+from monitor.config.settings import Settings
 from monitor.model import ChangeKind, Finding, LogEvidence, Outcome, ProbeResult, Severity
-from monitor.policy import Vantage
-from monitor.report import MET, build_report_document, render_html
-from monitor.runtime import build_runtime
-from monitor.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
-from monitor.settings import Settings
+from monitor.outputs.report import MET, build_report_document, render_html
 
 DEFAULT_REPORT = Path("demo-report.html")
 SE_VAULT = "kv-se-demo"
@@ -121,7 +121,7 @@ class ScanView:
 
     label: str
     outcome: ScanOutcome
-    document: dict[str, Any]  # the HTML report's document (``monitor.report``) of this scan
+    document: dict[str, Any]  # the HTML report's document (``monitor.outputs.report``) of this scan
     messages: dict[str, list[Received]]  # service -> the messages this scan sent
 
     @property

@@ -8,7 +8,7 @@ remain, with the throttling headers ``x-ms-user-quota-remaining`` and
 ``x-ms-user-quota-resets-after``.
 
 What this emulator is, honestly: it does not run KQL. It recognises the query kvmon sends
-(``monitor.graph_inventory.build_vault_query``, with or without the vault-name filter: the text
+(``monitor.sources.resource_graph.build_vault_query``, with or without the vault-name filter: the text
 must be exactly what kvmon builds) and evaluates that query's meaning in Python: one row per
 vault (``id, name, type, location, resourceGroup, subscriptionId, tags, properties``; ``type``
 and ``resourceGroup`` lower-cased, as Resource Graph returns them) and one row per visible
@@ -46,7 +46,7 @@ from typing import Any
 
 from lab.estate import Estate, token_claims
 from lab.http import LabServer, Request, Response
-from monitor.graph_inventory import (
+from monitor.sources.resource_graph import (
     MAX_PAGE_SIZE,
     QUOTA_REMAINING_HEADER,
     QUOTA_RESETS_AFTER_HEADER,
@@ -195,7 +195,7 @@ class ResourceGraphEmulator:
                 detail=(
                     "InvalidQuery",
                     "The lab's Resource Graph answers kvmon's vault query only "
-                    "(monitor.graph_inventory.build_vault_query).",
+                    "(monitor.sources.resource_graph.build_vault_query).",
                 ),
             )
         options = body.get("options") or {}

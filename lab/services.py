@@ -28,7 +28,7 @@ from lab.resourcegraph import ResourceGraphEmulator
 from lab.sinks import WebhookSink
 from lab.tls import lab_pki
 from lab.world import LabWorld
-from monitor.policy import Vantage
+from monitor.config.policy import Vantage
 
 REPO = Path(__file__).resolve().parent.parent
 WALKTHROUGH_BASELINE = REPO / "examples" / "baseline-walkthrough.yaml"
@@ -138,7 +138,7 @@ class LabServices:
         sqlite_path: Path | None = None,
         channels: bool = True,
     ) -> dict[str, str]:
-        """kvmon's settings for this lab (see monitor.settings for each one)."""
+        """kvmon's settings for this lab (see monitor.config.settings for each one)."""
         environ = {
             "KVMON_SUBSCRIPTIONS": ",".join(subscriptions),
             "KVMON_ARM_ENDPOINT": self.arm.url,

@@ -20,10 +20,10 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
+from monitor.config.policy import Vantage
+from monitor.config.settings import Settings
 from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsStep, Verdict
 from monitor.netaddr import AddressSpace
-from monitor.policy import Vantage
-from monitor.settings import Settings
 from probes.dataplane import PinnedConnection, PinnedRoute, check_health, probe_secret_read
 from probes.dns import resolve_vault
 from probes.network import Reachability, open_tls, tls_context

@@ -13,9 +13,9 @@ import dns.exception
 import dns.rdatatype
 import dns.resolver
 
+from monitor.config.vantages import parse_resolver
 from monitor.model import DnsStep
 from monitor.netaddr import AddressSpace
-from monitor.vantages import parse_resolver
 
 
 def resolve_vault(

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from monitor.config.policy import Vantage
 from monitor.model import ProbeResult
-from monitor.policy import Vantage
 from probes.wire import WireError, result_from_json
 
 if TYPE_CHECKING:

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 
+from monitor.config.policy import Vantage
 from monitor.model import ProbeResult
-from monitor.policy import Vantage
 
 if TYPE_CHECKING:  # the agent imports this module
     from probes.agent import ProbeOptions

@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from monitor.cli import build_parser
-from monitor.settings import SETTINGS, Settings, SettingsError, parse_duration
+from monitor.config.settings import SETTINGS, Settings, SettingsError, parse_duration
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")

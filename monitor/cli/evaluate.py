@@ -17,13 +17,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from monitor.baseline import Baseline, BaselineError, load_baseline
 from monitor.cli import common
-from monitor.evaluate import ExpiredSuppression, evaluate
+from monitor.config.baseline import Baseline, BaselineError, load_baseline
+from monitor.judge.evaluate import ExpiredSuppression, evaluate
+from monitor.judge.rules.base import VaultFacts
 from monitor.model import Finding, FindingChange, ScanError, Severity, VaultPosture
-from monitor.normalise import InputError, load_vault_file
-from monitor.output import FORMATS, SourceLocation, at_or_above, write_report
-from monitor.rules import VaultFacts
+from monitor.outputs.formats import FORMATS, SourceLocation, at_or_above, write_report
+from monitor.sources.keyvault.normalise import InputError, load_vault_file
 
 DEFAULT_FAIL_ON = Severity.HIGH
 

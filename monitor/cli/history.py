@@ -7,8 +7,8 @@ from typing import Any
 
 from monitor.cli import common
 from monitor.cli.findings import add_store_arguments, store_from_arguments
-from monitor.drift import network_diff
 from monitor.jsonable import to_jsonable
+from monitor.judge.drift import network_diff
 from monitor.model import VaultPosture
 from monitor.store import Store
 from monitor.store.base import PostureSnapshot

@@ -19,8 +19,9 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from monitor.cli import common
+from monitor.config.settings import Settings, SettingsError, parse_duration
 from monitor.jsonable import to_jsonable
-from monitor.logs import (
+from monitor.sources.logs import (
     PLACEHOLDER_VAULT_ID,
     TABLE_CHOICES,
     LogsReader,
@@ -28,7 +29,6 @@ from monitor.logs import (
     build_summary_query,
     normalise_vault_ids,
 )
-from monitor.settings import Settings, SettingsError, parse_duration
 
 EXIT_INCOMPLETE = 3
 

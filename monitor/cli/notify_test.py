@@ -9,12 +9,12 @@ import os
 from typing import Any
 
 from monitor.cli import common
+from monitor.config.settings import Settings, SettingsError
 from monitor.model import Severity
-from monitor.notify.channels import ALL_EVENTS, ChannelConfigError, load_channels
-from monitor.notify.compose import compose, message_id, sample_digest
-from monitor.notify.deliver import DeliveryPolicy, Sender, SystemClock, default_session
-from monitor.notify.redact import redacting_logs
-from monitor.settings import Settings, SettingsError
+from monitor.outputs.notify.channels import ALL_EVENTS, ChannelConfigError, load_channels
+from monitor.outputs.notify.compose import compose, message_id, sample_digest
+from monitor.outputs.notify.deliver import DeliveryPolicy, Sender, SystemClock, default_session
+from monitor.outputs.notify.redact import redacting_logs
 
 EXIT_NOT_DELIVERED = 1
 

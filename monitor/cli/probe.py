@@ -18,10 +18,10 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from monitor.cli import common
+from monitor.config.policy import Vantage
+from monitor.config.settings import Settings, SettingsError
+from monitor.config.vantages import VantageConfigError, load_vantages, parse_resolver
 from monitor.model import ProbeResult, Verdict
-from monitor.policy import Vantage
-from monitor.settings import Settings, SettingsError
-from monitor.vantages import VantageConfigError, load_vantages, parse_resolver
 from probes.agent import ProbeOptions, probe_vaults
 from probes.remote import probe_remote
 from probes.scope import OutOfScope, ProbeScope

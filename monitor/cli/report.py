@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from monitor.cli import common
-from monitor.report import ReportDocumentError, render_html
+from monitor.outputs.report import ReportDocumentError, render_html
 from monitor.store.base import StoreUnavailable
 
 

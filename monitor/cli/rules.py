@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from monitor.cli import common
-from monitor.rules import CATALOG
+from monitor.judge.rules.base import CATALOG
 
 
 def register(subparsers: Any) -> None:

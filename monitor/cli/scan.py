@@ -1,6 +1,6 @@
 """``kvmon scan``: read ARM live, probe, read logs, judge, remember and tell.
 
-A thin shell over ``monitor.scan.run_scan``: settings come from the environment (the same app
+A thin shell over ``monitor.app.scan.run_scan``: settings come from the environment (the same app
 settings the Functions app reads) and the flags override them.
 """
 
@@ -12,13 +12,13 @@ import os
 import sys
 from typing import Any
 
-from monitor.baseline import BaselineError
+from monitor.app.runtime import build_runtime
+from monitor.app.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.cli import common
 from monitor.cli.evaluate import add_baseline_argument, add_output_arguments, emit_report
-from monitor.notify import ChannelConfigError
-from monitor.runtime import build_runtime
-from monitor.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
-from monitor.settings import Settings, SettingsError
+from monitor.config.baseline import BaselineError
+from monitor.config.settings import Settings, SettingsError
+from monitor.outputs.notify import ChannelConfigError
 from monitor.store import StoreUnavailable
 
 EXIT_SCAN_FAILED = 3

@@ -43,7 +43,7 @@ class FindingRecord:
     resolved_at: dt.datetime | None = None
     etag: str | None = None  # the backend's concurrency token, opaque
     # When the stored evidence and summary were written: evidence that only moved (a count grew)
-    # is refreshed now and then, not on every scan (see monitor.lifecycle.EVIDENCE_REFRESH).
+    # is refreshed now and then, not on every scan (see monitor.judge.lifecycle.EVIDENCE_REFRESH).
     evidence_at: dt.datetime | None = None
 
     @property
@@ -135,7 +135,7 @@ class Store(Protocol):
 
     def scan_runs(self, *, limit: int = 20) -> list[ScanRun]: ...
 
-    # report documents (monitor.report) ----------------------------------------------------------
+    # report documents (monitor.outputs.report) ----------------------------------------------------------
     def save_report(self, scan_id: str, document: Mapping[str, Any], *, started_at: dt.datetime) -> None: ...
 
     def load_report(self, scan_id: str | None = None) -> Mapping[str, Any] | None:

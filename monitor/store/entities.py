@@ -310,7 +310,7 @@ class EntityStore:
     # -- report documents ---------------------------------------------------------------------------
 
     def save_report(self, scan_id: str, document: Mapping[str, Any], *, started_at: dt.datetime) -> None:
-        """Keep a scan's report document (``monitor.report``). One that does not fit an entity
+        """Keep a scan's report document (``monitor.outputs.report``). One that does not fit an entity
         even compressed keeps the vaults with findings, changes or mismatches first, and says so
         (``monitor.store.report_fit``)."""
         properties: dict[str, Any] = {"scan_id": scan_id, **report_properties(document)}

@@ -24,7 +24,7 @@ def report_properties(document: Mapping[str, Any], *, name: str = "document") ->
     vaults with findings, changes or reachability mismatches first, then the others, as many as
     fit, with an error entry saying how many were left out.
 
-    The document is plain JSON with string keys (as ``monitor.report`` builds it); values that
+    The document is plain JSON with string keys (as ``monitor.outputs.report`` builds it); values that
     are not are converted as ``monitor.jsonable.to_jsonable`` does.
 
     Raises ``codec.RecordTooLarge`` when not even the document without vaults fits.

@@ -12,12 +12,12 @@ import pytest
 
 from lab.estate import walkthrough_network
 from lab.services import walkthrough_vantages
-from monitor.baseline import Baseline, BaselineError, load_baseline, parse_baseline
-from monitor.evaluate import evaluate
+from monitor.config.baseline import Baseline, BaselineError, load_baseline, parse_baseline
+from monitor.config.policy import VantageExpectation
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
 from monitor.model import Severity, VaultPosture
-from monitor.normalise import load_vault_file
-from monitor.policy import VantageExpectation
-from monitor.rules import VaultFacts
+from monitor.sources.keyvault.normalise import load_vault_file
 
 REPO = Path(__file__).resolve().parents[2]
 WALKTHROUGH = REPO / "examples" / "baseline-walkthrough.yaml"

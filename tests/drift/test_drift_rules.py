@@ -5,12 +5,12 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from monitor.drift import disappeared_vault_findings
-from monitor.evaluate import evaluate
+from monitor.config.policy import VaultPolicy
+from monitor.judge.drift import disappeared_vault_findings
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.keyvault.drift import KV301, KV302
 from monitor.model import Severity, VirtualNetworkRule
-from monitor.policy import VaultPolicy
-from monitor.rules import VaultFacts
-from monitor.rules.drift_rules import KV301, KV302
 from monitor.store.base import PostureSnapshot
 from tests.store.helpers import SUB_A, SUB_B, T0, ip_rule, posture, subnet_id
 

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from monitor.drift import Direction, network_diff
+from monitor.judge.drift import Direction, network_diff
 from monitor.model import VirtualNetworkRule
 from tests.store.helpers import ip_rule, pec, posture, subnet_id
 

@@ -35,14 +35,14 @@ from lab.estate import (
 )
 from lab.http import LabServer, Request, Response
 from lab.services import LabServices
-from monitor.inventory import ArmInventory
-from monitor.logs import LogsReader
-from monitor.notify import DeliveryPolicy, Notifier, load_channels
-from monitor.notify.deliver import default_session
-from monitor.policy import Vantage
-from monitor.runtime import build_runtime
-from monitor.scan import ScanRuntime
-from monitor.settings import Settings
+from monitor.app.runtime import build_runtime
+from monitor.app.scan import ScanRuntime
+from monitor.config.policy import Vantage
+from monitor.config.settings import Settings
+from monitor.outputs.notify import DeliveryPolicy, Notifier, load_channels
+from monitor.outputs.notify.deliver import default_session
+from monitor.sources.arm import ArmInventory
+from monitor.sources.logs import LogsReader
 from monitor.store import Store, open_store
 from probes.agent import ProbeOptions, handle_probe_request
 

@@ -12,8 +12,8 @@ import pytest
 from lab.arm import LIST_ROUTE
 from lab.http import Fault
 from lab.services import LabServices
+from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.model import ChangeKind, FindingStatus, ScanReport
-from monitor.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.store import Store
 from tests.faults.conftest import FAULT_TIMEOUT_S, SUB_A, SUB_B, fast_runtime, fault_environ
 

@@ -13,8 +13,8 @@ from azure.data.tables import TableServiceClient
 
 from lab.azurite import Azurite
 from lab.services import LabServices
+from monitor.app.scan import ScanOutcome, ScanRequest, run_scan
 from monitor.model import ChangeKind, FindingChange
-from monitor.scan import ScanOutcome, ScanRequest, run_scan
 from monitor.store import open_store
 from tests.faults.conftest import SUB_A, SUB_B, fast_runtime, fault_environ
 

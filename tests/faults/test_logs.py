@@ -12,8 +12,8 @@ import pytest
 from lab.http import Fault
 from lab.loganalytics import QUERY_PATH
 from lab.services import LabServices
+from monitor.app.scan import ScanRequest, run_scan
 from monitor.model import ChangeKind, FindingStatus
-from monitor.scan import ScanRequest, run_scan
 from monitor.store import Store
 from tests.faults.conftest import FAULT_TIMEOUT_S, SUB_A, SUB_B, WORKSPACE, fast_runtime, fault_environ
 

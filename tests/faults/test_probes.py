@@ -15,8 +15,8 @@ import pytest
 from lab.estate import PUBLIC_INGRESS
 from lab.http import Fault
 from lab.services import LabServices, _vantage_json
+from monitor.app.scan import ScanRequest, run_scan
 from monitor.model import ChangeKind, FindingStatus, ScanReport, Verdict
-from monitor.scan import ScanRequest, run_scan
 from monitor.store import Store
 from tests.faults.conftest import (
     REMOTE_KEY,

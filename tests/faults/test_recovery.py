@@ -12,8 +12,8 @@ import pytest
 
 from lab.azurite import Azurite
 from lab.services import LabServices
+from monitor.app.scan import ScanRequest, run_scan
 from monitor.model import ChangeKind
-from monitor.scan import ScanRequest, run_scan
 from monitor.store import Store, StoreUnavailable, open_store
 from tests.faults.conftest import SUB_A, SUB_B, StoreLink, fast_runtime, fault_environ
 

@@ -21,12 +21,12 @@ from lab.credential import LabCredential
 from lab.http import Fault
 from lab.loganalytics import QUERY_PATH
 from lab.services import LabServices
+from monitor.app.runtime import build_runtime
+from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.cli import main
 from monitor.cli.scan import EXIT_SCAN_FAILED
+from monitor.config.settings import Settings
 from monitor.model import ScanReport
-from monitor.runtime import build_runtime
-from monitor.scan import ScanRequest, ScanRuntime, run_scan
-from monitor.settings import Settings
 from monitor.store import Store, StoreUnavailable, open_store
 from tests.faults.conftest import SUB_A, SUB_B, fault_environ
 
@@ -133,7 +133,7 @@ def test_kvmon_scan_exits_3_with_the_error_when_the_store_goes_away(
     environ["KVMON_STORAGE"] = azurite_for_faults.connection_string
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("monitor.runtime.default_credential", LabCredential)
+    monkeypatch.setattr("monitor.app.runtime.default_credential", LabCredential)
 
     try:
         with azurite_stops_mid_scan(lab, azurite_for_faults) as seen, caplog.at_level(logging.ERROR):

@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lab.estate import walkthrough_estate
-from monitor.baseline import Baseline, BaselineError, parse_baseline
-from monitor.evaluate import evaluate
-from monitor.normalise import normalise_vault
-from monitor.rules import VaultFacts
+from monitor.config.baseline import Baseline, BaselineError, parse_baseline
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
+from monitor.sources.keyvault.normalise import normalise_vault
 from tests.fuzz.conftest import PURE, tally
 from tests.fuzz.strategies import baseline_document, exotic_text
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from lab.services import WALKTHROUGH_BASELINE
 from monitor.cli import main
-from monitor.output import FORMATS
+from monitor.outputs.formats import FORMATS
 from tests.fuzz.conftest import COMMAND, tally
 from tests.fuzz.strategies import any_json, baseline_document, vault_json
 

@@ -15,11 +15,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lab.services import WALKTHROUGH_BASELINE
-from monitor.baseline import Baseline, load_baseline
-from monitor.evaluate import evaluate
+from monitor.config.baseline import Baseline, load_baseline
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
 from monitor.model import Finding, VaultPosture
-from monitor.normalise import InvalidVault, normalise_vault
-from monitor.rules import VaultFacts
+from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 from tests.fuzz.conftest import PURE, tally
 from tests.fuzz.strategies import any_json, vault_json
 

@@ -7,9 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from monitor.notify.channels import ChannelKind, load_channels
-from monitor.settings import SETTINGS
-from monitor.vantages import parse_vantages
+from monitor.config.settings import SETTINGS
+from monitor.config.vantages import parse_vantages
+from monitor.outputs.notify.channels import ChannelKind, load_channels
 from tests.infra.bicep import REPO, evaluate, module_params, template
 
 SUBNET_ID = (

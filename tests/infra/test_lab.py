@@ -10,10 +10,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from monitor.baseline import load_baseline
-from monitor.evaluate import evaluate
-from monitor.normalise import normalise_vault
-from monitor.rules import CATALOG, VaultFacts
+from monitor.config.baseline import load_baseline
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import CATALOG, VaultFacts
+from monitor.sources.keyvault.normalise import normalise_vault
 from tests.infra.bicep import REPO, dotted, resources, template
 from tests.infra.bicep import evaluate as evaluate_bicep
 

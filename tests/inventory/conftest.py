@@ -11,7 +11,7 @@ from lab.arm import ArmEmulator
 from lab.credential import LabCredential
 from lab.estate import Estate
 from lab.tls import LabPki
-from monitor.inventory import ArmInventory
+from monitor.sources.arm import ArmInventory
 
 SUB_A = "00000000-0000-0000-0000-0000000000a1"
 SUB_B = "00000000-0000-0000-0000-0000000000b2"

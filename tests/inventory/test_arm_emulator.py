@@ -32,8 +32,8 @@ from lab.estate import (
     walkthrough_estate,
 )
 from lab.tls import LabPki
-from monitor.inventory import ArmInventory
 from monitor.model import VaultPosture
+from monitor.sources.arm import ArmInventory
 
 RG = "rg-walkthrough"
 

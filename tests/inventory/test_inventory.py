@@ -11,7 +11,7 @@ from lab.credential import LabCredential
 from lab.estate import Estate
 from lab.http import Fault
 from lab.tls import LabPki
-from monitor.inventory import ArmInventory, arm_credential_scope
+from monitor.sources.arm import ArmInventory, arm_credential_scope
 from tests.inventory.conftest import SUB_A, SUB_B, SUB_FORBIDDEN, add_vaults
 
 UNKNOWN_SUB = "00000000-0000-0000-0000-00000000dead"

@@ -13,7 +13,7 @@ import pytest
 from azure.mgmt.keyvault.models import Vault
 
 from monitor.model import VaultPosture
-from monitor.normalise import InputError, InvalidVault, load_vault_file, normalise_vault
+from monitor.sources.keyvault.normalise import InputError, InvalidVault, load_vault_file, normalise_vault
 
 REPO = Path(__file__).resolve().parents[2]
 VAULT_ID = "/subscriptions/sub-1/resourceGroups/RG-One/providers/Microsoft.KeyVault/vaults/kv-one"
@@ -340,7 +340,7 @@ def test_not_a_vault_raises_invalid_vault(raw: Any, message: str) -> None:
 
 
 def test_sdk_14_model_as_dict_is_the_rest_body(arm_examples: Path) -> None:
-    """Pins what monitor.inventory relies on: azure-mgmt-keyvault 14's Vault is a mapping over the
+    """Pins what monitor.sources.arm relies on: azure-mgmt-keyvault 14's Vault is a mapping over the
     response JSON, and as_dict() gives it back whole (unknown fields too)."""
     body = example(arm_examples, "createVaultWithNetworkAcls")
     body["properties"]["privateEndpointConnections"] = example(arm_examples, "listPrivateEndpointConnection")[

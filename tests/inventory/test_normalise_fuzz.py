@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.model import VaultPosture
-from monitor.normalise import InvalidVault, normalise_vault
+from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 
 json_leaves = (
     st.none()

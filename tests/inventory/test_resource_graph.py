@@ -27,15 +27,15 @@ from lab.estate_factory import (
 from lab.http import Fault
 from lab.resourcegraph import QUERY_ROUTE, ResourceGraphEmulator
 from lab.tls import LabPki
-from monitor.graph_inventory import (
+from monitor.app.runtime import build_inventory
+from monitor.config.settings import Settings
+from monitor.sources.arm import ArmInventory
+from monitor.sources.resource_graph import (
     ResourceGraphInventory,
     ThresholdInventory,
     build_vault_query,
     parse_resets_after,
 )
-from monitor.inventory import ArmInventory
-from monitor.runtime import build_inventory
-from monitor.settings import Settings
 from tests.inventory.conftest import SUB_A, SUB_B, SUB_FORBIDDEN, add_vaults
 
 HERE = Path(__file__).resolve().parent

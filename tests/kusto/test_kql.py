@@ -18,7 +18,7 @@ import pytest
 
 from monitor.cli import build_parser
 from monitor.cli.logs import execute
-from monitor.logs import PLACEHOLDER_VAULT_ID, SUMMARY_COLUMNS, TABLE_CHOICES, build_summary_query
+from monitor.sources.logs import PLACEHOLDER_VAULT_ID, SUMMARY_COLUMNS, TABLE_CHOICES, build_summary_query
 
 pytestmark = pytest.mark.node
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from monitor.lifecycle import apply_reconciliation
+from monitor.judge.lifecycle import apply_reconciliation
 from monitor.model import ChangeKind, FindingStatus
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import T0, finding
@@ -108,7 +108,7 @@ def test_a_scan_that_loses_the_race_reconciles_against_the_winner(make_store: St
     scan(winner, [problem], T0)
 
     # The loser's plan (made from its stale read) conflicts; apply re-reads and finds nothing new.
-    from monitor.lifecycle import reconcile
+    from monitor.judge.lifecycle import reconcile
 
     stale_plan = reconcile(
         previous=loser_view, current=[problem], assessed_vaults={APP}, complete_vaults={APP}, now=T0

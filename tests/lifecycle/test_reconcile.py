@@ -32,7 +32,7 @@ def stored(f, *, status=FindingStatus.OPEN, at=T0, **changes) -> FindingRecord:
 
 
 def run(previous, current, *, assessed=(APP, DATA), complete=(APP, DATA), now=LATER, missing=None):
-    from monitor.lifecycle import reconcile
+    from monitor.judge.lifecycle import reconcile
 
     return reconcile(
         previous={r.id: r for r in previous},
@@ -86,7 +86,7 @@ def test_severity_change_is_announced_evidence_and_summary_are_not() -> None:
 
 
 def test_evidence_that_only_moved_is_rewritten_now_and_then_not_every_scan() -> None:
-    from monitor.lifecycle import EVIDENCE_REFRESH
+    from monitor.judge.lifecycle import EVIDENCE_REFRESH
 
     # A log finding's summary and evidence move with every request counted.
     prior = stored(finding(summary="3 requests", evidence={"count": 3}), evidence_at=T0)

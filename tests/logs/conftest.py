@@ -20,8 +20,8 @@ from lab.estate import (
 )
 from lab.loganalytics import LogAnalyticsEmulator
 from lab.tls import LabPki
-from monitor.logs import LogsReader
 from monitor.netaddr import AddressSpace
+from monitor.sources.logs import LogsReader
 
 NOW = dt.datetime(2025, 3, 14, 12, 0, tzinfo=dt.UTC)
 WINDOW = (NOW - dt.timedelta(hours=1), NOW)

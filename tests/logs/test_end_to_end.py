@@ -18,12 +18,12 @@ import pytest
 from lab.credential import LabCredential
 from lab.estate import INTERNET_CLIENT, LAB_VAULT_SUFFIX, Estate
 from lab.world import LabWorld
-from monitor.evaluate import evaluate
-from monitor.logs import LogsReader
+from monitor.config.policy import Vantage, VaultPolicy
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
 from monitor.model import Outcome
-from monitor.normalise import normalise_vault
-from monitor.policy import Vantage, VaultPolicy
-from monitor.rules import RULES_BY_ID, VaultFacts
+from monitor.sources.keyvault.normalise import normalise_vault
+from monitor.sources.logs import LogsReader
 from probes.agent import ProbeOptions, probe_vault
 from probes.scope import ProbeScope
 from tests.logs.conftest import LAB_SPACE, SE_CLIENT, WORKSPACE

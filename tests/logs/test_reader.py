@@ -15,9 +15,9 @@ from lab.estate import INTERNET_CLIENT, Estate
 from lab.http import Fault
 from lab.loganalytics import LogAnalyticsEmulator
 from lab.tls import LabPki
-from monitor.logs import SUMMARY_COLUMNS, LogsReader, build_summary_query
 from monitor.model import Outcome
 from monitor.netaddr import AddressSpace
+from monitor.sources.logs import SUMMARY_COLUMNS, LogsReader, build_summary_query
 from tests.logs.conftest import APP_ID, NOW, OBJECT_ID, SE_CLIENT, WINDOW, WORKSPACE, record
 
 Reader = Callable[..., LogsReader]

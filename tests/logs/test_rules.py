@@ -12,14 +12,14 @@ import pytest
 from lab.estate import INTERNET_CLIENT, Estate
 from lab.http import Fault
 from lab.loganalytics import LogAnalyticsEmulator
-from monitor.evaluate import evaluate
-from monitor.logs import LogsReader
+from monitor.config.policy import VaultPolicy
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
+from monitor.judge.rules.keyvault.logs import RULES
 from monitor.model import CallerActivity, Finding, LogEvidence, Outcome, Severity
 from monitor.netaddr import parse_network
-from monitor.normalise import normalise_vault
-from monitor.policy import VaultPolicy
-from monitor.rules import RULES_BY_ID, VaultFacts
-from monitor.rules.log_rules import RULES
+from monitor.sources.keyvault.normalise import normalise_vault
+from monitor.sources.logs import LogsReader
 from tests.logs.conftest import APP_ID, NOW, OBJECT_ID, SE_CLIENT, WINDOW, WORKSPACE, record
 
 VAULT_ID = "/subscriptions/00000000-0000-0000-0000-00000000a001/resourceGroups/rg-walkthrough/providers/Microsoft.KeyVault/vaults/kv-se-demo"

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from monitor.logs import logs_window
+from monitor.sources.logs import logs_window
 
 NOW = dt.datetime(2025, 3, 14, 12, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)

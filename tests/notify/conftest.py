@@ -15,7 +15,7 @@ import requests
 
 from lab.sinks import WebhookSink
 from lab.tls import LabPki
-from monitor.notify.deliver import default_session
+from monitor.outputs.notify.deliver import default_session
 
 REPO = Path(__file__).resolve().parents[2]
 VALIDATOR = Path(__file__).with_name("validate_cards.js")

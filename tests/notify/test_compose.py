@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from monitor.model import ChangeKind, Severity
-from monitor.notify.channels import ALL_EVENTS, ChannelConfig, ChannelKind, Event
-from monitor.notify.compose import (
+from monitor.outputs.notify.channels import ALL_EVENTS, ChannelConfig, ChannelKind, Event
+from monitor.outputs.notify.compose import (
     SLACK_MAX_BLOCK_CHARACTERS,
     SLACK_MAX_BLOCKS,
     SLACK_MAX_FALLBACK_TEXT,
@@ -28,7 +28,7 @@ from monitor.notify.compose import (
     sample_digest,
     slack_block_characters,
 )
-from monitor.notify.redact import Secret
+from monitor.outputs.notify.redact import Secret
 from tests.notify.factories import SCAN_TIME, change, many_changes, mixed_changes
 
 REPORT = "https://reports.example.org/kvmon/{scan_id}.html"

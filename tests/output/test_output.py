@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from monitor.evaluate import ExpiredSuppression
+from monitor.judge.evaluate import ExpiredSuppression
+from monitor.judge.rules.base import CATALOG
 from monitor.model import Finding, ScanError, Severity, Suppression
-from monitor.output import (
+from monitor.outputs.formats import (
     FINGERPRINT_KEY,
     SourceLocation,
     at_or_above,
@@ -27,7 +28,6 @@ from monitor.output import (
     to_sarif,
     write_report,
 )
-from monitor.rules import CATALOG
 
 from .conftest import Validate
 

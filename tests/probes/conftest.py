@@ -14,8 +14,8 @@ from lab.credential import LabCredential
 from lab.estate import LAB_PRIVATE_RANGES, LAB_VAULT_SUFFIX, Estate, walkthrough_estate
 from lab.services import walkthrough_vantages
 from lab.world import LabWorld
+from monitor.config.policy import Vantage
 from monitor.netaddr import AddressSpace
-from monitor.policy import Vantage
 from probes.agent import ProbeOptions
 from probes.scope import ProbeScope
 

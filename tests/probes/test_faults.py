@@ -15,11 +15,11 @@ from lab.estate import PUBLIC_INGRESS, walkthrough_estate
 from lab.http import Fault
 from lab.services import walkthrough_vantages
 from lab.world import LabWorld
-from monitor.evaluate import evaluate
+from monitor.config.policy import Vantage, VaultPolicy
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
 from monitor.model import Verdict
-from monitor.normalise import normalise_vault
-from monitor.policy import Vantage, VaultPolicy
-from monitor.rules import VaultFacts
+from monitor.sources.keyvault.normalise import normalise_vault
 from probes.agent import ProbeOptions, handle_probe_request, probe_vaults
 from probes.scope import ProbeScope
 from tests.probes.conftest import LAB_SPACE, SocketAudit, lab_options

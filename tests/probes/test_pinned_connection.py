@@ -20,8 +20,8 @@ from lab.estate import PUBLIC_INGRESS
 from lab.http import Fault
 from lab.tls import lab_pki
 from lab.world import LabWorld
+from monitor.config.policy import Vantage
 from monitor.model import Verdict
-from monitor.policy import Vantage
 from probes.agent import ProbeOptions, probe_vaults
 from probes.dataplane import PinnedConnection, PinnedRoute, PinnedTransport, _dropped
 from probes.network import tls_context

@@ -7,6 +7,8 @@ import datetime as dt
 
 import pytest
 
+from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
+from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
 from monitor.model import (
     DataPlaneStep,
     DnsStep,
@@ -19,8 +21,6 @@ from monitor.model import (
     VirtualNetworkRule,
 )
 from monitor.netaddr import AddressSpace
-from monitor.policy import Vantage, VantageExpectation, VaultPolicy
-from monitor.rules import RULES_BY_ID, VaultFacts
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
 SPACE = AddressSpace()

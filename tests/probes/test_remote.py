@@ -14,8 +14,8 @@ import pytest
 from lab.credential import LabCredential
 from lab.http import Fault, LabServer, Request, Response
 from lab.world import LabWorld
+from monitor.config.policy import Vantage
 from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsStep, Verdict
-from monitor.policy import Vantage
 from probes.agent import ProbeOptions, Prober, handle_probe_request, probe_vaults
 from probes.remote import probe_remote
 from probes.wire import WireError, result_from_json, result_to_json

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from lab.services import walkthrough_vantages
-from monitor.settings import Settings, SettingsError
-from monitor.vantages import (
+from monitor.config.settings import Settings, SettingsError
+from monitor.config.vantages import (
     VantageConfigError,
     load_vantages,
     parse_resolver,

@@ -9,11 +9,11 @@ import datetime as dt
 from lab.credential import LabCredential
 from lab.estate import INTERNET_CLIENT, PUBLIC_INGRESS, Estate
 from lab.world import LabWorld
-from monitor.evaluate import evaluate
+from monitor.config.policy import Vantage, VaultPolicy
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import VaultFacts
 from monitor.model import Finding, ProbeResult, Verdict
-from monitor.normalise import normalise_vault
-from monitor.policy import Vantage, VaultPolicy
-from monitor.rules import VaultFacts
+from monitor.sources.keyvault.normalise import normalise_vault
 from probes.agent import ProbeOptions, probe_vaults
 from tests.probes.conftest import LAB_SPACE
 

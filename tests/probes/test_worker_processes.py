@@ -12,8 +12,8 @@ import pytest
 
 from lab.credential import LabCredential
 from lab.world import LabWorld
+from monitor.config.policy import Vantage
 from monitor.model import ProbeResult, Verdict
-from monitor.policy import Vantage
 from probes import agent
 from probes.agent import ProbeOptions, probe_vaults
 

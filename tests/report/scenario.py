@@ -12,6 +12,7 @@ import datetime as dt
 
 from lab.estate import INTERNET_CLIENT, PUBLIC_INGRESS, WALKTHROUGH_SUBSCRIPTION, WALKTHROUGH_WORKSPACE
 from lab.estate import walkthrough_network as lab_network
+from monitor.config.policy import Vantage, VaultPolicy
 from monitor.model import (
     CallerActivity,
     ChangeKind,
@@ -33,7 +34,6 @@ from monitor.model import (
     Verdict,
     VirtualNetworkRule,
 )
-from monitor.policy import Vantage, VaultPolicy
 
 STARTED = dt.datetime(2025, 3, 14, 9, 30, 0, tzinfo=dt.UTC)
 FINISHED = STARTED + dt.timedelta(seconds=4.2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from monitor.report import build_report_document, render_html
+from monitor.outputs.report import build_report_document, render_html
 from tests.report.dom import ReportDom
 from tests.report.scenario import GENERATED, POLICIES, VANTAGES, walkthrough_report
 

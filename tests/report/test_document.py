@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from lab.estate import INTERNET_CLIENT
+from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
 from monitor.model import (
     ChangeKind,
     DataPlaneStep,
@@ -22,8 +23,7 @@ from monitor.model import (
     Severity,
     Verdict,
 )
-from monitor.policy import Vantage, VantageExpectation, VaultPolicy
-from monitor.report import SCHEMA, build_report_document
+from monitor.outputs.report import SCHEMA, build_report_document
 from tests.report import scenario
 from tests.report.scenario import GENERATED, POLICIES, VANTAGES, walkthrough_report
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from monitor.cli import main
-from monitor.report import ReportDocumentError, build_report_document, render_html
+from monitor.outputs.report import ReportDocumentError, build_report_document, render_html
 from tests.report.dom import ReportDom
 from tests.report.scenario import GENERATED, HOSTILE, POLICIES, VANTAGES, walkthrough_report
 

@@ -11,11 +11,12 @@ from typing import Any
 
 import pytest
 
-from monitor.evaluate import evaluate
+from monitor.config.policy import VaultPolicy
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import CATALOG, RULES_BY_ID, Hit, VaultFacts
+from monitor.judge.rules.keyvault import config as config_rules
 from monitor.model import IpRule, PrivateEndpointConnection, Severity, VaultPosture, VirtualNetworkRule
-from monitor.normalise import normalise_vault
-from monitor.policy import VaultPolicy
-from monitor.rules import CATALOG, RULES_BY_ID, Hit, VaultFacts, config_rules
+from monitor.sources.keyvault.normalise import normalise_vault
 
 SUB = "00000000-0000-0000-0000-00000000a001"
 VAULT_ID = f"/subscriptions/{SUB}/resourceGroups/rg-test/providers/Microsoft.KeyVault/vaults/kv-test"

@@ -12,10 +12,10 @@ from lab.arm import ArmEmulator
 from lab.credential import LabCredential
 from lab.estate import Estate
 from lab.tls import LabPki
-from monitor.collector import SCAN_GC_THRESHOLDS, scan_collector
-from monitor.inventory import ArmInventory
-from monitor.policy import VaultPolicy
-from monitor.scan import ScanRequest, ScanRuntime, run_scan
+from monitor.app.collector import SCAN_GC_THRESHOLDS, scan_collector
+from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
+from monitor.config.policy import VaultPolicy
+from monitor.sources.arm import ArmInventory
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000c1"
 

@@ -30,12 +30,12 @@ from lab.azurite import DEV_ACCOUNT_KEY, azurite_missing_reason
 from lab.credential import LabCredential
 from lab.http import Fault
 from lab.services import LabServices, _vantage_json
+from monitor.app.runtime import build_runtime
+from monitor.app.scan import ScanRequest, run_scan
 from monitor.cli import main
+from monitor.config.settings import Settings
 from monitor.jsonable import to_jsonable
-from monitor.report import build_report_document, render_html
-from monitor.runtime import build_runtime
-from monitor.scan import ScanRequest, run_scan
-from monitor.settings import Settings
+from monitor.outputs.report import build_report_document, render_html
 from monitor.store import StoreUnavailable, open_store
 from tests.faults.conftest import REMOTE_KEY, SUB_A, SUB_B, WEBHOOK_SECRET, RemoteVantage, fault_estate
 from tests.functions.test_function_app import functions  # the app is indexed once per process
@@ -158,8 +158,8 @@ def test_no_secret_appears_in_any_log_output_report_record_or_answer(
     environ = _environ(lab, remote, silent)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("monitor.runtime.default_credential", lambda: credential)
-    monkeypatch.setattr("monitor.functions._CREDENTIAL", credential)
+    monkeypatch.setattr("monitor.app.runtime.default_credential", lambda: credential)
+    monkeypatch.setattr("monitor.app.functions._CREDENTIAL", credential)
     caplog.set_level(logging.DEBUG)
     outputs: dict[str, str] = {}
 

@@ -10,7 +10,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from monitor.cli import main
-from monitor.lifecycle import apply_reconciliation
+from monitor.judge.lifecycle import apply_reconciliation
 from monitor.model import Severity, Suppression
 from monitor.store import open_store
 from monitor.store.base import PostureSnapshot

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from monitor.lifecycle import apply_reconciliation
+from monitor.judge.lifecycle import apply_reconciliation
 from monitor.model import ChangeKind, Finding, VaultPosture
 from monitor.store.base import PostureSnapshot, ScanRun
 from monitor.store.entities import FINDINGS, HISTORY, POSTURES, SCANS, SEEN, EntityStore

@@ -1,0 +1,324 @@
+"""What each Azure Function does, free of the Functions SDK so it reads (and tests) plainly.
+
+``function_app.py`` parses each trigger and calls one of these; they call the same
+``monitor``/``probes`` functions the CLI calls and return an ``Answer`` for HTTP. Settings are
+read from the environment on each call (the platform may change app settings between calls).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fnmatch
+import json
+import logging
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.app import runtime as runtime_module
+from monitor.app.runtime import build_runtime, local_vantage
+from monitor.app.scan import ScanRequest, run_scan
+from monitor.config.baseline import BaselineError
+from monitor.config.settings import Settings, SettingsError
+from monitor.jsonable import to_jsonable
+from monitor.model import FindingStatus, ScanError
+from monitor.outputs import formats
+from monitor.outputs.notify import ChannelConfigError
+from monitor.outputs.report import render_html
+from monitor.store import ScanRun, Store, store_from_environment
+from probes.agent import ProbeOptions, handle_probe_request
+from probes.scope import OutOfScope, ProbeScope
+from probes.wire import result_to_json
+
+log = logging.getLogger("kvmon.functions")
+
+_SUBSCRIPTION = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_STATUSES = ("open", "resolved", "suppressed", "all")
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: str
+    mimetype: str = "application/json"
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json(status: int, data: Any) -> Answer:
+    return Answer(status=status, body=json.dumps(to_jsonable(data), indent=2))
+
+
+def _error(status: int, code: str, message: str) -> Answer:
+    return _json(status, {"error": {"code": code, "message": message}})
+
+
+class _Misconfigured(Exception):
+    """App settings kvmon cannot use: an operator's problem, answered 500 with the setting named."""
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_environ(os.environ)
+    except SettingsError as exc:
+        raise _Misconfigured(str(exc)) from None
+
+
+def _store() -> Store:
+    return store_from_environment(os.environ, credential=_credential())
+
+
+_CREDENTIAL: Any = None
+
+
+def _credential() -> Any:
+    """One credential per worker process: it caches tokens."""
+    global _CREDENTIAL
+    if _CREDENTIAL is None:
+        _CREDENTIAL = runtime_module.default_credential()
+    return _CREDENTIAL
+
+
+def _http(handler: Any) -> Any:
+    """HTTP handlers answer every failure as JSON: a bad setting is a 500 naming the setting, and
+    nothing else escapes as a traceback to the caller (the log has it)."""
+
+    def answered(*args: Any, **kwargs: Any) -> Answer:
+        try:
+            return handler(*args, **kwargs)
+        except _Misconfigured as exc:
+            log.error("kvmon is misconfigured: %s", exc)
+            return _error(500, "Misconfigured", str(exc))
+        except Exception:
+            log.exception("%s failed", handler.__name__)
+            return _error(500, "InternalError", "the request failed; the function's log has the details")
+
+    answered.__name__ = handler.__name__
+    answered.__doc__ = handler.__doc__
+    return answered
+
+
+def _monitor_only(settings: Settings) -> Answer | None:
+    if settings.role == "probe":
+        return _error(404, "NotAMonitor", "this deployment is a probe vantage point (KVMON_ROLE=probe)")
+    return None
+
+
+# -- the scheduled scan and its fan-out -----------------------------------------------------------
+
+
+def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) -> int:
+    """Enqueue one scan job per subscription; the queue's workers scan them in parallel.
+    Returns how many jobs were enqueued."""
+    settings = Settings.from_environ(os.environ)
+    if settings.role == "probe":
+        return 0
+    if past_due:
+        log.warning("the scheduled scan is running late (past due)")
+    if not settings.subscriptions:
+        log.error("KVMON_SUBSCRIPTIONS is empty: nothing to scan")
+        return 0
+    from monitor.app.queue import scan_queue
+
+    queue = scan_queue(os.environ, settings.scan_queue, credential=_credential)
+    scheduled_at = (now or dt.datetime.now(dt.UTC)).isoformat()
+    for subscription in settings.subscriptions:
+        queue.send_message(json.dumps({"subscription": subscription, "scheduled_at": scheduled_at}))
+    log.info("enqueued %d scan job(s) on %s", len(settings.subscriptions), settings.scan_queue)
+    return len(settings.subscriptions)
+
+
+def _job_subscription(body: bytes) -> str:
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ValueError("the message is not JSON") from None
+    subscription = data.get("subscription") if isinstance(data, dict) else None
+    if not isinstance(subscription, str) or not _SUBSCRIPTION.fullmatch(subscription):
+        raise ValueError('the message has no valid "subscription" id')
+    return subscription
+
+
+def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
+    """Scan one subscription. A store that is down raises, so the platform retries the message
+    (and after host.json's maxDequeueCount moves it to the poison queue)."""
+    settings = Settings.from_environ(os.environ)
+    try:
+        subscription = _job_subscription(body)
+    except ValueError as exc:
+        # Retrying cannot fix a malformed job: record it and let the message go.
+        _record_job_error(scope="queue", message=f"malformed scan job dropped: {exc}")
+        return
+    if subscription.lower() not in {s.lower() for s in settings.subscriptions}:
+        _record_job_error(
+            scope=subscription, message="scan job for a subscription outside KVMON_SUBSCRIPTIONS dropped"
+        )
+        return
+    scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
+    outcome = run_scan(ScanRequest(subscriptions=(subscription,), trigger="queue"), scan_runtime)
+    log.info(
+        "scanned subscription %s (attempt %d): %d vaults, %d findings, %d changes, %d errors",
+        subscription,
+        dequeue_count,
+        len(outcome.report.postures),
+        len(outcome.report.findings),
+        len(outcome.report.changes),
+        len(outcome.report.errors),
+    )
+
+
+def poison_scan_job(body: bytes, *, message_id: str) -> None:
+    """A job that failed every attempt: a recorded scan error, never a silent loss."""
+    try:
+        scope = _job_subscription(body)
+    except ValueError:
+        scope = "queue"
+    _record_job_error(
+        scope=scope,
+        message=f"scan job {message_id} failed on every attempt and was moved to the poison queue",
+    )
+
+
+def _record_job_error(*, scope: str, message: str) -> None:
+    log.error("%s: %s", scope, message)
+    now = dt.datetime.now(dt.UTC)
+    _store().record_scan(
+        ScanRun(
+            scan_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-job-error",
+            scope=(scope,),
+            started_at=now,
+            finished_at=now,
+            counts={"errors": 1},
+            errors=(ScanError(source="queue", scope=scope, message=message),),
+            trigger="queue",
+        )
+    )
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+
+
+@_http
+def check_vault(name: str, params: Mapping[str, str]) -> Answer:
+    """GET /api/vaults/{name}/check[?subscription=ID][&notify=true]"""
+    settings = _settings()
+    if (refused := _monitor_only(settings)) is not None:
+        return refused
+    if "." in name or "/" in name:
+        return _error(400, "InvalidVaultName", "give the vault's name only, not a host name or path")
+    try:
+        ProbeScope(suffixes=settings.vault_suffixes).hostname_for(name)
+    except OutOfScope as exc:
+        return _error(400, "InvalidVaultName", str(exc))
+    unknown = sorted(set(params) - {"subscription", "notify", "code"})
+    if unknown:
+        return _error(400, "InvalidParameter", f"unknown query parameter(s): {', '.join(unknown)}")
+    notify = params.get("notify", "false").lower()
+    if notify not in ("true", "false"):
+        return _error(400, "InvalidParameter", "notify: use true or false")
+    scope = settings.subscriptions
+    if "subscription" in params:
+        wanted = params["subscription"].strip().lower()
+        scope = tuple(s for s in settings.subscriptions if s.lower() == wanted)
+        if not scope:
+            return _error(400, "OutOfScope", "subscription: not one of the subscriptions kvmon monitors")
+    if not scope:
+        raise _Misconfigured("KVMON_SUBSCRIPTIONS is empty: no subscription to look the vault up in")
+    try:
+        scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
+    except (BaselineError, ChannelConfigError) as exc:
+        raise _Misconfigured(str(exc)) from None
+    request = ScanRequest(subscriptions=scope, vault_name=name, notify=notify == "true", trigger="http")
+    outcome = run_scan(request, scan_runtime)
+    report = outcome.report
+    if not report.postures:
+        if report.errors:
+            return _json(
+                502,
+                {
+                    "error": {"code": "InventoryFailed", "message": "the vault could not be looked up"},
+                    "errors": [formats.error_json(e) for e in report.errors],
+                },
+            )
+        return _error(404, "VaultNotFound", f"no vault named {name!r} in the monitored subscriptions")
+    posture = report.postures[0]
+    return _json(
+        200,
+        {
+            "scan_id": report.scan_id,
+            "vault": posture,
+            "probes": {r.vantage: result_to_json(r) for r in report.probes},
+            "evidence": report.evidence,
+            "findings": [formats.finding_json(f) for f in formats.ordered(report.findings)],
+            "changes": [formats.change_json(c) for c in report.changes],
+            "errors": [formats.error_json(e) for e in report.errors],
+        },
+    )
+
+
+@_http
+def probe(body: bytes) -> Answer:
+    """POST /api/probe {"vaults": [...]}: this deployment's vantage point."""
+    settings = _settings()
+    status, document = handle_probe_request(
+        body,
+        vantage=local_vantage(settings),
+        options=ProbeOptions.from_settings(settings),
+        credential=_credential(),
+    )
+    return _json(status, document)
+
+
+@_http
+def findings(params: Mapping[str, str]) -> Answer:
+    """GET /api/findings[?status=open|resolved|suppressed|all][&vault=PATTERN]"""
+    settings = _settings()
+    if (refused := _monitor_only(settings)) is not None:
+        return refused
+    status = params.get("status", "open").lower()
+    if status not in _STATUSES:
+        return _error(400, "InvalidParameter", f"status: use one of {', '.join(_STATUSES)}")
+    pattern = params.get("vault", "*").lower()
+    if len(pattern) > 256:
+        return _error(400, "InvalidParameter", "vault: a pattern of at most 256 characters")
+    records = _store().load_findings(status=None if status == "all" else FindingStatus(status))
+    chosen = [r for r in records.values() if fnmatch.fnmatchcase(r.finding.vault_name.lower(), pattern)]
+    chosen.sort(key=lambda r: (-r.finding.severity.rank, r.finding.vault_name, r.finding.rule_id))
+    return _json(
+        200,
+        {
+            "findings": [
+                {
+                    **formats.finding_json(r.finding),
+                    "status": r.status,
+                    "first_seen": r.first_seen,
+                    "last_seen": r.last_seen,
+                    "last_changed": r.last_changed,
+                    "occurrences": r.occurrences,
+                    "resolved_at": r.resolved_at,
+                }
+                for r in chosen
+            ]
+        },
+    )
+
+
+@_http
+def report(params: Mapping[str, str]) -> Answer:
+    """GET /api/report[?scan=ID]: the HTML report of the latest (or a given) scan."""
+    settings = _settings()
+    if (refused := _monitor_only(settings)) is not None:
+        return refused
+    scan_id = params.get("scan")
+    if scan_id is not None and not re.fullmatch(r"[0-9A-Za-z-]{1,64}", scan_id):
+        return _error(400, "InvalidParameter", "scan: not a scan id")
+    document = _store().load_report(scan_id)
+    if document is None:
+        return _error(404, "ReportNotFound", "no report stored" + (f" for scan {scan_id}" if scan_id else ""))
+    return Answer(status=200, body=render_html(document), mimetype="text/html")
+
+
+def health() -> Answer:
+    """GET /api/health (anonymous): alive, and nothing about any vault."""
+    return _json(200, {"status": "ok", "service": "kvmon"})

@@ -1,0 +1,108 @@
+"""Build a scan's adapters from settings: the construction the CLI and the Functions app share.
+
+``run_scan`` wires the stages; this module only makes the objects it wires, from ``Settings``
+and the environment (for secrets such as webhook URLs and remote vantage keys).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.app.scan import InventorySource, ScanRuntime
+from monitor.config.baseline import Baseline, load_baseline
+from monitor.config.policy import Vantage
+from monitor.config.settings import Settings
+from monitor.outputs.notify import notifier_from_environ
+from monitor.sources.arm import ArmInventory
+from monitor.sources.logs import LogsReader
+from monitor.sources.resource_graph import ResourceGraphInventory, ThresholdInventory
+from monitor.store import Store, store_from_environment
+from probes.agent import ProbeOptions, Prober
+
+
+def default_credential() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+def local_vantage(settings: Settings) -> Vantage:
+    """This deployment's own vantage point: the configured one of that name, else a bare one
+    (``internet`` is outside the VNet, any other name inside)."""
+    for vantage in settings.vantages:
+        if vantage.name == settings.vantage and vantage.endpoint is None:
+            return vantage
+    return Vantage(name=settings.vantage, inside=settings.vantage != "internet")
+
+
+def scan_vantages(settings: Settings) -> tuple[Vantage, ...]:
+    """Every vantage point a scan probes from: those configured, or only this deployment's."""
+    return settings.vantages or (local_vantage(settings),)
+
+
+def load_policy_source(settings: Settings) -> Baseline:
+    return load_baseline(settings.baseline_path) if settings.baseline_path else Baseline.none()
+
+
+def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
+    """KVMON_INVENTORY_SOURCE: ``arm``, ``resource-graph``, or ``auto`` (Resource Graph for scans of
+    KVMON_RESOURCE_GRAPH_THRESHOLD subscriptions or more, decided per scan)."""
+    arm = ArmInventory(
+        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+    )
+    if settings.inventory_source == "arm":
+        return arm
+    graph = ResourceGraphInventory(
+        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+    )
+    if settings.inventory_source == "resource-graph":
+        return graph
+    return ThresholdInventory(arm=arm, graph=graph, threshold=settings.resource_graph_threshold)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    environ: Mapping[str, str],
+    credential: Any = None,
+    store: Store | None = None,
+    with_store: bool = True,
+) -> ScanRuntime:
+    """Adapters for ``run_scan``. ``store`` overrides the one the environment names;
+    ``with_store=False`` scans without memory (no drift, no lifecycle, no notifications)."""
+    credential = credential if credential is not None else default_credential()
+    baseline = load_policy_source(settings)
+    vantages = scan_vantages(settings)
+    function_keys = {v.key_setting: environ.get(v.key_setting, "") for v in vantages if v.key_setting}
+    prober = Prober(
+        options=ProbeOptions.from_settings(settings),
+        credential=credential,
+        function_keys=function_keys,
+    )
+    evidence = None
+    if settings.workspaces:
+        evidence = LogsReader(
+            credential,
+            endpoint=settings.logs_endpoint,
+            table=settings.logs_table,
+            address_space=settings.address_space,
+            connection_verify=settings.connection_verify,
+        )
+    if with_store and store is None:
+        store = store_from_environment(environ, credential=credential)
+    notifier = notifier_from_environ(store, environ, verify=settings.connection_verify) if store else None
+    return ScanRuntime(
+        inventory=build_inventory(settings, credential=credential),
+        policy_for=baseline.policy_for,
+        vantages=vantages,
+        prober=prober,
+        evidence=evidence,
+        workspaces=settings.workspaces,
+        store=store if with_store else None,
+        notifier=notifier,
+        address_space=settings.address_space,
+        refused_threshold=baseline.logs_refused_threshold,
+        scan_interval=settings.scan_interval,
+        logs_first_window=settings.logs_first_window,
+    )

@@ -1,0 +1,1 @@
+"""What the operator states (settings, baseline, vantage points, channels), validated once."""

@@ -1,0 +1,81 @@
+"""What the baseline expects of one vault, resolved: the input every rule reads besides the facts.
+
+The baseline loader (``monitor.config.baseline``) turns YAML into one ``VaultPolicy`` per vault; rules
+read only this plain value, never the YAML.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from monitor.model import IPNetwork, Severity, Suppression
+
+MODES = ("private-link", "service-endpoint", "ip-firewall", "public")
+
+
+@dataclass(frozen=True)
+class Vantage:
+    """A place probes run from. ``endpoint`` None means this process."""
+
+    name: str
+    inside: bool  # inside the VNet (True) or on the internet (False)
+    subnet_id: str | None = None
+    endpoint: str | None = None  # https://<app>/api/probe of a remote deployment
+    key_setting: str | None = None  # app setting that holds that endpoint's function key
+    source_address: str | None = None  # bind here (tests and lab: several loopback addresses)
+    resolver: str | None = None  # "IP[:PORT]"; None = the system's
+
+
+@dataclass(frozen=True)
+class VantageExpectation:
+    reach: str | None = None  # "admitted" | "refused" | None (no expectation)
+    dns: str | None = None  # "private" | "public" | None
+
+
+@dataclass(frozen=True)
+class VaultPolicy:
+    """The baseline's verdict on what one vault should look like. ``entry`` None: no entry matched."""
+
+    entry: str | None = None
+    mode: str | None = None
+    justification: str | None = None
+    allowed_subnets: tuple[str, ...] = ()  # lower-cased subnet ids
+    allowed_ip_ranges: tuple[IPNetwork, ...] = ()
+    min_prefix_length: int = 24
+    bypass: str | None = None  # only checked when stated
+    default_action: str | None = None  # expected, for KV011
+    public_network_access: str | None = None  # expected, for KV011
+    drift_severity: Severity = Severity.MEDIUM  # KV011's severity
+    vantages: dict[str, VantageExpectation] = field(default_factory=dict)  # explicit, by vantage name
+    private_path_identities: tuple[str, ...] = ()  # app/object ids that must arrive privately (KV203)
+    suppressions: tuple[Suppression, ...] = ()
+    baseline_given: bool = False  # a baseline file was given at all (KV013 only fires then)
+
+    def expectation_for(self, vantage: Vantage, *, vault_subnets: tuple[str, ...] = ()) -> VantageExpectation:
+        """Explicit expectations win; otherwise the walkthrough's defaults for the mode.
+
+        service-endpoint: public DNS everywhere; admitted from the allowed (or the vault's rule)
+        subnets, refused elsewhere. private-link: private DNS and admitted inside, public DNS and
+        refused outside. public: admitted everywhere. ip-firewall: public DNS; reach
+        depends on addresses the baseline cannot tie to a vantage, so no default.
+        """
+        explicit = self.vantages.get(vantage.name)
+        default = self._mode_default(vantage, vault_subnets)
+        if explicit is None:
+            return default
+        return VantageExpectation(reach=explicit.reach or default.reach, dns=explicit.dns or default.dns)
+
+    def _mode_default(self, vantage: Vantage, vault_subnets: tuple[str, ...]) -> VantageExpectation:
+        if self.mode == "public":
+            return VantageExpectation(reach="admitted", dns="public")
+        if self.mode == "private-link":
+            if vantage.inside:
+                return VantageExpectation(reach="admitted", dns="private")
+            return VantageExpectation(reach="refused", dns="public")
+        if self.mode == "service-endpoint":
+            subnets = set(self.allowed_subnets or tuple(s.lower() for s in vault_subnets))
+            allowed = vantage.subnet_id is not None and vantage.subnet_id.lower() in subnets
+            return VantageExpectation(reach="admitted" if allowed else "refused", dns="public")
+        if self.mode == "ip-firewall":
+            return VantageExpectation(dns="public")
+        return VantageExpectation()

@@ -1,0 +1,1 @@
+"""Pure decisions: rules, evaluation, drift, coverage, lifecycle. No SDK, socket, store or clock."""

@@ -1,0 +1,319 @@
+"""What changed in a vault's network configuration between two scans, and whether it admits more.
+
+``network_diff`` compares two postures field by field: public network access, the firewall's
+default action and bypass, IP rules and subnets added or removed, private endpoint connections
+added, removed or changing status; with who changed the vault and when (ARM's systemData).
+Each change is judged:
+
+- loosening (admits more): default action Deny -> Allow; public network access towards Enabled
+  (Disabled < SecuredByPerimeter < Enabled); bypass None -> AzureServices; an IP rule added that
+  the old rules did not already cover (a broader range counts, a narrower one inside an old rule
+  does not); a subnet added; a private endpoint connection approved (added approved, or moved to
+  Approved): one more network reaches the vault; an approved connection removed or no longer
+  approved while public network access is enabled: its callers now reach the vault over the
+  public endpoint;
+- tightening: the reverse of each, and losing an approved connection while public access is
+  disabled (its callers lose access, nobody gains it);
+- neutral: changes that admit nobody new and shut nobody out (a Pending connection added, a
+  rule rewritten to the same range, the ignore-missing-service-endpoint flag).
+
+KV301 (``monitor.judge.rules.keyvault.drift``) is high when anything loosens (mixed included), info when
+it only tightens. Pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from monitor.model import Finding, IpRule, PrivateEndpointConnection, VaultPosture
+
+_PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
+_SUMMARY_CHANGES = 4
+
+
+class Direction(StrEnum):
+    LOOSENING = "loosening"
+    TIGHTENING = "tightening"
+    NEUTRAL = "neutral"
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str  # the ARM property, e.g. "networkAcls.defaultAction"
+    change: str  # changed | added | removed
+    before: str | None
+    after: str | None
+    direction: Direction
+    note: str = ""
+
+    def describe(self) -> str:
+        if self.change == "added":
+            text = f"{self.field} added {self.after}"
+        elif self.change == "removed":
+            text = f"{self.field} removed {self.before}"
+        else:
+            text = f"{self.field} {self.before} → {self.after}"
+        return f"{text} ({self.direction.value})"
+
+    def as_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "field": self.field,
+            "change": self.change,
+            "before": self.before,
+            "after": self.after,
+            "direction": self.direction.value,
+        }
+        if self.note:
+            data["note"] = self.note
+        return data
+
+
+@dataclass(frozen=True)
+class NetworkDiff:
+    changes: tuple[FieldChange, ...]
+    last_modified_by: str | None = None
+    last_modified_by_type: str | None = None
+    last_modified_at: dt.datetime | None = None
+
+    @property
+    def loosening(self) -> bool:
+        return any(change.direction == Direction.LOOSENING for change in self.changes)
+
+    @property
+    def direction(self) -> str:
+        """loosening, tightening, mixed or neutral: the whole change at a glance."""
+        directions = {change.direction for change in self.changes} - {Direction.NEUTRAL}
+        if len(directions) == 2:
+            return "mixed"
+        return directions.pop().value if directions else Direction.NEUTRAL.value
+
+    def summary(self) -> str:
+        parts = [change.describe() for change in self.changes[:_SUMMARY_CHANGES]]
+        if len(self.changes) > _SUMMARY_CHANGES:
+            parts.append(f"and {len(self.changes) - _SUMMARY_CHANGES} more")
+        text = "; ".join(parts)
+        who = self.last_modified_by or "unknown"
+        when = _iso(self.last_modified_at) if self.last_modified_at else "an unknown time"
+        return f"{text} (last modified by {who} at {when})"
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "direction": self.direction,
+            "changes": [change.as_dict() for change in self.changes],
+            "last_modified_by": self.last_modified_by,
+            "last_modified_by_type": self.last_modified_by_type,
+            "last_modified_at": _iso(self.last_modified_at) if self.last_modified_at else None,
+        }
+
+
+def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:
+    changes: list[FieldChange] = []
+    changes.extend(_public_network_access(before, after))
+    changes.extend(
+        _ranked(
+            "networkAcls.defaultAction",
+            before.default_action,
+            after.default_action,
+            {"deny": 0, "allow": 1},
+            unknown_rank=1,
+        )
+    )
+    changes.extend(
+        _ranked(
+            "networkAcls.bypass", before.bypass, after.bypass, {"none": 0, "azureservices": 1}, unknown_rank=1
+        )
+    )
+    changes.extend(_ip_rules(before.ip_rules, after.ip_rules))
+    changes.extend(_subnets(before, after))
+    changes.extend(_private_endpoints(before, after))
+    return NetworkDiff(
+        changes=tuple(changes),
+        last_modified_by=after.last_modified_by,
+        last_modified_by_type=after.last_modified_by_type,
+        last_modified_at=after.last_modified_at,
+    )
+
+
+def _public_network_access(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+    # Unknown values rank as Enabled: Azure admits public traffic unless told otherwise.
+    return _ranked(
+        "publicNetworkAccess",
+        before.public_network_access,
+        after.public_network_access,
+        _PUBLIC_ACCESS_RANK,
+        unknown_rank=2,
+    )
+
+
+def _ranked(
+    field: str, old: str, new: str, ranks: Mapping[str, int], *, unknown_rank: int
+) -> list[FieldChange]:
+    if old.lower() == new.lower():
+        return []
+    old_rank, new_rank = ranks.get(old.lower(), unknown_rank), ranks.get(new.lower(), unknown_rank)
+    if new_rank > old_rank:
+        direction = Direction.LOOSENING
+    elif new_rank < old_rank:
+        direction = Direction.TIGHTENING
+    else:
+        direction = Direction.NEUTRAL
+    return [FieldChange(field, "changed", old, new, direction)]
+
+
+def _ip_key(rule: IpRule) -> str:
+    return str(rule.network) if rule.network is not None else rule.raw.strip().lower()
+
+
+def _covered(rule: IpRule, by: Iterable[IpRule]) -> bool:
+    """Every address of ``rule`` is in the union of ``by`` (an unparsable rule is never covered)."""
+    if rule.network is None:
+        return False
+    same_version: list[Any] = [
+        r.network for r in by if r.network is not None and r.network.version == rule.network.version
+    ]
+    # collapse_addresses merges adjacent ranges, so a range covered by several rules is inside one block.
+    return any(rule.network.subnet_of(block) for block in ipaddress.collapse_addresses(same_version))
+
+
+def _ip_rules(old: tuple[IpRule, ...], new: tuple[IpRule, ...]) -> list[FieldChange]:
+    old_keys = {_ip_key(rule): rule for rule in old}
+    new_keys = {_ip_key(rule): rule for rule in new}
+    changes: list[FieldChange] = []
+    for key in sorted(new_keys.keys() - old_keys.keys()):
+        rule = new_keys[key]
+        if _covered(rule, old):
+            changes.append(
+                FieldChange(
+                    "networkAcls.ipRules", "added", None, key, Direction.NEUTRAL, "inside an existing rule"
+                )
+            )
+        else:
+            changes.append(FieldChange("networkAcls.ipRules", "added", None, key, Direction.LOOSENING))
+    for key in sorted(old_keys.keys() - new_keys.keys()):
+        rule = old_keys[key]
+        if _covered(rule, new):
+            changes.append(
+                FieldChange(
+                    "networkAcls.ipRules", "removed", key, None, Direction.NEUTRAL, "still covered by a rule"
+                )
+            )
+        else:
+            changes.append(FieldChange("networkAcls.ipRules", "removed", key, None, Direction.TIGHTENING))
+    return changes
+
+
+def _subnets(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+    old = {rule.key: rule for rule in before.virtual_network_rules}
+    new = {rule.key: rule for rule in after.virtual_network_rules}
+    field = "networkAcls.virtualNetworkRules"
+    changes = [
+        FieldChange(field, "added", None, new[key].subnet_id, Direction.LOOSENING)
+        for key in sorted(new.keys() - old.keys())
+    ]
+    changes += [
+        FieldChange(field, "removed", old[key].subnet_id, None, Direction.TIGHTENING)
+        for key in sorted(old.keys() - new.keys())
+    ]
+    for key in sorted(old.keys() & new.keys()):
+        if old[key].ignore_missing_service_endpoint != new[key].ignore_missing_service_endpoint:
+            changes.append(
+                FieldChange(
+                    f"{field}.ignoreMissingVnetServiceEndpoint",
+                    "changed",
+                    f"{old[key].subnet_id}: {old[key].ignore_missing_service_endpoint}",
+                    f"{new[key].subnet_id}: {new[key].ignore_missing_service_endpoint}",
+                    Direction.NEUTRAL,
+                )
+            )
+    return changes
+
+
+def _private_endpoints(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+    old = {pec.id.lower(): pec for pec in before.private_endpoint_connections}
+    new = {pec.id.lower(): pec for pec in after.private_endpoint_connections}
+    field = "privateEndpointConnections"
+    lost = _lost_private_path(after)
+    changes: list[FieldChange] = []
+    for key in sorted(new.keys() - old.keys()):
+        pec = new[key]
+        direction = Direction.LOOSENING if pec.approved else Direction.NEUTRAL
+        changes.append(FieldChange(field, "added", None, _describe_pec(pec), direction))
+    for key in sorted(old.keys() - new.keys()):
+        pec = old[key]
+        direction, note = lost if pec.approved else (Direction.NEUTRAL, "")
+        changes.append(FieldChange(field, "removed", _describe_pec(pec), None, direction, note))
+    for key in sorted(old.keys() & new.keys()):
+        was, now = old[key], new[key]
+        if (was.status or "").lower() == (now.status or "").lower():
+            continue
+        if now.approved:
+            direction, note = Direction.LOOSENING, ""
+        elif was.approved:
+            direction, note = lost
+        else:
+            direction, note = Direction.NEUTRAL, ""
+        changes.append(
+            FieldChange(f"{field}.status", "changed", _describe_pec(was), _describe_pec(now), direction, note)
+        )
+    return changes
+
+
+def _lost_private_path(after: VaultPosture) -> tuple[Direction, str]:
+    if after.public_access_disabled:
+        return Direction.TIGHTENING, "its callers lose access (public network access is disabled)"
+    return Direction.LOOSENING, "its callers now reach the vault over the public endpoint"
+
+
+def _describe_pec(pec: PrivateEndpointConnection) -> str:
+    name = (pec.private_endpoint_id or pec.id).rstrip("/").rsplit("/", 1)[-1]
+    return f"{name} [{pec.status or 'unknown'}]"
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def disappeared_vault_findings(
+    *,
+    previous: Mapping[str, VaultPosture],
+    current_keys: Iterable[str],
+    complete_subscriptions: Iterable[str],
+) -> list[Finding]:
+    """KV302 for each stored vault (key -> last posture) missing from this scan's listing.
+
+    Only subscriptions listed completely count: a vault is never declared gone because its
+    subscription's listing failed. Pass the gone vaults' keys to the lifecycle as assessed and
+    complete so their other findings resolve; KV302 stays open while the vault stays away.
+    """
+    # Imported here: the rule catalog imports this module for ``network_diff``.
+    from monitor.judge.rules.keyvault.drift import KV302
+
+    present = {key.lower() for key in current_keys}
+    listed = {subscription.lower() for subscription in complete_subscriptions}
+    findings = []
+    for key, posture in sorted(previous.items()):
+        if key.lower() in present or posture.subscription_id.lower() not in listed:
+            continue
+        findings.append(
+            Finding(
+                rule_id=KV302.id,
+                severity=KV302.severity,
+                title=KV302.title,
+                vault_id=posture.id,
+                vault_name=posture.name,
+                subject="disappeared",
+                evidence={
+                    "event": "disappeared",
+                    "subscription_id": posture.subscription_id,
+                    "resource_group": posture.resource_group,
+                },
+                summary=f"vault {posture.name} is no longer listed in subscription {posture.subscription_id}",
+                remediation=KV302.remediation_for(posture, "disappeared"),
+            )
+        )
+    return findings

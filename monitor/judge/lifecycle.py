@@ -1,0 +1,225 @@
+"""The finding lifecycle: this scan's findings against the stored ones.
+
+``reconcile`` is pure. It decides which findings opened, reopened, changed or resolved, and
+which records must be written: only those whose state or content changed, so an unchanged
+estate rewrites nothing (``seen_vaults`` lets the store advance ``last_seen`` with one marker per
+subscription instead). Rules it keeps:
+
+- a finding resolves only when its vault was assessed in a *complete* scan and the finding was
+  not seen; incomplete evidence (a timeout, partial logs) never resolves anything;
+- a resolved finding seen again reopens (``occurrences`` + 1), keeping ``first_seen``;
+- "changed" means the severity changed; a new summary or evidence (a caller's count grows, a
+  probe's timing differs) is stored without telling anyone;
+- suppressed findings are recorded with status suppressed (reason and expiry in the record) and
+  never announced; one whose suppression lapsed is announced as opened.
+
+``apply_reconciliation`` runs it against a ``Store`` with optimistic concurrency: when another
+scan wrote a record first, it re-reads and reconciles again, and returns only the changes this
+scan won, so two scans running at once never announce the same change twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, replace
+
+from monitor.judge.rules.base import RULES_BY_ID
+from monitor.model import ChangeKind, Finding, FindingChange, FindingStatus
+from monitor.store.base import ConcurrentUpdate, FindingRecord, Store, StoreUnavailable
+from monitor.store.codec import storable_finding
+
+_ACTIVE = (FindingStatus.OPEN, FindingStatus.SUPPRESSED)
+
+# A finding whose evidence only moved (a caller's count grew, the logs window slid) is rewritten
+# at most this often: writes stay proportional to change, and stored evidence is at most this old.
+EVIDENCE_REFRESH = dt.timedelta(hours=6)
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    records: tuple[FindingRecord, ...]  # to write; each carries the etag of the version read
+    changes: tuple[FindingChange, ...]
+    # Vaults whose every open or suppressed finding was seen now: their last_seen advances by marker.
+    seen_vaults: frozenset[str]
+
+
+def reconcile(
+    *,
+    previous: Mapping[str, FindingRecord],
+    current: Sequence[Finding],
+    assessed_vaults: AbstractSet[str],
+    complete_vaults: AbstractSet[str],
+    now: dt.datetime,
+    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
+) -> Reconciliation:
+    """``previous`` must hold every stored record of the assessed vaults and of the vaults that
+    ``current`` names (finding id -> record); vault keys are resource ids, compared case-folded.
+
+    An unseen finding resolves when its vault is in ``complete_vaults`` and the source its rule
+    reads (``Rule.reads``) is not among the vault's ``incomplete_sources``; "configuration" there
+    holds back every finding of the vault."""
+    assessed = {key.lower() for key in assessed_vaults}
+    complete = {key.lower() for key in complete_vaults} & assessed
+    missing = {key.lower(): set(sources) for key, sources in (incomplete_sources or {}).items()}
+    seen = _dedupe(current)
+    records: list[FindingRecord] = []
+    changes: list[FindingChange] = []
+    written: set[str] = set()
+
+    for finding_id, finding in seen.items():
+        record, change = _observe(previous.get(finding_id), finding, now)
+        if record is not None:
+            records.append(record)
+            written.add(finding_id)
+        if change is not None:
+            changes.append(change)
+
+    lagging: set[str] = set()  # vaults with an active finding neither seen nor resolved
+    for finding_id, prior in previous.items():
+        if finding_id in seen or prior.status not in _ACTIVE:
+            continue
+        vault = prior.finding.vault_id.lower()
+        if vault in complete and _evidence_answered(prior.finding, missing.get(vault, set())):
+            records.append(replace(prior, status=FindingStatus.RESOLVED, resolved_at=now, last_changed=now))
+            written.add(finding_id)
+            if prior.status == FindingStatus.OPEN:
+                changes.append(FindingChange(kind=ChangeKind.RESOLVED, finding=prior.finding))
+        else:
+            lagging.add(vault)
+
+    # A lagging vault's marker must not move (it would claim the unseen finding was seen), so its
+    # seen findings carry their own last_seen this time.
+    for finding_id, finding in seen.items():
+        unchanged = previous.get(finding_id)
+        if finding_id not in written and unchanged is not None and finding.vault_id.lower() in lagging:
+            records.append(replace(unchanged, last_seen=now))
+
+    vaults = assessed | {finding.vault_id.lower() for finding in seen.values()}
+    return Reconciliation(
+        records=tuple(records),
+        changes=tuple(sorted(changes, key=_change_order)),
+        seen_vaults=frozenset(vaults - lagging),
+    )
+
+
+def _evidence_answered(finding: Finding, missing: AbstractSet[str]) -> bool:
+    if "configuration" in missing:
+        return False
+    rule = RULES_BY_ID.get(finding.rule_id)
+    # A rule no longer in the catalog read the configuration, as most do.
+    return (rule.reads if rule is not None else "configuration") not in missing
+
+
+def _observe(
+    prior: FindingRecord | None, finding: Finding, now: dt.datetime
+) -> tuple[FindingRecord | None, FindingChange | None]:
+    """The record to write (None: unchanged) and the change to announce for one seen finding."""
+    status = FindingStatus.SUPPRESSED if finding.suppressed else FindingStatus.OPEN
+    announce = status == FindingStatus.OPEN
+    if prior is None:
+        record = FindingRecord(
+            finding=finding, status=status, first_seen=now, last_seen=now, last_changed=now, evidence_at=now
+        )
+        return record, FindingChange(kind=ChangeKind.OPENED, finding=finding) if announce else None
+    if prior.status == FindingStatus.RESOLVED:
+        record = replace(
+            prior,
+            finding=finding,
+            status=status,
+            last_seen=now,
+            last_changed=now,
+            occurrences=prior.occurrences + 1,
+            resolved_at=None,
+            evidence_at=now,
+        )
+        return record, FindingChange(kind=ChangeKind.REOPENED, finding=finding) if announce else None
+    # Only a new severity is news. Evidence moves on every scan (a caller's count grows, a probe's
+    # timing differs): it is stored, but announcing it would flood the channels.
+    notable = prior.finding.severity != finding.severity
+    status_changed = prior.status != status
+    if not status_changed and prior.finding == finding:
+        return None, None
+    if not status_changed and not notable and _only_evidence_moved(prior, finding, now):
+        return None, None  # the vault's last-seen marker says it was seen
+    record = replace(
+        prior,
+        finding=finding,
+        status=status,
+        last_seen=now,
+        last_changed=now if notable or status_changed else prior.last_changed,
+        evidence_at=now,
+    )
+    if not announce:
+        return record, None
+    if status_changed:  # its suppression lapsed or was removed: news to whoever watches
+        return record, FindingChange(kind=ChangeKind.OPENED, finding=finding)
+    if notable:
+        return record, FindingChange(
+            kind=ChangeKind.CHANGED, finding=finding, previous_severity=prior.finding.severity
+        )
+    return record, None
+
+
+def _only_evidence_moved(prior: FindingRecord, finding: Finding, now: dt.datetime) -> bool:
+    """The same finding but for its evidence and summary (a count grew, a window moved), and its
+    stored evidence is fresher than ``EVIDENCE_REFRESH``: not worth a write on every scan."""
+    same_otherwise = replace(prior.finding, evidence=finding.evidence, summary=finding.summary) == finding
+    written = prior.evidence_at or prior.last_changed
+    return same_otherwise and now - written < EVIDENCE_REFRESH
+
+
+def _dedupe(findings: Iterable[Finding]) -> dict[str, Finding]:
+    """One finding per id (the most severe, first on ties), in the form the store keeps."""
+    chosen: dict[str, Finding] = {}
+    for finding in findings:
+        kept = chosen.get(finding.id)
+        if kept is None or finding.severity.rank > kept.severity.rank:
+            chosen[finding.id] = storable_finding(finding)
+    return chosen
+
+
+def _change_order(change: FindingChange) -> tuple[str, str, str, str]:
+    finding = change.finding
+    return (finding.vault_id.lower(), finding.rule_id, finding.subject.lower(), change.kind.value)
+
+
+def apply_reconciliation(
+    store: Store,
+    *,
+    current: Sequence[Finding],
+    assessed_vaults: AbstractSet[str],
+    complete_vaults: AbstractSet[str],
+    now: dt.datetime,
+    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
+    scan_id: str = "",
+    max_attempts: int = 5,
+) -> list[FindingChange]:
+    """Reconcile against the store and write the result; the changes this scan won, in order.
+
+    On ``ConcurrentUpdate`` the records that did get written stay written (their changes are
+    this scan's); the rest are re-read and reconciled again, so a change another scan already
+    made is not repeated. Raises ``StoreUnavailable`` if the records keep changing.
+    """
+    vault_keys = {key.lower() for key in assessed_vaults} | {f.vault_id.lower() for f in current}
+    won: list[FindingChange] = []
+    for _ in range(max_attempts):
+        previous = store.load_findings(vault_keys=vault_keys)
+        plan = reconcile(
+            previous=previous,
+            current=current,
+            assessed_vaults=assessed_vaults,
+            complete_vaults=complete_vaults,
+            now=now,
+            incomplete_sources=incomplete_sources,
+        )
+        try:
+            store.save_findings(plan.records)
+        except ConcurrentUpdate as conflict:
+            won.extend(c for c in plan.changes if c.finding.id not in conflict.conflicting_ids)
+            continue
+        won.extend(plan.changes)
+        store.mark_findings_seen(plan.seen_vaults, seen_at=now, scan_id=scan_id)
+        return sorted(won, key=_change_order)
+    raise StoreUnavailable(f"findings kept changing under this scan after {max_attempts} attempts")

@@ -1,0 +1,101 @@
+"""The rule catalog: data plus small pure functions.
+
+Each rule is one ``Rule`` entry with its metadata and a ``check`` that reads ``VaultFacts`` and
+yields ``Hit``s. Adding a rule means adding one entry (in the module for what it reads) and its
+tests; ``CATALOG`` collects them in ID order, and ``kvmon rules`` prints it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.config.policy import Vantage, VaultPolicy
+from monitor.model import LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.netaddr import AddressSpace
+
+
+@dataclass(frozen=True)
+class VaultFacts:
+    """Everything known about one vault in one scan; rules read nothing else."""
+
+    posture: VaultPosture
+    policy: VaultPolicy
+    probes: tuple[ProbeResult, ...] = ()
+    vantages: tuple[Vantage, ...] = ()  # the vantage points configured (probes name them)
+    evidence: LogEvidence | None = None  # None: no workspace covers this vault
+    previous: VaultPosture | None = None  # the stored posture of the last scan (drift)
+    # True when the store knew nothing of this vault's scope before this scan: a vault without a
+    # ``previous`` is then not "new" (KV302 says "appeared" only when this is False).
+    first_scan_of_scope: bool = True
+    logs_refused_threshold: int = 10  # KV202
+    # The scan's clock, passed in (rules never read one): KV106 judges a remote result's age.
+    scan_started_at: dt.datetime | None = None
+    scan_interval: dt.timedelta = dt.timedelta(minutes=15)
+    # The private address space (probe rules classify the addresses vantage points saw).
+    address_space: AddressSpace = field(default_factory=AddressSpace)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One occurrence of a rule on a vault. ``subject`` tells occurrences apart (and keys the
+    finding), ``summary`` is the decisive evidence in one line."""
+
+    summary: str
+    subject: str = ""
+    evidence: Mapping[str, Any] = field(default_factory=dict)
+    severity: Severity | None = None  # overrides the rule's default
+
+
+Check = Callable[[VaultFacts], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    severity: Severity
+    title: str
+    reads: str  # configuration | probes | logs | drift | baseline
+    rationale: str
+    remediation_cli: str  # may use {name}, {resource_group}, {subscription}, {subject}
+    remediation_bicep: str
+    references: tuple[str, ...]
+    check: Check
+
+    def remediation_for(self, posture: VaultPosture, subject: str = "") -> str:
+        return self.remediation_cli.format(
+            name=posture.name,
+            resource_group=posture.resource_group,
+            subscription=posture.subscription_id,
+            subject=subject,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "severity": self.severity.value,
+            "title": self.title,
+            "reads": self.reads,
+            "rationale": self.rationale,
+            "remediation": self.remediation_cli,
+            "remediation_bicep": self.remediation_bicep,
+            "references": list(self.references),
+        }
+
+
+def _collect() -> tuple[Rule, ...]:
+    # Imported here so that each rule module can import Rule/Hit/VaultFacts from this package.
+    from monitor.judge.rules.keyvault import config, drift, logs, probes
+
+    rules = [*config.RULES, *probes.RULES, *logs.RULES, *drift.RULES]
+    ids = [r.id for r in rules]
+    duplicates = {i for i in ids if ids.count(i) > 1}
+    if duplicates:
+        raise RuntimeError(f"duplicate rule ids in the catalog: {sorted(duplicates)}")
+    return tuple(sorted(rules, key=lambda r: r.id))
+
+
+CATALOG: tuple[Rule, ...] = _collect()
+RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}

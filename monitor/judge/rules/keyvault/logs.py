@@ -1,0 +1,330 @@
+"""The log rules KV2xx: read the access-log evidence (``facts.evidence``).
+
+What the vault logged is the decisive evidence of the walkthrough: which addresses really got in,
+which were refused, and whether workloads that should arrive privately did. Addresses were
+classified private or public by the reader with the one shared ``AddressSpace``; these checks
+only read that classification. A caller address that is empty (events without one) is never
+judged public.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from monitor.config.policy import VaultPolicy
+from monitor.judge.rules.base import Hit, Rule, VaultFacts
+from monitor.model import CallerActivity, IPNetwork, LogEvidence, Outcome, Severity
+
+_LEARN = "https://learn.microsoft.com/en-us/azure"
+KEY_VAULT_LOGGING = f"{_LEARN}/key-vault/general/logging"
+AZKV_AUDIT_LOGS = f"{_LEARN}/azure-monitor/reference/tables/azkvauditlogs"
+DIAGNOSTIC_SETTINGS = f"{_LEARN}/azure-monitor/essentials/diagnostic-settings"
+NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"
+SERVICE_ENDPOINTS = f"{_LEARN}/key-vault/general/overview-vnet-service-endpoints"
+PRIVATE_LINK_DIAGNOSTICS = f"{_LEARN}/key-vault/general/private-link-diagnostics"
+
+TOP = 5  # how many identities / addresses an evidence list names
+
+
+@dataclass
+class _Caller:
+    """One caller address's activity on one vault, over every identity and subnet."""
+
+    address: str
+    private: bool
+    requests: int = 0
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    identities: Counter[str] = field(default_factory=Counter)
+    auth_types: set[str] = field(default_factory=set)
+
+    def add(self, activity: CallerActivity) -> None:
+        self.requests += activity.count
+        self.first_seen = _earliest(self.first_seen, activity.first_seen)
+        self.last_seen = _latest(self.last_seen, activity.last_seen)
+        self.identities[activity.identity or "(none)"] += activity.count
+        if activity.address_auth_type:
+            self.auth_types.add(activity.address_auth_type)
+
+    def evidence(self) -> dict[str, object]:
+        return {
+            "caller_address": self.address,
+            "address_private": self.private,
+            "requests": self.requests,
+            "first_seen": _iso(self.first_seen),
+            "last_seen": _iso(self.last_seen),
+            "identities": [{"identity": i, "requests": n} for i, n in self.identities.most_common(TOP)],
+            "address_auth_types": sorted(self.auth_types),
+        }
+
+
+def _by_address(activity: Iterable[CallerActivity]) -> list[_Caller]:
+    callers: dict[str, _Caller] = {}
+    for item in activity:
+        caller = callers.setdefault(item.caller_address, _Caller(item.caller_address, item.address_private))
+        caller.add(item)
+    return sorted(callers.values(), key=lambda c: (-c.requests, c.address))
+
+
+def _window(evidence: LogEvidence) -> dict[str, object]:
+    return {
+        "workspace_id": evidence.workspace_id,
+        "window_start": _iso(evidence.window_start),
+        "window_end": _iso(evidence.window_end),
+    }
+
+
+def _public(activity: CallerActivity) -> bool:
+    return bool(activity.caller_address) and not activity.address_private
+
+
+def _allowed_by_baseline(address: str, policy: VaultPolicy) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    ranges: tuple[IPNetwork, ...] = policy.allowed_ip_ranges
+    return any(ip.version == network.version and ip in network for network in ranges)
+
+
+# -- checks ----------------------------------------------------------------------------------------
+
+
+def check_admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
+    evidence, policy = facts.evidence, facts.policy
+    if evidence is None or policy.mode == "public":
+        return
+    admitted = [
+        a
+        for a in evidence.activity
+        if a.outcome is Outcome.ADMITTED
+        and _public(a)
+        and a.address_auth_type != "TrustedService"
+        and not _allowed_by_baseline(a.caller_address, policy)
+    ]
+    callers = _by_address(admitted)
+    top = [{"caller_address": c.address, "requests": c.requests} for c in callers[:TOP]]
+    for caller in callers:
+        yield Hit(
+            summary=(
+                f"{caller.requests} request(s) from public address {caller.address} were admitted "
+                f"between {_iso(caller.first_seen)} and {_iso(caller.last_seen)}; the baseline allows "
+                f"{_ranges(policy)}"
+            ),
+            subject=caller.address,
+            evidence={
+                **caller.evidence(),
+                **_window(evidence),
+                "allowed_ip_ranges": [str(r) for r in policy.allowed_ip_ranges],
+                "top_public_callers": top,
+            },
+        )
+
+
+def check_refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
+    evidence = facts.evidence
+    if evidence is None:
+        return
+    threshold = facts.logs_refused_threshold
+    refused = [a for a in evidence.activity if a.outcome is Outcome.REFUSED_FIREWALL and a.caller_address]
+    for caller in _by_address(refused):
+        if caller.requests >= threshold:
+            kind = "private" if caller.private else "public"
+            yield Hit(
+                summary=(
+                    f"{caller.requests} request(s) from {kind} address {caller.address} were refused by the "
+                    f"network rules (threshold {threshold}): a misconfigured client or someone knocking"
+                ),
+                subject=caller.address,
+                evidence={**caller.evidence(), **_window(evidence), "threshold": threshold},
+            )
+
+
+def check_private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
+    evidence, policy = facts.evidence, facts.policy
+    if evidence is None or not policy.private_path_identities:
+        return
+    for expected in policy.private_path_identities:
+        wanted = expected.strip().lower()
+        seen = [
+            a
+            for a in evidence.activity
+            if _public(a) and wanted in {(a.identity or "").lower(), (a.identity_object_id or "").lower()}
+        ]
+        if not seen:
+            continue
+        callers = _by_address(seen)
+        outcomes = Counter[str]()
+        for a in seen:
+            outcomes[a.outcome.value] += a.count
+        total = sum(c.requests for c in callers)
+        addresses = ", ".join(c.address for c in callers[:TOP])
+        yield Hit(
+            summary=(
+                f"identity {expected}, which the baseline says arrives through a private path, made "
+                f"{total} request(s) from public address(es) {addresses}"
+            ),
+            subject=expected,
+            evidence={
+                "identity": expected,
+                "requests": total,
+                "outcomes": dict(sorted(outcomes.items())),
+                "public_callers": [c.evidence() for c in callers[:TOP]],
+                **_window(evidence),
+            },
+        )
+
+
+def check_no_rows(facts: VaultFacts) -> Iterator[Hit]:
+    evidence = facts.evidence
+    # Incomplete evidence cannot prove an absence: never conclude "no rows" from a failed read.
+    if evidence is None or not evidence.complete or evidence.activity:
+        return
+    yield Hit(
+        summary=(
+            f"no access-log rows for this vault in workspace {evidence.workspace_id} between "
+            f"{_iso(evidence.window_start)} and {_iso(evidence.window_end)}: the diagnostic setting "
+            "is missing, sends elsewhere, or is broken"
+        ),
+        evidence=_window(evidence),
+    )
+
+
+def _ranges(policy: VaultPolicy) -> str:
+    if not policy.allowed_ip_ranges:
+        return "no public address"
+    return "only " + ", ".join(str(r) for r in policy.allowed_ip_ranges)
+
+
+def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+_VAULT_ID = (
+    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
+)
+
+RULES: tuple[Rule, ...] = (
+    Rule(
+        id="KV201",
+        severity=Severity.HIGH,
+        title="Requests admitted from a public address the baseline does not allow",
+        reads="logs",
+        rationale=(
+            "The access log shows what really got in. A public address the baseline does not list "
+            "reached the vault's data plane and was admitted by the network: the firewall is open "
+            "(default Allow) or an IP rule is broader than intended. Trusted-service bypass traffic "
+            "is judged by the bypass setting (KV007), and a vault whose baseline mode is 'public' "
+            "is exempt."
+        ),
+        remediation_cli=(
+            "az keyvault update --name {name} --resource-group {resource_group} --default-action Deny  "
+            "# and remove any IP rule that admits {subject}: az keyvault network-rule remove --name {name} "
+            "--resource-group {resource_group} --ip-address <rule>"
+        ),
+        remediation_bicep=(
+            "properties: {\n"
+            "  networkAcls: {\n"
+            "    defaultAction: 'Deny'\n"
+            "    ipRules: [ /* only the baseline's allowed_ip_ranges */ ]\n"
+            "  }\n"
+            "}"
+        ),
+        references=(KEY_VAULT_LOGGING, NETWORK_SECURITY),
+        check=check_admitted_public_not_allowed,
+    ),
+    Rule(
+        id="KV202",
+        severity=Severity.MEDIUM,
+        title="Many requests from one address refused by the firewall",
+        reads="logs",
+        rationale=(
+            "Repeated refusals from one caller address in the window mean a client that should "
+            "reach the vault is configured wrongly (wrong route, missing service endpoint or private "
+            "DNS link: its traffic arrives from an unexpected address), or someone is probing the "
+            "vault. The threshold is configurable (KVMON_REFUSED_THRESHOLD)."
+        ),
+        remediation_cli=(
+            "# find the client at {subject}: if it is a legitimate workload, route it through an allowed "
+            "subnet or the private endpoint (az network vnet subnet update --service-endpoints "
+            "Microsoft.KeyVault ... / az network private-dns link vnet create ...); if not, no change "
+            "to {name} is needed beyond keeping defaultAction Deny"
+        ),
+        remediation_bicep="// no vault change: fix the client's network path (subnet service endpoint or private DNS zone link)",
+        references=(KEY_VAULT_LOGGING, NETWORK_SECURITY, SERVICE_ENDPOINTS),
+        check=check_refused_by_firewall,
+    ),
+    Rule(
+        id="KV203",
+        severity=Severity.HIGH,
+        title="An identity that must use a private path reached the vault from a public address",
+        reads="logs",
+        rationale=(
+            "The baseline names identities (app or object ids) whose traffic must arrive through a "
+            "Service Endpoint or Private Endpoint. Seen from a public address, the workload's route "
+            "or endpoint is missing: its traffic crosses the internet, and it works only while the "
+            "firewall is open (or fails once it is closed)."
+        ),
+        remediation_cli=(
+            "# the workload of {subject} leaves through a public address: enable the service endpoint on "
+            "its subnet (az network vnet subnet update --resource-group <rg> --vnet-name <vnet> --name "
+            "<subnet> --service-endpoints Microsoft.KeyVault) or link privatelink.vaultcore.azure.net to "
+            "its VNet (az network private-dns link vnet create --resource-group <rg> --zone-name "
+            "privatelink.vaultcore.azure.net --name <link> --virtual-network <vnet> --registration-enabled false)"
+        ),
+        remediation_bicep=(
+            "resource link 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = {\n"
+            "  parent: privateLinkZone\n"
+            "  name: 'link-${vnet.name}'\n"
+            "  location: 'global'\n"
+            "  properties: { virtualNetwork: { id: vnet.id }, registrationEnabled: false }\n"
+            "}"
+        ),
+        references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS, KEY_VAULT_LOGGING),
+        check=check_private_path_identity_from_public,
+    ),
+    Rule(
+        id="KV204",
+        severity=Severity.MEDIUM,
+        title="No access-log rows although a workspace is configured",
+        reads="logs",
+        rationale=(
+            "A vault that nobody calls still logs kvmon's own probes, so a window without a single "
+            "row means the audit trail is missing: no diagnostic setting, one that sends to another "
+            "workspace, or one without the AuditEvent category. Without it the log rules see nothing. "
+            "Never raised when the read was incomplete (throttled, failed or partial)."
+        ),
+        remediation_cli=(
+            "az monitor diagnostic-settings create --name kvmon-audit --resource "
+            f"{_VAULT_ID} --workspace <workspace-resource-id> --export-to-resource-specific true "
+            '--logs \'[{{"category":"AuditEvent","enabled":true}}]\''
+        ),
+        remediation_bicep=(
+            "resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {\n"
+            "  scope: vault\n"
+            "  name: 'kvmon-audit'\n"
+            "  properties: {\n"
+            "    workspaceId: workspace.id\n"
+            "    logAnalyticsDestinationType: 'Dedicated'\n"
+            "    logs: [ { category: 'AuditEvent', enabled: true } ]\n"
+            "  }\n"
+            "}"
+        ),
+        references=(KEY_VAULT_LOGGING, DIAGNOSTIC_SETTINGS, AZKV_AUDIT_LOGS),
+        check=check_no_rows,
+    ),
+)

@@ -1,0 +1,1 @@
+"""Tell: the output formats, the HTML report and notifications."""

@@ -1,0 +1,1 @@
+"""Read the world: ARM, Resource Graph, access logs; faults become ``ScanError``."""

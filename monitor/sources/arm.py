@@ -1,0 +1,269 @@
+"""Every vault's network configuration, read from Azure Resource Manager.
+
+One call per subscription to azure-mgmt-keyvault ``vaults.list_by_subscription()``, which returns
+whole vaults with their properties and private endpoint connections (``vaults.list()`` goes
+through the generic resources API and returns no properties). The SDK's pager follows
+``nextLink``; azure-core's retry policy, configured here, retries throttling and server errors and
+waits as long as a ``Retry-After`` header says. Subscriptions are read concurrently.
+
+A subscription that cannot be read (403, 404, network, throttled past the retries) becomes a
+``ScanError`` naming it, and the others go on; a vault that cannot be normalised becomes a
+``ScanError`` and does not hide the others. ``subscriptions_complete`` names the subscriptions
+read in full: only their vaults may be judged gone, and only their findings may resolve.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from azure.core import AzureClouds
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import DecodeError, HttpResponseError
+from azure.mgmt.core.tools import get_arm_endpoints
+from azure.mgmt.keyvault import KeyVaultManagementClient
+
+from monitor.model import ScanError, VaultPosture
+from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
+
+PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
+
+
+@dataclass
+class InventoryResult:
+    postures: list[VaultPosture] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    # Subscriptions (lower-cased ids) whose every page was read and every vault normalised.
+    subscriptions_complete: set[str] = field(default_factory=set)
+    requests: int = 0  # HTTP requests sent to ARM, retries included
+
+
+@dataclass
+class _SubscriptionRead:
+    postures: list[VaultPosture] = field(default_factory=list)
+    errors: list[ScanError] = field(default_factory=list)
+    complete: bool = False
+
+
+class RequestCounter:
+    """Counts every request the pipeline sends (the hook runs inside the retry loop)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __call__(self, request: Any) -> None:
+        with self._lock:
+            self.count += 1
+
+
+def arm_credential_scope(arm_endpoint: str) -> str:
+    """The token scope for an ARM endpoint. The sovereign clouds' scopes are not always the
+    endpoint's host (US Government: endpoint management.usgovcloudapi.net, scope
+    management.core.usgovcloudapi.net), so the known clouds come from azure-mgmt-core's table;
+    any other endpoint (Azure Stack, the lab) takes ``{endpoint}/.default``."""
+    host = urlsplit(arm_endpoint).hostname
+    for cloud in AzureClouds:
+        endpoints = get_arm_endpoints(cloud)
+        if urlsplit(endpoints["resource_manager"]).hostname == host:
+            return str(endpoints["credential_scopes"][0])
+    return f"{arm_endpoint.rstrip('/')}/.default"
+
+
+@dataclass(frozen=True)
+class ArmConnection:
+    """How an inventory reaches ARM, checked once: endpoint, token scope, trust, timeouts and
+    azure-core retries. ``ArmInventory`` and ``ResourceGraphInventory`` share it."""
+
+    arm_endpoint: str = PUBLIC_ARM_ENDPOINT
+    credential_scope: str | None = None  # None: the one that belongs to ``arm_endpoint``
+    connection_verify: str | bool = True
+    timeout_s: float = 30
+    retry_total: int = 4
+    retry_backoff_factor: float = 0.8
+    retry_backoff_max: float = 60
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.arm_endpoint)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"the ARM endpoint must be an https URL, not {self.arm_endpoint!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"timeout_s must be positive, not {self.timeout_s}")
+        if self.retry_total < 0:
+            raise ValueError(f"retry_total must not be negative, not {self.retry_total}")
+        endpoint = self.arm_endpoint.rstrip("/")
+        object.__setattr__(self, "arm_endpoint", endpoint)
+        object.__setattr__(self, "credential_scope", self.credential_scope or arm_credential_scope(endpoint))
+
+    def client_options(self) -> dict[str, Any]:
+        """Keyword arguments for an azure-mgmt client: endpoint, scope, trust, timeouts, retries."""
+        return {
+            "base_url": self.arm_endpoint,
+            "credential_scopes": [self.credential_scope],
+            "connection_verify": self.connection_verify,
+            "connection_timeout": self.timeout_s,
+            "read_timeout": self.timeout_s,
+            "retry_total": self.retry_total,
+            "retry_status": self.retry_total,
+            "retry_connect": self.retry_total,
+            "retry_read": self.retry_total,
+            "retry_backoff_factor": self.retry_backoff_factor,
+            "retry_backoff_max": self.retry_backoff_max,
+        }
+
+
+class ArmInventory:
+    """Reads vaults from ARM with azure-mgmt-keyvault.
+
+    :param credential: a token credential (``DefaultAzureCredential`` in production).
+    :keyword arm_endpoint: ARM's endpoint: the public cloud by default, a sovereign cloud's, or the lab's.
+    :keyword credential_scope: the token scope; by default the one that belongs to ``arm_endpoint``.
+    :keyword connection_verify: True, False, or the path of a CA bundle to trust.
+    :keyword timeout_s: connect and read timeout of each request.
+    :keyword max_concurrency: subscriptions read at the same time.
+    :keyword retry_total: retries per request (azure-core ``RetryPolicy``).
+    :keyword retry_backoff_factor: exponential backoff between retries without ``Retry-After``.
+    :keyword retry_backoff_max: longest backoff between retries without ``Retry-After``.
+    """
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
+        credential_scope: str | None = None,
+        connection_verify: str | bool = True,
+        timeout_s: float = 30,
+        max_concurrency: int = 8,
+        retry_total: int = 4,
+        retry_backoff_factor: float = 0.8,
+        retry_backoff_max: float = 60,
+    ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        self.credential = credential
+        self.connection = ArmConnection(
+            arm_endpoint=arm_endpoint,
+            credential_scope=credential_scope,
+            connection_verify=connection_verify,
+            timeout_s=timeout_s,
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+            retry_backoff_max=retry_backoff_max,
+        )
+        self.max_concurrency = max_concurrency
+
+    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
+        """Every vault of every subscription, subscriptions in the order given."""
+        return self._read(subscription_ids, name=None)
+
+    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResult:
+        """The vault(s) called ``name`` (case-insensitive) in these subscriptions. Vault names are
+        unique in a cloud, but a deleted-and-recreated vault may briefly show twice."""
+        if not name.strip():
+            raise ValueError("a vault name must not be empty")
+        return self._read(subscription_ids, name=name.strip())
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> InventoryResult:
+        subscriptions = unique_subscriptions(subscription_ids)
+        result = InventoryResult()
+        if not subscriptions:
+            return result
+        counter = RequestCounter()
+        workers = min(self.max_concurrency, len(subscriptions))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kvmon-arm") as pool:
+            reads = list(pool.map(lambda s: self._read_subscription(s, name, counter), subscriptions))
+        for subscription_id, read in zip(subscriptions, reads, strict=True):
+            result.postures.extend(read.postures)
+            result.errors.extend(read.errors)
+            if read.complete:
+                result.subscriptions_complete.add(subscription_id)
+        result.requests = counter.count
+        return result
+
+    def _client(self, subscription_id: str, counter: RequestCounter) -> KeyVaultManagementClient:
+        return KeyVaultManagementClient(
+            self.credential,
+            subscription_id,
+            **self.connection.client_options(),
+            raw_request_hook=counter,
+        )
+
+    def _read_subscription(
+        self, subscription_id: str, name: str | None, counter: RequestCounter
+    ) -> _SubscriptionRead:
+        read = _SubscriptionRead()
+        complete = True
+        wanted = name.lower() if name is not None else None
+        try:
+            with self._client(subscription_id, counter) as client:
+                for index, vault in enumerate(client.vaults.list_by_subscription()):
+                    # azure-mgmt-keyvault 14's models are mappings over the response JSON, and
+                    # as_dict() gives that JSON back whole, unknown fields included, so the
+                    # normaliser sees exactly what a file or `az` would show (a test pins this).
+                    # Reading it this way rather than through the typed attributes means a field
+                    # of the wrong type is a note on one vault instead of an exception that would
+                    # end the page. A list item that is not an object comes through as it is.
+                    raw = vault.as_dict() if hasattr(vault, "as_dict") else vault
+                    try:
+                        posture = normalise_vault(raw)
+                    except InvalidVault as exc:
+                        complete = False
+                        read.errors.append(
+                            ScanError(
+                                "arm", subscription_id, f"vault #{index} of the list is unusable: {exc}"
+                            )
+                        )
+                        continue
+                    if wanted is None or posture.name.lower() == wanted:
+                        read.postures.append(posture)
+        except HttpResponseError as exc:
+            read.errors.append(ScanError("arm", subscription_id, describe_arm_error(exc), http_status(exc)))
+            return read
+        except Exception as exc:  # whatever ARM's answer or the network did to the SDK
+            # Recorded against this subscription, never fatal to the others; the vaults read
+            # before the fault are kept, but the subscription does not count as complete.
+            read.errors.append(ScanError("arm", subscription_id, f"{type(exc).__name__}: {first_line(exc)}"))
+            return read
+        read.complete = complete
+        return read
+
+
+def unique_subscriptions(subscription_ids: Iterable[str]) -> list[str]:
+    """Lower-cased (as ``VaultPosture.subscription_id`` is), blank ids rejected, duplicates
+    dropped, order kept."""
+    unique: list[str] = []
+    for subscription_id in subscription_ids:
+        cleaned = subscription_id.strip().lower()
+        if not cleaned:
+            raise ValueError("a subscription id must not be empty")
+        if cleaned not in unique:
+            unique.append(cleaned)
+    return unique
+
+
+def http_status(exc: HttpResponseError) -> str | None:
+    return str(exc.status_code) if exc.status_code is not None else None
+
+
+def describe_arm_error(exc: HttpResponseError) -> str:
+    """ARM's error code and message; the status when the body had none."""
+    if exc.status_code is None:  # no answer from ARM: the credential could not get a token
+        return f"{type(exc).__name__}: {first_line(exc)}"
+    if isinstance(exc, DecodeError):  # an answer whose body is not JSON (a proxy, a truncated page)
+        return f"ARM's answer (HTTP {exc.status_code}) is not valid JSON"
+    error = exc.error
+    if error is not None and (error.code or error.message):
+        return f"{error.code}: {error.message}" if error.code else str(error.message)
+    return f"HTTP {exc.status_code} {exc.reason or ''}".strip()
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else "no detail"

@@ -1,0 +1,1 @@
+"""Key Vault's own reading: the ARM vault document normalised to ``VaultPosture``."""

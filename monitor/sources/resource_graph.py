@@ -1,0 +1,382 @@
+"""Every vault's network configuration from Azure Resource Graph: one paginated query for all.
+
+``ArmInventory`` (``monitor.sources.arm``) reads one subscription at a time; for estates of many
+subscriptions this module asks Resource Graph once (``POST /providers/Microsoft.ResourceGraph/
+resources`` through azure-mgmt-resourcegraph) for every vault with its ``properties`` (network
+ACLs, public network access, private endpoint connections) across all subscriptions in scope,
+1,000 rows a page, following ``$skipToken``. Requests grow with pages, not with subscriptions.
+
+What Resource Graph does differently from ARM, and how this module copes (AZURE-NOTES.md style):
+
+- It leaves out subscriptions the caller cannot read (or that do not exist) instead of refusing;
+  only when none is readable does it answer 400 ``NoValidSubscriptionsInQueryRequest``. An empty
+  answer for a subscription therefore proves nothing, so the same query also returns one row per
+  subscription it can see (``ResourceContainers``, type ``microsoft.resources/subscriptions``,
+  joined with ``union``, which Resource Graph allows between these two tables). A requested
+  subscription without that row becomes a ``ScanError`` and is not complete: its vaults must not
+  be judged gone.
+- An answer with ``resultTruncated`` true and no ``$skipToken`` is partial: nothing it covers
+  counts as complete.
+- Throttling: 429 with ``Retry-After`` is retried by azure-core's retry policy, which waits as
+  long as the header says. Every answer also carries ``x-ms-user-quota-remaining`` and
+  ``x-ms-user-quota-resets-after`` (hh:mm:ss); when the quota is spent and pages remain, the
+  next page waits for the reset (at most ``max_quota_wait_s``) rather than being refused. The
+  last values are kept in the result.
+- Its ``Resources`` table has no ``systemData``: postures read here carry no last-modified-by
+  (the drift evidence ARM gives). Its index also trails ARM by seconds to minutes after a change.
+- It returns ``type`` and ``resourceGroup`` lower-cased; the normaliser compares both
+  case-insensitively.
+
+The same ``InventoryResult`` as ``ArmInventory`` comes back, so ``run_scan`` cannot tell the two
+apart: postures, ``ScanError``s (source ``resource-graph``), ``subscriptions_complete``, requests.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.resourcegraph import ResourceGraphClient
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+
+from monitor.model import ScanError, VaultPosture
+from monitor.sources.arm import (
+    PUBLIC_ARM_ENDPOINT,
+    ArmConnection,
+    ArmInventory,
+    InventoryResult,
+    RequestCounter,
+    describe_arm_error,
+    first_line,
+    http_status,
+    unique_subscriptions,
+)
+from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
+
+SOURCE = "resource-graph"
+VAULT_TYPE = "microsoft.keyvault/vaults"
+SUBSCRIPTION_TYPE = "microsoft.resources/subscriptions"
+MAX_PAGE_SIZE = 1000  # Resource Graph's largest $top
+# Resource Graph accepts at most this many subscriptions in one request (Azure PowerShell's
+# Search-AzGraph sends them in batches of the same size).
+MAX_SUBSCRIPTIONS_PER_QUERY = 1000
+QUOTA_REMAINING_HEADER = "x-ms-user-quota-remaining"
+QUOTA_RESETS_AFTER_HEADER = "x-ms-user-quota-resets-after"
+# Key Vault names: 3-24 letters, digits and hyphens; a little looser so lab names pass too.
+_VAULT_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_HMS = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2}(?:\.\d+)?)$")
+
+
+def build_vault_query(*, name: str | None = None) -> str:
+    """The KQL kvmon sends: every vault (or those called ``name``) and every visible subscription.
+
+    ``order by id`` keeps pages stable; ``id`` is a string column, so Resource Graph can page.
+    """
+    if name is not None and not _VAULT_NAME.match(name):
+        raise ValueError(f"{name!r} is not a Key Vault name (letters, digits and hyphens)")
+    vault_filter = f"\n| where name =~ '{name}'" if name is not None else ""
+    return (
+        "Resources\n"
+        f"| where type =~ '{VAULT_TYPE}'{vault_filter}\n"
+        "| project id, name, type, location, resourceGroup, subscriptionId, tags, properties\n"
+        "| union (ResourceContainers\n"
+        f"    | where type =~ '{SUBSCRIPTION_TYPE}'\n"
+        "    | project id, name, type, subscriptionId)\n"
+        "| order by id asc"
+    )
+
+
+@dataclass
+class GraphInventoryResult(InventoryResult):
+    pages: int = 0  # answers read (one per page, retries not counted)
+    quota_remaining: int | None = None  # the last x-ms-user-quota-remaining
+    quota_resets_after_s: float | None = None  # the last x-ms-user-quota-resets-after
+
+
+class _Quota:
+    """The throttling headers of the latest answer."""
+
+    def __init__(self) -> None:
+        self.remaining: int | None = None
+        self.resets_after_s: float | None = None
+
+    def __call__(self, pipeline_response: Any) -> None:
+        headers = pipeline_response.http_response.headers
+        remaining = headers.get(QUOTA_REMAINING_HEADER)
+        self.remaining = int(remaining) if remaining is not None and remaining.strip().isdigit() else None
+        self.resets_after_s = parse_resets_after(headers.get(QUOTA_RESETS_AFTER_HEADER))
+
+
+def parse_resets_after(value: str | None) -> float | None:
+    """``hh:mm:ss`` (Resource Graph's format) in seconds; None when absent or unreadable."""
+    match = _HMS.match((value or "").strip())
+    if not match:
+        return None
+    hours, minutes, seconds = match.groups()
+    return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+class ResourceGraphInventory:
+    """Reads vaults with one Resource Graph query (azure-mgmt-resourcegraph).
+
+    :param credential: a token credential (``DefaultAzureCredential`` in production).
+    :keyword arm_endpoint: ARM's endpoint (Resource Graph lives there): public cloud, sovereign, lab.
+    :keyword credential_scope: the token scope; by default the one that belongs to ``arm_endpoint``.
+    :keyword connection_verify: True, False, or the path of a CA bundle to trust.
+    :keyword timeout_s: connect and read timeout of each request.
+    :keyword page_size: rows per page (``$top``), at most 1,000.
+    :keyword retry_total: retries per request (azure-core ``RetryPolicy``).
+    :keyword retry_backoff_factor: exponential backoff between retries without ``Retry-After``.
+    :keyword retry_backoff_max: longest backoff between retries without ``Retry-After``.
+    :keyword max_quota_wait_s: longest wait for a spent quota to reset before the next page.
+    """
+
+    def __init__(
+        self,
+        credential: TokenCredential,
+        *,
+        arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
+        credential_scope: str | None = None,
+        connection_verify: str | bool = True,
+        timeout_s: float = 30,
+        page_size: int = MAX_PAGE_SIZE,
+        retry_total: int = 4,
+        retry_backoff_factor: float = 0.8,
+        retry_backoff_max: float = 60,
+        max_quota_wait_s: float = 60,
+    ) -> None:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
+        if max_quota_wait_s < 0:
+            raise ValueError(f"max_quota_wait_s must not be negative, not {max_quota_wait_s}")
+        self.credential = credential
+        self.connection = ArmConnection(
+            arm_endpoint=arm_endpoint,
+            credential_scope=credential_scope,
+            connection_verify=connection_verify,
+            timeout_s=timeout_s,
+            retry_total=retry_total,
+            retry_backoff_factor=retry_backoff_factor,
+            retry_backoff_max=retry_backoff_max,
+        )
+        self.page_size = page_size
+        self.max_quota_wait_s = max_quota_wait_s
+
+    def list_vaults(self, subscription_ids: Sequence[str]) -> GraphInventoryResult:
+        """Every vault of every subscription, subscriptions in the order given."""
+        return self._read(subscription_ids, name=None)
+
+    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> GraphInventoryResult:
+        """The vault(s) called ``name`` (case-insensitive) in these subscriptions."""
+        if not name.strip():
+            raise ValueError("a vault name must not be empty")
+        return self._read(subscription_ids, name=name.strip())
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _client(self, counter: RequestCounter, quota: _Quota) -> ResourceGraphClient:
+        # Hooks given to the client run inside the retry loop: every attempt is counted, and the
+        # quota headers are those of the last answer.
+        return ResourceGraphClient(
+            self.credential,
+            **self.connection.client_options(),
+            raw_request_hook=counter,
+            raw_response_hook=quota,
+        )
+
+    def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> GraphInventoryResult:
+        subscriptions = unique_subscriptions(subscription_ids)
+        result = GraphInventoryResult()
+        if not subscriptions:
+            return result
+        query = build_vault_query(name=name)
+        counter = RequestCounter()
+        quota = _Quota()
+        read = _Read(requested=set(subscriptions))
+        with self._client(counter, quota) as client:
+            for start in range(0, len(subscriptions), MAX_SUBSCRIPTIONS_PER_QUERY):
+                batch = subscriptions[start : start + MAX_SUBSCRIPTIONS_PER_QUERY]
+                self._read_batch(client, batch, query, read, result, quota)
+        order = {subscription: index for index, subscription in enumerate(subscriptions)}
+        # Rows come ordered by id; the subscriptions' order as given, like ArmInventory.
+        result.postures = sorted(read.postures, key=lambda p: order.get(p.subscription_id, len(order)))
+        for subscription in subscriptions:
+            if subscription in read.failed:
+                continue
+            if subscription not in read.visible:
+                result.errors.append(
+                    ScanError(
+                        SOURCE,
+                        subscription,
+                        "Resource Graph returned nothing for this subscription: the identity cannot "
+                        "read it, or it does not exist (Resource Graph leaves such subscriptions out "
+                        "instead of refusing)",
+                        "SubscriptionNotVisible",
+                    )
+                )
+            elif subscription not in read.unusable:
+                result.subscriptions_complete.add(subscription)
+        result.errors[:0] = read.errors
+        result.requests = counter.count
+        result.quota_remaining = quota.remaining
+        result.quota_resets_after_s = quota.resets_after_s
+        return result
+
+    def _read_batch(
+        self,
+        client: ResourceGraphClient,
+        batch: list[str],
+        query: str,
+        read: _Read,
+        result: GraphInventoryResult,
+        quota: _Quota,
+    ) -> None:
+        skip_token: str | None = None
+        while True:
+            try:
+                response = client.resources(
+                    QueryRequest(
+                        subscriptions=batch,
+                        query=query,
+                        options=QueryRequestOptions(
+                            result_format="objectArray", top=self.page_size, skip_token=skip_token
+                        ),
+                    )
+                )
+            except HttpResponseError as exc:
+                read.fail(batch, _describe_graph_error(exc), http_status(exc))
+                return
+            except Exception as exc:  # whatever the network or the answer did to the SDK
+                read.fail(batch, f"{type(exc).__name__}: {first_line(exc)}", None)
+                return
+            result.pages += 1
+            if not isinstance(response.data, list):
+                read.fail(batch, "the answer's data is not a list of rows (resultFormat objectArray)", None)
+                return
+            read.rows(response.data)
+            if response.skip_token:
+                skip_token = response.skip_token
+                self._wait_for_quota(quota)
+                continue
+            if _truthy(response.result_truncated):
+                read.fail(
+                    batch,
+                    f"the answer was truncated ({response.count} of {response.total_records} rows, "
+                    "no $skipToken): the vaults read are kept, but none of these subscriptions is complete",
+                    "ResultTruncated",
+                )
+            return
+
+    def _wait_for_quota(self, quota: _Quota) -> None:
+        """Pages remain but the quota is spent: wait for its reset rather than be refused."""
+        if quota.remaining == 0 and quota.resets_after_s:
+            time.sleep(min(quota.resets_after_s, self.max_quota_wait_s))
+
+
+class _Read:
+    """What the pages said so far."""
+
+    def __init__(self, *, requested: set[str]) -> None:
+        self.requested = requested
+        self.postures: list[VaultPosture] = []
+        self.errors: list[ScanError] = []
+        self.visible: set[str] = set()
+        self.unusable: set[str] = set()  # subscriptions with a vault that could not be read
+        self.failed: set[str] = set()  # subscriptions whose query failed or was cut short
+
+    def fail(self, batch: Iterable[str], message: str, code: str | None) -> None:
+        # One error per subscription, as ArmInventory reports a subscription it could not read.
+        for subscription in batch:
+            self.failed.add(subscription)
+            self.errors.append(ScanError(SOURCE, subscription, message, code))
+
+    def rows(self, rows: list[Any]) -> None:
+        for index, row in enumerate(rows):
+            subscription = _row_subscription(row)
+            row_type = str(row.get("type", "")).lower() if isinstance(row, Mapping) else ""
+            if row_type == SUBSCRIPTION_TYPE and subscription:
+                self.visible.add(subscription)
+                continue
+            try:
+                posture = normalise_vault(row)
+            except InvalidVault as exc:
+                self._unusable(subscription, f"row #{index} of a page is unusable: {exc}")
+                continue
+            if posture.subscription_id not in self.requested:
+                self._unusable(
+                    subscription,
+                    f"row #{index} of a page is a vault outside the requested subscriptions: ignored",
+                )
+                continue
+            self.postures.append(posture)
+
+    def _unusable(self, subscription: str | None, message: str) -> None:
+        # A row that names no subscription may belong to any: none of them is complete.
+        known = subscription is not None and subscription in self.requested
+        self.unusable |= {subscription} if known and subscription else set(self.requested)
+        self.errors.append(
+            ScanError(SOURCE, subscription if known and subscription else "(unknown subscription)", message)
+        )
+
+
+def _row_subscription(row: Any) -> str | None:
+    if not isinstance(row, Mapping):
+        return None
+    value = row.get("subscriptionId")
+    if isinstance(value, str) and value.strip():
+        return value.strip().lower()
+    vault_id = row.get("id")
+    if isinstance(vault_id, str):
+        segments = vault_id.split("/")
+        folded = [s.lower() for s in segments]
+        if "subscriptions" in folded and folded.index("subscriptions") + 1 < len(segments):
+            return folded[folded.index("subscriptions") + 1] or None
+    return None
+
+
+def _truthy(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+def _describe_graph_error(exc: HttpResponseError) -> str:
+    """ARM's code and message, plus the first detail: Resource Graph's top-level message is often
+    only "Please provide below info when asking for support", the reason is in ``details``."""
+    described = describe_arm_error(exc)
+    error = exc.error
+    details = getattr(error, "details", None) if error is not None else None
+    if details:
+        first = details[0]
+        code, message = getattr(first, "code", None), getattr(first, "message", None)
+        if code or message:
+            described += f" ({code}: {message})" if code and message else f" ({code or message})"
+    return described
+
+
+class ThresholdInventory:
+    """Resource Graph for a scan of ``threshold`` subscriptions or more, ARM below it.
+
+    The choice is made per call, on the subscriptions that call reads: the Functions app's queue
+    worker scans one subscription at a time (ARM, with its ``systemData``), a scan of the whole
+    estate from the CLI or the timer reads them all at once (Resource Graph, one query).
+    """
+
+    def __init__(self, *, arm: ArmInventory, graph: ResourceGraphInventory, threshold: int) -> None:
+        if threshold < 1:
+            raise ValueError(f"threshold must be at least 1, not {threshold}")
+        self.arm = arm
+        self.graph = graph
+        self.threshold = threshold
+
+    def source_for(self, subscription_ids: Sequence[str]) -> ArmInventory | ResourceGraphInventory:
+        return self.graph if len(unique_subscriptions(subscription_ids)) >= self.threshold else self.arm
+
+    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
+        return self.source_for(subscription_ids).list_vaults(subscription_ids)
+
+    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResult:
+        return self.source_for(subscription_ids).find_vault(name, subscription_ids)
