@@ -137,6 +137,15 @@ class VaultPosture:
 # ---------------------------------------------------------------------------
 
 
+class EvidenceSource(StrEnum):
+    """The three sources of truth a rule can read. A finding may resolve only in a scan in which its
+    source answered for its vault (``ScanReport.incomplete``, ``ScanReport.skipped_sources``)."""
+
+    CONFIGURATION = "configuration"
+    PROBES = "probes"
+    LOGS = "logs"
+
+
 class Verdict(StrEnum):
     """What the data plane said to a probe."""
 
