@@ -6,8 +6,16 @@ import datetime as dt
 
 import pytest
 
-from monitor.cli import build_parser
-from monitor.config.settings import SETTINGS, Settings, SettingsError, parse_duration
+from monitor.cli import build_parser, main
+from monitor.config.settings import (
+    SETTINGS,
+    InventorySource,
+    LogsTable,
+    Role,
+    Settings,
+    SettingsError,
+    parse_duration,
+)
 from tests.conftest import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
@@ -72,6 +80,58 @@ def test_lists_clouds_and_emulator_suffixes() -> None:
 def test_a_bad_value_names_its_setting(name, value) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_environ({name: value})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("KVMON_PROBE_PORT", "70000", "KVMON_PROBE_PORT: must be at most 65535, got '70000'"),
+        ("KVMON_PROBE_PORT", "0", "KVMON_PROBE_PORT: must be at least 1, got '0'"),
+        ("KVMON_PROBE_PORT", "https", "KVMON_PROBE_PORT: expected a whole number, got 'https'"),
+        ("KVMON_PROBE_CONCURRENCY", "100000", "KVMON_PROBE_CONCURRENCY: must be at most 1024"),
+        ("KVMON_PROBE_PROCESSES", "0", "KVMON_PROBE_PROCESSES: must be at least 1"),
+        ("KVMON_PROBE_TIMEOUT", "600", "KVMON_PROBE_TIMEOUT: must be at most 120"),
+        ("KVMON_RESOURCE_GRAPH_THRESHOLD", "-3", "KVMON_RESOURCE_GRAPH_THRESHOLD: must be at least 1"),
+        ("KVMON_SCAN_INTERVAL", "0m", "KVMON_SCAN_INTERVAL: must be between 1m and 7d"),
+        ("KVMON_LOGS_FIRST_WINDOW", "1000d", "KVMON_LOGS_FIRST_WINDOW: must be between 1m and 730d"),
+        ("KVMON_SCAN_SCHEDULE", "*/15 * * * *", "KVMON_SCAN_SCHEDULE: '*/15 * * * *' is not an NCRONTAB"),
+        (
+            "KVMON_INVENTORY_SOURCE",
+            "graph",
+            "KVMON_INVENTORY_SOURCE: 'graph' is not one of auto, arm, resource-graph",
+        ),
+        ("KVMON_ROLE", "boss", "KVMON_ROLE: 'boss' is not one of monitor, probe"),
+    ],
+)
+def test_an_out_of_range_value_is_refused_up_front(name: str, value: str, expected: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({name: value})
+    assert str(caught.value).startswith(expected)
+    assert "\n" not in str(caught.value)
+
+
+def test_choices_are_enums_taken_in_any_case() -> None:
+    settings = Settings.from_environ(
+        {
+            "KVMON_INVENTORY_SOURCE": "Resource-Graph",
+            "KVMON_LOGS_TABLE": "azkvauditlogs",
+            "KVMON_ROLE": "PROBE",
+        }
+    )
+    assert settings.inventory_source is InventorySource.RESOURCE_GRAPH
+    assert settings.logs_table is LogsTable.AZKV_AUDIT_LOGS
+    assert settings.role is Role.PROBE and settings.role == "probe"
+    assert Settings.from_environ({"KVMON_PROBE_PORT": " "}).probe_port == 443  # blank is unset
+
+
+def test_kvmon_probe_with_a_port_out_of_range_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("KVMON_PROBE_PORT", "70000")
+    assert main(["probe", "kv-demo"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == "kvmon: error: KVMON_PROBE_PORT: must be at most 65535, got '70000'\n"
 
 
 def test_durations() -> None:

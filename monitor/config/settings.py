@@ -1,8 +1,10 @@
-"""kvmon's settings: one table, read from the environment (app settings in Azure).
+"""kvmon's settings: one pydantic model, read from the environment (app settings in Azure).
 
-``SETTINGS`` is the single source of truth: the README's settings table is checked against it by
-a test, and ``Settings.from_environ`` reads every value with one clear error per bad value,
-naming the setting.
+Each field of ``Settings`` is one setting, written once: its name (the field's alias), meaning,
+default and constraint. ``SETTINGS`` is the table drawn from it (plus the settings other parts of
+kvmon read: the store's, the channels'), which a test checks the README against.
+``Settings.from_environ`` refuses an unusable value up front with one line, ``SETTING: problem``
+(``KVMON_VANTAGES: vantages[0].inside: ...`` for a field inside a JSON setting).
 """
 
 from __future__ import annotations
@@ -12,129 +14,351 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+)
 
 from monitor.config.policy import Vantage
+from monitor.config.validation import choice, describe, message
+from monitor.config.vantages import parse_vantages
+from monitor.errors import ConfigurationError
 from monitor.netaddr import AddressSpace
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigurationError):
     """A setting has a value kvmon cannot use; the message names the setting."""
+
+
+class InventorySource(StrEnum):
+    AUTO = "auto"
+    ARM = "arm"
+    RESOURCE_GRAPH = "resource-graph"
+
+
+class Cloud(StrEnum):
+    AZURE_CLOUD = "AzureCloud"
+    AZURE_CHINA_CLOUD = "AzureChinaCloud"
+    AZURE_US_GOVERNMENT = "AzureUSGovernment"
+
+    @property
+    def vault_suffix(self) -> str:
+        return _VAULT_SUFFIXES[self]
+
+
+_VAULT_SUFFIXES = {
+    Cloud.AZURE_CLOUD: "vault.azure.net",
+    Cloud.AZURE_CHINA_CLOUD: "vault.azure.cn",
+    Cloud.AZURE_US_GOVERNMENT: "vault.usgovcloudapi.net",
+}
+
+
+class LogsTable(StrEnum):
+    AUTO = "auto"
+    AZKV_AUDIT_LOGS = "AZKVAuditLogs"
+    AZURE_DIAGNOSTICS = "AzureDiagnostics"
+
+
+class Role(StrEnum):
+    MONITOR = "monitor"  # scans
+    PROBE = "probe"  # only answers /api/probe, for an outside vantage point
 
 
 @dataclass(frozen=True)
 class SettingDoc:
+    """One row of the README's settings table."""
+
     name: str
     meaning: str
     default: str
     required: str  # "yes", "no", or when it is required
 
 
-SETTINGS: tuple[SettingDoc, ...] = (
-    SettingDoc(
-        "KVMON_SUBSCRIPTIONS", "Subscription ids to monitor, comma-separated.", "(none)", "yes, for scans"
-    ),
-    SettingDoc(
+# -- value checks (each raises ValueError with the problem the operator sees) --------------------
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _duration(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value  # a timedelta given in code
+    match = _DURATION.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; use a number and a unit, e.g. 30m, 24h or 7d")
+    amount, unit = int(match.group(1)), match.group(2).lower()
+    return dt.timedelta(**{_UNITS[unit]: amount})
+
+
+def parse_duration(text: str, *, name: str = "duration") -> dt.timedelta:
+    """``30m``, ``24h``, ``7d``, ``90s``; SettingsError naming ``name`` otherwise."""
+    try:
+        duration: dt.timedelta = _duration(text or "")
+    except ValueError as exc:
+        raise SettingsError(message(name, "", str(exc))) from None
+    return duration
+
+
+def _shown_duration(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0 and (unit != "d" or seconds > size):  # a day reads as 24h
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _between(low: dt.timedelta, high: dt.timedelta) -> Any:
+    def check(value: dt.timedelta) -> dt.timedelta:
+        if not low <= value <= high:
+            raise ValueError(f"must be between {_shown_duration(low)} and {_shown_duration(high)}")
+        return value
+
+    return AfterValidator(check)
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+def _cidrs(value: tuple[str, ...]) -> tuple[str, ...]:
+    AddressSpace.with_extra(value)  # its ValueError names the bad range
+    return value
+
+
+def _dns_suffix(value: str) -> str:
+    return value.strip().strip(".").lower()
+
+
+def _endpoint(value: str) -> str:
+    return value.rstrip("/")
+
+
+def _schedule(value: str) -> str:
+    if len(value.split()) != 6:
+        raise ValueError(f"{value!r} is not an NCRONTAB schedule of six fields (e.g. 0 */15 * * * *)")
+    return value
+
+
+def _vantages(value: Any) -> tuple[Vantage, ...]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    return tuple(parse_vantages(value))  # its VantageConfigError (a ValueError) names entry and field
+
+
+CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
+Vantages = Annotated[tuple[Vantage, ...], PlainValidator(_vantages)]
+
+
+def setting(
+    name: str, meaning: str, *, default: Any, shown: str | None = None, required: str = "no", **bounds: Any
+) -> Any:
+    """A field that is the setting ``name``: its meaning, its default (``shown`` in the README
+    when the value itself does not say it), when it is required, and its bounds (ge, le, ...)."""
+    return Field(
+        default,
+        alias=name,
+        description=meaning,
+        json_schema_extra={"shown": shown, "required": required},
+        **bounds,
+    )
+
+
+class Settings(BaseModel):
+    """Every setting kvmon itself reads, validated once."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, str_strip_whitespace=True)
+
+    subscriptions: CommaList = setting(
+        "KVMON_SUBSCRIPTIONS",
+        "Subscription ids to monitor, comma-separated.",
+        default=(),
+        shown="(none)",
+        required="yes, for scans",
+    )
+    arm_endpoint: Annotated[str, AfterValidator(_endpoint)] = setting(
         "KVMON_ARM_ENDPOINT",
         "Azure Resource Manager endpoint (sovereign clouds, lab).",
-        "https://management.azure.com",
-        "no",
-    ),
-    SettingDoc(
+        default="https://management.azure.com",
+    )
+    inventory_source: Annotated[InventorySource, choice(InventorySource)] = setting(
         "KVMON_INVENTORY_SOURCE",
         "`arm` (per subscription), `resource-graph` (one query for all), or `auto`.",
-        "auto",
-        "no",
-    ),
-    SettingDoc(
+        default=InventorySource.AUTO,
+    )
+    resource_graph_threshold: int = setting(
         "KVMON_RESOURCE_GRAPH_THRESHOLD",
         "With `auto`: use Resource Graph from this many subscriptions on.",
-        "20",
-        "no",
-    ),
-    SettingDoc(
+        default=20,
+        ge=1,
+        le=100_000,
+    )
+    cloud: Annotated[Cloud, choice(Cloud)] = setting(
         "KVMON_CLOUD",
         "`AzureCloud`, `AzureChinaCloud` or `AzureUSGovernment`: the Key Vault DNS suffix probes accept.",
-        "AzureCloud",
-        "no",
-    ),
-    SettingDoc(
+        default=Cloud.AZURE_CLOUD,
+    )
+    vault_dns_suffix: Annotated[str, AfterValidator(_dns_suffix)] | None = setting(
         "KVMON_VAULT_DNS_SUFFIX",
         "An extra Key Vault DNS suffix probes accept (emulators only).",
-        "(none)",
-        "no",
-    ),
-    SettingDoc(
-        "KVMON_BASELINE", "Path of the baseline YAML file.", "(none: configuration rules use defaults)", "no"
-    ),
-    SettingDoc(
+        default=None,
+        shown="(none)",
+    )
+    baseline_path: str | None = setting(
+        "KVMON_BASELINE",
+        "Path of the baseline YAML file.",
+        default=None,
+        shown="(none: configuration rules use defaults)",
+    )
+    workspaces: CommaList = setting(
         "KVMON_WORKSPACES",
         "Log Analytics workspace ids holding the vaults' audit logs, comma-separated.",
-        "(none: no log evidence)",
-        "no",
-    ),
-    SettingDoc(
+        default=(),
+        shown="(none: no log evidence)",
+    )
+    logs_endpoint: Annotated[str, AfterValidator(_endpoint)] = setting(
         "KVMON_LOGS_ENDPOINT",
         "Log Analytics query endpoint (sovereign clouds, lab).",
-        "https://api.loganalytics.io/v1",
-        "no",
-    ),
-    SettingDoc("KVMON_LOGS_TABLE", "`auto`, `AZKVAuditLogs` or `AzureDiagnostics`.", "auto", "no"),
-    SettingDoc(
-        "KVMON_LOGS_FIRST_WINDOW",
-        "How far back the first scan reads logs (e.g. `24h`); later scans read since the previous one.",
-        "24h",
-        "no",
-    ),
-    SettingDoc(
-        "KVMON_REFUSED_THRESHOLD", "Firewall refusals per caller in the window that raise KV202.", "10", "no"
-    ),
-    SettingDoc(
+        default="https://api.loganalytics.io/v1",
+    )
+    logs_table: Annotated[LogsTable, choice(LogsTable)] = setting(
+        "KVMON_LOGS_TABLE", "`auto`, `AZKVAuditLogs` or `AzureDiagnostics`.", default=LogsTable.AUTO
+    )
+    logs_first_window: Annotated[Duration, _between(dt.timedelta(minutes=1), dt.timedelta(days=730))] = (
+        setting(
+            "KVMON_LOGS_FIRST_WINDOW",
+            "How far back the first scan reads logs (e.g. `24h`); later scans read since the previous one.",
+            default=dt.timedelta(hours=24),
+        )
+    )
+    role: Annotated[Role, choice(Role)] = setting(
         "KVMON_ROLE",
         "`monitor` (scans) or `probe` (only answers `/api/probe`, for an outside vantage point).",
-        "monitor",
-        "no",
-    ),
-    SettingDoc("KVMON_VANTAGE", "Name of this deployment's own vantage point.", "local", "no"),
-    SettingDoc(
+        default=Role.MONITOR,
+    )
+    vantage: str = setting(
+        "KVMON_VANTAGE", "Name of this deployment's own vantage point.", default="local", min_length=1
+    )
+    vantages: Vantages = setting(
         "KVMON_VANTAGES",
         "JSON list of vantage points (name, inside, subnet_id, endpoint, key_setting, ...).",
-        "(only this deployment)",
-        "no",
-    ),
-    SettingDoc("KVMON_PROBE_PORT", "TCP port probes connect to.", "443", "no"),
-    SettingDoc(
-        "KVMON_PROBE_CONCURRENCY", "Vaults probed at once per vantage point (per process).", "32", "no"
-    ),
-    SettingDoc(
+        default=(),
+        shown="(only this deployment)",
+    )
+    probe_port: int = setting("KVMON_PROBE_PORT", "TCP port probes connect to.", default=443, ge=1, le=65535)
+    probe_concurrency: int = setting(
+        "KVMON_PROBE_CONCURRENCY",
+        "Vaults probed at once per vantage point (per process).",
+        default=32,
+        ge=1,
+        le=1024,
+    )
+    probe_processes: int = setting(
         "KVMON_PROBE_PROCESSES",
         "Processes that share a big probe run: this one and N-1 `probes.worker` processes (at least 250 vaults each); for the CLI on a "
         "host with more than one CPU. The Functions app scales out per subscription instead.",
-        "1",
-        "no",
-    ),
-    SettingDoc("KVMON_PROBE_TIMEOUT", "Timeout of each probe step, seconds.", "5", "no"),
-    SettingDoc(
+        default=1,
+        ge=1,
+        le=64,
+    )
+    probe_timeout_s: float = setting(
+        "KVMON_PROBE_TIMEOUT", "Timeout of each probe step, seconds.", default=5.0, gt=0, le=120
+    )
+    private_ranges: Annotated[CommaList, AfterValidator(_cidrs)] = setting(
         "KVMON_PRIVATE_RANGES",
         "Extra private address ranges (VNets outside RFC 1918), comma-separated CIDRs.",
-        "(none)",
-        "no",
-    ),
-    SettingDoc(
+        default=(),
+        shown="(none)",
+    )
+    ca_bundle: str | None = setting(
         "KVMON_CA_BUNDLE",
         "PEM file of CAs to trust instead of the system's (lab, proxies).",
-        "(system)",
-        "no",
-    ),
-    SettingDoc(
-        "KVMON_SCAN_SCHEDULE", "NCRONTAB schedule of the scheduled scan (six fields).", "0 */15 * * * *", "no"
-    ),
-    SettingDoc(
+        default=None,
+        shown="(system)",
+    )
+    scan_schedule: Annotated[str, AfterValidator(_schedule)] = setting(
+        "KVMON_SCAN_SCHEDULE",
+        "NCRONTAB schedule of the scheduled scan (six fields).",
+        default="0 */15 * * * *",
+    )
+    scan_interval: Annotated[Duration, _between(dt.timedelta(minutes=1), dt.timedelta(days=7))] = setting(
         "KVMON_SCAN_INTERVAL",
         "The schedule's interval, for judging stale probe results (KV106).",
-        "15m",
-        "no",
+        default=dt.timedelta(minutes=15),
+    )
+    scan_queue: str = setting(
+        "KVMON_SCAN_QUEUE", "Storage queue the scheduled scan fans out to.", default="kvmon-scan-jobs"
+    )
+    report_url: str | None = setting(
+        "KVMON_REPORT_URL", "Link to the HTML report put in notifications.", default=None, shown="(none)"
+    )
+
+    @property
+    def vault_suffixes(self) -> tuple[str, ...]:
+        """The cloud's Key Vault DNS suffix, then the emulator's when one is set."""
+        suffix = self.cloud.vault_suffix
+        return (suffix, self.vault_dns_suffix) if self.vault_dns_suffix else (suffix,)
+
+    @property
+    def address_space(self) -> AddressSpace:
+        return AddressSpace.with_extra(self.private_ranges)
+
+    @property
+    def connection_verify(self) -> str | bool:
+        return self.ca_bundle or True
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
+        """The settings in ``environ``; a blank value means the default. ``SettingsError`` naming
+        the setting, the field (in a JSON setting) and the problem."""
+        given = {
+            name: environ[name] for name in _FIELD_OF_SETTING if name in environ and environ[name].strip()
+        }
+        try:
+            return cls.model_validate(given)
+        except ValidationError as exc:
+            error = exc.errors(include_url=False)[0]
+            name = str(error["loc"][0])
+            raise SettingsError(describe(exc, where=name, root=(name,))) from None
+
+
+_FIELD_OF_SETTING = {str(field.alias): name for name, field in Settings.model_fields.items()}
+
+
+def _row(field: Any) -> SettingDoc:
+    extra = field.json_schema_extra
+    default = field.default
+    if extra["shown"] is not None:
+        shown = extra["shown"]
+    elif isinstance(default, dt.timedelta):
+        shown = _shown_duration(default)
+    elif isinstance(default, float) and default.is_integer():
+        shown = str(int(default))
+    else:
+        shown = str(default)
+    return SettingDoc(field.alias, field.description, shown, extra["required"])
+
+
+# Settings read elsewhere: the store (``monitor.store``), the queue (``monitor.app.queue``), the
+# channels (``monitor.outputs.notify.channels``), the Functions host and the Azure identity library.
+# Nothing reads KVMON_REFUSED_THRESHOLD yet: KV202's threshold comes from the baseline's logs key.
+OTHER_SETTINGS: tuple[SettingDoc, ...] = (
+    SettingDoc(
+        "KVMON_REFUSED_THRESHOLD", "Firewall refusals per caller in the window that raise KV202.", "10", "no"
     ),
-    SettingDoc("KVMON_SCAN_QUEUE", "Storage queue the scheduled scan fans out to.", "kvmon-scan-jobs", "no"),
     SettingDoc(
         "KVMON_STORAGE",
         "Storage connection string for findings (Table storage).",
@@ -162,7 +386,6 @@ SETTINGS: tuple[SettingDoc, ...] = (
         "(none: no notifications)",
         "no",
     ),
-    SettingDoc("KVMON_REPORT_URL", "Link to the HTML report put in notifications.", "(none)", "no"),
     SettingDoc(
         "AZURE_CLIENT_ID",
         "Client id of the user-assigned managed identity (DefaultAzureCredential reads it).",
@@ -171,156 +394,7 @@ SETTINGS: tuple[SettingDoc, ...] = (
     ),
 )
 
-CLOUD_SUFFIXES = {
-    "azurecloud": "vault.azure.net",
-    "azurechinacloud": "vault.azure.cn",
-    "azureusgovernment": "vault.usgovcloudapi.net",
-}
-
-_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(text: str, *, name: str = "duration") -> dt.timedelta:
-    """``30m``, ``24h``, ``7d``, ``90s``; SettingsError naming ``name`` otherwise."""
-    match = _DURATION.match(text or "")
-    if not match:
-        raise SettingsError(
-            f"{name}: {text!r} is not a duration; use a number and a unit, e.g. 30m, 24h or 7d"
-        )
-    amount, unit = int(match.group(1)), match.group(2).lower()
-    return dt.timedelta(**{_UNITS[unit]: amount})
-
-
-def _list(value: str | None) -> tuple[str, ...]:
-    return tuple(item.strip() for item in (value or "").split(",") if item.strip())
-
-
-def _int(environ: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
-    raw = environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise SettingsError(f"{name}: {raw!r} is not a whole number") from None
-    if value < minimum:
-        raise SettingsError(f"{name}: must be at least {minimum}, got {value}")
-    return value
-
-
-def _choice(environ: Mapping[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
-    raw = (environ.get(name) or default).strip()
-    for choice in choices:
-        if raw.lower() == choice.lower():
-            return choice
-    raise SettingsError(f"{name}: {raw!r} is not one of {', '.join(choices)}")
-
-
-@dataclass(frozen=True)
-class Settings:
-    subscriptions: tuple[str, ...] = ()
-    arm_endpoint: str = "https://management.azure.com"
-    inventory_source: str = "auto"
-    resource_graph_threshold: int = 20
-    vault_suffixes: tuple[str, ...] = ("vault.azure.net",)
-    baseline_path: str | None = None
-    workspaces: tuple[str, ...] = ()
-    logs_endpoint: str = "https://api.loganalytics.io/v1"
-    logs_table: str = "auto"
-    logs_first_window: dt.timedelta = dt.timedelta(hours=24)
-    role: str = "monitor"
-    vantage: str = "local"
-    vantages: tuple[Vantage, ...] = ()
-    probe_port: int = 443
-    probe_concurrency: int = 32
-    probe_processes: int = 1
-    probe_timeout_s: float = 5.0
-    private_ranges: tuple[str, ...] = ()
-    ca_bundle: str | None = None
-    scan_schedule: str = "0 */15 * * * *"
-    scan_interval: dt.timedelta = dt.timedelta(minutes=15)
-    scan_queue: str = "kvmon-scan-jobs"
-    report_url: str | None = None
-
-    @property
-    def address_space(self) -> AddressSpace:
-        return AddressSpace.with_extra(self.private_ranges)
-
-    @property
-    def connection_verify(self) -> str | bool:
-        return self.ca_bundle or True
-
-    @classmethod
-    def from_environ(cls, environ: Mapping[str, str]) -> Settings:
-        cloud = _choice(
-            environ, "KVMON_CLOUD", "AzureCloud", ("AzureCloud", "AzureChinaCloud", "AzureUSGovernment")
-        )
-        suffixes = [CLOUD_SUFFIXES[cloud.lower()]]
-        extra_suffix = (environ.get("KVMON_VAULT_DNS_SUFFIX") or "").strip().strip(".").lower()
-        if extra_suffix:
-            suffixes.append(extra_suffix)
-        private_ranges = _list(environ.get("KVMON_PRIVATE_RANGES"))
-        try:
-            AddressSpace.with_extra(private_ranges)
-        except ValueError as exc:
-            raise SettingsError(f"KVMON_PRIVATE_RANGES: {exc}") from None
-        interval = parse_duration(environ.get("KVMON_SCAN_INTERVAL") or "15m", name="KVMON_SCAN_INTERVAL")
-        first_window = parse_duration(
-            environ.get("KVMON_LOGS_FIRST_WINDOW") or "24h", name="KVMON_LOGS_FIRST_WINDOW"
-        )
-        timeout_raw = environ.get("KVMON_PROBE_TIMEOUT") or "5"
-        try:
-            probe_timeout = float(timeout_raw)
-        except ValueError:
-            raise SettingsError(f"KVMON_PROBE_TIMEOUT: {timeout_raw!r} is not a number of seconds") from None
-        if not 0 < probe_timeout <= 120:
-            raise SettingsError(
-                f"KVMON_PROBE_TIMEOUT: must be between 0 and 120 seconds, got {probe_timeout}"
-            )
-        return cls(
-            subscriptions=_list(environ.get("KVMON_SUBSCRIPTIONS")),
-            arm_endpoint=(environ.get("KVMON_ARM_ENDPOINT") or cls.arm_endpoint).rstrip("/"),
-            inventory_source=_choice(
-                environ, "KVMON_INVENTORY_SOURCE", "auto", ("auto", "arm", "resource-graph")
-            ),
-            resource_graph_threshold=_int(environ, "KVMON_RESOURCE_GRAPH_THRESHOLD", 20),
-            vault_suffixes=tuple(suffixes),
-            baseline_path=(environ.get("KVMON_BASELINE") or None),
-            workspaces=_list(environ.get("KVMON_WORKSPACES")),
-            logs_endpoint=(environ.get("KVMON_LOGS_ENDPOINT") or cls.logs_endpoint).rstrip("/"),
-            logs_table=_choice(
-                environ, "KVMON_LOGS_TABLE", "auto", ("auto", "AZKVAuditLogs", "AzureDiagnostics")
-            ),
-            logs_first_window=first_window,
-            role=_choice(environ, "KVMON_ROLE", "monitor", ("monitor", "probe")),
-            vantage=(environ.get("KVMON_VANTAGE") or "local").strip(),
-            vantages=_vantages(environ.get("KVMON_VANTAGES")),
-            probe_port=_int(environ, "KVMON_PROBE_PORT", 443),
-            probe_concurrency=_int(environ, "KVMON_PROBE_CONCURRENCY", 32),
-            probe_processes=_int(environ, "KVMON_PROBE_PROCESSES", 1),
-            probe_timeout_s=probe_timeout,
-            private_ranges=private_ranges,
-            ca_bundle=(environ.get("KVMON_CA_BUNDLE") or None),
-            scan_schedule=(environ.get("KVMON_SCAN_SCHEDULE") or cls.scan_schedule),
-            scan_interval=interval,
-            scan_queue=(environ.get("KVMON_SCAN_QUEUE") or cls.scan_queue),
-            report_url=(environ.get("KVMON_REPORT_URL") or None),
-        )
-
-
-def _vantages(raw: str | None) -> tuple[Vantage, ...]:
-    if not raw or not raw.strip():
-        return ()
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise SettingsError(
-            f"KVMON_VANTAGES: not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
-        ) from None
-    from monitor.config.vantages import parse_vantages
-
-    try:
-        return tuple(parse_vantages(data))
-    except ValueError as exc:
-        raise SettingsError(f"KVMON_VANTAGES: {exc}") from None
+SETTINGS: tuple[SettingDoc, ...] = (
+    *(_row(field) for field in Settings.model_fields.values()),
+    *OTHER_SETTINGS,
+)
