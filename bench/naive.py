@@ -3,7 +3,7 @@ same judgement, the I/O pattern a first script would have.
 
 - one subscription at a time; in each, list the vaults (azure-mgmt-keyvault
   ``list_by_subscription``, paged) for their names, then one ARM GET per vault (``vaults.get``);
-- probes one vault at a time (``probes.agent.probe_vault``, the same probe kvmon runs);
+- probes one vault at a time (``probes.pool.probe_vault``, the same probe kvmon runs);
 - one Log Analytics query per vault (``monitor.sources.logs.LogsReader`` with that vault's id only), to the
   workspace its diagnostic setting names. The naive way is given that mapping for free (a real
   script would need one more ARM call per vault to read the diagnostic setting);
@@ -33,7 +33,8 @@ from monitor.judge.rules.base import VaultFacts
 from monitor.sources.arm import arm_credential_scope
 from monitor.sources.keyvault.normalise import normalise_vault
 from monitor.sources.logs import LogsReader
-from probes.agent import ProbeOptions, probe_vault
+from probes.options import ProbeOptions
+from probes.pool import probe_vault
 
 TABLE = "naivefindings"
 

@@ -19,7 +19,8 @@ from lab.estate import LAB_PRIVATE_RANGES, LAB_VAULT_SUFFIX, WALKTHROUGH_SUBSCRI
 from lab.services import walkthrough_vantages
 from lab.world import LabWorld
 from monitor.netaddr import AddressSpace
-from probes.agent import ProbeOptions, probe_vaults
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
 from probes.scope import ProbeScope
 
 BLACKHOLE = "127.10.2.99"

@@ -11,16 +11,14 @@ import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from monitor.config.policy import Vantage
 from monitor.model import ProbeResult
+from probes.options import ProbeOptions
 from probes.wire import WireError, result_from_json
-
-if TYPE_CHECKING:
-    from probes.agent import ProbeOptions
 
 log = logging.getLogger(__name__)
 

@@ -7,42 +7,15 @@ packet is sent, and everything after it works on the hostname it returns.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-PRODUCTION_SUFFIXES: tuple[str, ...] = ("vault.azure.net", "vault.azure.cn", "vault.usgovcloudapi.net")
-
-# Key Vault's naming rule (Microsoft.KeyVault/vaults): 3-24 characters, alphanumerics and hyphens,
-# start with a letter, end with a letter or digit, no consecutive hyphens.
-_VAULT_NAME = re.compile(r"(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]")
-_DNS_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+from monitor.naming.keyvault import PRODUCTION_SUFFIXES, VAULT_NAME, checked_suffix, private_link_zone
 
 
 class OutOfScope(ValueError):
     """A name the probes refuse to contact; the message says why."""
-
-
-def private_link_zone(suffix: str) -> str:
-    """The private DNS zone Private Endpoints of vaults under ``suffix`` register in:
-    ``vault.azure.net`` -> ``privatelink.vaultcore.azure.net`` (and alike for every cloud)."""
-    suffix = suffix.strip().strip(".").lower()
-    return "privatelink.vaultcore." + suffix.removeprefix("vault.")
-
-
-def _validate_suffix(suffix: str) -> str:
-    cleaned = suffix.strip().strip(".").lower()
-    labels = cleaned.split(".")
-    if (
-        not cleaned.startswith("vault.")
-        or len(labels) < 3
-        or not all(_DNS_LABEL.fullmatch(x) for x in labels)
-    ):
-        raise ValueError(
-            f"not a Key Vault DNS suffix: {suffix!r} (expected the form vault.<domain>, e.g. vault.azure.net)"
-        )
-    return cleaned
 
 
 @dataclass(frozen=True)
@@ -54,10 +27,10 @@ class ProbeScope:
     default_suffix: str | None = None
 
     def __post_init__(self) -> None:
-        suffixes = tuple(dict.fromkeys(_validate_suffix(s) for s in self.suffixes))
+        suffixes = tuple(dict.fromkeys(checked_suffix(s) for s in self.suffixes))
         if not suffixes:
             raise ValueError("a probe scope needs at least one Key Vault DNS suffix")
-        default = _validate_suffix(self.default_suffix) if self.default_suffix else suffixes[0]
+        default = checked_suffix(self.default_suffix) if self.default_suffix else suffixes[0]
         if default not in suffixes:
             raise ValueError(f"default suffix {default!r} is not one of the scope's suffixes")
         object.__setattr__(self, "suffixes", suffixes)
@@ -66,7 +39,7 @@ class ProbeScope:
     @classmethod
     def with_emulator(cls, suffix: str, *, production: Iterable[str] = PRODUCTION_SUFFIXES) -> ProbeScope:
         """Production suffixes plus an emulator's, which bare names then default to."""
-        emulator = _validate_suffix(suffix)
+        emulator = checked_suffix(suffix)
         return cls(suffixes=(*production, emulator), default_suffix=emulator)
 
     def hostname_for(self, name_or_host: str) -> str:
@@ -117,7 +90,7 @@ class ProbeScope:
 
     @staticmethod
     def _checked(name: str, suffix: str, shown: str) -> str:
-        if not _VAULT_NAME.fullmatch(name):
+        if not VAULT_NAME.fullmatch(name):
             raise OutOfScope(
                 f"{shown!r} is not a Key Vault name: 3-24 characters, letters, digits and hyphens, "
                 "starting with a letter, ending with a letter or digit, no consecutive hyphens"

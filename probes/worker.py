@@ -1,5 +1,6 @@
-"""A probe worker process: ``python -m probes.worker``, started by ``probes.agent`` for a share of a
-big probe run (``KVMON_PROBE_PROCESSES``).
+"""A probe worker process: ``python -m probes.worker``, started by ``probes.pool`` for a share of a
+big probe run (``KVMON_PROBE_PROCESSES``). Both ends of the pipe live here: ``ProbeWorker`` starts
+the process and reads its answer, ``main`` is the process.
 
 It imports what probing needs and nothing else (about 35 MB, where a copy of the parent's program
 would hold every SDK kvmon uses), reads one pickled ``ProbeJob`` from standard input, probes, and
@@ -14,15 +15,13 @@ import pickle
 import subprocess
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 
 from monitor.config.policy import Vantage
 from monitor.model import ProbeResult
-
-if TYPE_CHECKING:  # the agent imports this module
-    from probes.agent import ProbeOptions
+from probes.options import ProbeOptions
+from probes.threads import probe_in_threads
 
 # Exit codes of a worker: what went wrong, without a traceback on the parent's terminal.
 EXIT_BAD_JOB = 2
@@ -65,8 +64,6 @@ class ProbeWorker:
 
 
 def main() -> int:
-    from probes.agent import probe_share  # the agent imports this module: not at import time
-
     try:
         job = pickle.loads(sys.stdin.buffer.read())
         if not isinstance(job, ProbeJob):
@@ -75,13 +72,26 @@ def main() -> int:
         print(f"kvmon probe worker: not a job ({type(exc).__name__}: {exc})", file=sys.stderr)
         return EXIT_BAD_JOB
     try:
-        results = probe_share(job)
+        results = probe_in_threads(
+            job.hostnames,
+            vantage=job.vantage,
+            options=job.options,
+            credential=_default_credential() if job.credential is None else job.credential,
+        )
     except Exception as exc:
         print(f"kvmon probe worker: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_PROBE_FAILED
     sys.stdout.buffer.write(pickle.dumps(results))
     sys.stdout.buffer.flush()
     return 0
+
+
+def _default_credential() -> TokenCredential:
+    """The parent's DefaultAzureCredential, built again here from the same environment (it holds
+    locks and pipelines, so it does not travel). Imported only then: azure.identity is heavy."""
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ from monitor.outputs import formats
 from monitor.outputs.notify import ChannelConfigError
 from monitor.outputs.report import render_html
 from monitor.store import ScanRun, Store, store_from_environment
-from probes.agent import ProbeOptions, handle_probe_request
+from probes.endpoint import handle_probe_request
+from probes.options import ProbeOptions
 from probes.scope import OutOfScope, ProbeScope
 from probes.wire import result_to_json
 

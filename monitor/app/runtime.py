@@ -18,7 +18,8 @@ from monitor.sources.arm import ArmInventory
 from monitor.sources.logs import LogsReader
 from monitor.sources.resource_graph import ResourceGraphInventory, ThresholdInventory
 from monitor.store import Store, store_from_environment
-from probes.agent import ProbeOptions, Prober
+from probes.options import ProbeOptions
+from probes.prober import Prober
 
 
 def default_credential() -> Any:

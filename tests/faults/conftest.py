@@ -44,7 +44,8 @@ from monitor.outputs.notify.deliver import default_session
 from monitor.sources.arm import ArmInventory
 from monitor.sources.logs import LogsReader
 from monitor.store import Store, open_store
-from probes.agent import ProbeOptions, handle_probe_request
+from probes.endpoint import handle_probe_request
+from probes.options import ProbeOptions
 
 # Every client's timeout in this suite (seconds): long enough for loopback, short enough that a
 # stall costs little. Retries: one, with a backoff of hundredths of a second.

@@ -24,7 +24,8 @@ from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
 from monitor.model import Outcome
 from monitor.sources.keyvault.normalise import normalise_vault
 from monitor.sources.logs import LogsReader
-from probes.agent import ProbeOptions, probe_vault
+from probes.options import ProbeOptions
+from probes.pool import probe_vault
 from probes.scope import ProbeScope
 from tests.logs.conftest import LAB_SPACE, SE_CLIENT, WORKSPACE
 

@@ -16,7 +16,7 @@ from lab.services import walkthrough_vantages
 from lab.world import LabWorld
 from monitor.config.policy import Vantage
 from monitor.netaddr import AddressSpace
-from probes.agent import ProbeOptions
+from probes.options import ProbeOptions
 from probes.scope import ProbeScope
 
 LAB_SPACE = AddressSpace.with_extra(LAB_PRIVATE_RANGES)

@@ -20,7 +20,9 @@ from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.model import Verdict
 from monitor.sources.keyvault.normalise import normalise_vault
-from probes.agent import ProbeOptions, handle_probe_request, probe_vaults
+from probes.endpoint import handle_probe_request
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
 from probes.scope import ProbeScope
 from tests.probes.conftest import LAB_SPACE, SocketAudit, lab_options
 

@@ -22,9 +22,10 @@ from lab.tls import lab_pki
 from lab.world import LabWorld
 from monitor.config.policy import Vantage
 from monitor.model import Verdict
-from probes.agent import ProbeOptions, probe_vaults
 from probes.dataplane import PinnedConnection, PinnedRoute, PinnedTransport, _dropped
 from probes.network import tls_context
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
 
 
 def _count_handshakes(monkeypatch: pytest.MonkeyPatch, world: LabWorld) -> list[str]:

@@ -16,7 +16,10 @@ from lab.http import Fault, LabServer, Request, Response
 from lab.world import LabWorld
 from monitor.config.policy import Vantage
 from monitor.model import DataPlaneStep, DnsStep, HealthStep, ProbeResult, TlsStep, Verdict
-from probes.agent import ProbeOptions, Prober, handle_probe_request, probe_vaults
+from probes.endpoint import handle_probe_request
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
+from probes.prober import Prober
 from probes.remote import probe_remote
 from probes.wire import WireError, result_from_json, result_to_json
 from tests.probes.conftest import lab_options

@@ -14,7 +14,8 @@ from monitor.config.vantages import (
     parse_resolver,
     parse_vantages,
 )
-from probes.scope import OutOfScope, ProbeScope, private_link_zone
+from monitor.naming.keyvault import private_link_zone
+from probes.scope import OutOfScope, ProbeScope
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,8 @@ from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.model import Finding, ProbeResult, Verdict
 from monitor.sources.keyvault.normalise import normalise_vault
-from probes.agent import ProbeOptions, probe_vaults
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
 from tests.probes.conftest import LAB_SPACE
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -14,8 +14,9 @@ from lab.credential import LabCredential
 from lab.world import LabWorld
 from monitor.config.policy import Vantage
 from monitor.model import ProbeResult, Verdict
-from probes import agent
-from probes.agent import ProbeOptions, probe_vaults
+from probes import pool
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
 
 PROBE_SECRET = re.compile(r"kvmon-probe-[0-9a-f]{32}")
 VAULTS = ["kv-se-demo", "kv-pl-demo", "kv-nobody-home", "kv-se-demo", "kv-pl-demo"]
@@ -39,7 +40,7 @@ def test_worker_processes_observe_what_one_process_observes_in_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     one = probe_vaults(VAULTS, vantage=vantages["spoke"], options=options, credential=credential)
-    monkeypatch.setattr(agent, "MIN_VAULTS_PER_PROCESS", 2)  # the parent decides the split
+    monkeypatch.setattr(pool, "MIN_VAULTS_PER_PROCESS", 2)  # the parent decides the split
     shared = probe_vaults(
         VAULTS,
         vantage=vantages["spoke"],
@@ -71,7 +72,7 @@ def test_below_the_threshold_the_run_stays_in_this_process(
     )
     assert [r.vault_name for r in results] == ["kv-se-demo", "kv-pl-demo"]
 
-    monkeypatch.setattr(agent, "MIN_VAULTS_PER_PROCESS", 1)
+    monkeypatch.setattr(pool, "MIN_VAULTS_PER_PROCESS", 1)
     with pytest.raises(
         ValueError, match=r"cannot be sent to probe worker processes.*KVMON_PROBE_PROCESSES=1"
     ):
@@ -103,7 +104,7 @@ def test_a_worker_that_fails_gives_its_vaults_an_error_each_and_the_rest_is_prob
     options: ProbeOptions,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(agent, "MIN_VAULTS_PER_PROCESS", 2)
+    monkeypatch.setattr(pool, "MIN_VAULTS_PER_PROCESS", 2)
     results = probe_vaults(
         VAULTS,
         vantage=vantages["spoke"],

@@ -15,7 +15,7 @@ from typing import Any
 from monitor.config.policy import Vantage, VantageExpectation
 from monitor.judge.rules.base import Hit, Rule, VaultFacts
 from monitor.model import ProbeResult, Severity, VaultPosture, Verdict
-from probes.scope import private_link_zone
+from monitor.naming.keyvault import private_link_zone
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"

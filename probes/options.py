@@ -1,0 +1,76 @@
+"""How probes run: ``ProbeOptions``, built from kvmon's settings.
+
+Its own module because every other part of the package reads it (one vault's steps, the local
+pool, worker processes, remote vantage points, the probe endpoint) while it needs none of them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from monitor.config.settings import Settings
+from monitor.netaddr import AddressSpace
+from probes.scope import ProbeScope
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How probes run. Timeouts bound each step on its own (seconds)."""
+
+    port: int = 443
+    dns_timeout_s: float = 5.0
+    connect_timeout_s: float = 5.0
+    tls_timeout_s: float = 5.0
+    http_timeout_s: float = 10.0
+    concurrency: int = 32  # vaults probed at once in each process
+    processes: int = 1  # worker processes for big runs; 1 = probe in this process only
+    scope: ProbeScope = field(default_factory=ProbeScope)
+    address_space: AddressSpace = field(default_factory=AddressSpace)
+    ca_bundle: str | None = None  # None: the system's trust store
+    resolver: str | None = None  # for vantage points that name none; None: the system's
+    remote_timeout_s: float = 120.0  # a remote vantage point's whole answer
+
+    def __post_init__(self) -> None:
+        if not 0 < self.port < 65536:
+            raise ValueError(f"port: {self.port} is not a TCP port (1-65535)")
+        if self.concurrency < 1:
+            raise ValueError(f"concurrency: must be at least 1, got {self.concurrency}")
+        if self.processes < 1:
+            raise ValueError(f"processes: must be at least 1, got {self.processes}")
+        for name in (
+            "dns_timeout_s",
+            "connect_timeout_s",
+            "tls_timeout_s",
+            "http_timeout_s",
+            "remote_timeout_s",
+        ):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name}: must be a positive number of seconds")
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> ProbeOptions:
+        """Options from kvmon's settings: the cloud's suffix (plus an emulator's, which bare names
+        then default to), port, concurrency, one timeout per step, address space, CA bundle."""
+        suffixes = settings.vault_suffixes
+        values: dict[str, Any] = {
+            "port": settings.probe_port,
+            "concurrency": settings.probe_concurrency,
+            "processes": settings.probe_processes,
+            "scope": ProbeScope(suffixes=suffixes, default_suffix=suffixes[-1]),
+            "address_space": settings.address_space,
+            "ca_bundle": settings.ca_bundle,
+        }
+        values.update(overrides)
+        return cls.with_timeout(settings.probe_timeout_s, **values)
+
+    @classmethod
+    def with_timeout(cls, timeout_s: float, **kwargs: Any) -> ProbeOptions:
+        """Every step bounded by the same ``timeout_s`` (the KVMON_PROBE_TIMEOUT setting)."""
+        return cls(
+            dns_timeout_s=timeout_s,
+            connect_timeout_s=timeout_s,
+            tls_timeout_s=timeout_s,
+            http_timeout_s=timeout_s,
+            **kwargs,
+        )
