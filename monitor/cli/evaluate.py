@@ -15,7 +15,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
 from monitor.cli import common
 from monitor.config.baseline import Baseline, BaselineError, load_baseline
@@ -28,16 +28,12 @@ from monitor.sources.keyvault.normalise import InputError, load_vault_file
 DEFAULT_FAIL_ON = Severity.HIGH
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "evaluate",
-        help="judge offline vault JSON (az keyvault show/list, ARM pages) against the rules",
-        description=(
-            "Judge vaults read from JSON files (a vault object as 'az keyvault show' prints it, a JSON "
-            "array as 'az keyvault list' prints it, or an ARM list page {\"value\": [...]}) against the "
-            "rule catalog and, when given, a baseline. Exit 0 when nothing active is at or above "
-            "--fail-on, 1 when something is, 2 on a usage or input error."
-        ),
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Judge vaults read from JSON files (a vault object as 'az keyvault show' prints it, a JSON "
+        "array as 'az keyvault list' prints it, or an ARM list page {\"value\": [...]}) against the "
+        "rule catalog and, when given, a baseline. Exit 0 when nothing active is at or above "
+        "--fail-on, 1 when something is, 2 on a usage or input error."
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="vault JSON files")
     add_baseline_argument(parser)

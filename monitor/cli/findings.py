@@ -52,8 +52,7 @@ def store_from_arguments(
         store.close()
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("findings", help="list stored findings")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", choices=STATUSES, default="open", help="which findings (default: open)")
     parser.add_argument("--vault", metavar="PATTERN", help="vault name or resource id, * and ? allowed")
     parser.add_argument("--format", choices=("table", "json"), default="table")

@@ -15,8 +15,7 @@ from monitor.store.base import PostureSnapshot
 from monitor.store.codec import posture_to_json
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("history", help="a vault's configuration snapshots and their diffs")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("vault", metavar="VAULT", help="vault name or resource id")
     parser.add_argument("--format", choices=("table", "json"), default="table")
     add_store_arguments(parser)

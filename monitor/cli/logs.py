@@ -35,15 +35,11 @@ EXIT_INCOMPLETE = 3
 _WORKSPACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "logs",
-        help="print who reached the vaults, from Log Analytics (or the query kvmon sends)",
-        description=(
-            "Summarise a workspace's Key Vault access logs by vault, caller address, address "
-            "authorisation type, subnet, outcome and identity: one query for all vaults. Exit 3 "
-            "when the read failed or was partial."
-        ),
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Summarise a workspace's Key Vault access logs by vault, caller address, address "
+        "authorisation type, subnet, outcome and identity: one query for all vaults. Exit 3 "
+        "when the read failed or was partial."
     )
     parser.add_argument("--workspace", metavar="ID", help="Log Analytics workspace id (a GUID)")
     parser.add_argument(

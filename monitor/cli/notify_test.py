@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import os
-from typing import Any
 
 from monitor.cli import common
 from monitor.config.settings import Settings, SettingsError
@@ -19,12 +18,10 @@ from monitor.outputs.notify.redact import redacting_logs
 EXIT_NOT_DELIVERED = 1
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "notify-test",
-        help="send a sample message to one configured channel",
-        description="Send a sample message (one opened, one changed, one resolved change) to one channel "
-        "from KVMON_CHANNELS, whatever its filters, and say whether it arrived. Exit 1 when it did not.",
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Send a sample message (one opened, one changed, one resolved change) to one channel "
+        "from KVMON_CHANNELS, whatever its filters, and say whether it arrived. Exit 1 when it did not."
     )
     parser.add_argument(
         "--channel", required=True, metavar="NAME", help="the channel's name in KVMON_CHANNELS"

@@ -22,7 +22,8 @@ from monitor.config.policy import Vantage
 from monitor.config.settings import Settings, SettingsError
 from monitor.config.vantages import VantageConfigError, load_vantages, parse_resolver
 from monitor.model import ProbeResult, Verdict
-from probes.agent import ProbeOptions, probe_vaults
+from probes.options import ProbeOptions
+from probes.pool import probe_vaults
 from probes.remote import probe_remote
 from probes.scope import OutOfScope, ProbeScope
 from probes.wire import result_to_json
@@ -30,15 +31,11 @@ from probes.wire import result_to_json
 EXIT_NO_VERDICT = 3
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "probe",
-        help="probe one vault (DNS, TLS, health, data plane) from one vantage point",
-        description=(
-            "Resolve the vault's name, connect to the address DNS gave, check its certificate, read "
-            "/healthstatus and make one data-plane call that needs no permission, then print every "
-            "step. Exit 3 when the data plane gave no verdict."
-        ),
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Resolve the vault's name, connect to the address DNS gave, check its certificate, read "
+        "/healthstatus and make one data-plane call that needs no permission, then print every "
+        "step. Exit 3 when the data plane gave no verdict."
     )
     parser.add_argument("vault", metavar="VAULT", help="vault name, host name or https:// vault URI")
     parser.add_argument("--vantage", metavar="NAME", help="probe as this vantage point (from --vantages)")

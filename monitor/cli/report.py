@@ -15,14 +15,10 @@ from monitor.outputs.report import ReportDocumentError, render_html
 from monitor.store.base import StoreUnavailable
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "report",
-        help="render a scan's HTML report",
-        description=(
-            "Render the self-contained HTML report of a scan: from a report document (--input), "
-            "or from the document the store kept for a scan (--scan ID; the latest scan by default)."
-        ),
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Render the self-contained HTML report of a scan: from a report document (--input), "
+        "or from the document the store kept for a scan (--scan ID; the latest scan by default)."
     )
     parser.add_argument(
         "--input", metavar="DOCUMENT.json", help="a report document (kvmon.report/v1) to render"

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from monitor.cli import common
 from monitor.judge.rules.base import CATALOG
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser("rules", help="print the rule catalog")
+def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.set_defaults(handler=run)
 

@@ -10,7 +10,6 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
 
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
@@ -24,18 +23,14 @@ from monitor.store import StoreUnavailable
 EXIT_SCAN_FAILED = 3
 
 
-def register(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "scan",
-        help="scan subscriptions live: configuration, probes, logs; store and notify changes",
-        description=(
-            "Read every vault of the subscriptions from ARM, probe them from the configured vantage "
-            "points, read their access logs, judge everything against the baseline, store the "
-            "findings and print what opened, changed and resolved since the last scan. Settings come "
-            "from the environment (see the README's settings table); flags override them. Exit 0 when "
-            "nothing active is at or above --fail-on, 1 when something is, 2 on a usage error, 3 when "
-            "the scan could not be recorded (the store is unavailable)."
-        ),
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Read every vault of the subscriptions from ARM, probe them from the configured vantage "
+        "points, read their access logs, judge everything against the baseline, store the "
+        "findings and print what opened, changed and resolved since the last scan. Settings come "
+        "from the environment (see the README's settings table); flags override them. Exit 0 when "
+        "nothing active is at or above --fail-on, 1 when something is, 2 on a usage error, 3 when "
+        "the scan could not be recorded (the store is unavailable)."
     )
     parser.add_argument(
         "--subscription",

@@ -80,7 +80,7 @@ def test_every_query_kvmon_can_send_is_valid_kql_with_the_summary_schema() -> No
 def test_the_print_query_output_is_checked_too(capsys: pytest.CaptureFixture[str]) -> None:
     printed = {}
     for table in TABLE_CHOICES:
-        args = build_parser().parse_args(["logs", "--print-query", "--table", table])
+        args = build_parser("logs").parse_args(["logs", "--print-query", "--table", table])
         assert execute(args, credential=None, now=_NOW, environ={}) == 0
         printed[f"cli/{table}"] = capsys.readouterr().out.rstrip("\n")
     results = run_checker(printed)

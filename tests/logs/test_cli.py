@@ -20,7 +20,7 @@ from tests.logs.conftest import NOW, SE_CLIENT, WORKSPACE, record
 
 def run(argv: list[str], **environ: str) -> int:
     return execute(
-        build_parser().parse_args(["logs", *argv]), credential=LabCredential(), now=NOW, environ=environ
+        build_parser("logs").parse_args(["logs", *argv]), credential=LabCredential(), now=NOW, environ=environ
     )
 
 

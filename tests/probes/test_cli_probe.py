@@ -26,7 +26,7 @@ def _environ(world: LabWorld) -> dict[str, str]:
 
 
 def _run(world: LabWorld, *argv: str) -> int:
-    args = build_parser().parse_args(["probe", *argv])
+    args = build_parser("probe").parse_args(["probe", *argv])
     return execute(args, credential=LabCredential(), environ=_environ(world))
 
 
