@@ -11,10 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from monitor.errors import InputError
 from monitor.naming.keyvault import PRODUCTION_SUFFIXES, VAULT_NAME, checked_suffix, private_link_zone
 
 
-class OutOfScope(ValueError):
+class OutOfScope(InputError):
     """A name the probes refuse to contact; the message says why."""
 
 

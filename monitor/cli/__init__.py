@@ -4,7 +4,7 @@ Each command lives in its own module with ``register(parser)``, which gives the 
 its description, arguments and handler. This module lists the commands without importing them,
 so ``kvmon --help`` and each command start with only what that command needs (a scan needs
 the SDKs; ``kvmon rules`` needs the rule catalog). It turns user errors into one clear line and
-exit code 2 (never a traceback).
+exit code 2 (never a traceback); ``common.run`` maps every error to the exit code of its kind.
 """
 
 from __future__ import annotations
@@ -65,6 +65,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="kvmon",
         description="Continuous compliance monitor for the network exposure of Azure Key Vaults.",
     )
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an unexpected failure")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=common.ArgumentParser)
     subparsers.required = True
     for entry in COMMANDS:
@@ -76,15 +77,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(chosen_command(sys.argv[1:] if argv is None else argv))
-    try:
-        args = parser.parse_args(argv)
-        return int(args.handler(args))
-    except common.UsageError as exc:
-        print(f"kvmon: error: {exc}", file=sys.stderr)
-        return common.EXIT_USAGE
-    except KeyboardInterrupt:
-        print("kvmon: interrupted", file=sys.stderr)
-        return 130
+    return common.run(lambda: parser.parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -57,13 +57,14 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from monitor.config.policy import MODES, VantageExpectation, VaultPolicy
+from monitor.errors import ConfigurationError
 from monitor.judge.rules.base import RULES_BY_ID
 from monitor.model import IPNetwork, Severity, Suppression, VaultPosture
 
 DEFAULTS_ENTRY = "defaults"
 
 
-class BaselineError(Exception):
+class BaselineError(ConfigurationError):
     """A baseline that cannot be used; the message is one line naming file, line and key."""
 
 

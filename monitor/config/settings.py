@@ -29,7 +29,7 @@ from pydantic import (
 
 from monitor.config.policy import Vantage
 from monitor.config.validation import choice, describe, message
-from monitor.config.vantages import parse_vantages
+from monitor.config.vantages import VantageConfigError, parse_vantages
 from monitor.errors import ConfigurationError
 from monitor.netaddr import AddressSpace
 
@@ -155,7 +155,10 @@ def _vantages(value: Any) -> tuple[Vantage, ...]:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    return tuple(parse_vantages(value))  # its VantageConfigError (a ValueError) names entry and field
+    try:
+        return tuple(parse_vantages(value))
+    except VantageConfigError as exc:  # names entry and field; pydantic reports ValueErrors
+        raise ValueError(str(exc)) from None
 
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from monitor.config.policy import Vantage
+from monitor.errors import ConfigurationError
 
 DNS_PORT = 53
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -24,7 +25,7 @@ _SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _FIELDS = ("name", "inside", "subnet_id", "endpoint", "key_setting", "source_address", "resolver")
 
 
-class VantageConfigError(ValueError):
+class VantageConfigError(ConfigurationError):
     """A vantage definition kvmon cannot use; the message names the file, entry and field."""
 
 

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import jinja2
 
 from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
+from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
     ChangeKind,
@@ -48,8 +49,9 @@ NOT_EXPECTED = "no-expectation"
 T = TypeVar("T")
 
 
-class ReportDocumentError(ValueError):
-    """The document is not one ``render_html`` can show (wrong schema, missing field)."""
+class ReportDocumentError(SourceError):
+    """The document is not one ``render_html`` can show (wrong schema, missing field): a stored
+    report that cannot be read (``kvmon report --input`` turns it into an input error)."""
 
 
 # ---------------------------------------------------------------------------

@@ -22,10 +22,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from monitor.errors import StoreError
 from monitor.model import Finding, FindingStatus, ScanError, VaultPosture
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(StoreError):
     """The store cannot be reached or refused the write: the scan must fail loudly."""
 
 
@@ -172,8 +173,11 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class ConcurrentUpdate(Exception):
-    """Another scan changed the record since it was read; re-read and reconcile again."""
+class ConcurrentUpdate(StoreError):
+    """Another scan changed the record since it was read; re-read and reconcile again.
+
+    Control flow between the store and ``lifecycle.record_findings``, which retries; it is a
+    ``StoreError`` because one that escapes means the write was refused: the scan is not recorded."""
 
     def __init__(self, message: str = "", *, conflicting_ids: Iterable[str] = ()) -> None:
         self.conflicting_ids = frozenset(conflicting_ids)

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from monitor.errors import StoreError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
     Finding,
@@ -44,7 +45,7 @@ COMPRESSION_LEVEL = 9
 TRIMMED_MARKER = "_trimmed"
 
 
-class RecordTooLarge(ValueError):
+class RecordTooLarge(StoreError):
     """A value does not fit one entity even compressed."""
 
 

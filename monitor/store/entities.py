@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
+from monitor.errors import StoreError
 from monitor.model import FindingStatus
 from monitor.store import codec
 from monitor.store.base import (
@@ -82,8 +83,11 @@ class Operation:
     entity: Entity
 
 
-class EntityConflict(Exception):
-    """A create found the entity present, or an etag no longer matched; ``index`` is the operation."""
+class EntityConflict(StoreError):
+    """A create found the entity present, or an etag no longer matched; ``index`` is the operation.
+
+    Control flow inside the store (the entity store re-reads and retries); a ``StoreError``
+    because one that escapes is a refused write."""
 
     def __init__(self, message: str, *, index: int = 0) -> None:
         super().__init__(message)

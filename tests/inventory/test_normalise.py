@@ -13,7 +13,7 @@ import pytest
 from azure.mgmt.keyvault.models import Vault
 
 from monitor.model import VaultPosture
-from monitor.sources.keyvault.normalise import InputError, InvalidVault, load_vault_file, normalise_vault
+from monitor.sources.keyvault.normalise import InvalidVault, VaultFileError, load_vault_file, normalise_vault
 
 REPO = Path(__file__).resolve().parents[2]
 VAULT_ID = "/subscriptions/sub-1/resourceGroups/RG-One/providers/Microsoft.KeyVault/vaults/kv-one"
@@ -428,7 +428,7 @@ def test_malformed_entries_are_reported_and_hide_nothing(tmp_path: Path) -> None
 def test_invalid_json_names_file_line_and_column(tmp_path: Path) -> None:
     path = tmp_path / "broken.json"
     path.write_text('{\n  "value": [\n    {"id": "x",}\n  ]\n}\n')
-    with pytest.raises(InputError) as caught:
+    with pytest.raises(VaultFileError) as caught:
         load_vault_file(path)
     assert str(caught.value).startswith(f"{path}:3:16: invalid JSON: ")
 
@@ -436,12 +436,12 @@ def test_invalid_json_names_file_line_and_column(tmp_path: Path) -> None:
 def test_empty_file_is_invalid_json(tmp_path: Path) -> None:
     path = tmp_path / "empty.json"
     path.write_text("")
-    with pytest.raises(InputError, match=r"empty\.json:1:1: invalid JSON"):
+    with pytest.raises(VaultFileError, match=r"empty\.json:1:1: invalid JSON"):
         load_vault_file(path)
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
-    with pytest.raises(InputError, match=r"nothing\.json: cannot read the file"):
+    with pytest.raises(VaultFileError, match=r"nothing\.json: cannot read the file"):
         load_vault_file(tmp_path / "nothing.json")
 
 
@@ -450,7 +450,7 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
     [(42, "the file holds a number"), ({"value": {"id": "x"}}, "'value' is an object")],
 )
 def test_wrong_top_level_shape_is_an_input_error(tmp_path: Path, document: Any, message: str) -> None:
-    with pytest.raises(InputError, match=message):
+    with pytest.raises(VaultFileError, match=message):
         load_vault_file(_write(tmp_path, document))
 
 
@@ -464,7 +464,7 @@ def test_utf16_file_as_powershell_writes_it(tmp_path: Path) -> None:
 def test_non_text_file_is_an_input_error(tmp_path: Path) -> None:
     path = tmp_path / "binary.json"
     path.write_bytes(b"\xff\xfe\xfd\x00garbage")
-    with pytest.raises(InputError, match=r"binary\.json"):
+    with pytest.raises(VaultFileError, match=r"binary\.json"):
         load_vault_file(path)
 
 

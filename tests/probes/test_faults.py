@@ -23,7 +23,7 @@ from monitor.sources.keyvault.normalise import normalise_vault
 from probes.endpoint import handle_probe_request
 from probes.options import ProbeOptions
 from probes.pool import probe_vaults
-from probes.scope import ProbeScope
+from probes.scope import OutOfScope, ProbeScope
 from tests.probes.conftest import LAB_SPACE, SocketAudit, lab_options
 
 NOW = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
@@ -80,7 +80,7 @@ def test_names_outside_the_scope_send_no_packet(
         status, answer = handle_probe_request(
             body, vantage=vantages["internet"], options=options, credential=credential
         )
-        with pytest.raises(ValueError):
+        with pytest.raises(OutOfScope):
             probe_vaults(
                 ["kv-se-demo", name], vantage=vantages["internet"], options=options, credential=credential
             )

@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from monitor.errors import ConfigurationError
 from monitor.model import ChangeKind, FindingChange, Severity
 from monitor.outputs.notify.redact import Secret
 
@@ -61,7 +62,7 @@ _FIELDS = frozenset(
 )
 
 
-class ChannelConfigError(ValueError):
+class ChannelConfigError(ConfigurationError):
     """The channel settings are wrong; the message names the setting and the field."""
 
 

@@ -28,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
+from monitor.errors import InputError
 from monitor.model import IpRule, PrivateEndpointConnection, VaultPosture, VirtualNetworkRule
 from monitor.netaddr import parse_network
 
@@ -42,11 +43,11 @@ _PROVISIONING_STATES = {
 }
 
 
-class InvalidVault(ValueError):
+class InvalidVault(InputError, ValueError):
     """The value is not a vault at all: not a JSON object, or without an ``id``."""
 
 
-class InputError(Exception):
+class VaultFileError(InputError):
     """An offline input file that cannot be read as a whole (unreadable, not JSON, wrong shape).
 
     The message names the file and, for JSON errors, the line and column; the CLI prints it as
@@ -394,26 +395,26 @@ def load_vault_file(path: Path | str) -> tuple[list[VaultPosture], list[str]]:
     The file may hold a single vault (``az keyvault show``), an ARM list page ``{"value": [...]}``
     (the REST API), or a JSON array of vaults (``az keyvault list``). A malformed entry is
     reported as ``"FILE: value[INDEX]: reason"`` and does not hide the others; problems inside a
-    vault that was read are in its ``problems``. ``InputError`` when the file as a whole cannot
+    vault that was read are in its ``problems``. ``VaultFileError`` when the file as a whole cannot
     be read: missing, not JSON (with line and column), or not one of those shapes.
     """
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise InputError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
+        raise VaultFileError(f"{path}: cannot read the file: {exc.strerror or exc}") from None
     document = _parse_json(data, path)
     if isinstance(document, list):
         entries = [(f"{path}: [{index}]", item) for index, item in enumerate(document)]
     elif isinstance(document, dict) and "value" in document and "id" not in document:
         page = document["value"]
         if not isinstance(page, list):
-            raise InputError(f"{path}: 'value' is {_kind(page)}; an ARM list page holds a list of vaults")
+            raise VaultFileError(f"{path}: 'value' is {_kind(page)}; an ARM list page holds a list of vaults")
         entries = [(f"{path}: value[{index}]", item) for index, item in enumerate(page)]
     elif isinstance(document, dict):
         entries = [(str(path), document)]
     else:
-        raise InputError(
+        raise VaultFileError(
             f"{path}: the file holds {_kind(document)}; expected a vault object, an ARM list page "
             '{"value": [...]} or a JSON array of vaults'
         )
@@ -433,8 +434,8 @@ def _parse_json(data: bytes, path: Path) -> Any:
     try:
         return json.loads(data)
     except json.JSONDecodeError as exc:
-        raise InputError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        raise VaultFileError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8, UTF-16 or UTF-32 text (byte {exc.start})") from None
+        raise VaultFileError(f"{path}: not UTF-8, UTF-16 or UTF-32 text (byte {exc.start})") from None
     except RecursionError:
-        raise InputError(f"{path}: JSON nested too deeply to read") from None
+        raise VaultFileError(f"{path}: JSON nested too deeply to read") from None
