@@ -110,6 +110,15 @@ def test_an_out_of_range_value_is_refused_up_front(name: str, value: str, expect
     assert "\n" not in str(caught.value)
 
 
+def test_a_retired_setting_is_refused_naming_where_its_value_belongs() -> None:
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ({"KVMON_REFUSED_THRESHOLD": "5"})
+    assert str(caught.value) == (
+        "KVMON_REFUSED_THRESHOLD: is no longer read: KV202's threshold is the baseline's logs.refused_threshold"
+    )
+    assert Settings.from_environ({"KVMON_REFUSED_THRESHOLD": " "}).role is Role.MONITOR  # blank is unset
+
+
 def test_choices_are_enums_taken_in_any_case() -> None:
     settings = Settings.from_environ(
         {

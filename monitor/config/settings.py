@@ -327,6 +327,9 @@ class Settings(BaseModel):
     def from_environ(cls, environ: Mapping[str, str]) -> Settings:
         """The settings in ``environ``; a blank value means the default. ``SettingsError`` naming
         the setting, the field (in a JSON setting) and the problem."""
+        for name, instead in RETIRED_SETTINGS.items():
+            if environ.get(name, "").strip():
+                raise SettingsError(message(name, "", f"is no longer read: {instead}"))
         given = {
             name: environ[name] for name in _FIELD_OF_SETTING if name in environ and environ[name].strip()
         }
@@ -339,6 +342,12 @@ class Settings(BaseModel):
 
 
 _FIELD_OF_SETTING = {str(field.alias): name for name, field in Settings.model_fields.items()}
+
+# Settings kvmon once documented and never read: set, they are refused (ignoring them would let an
+# operator believe they act), with where the value belongs now.
+RETIRED_SETTINGS: Mapping[str, str] = {
+    "KVMON_REFUSED_THRESHOLD": "KV202's threshold is the baseline's logs.refused_threshold",
+}
 
 
 def _row(field: Any) -> SettingDoc:
@@ -357,11 +366,7 @@ def _row(field: Any) -> SettingDoc:
 
 # Settings read elsewhere: the store (``monitor.store``), the queue (``monitor.app.queue``), the
 # channels (``monitor.outputs.notify.channels``), the Functions host and the Azure identity library.
-# Nothing reads KVMON_REFUSED_THRESHOLD yet: KV202's threshold comes from the baseline's logs key.
 OTHER_SETTINGS: tuple[SettingDoc, ...] = (
-    SettingDoc(
-        "KVMON_REFUSED_THRESHOLD", "Firewall refusals per caller in the window that raise KV202.", "10", "no"
-    ),
     SettingDoc(
         "KVMON_STORAGE",
         "Storage connection string for findings (Table storage).",
