@@ -291,7 +291,7 @@ def disappeared_vault_findings(
     complete so their other findings resolve; KV302 stays open while the vault stays away.
     """
     # Imported here: the rule catalog imports this module for ``network_diff``.
-    from monitor.judge.rules.keyvault.drift import KV302
+    from monitor.judge.rules.keyvault.drift import vault_appeared_or_disappeared
 
     present = {key.lower() for key in current_keys}
     listed = {subscription.lower() for subscription in complete_subscriptions}
@@ -301,9 +301,9 @@ def disappeared_vault_findings(
             continue
         findings.append(
             Finding(
-                rule_id=KV302.id,
-                severity=KV302.severity,
-                title=KV302.title,
+                rule_id=vault_appeared_or_disappeared.id,
+                severity=vault_appeared_or_disappeared.severity,
+                title=vault_appeared_or_disappeared.title,
                 vault_id=posture.id,
                 vault_name=posture.name,
                 subject="disappeared",
@@ -313,7 +313,7 @@ def disappeared_vault_findings(
                     "resource_group": posture.resource_group,
                 },
                 summary=f"vault {posture.name} is no longer listed in subscription {posture.subscription_id}",
-                remediation=KV302.remediation_for(posture, "disappeared"),
+                remediation=vault_appeared_or_disappeared.remediation_for(posture, "disappeared"),
             )
         )
     return findings

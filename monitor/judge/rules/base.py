@@ -8,6 +8,7 @@ tests; ``CATALOG`` collects them in ID order, and ``kvmon rules`` prints it.
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -83,6 +84,35 @@ class Rule:
             "remediation_bicep": self.remediation_bicep,
             "references": list(self.references),
         }
+
+
+def rule(
+    *,
+    id: str,
+    severity: Severity,
+    title: str,
+    reads: str,
+    remediation_cli: str,
+    remediation_bicep: str,
+    references: tuple[str, ...],
+) -> Callable[[Check], Rule]:
+    """Make the decorated check a ``Rule``; its docstring is the rationale (one paragraph: the
+    lines are joined with single spaces, as ``kvmon rules`` and SARIF show it)."""
+
+    def build(check: Check) -> Rule:
+        return Rule(
+            id=id,
+            severity=severity,
+            title=title,
+            reads=reads,
+            rationale=" ".join(inspect.cleandoc(check.__doc__ or "").split()),
+            remediation_cli=remediation_cli,
+            remediation_bicep=remediation_bicep,
+            references=references,
+            check=check,
+        )
+
+    return build
 
 
 def _collect() -> tuple[Rule, ...]:
