@@ -206,7 +206,10 @@ def _rule_help(rule: Rule) -> dict[str, str]:
 
 
 def _sarif_rule(rule: Rule) -> dict[str, Any]:
-    properties: dict[str, Any] = {"tags": ["security", "azure", "key-vault", rule.reads], "precision": "high"}
+    properties: dict[str, Any] = {
+        "tags": ["security", "azure", "key-vault", rule.category.value],
+        "precision": "high",
+    }
     if rule.severity in _SECURITY_SEVERITY:
         properties["security-severity"] = _SECURITY_SEVERITY[rule.severity]
     descriptor: dict[str, Any] = {

@@ -11,10 +11,11 @@ import datetime as dt
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from monitor.config.policy import Vantage, VaultPolicy
-from monitor.model import LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.model import EvidenceSource, LogEvidence, ProbeResult, Severity, VaultPosture
 from monitor.netaddr import AddressSpace
 
 
@@ -53,17 +54,30 @@ class Hit:
 Check = Callable[[VaultFacts], Iterable[Hit]]
 
 
+class RuleCategory(StrEnum):
+    """How a rule is listed (``kvmon rules`` shows it as "reads", SARIF as a tag). What decides
+    whether its findings may resolve is the rule's ``source``, not this."""
+
+    CONFIGURATION = "configuration"
+    BASELINE = "baseline"  # the configuration against what the baseline states
+    PROBES = "probes"
+    LOGS = "logs"
+    DRIFT = "drift"  # the configuration against the stored one
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
     severity: Severity
     title: str
-    reads: str  # configuration | probes | logs | drift | baseline
+    source: EvidenceSource  # a finding resolves only in a scan in which this source answered
+    category: RuleCategory
     rationale: str
     remediation_cli: str  # may use {name}, {resource_group}, {subscription}, {subject}
     remediation_bicep: str
     references: tuple[str, ...]
     check: Check
+    baseline_keys: tuple[str, ...] = ()  # the baseline keys the check reads, e.g. "expect.default_action"
 
     def remediation_for(self, posture: VaultPosture, subject: str = "") -> str:
         return self.remediation_cli.format(
@@ -78,11 +92,13 @@ class Rule:
             "id": self.id,
             "severity": self.severity.value,
             "title": self.title,
-            "reads": self.reads,
+            "reads": self.category.value,
             "rationale": self.rationale,
             "remediation": self.remediation_cli,
             "remediation_bicep": self.remediation_bicep,
             "references": list(self.references),
+            "source": self.source.value,
+            "baseline_keys": list(self.baseline_keys),
         }
 
 
@@ -91,10 +107,12 @@ def rule(
     id: str,
     severity: Severity,
     title: str,
-    reads: str,
+    source: EvidenceSource,
+    category: RuleCategory,
     remediation_cli: str,
     remediation_bicep: str,
     references: tuple[str, ...],
+    baseline_keys: tuple[str, ...] = (),
 ) -> Callable[[Check], Rule]:
     """Make the decorated check a ``Rule``; its docstring is the rationale (one paragraph: the
     lines are joined with single spaces, as ``kvmon rules`` and SARIF show it)."""
@@ -104,12 +122,14 @@ def rule(
             id=id,
             severity=severity,
             title=title,
-            reads=reads,
+            source=source,
+            category=category,
             rationale=" ".join(inspect.cleandoc(check.__doc__ or "").split()),
             remediation_cli=remediation_cli,
             remediation_bicep=remediation_bicep,
             references=references,
             check=check,
+            baseline_keys=baseline_keys,
         )
 
     return build

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 
-from monitor.judge.rules.base import Hit, Rule, VaultFacts, rule
-from monitor.model import IPNetwork, IpRule, Severity, VaultPosture
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import EvidenceSource, IPNetwork, IpRule, Severity, VaultPosture
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"
@@ -102,7 +102,8 @@ _UPDATE = "az keyvault update --name {name} --resource-group {resource_group}"
     id="KV001",
     severity=Severity.HIGH,
     title="Public network access is open to every address",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=f"{_UPDATE} --default-action Deny --bypass AzureServices",
     remediation_bicep=(
         "properties: {\n"
@@ -135,7 +136,8 @@ def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
     id="KV002",
     severity=Severity.HIGH,
     title="Virtual network rules give no protection while the default action admits everyone",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=f"{_UPDATE} --default-action Deny",
     remediation_bicep=(
         "networkAcls: {\n"
@@ -169,7 +171,8 @@ def service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
     id="KV003",
     severity=Severity.HIGH,
     title="IP rule admits too much",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=(
         "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
         "--ip-address {subject}"
@@ -183,6 +186,7 @@ def service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
         "}"
     ),
     references=(NETWORK_SECURITY, CLI_NETWORK_RULE, BICEP_VAULTS),
+    baseline_keys=("min_prefix_length", "allowed_ip_ranges"),
 )
 def ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
     """With the firewall denying by default, IP rules decide who on the internet gets in. A range broader
@@ -230,7 +234,8 @@ def ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
     id="KV004",
     severity=Severity.MEDIUM,
     title="IP rule cannot be parsed",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=(
         "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
         "--ip-address {subject}"
@@ -262,7 +267,8 @@ def ip_rule_unparsable(facts: VaultFacts) -> Iterator[Hit]:
     id="KV005",
     severity=Severity.LOW,
     title="IP rule covers a private or reserved range and admits nothing",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=(
         "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
         "--ip-address {subject}"
@@ -299,7 +305,8 @@ def ip_rule_reserved_range(facts: VaultFacts) -> Iterator[Hit]:
     id="KV006",
     severity=Severity.MEDIUM,
     title="Virtual network rule ignores a missing service endpoint",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=(
         "az network vnet subnet update --ids {subject} --service-endpoints Microsoft.KeyVault && "
         "az keyvault network-rule remove --name {name} --resource-group {resource_group} --subnet {subject} && "
@@ -338,10 +345,12 @@ def ignore_missing_service_endpoint(facts: VaultFacts) -> Iterator[Hit]:
     id="KV007",
     severity=Severity.LOW,
     title="Trusted Azure services bypass differs from the baseline",
-    reads="baseline",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
     remediation_cli=f"{_UPDATE} --bypass AzureServices  # or None, as the baseline states",
     remediation_bicep="networkAcls: {\n  bypass: 'AzureServices' // or 'None', as the baseline states\n}",
     references=(SERVICE_ENDPOINTS, NETWORK_SECURITY, CLI_KEYVAULT),
+    baseline_keys=("bypass",),
 )
 def bypass_differs(facts: VaultFacts) -> Iterator[Hit]:
     """bypass=AzureServices lets Microsoft's trusted services through the firewall (they still need a token
@@ -361,7 +370,8 @@ def bypass_differs(facts: VaultFacts) -> Iterator[Hit]:
     id="KV008",
     severity=Severity.MEDIUM,
     title="Private endpoint exists but public access is not disabled",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=f"{_UPDATE} --public-network-access Disabled",
     remediation_bicep="properties: {\n  publicNetworkAccess: 'Disabled'\n}",
     references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS, CLI_KEYVAULT),
@@ -400,7 +410,8 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
     id="KV009",
     severity=Severity.MEDIUM,
     title="Private endpoint connection is not healthy",
-    reads="configuration",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
     remediation_cli=(
         'az network private-endpoint-connection approve --id {subject} --description "Approved after review"'
     ),
@@ -448,7 +459,8 @@ def private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
     id="KV010",
     severity=Severity.HIGH,
     title="Baseline expects private link but no connection is approved",
-    reads="baseline",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
     remediation_cli=(
         "az network private-endpoint create --name pe-{name} --resource-group {resource_group} "
         "--vnet-name <vnet> --subnet <subnet> --connection-name pe-{name} --group-id vault "
@@ -468,6 +480,7 @@ def private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
         "}"
     ),
     references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode",),
 )
 def private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
     """The baseline says this vault is reached through a private endpoint. Without an Approved connection
@@ -490,7 +503,8 @@ def private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
     id="KV011",
     severity=Severity.MEDIUM,
     title="Network configuration differs from the baseline",
-    reads="baseline",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
     remediation_cli=(
         f"{_UPDATE} --default-action <expected> --public-network-access <expected>  "
         "# subnets and IP ranges: az keyvault network-rule add|remove --name {name} "
@@ -507,6 +521,13 @@ def private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
         "}"
     ),
     references=(NETWORK_SECURITY, CLI_KEYVAULT, CLI_NETWORK_RULE),
+    baseline_keys=(
+        "expect.default_action",
+        "expect.public_network_access",
+        "allowed_subnets",
+        "allowed_ip_ranges",
+        "drift_severity",
+    ),
 )
 def baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
     """The baseline states the expected default action, public network access, allowed subnets and allowed
@@ -581,10 +602,12 @@ def _set_difference_summary(what: str, missing: list[str], unexpected: list[str]
     id="KV013",
     severity=Severity.INFO,
     title="Vault is covered by no baseline entry",
-    reads="baseline",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
     remediation_cli="# add an entry to the baseline matching {name} (name glob, resource id or tag), or a defaults section",
     remediation_bicep="// not a resource change: extend the baseline YAML",
     references=(NETWORK_SECURITY,),
+    baseline_keys=("entries", "defaults"),
 )
 def no_baseline_entry(facts: VaultFacts) -> Iterator[Hit]:
     """A baseline was given but no entry matches this vault and there are no defaults, so nothing states

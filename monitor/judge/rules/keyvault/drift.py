@@ -5,15 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from monitor.judge.drift import network_diff
-from monitor.judge.rules.base import Hit, Rule, VaultFacts, rule
-from monitor.model import Severity
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import EvidenceSource, Severity
 
 
 @rule(
     id="KV301",
     severity=Severity.HIGH,
     title="Network configuration changed since the last scan",
-    reads="drift",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.DRIFT,
     remediation_cli=(
         "az monitor activity-log list --resource-id $(az keyvault show --name {name} "
         "--resource-group {resource_group} --subscription {subscription} --query id -o tsv) "
@@ -59,7 +60,8 @@ def network_changed(facts: VaultFacts) -> Iterator[Hit]:
     id="KV302",
     severity=Severity.INFO,
     title="Vault appeared or disappeared since the last scan",
-    reads="drift",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.DRIFT,
     remediation_cli=(
         "az keyvault show --name {name} --resource-group {resource_group} --subscription {subscription} "
         "|| az keyvault show-deleted --name {name} --subscription {subscription}"

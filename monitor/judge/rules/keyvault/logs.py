@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from monitor.config.policy import VaultPolicy
-from monitor.judge.rules.base import Hit, Rule, VaultFacts, rule
-from monitor.model import CallerActivity, IPNetwork, LogEvidence, Outcome, Severity
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import CallerActivity, EvidenceSource, IPNetwork, LogEvidence, Outcome, Severity
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 KEY_VAULT_LOGGING = f"{_LEARN}/key-vault/general/logging"
@@ -103,7 +103,8 @@ _VAULT_ID = (
     id="KV201",
     severity=Severity.HIGH,
     title="Requests admitted from a public address the baseline does not allow",
-    reads="logs",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
     remediation_cli=(
         "az keyvault update --name {name} --resource-group {resource_group} --default-action Deny  "
         "# and remove any IP rule that admits {subject}: az keyvault network-rule remove --name {name} "
@@ -118,6 +119,7 @@ _VAULT_ID = (
         "}"
     ),
     references=(KEY_VAULT_LOGGING, NETWORK_SECURITY),
+    baseline_keys=("mode", "allowed_ip_ranges"),
 )
 def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
     """The access log shows what really got in. A public address the baseline does not list reached the
@@ -159,7 +161,8 @@ def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
     id="KV202",
     severity=Severity.MEDIUM,
     title="Many requests from one address refused by the firewall",
-    reads="logs",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
     remediation_cli=(
         "# find the client at {subject}: if it is a legitimate workload, route it through an allowed "
         "subnet or the private endpoint (az network vnet subnet update --service-endpoints "
@@ -168,6 +171,7 @@ def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
     ),
     remediation_bicep="// no vault change: fix the client's network path (subnet service endpoint or private DNS zone link)",
     references=(KEY_VAULT_LOGGING, NETWORK_SECURITY, SERVICE_ENDPOINTS),
+    baseline_keys=("logs.refused_threshold",),
 )
 def refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
     """Repeated refusals from one caller address in the window mean a client that should reach the vault is
@@ -197,7 +201,8 @@ def refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
     id="KV203",
     severity=Severity.HIGH,
     title="An identity that must use a private path reached the vault from a public address",
-    reads="logs",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
     remediation_cli=(
         "# the workload of {subject} leaves through a public address: enable the service endpoint on "
         "its subnet (az network vnet subnet update --resource-group <rg> --vnet-name <vnet> --name "
@@ -214,6 +219,7 @@ def refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
         "}"
     ),
     references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS, KEY_VAULT_LOGGING),
+    baseline_keys=("private_path_identities",),
 )
 def private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
     """The baseline names identities (app or object ids) whose traffic must arrive through a Service
@@ -259,7 +265,8 @@ def private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
     id="KV204",
     severity=Severity.MEDIUM,
     title="No access-log rows although a workspace is configured",
-    reads="logs",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
     remediation_cli=(
         "az monitor diagnostic-settings create --name kvmon-audit --resource "
         f"{_VAULT_ID} --workspace <workspace-resource-id> --export-to-resource-specific true "

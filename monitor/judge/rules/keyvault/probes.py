@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from monitor.config.policy import Vantage, VantageExpectation
-from monitor.judge.rules.base import Hit, Rule, VaultFacts, rule
-from monitor.model import ProbeResult, Severity, VaultPosture, Verdict
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import EvidenceSource, ProbeResult, Severity, VaultPosture, Verdict
 from monitor.naming.keyvault import private_link_zone
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
@@ -89,7 +89,8 @@ def _refusal(result: ProbeResult) -> str:
     id="KV101",
     severity=Severity.CRITICAL,
     title="Admitted from a vantage point that should be refused",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "az keyvault update --name {name} --resource-group {resource_group} --subscription {subscription} "
         "--default-action Deny"
@@ -99,6 +100,7 @@ def _refusal(result: ProbeResult) -> str:
         "networkAcls: { defaultAction: 'Deny', bypass: 'None' } publicNetworkAccess: 'Disabled' } }"
     ),
     references=(NETWORK_SECURITY, SERVICE_ENDPOINTS),
+    baseline_keys=("mode", "allowed_subnets", "vantages"),
 )
 def admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
     """A live data-plane call from this place got through the vault's network checks although the baseline
@@ -123,7 +125,8 @@ def admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
     id="KV102",
     severity=Severity.HIGH,
     title="Refused or unreachable from a vantage point that should be admitted",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "az keyvault network-rule add --name {name} --resource-group {resource_group} "
         "--subscription {subscription} --subnet <subnet id of vantage point {subject}>"
@@ -133,6 +136,7 @@ def admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
         "point>' } ] }"
     ),
     references=(NETWORK_SECURITY, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode", "allowed_subnets", "vantages"),
 )
 def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
     """A workload in this place cannot use the vault although the baseline says it must: a missing virtual
@@ -151,7 +155,8 @@ def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
     id="KV103",
     severity=Severity.HIGH,
     title="Private Link vault resolves to a public address inside the VNet",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "az network private-dns link vnet create --resource-group <private DNS zone resource group> "
         "--zone-name privatelink.vaultcore.azure.net --name link-{subject} "
@@ -163,6 +168,7 @@ def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
         "registrationEnabled: false } }"
     ),
     references=(PRIVATE_ENDPOINT_DNS, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode", "vantages"),
 )
 def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
     """Clients in this VNet resolve the vault's public address, so their traffic never uses the Private
@@ -203,7 +209,8 @@ def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
     id="KV104",
     severity=Severity.LOW,
     title="Vault resolves to a private address outside the VNet",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "az network private-dns link vnet list --resource-group <private DNS zone resource group> "
         "--zone-name privatelink.vaultcore.azure.net --output table"
@@ -235,7 +242,8 @@ def private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
     id="KV105",
     severity=Severity.HIGH,
     title="Vault saw a public source address on a path that should be private",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "az network vnet subnet update --ids <subnet id of vantage point {subject}> "
         "--service-endpoints Microsoft.KeyVault"
@@ -245,6 +253,7 @@ def private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
         "vantage point"
     ),
     references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode", "allowed_subnets", "vantages"),
 )
 def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
     """Traffic from this place should reach the vault through a Service Endpoint or Private Endpoint and
@@ -282,7 +291,8 @@ def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
     id="KV106",
     severity=Severity.MEDIUM,
     title="Vantage point did not answer",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "az functionapp show --resource-group <resource group of vantage point {subject}> "
         "--name <function app of vantage point {subject}> --query state"
@@ -334,7 +344,8 @@ def vantage_silent(facts: VaultFacts) -> Iterator[Hit]:
     id="KV107",
     severity=Severity.HIGH,
     title="TLS certificate not valid for the vault's name",
-    reads="probes",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
     remediation_cli=(
         "openssl s_client -connect <address from the finding>:443 -servername {name}.vault.azure.net "
         "-showcerts  # run at vantage point {subject}"
