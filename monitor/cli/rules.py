@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from monitor.cli import common
-from monitor.judge.rules.base import CATALOG
+from monitor.judge.rules.catalog import CATALOG
 
 
 def register(parser: argparse.ArgumentParser) -> None:

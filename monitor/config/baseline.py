@@ -58,7 +58,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from monitor.config.policy import MODES, VantageExpectation, VaultPolicy
 from monitor.errors import ConfigurationError
-from monitor.judge.rules.base import RULES_BY_ID
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import IPNetwork, Severity, Suppression, VaultPosture
 
 DEFAULTS_ENTRY = "defaults"

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
-from monitor.judge.rules.base import RULES_BY_ID
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import ChangeKind, EvidenceSource, Finding, FindingChange, FindingStatus
 from monitor.store.base import ConcurrentUpdate, FindingRecord, Store, StoreUnavailable
 from monitor.store.codec import storable_finding

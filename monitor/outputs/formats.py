@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 from monitor.jsonable import to_jsonable
 from monitor.judge.evaluate import ExpiredSuppression
-from monitor.judge.rules.base import CATALOG, Rule
+from monitor.judge.rules.base import Rule
+from monitor.judge.rules.catalog import CATALOG
 from monitor.model import Finding, FindingChange, ScanError, Severity
 
 FORMATS = ("table", "json", "sarif", "markdown")

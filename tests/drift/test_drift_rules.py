@@ -6,10 +6,13 @@ import dataclasses
 import datetime as dt
 
 from monitor.config.policy import VaultPolicy
-from monitor.judge.drift import disappeared_vault_findings
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
-from monitor.judge.rules.keyvault.drift import network_changed, vault_appeared_or_disappeared
+from monitor.judge.rules.keyvault.drift import (
+    disappeared_vault_findings,
+    network_changed,
+    vault_appeared_or_disappeared,
+)
 from monitor.model import Severity, VirtualNetworkRule
 from monitor.store.base import PostureSnapshot
 from tests.store.helpers import SUB_A, SUB_B, T0, ip_rule, posture, subnet_id

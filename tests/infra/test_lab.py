@@ -12,7 +12,8 @@ from typing import Any
 
 from monitor.config.baseline import load_baseline
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import CATALOG, VaultFacts
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import CATALOG
 from monitor.sources.keyvault.normalise import normalise_vault
 from tests.infra.bicep import REPO, dotted, resources, template
 from tests.infra.bicep import evaluate as evaluate_bicep

@@ -14,7 +14,8 @@ from lab.http import Fault
 from lab.loganalytics import LogAnalyticsEmulator
 from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.judge.rules.keyvault.logs import RULES
 from monitor.model import CallerActivity, EvidenceSource, Finding, LogEvidence, Outcome, Severity
 from monitor.netaddr import parse_network

@@ -8,7 +8,8 @@ import datetime as dt
 import pytest
 
 from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
-from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import (
     DataPlaneStep,
     DnsStep,

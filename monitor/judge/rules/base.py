@@ -133,19 +133,3 @@ def rule(
         )
 
     return build
-
-
-def _collect() -> tuple[Rule, ...]:
-    # Imported here so that each rule module can import Rule/Hit/VaultFacts from this package.
-    from monitor.judge.rules.keyvault import config, drift, logs, probes
-
-    rules = [*config.RULES, *probes.RULES, *logs.RULES, *drift.RULES]
-    ids = [r.id for r in rules]
-    duplicates = {i for i in ids if ids.count(i) > 1}
-    if duplicates:
-        raise RuntimeError(f"duplicate rule ids in the catalog: {sorted(duplicates)}")
-    return tuple(sorted(rules, key=lambda r: r.id))
-
-
-CATALOG: tuple[Rule, ...] = _collect()
-RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.judge.drift import network_diff
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
-from monitor.model import EvidenceSource, Severity
+from monitor.model import EvidenceSource, Finding, Severity, VaultPosture
 
 
 @rule(
@@ -100,6 +100,44 @@ def vault_appeared_or_disappeared(facts: VaultFacts) -> Iterator[Hit]:
             "last_modified_at": posture.last_modified_at.isoformat() if posture.last_modified_at else None,
         },
     )
+
+
+def disappeared_vault_findings(
+    *,
+    previous: Mapping[str, VaultPosture],
+    current_keys: Iterable[str],
+    complete_subscriptions: Iterable[str],
+) -> list[Finding]:
+    """KV302 for each stored vault (key -> last posture) missing from this scan's listing.
+
+    Only subscriptions listed completely count: a vault is never declared gone because its
+    subscription's listing failed. Pass the gone vaults' keys to the lifecycle as assessed and
+    complete so their other findings resolve; KV302 stays open while the vault stays away.
+    """
+    present = {key.lower() for key in current_keys}
+    listed = {subscription.lower() for subscription in complete_subscriptions}
+    findings = []
+    for key, posture in sorted(previous.items()):
+        if key.lower() in present or posture.subscription_id.lower() not in listed:
+            continue
+        findings.append(
+            Finding(
+                rule_id=vault_appeared_or_disappeared.id,
+                severity=vault_appeared_or_disappeared.severity,
+                title=vault_appeared_or_disappeared.title,
+                vault_id=posture.id,
+                vault_name=posture.name,
+                subject="disappeared",
+                evidence={
+                    "event": "disappeared",
+                    "subscription_id": posture.subscription_id,
+                    "resource_group": posture.resource_group,
+                },
+                summary=f"vault {posture.name} is no longer listed in subscription {posture.subscription_id}",
+                remediation=vault_appeared_or_disappeared.remediation_for(posture, "disappeared"),
+            )
+        )
+    return findings
 
 
 RULES: tuple[Rule, ...] = (network_changed, vault_appeared_or_disappeared)
