@@ -54,6 +54,10 @@ class Hit:
 Check = Callable[[VaultFacts], Iterable[Hit]]
 
 
+# What ``Rule.remediation_for`` fills into a remediation command.
+REMEDIATION_PLACEHOLDERS = frozenset({"name", "resource_group", "subscription", "subject"})
+
+
 class RuleCategory(StrEnum):
     """How a rule is listed (``kvmon rules`` shows it as "reads", SARIF as a tag). What decides
     whether its findings may resolve is the rule's ``source``, not this."""
@@ -73,7 +77,7 @@ class Rule:
     source: EvidenceSource  # a finding resolves only in a scan in which this source answered
     category: RuleCategory
     rationale: str
-    remediation_cli: str  # may use {name}, {resource_group}, {subscription}, {subject}
+    remediation_cli: str  # may use the REMEDIATION_PLACEHOLDERS, e.g. {name}
     remediation_bicep: str
     references: tuple[str, ...]
     check: Check
