@@ -1,8 +1,19 @@
-"""The rule catalog: data plus small pure functions.
+"""What a rule is: ``Rule`` (its metadata and its check), ``Hit``, ``VaultFacts``, and ``rule``, the
+decorator that makes a check a ``Rule``.
 
-Each rule is one ``Rule`` entry with its metadata and a ``check`` that reads ``VaultFacts`` and
-yields ``Hit``s. Adding a rule means adding one entry (in the module for what it reads) and its
-tests; ``CATALOG`` collects them in ID order, and ``kvmon rules`` prints it.
+To add a rule, in the family module for its service and what it reads (Key Vault's:
+``keyvault/config.py`` KV0xx, ``probes.py`` KV1xx, ``logs.py`` KV2xx, ``drift.py`` KV3xx):
+
+1. write the check, a pure function of ``VaultFacts`` that yields ``Hit``s, with the rationale (why
+   the finding matters, one paragraph) as its docstring;
+2. put ``@rule(id=..., severity=..., title=..., source=..., category=..., remediation_cli=...,
+   remediation_bicep=..., references=(...), baseline_keys=(...))`` on it: ``source`` is the
+   evidence that must have answered before its findings may resolve;
+3. add it to the module's ``RULES``;
+4. give it a case where it fires and one where it stays quiet in ``tests/rules/test_catalog.py``
+   (that test fails until it has them), and tests of its own beside its family's.
+
+``catalog.build_catalog`` validates every rule when the catalog is built; ``kvmon rules`` lists it.
 """
 
 from __future__ import annotations

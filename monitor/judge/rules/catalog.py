@@ -1,4 +1,12 @@
-"""The catalog: every rule of every family, validated, in ID order; ``kvmon rules`` prints it."""
+"""The catalog: every rule of every family, validated, in ID order; ``kvmon rules`` prints it.
+
+The families are named here, one argument each to ``build_catalog`` (a second service's rules are
+one more). Each rule is checked as the catalog is built, so a faulty one stops the import with
+``InvalidRule`` naming it: the id is KV and three digits, severity, source and category are their
+enums, the rationale (the check's docstring) is there, the CLI remediation uses only
+``REMEDIATION_PLACEHOLDERS``, every reference is an https URL, and no id is used twice. How to add a
+rule: ``monitor.judge.rules.base``.
+"""
 
 from __future__ import annotations
 
