@@ -13,6 +13,7 @@ from monitor.app.scan import InventorySource, ScanRuntime
 from monitor.config.baseline import Baseline, load_baseline
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.outputs.notify import notifier_from_environ
 from monitor.sources.arm import ArmInventory
 from monitor.sources.logs import LogsReader
@@ -43,7 +44,9 @@ def scan_vantages(settings: Settings) -> tuple[Vantage, ...]:
 
 
 def load_policy_source(settings: Settings) -> Baseline:
-    return load_baseline(settings.baseline_path) if settings.baseline_path else Baseline.none()
+    if not settings.baseline_path:
+        return Baseline.none()
+    return load_baseline(settings.baseline_path, known_rules=RULES_BY_ID.keys())
 
 
 def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:

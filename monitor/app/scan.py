@@ -18,10 +18,10 @@ from typing import Protocol
 
 from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
-from monitor.judge.drift import disappeared_vault_findings
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.lifecycle import apply_reconciliation
 from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.keyvault.drift import disappeared_vault_findings
 from monitor.model import (
     LogEvidence,
     ProbeResult,

@@ -21,6 +21,7 @@ from monitor.cli import common
 from monitor.config.baseline import Baseline, BaselineError, load_baseline
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import Finding, FindingChange, ScanError, Severity, VaultPosture
 from monitor.outputs.formats import FORMATS, SourceLocation, at_or_above, write_report
 from monitor.sources.keyvault.normalise import InputError, load_vault_file
@@ -55,7 +56,7 @@ def load_baseline_option(path: str | None) -> Baseline:
     if path is None:
         return Baseline.none()
     try:
-        return load_baseline(path)
+        return load_baseline(path, known_rules=RULES_BY_ID.keys())
     except BaselineError as exc:
         raise common.UsageError(str(exc)) from None
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from monitor.cli import common
-from monitor.judge.rules.base import CATALOG
+from monitor.judge.rules.catalog import CATALOG
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +24,6 @@ def run(args: argparse.Namespace) -> int:
     for column in ("ID", "Severity", "Reads", "Title"):
         table.add_column(column)
     for rule in CATALOG:
-        table.add_row(rule.id, rule.severity.value, rule.reads, rule.title)
+        table.add_row(rule.id, rule.severity.value, rule.category.value, rule.title)
     Console(soft_wrap=not common.is_terminal()).print(table)
     return common.EXIT_OK

@@ -49,16 +49,24 @@ import fnmatch
 import ipaddress
 import re
 from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from monitor.config.policy import MODES, VantageExpectation, VaultPolicy
 from monitor.errors import ConfigurationError
-from monitor.judge.rules.base import RULES_BY_ID
 from monitor.model import IPNetwork, Severity, Suppression, VaultPosture
 
 DEFAULTS_ENTRY = "defaults"
@@ -162,9 +170,12 @@ def _tag(text: str) -> str:
     return text.strip()
 
 
-def _rule_id(text: str) -> str:
+def _rule_id(text: str, info: ValidationInfo) -> str:
     rule = text.strip().upper()
-    if rule != "*" and rule not in RULES_BY_ID:
+    # The rule ids come in the validation context (``parse_baseline``'s ``known_rules``): the
+    # configuration stage knows nothing of the judge's catalog.
+    known_rules: AbstractSet[str] = (info.context or {})["known_rules"]
+    if rule != "*" and rule not in known_rules:
         raise ValueError(f"unknown rule {text!r}: use a rule id from 'kvmon rules' or '*'")
     return rule
 
@@ -354,8 +365,9 @@ class Baseline:
         )
 
 
-def load_baseline(path: Path | str) -> Baseline:
-    """Read and validate a baseline file; ``BaselineError`` with one clear line otherwise."""
+def load_baseline(path: Path | str, *, known_rules: AbstractSet[str]) -> Baseline:
+    """Read and validate a baseline file; ``BaselineError`` with one clear line otherwise.
+    ``known_rules``: the rule ids a suppression may name (the catalog's)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")  # tolerate a BOM (Windows editors)
@@ -363,11 +375,12 @@ def load_baseline(path: Path | str) -> Baseline:
         raise BaselineError(f"{path}: cannot read the baseline: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise BaselineError(f"{path}: the baseline is not UTF-8 text (byte {exc.start})") from None
-    return parse_baseline(text, source=str(path))
+    return parse_baseline(text, source=str(path), known_rules=known_rules)
 
 
-def parse_baseline(text: str, *, source: str) -> Baseline:
-    """Validate baseline YAML ``text``; ``source`` names it in messages."""
+def parse_baseline(text: str, *, source: str, known_rules: AbstractSet[str]) -> Baseline:
+    """Validate baseline YAML ``text``; ``source`` names it in messages, ``known_rules`` are the
+    rule ids a suppression may name."""
     document, lines = _compose(text, source)
     if document is None:
         raise BaselineError(f"{source}:1: the baseline is empty: it needs at least 'version: 1'")
@@ -377,7 +390,7 @@ def parse_baseline(text: str, *, source: str) -> Baseline:
             f"suppressions, logs), not {type(document).__name__}"
         )
     try:
-        spec = BaselineSpec.model_validate(document)
+        spec = BaselineSpec.model_validate(document, context={"known_rules": known_rules})
     except ValidationError as exc:
         raise BaselineError(_describe(exc, lines, source)) from None
     seen: set[str] = {DEFAULTS_ENTRY}

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from monitor.model import Finding, IpRule, PrivateEndpointConnection, VaultPosture
+from monitor.model import IpRule, PrivateEndpointConnection, VaultPosture
 
 _PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
 _SUMMARY_CHANGES = 4
@@ -276,44 +276,3 @@ def _describe_pec(pec: PrivateEndpointConnection) -> str:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
-
-
-def disappeared_vault_findings(
-    *,
-    previous: Mapping[str, VaultPosture],
-    current_keys: Iterable[str],
-    complete_subscriptions: Iterable[str],
-) -> list[Finding]:
-    """KV302 for each stored vault (key -> last posture) missing from this scan's listing.
-
-    Only subscriptions listed completely count: a vault is never declared gone because its
-    subscription's listing failed. Pass the gone vaults' keys to the lifecycle as assessed and
-    complete so their other findings resolve; KV302 stays open while the vault stays away.
-    """
-    # Imported here: the rule catalog imports this module for ``network_diff``.
-    from monitor.judge.rules.keyvault.drift import KV302
-
-    present = {key.lower() for key in current_keys}
-    listed = {subscription.lower() for subscription in complete_subscriptions}
-    findings = []
-    for key, posture in sorted(previous.items()):
-        if key.lower() in present or posture.subscription_id.lower() not in listed:
-            continue
-        findings.append(
-            Finding(
-                rule_id=KV302.id,
-                severity=KV302.severity,
-                title=KV302.title,
-                vault_id=posture.id,
-                vault_name=posture.name,
-                subject="disappeared",
-                evidence={
-                    "event": "disappeared",
-                    "subscription_id": posture.subscription_id,
-                    "resource_group": posture.resource_group,
-                },
-                summary=f"vault {posture.name} is no longer listed in subscription {posture.subscription_id}",
-                remediation=KV302.remediation_for(posture, "disappeared"),
-            )
-        )
-    return findings

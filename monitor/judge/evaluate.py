@@ -7,7 +7,8 @@ import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from monitor.judge.rules.base import CATALOG, Rule, VaultFacts
+from monitor.judge.rules.base import Rule, VaultFacts
+from monitor.judge.rules.catalog import CATALOG
 from monitor.model import Finding, Suppression
 
 

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
-from monitor.judge.rules.base import RULES_BY_ID
-from monitor.model import ChangeKind, Finding, FindingChange, FindingStatus
+from monitor.judge.rules.catalog import RULES_BY_ID
+from monitor.model import ChangeKind, EvidenceSource, Finding, FindingChange, FindingStatus
 from monitor.store.base import ConcurrentUpdate, FindingRecord, Store, StoreUnavailable
 from monitor.store.codec import storable_finding
 
@@ -105,11 +105,11 @@ def reconcile(
 
 
 def _evidence_answered(finding: Finding, missing: AbstractSet[str]) -> bool:
-    if "configuration" in missing:
+    if EvidenceSource.CONFIGURATION in missing:
         return False
     rule = RULES_BY_ID.get(finding.rule_id)
     # A rule no longer in the catalog read the configuration, as most do.
-    return (rule.reads if rule is not None else "configuration") not in missing
+    return (rule.source if rule is not None else EvidenceSource.CONFIGURATION) not in missing
 
 
 def _observe(

@@ -17,7 +17,8 @@ from typing import Any, TextIO
 
 from monitor.jsonable import to_jsonable
 from monitor.judge.evaluate import ExpiredSuppression
-from monitor.judge.rules.base import CATALOG, Rule
+from monitor.judge.rules.base import Rule
+from monitor.judge.rules.catalog import CATALOG
 from monitor.model import Finding, FindingChange, ScanError, Severity
 
 FORMATS = ("table", "json", "sarif", "markdown")
@@ -206,7 +207,10 @@ def _rule_help(rule: Rule) -> dict[str, str]:
 
 
 def _sarif_rule(rule: Rule) -> dict[str, Any]:
-    properties: dict[str, Any] = {"tags": ["security", "azure", "key-vault", rule.reads], "precision": "high"}
+    properties: dict[str, Any] = {
+        "tags": ["security", "azure", "key-vault", rule.category.value],
+        "precision": "high",
+    }
     if rule.severity in _SECURITY_SEVERITY:
         properties["security-severity"] = _SECURITY_SEVERITY[rule.severity]
     descriptor: dict[str, Any] = {

@@ -16,6 +16,7 @@ from monitor.config.baseline import Baseline, BaselineError, load_baseline, pars
 from monitor.config.policy import VantageExpectation
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import Severity, VaultPosture
 from monitor.sources.keyvault.normalise import load_vault_file
 
@@ -41,14 +42,14 @@ def vault(name: str, *, tags: dict[str, str] | None = None, rg: str = "rg-walkth
 
 
 def parse(text: str) -> Baseline:
-    return parse_baseline(textwrap.dedent(text), source="b.yaml")
+    return parse_baseline(textwrap.dedent(text), source="b.yaml", known_rules=RULES_BY_ID.keys())
 
 
 # -- the walkthrough example ---------------------------------------------------------------------------
 
 
 def test_walkthrough_example_loads_and_matches_the_lab() -> None:
-    baseline = load_baseline(WALKTHROUGH)
+    baseline = load_baseline(WALKTHROUGH, known_rules=RULES_BY_ID.keys())
     assert baseline.given and baseline.path == str(WALKTHROUGH)
     se = baseline.policy_for(vault("kv-se-demo"))
     assert (se.entry, se.mode, se.baseline_given) == ("walkthrough-se", "service-endpoint", True)
@@ -78,7 +79,7 @@ def test_walkthrough_example_loads_and_matches_the_lab() -> None:
 
 
 def test_walkthrough_vantage_expectations_name_the_lab_vantages_and_agree_with_mode_defaults() -> None:
-    baseline = load_baseline(WALKTHROUGH)
+    baseline = load_baseline(WALKTHROUGH, known_rules=RULES_BY_ID.keys())
     vantages = walkthrough_vantages()
     names = {v.name for v in vantages}
     for name in ("kv-se-demo", "kv-pl-demo"):
@@ -95,7 +96,7 @@ def test_walkthrough_vantage_expectations_name_the_lab_vantages_and_agree_with_m
 
 
 def test_walkthrough_example_judges_the_example_vaults() -> None:
-    baseline = load_baseline(WALKTHROUGH)
+    baseline = load_baseline(WALKTHROUGH, known_rules=RULES_BY_ID.keys())
     postures = [
         p for f in sorted((REPO / "examples" / "vaults").glob("*.json")) for p in load_vault_file(f)[0]
     ]
@@ -328,11 +329,22 @@ BAD = {
 def test_each_mistake_gives_one_line_naming_file_line_and_key(case: str) -> None:
     text, line, expected = BAD[case]
     with pytest.raises(BaselineError) as caught:
-        parse_baseline(text, source="team/baseline.yaml")
+        parse_baseline(text, source="team/baseline.yaml", known_rules=RULES_BY_ID.keys())
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"team/baseline.yaml:{line}: "), message
     assert expected in message, message
+
+
+def test_suppressions_name_the_rule_ids_the_caller_passes_in() -> None:
+    text = "version: 1\nsuppressions:\n  - {rule: kv001, reason: r, owner: o, expires: 2027-01-01}\n"
+    [suppression] = parse_baseline(text, source="b.yaml", known_rules={"KV001"}).suppressions
+    assert suppression.rule == "KV001"
+    with pytest.raises(BaselineError) as caught:
+        parse_baseline(text, source="b.yaml", known_rules={"KV002"})
+    assert str(caught.value) == (
+        "b.yaml:3: suppressions[0].rule: unknown rule 'kv001': use a rule id from 'kvmon rules' or '*'"
+    )
 
 
 def test_the_first_problem_in_file_order_is_reported_and_the_rest_counted() -> None:
@@ -340,19 +352,19 @@ def test_the_first_problem_in_file_order_is_reported_and_the_rest_counted() -> N
     with pytest.raises(
         BaselineError, match=r"^b\.yaml:3: defaults\.drift_severity: .*\(and 2 more problems\)$"
     ):
-        parse_baseline(text, source="b.yaml")
+        parse_baseline(text, source="b.yaml", known_rules=RULES_BY_ID.keys())
 
 
 def test_a_byte_order_mark_is_fine(tmp_path: Path) -> None:
     path = tmp_path / "bom.yaml"
     path.write_bytes(b"\xef\xbb\xbfversion: 1\n")
-    assert load_baseline(path).given
+    assert load_baseline(path, known_rules=RULES_BY_ID.keys()).given
 
 
 def test_unreadable_files(tmp_path: Path) -> None:
     with pytest.raises(BaselineError, match=r"missing\.yaml: cannot read the baseline: No such file"):
-        load_baseline(tmp_path / "missing.yaml")
+        load_baseline(tmp_path / "missing.yaml", known_rules=RULES_BY_ID.keys())
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"version: 1\n\xff\xfe\n")
     with pytest.raises(BaselineError, match="not UTF-8"):
-        load_baseline(binary)
+        load_baseline(binary, known_rules=RULES_BY_ID.keys())

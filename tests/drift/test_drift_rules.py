@@ -6,10 +6,13 @@ import dataclasses
 import datetime as dt
 
 from monitor.config.policy import VaultPolicy
-from monitor.judge.drift import disappeared_vault_findings
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
-from monitor.judge.rules.keyvault.drift import KV301, KV302
+from monitor.judge.rules.keyvault.drift import (
+    disappeared_vault_findings,
+    network_changed,
+    vault_appeared_or_disappeared,
+)
 from monitor.model import Severity, VirtualNetworkRule
 from monitor.store.base import PostureSnapshot
 from tests.store.helpers import SUB_A, SUB_B, T0, ip_rule, posture, subnet_id
@@ -21,7 +24,7 @@ def drift_findings(current, previous, *, first_scan_of_scope=False):
     facts = VaultFacts(
         posture=current, policy=VaultPolicy(), previous=previous, first_scan_of_scope=first_scan_of_scope
     )
-    return evaluate([facts], today=T0.date(), rules=(KV301, KV302)).findings
+    return evaluate([facts], today=T0.date(), rules=(network_changed, vault_appeared_or_disappeared)).findings
 
 
 def test_two_scans_with_a_change_between_them_give_kv301_with_the_exact_diff(store) -> None:

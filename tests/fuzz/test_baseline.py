@@ -14,6 +14,7 @@ from lab.estate import walkthrough_estate
 from monitor.config.baseline import Baseline, BaselineError, parse_baseline
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.sources.keyvault.normalise import normalise_vault
 from tests.fuzz.conftest import PURE, tally
 from tests.fuzz.strategies import baseline_document, exotic_text
@@ -70,7 +71,7 @@ def _judge_with(baseline: Baseline) -> int:
 
 def _check(text: str, target: str) -> None:
     try:
-        baseline = parse_baseline(text, source=SOURCE)
+        baseline = parse_baseline(text, source=SOURCE, known_rules=RULES_BY_ID.keys())
     except BaselineError as exc:
         message = str(exc)
         assert message.startswith(f"{SOURCE}:"), message
@@ -98,7 +99,7 @@ def test_nested_aliases_are_answered_at_once() -> None:
     lines = ["version: 1", 'x0: &x0 ["a","a","a","a","a","a","a","a","a"]']
     lines += [f"x{i}: &x{i} [" + ",".join([f"*x{i - 1}"] * 9) + "]" for i in range(1, 9)]
     try:
-        parse_baseline("\n".join(lines), source=SOURCE)
+        parse_baseline("\n".join(lines), source=SOURCE, known_rules=RULES_BY_ID.keys())
     except BaselineError as exc:
         assert str(exc).startswith(f"{SOURCE}:2: x0: unknown key 'x0'")
     else:
@@ -107,7 +108,7 @@ def test_nested_aliases_are_answered_at_once() -> None:
 
 def test_a_recursive_alias_is_a_clear_error() -> None:
     try:
-        parse_baseline("version: 1\nentries: &a [*a]\n", source=SOURCE)
+        parse_baseline("version: 1\nentries: &a [*a]\n", source=SOURCE, known_rules=RULES_BY_ID.keys())
     except BaselineError as exc:
         assert str(exc).startswith(f"{SOURCE}:2: entries[0]:")
     else:
@@ -116,7 +117,7 @@ def test_a_recursive_alias_is_a_clear_error() -> None:
 
 def test_a_control_character_is_named_with_its_line() -> None:
     try:
-        parse_baseline("version: 1\nentries: []\x1f\n", source=SOURCE)
+        parse_baseline("version: 1\nentries: []\x1f\n", source=SOURCE, known_rules=RULES_BY_ID.keys())
     except BaselineError as exc:
         assert str(exc) == f"{SOURCE}:2: character U+001F is not allowed in YAML"
     else:

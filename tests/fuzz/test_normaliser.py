@@ -18,13 +18,17 @@ from lab.services import WALKTHROUGH_BASELINE
 from monitor.config.baseline import Baseline, load_baseline
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import Finding, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 from tests.fuzz.conftest import PURE, tally
 from tests.fuzz.strategies import any_json, vault_json
 
 TODAY = dt.date(2026, 3, 1)
-BASELINES = {"no baseline": Baseline.none(), "walkthrough baseline": load_baseline(WALKTHROUGH_BASELINE)}
+BASELINES = {
+    "no baseline": Baseline.none(),
+    "walkthrough baseline": load_baseline(WALKTHROUGH_BASELINE, known_rules=RULES_BY_ID.keys()),
+}
 
 
 def _posture(raw: Any) -> VaultPosture | None:

@@ -20,7 +20,8 @@ from lab.estate import INTERNET_CLIENT, LAB_VAULT_SUFFIX, Estate
 from lab.world import LabWorld
 from monitor.config.policy import Vantage, VaultPolicy
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import Outcome
 from monitor.sources.keyvault.normalise import normalise_vault
 from monitor.sources.logs import LogsReader

@@ -14,9 +14,10 @@ from lab.http import Fault
 from lab.loganalytics import LogAnalyticsEmulator
 from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.judge.rules.keyvault.logs import RULES
-from monitor.model import CallerActivity, Finding, LogEvidence, Outcome, Severity
+from monitor.model import CallerActivity, EvidenceSource, Finding, LogEvidence, Outcome, Severity
 from monitor.netaddr import parse_network
 from monitor.sources.keyvault.normalise import normalise_vault
 from monitor.sources.logs import LogsReader
@@ -96,7 +97,7 @@ def test_catalog_entries() -> None:
         "KV204": Severity.MEDIUM,
     }
     for rule in RULES:
-        assert rule.reads == "logs" and rule.references and rule.rationale
+        assert rule.source is EvidenceSource.LOGS and rule.references and rule.rationale
         rule.remediation_for(POSTURE, "203.0.113.7")  # formats without a KeyError
 
 

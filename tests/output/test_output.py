@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from monitor.judge.evaluate import ExpiredSuppression
-from monitor.judge.rules.base import CATALOG
+from monitor.judge.rules.catalog import CATALOG
 from monitor.model import Finding, ScanError, Severity, Suppression
 from monitor.outputs.formats import (
     FINGERPRINT_KEY,

@@ -8,10 +8,12 @@ import datetime as dt
 import pytest
 
 from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
-from monitor.judge.rules.base import RULES_BY_ID, VaultFacts
+from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import (
     DataPlaneStep,
     DnsStep,
+    EvidenceSource,
     HealthStep,
     PrivateEndpointConnection,
     ProbeResult,
@@ -188,6 +190,6 @@ def test_kv107_certificate_not_valid() -> None:
 @pytest.mark.parametrize("rule_id", [f"KV10{i}" for i in range(1, 8)])
 def test_probe_rules_are_in_the_catalog(rule_id: str) -> None:
     rule = RULES_BY_ID[rule_id]
-    assert rule.reads == "probes"
+    assert rule.source is EvidenceSource.PROBES
     assert rule.references and rule.remediation_cli and rule.remediation_bicep
     assert rule.remediation_for(_posture(), subject="internet")

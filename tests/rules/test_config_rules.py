@@ -13,7 +13,8 @@ import pytest
 
 from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import CATALOG, RULES_BY_ID, Hit, VaultFacts
+from monitor.judge.rules.base import Hit, VaultFacts
+from monitor.judge.rules.catalog import CATALOG, RULES_BY_ID
 from monitor.judge.rules.keyvault import config as config_rules
 from monitor.model import IpRule, PrivateEndpointConnection, Severity, VaultPosture, VirtualNetworkRule
 from monitor.sources.keyvault.normalise import normalise_vault

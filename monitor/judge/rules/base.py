@@ -1,19 +1,32 @@
-"""The rule catalog: data plus small pure functions.
+"""What a rule is: ``Rule`` (its metadata and its check), ``Hit``, ``VaultFacts``, and ``rule``, the
+decorator that makes a check a ``Rule``.
 
-Each rule is one ``Rule`` entry with its metadata and a ``check`` that reads ``VaultFacts`` and
-yields ``Hit``s. Adding a rule means adding one entry (in the module for what it reads) and its
-tests; ``CATALOG`` collects them in ID order, and ``kvmon rules`` prints it.
+To add a rule, in the family module for its service and what it reads (Key Vault's:
+``keyvault/config.py`` KV0xx, ``probes.py`` KV1xx, ``logs.py`` KV2xx, ``drift.py`` KV3xx):
+
+1. write the check, a pure function of ``VaultFacts`` that yields ``Hit``s, with the rationale (why
+   the finding matters, one paragraph) as its docstring;
+2. put ``@rule(id=..., severity=..., title=..., source=..., category=..., remediation_cli=...,
+   remediation_bicep=..., references=(...), baseline_keys=(...))`` on it: ``source`` is the
+   evidence that must have answered before its findings may resolve;
+3. add it to the module's ``RULES``;
+4. give it a case where it fires and one where it stays quiet in ``tests/rules/test_catalog.py``
+   (that test fails until it has them), and tests of its own beside its family's.
+
+``catalog.build_catalog`` validates every rule when the catalog is built; ``kvmon rules`` lists it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from monitor.config.policy import Vantage, VaultPolicy
-from monitor.model import LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.model import EvidenceSource, LogEvidence, ProbeResult, Severity, VaultPosture
 from monitor.netaddr import AddressSpace
 
 
@@ -52,17 +65,34 @@ class Hit:
 Check = Callable[[VaultFacts], Iterable[Hit]]
 
 
+# What ``Rule.remediation_for`` fills into a remediation command.
+REMEDIATION_PLACEHOLDERS = frozenset({"name", "resource_group", "subscription", "subject"})
+
+
+class RuleCategory(StrEnum):
+    """How a rule is listed (``kvmon rules`` shows it as "reads", SARIF as a tag). What decides
+    whether its findings may resolve is the rule's ``source``, not this."""
+
+    CONFIGURATION = "configuration"
+    BASELINE = "baseline"  # the configuration against what the baseline states
+    PROBES = "probes"
+    LOGS = "logs"
+    DRIFT = "drift"  # the configuration against the stored one
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
     severity: Severity
     title: str
-    reads: str  # configuration | probes | logs | drift | baseline
+    source: EvidenceSource  # a finding resolves only in a scan in which this source answered
+    category: RuleCategory
     rationale: str
-    remediation_cli: str  # may use {name}, {resource_group}, {subscription}, {subject}
+    remediation_cli: str  # may use the REMEDIATION_PLACEHOLDERS, e.g. {name}
     remediation_bicep: str
     references: tuple[str, ...]
     check: Check
+    baseline_keys: tuple[str, ...] = ()  # the baseline keys the check reads, e.g. "expect.default_action"
 
     def remediation_for(self, posture: VaultPosture, subject: str = "") -> str:
         return self.remediation_cli.format(
@@ -77,25 +107,44 @@ class Rule:
             "id": self.id,
             "severity": self.severity.value,
             "title": self.title,
-            "reads": self.reads,
+            "reads": self.category.value,
             "rationale": self.rationale,
             "remediation": self.remediation_cli,
             "remediation_bicep": self.remediation_bicep,
             "references": list(self.references),
+            "source": self.source.value,
+            "baseline_keys": list(self.baseline_keys),
         }
 
 
-def _collect() -> tuple[Rule, ...]:
-    # Imported here so that each rule module can import Rule/Hit/VaultFacts from this package.
-    from monitor.judge.rules.keyvault import config, drift, logs, probes
+def rule(
+    *,
+    id: str,
+    severity: Severity,
+    title: str,
+    source: EvidenceSource,
+    category: RuleCategory,
+    remediation_cli: str,
+    remediation_bicep: str,
+    references: tuple[str, ...],
+    baseline_keys: tuple[str, ...] = (),
+) -> Callable[[Check], Rule]:
+    """Make the decorated check a ``Rule``; its docstring is the rationale (one paragraph: the
+    lines are joined with single spaces, as ``kvmon rules`` and SARIF show it)."""
 
-    rules = [*config.RULES, *probes.RULES, *logs.RULES, *drift.RULES]
-    ids = [r.id for r in rules]
-    duplicates = {i for i in ids if ids.count(i) > 1}
-    if duplicates:
-        raise RuntimeError(f"duplicate rule ids in the catalog: {sorted(duplicates)}")
-    return tuple(sorted(rules, key=lambda r: r.id))
+    def build(check: Check) -> Rule:
+        return Rule(
+            id=id,
+            severity=severity,
+            title=title,
+            source=source,
+            category=category,
+            rationale=" ".join(inspect.cleandoc(check.__doc__ or "").split()),
+            remediation_cli=remediation_cli,
+            remediation_bicep=remediation_bicep,
+            references=references,
+            check=check,
+            baseline_keys=baseline_keys,
+        )
 
-
-CATALOG: tuple[Rule, ...] = _collect()
-RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}
+    return build

@@ -9,8 +9,8 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 
-from monitor.judge.rules.base import Hit, Rule, VaultFacts
-from monitor.model import IPNetwork, IpRule, Severity, VaultPosture
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import EvidenceSource, IPNetwork, IpRule, Severity, VaultPosture
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"
@@ -70,9 +70,9 @@ def _firewall_in_force(posture: VaultPosture) -> bool:
 
 
 def _parsed_rules(posture: VaultPosture) -> Iterator[tuple[IpRule, IPNetwork]]:
-    for rule in posture.ip_rules:
-        if rule.network is not None:
-            yield rule, rule.network
+    for ip_rule in posture.ip_rules:
+        if ip_rule.network is not None:
+            yield ip_rule, ip_rule.network
 
 
 def _open_evidence(posture: VaultPosture) -> dict[str, object]:
@@ -92,10 +92,38 @@ def _open_reason(posture: VaultPosture) -> str:
     )
 
 
+_UPDATE = "az keyvault update --name {name} --resource-group {resource_group}"
+
+
 # -- checks ----------------------------------------------------------------------------------------
 
 
-def check_public_network_open(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV001",
+    severity=Severity.HIGH,
+    title="Public network access is open to every address",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=f"{_UPDATE} --default-action Deny --bypass AzureServices",
+    remediation_bicep=(
+        "properties: {\n"
+        "  publicNetworkAccess: 'Disabled' // or 'Enabled' with the firewall below\n"
+        "  networkAcls: {\n"
+        "    defaultAction: 'Deny'\n"
+        "    bypass: 'AzureServices'\n"
+        "    ipRules: []\n"
+        "    virtualNetworkRules: []\n"
+        "  }\n"
+        "}"
+    ),
+    references=(NETWORK_SECURITY, CLI_KEYVAULT, BICEP_VAULTS),
+)
+def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
+    """With publicNetworkAccess not Disabled and no networkAcls, or a defaultAction other than Deny, the
+    vault's data plane answers any address on the internet. Authentication still applies, but a leaked
+    token, secret or misassigned role is then usable from anywhere; the firewall is the layer that
+    limits where a stolen credential works.
+    """
     posture = facts.posture
     if posture.publicly_open:
         yield Hit(
@@ -104,10 +132,32 @@ def check_public_network_open(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-def check_service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV002",
+    severity=Severity.HIGH,
+    title="Virtual network rules give no protection while the default action admits everyone",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=f"{_UPDATE} --default-action Deny",
+    remediation_bicep=(
+        "networkAcls: {\n"
+        "  defaultAction: 'Deny'\n"
+        "  bypass: 'AzureServices'\n"
+        "  virtualNetworkRules: [\n"
+        "    { id: serviceEndpointSubnet.id, ignoreMissingVnetServiceEndpoint: false }\n"
+        "  ]\n"
+        "}"
+    ),
+    references=(SERVICE_ENDPOINTS, NETWORK_SECURITY, CLI_KEYVAULT),
+)
+def service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
+    """A Service Endpoint plus a virtual network rule only changes the source address the vault sees from
+    that subnet. While defaultAction is Allow (or networkAcls are absent) and public access is on, every
+    other address is still admitted: the rule looks like isolation and provides none.
+    """
     posture = facts.posture
     if posture.publicly_open and posture.virtual_network_rules:
-        subnets = [rule.subnet_id for rule in posture.virtual_network_rules]
+        subnets = [subnet_rule.subnet_id for subnet_rule in posture.virtual_network_rules]
         yield Hit(
             summary=(
                 f"{len(subnets)} virtual network rule(s) exist but {_open_reason(posture)}: "
@@ -117,16 +167,43 @@ def check_service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-def check_ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV003",
+    severity=Severity.HIGH,
+    title="IP rule admits too much",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=(
+        "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
+        "--ip-address {subject}"
+    ),
+    remediation_bicep=(
+        "networkAcls: {\n"
+        "  defaultAction: 'Deny'\n"
+        "  ipRules: [\n"
+        "    { value: '203.0.113.0/28' } // the narrowest range the callers need\n"
+        "  ]\n"
+        "}"
+    ),
+    references=(NETWORK_SECURITY, CLI_NETWORK_RULE, BICEP_VAULTS),
+    baseline_keys=("min_prefix_length", "allowed_ip_ranges"),
+)
+def ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
+    """With the firewall denying by default, IP rules decide who on the internet gets in. A range broader
+    than the baseline's minimum prefix length, or outside its allowed ranges, admits networks nobody
+    vouched for (shared cloud egress, whole ISPs); 0.0.0.0/0 admits the whole internet while the vault
+    looks firewalled. Rules wholly inside reserved ranges admit nothing and are reported by KV005
+    instead.
+    """
     posture, policy = facts.posture, facts.policy
     if not _firewall_in_force(posture):
         return
-    for rule, network in _parsed_rules(posture):
+    for ip_rule, network in _parsed_rules(posture):
         if network.prefixlen == 0:
             yield Hit(
-                summary=f"IP rule {rule.raw} admits every address on the internet",
-                subject=rule.raw,
-                evidence={"ip_rule": rule.raw, "network": str(network)},
+                summary=f"IP rule {ip_rule.raw} admits every address on the internet",
+                subject=ip_rule.raw,
+                evidence={"ip_rule": ip_rule.raw, "network": str(network)},
                 severity=Severity.CRITICAL,
             )
             continue
@@ -141,10 +218,10 @@ def check_ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
             reasons.append(f"outside the baseline's allowed ranges ({allowed})")
         if reasons:
             yield Hit(
-                summary=f"IP rule {rule.raw} is {' and '.join(reasons)}",
-                subject=rule.raw,
+                summary=f"IP rule {ip_rule.raw} is {' and '.join(reasons)}",
+                subject=ip_rule.raw,
                 evidence={
-                    "ip_rule": rule.raw,
+                    "ip_rule": ip_rule.raw,
                     "network": str(network),
                     "addresses": network.num_addresses,
                     "min_prefix_length": policy.min_prefix_length,
@@ -153,45 +230,133 @@ def check_ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
             )
 
 
-def check_ip_rule_unparsable(facts: VaultFacts) -> Iterator[Hit]:
-    for rule in facts.posture.ip_rules:
-        if not rule.parsed:
+@rule(
+    id="KV004",
+    severity=Severity.MEDIUM,
+    title="IP rule cannot be parsed",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=(
+        "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
+        "--ip-address {subject}"
+    ),
+    remediation_bicep=(
+        "networkAcls: {\n"
+        "  ipRules: [\n"
+        "    { value: '10.91.4.0/24' } // a bare address or CIDR, no quotes inside the value\n"
+        "  ]\n"
+        "}"
+    ),
+    references=(NETWORK_SECURITY, CLI_NETWORK_RULE, BICEP_VAULTS),
+)
+def ip_rule_unparsable(facts: VaultFacts) -> Iterator[Hit]:
+    """A rule value that is not an IPv4 address or CIDR range (Azure's own published example carries one
+    wrapped in quotes) does not admit what its author meant, and tools that parse networkAcls strictly
+    may fail on the whole subscription because of it.
+    """
+    for ip_rule in facts.posture.ip_rules:
+        if not ip_rule.parsed:
             yield Hit(
-                summary=f"IP rule {rule.raw!r} is not an IPv4 address or CIDR range",
-                subject=rule.raw,
-                evidence={"ip_rule": rule.raw},
+                summary=f"IP rule {ip_rule.raw!r} is not an IPv4 address or CIDR range",
+                subject=ip_rule.raw,
+                evidence={"ip_rule": ip_rule.raw},
             )
 
 
-def check_ip_rule_reserved_range(facts: VaultFacts) -> Iterator[Hit]:
-    for rule, network in _parsed_rules(facts.posture):
+@rule(
+    id="KV005",
+    severity=Severity.LOW,
+    title="IP rule covers a private or reserved range and admits nothing",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=(
+        "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
+        "--ip-address {subject}"
+    ),
+    remediation_bicep=(
+        "// Reach the vault from the VNet with a virtual network rule or a private endpoint\n"
+        "networkAcls: {\n"
+        "  defaultAction: 'Deny'\n"
+        "  virtualNetworkRules: [ { id: appSubnet.id } ]\n"
+        "}"
+    ),
+    references=(NETWORK_SECURITY, SERVICE_ENDPOINTS, CLI_NETWORK_RULE),
+)
+def ip_rule_reserved_range(facts: VaultFacts) -> Iterator[Hit]:
+    """Key Vault IP rules match the public address a request comes from. Traffic from RFC 1918, shared
+    (100.64.0.0/10), loopback or link-local space reaches a vault only through a Service Endpoint or
+    Private Endpoint, which IP rules do not govern, so such a rule admits nothing and suggests access
+    that does not exist.
+    """
+    for ip_rule, network in _parsed_rules(facts.posture):
         reserved = _reserved_range_of(network)
         if reserved is not None:
             yield Hit(
                 summary=(
-                    f"IP rule {rule.raw} lies in reserved range {reserved}: Key Vault IP rules match "
+                    f"IP rule {ip_rule.raw} lies in reserved range {reserved}: Key Vault IP rules match "
                     "public addresses only, so it admits nothing"
                 ),
-                subject=rule.raw,
-                evidence={"ip_rule": rule.raw, "network": str(network), "reserved_range": str(reserved)},
+                subject=ip_rule.raw,
+                evidence={"ip_rule": ip_rule.raw, "network": str(network), "reserved_range": str(reserved)},
             )
 
 
-def check_ignore_missing_service_endpoint(facts: VaultFacts) -> Iterator[Hit]:
-    for rule in facts.posture.virtual_network_rules:
-        if rule.ignore_missing_service_endpoint:
+@rule(
+    id="KV006",
+    severity=Severity.MEDIUM,
+    title="Virtual network rule ignores a missing service endpoint",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=(
+        "az network vnet subnet update --ids {subject} --service-endpoints Microsoft.KeyVault && "
+        "az keyvault network-rule remove --name {name} --resource-group {resource_group} --subnet {subject} && "
+        "az keyvault network-rule add --name {name} --resource-group {resource_group} --subnet {subject}"
+    ),
+    remediation_bicep=(
+        "networkAcls: {\n"
+        "  virtualNetworkRules: [\n"
+        "    { id: appSubnet.id, ignoreMissingVnetServiceEndpoint: false }\n"
+        "  ]\n"
+        "}\n"
+        "// and on the subnet: serviceEndpoints: [ { service: 'Microsoft.KeyVault' } ]"
+    ),
+    references=(SERVICE_ENDPOINTS, CLI_NETWORK_RULE, BICEP_VAULTS),
+)
+def ignore_missing_service_endpoint(facts: VaultFacts) -> Iterator[Hit]:
+    """ignoreMissingVnetServiceEndpoint=true lets a rule be saved for a subnet without the
+    Microsoft.KeyVault service endpoint. Until the endpoint exists, that subnet's traffic leaves through
+    its public address and is refused (or, worse, admitted by a broad IP rule), and nothing in the
+    vault's configuration shows it.
+    """
+    for subnet_rule in facts.posture.virtual_network_rules:
+        if subnet_rule.ignore_missing_service_endpoint:
             yield Hit(
                 summary=(
-                    f"virtual network rule for {rule.subnet_id} was added with "
+                    f"virtual network rule for {subnet_rule.subnet_id} was added with "
                     "ignoreMissingVnetServiceEndpoint=true: the subnet may have no Microsoft.KeyVault "
                     "service endpoint, so its traffic arrives from a public address and is refused"
                 ),
-                subject=rule.subnet_id,
-                evidence={"subnet_id": rule.subnet_id, "ignore_missing_vnet_service_endpoint": True},
+                subject=subnet_rule.subnet_id,
+                evidence={"subnet_id": subnet_rule.subnet_id, "ignore_missing_vnet_service_endpoint": True},
             )
 
 
-def check_bypass_differs(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV007",
+    severity=Severity.LOW,
+    title="Trusted Azure services bypass differs from the baseline",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
+    remediation_cli=f"{_UPDATE} --bypass AzureServices  # or None, as the baseline states",
+    remediation_bicep="networkAcls: {\n  bypass: 'AzureServices' // or 'None', as the baseline states\n}",
+    references=(SERVICE_ENDPOINTS, NETWORK_SECURITY, CLI_KEYVAULT),
+    baseline_keys=("bypass",),
+)
+def bypass_differs(facts: VaultFacts) -> Iterator[Hit]:
+    """bypass=AzureServices lets Microsoft's trusted services through the firewall (they still need a token
+    and permissions). Some workloads need it (disk encryption, backup), others must not have it; when
+    the baseline states a value, a different one is an unreviewed change of who passes the firewall.
+    """
     expected = facts.policy.bypass
     actual = facts.posture.bypass
     if expected is not None and expected.lower() != actual.lower():
@@ -201,7 +366,22 @@ def check_bypass_differs(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-def check_private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV008",
+    severity=Severity.MEDIUM,
+    title="Private endpoint exists but public access is not disabled",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=f"{_UPDATE} --public-network-access Disabled",
+    remediation_bicep="properties: {\n  publicNetworkAccess: 'Disabled'\n}",
+    references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS, CLI_KEYVAULT),
+)
+def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
+    """An approved private endpoint gives the VNet a private path, but as long as publicNetworkAccess is
+    not Disabled the public endpoint keeps answering as well. The private link then adds a path without
+    removing one; when the firewall also admits everyone (KV001), the vault is fully public despite the
+    private endpoint.
+    """
     posture = facts.posture
     approved = [c.id for c in posture.private_endpoint_connections if c.approved]
     if not approved or posture.public_access_disabled:
@@ -226,7 +406,31 @@ def check_private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
     )
 
 
-def check_private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV009",
+    severity=Severity.MEDIUM,
+    title="Private endpoint connection is not healthy",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.CONFIGURATION,
+    remediation_cli=(
+        'az network private-endpoint-connection approve --id {subject} --description "Approved after review"'
+    ),
+    remediation_bicep=(
+        "resource pec 'Microsoft.KeyVault/vaults/privateEndpointConnections@2023-07-01' = {\n"
+        "  parent: vault\n"
+        "  name: connectionName\n"
+        "  properties: {\n"
+        "    privateLinkServiceConnectionState: { status: 'Approved', description: 'reviewed' }\n"
+        "  }\n"
+        "}"
+    ),
+    references=(PRIVATE_LINK, PRIVATE_ENDPOINT_CONNECTIONS_API, CLI_PRIVATE_ENDPOINT_CONNECTION),
+)
+def private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
+    """A connection that is Pending, Rejected or Disconnected, or whose provisioning failed, carries no
+    traffic: clients whose DNS points at that endpoint fail, or fall back to the public path. Approve a
+    Pending connection that is expected; delete and recreate a Rejected or Disconnected one.
+    """
     for connection in facts.posture.private_endpoint_connections:
         status = (connection.status or "").lower()
         failed = (connection.provisioning_state or "").lower() == "failed"
@@ -251,7 +455,37 @@ def check_private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
             )
 
 
-def check_private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV010",
+    severity=Severity.HIGH,
+    title="Baseline expects private link but no connection is approved",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
+    remediation_cli=(
+        "az network private-endpoint create --name pe-{name} --resource-group {resource_group} "
+        "--vnet-name <vnet> --subnet <subnet> --connection-name pe-{name} --group-id vault "
+        "--private-connection-resource-id "
+        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
+    ),
+    remediation_bicep=(
+        "resource pe 'Microsoft.Network/privateEndpoints@2023-11-01' = {\n"
+        "  name: 'pe-${vault.name}'\n"
+        "  location: location\n"
+        "  properties: {\n"
+        "    subnet: { id: privateLinkSubnet.id }\n"
+        "    privateLinkServiceConnections: [\n"
+        "      { name: 'vault', properties: { privateLinkServiceId: vault.id, groupIds: [ 'vault' ] } }\n"
+        "    ]\n"
+        "  }\n"
+        "}"
+    ),
+    references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode",),
+)
+def private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
+    """The baseline says this vault is reached through a private endpoint. Without an Approved connection
+    there is no private path: workloads either fail or have been pointed at the public endpoint instead.
+    """
     if facts.policy.mode != "private-link":
         return
     connections = facts.posture.private_endpoint_connections
@@ -265,7 +499,42 @@ def check_private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]
     )
 
 
-def check_baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV011",
+    severity=Severity.MEDIUM,
+    title="Network configuration differs from the baseline",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
+    remediation_cli=(
+        f"{_UPDATE} --default-action <expected> --public-network-access <expected>  "
+        "# subnets and IP ranges: az keyvault network-rule add|remove --name {name} "
+        "--resource-group {resource_group} --subnet <id> | --ip-address <cidr>; field: {subject}"
+    ),
+    remediation_bicep=(
+        "properties: {\n"
+        "  publicNetworkAccess: '<expected>'\n"
+        "  networkAcls: {\n"
+        "    defaultAction: '<expected>'\n"
+        "    ipRules: [ /* the baseline's allowed_ip_ranges */ ]\n"
+        "    virtualNetworkRules: [ /* the baseline's allowed_subnets */ ]\n"
+        "  }\n"
+        "}"
+    ),
+    references=(NETWORK_SECURITY, CLI_KEYVAULT, CLI_NETWORK_RULE),
+    baseline_keys=(
+        "expect.default_action",
+        "expect.public_network_access",
+        "allowed_subnets",
+        "allowed_ip_ranges",
+        "drift_severity",
+    ),
+)
+def baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
+    """The baseline states the expected default action, public network access, allowed subnets and allowed
+    IP ranges. A difference is either an unreviewed change or a baseline out of date; both need a
+    decision. Bypass differences are KV007's. The severity comes from the baseline entry's
+    drift_severity.
+    """
     posture, policy = facts.posture, facts.policy
     severity = policy.drift_severity
     for field_name, expected, actual in (
@@ -280,7 +549,7 @@ def check_baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
                 severity=severity,
             )
     if policy.allowed_subnets:
-        actual_subnets = {rule.key for rule in posture.virtual_network_rules}
+        actual_subnets = {subnet_rule.key for subnet_rule in posture.virtual_network_rules}
         expected_subnets = set(policy.allowed_subnets)
         missing = sorted(expected_subnets - actual_subnets)
         unexpected = sorted(actual_subnets - expected_subnets)
@@ -329,7 +598,22 @@ def _set_difference_summary(what: str, missing: list[str], unexpected: list[str]
     return f"{what} differ from the baseline: {'; '.join(parts)}"
 
 
-def check_no_baseline_entry(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV013",
+    severity=Severity.INFO,
+    title="Vault is covered by no baseline entry",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.BASELINE,
+    remediation_cli="# add an entry to the baseline matching {name} (name glob, resource id or tag), or a defaults section",
+    remediation_bicep="// not a resource change: extend the baseline YAML",
+    references=(NETWORK_SECURITY,),
+    baseline_keys=("entries", "defaults"),
+)
+def no_baseline_entry(facts: VaultFacts) -> Iterator[Hit]:
+    """A baseline was given but no entry matches this vault and there are no defaults, so nothing states
+    what its network exposure should be: the baseline-driven rules and vantage expectations cannot judge
+    it.
+    """
     if facts.policy.baseline_given and facts.policy.entry is None:
         yield Hit(
             summary="no baseline entry matches this vault and the baseline has no defaults",
@@ -337,298 +621,17 @@ def check_no_baseline_entry(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-# -- the catalog entries -----------------------------------------------------------------------------
-
-_UPDATE = "az keyvault update --name {name} --resource-group {resource_group}"
-
 RULES: tuple[Rule, ...] = (
-    Rule(
-        id="KV001",
-        severity=Severity.HIGH,
-        title="Public network access is open to every address",
-        reads="configuration",
-        rationale=(
-            "With publicNetworkAccess not Disabled and no networkAcls, or a defaultAction other than "
-            "Deny, the vault's data plane answers any address on the internet. Authentication still "
-            "applies, but a leaked token, secret or misassigned role is then usable from anywhere; "
-            "the firewall is the layer that limits where a stolen credential works."
-        ),
-        remediation_cli=f"{_UPDATE} --default-action Deny --bypass AzureServices",
-        remediation_bicep=(
-            "properties: {\n"
-            "  publicNetworkAccess: 'Disabled' // or 'Enabled' with the firewall below\n"
-            "  networkAcls: {\n"
-            "    defaultAction: 'Deny'\n"
-            "    bypass: 'AzureServices'\n"
-            "    ipRules: []\n"
-            "    virtualNetworkRules: []\n"
-            "  }\n"
-            "}"
-        ),
-        references=(NETWORK_SECURITY, CLI_KEYVAULT, BICEP_VAULTS),
-        check=check_public_network_open,
-    ),
-    Rule(
-        id="KV002",
-        severity=Severity.HIGH,
-        title="Virtual network rules give no protection while the default action admits everyone",
-        reads="configuration",
-        rationale=(
-            "A Service Endpoint plus a virtual network rule only changes the source address the "
-            "vault sees from that subnet. While defaultAction is Allow (or networkAcls are absent) "
-            "and public access is on, every other address is still admitted: the rule looks like "
-            "isolation and provides none."
-        ),
-        remediation_cli=f"{_UPDATE} --default-action Deny",
-        remediation_bicep=(
-            "networkAcls: {\n"
-            "  defaultAction: 'Deny'\n"
-            "  bypass: 'AzureServices'\n"
-            "  virtualNetworkRules: [\n"
-            "    { id: serviceEndpointSubnet.id, ignoreMissingVnetServiceEndpoint: false }\n"
-            "  ]\n"
-            "}"
-        ),
-        references=(SERVICE_ENDPOINTS, NETWORK_SECURITY, CLI_KEYVAULT),
-        check=check_service_endpoint_without_deny,
-    ),
-    Rule(
-        id="KV003",
-        severity=Severity.HIGH,
-        title="IP rule admits too much",
-        reads="configuration",
-        rationale=(
-            "With the firewall denying by default, IP rules decide who on the internet gets in. A "
-            "range broader than the baseline's minimum prefix length, or outside its allowed ranges, "
-            "admits networks nobody vouched for (shared cloud egress, whole ISPs); 0.0.0.0/0 admits "
-            "the whole internet while the vault looks firewalled. Rules wholly inside reserved "
-            "ranges admit nothing and are reported by KV005 instead."
-        ),
-        remediation_cli=(
-            "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
-            "--ip-address {subject}"
-        ),
-        remediation_bicep=(
-            "networkAcls: {\n"
-            "  defaultAction: 'Deny'\n"
-            "  ipRules: [\n"
-            "    { value: '203.0.113.0/28' } // the narrowest range the callers need\n"
-            "  ]\n"
-            "}"
-        ),
-        references=(NETWORK_SECURITY, CLI_NETWORK_RULE, BICEP_VAULTS),
-        check=check_ip_rule_too_broad,
-    ),
-    Rule(
-        id="KV004",
-        severity=Severity.MEDIUM,
-        title="IP rule cannot be parsed",
-        reads="configuration",
-        rationale=(
-            "A rule value that is not an IPv4 address or CIDR range (Azure's own published example "
-            "carries one wrapped in quotes) does not admit what its author meant, and tools that "
-            "parse networkAcls strictly may fail on the whole subscription because of it."
-        ),
-        remediation_cli=(
-            "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
-            "--ip-address {subject}"
-        ),
-        remediation_bicep=(
-            "networkAcls: {\n"
-            "  ipRules: [\n"
-            "    { value: '10.91.4.0/24' } // a bare address or CIDR, no quotes inside the value\n"
-            "  ]\n"
-            "}"
-        ),
-        references=(NETWORK_SECURITY, CLI_NETWORK_RULE, BICEP_VAULTS),
-        check=check_ip_rule_unparsable,
-    ),
-    Rule(
-        id="KV005",
-        severity=Severity.LOW,
-        title="IP rule covers a private or reserved range and admits nothing",
-        reads="configuration",
-        rationale=(
-            "Key Vault IP rules match the public address a request comes from. Traffic from RFC 1918, "
-            "shared (100.64.0.0/10), loopback or link-local space reaches a vault only through a "
-            "Service Endpoint or Private Endpoint, which IP rules do not govern, so such a rule "
-            "admits nothing and suggests access that does not exist."
-        ),
-        remediation_cli=(
-            "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
-            "--ip-address {subject}"
-        ),
-        remediation_bicep=(
-            "// Reach the vault from the VNet with a virtual network rule or a private endpoint\n"
-            "networkAcls: {\n"
-            "  defaultAction: 'Deny'\n"
-            "  virtualNetworkRules: [ { id: appSubnet.id } ]\n"
-            "}"
-        ),
-        references=(NETWORK_SECURITY, SERVICE_ENDPOINTS, CLI_NETWORK_RULE),
-        check=check_ip_rule_reserved_range,
-    ),
-    Rule(
-        id="KV006",
-        severity=Severity.MEDIUM,
-        title="Virtual network rule ignores a missing service endpoint",
-        reads="configuration",
-        rationale=(
-            "ignoreMissingVnetServiceEndpoint=true lets a rule be saved for a subnet without the "
-            "Microsoft.KeyVault service endpoint. Until the endpoint exists, that subnet's traffic "
-            "leaves through its public address and is refused (or, worse, admitted by a broad IP "
-            "rule), and nothing in the vault's configuration shows it."
-        ),
-        remediation_cli=(
-            "az network vnet subnet update --ids {subject} --service-endpoints Microsoft.KeyVault && "
-            "az keyvault network-rule remove --name {name} --resource-group {resource_group} --subnet {subject} && "
-            "az keyvault network-rule add --name {name} --resource-group {resource_group} --subnet {subject}"
-        ),
-        remediation_bicep=(
-            "networkAcls: {\n"
-            "  virtualNetworkRules: [\n"
-            "    { id: appSubnet.id, ignoreMissingVnetServiceEndpoint: false }\n"
-            "  ]\n"
-            "}\n"
-            "// and on the subnet: serviceEndpoints: [ { service: 'Microsoft.KeyVault' } ]"
-        ),
-        references=(SERVICE_ENDPOINTS, CLI_NETWORK_RULE, BICEP_VAULTS),
-        check=check_ignore_missing_service_endpoint,
-    ),
-    Rule(
-        id="KV007",
-        severity=Severity.LOW,
-        title="Trusted Azure services bypass differs from the baseline",
-        reads="baseline",
-        rationale=(
-            "bypass=AzureServices lets Microsoft's trusted services through the firewall (they still "
-            "need a token and permissions). Some workloads need it (disk encryption, backup), others "
-            "must not have it; when the baseline states a value, a different one is an unreviewed "
-            "change of who passes the firewall."
-        ),
-        remediation_cli=f"{_UPDATE} --bypass AzureServices  # or None, as the baseline states",
-        remediation_bicep="networkAcls: {\n  bypass: 'AzureServices' // or 'None', as the baseline states\n}",
-        references=(SERVICE_ENDPOINTS, NETWORK_SECURITY, CLI_KEYVAULT),
-        check=check_bypass_differs,
-    ),
-    Rule(
-        id="KV008",
-        severity=Severity.MEDIUM,
-        title="Private endpoint exists but public access is not disabled",
-        reads="configuration",
-        rationale=(
-            "An approved private endpoint gives the VNet a private path, but as long as "
-            "publicNetworkAccess is not Disabled the public endpoint keeps answering as well. The "
-            "private link then adds a path without removing one; when the firewall also admits "
-            "everyone (KV001), the vault is fully public despite the private endpoint."
-        ),
-        remediation_cli=f"{_UPDATE} --public-network-access Disabled",
-        remediation_bicep="properties: {\n  publicNetworkAccess: 'Disabled'\n}",
-        references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS, CLI_KEYVAULT),
-        check=check_private_endpoint_not_enforced,
-    ),
-    Rule(
-        id="KV009",
-        severity=Severity.MEDIUM,
-        title="Private endpoint connection is not healthy",
-        reads="configuration",
-        rationale=(
-            "A connection that is Pending, Rejected or Disconnected, or whose provisioning failed, "
-            "carries no traffic: clients whose DNS points at that endpoint fail, or fall back to the "
-            "public path. Approve a Pending connection that is expected; delete and recreate a "
-            "Rejected or Disconnected one."
-        ),
-        remediation_cli=(
-            "az network private-endpoint-connection approve --id {subject} "
-            '--description "Approved after review"'
-        ),
-        remediation_bicep=(
-            "resource pec 'Microsoft.KeyVault/vaults/privateEndpointConnections@2023-07-01' = {\n"
-            "  parent: vault\n"
-            "  name: connectionName\n"
-            "  properties: {\n"
-            "    privateLinkServiceConnectionState: { status: 'Approved', description: 'reviewed' }\n"
-            "  }\n"
-            "}"
-        ),
-        references=(PRIVATE_LINK, PRIVATE_ENDPOINT_CONNECTIONS_API, CLI_PRIVATE_ENDPOINT_CONNECTION),
-        check=check_private_endpoint_unhealthy,
-    ),
-    Rule(
-        id="KV010",
-        severity=Severity.HIGH,
-        title="Baseline expects private link but no connection is approved",
-        reads="baseline",
-        rationale=(
-            "The baseline says this vault is reached through a private endpoint. Without an "
-            "Approved connection there is no private path: workloads either fail or have been "
-            "pointed at the public endpoint instead."
-        ),
-        remediation_cli=(
-            "az network private-endpoint create --name pe-{name} --resource-group {resource_group} "
-            "--vnet-name <vnet> --subnet <subnet> --connection-name pe-{name} --group-id vault "
-            "--private-connection-resource-id "
-            "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
-        ),
-        remediation_bicep=(
-            "resource pe 'Microsoft.Network/privateEndpoints@2023-11-01' = {\n"
-            "  name: 'pe-${vault.name}'\n"
-            "  location: location\n"
-            "  properties: {\n"
-            "    subnet: { id: privateLinkSubnet.id }\n"
-            "    privateLinkServiceConnections: [\n"
-            "      { name: 'vault', properties: { privateLinkServiceId: vault.id, groupIds: [ 'vault' ] } }\n"
-            "    ]\n"
-            "  }\n"
-            "}"
-        ),
-        references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS),
-        check=check_private_link_expected_not_approved,
-    ),
-    Rule(
-        id="KV011",
-        severity=Severity.MEDIUM,
-        title="Network configuration differs from the baseline",
-        reads="baseline",
-        rationale=(
-            "The baseline states the expected default action, public network access, allowed "
-            "subnets and allowed IP ranges. A difference is either an unreviewed change or a "
-            "baseline out of date; both need a decision. Bypass differences are KV007's. The "
-            "severity comes from the baseline entry's drift_severity."
-        ),
-        remediation_cli=(
-            f"{_UPDATE} --default-action <expected> --public-network-access <expected>  "
-            "# subnets and IP ranges: az keyvault network-rule add|remove --name {name} "
-            "--resource-group {resource_group} --subnet <id> | --ip-address <cidr>; field: {subject}"
-        ),
-        remediation_bicep=(
-            "properties: {\n"
-            "  publicNetworkAccess: '<expected>'\n"
-            "  networkAcls: {\n"
-            "    defaultAction: '<expected>'\n"
-            "    ipRules: [ /* the baseline's allowed_ip_ranges */ ]\n"
-            "    virtualNetworkRules: [ /* the baseline's allowed_subnets */ ]\n"
-            "  }\n"
-            "}"
-        ),
-        references=(NETWORK_SECURITY, CLI_KEYVAULT, CLI_NETWORK_RULE),
-        check=check_baseline_drift,
-    ),
-    Rule(
-        id="KV013",
-        severity=Severity.INFO,
-        title="Vault is covered by no baseline entry",
-        reads="baseline",
-        rationale=(
-            "A baseline was given but no entry matches this vault and there are no defaults, so "
-            "nothing states what its network exposure should be: the baseline-driven rules and "
-            "vantage expectations cannot judge it."
-        ),
-        remediation_cli=(
-            "# add an entry to the baseline matching {name} (name glob, resource id or tag), or a defaults section"
-        ),
-        remediation_bicep="// not a resource change: extend the baseline YAML",
-        references=(NETWORK_SECURITY,),
-        check=check_no_baseline_entry,
-    ),
+    public_network_open,
+    service_endpoint_without_deny,
+    ip_rule_too_broad,
+    ip_rule_unparsable,
+    ip_rule_reserved_range,
+    ignore_missing_service_endpoint,
+    bypass_differs,
+    private_endpoint_not_enforced,
+    private_endpoint_unhealthy,
+    private_link_expected_not_approved,
+    baseline_drift,
+    no_baseline_entry,
 )

@@ -2,56 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.judge.drift import network_diff
-from monitor.judge.rules.base import Hit, Rule, VaultFacts
-from monitor.model import Severity
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import EvidenceSource, Finding, Severity, VaultPosture
 
 
-def _network_changed(facts: VaultFacts) -> Iterator[Hit]:
-    if facts.previous is None:
-        return
-    diff = network_diff(facts.previous, facts.posture)
-    if not diff.changes:
-        return
-    yield Hit(
-        summary=diff.summary(),
-        evidence=diff.as_evidence(),
-        severity=Severity.HIGH if diff.loosening else Severity.INFO,
-    )
-
-
-def _appeared(facts: VaultFacts) -> Iterator[Hit]:
-    if facts.previous is not None or facts.first_scan_of_scope:
-        return
-    posture = facts.posture
-    yield Hit(
-        summary=f"vault {posture.name} appeared in subscription {posture.subscription_id} since the last scan",
-        subject="appeared",
-        evidence={
-            "event": "appeared",
-            "subscription_id": posture.subscription_id,
-            "resource_group": posture.resource_group,
-            "created_or_modified_by": posture.last_modified_by,
-            "last_modified_at": posture.last_modified_at.isoformat() if posture.last_modified_at else None,
-        },
-    )
-
-
-KV301 = Rule(
+@rule(
     id="KV301",
     severity=Severity.HIGH,
     title="Network configuration changed since the last scan",
-    reads="drift",
-    rationale=(
-        "A vault's network rules are its perimeter, and they change outside any review when someone "
-        "edits them in the portal or a pipeline deploys a different template. KV301 diffs the "
-        "configuration field by field against the previous scan (public network access, default "
-        "action, bypass, IP rules, subnets, private endpoint connections) and names who changed it "
-        "and when. A change that admits anyone new (loosening, or mixed) is high; one that only "
-        "tightens is information, kept so the history explains later findings."
-    ),
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.DRIFT,
     remediation_cli=(
         "az monitor activity-log list --resource-id $(az keyvault show --name {name} "
         "--resource-group {resource_group} --subscription {subscription} --query id -o tsv) "
@@ -72,20 +35,33 @@ KV301 = Rule(
         "https://learn.microsoft.com/azure/key-vault/general/network-security",
         "https://learn.microsoft.com/azure/azure-resource-manager/management/view-activity-logs",
     ),
-    check=_network_changed,
 )
+def network_changed(facts: VaultFacts) -> Iterator[Hit]:
+    """A vault's network rules are its perimeter, and they change outside any review when someone edits
+    them in the portal or a pipeline deploys a different template. KV301 diffs the configuration field
+    by field against the previous scan (public network access, default action, bypass, IP rules,
+    subnets, private endpoint connections) and names who changed it and when. A change that admits
+    anyone new (loosening, or mixed) is high; one that only tightens is information, kept so the history
+    explains later findings.
+    """
+    if facts.previous is None:
+        return
+    diff = network_diff(facts.previous, facts.posture)
+    if not diff.changes:
+        return
+    yield Hit(
+        summary=diff.summary(),
+        evidence=diff.as_evidence(),
+        severity=Severity.HIGH if diff.loosening else Severity.INFO,
+    )
 
-KV302 = Rule(
+
+@rule(
     id="KV302",
     severity=Severity.INFO,
     title="Vault appeared or disappeared since the last scan",
-    reads="drift",
-    rationale=(
-        "The estate is what is being watched: a new vault arrives with whatever network settings "
-        "its creator chose, and a vault that vanishes may have been deleted (and can be recovered "
-        "while soft-deleted) or moved out of the monitored scope. A vault is only declared gone "
-        "when its subscription was listed completely."
-    ),
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.DRIFT,
     remediation_cli=(
         "az keyvault show --name {name} --resource-group {resource_group} --subscription {subscription} "
         "|| az keyvault show-deleted --name {name} --subscription {subscription}"
@@ -103,7 +79,65 @@ KV302 = Rule(
         "https://learn.microsoft.com/azure/key-vault/general/soft-delete-overview",
         "https://learn.microsoft.com/azure/azure-resource-manager/management/lock-resources",
     ),
-    check=_appeared,
 )
+def vault_appeared_or_disappeared(facts: VaultFacts) -> Iterator[Hit]:
+    """The estate is what is being watched: a new vault arrives with whatever network settings its creator
+    chose, and a vault that vanishes may have been deleted (and can be recovered while soft-deleted) or
+    moved out of the monitored scope. A vault is only declared gone when its subscription was listed
+    completely.
+    """
+    if facts.previous is not None or facts.first_scan_of_scope:
+        return
+    posture = facts.posture
+    yield Hit(
+        summary=f"vault {posture.name} appeared in subscription {posture.subscription_id} since the last scan",
+        subject="appeared",
+        evidence={
+            "event": "appeared",
+            "subscription_id": posture.subscription_id,
+            "resource_group": posture.resource_group,
+            "created_or_modified_by": posture.last_modified_by,
+            "last_modified_at": posture.last_modified_at.isoformat() if posture.last_modified_at else None,
+        },
+    )
 
-RULES: tuple[Rule, ...] = (KV301, KV302)
+
+def disappeared_vault_findings(
+    *,
+    previous: Mapping[str, VaultPosture],
+    current_keys: Iterable[str],
+    complete_subscriptions: Iterable[str],
+) -> list[Finding]:
+    """KV302 for each stored vault (key -> last posture) missing from this scan's listing.
+
+    Only subscriptions listed completely count: a vault is never declared gone because its
+    subscription's listing failed. Pass the gone vaults' keys to the lifecycle as assessed and
+    complete so their other findings resolve; KV302 stays open while the vault stays away.
+    """
+    present = {key.lower() for key in current_keys}
+    listed = {subscription.lower() for subscription in complete_subscriptions}
+    findings = []
+    for key, posture in sorted(previous.items()):
+        if key.lower() in present or posture.subscription_id.lower() not in listed:
+            continue
+        findings.append(
+            Finding(
+                rule_id=vault_appeared_or_disappeared.id,
+                severity=vault_appeared_or_disappeared.severity,
+                title=vault_appeared_or_disappeared.title,
+                vault_id=posture.id,
+                vault_name=posture.name,
+                subject="disappeared",
+                evidence={
+                    "event": "disappeared",
+                    "subscription_id": posture.subscription_id,
+                    "resource_group": posture.resource_group,
+                },
+                summary=f"vault {posture.name} is no longer listed in subscription {posture.subscription_id}",
+                remediation=vault_appeared_or_disappeared.remediation_for(posture, "disappeared"),
+            )
+        )
+    return findings
+
+
+RULES: tuple[Rule, ...] = (network_changed, vault_appeared_or_disappeared)

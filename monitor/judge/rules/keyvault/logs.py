@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from monitor.config.policy import VaultPolicy
-from monitor.judge.rules.base import Hit, Rule, VaultFacts
-from monitor.model import CallerActivity, IPNetwork, LogEvidence, Outcome, Severity
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import CallerActivity, EvidenceSource, IPNetwork, LogEvidence, Outcome, Severity
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 KEY_VAULT_LOGGING = f"{_LEARN}/key-vault/general/logging"
@@ -91,10 +91,42 @@ def _allowed_by_baseline(address: str, policy: VaultPolicy) -> bool:
     return any(ip.version == network.version and ip in network for network in ranges)
 
 
+_VAULT_ID = (
+    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
+)
+
+
 # -- checks ----------------------------------------------------------------------------------------
 
 
-def check_admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV201",
+    severity=Severity.HIGH,
+    title="Requests admitted from a public address the baseline does not allow",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
+    remediation_cli=(
+        "az keyvault update --name {name} --resource-group {resource_group} --default-action Deny  "
+        "# and remove any IP rule that admits {subject}: az keyvault network-rule remove --name {name} "
+        "--resource-group {resource_group} --ip-address <rule>"
+    ),
+    remediation_bicep=(
+        "properties: {\n"
+        "  networkAcls: {\n"
+        "    defaultAction: 'Deny'\n"
+        "    ipRules: [ /* only the baseline's allowed_ip_ranges */ ]\n"
+        "  }\n"
+        "}"
+    ),
+    references=(KEY_VAULT_LOGGING, NETWORK_SECURITY),
+    baseline_keys=("mode", "allowed_ip_ranges"),
+)
+def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
+    """The access log shows what really got in. A public address the baseline does not list reached the
+    vault's data plane and was admitted by the network: the firewall is open (default Allow) or an IP
+    rule is broader than intended. Trusted-service bypass traffic is judged by the bypass setting
+    (KV007), and a vault whose baseline mode is 'public' is exempt.
+    """
     evidence, policy = facts.evidence, facts.policy
     if evidence is None or policy.mode == "public":
         return
@@ -125,7 +157,28 @@ def check_admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-def check_refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV202",
+    severity=Severity.MEDIUM,
+    title="Many requests from one address refused by the firewall",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
+    remediation_cli=(
+        "# find the client at {subject}: if it is a legitimate workload, route it through an allowed "
+        "subnet or the private endpoint (az network vnet subnet update --service-endpoints "
+        "Microsoft.KeyVault ... / az network private-dns link vnet create ...); if not, no change "
+        "to {name} is needed beyond keeping defaultAction Deny"
+    ),
+    remediation_bicep="// no vault change: fix the client's network path (subnet service endpoint or private DNS zone link)",
+    references=(KEY_VAULT_LOGGING, NETWORK_SECURITY, SERVICE_ENDPOINTS),
+    baseline_keys=("logs.refused_threshold",),
+)
+def refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
+    """Repeated refusals from one caller address in the window mean a client that should reach the vault is
+    configured wrongly (wrong route, missing service endpoint or private DNS link: its traffic arrives
+    from an unexpected address), or someone is probing the vault. The threshold is configurable
+    (KVMON_REFUSED_THRESHOLD).
+    """
     evidence = facts.evidence
     if evidence is None:
         return
@@ -144,7 +197,36 @@ def check_refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
             )
 
 
-def check_private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV203",
+    severity=Severity.HIGH,
+    title="An identity that must use a private path reached the vault from a public address",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
+    remediation_cli=(
+        "# the workload of {subject} leaves through a public address: enable the service endpoint on "
+        "its subnet (az network vnet subnet update --resource-group <rg> --vnet-name <vnet> --name "
+        "<subnet> --service-endpoints Microsoft.KeyVault) or link privatelink.vaultcore.azure.net to "
+        "its VNet (az network private-dns link vnet create --resource-group <rg> --zone-name "
+        "privatelink.vaultcore.azure.net --name <link> --virtual-network <vnet> --registration-enabled false)"
+    ),
+    remediation_bicep=(
+        "resource link 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = {\n"
+        "  parent: privateLinkZone\n"
+        "  name: 'link-${vnet.name}'\n"
+        "  location: 'global'\n"
+        "  properties: { virtualNetwork: { id: vnet.id }, registrationEnabled: false }\n"
+        "}"
+    ),
+    references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS, KEY_VAULT_LOGGING),
+    baseline_keys=("private_path_identities",),
+)
+def private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
+    """The baseline names identities (app or object ids) whose traffic must arrive through a Service
+    Endpoint or Private Endpoint. Seen from a public address, the workload's route or endpoint is
+    missing: its traffic crosses the internet, and it works only while the firewall is open (or fails
+    once it is closed).
+    """
     evidence, policy = facts.evidence, facts.policy
     if evidence is None or not policy.private_path_identities:
         return
@@ -179,7 +261,36 @@ def check_private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-def check_no_rows(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV204",
+    severity=Severity.MEDIUM,
+    title="No access-log rows although a workspace is configured",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
+    remediation_cli=(
+        "az monitor diagnostic-settings create --name kvmon-audit --resource "
+        f"{_VAULT_ID} --workspace <workspace-resource-id> --export-to-resource-specific true "
+        '--logs \'[{{"category":"AuditEvent","enabled":true}}]\''
+    ),
+    remediation_bicep=(
+        "resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {\n"
+        "  scope: vault\n"
+        "  name: 'kvmon-audit'\n"
+        "  properties: {\n"
+        "    workspaceId: workspace.id\n"
+        "    logAnalyticsDestinationType: 'Dedicated'\n"
+        "    logs: [ { category: 'AuditEvent', enabled: true } ]\n"
+        "  }\n"
+        "}"
+    ),
+    references=(KEY_VAULT_LOGGING, DIAGNOSTIC_SETTINGS, AZKV_AUDIT_LOGS),
+)
+def no_rows(facts: VaultFacts) -> Iterator[Hit]:
+    """A vault that nobody calls still logs kvmon's own probes, so a window without a single row means the
+    audit trail is missing: no diagnostic setting, one that sends to another workspace, or one without
+    the AuditEvent category. Without it the log rules see nothing. Never raised when the read was
+    incomplete (throttled, failed or partial).
+    """
     evidence = facts.evidence
     # Incomplete evidence cannot prove an absence: never conclude "no rows" from a failed read.
     if evidence is None or not evidence.complete or evidence.activity:
@@ -214,117 +325,9 @@ def _iso(moment: dt.datetime | None) -> str | None:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-_VAULT_ID = (
-    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
-)
-
 RULES: tuple[Rule, ...] = (
-    Rule(
-        id="KV201",
-        severity=Severity.HIGH,
-        title="Requests admitted from a public address the baseline does not allow",
-        reads="logs",
-        rationale=(
-            "The access log shows what really got in. A public address the baseline does not list "
-            "reached the vault's data plane and was admitted by the network: the firewall is open "
-            "(default Allow) or an IP rule is broader than intended. Trusted-service bypass traffic "
-            "is judged by the bypass setting (KV007), and a vault whose baseline mode is 'public' "
-            "is exempt."
-        ),
-        remediation_cli=(
-            "az keyvault update --name {name} --resource-group {resource_group} --default-action Deny  "
-            "# and remove any IP rule that admits {subject}: az keyvault network-rule remove --name {name} "
-            "--resource-group {resource_group} --ip-address <rule>"
-        ),
-        remediation_bicep=(
-            "properties: {\n"
-            "  networkAcls: {\n"
-            "    defaultAction: 'Deny'\n"
-            "    ipRules: [ /* only the baseline's allowed_ip_ranges */ ]\n"
-            "  }\n"
-            "}"
-        ),
-        references=(KEY_VAULT_LOGGING, NETWORK_SECURITY),
-        check=check_admitted_public_not_allowed,
-    ),
-    Rule(
-        id="KV202",
-        severity=Severity.MEDIUM,
-        title="Many requests from one address refused by the firewall",
-        reads="logs",
-        rationale=(
-            "Repeated refusals from one caller address in the window mean a client that should "
-            "reach the vault is configured wrongly (wrong route, missing service endpoint or private "
-            "DNS link: its traffic arrives from an unexpected address), or someone is probing the "
-            "vault. The threshold is configurable (KVMON_REFUSED_THRESHOLD)."
-        ),
-        remediation_cli=(
-            "# find the client at {subject}: if it is a legitimate workload, route it through an allowed "
-            "subnet or the private endpoint (az network vnet subnet update --service-endpoints "
-            "Microsoft.KeyVault ... / az network private-dns link vnet create ...); if not, no change "
-            "to {name} is needed beyond keeping defaultAction Deny"
-        ),
-        remediation_bicep="// no vault change: fix the client's network path (subnet service endpoint or private DNS zone link)",
-        references=(KEY_VAULT_LOGGING, NETWORK_SECURITY, SERVICE_ENDPOINTS),
-        check=check_refused_by_firewall,
-    ),
-    Rule(
-        id="KV203",
-        severity=Severity.HIGH,
-        title="An identity that must use a private path reached the vault from a public address",
-        reads="logs",
-        rationale=(
-            "The baseline names identities (app or object ids) whose traffic must arrive through a "
-            "Service Endpoint or Private Endpoint. Seen from a public address, the workload's route "
-            "or endpoint is missing: its traffic crosses the internet, and it works only while the "
-            "firewall is open (or fails once it is closed)."
-        ),
-        remediation_cli=(
-            "# the workload of {subject} leaves through a public address: enable the service endpoint on "
-            "its subnet (az network vnet subnet update --resource-group <rg> --vnet-name <vnet> --name "
-            "<subnet> --service-endpoints Microsoft.KeyVault) or link privatelink.vaultcore.azure.net to "
-            "its VNet (az network private-dns link vnet create --resource-group <rg> --zone-name "
-            "privatelink.vaultcore.azure.net --name <link> --virtual-network <vnet> --registration-enabled false)"
-        ),
-        remediation_bicep=(
-            "resource link 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = {\n"
-            "  parent: privateLinkZone\n"
-            "  name: 'link-${vnet.name}'\n"
-            "  location: 'global'\n"
-            "  properties: { virtualNetwork: { id: vnet.id }, registrationEnabled: false }\n"
-            "}"
-        ),
-        references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS, KEY_VAULT_LOGGING),
-        check=check_private_path_identity_from_public,
-    ),
-    Rule(
-        id="KV204",
-        severity=Severity.MEDIUM,
-        title="No access-log rows although a workspace is configured",
-        reads="logs",
-        rationale=(
-            "A vault that nobody calls still logs kvmon's own probes, so a window without a single "
-            "row means the audit trail is missing: no diagnostic setting, one that sends to another "
-            "workspace, or one without the AuditEvent category. Without it the log rules see nothing. "
-            "Never raised when the read was incomplete (throttled, failed or partial)."
-        ),
-        remediation_cli=(
-            "az monitor diagnostic-settings create --name kvmon-audit --resource "
-            f"{_VAULT_ID} --workspace <workspace-resource-id> --export-to-resource-specific true "
-            '--logs \'[{{"category":"AuditEvent","enabled":true}}]\''
-        ),
-        remediation_bicep=(
-            "resource audit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {\n"
-            "  scope: vault\n"
-            "  name: 'kvmon-audit'\n"
-            "  properties: {\n"
-            "    workspaceId: workspace.id\n"
-            "    logAnalyticsDestinationType: 'Dedicated'\n"
-            "    logs: [ { category: 'AuditEvent', enabled: true } ]\n"
-            "  }\n"
-            "}"
-        ),
-        references=(KEY_VAULT_LOGGING, DIAGNOSTIC_SETTINGS, AZKV_AUDIT_LOGS),
-        check=check_no_rows,
-    ),
+    admitted_public_not_allowed,
+    refused_by_firewall,
+    private_path_identity_from_public,
+    no_rows,
 )

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 from typing import Any
 
 from monitor.config.policy import Vantage, VantageExpectation
-from monitor.judge.rules.base import Hit, Rule, VaultFacts
-from monitor.model import ProbeResult, Severity, VaultPosture, Verdict
+from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.model import EvidenceSource, ProbeResult, Severity, VaultPosture, Verdict
 from monitor.naming.keyvault import private_link_zone
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
@@ -32,7 +32,7 @@ KEY_VAULT_TLS = f"{_LEARN}/key-vault/general/security-features"
 def _answered(facts: VaultFacts) -> Iterator[tuple[ProbeResult, Vantage, VantageExpectation]]:
     """Results from configured vantage points that answered, with what each should see."""
     vantages = {v.name.lower(): v for v in facts.vantages}
-    subnets = tuple(rule.key for rule in facts.posture.virtual_network_rules)
+    subnets = tuple(subnet_rule.key for subnet_rule in facts.posture.virtual_network_rules)
     for result in facts.probes:
         vantage = vantages.get(result.vantage.lower())
         if vantage is None or result.vantage_error is not None:
@@ -85,7 +85,29 @@ def _refusal(result: ProbeResult) -> str:
 # -- checks --------------------------------------------------------------------------------------
 
 
-def check_admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV101",
+    severity=Severity.CRITICAL,
+    title="Admitted from a vantage point that should be refused",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "az keyvault update --name {name} --resource-group {resource_group} --subscription {subscription} "
+        "--default-action Deny"
+    ),
+    remediation_bicep=(
+        "resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = { name: '<name>' properties: { "
+        "networkAcls: { defaultAction: 'Deny', bypass: 'None' } publicNetworkAccess: 'Disabled' } }"
+    ),
+    references=(NETWORK_SECURITY, SERVICE_ENDPOINTS),
+    baseline_keys=("mode", "allowed_subnets", "vantages"),
+)
+def admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
+    """A live data-plane call from this place got through the vault's network checks although the baseline
+    says it must be refused: the vault is exposed right now, whatever the configuration was meant to do
+    (typically a Service Endpoint added while defaultAction stayed Allow, or public network access left
+    Enabled beside a Private Endpoint).
+    """
     for result, vantage, expected in _answered(facts):
         if expected.reach == "refused" and result.verdict is Verdict.ADMITTED:
             seen, _ = _seen(result, facts)
@@ -99,7 +121,27 @@ def check_admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
             )
 
 
-def check_refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV102",
+    severity=Severity.HIGH,
+    title="Refused or unreachable from a vantage point that should be admitted",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "az keyvault network-rule add --name {name} --resource-group {resource_group} "
+        "--subscription {subscription} --subnet <subnet id of vantage point {subject}>"
+    ),
+    remediation_bicep=(
+        "networkAcls: { defaultAction: 'Deny', virtualNetworkRules: [ { id: '<subnet id of vantage "
+        "point>' } ] }"
+    ),
+    references=(NETWORK_SECURITY, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode", "allowed_subnets", "vantages"),
+)
+def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
+    """A workload in this place cannot use the vault although the baseline says it must: a missing virtual
+    network rule, Service Endpoint, Private Endpoint or route breaks the application.
+    """
     for result, vantage, expected in _answered(facts):
         if expected.reach == "admitted" and (result.verdict.refused or result.verdict is Verdict.UNREACHABLE):
             yield Hit(
@@ -109,7 +151,30 @@ def check_refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
             )
 
 
-def check_private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV103",
+    severity=Severity.HIGH,
+    title="Private Link vault resolves to a public address inside the VNet",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "az network private-dns link vnet create --resource-group <private DNS zone resource group> "
+        "--zone-name privatelink.vaultcore.azure.net --name link-{subject} "
+        "--virtual-network <VNet id of vantage point {subject}> --registration-enabled false"
+    ),
+    remediation_bicep=(
+        "resource link 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = { parent: "
+        "zone name: 'link-<vnet>' location: 'global' properties: { virtualNetwork: { id: '<vnet id>' } "
+        "registrationEnabled: false } }"
+    ),
+    references=(PRIVATE_ENDPOINT_DNS, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode", "vantages"),
+)
+def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
+    """Clients in this VNet resolve the vault's public address, so their traffic never uses the Private
+    Endpoint: the private DNS zone is missing, not linked to the VNet, or holds the wrong record. They
+    fail once public access is disabled, or leave through the public path meanwhile.
+    """
     private_endpoint = _has_approved_private_endpoint(facts.posture)
     for result, vantage, expected in _answered(facts):
         dns = result.dns
@@ -140,7 +205,23 @@ def check_private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit
         )
 
 
-def check_private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV104",
+    severity=Severity.LOW,
+    title="Vault resolves to a private address outside the VNet",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "az network private-dns link vnet list --resource-group <private DNS zone resource group> "
+        "--zone-name privatelink.vaultcore.azure.net --output table"
+    ),
+    remediation_bicep="// Link the privatelink.vaultcore zone only to VNets whose clients use the Private Endpoint.",
+    references=(PRIVATE_ENDPOINT_DNS,),
+)
+def private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
+    """A resolver outside the VNet answers from the private link zone: clients there get an address they
+    cannot reach, and the zone's records leak beyond the network they describe.
+    """
     for result, vantage, _ in _answered(facts):
         dns = result.dns
         if vantage.inside or dns is None:
@@ -157,9 +238,32 @@ def check_private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
             )
 
 
-def check_public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV105",
+    severity=Severity.HIGH,
+    title="Vault saw a public source address on a path that should be private",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "az network vnet subnet update --ids <subnet id of vantage point {subject}> "
+        "--service-endpoints Microsoft.KeyVault"
+    ),
+    remediation_bicep=(
+        "properties: { serviceEndpoints: [ { service: 'Microsoft.KeyVault' } ] } // on the subnet of the "
+        "vantage point"
+    ),
+    references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS),
+    baseline_keys=("mode", "allowed_subnets", "vantages"),
+)
+def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
+    """Traffic from this place should reach the vault through a Service Endpoint or Private Endpoint and
+    arrive with a private address, but the vault saw a public one: the endpoint or route is missing and
+    traffic leaves through the public path (allowed only while the firewall lets it).
+    """
     posture, policy = facts.posture, facts.policy
-    endpoint_subnets = set(policy.allowed_subnets) | {rule.key for rule in posture.virtual_network_rules}
+    endpoint_subnets = set(policy.allowed_subnets) | {
+        subnet_rule.key for subnet_rule in posture.virtual_network_rules
+    }
     private_endpoint = policy.mode == "private-link" or _has_approved_private_endpoint(posture)
     for result, vantage, expected in _answered(facts):
         if not vantage.inside or expected.reach != "admitted":
@@ -183,7 +287,23 @@ def check_public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
         )
 
 
-def check_vantage_silent(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV106",
+    severity=Severity.MEDIUM,
+    title="Vantage point did not answer",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "az functionapp show --resource-group <resource group of vantage point {subject}> "
+        "--name <function app of vantage point {subject}> --query state"
+    ),
+    remediation_bicep="// Keep the vantage point's Function App running and its function key in the monitor's settings.",
+    references=(VNET_INTEGRATION,),
+)
+def vantage_silent(facts: VaultFacts) -> Iterator[Hit]:
+    """A vantage point that does not answer (endpoint down, timed out, or results older than two scan
+    intervals) is a blind spot: exposure from that place goes unseen. Silence is not compliance.
+    """
     hits: dict[str, Hit] = {}
     oldest = facts.scan_started_at - 2 * facts.scan_interval if facts.scan_started_at is not None else None
     for result in facts.probes:
@@ -220,7 +340,24 @@ def check_vantage_silent(facts: VaultFacts) -> Iterator[Hit]:
     yield from hits.values()
 
 
-def check_certificate_invalid(facts: VaultFacts) -> Iterator[Hit]:
+@rule(
+    id="KV107",
+    severity=Severity.HIGH,
+    title="TLS certificate not valid for the vault's name",
+    source=EvidenceSource.PROBES,
+    category=RuleCategory.PROBES,
+    remediation_cli=(
+        "openssl s_client -connect <address from the finding>:443 -servername {name}.vault.azure.net "
+        "-showcerts  # run at vantage point {subject}"
+    ),
+    remediation_bicep="// Exempt *.vault.azure.net from TLS inspection on the vantage point's egress path.",
+    references=(KEY_VAULT_TLS, PRIVATE_LINK_DIAGNOSTICS),
+)
+def certificate_invalid(facts: VaultFacts) -> Iterator[Hit]:
+    """From this place, the server answering at the vault's address presents a certificate that does not
+    verify for the vault's name: a TLS-intercepting middlebox, a wrong DNS record pointing elsewhere, or
+    an untrusted CA. Clients there either fail or trust the wrong server.
+    """
     for result in facts.probes:
         tls = result.tls
         if result.vantage_error is None and tls is not None and tls.certificate_valid is False:
@@ -247,142 +384,11 @@ def _age(delta: dt.timedelta) -> str:
 
 
 RULES: tuple[Rule, ...] = (
-    Rule(
-        id="KV101",
-        severity=Severity.CRITICAL,
-        title="Admitted from a vantage point that should be refused",
-        reads="probes",
-        rationale=(
-            "A live data-plane call from this place got through the vault's network checks although the "
-            "baseline says it must be refused: the vault is exposed right now, whatever the configuration "
-            "was meant to do (typically a Service Endpoint added while defaultAction stayed Allow, or public "
-            "network access left Enabled beside a Private Endpoint)."
-        ),
-        remediation_cli=(
-            "az keyvault update --name {name} --resource-group {resource_group} --subscription {subscription} "
-            "--default-action Deny"
-        ),
-        remediation_bicep=(
-            "resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = { name: '<name>' properties: { "
-            "networkAcls: { defaultAction: 'Deny', bypass: 'None' } publicNetworkAccess: 'Disabled' } }"
-        ),
-        references=(NETWORK_SECURITY, SERVICE_ENDPOINTS),
-        check=check_admitted_should_be_refused,
-    ),
-    Rule(
-        id="KV102",
-        severity=Severity.HIGH,
-        title="Refused or unreachable from a vantage point that should be admitted",
-        reads="probes",
-        rationale=(
-            "A workload in this place cannot use the vault although the baseline says it must: a missing "
-            "virtual network rule, Service Endpoint, Private Endpoint or route breaks the application."
-        ),
-        remediation_cli=(
-            "az keyvault network-rule add --name {name} --resource-group {resource_group} "
-            "--subscription {subscription} --subnet <subnet id of vantage point {subject}>"
-        ),
-        remediation_bicep=(
-            "networkAcls: { defaultAction: 'Deny', virtualNetworkRules: [ { id: '<subnet id of vantage "
-            "point>' } ] }"
-        ),
-        references=(NETWORK_SECURITY, PRIVATE_LINK_DIAGNOSTICS),
-        check=check_refused_should_be_admitted,
-    ),
-    Rule(
-        id="KV103",
-        severity=Severity.HIGH,
-        title="Private Link vault resolves to a public address inside the VNet",
-        reads="probes",
-        rationale=(
-            "Clients in this VNet resolve the vault's public address, so their traffic never uses the "
-            "Private Endpoint: the private DNS zone is missing, not linked to the VNet, or holds the wrong "
-            "record. They fail once public access is disabled, or leave through the public path meanwhile."
-        ),
-        remediation_cli=(
-            "az network private-dns link vnet create --resource-group <private DNS zone resource group> "
-            "--zone-name privatelink.vaultcore.azure.net --name link-{subject} "
-            "--virtual-network <VNet id of vantage point {subject}> --registration-enabled false"
-        ),
-        remediation_bicep=(
-            "resource link 'Microsoft.Network/privateDnsZones/virtualNetworkLinks@2020-06-01' = { parent: "
-            "zone name: 'link-<vnet>' location: 'global' properties: { virtualNetwork: { id: '<vnet id>' } "
-            "registrationEnabled: false } }"
-        ),
-        references=(PRIVATE_ENDPOINT_DNS, PRIVATE_LINK_DIAGNOSTICS),
-        check=check_private_link_resolves_public_inside,
-    ),
-    Rule(
-        id="KV104",
-        severity=Severity.LOW,
-        title="Vault resolves to a private address outside the VNet",
-        reads="probes",
-        rationale=(
-            "A resolver outside the VNet answers from the private link zone: clients there get an address "
-            "they cannot reach, and the zone's records leak beyond the network they describe."
-        ),
-        remediation_cli=(
-            "az network private-dns link vnet list --resource-group <private DNS zone resource group> "
-            "--zone-name privatelink.vaultcore.azure.net --output table"
-        ),
-        remediation_bicep="// Link the privatelink.vaultcore zone only to VNets whose clients use the Private Endpoint.",
-        references=(PRIVATE_ENDPOINT_DNS,),
-        check=check_private_address_outside,
-    ),
-    Rule(
-        id="KV105",
-        severity=Severity.HIGH,
-        title="Vault saw a public source address on a path that should be private",
-        reads="probes",
-        rationale=(
-            "Traffic from this place should reach the vault through a Service Endpoint or Private Endpoint "
-            "and arrive with a private address, but the vault saw a public one: the endpoint or route is "
-            "missing and traffic leaves through the public path (allowed only while the firewall lets it)."
-        ),
-        remediation_cli=(
-            "az network vnet subnet update --ids <subnet id of vantage point {subject}> "
-            "--service-endpoints Microsoft.KeyVault"
-        ),
-        remediation_bicep=(
-            "properties: { serviceEndpoints: [ { service: 'Microsoft.KeyVault' } ] } // on the subnet of the "
-            "vantage point"
-        ),
-        references=(SERVICE_ENDPOINTS, PRIVATE_LINK_DIAGNOSTICS),
-        check=check_public_source_on_private_path,
-    ),
-    Rule(
-        id="KV106",
-        severity=Severity.MEDIUM,
-        title="Vantage point did not answer",
-        reads="probes",
-        rationale=(
-            "A vantage point that does not answer (endpoint down, timed out, or results older than two scan "
-            "intervals) is a blind spot: exposure from that place goes unseen. Silence is not compliance."
-        ),
-        remediation_cli=(
-            "az functionapp show --resource-group <resource group of vantage point {subject}> "
-            "--name <function app of vantage point {subject}> --query state"
-        ),
-        remediation_bicep="// Keep the vantage point's Function App running and its function key in the monitor's settings.",
-        references=(VNET_INTEGRATION,),
-        check=check_vantage_silent,
-    ),
-    Rule(
-        id="KV107",
-        severity=Severity.HIGH,
-        title="TLS certificate not valid for the vault's name",
-        reads="probes",
-        rationale=(
-            "From this place, the server answering at the vault's address presents a certificate that does "
-            "not verify for the vault's name: a TLS-intercepting middlebox, a wrong DNS record pointing "
-            "elsewhere, or an untrusted CA. Clients there either fail or trust the wrong server."
-        ),
-        remediation_cli=(
-            "openssl s_client -connect <address from the finding>:443 -servername {name}.vault.azure.net "
-            "-showcerts  # run at vantage point {subject}"
-        ),
-        remediation_bicep="// Exempt *.vault.azure.net from TLS inspection on the vantage point's egress path.",
-        references=(KEY_VAULT_TLS, PRIVATE_LINK_DIAGNOSTICS),
-        check=check_certificate_invalid,
-    ),
+    admitted_should_be_refused,
+    refused_should_be_admitted,
+    private_link_resolves_public_inside,
+    private_address_outside,
+    public_source_on_private_path,
+    vantage_silent,
+    certificate_invalid,
 )

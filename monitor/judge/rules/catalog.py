@@ -1,0 +1,82 @@
+"""The catalog: every rule of every family, validated, in ID order; ``kvmon rules`` prints it.
+
+The families are named here, one argument each to ``build_catalog`` (a second service's rules are
+one more). Each rule is checked as the catalog is built, so a faulty one stops the import with
+``InvalidRule`` naming it: the id is KV and three digits, severity, source and category are their
+enums, the rationale (the check's docstring) is there, the CLI remediation uses only
+``REMEDIATION_PLACEHOLDERS``, every reference is an https URL, and no id is used twice. How to add a
+rule: ``monitor.judge.rules.base``.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable
+from urllib.parse import urlsplit
+
+from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Rule, RuleCategory
+from monitor.judge.rules.keyvault import config, drift, logs, probes
+from monitor.model import EvidenceSource, Severity
+
+_RULE_ID = re.compile(r"KV\d{3}")
+
+
+class InvalidRule(ValueError):
+    """A rule that cannot join the catalog; the message names the rule, its check and the problem."""
+
+
+def build_catalog(*families: Iterable[Rule]) -> tuple[Rule, ...]:
+    """The rules of the families, each validated, in ID order; ``InvalidRule`` for the first fault."""
+    by_id: dict[str, Rule] = {}
+    for family in families:
+        for rule in family:
+            _validate(rule)
+            if rule.id in by_id:
+                raise InvalidRule(f"{_named(rule)}: the id is already used by {_named(by_id[rule.id])}")
+            by_id[rule.id] = rule
+    return tuple(sorted(by_id.values(), key=lambda rule: rule.id))
+
+
+def _validate(rule: Rule) -> None:
+    problem = _problem(rule)
+    if problem is not None:
+        raise InvalidRule(f"{_named(rule)}: {problem}")
+
+
+def _problem(rule: Rule) -> str | None:
+    if not _RULE_ID.fullmatch(rule.id):
+        return "the id must be KV and three digits"
+    if not isinstance(rule.severity, Severity):
+        return f"the severity {rule.severity!r} is not a Severity"
+    if not isinstance(rule.source, EvidenceSource):
+        return f"the source {rule.source!r} is not an EvidenceSource"
+    if not isinstance(rule.category, RuleCategory):
+        return f"the category {rule.category!r} is not a RuleCategory"
+    if not rule.rationale:
+        return "no rationale: write it as the check's docstring"
+    try:
+        fields = {
+            name for _, name, _, _ in string.Formatter().parse(rule.remediation_cli) if name is not None
+        }
+    except ValueError as exc:
+        return f"the CLI remediation is not a valid template ({exc})"
+    unknown = sorted(fields - REMEDIATION_PLACEHOLDERS)
+    if unknown:
+        allowed = ", ".join(sorted(REMEDIATION_PLACEHOLDERS))
+        return f"the CLI remediation uses unknown placeholders {unknown}: use {allowed} (double braces for a literal)"
+    if not rule.references:
+        return "no references: name at least one https URL"
+    for reference in rule.references:
+        parts = urlsplit(reference)
+        if parts.scheme != "https" or not parts.netloc:
+            return f"the reference {reference!r} is not an https URL"
+    return None
+
+
+def _named(rule: Rule) -> str:
+    return f"rule {rule.id!r} ({rule.check.__module__}.{rule.check.__qualname__})"
+
+
+CATALOG: tuple[Rule, ...] = build_catalog(config.RULES, probes.RULES, logs.RULES, drift.RULES)
+RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}
