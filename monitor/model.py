@@ -2,7 +2,8 @@
 
 Stages exchange these plain, immutable values and nothing else: inventory produces
 ``VaultPosture``, probes produce ``ProbeResult``, the logs reader produces ``LogEvidence``,
-evaluation produces ``Finding`` and a scan ends in a ``ScanReport``. None of them does I/O.
+evaluation produces ``Finding``, the lifecycle remembers each as a ``FindingRecord``, and a scan
+ends in a ``ScanReport``. None of them does I/O.
 """
 
 from __future__ import annotations
@@ -358,6 +359,28 @@ class FindingChange:
     kind: ChangeKind
     finding: Finding
     previous_severity: Severity | None = None
+
+
+@dataclass(frozen=True)
+class FindingRecord:
+    """A finding as remembered: what it is plus its lifecycle. ``occurrences`` counts how many
+    times the problem opened (1, plus one for each reopening)."""
+
+    finding: Finding
+    status: FindingStatus
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    last_changed: dt.datetime
+    occurrences: int = 1
+    resolved_at: dt.datetime | None = None
+    etag: str | None = None  # the backend's concurrency token, opaque
+    # When the stored evidence and summary were written: evidence that only moved (a count grew)
+    # is refreshed now and then, not on every scan (see monitor.judge.lifecycle.EVIDENCE_REFRESH).
+    evidence_at: dt.datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return self.finding.id
 
 
 @dataclass

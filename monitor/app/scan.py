@@ -20,7 +20,6 @@ from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
 from monitor.judge.drift import disappeared_vault_findings
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
-from monitor.judge.lifecycle import apply_reconciliation
 from monitor.judge.rules.base import VaultFacts
 from monitor.model import (
     LogEvidence,
@@ -34,6 +33,7 @@ from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
 from monitor.sources.logs import LogsReadResult, logs_window
 from monitor.store.base import PostureSnapshot, ScanRun, Store
+from monitor.store.reconcile import apply_reconciliation
 
 
 class InventorySource(Protocol):

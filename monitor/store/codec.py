@@ -22,6 +22,7 @@ from monitor.errors import StoreError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
     Finding,
+    FindingRecord,
     FindingStatus,
     IpRule,
     PrivateEndpointConnection,
@@ -31,7 +32,7 @@ from monitor.model import (
     VaultPosture,
     VirtualNetworkRule,
 )
-from monitor.store.base import FindingRecord, OutboxMessage, PostureSnapshot, ScanRun
+from monitor.store.base import OutboxMessage, PostureSnapshot, ScanRun
 
 Properties = dict[str, Any]
 

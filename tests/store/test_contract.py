@@ -8,10 +8,9 @@ import json
 
 import pytest
 
-from monitor.model import FindingStatus, ScanError, Suppression
+from monitor.model import FindingRecord, FindingStatus, ScanError, Suppression
 from monitor.store.base import (
     ConcurrentUpdate,
-    FindingRecord,
     MessageState,
     OutboxMessage,
     PostureSnapshot,
