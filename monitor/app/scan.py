@@ -1,6 +1,6 @@
 """``run_scan``: the one place that wires kvmon's stages together.
 
-inventory -> probes -> logs -> evaluate -> drift + lifecycle -> store -> notify.
+inventory -> probes -> logs -> evaluate -> drift -> coverage -> lifecycle (store) -> notify.
 
 The CLI and the Functions app build a ``ScanRuntime`` (``monitor.app.runtime``) and call
 ``run_scan``; nothing else calls one stage after another. Stages are adapters behind small
@@ -22,7 +22,16 @@ from monitor.judge.coverage import Coverage, assess_coverage
 from monitor.judge.drift import disappeared_vault_findings
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
-from monitor.model import Finding, LogEvidence, ProbeResult, ScanError, ScanReport, VaultPosture
+from monitor.model import (
+    ErrorSource,
+    Finding,
+    LogEvidence,
+    ProbeResult,
+    ScanError,
+    ScanReport,
+    ScanTrigger,
+    VaultPosture,
+)
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
 from monitor.sources.logs import LogsReadResult, logs_window
@@ -48,7 +57,7 @@ class ProbeRunner(Protocol):
     def __call__(self, names: Sequence[str], vantage: Vantage) -> list[ProbeResult]: ...
 
 
-class EvidenceSource(Protocol):
+class LogsReader(Protocol):
     def read_workspace(
         self,
         workspace_id: str,
@@ -70,7 +79,7 @@ class ScanRequest:
     probe: bool = True
     logs: bool = True
     notify: bool = True
-    trigger: str = "cli"  # cli | timer | queue | http
+    trigger: ScanTrigger = ScanTrigger.CLI
 
 
 @dataclass
@@ -81,7 +90,7 @@ class ScanRuntime:
     policy_for: Callable[[VaultPosture], VaultPolicy]
     vantages: tuple[Vantage, ...] = ()
     prober: ProbeRunner | None = None
-    evidence: EvidenceSource | None = None
+    evidence: LogsReader | None = None
     workspaces: tuple[str, ...] = ()
     store: Store | None = None
     notifier: Notifier | None = None
@@ -162,8 +171,8 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         subscriptions_complete=inventory.subscriptions_complete,
         disappeared={f.vault_id.lower() for f in gone},
     )
-    report.incomplete = {key: set(sources) for key, sources in coverage.fell_short.items()}
-    report.skipped_sources = set(coverage.skipped)
+    report.incomplete = dict(coverage.fell_short)
+    report.skipped_sources = coverage.skipped
 
     # 5. Remember, then tell.
     tell("storing findings")
@@ -188,7 +197,9 @@ def _read_inventory(request: ScanRequest, runtime: ScanRuntime, report: ScanRepo
     # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
     # so, vault by vault, as the offline evaluator does.
     report.errors.extend(
-        ScanError("arm", posture.id, problem) for posture in report.postures for problem in posture.problems
+        ScanError(ErrorSource.ARM, posture.id, problem)
+        for posture in report.postures
+        for problem in posture.problems
     )
     return inventory
 

@@ -25,7 +25,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from monitor.judge.rules.base import RULES_BY_ID
-from monitor.model import ChangeKind, Finding, FindingChange, FindingRecord, FindingStatus
+from monitor.model import ChangeKind, EvidenceSource, Finding, FindingChange, FindingRecord, FindingStatus
 
 _ACTIVE = (FindingStatus.OPEN, FindingStatus.SUPPRESSED)
 
@@ -49,7 +49,7 @@ def reconcile(
     assessed_vaults: AbstractSet[str],
     complete_vaults: AbstractSet[str],
     now: dt.datetime,
-    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
+    incomplete_sources: Mapping[str, AbstractSet[EvidenceSource]] | None = None,
 ) -> Reconciliation:
     """``previous`` must hold every stored record of the assessed vaults and of the vaults that
     ``current`` names (finding id -> record); vault keys are resource ids, compared case-folded.

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from monitor.errors import StoreError
-from monitor.model import FindingRecord, FindingStatus, ScanError, VaultPosture
+from monitor.model import FindingRecord, FindingStatus, ScanError, ScanTrigger, VaultPosture
 
 
 class StoreUnavailable(StoreError):
@@ -46,7 +46,7 @@ class ScanRun:
     finished_at: dt.datetime | None
     counts: Mapping[str, int] = field(default_factory=dict)  # opened, resolved, open, vaults...
     errors: tuple[ScanError, ...] = ()
-    trigger: str = "cli"  # cli | timer | queue | http
+    trigger: ScanTrigger = ScanTrigger.CLI
     vault: str | None = None  # the one vault a check looked at; None: whole subscriptions
     # Where this scan's logs window ended (None: it read no logs): the next scan of these
     # subscriptions reads from there, so a check or a failed job never shortens its window.

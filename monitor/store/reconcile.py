@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 from monitor.judge.lifecycle import change_order, reconcile
-from monitor.model import Finding, FindingChange
+from monitor.model import EvidenceSource, Finding, FindingChange
 from monitor.store.base import ConcurrentUpdate, Store, StoreUnavailable
 from monitor.store.codec import storable_finding
 
@@ -25,7 +25,7 @@ def apply_reconciliation(
     assessed_vaults: AbstractSet[str],
     complete_vaults: AbstractSet[str],
     now: dt.datetime,
-    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
+    incomplete_sources: Mapping[str, AbstractSet[EvidenceSource]] | None = None,
     scan_id: str = "",
     max_attempts: int = 5,
 ) -> list[FindingChange]:

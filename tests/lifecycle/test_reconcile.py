@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from monitor.model import ChangeKind, FindingRecord, FindingStatus, Severity, Suppression
+from monitor.model import ChangeKind, EvidenceSource, FindingRecord, FindingStatus, Severity, Suppression
 from tests.store.helpers import T0, finding
 
 LATER = T0 + dt.timedelta(minutes=15)
@@ -45,10 +45,10 @@ def test_a_source_that_fell_short_holds_back_only_the_findings_that_read_it() ->
     probe = stored(finding(rule="KV101", subject="internet"))
     logs = stored(finding(rule="KV201", subject="198.51.100.7"))
 
-    probes_down = run([config, probe, logs], [], missing={APP: {"probes"}})
+    probes_down = run([config, probe, logs], [], missing={APP: {EvidenceSource.PROBES}})
     assert {c.finding.rule_id for c in probes_down.changes} == {"KV001", "KV201"}
 
-    unreadable = run([config, probe, logs], [], missing={APP: {"configuration"}})
+    unreadable = run([config, probe, logs], [], missing={APP: {EvidenceSource.CONFIGURATION}})
     assert unreadable.changes == ()
 
 
