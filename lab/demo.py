@@ -61,7 +61,7 @@ from monitor.app.runtime import build_runtime
 from monitor.app.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings
-from monitor.model import ChangeKind, Finding, LogEvidence, Outcome, ProbeResult, Severity
+from monitor.model import ChangeKind, Finding, LogEvidence, Outcome, ProbeResult, ScanTrigger, Severity
 from monitor.outputs.report import MET, build_report_document, render_html
 
 DEFAULT_REPORT = Path("demo-report.html")
@@ -274,7 +274,7 @@ def run_demo(*, report_path: Path, display: Display) -> DemoResult:
 def _walkthrough(
     lab: LabServices, settings: Settings, runtime: ScanRuntime, clock: DemoClock, display: Display
 ) -> list[StepResult]:
-    request = ScanRequest(subscriptions=settings.subscriptions, trigger="timer")
+    request = ScanRequest(subscriptions=settings.subscriptions, trigger=ScanTrigger.TIMER)
     seen: dict[str, int] = {service: 0 for service in SINKS}
 
     def scan(label: str) -> ScanView:

@@ -2,7 +2,8 @@
 
 Stages exchange these plain, immutable values and nothing else: inventory produces
 ``VaultPosture``, probes produce ``ProbeResult``, the logs reader produces ``LogEvidence``,
-evaluation produces ``Finding`` and a scan ends in a ``ScanReport``. None of them does I/O.
+evaluation produces ``Finding``, the lifecycle remembers each as a ``FindingRecord``, and a scan
+ends in a ``ScanReport``. None of them does I/O.
 """
 
 from __future__ import annotations
@@ -334,11 +335,27 @@ class Finding:
         return self.suppression is not None
 
 
+class ErrorSource(StrEnum):
+    """Where a ``ScanError`` came from."""
+
+    ARM = "arm"
+    RESOURCE_GRAPH = "resource-graph"
+    PROBE = "probe"
+    LOGS = "logs"
+    STORE = "store"
+    NOTIFY = "notify"
+    INPUT = "input"  # a file given to ``kvmon evaluate``
+    QUEUE = "queue"  # a scan job that could not run
+    # Read back from a scan run a later kvmon recorded with a source this one does not know:
+    # history stays readable.
+    UNKNOWN = "unknown"
+
+
 @dataclass(frozen=True)
 class ScanError:
     """A fault of the outside world, recorded and surfaced, never fatal to the rest of a scan."""
 
-    source: str  # arm | resource-graph | probe | logs | store | notify | input
+    source: ErrorSource
     scope: str  # subscription id, workspace id, vault id, channel name, file...
     message: str  # redacted
     code: str | None = None  # HTTP status or error code where there is one
@@ -360,6 +377,40 @@ class FindingChange:
     previous_severity: Severity | None = None
 
 
+@dataclass(frozen=True)
+class FindingRecord:
+    """A finding as remembered: what it is plus its lifecycle. ``occurrences`` counts how many
+    times the problem opened (1, plus one for each reopening)."""
+
+    finding: Finding
+    status: FindingStatus
+    first_seen: dt.datetime
+    last_seen: dt.datetime
+    last_changed: dt.datetime
+    occurrences: int = 1
+    resolved_at: dt.datetime | None = None
+    etag: str | None = None  # the backend's concurrency token, opaque
+    # When the stored evidence and summary were written: evidence that only moved (a count grew)
+    # is refreshed now and then, not on every scan (see monitor.judge.lifecycle.EVIDENCE_REFRESH).
+    evidence_at: dt.datetime | None = None
+
+    @property
+    def id(self) -> str:
+        return self.finding.id
+
+
+class ScanTrigger(StrEnum):
+    """What started a scan; recorded with its run (``kvmon history``)."""
+
+    CLI = "cli"
+    TIMER = "timer"  # a scheduled scan in one process (the Functions app's timer fans out to jobs)
+    QUEUE = "queue"  # a scan job from the Storage queue
+    HTTP = "http"  # an on-demand check of one vault
+    # Read back from a scan run a later kvmon recorded with a trigger this one does not know:
+    # history stays readable.
+    UNKNOWN = "unknown"
+
+
 @dataclass
 class ScanReport:
     scan_id: str
@@ -372,20 +423,17 @@ class ScanReport:
     findings: list[Finding] = field(default_factory=list)
     changes: list[FindingChange] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)
-    # Vaults whose evidence fell short this scan, with the sources that did ("configuration",
-    # "probes", "logs"): findings that read those sources may not resolve.
-    incomplete: dict[str, set[str]] = field(default_factory=dict)
+    # Vaults whose evidence fell short this scan, with the sources that did: findings that read
+    # those sources may not resolve (``monitor.judge.coverage``).
+    incomplete: dict[str, frozenset[EvidenceSource]] = field(default_factory=dict)
 
     # Sources no stage read this scan (probes or logs switched off or not configured): like an
     # incomplete source, for every vault, but nobody's evidence "fell short".
-    skipped_sources: set[str] = field(default_factory=set)
+    skipped_sources: frozenset[EvidenceSource] = frozenset()
 
     @property
     def incomplete_vaults(self) -> set[str]:
         return set(self.incomplete)
-
-    def mark_incomplete(self, vault_key: str, source: str) -> None:
-        self.incomplete.setdefault(vault_key.lower(), set()).add(source)
 
     @property
     def duration_s(self) -> float | None:

@@ -253,23 +253,7 @@ def project() -> dict[str, Module]:
     return modules
 
 
-# Still wrong in the tree (issue 15 is open on them): judge/lifecycle.py imports the store's
-# FindingRecord and codec. Strict: the day one is fixed, its xfail fails and must go.
-KNOWN_VIOLATIONS = {
-    "stages": "judge/lifecycle.py imports monitor.store",
-    "judge is pure": "judge/lifecycle.py imports monitor.store (FindingRecord, storable_finding)",
-}
-
-
-@pytest.mark.parametrize(
-    "check",
-    [
-        pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=KNOWN_VIOLATIONS[name]))
-        if name in KNOWN_VIOLATIONS
-        else name
-        for name in CHECKS
-    ],
-)
+@pytest.mark.parametrize("check", list(CHECKS))
 def test_the_house_plan_holds(project: dict[str, Module], check: str) -> None:
     assert CHECKS[check](project) == []
 

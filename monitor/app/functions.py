@@ -23,7 +23,7 @@ from monitor.app.scan import ScanRequest, run_scan
 from monitor.config.baseline import BaselineError
 from monitor.config.settings import Settings, SettingsError
 from monitor.jsonable import to_jsonable
-from monitor.model import FindingStatus, ScanError
+from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger
 from monitor.outputs import formats
 from monitor.outputs.notify import ChannelConfigError
 from monitor.outputs.report import render_html
@@ -157,7 +157,7 @@ def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
         )
         return
     scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
-    outcome = run_scan(ScanRequest(subscriptions=(subscription,), trigger="queue"), scan_runtime)
+    outcome = run_scan(ScanRequest(subscriptions=(subscription,), trigger=ScanTrigger.QUEUE), scan_runtime)
     log.info(
         "scanned subscription %s (attempt %d): %d vaults, %d findings, %d changes, %d errors",
         subscription,
@@ -191,8 +191,8 @@ def _record_job_error(*, scope: str, message: str) -> None:
             started_at=now,
             finished_at=now,
             counts={"errors": 1},
-            errors=(ScanError(source="queue", scope=scope, message=message),),
-            trigger="queue",
+            errors=(ScanError(source=ErrorSource.QUEUE, scope=scope, message=message),),
+            trigger=ScanTrigger.QUEUE,
         )
     )
 
@@ -230,7 +230,9 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
         scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
     except (BaselineError, ChannelConfigError) as exc:
         raise _Misconfigured(str(exc)) from None
-    request = ScanRequest(subscriptions=scope, vault_name=name, notify=notify == "true", trigger="http")
+    request = ScanRequest(
+        subscriptions=scope, vault_name=name, notify=notify == "true", trigger=ScanTrigger.HTTP
+    )
     outcome = run_scan(request, scan_runtime)
     report = outcome.report
     if not report.postures:

@@ -1,6 +1,6 @@
 """``run_scan``: the one place that wires kvmon's stages together.
 
-inventory -> probes -> logs -> evaluate -> drift + lifecycle -> store -> notify.
+inventory -> probes -> logs -> evaluate -> drift -> coverage -> lifecycle (store) -> notify.
 
 The CLI and the Functions app build a ``ScanRuntime`` (``monitor.app.runtime``) and call
 ``run_scan``; nothing else calls one stage after another. Stages are adapters behind small
@@ -18,22 +18,25 @@ from typing import Protocol
 
 from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
+from monitor.judge.coverage import Coverage, assess_coverage
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
-from monitor.judge.lifecycle import apply_reconciliation
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.keyvault.drift import disappeared_vault_findings
 from monitor.model import (
+    ErrorSource,
+    Finding,
     LogEvidence,
     ProbeResult,
     ScanError,
     ScanReport,
+    ScanTrigger,
     VaultPosture,
-    Verdict,
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
 from monitor.sources.logs import LogsReadResult, logs_window
 from monitor.store.base import PostureSnapshot, ScanRun, Store
+from monitor.store.reconcile import apply_reconciliation
 
 
 class InventorySource(Protocol):
@@ -54,7 +57,7 @@ class ProbeRunner(Protocol):
     def __call__(self, names: Sequence[str], vantage: Vantage) -> list[ProbeResult]: ...
 
 
-class EvidenceSource(Protocol):
+class LogsReader(Protocol):
     def read_workspace(
         self,
         workspace_id: str,
@@ -76,7 +79,7 @@ class ScanRequest:
     probe: bool = True
     logs: bool = True
     notify: bool = True
-    trigger: str = "cli"  # cli | timer | queue | http
+    trigger: ScanTrigger = ScanTrigger.CLI
 
 
 @dataclass
@@ -87,7 +90,7 @@ class ScanRuntime:
     policy_for: Callable[[VaultPosture], VaultPolicy]
     vantages: tuple[Vantage, ...] = ()
     prober: ProbeRunner | None = None
-    evidence: EvidenceSource | None = None
+    evidence: LogsReader | None = None
     workspaces: tuple[str, ...] = ()
     store: Store | None = None
     notifier: Notifier | None = None
@@ -121,6 +124,70 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
 
     # 1. What is configured.
     tell("reading vault configuration from ARM")
+    inventory = _read_inventory(request, runtime, report)
+    policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
+
+    # 2. What actually happens, from every vantage point at once.
+    probed = request.probe and runtime.prober is not None and bool(runtime.vantages)
+    if probed and report.postures:
+        tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
+        report.probes = _probe_all(runtime, [p.name for p in report.postures])
+
+    # 3. What has happened: one query per workspace for all its vaults.
+    logs_read = request.logs and runtime.evidence is not None and bool(runtime.workspaces)
+    evidence: dict[str, LogEvidence] = {}
+    logs_until: dt.datetime | None = None
+    if logs_read and report.postures:
+        tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
+        evidence, logs_until = _read_logs(runtime, report, request.subscriptions)
+    report.evidence = list(evidence.values())
+    if not all(found.complete for found in evidence.values()):
+        logs_until = None  # the next scan reads this window again
+
+    # 4. Judge, against the stored past.
+    tell("evaluating")
+    # What the store knows of these subscriptions: one partition read each.
+    stored = runtime.store.load_postures(subscriptions=request.subscriptions) if runtime.store else {}
+    previous = {key: snapshot.posture for key, snapshot in stored.items()}
+    evaluation = evaluate(
+        _vault_facts(report, runtime, policies=policies, evidence=evidence, previous=previous),
+        today=started.date(),
+    )
+    report.findings = list(evaluation.findings)
+    gone: list[Finding] = []
+    if runtime.store is not None and request.vault_name is None:
+        gone = disappeared_vault_findings(
+            previous=previous,
+            current_keys={p.key for p in report.postures},
+            complete_subscriptions=inventory.subscriptions_complete,
+        )
+        report.findings.extend(gone)
+    coverage = assess_coverage(
+        postures=report.postures,
+        probes=report.probes,
+        evidence=evidence,
+        probed=probed,
+        logs_read=logs_read,
+        subscriptions_complete=inventory.subscriptions_complete,
+        disappeared={f.vault_id.lower() for f in gone},
+    )
+    report.incomplete = dict(coverage.fell_short)
+    report.skipped_sources = coverage.skipped
+
+    # 5. Remember, then tell.
+    tell("storing findings")
+    if runtime.store is not None:
+        _remember(runtime.store, request, report, coverage)
+    report.finished_at = runtime.clock()
+    if request.notify and runtime.notifier is not None and runtime.store is not None:
+        tell("notifying")
+        report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
+    if runtime.store is not None:
+        _record_scan(runtime.store, request, report, runtime.vantages, policies, logs_until=logs_until)
+    return ScanOutcome(report=report, expired_suppressions=evaluation.expired_suppressions, policies=policies)
+
+
+def _read_inventory(request: ScanRequest, runtime: ScanRuntime, report: ScanReport) -> InventoryResultLike:
     if request.vault_name is not None:
         inventory = runtime.inventory.find_vault(request.vault_name, request.subscriptions)
     else:
@@ -130,54 +197,30 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
     # so, vault by vault, as the offline evaluator does.
     report.errors.extend(
-        ScanError("arm", posture.id, problem) for posture in report.postures for problem in posture.problems
+        ScanError(ErrorSource.ARM, posture.id, problem)
+        for posture in report.postures
+        for problem in posture.problems
     )
-    policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
+    return inventory
 
-    # 2. What actually happens, from every vantage point at once.
-    probed = request.probe and runtime.prober is not None and bool(runtime.vantages)
-    if probed and report.postures:
-        tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
-        report.probes = _probe_all(runtime, [p.name for p in report.postures])
-    # A probe that ended in an error or reached nothing (the vantage point did not answer, DNS or
-    # TCP timed out, TLS failed, the connection dropped) proved nothing about what the vault admits:
-    # what was seen from there before may not resolve (KV102 and KV106 still report the failure).
-    inconclusive = (Verdict.ERROR, Verdict.UNREACHABLE)
-    blind = {r.vault_name.lower() for r in report.probes if r.verdict in inconclusive}
-    if not probed:
-        report.skipped_sources.add("probes")
-    for posture in report.postures:
-        if posture.name.lower() in blind:
-            report.mark_incomplete(posture.key, "probes")
 
-    # 3. What has happened: one query per workspace for all its vaults.
-    evidence: dict[str, LogEvidence] = {}
-    logs_until: dt.datetime | None = None
-    if request.logs and runtime.evidence is not None and runtime.workspaces:
-        if report.postures:
-            tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
-            evidence, logs_until = _read_logs(runtime, report, request.subscriptions)
-    else:
-        report.skipped_sources.add("logs")
-    report.evidence = list(evidence.values())
-    for key, found in evidence.items():
-        if not found.complete:
-            report.mark_incomplete(key, "logs")
-            logs_until = None  # the next scan reads this window again
-
-    # 4. Judge, against the stored past.
-    tell("evaluating")
-    # What the store knows of these subscriptions: one partition read each. A subscription with no
-    # stored vault is scanned for the first time, so its vaults did not "appear" (KV302).
-    stored = runtime.store.load_postures(subscriptions=request.subscriptions) if runtime.store else {}
-    previous = {key: snapshot.posture for key, snapshot in stored.items()}
+def _vault_facts(
+    report: ScanReport,
+    runtime: ScanRuntime,
+    *,
+    policies: Mapping[str, VaultPolicy],
+    evidence: Mapping[str, LogEvidence],
+    previous: Mapping[str, VaultPosture],
+) -> list[VaultFacts]:
+    # A subscription with no stored vault is scanned for the first time, so its vaults did not
+    # "appear" (KV302).
     known_subscriptions = {posture.subscription_id.lower() for posture in previous.values()}
     # Grouped once: matching every posture against every probe is quadratic (10,000 vaults: a
     # minute of CPU).
     probes_by_vault: dict[str, list[ProbeResult]] = {}
     for result in report.probes:
         probes_by_vault.setdefault(result.vault_name.lower(), []).append(result)
-    facts = [
+    return [
         VaultFacts(
             posture=posture,
             policy=policies[posture.key],
@@ -187,82 +230,61 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             previous=previous.get(posture.key),
             first_scan_of_scope=posture.subscription_id.lower() not in known_subscriptions,
             logs_refused_threshold=runtime.refused_threshold,
-            scan_started_at=started,
+            scan_started_at=report.started_at,
             scan_interval=runtime.scan_interval,
             address_space=runtime.address_space,
         )
         for posture in report.postures
     ]
-    evaluation = evaluate(facts, today=started.date())
-    report.findings = list(evaluation.findings)
 
-    # A finding may resolve only when its vault's subscription listed fully and the source its
-    # rule reads answered this time: a failed probe holds back probe findings, incomplete logs log
-    # findings, and a vault read with problems everything.
-    for posture in report.postures:
-        if posture.problems:
-            report.mark_incomplete(posture.key, "configuration")
-    assessed = {p.key for p in report.postures}
-    complete = {
-        p.key for p in report.postures if p.subscription_id.lower() in inventory.subscriptions_complete
-    }
-    if runtime.store is not None and request.vault_name is None:
-        gone = disappeared_vault_findings(
-            previous=previous,
-            current_keys=assessed,
-            complete_subscriptions=inventory.subscriptions_complete,
+
+def _remember(store: Store, request: ScanRequest, report: ScanReport, coverage: Coverage) -> None:
+    report.changes = apply_reconciliation(
+        store,
+        current=report.findings,
+        assessed_vaults=coverage.assessed,
+        complete_vaults=coverage.complete,
+        incomplete_sources=coverage.incomplete_sources,
+        now=report.started_at,
+        scan_id=report.scan_id,
+    )
+    # Only a whole listing becomes the stored state: a one-vault check is judged against the last
+    # scan of its subscription, and never makes that subscription look scanned.
+    if request.vault_name is None:
+        store.save_postures(
+            PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=report.started_at)
+            for p in report.postures
         )
-        report.findings.extend(gone)
-        # A vault that is gone is assessed completely: its other findings resolve.
-        assessed |= {f.vault_id.lower() for f in gone}
-        complete |= {f.vault_id.lower() for f in gone}
 
-    # 5. Remember, then tell.
-    tell("storing findings")
-    if runtime.store is not None:
-        report.changes = apply_reconciliation(
-            runtime.store,
-            current=report.findings,
-            assessed_vaults=assessed,
-            complete_vaults=complete,
-            incomplete_sources={
-                key: report.incomplete.get(key, set()) | report.skipped_sources for key in assessed
-            },
-            now=started,
+
+def _record_scan(
+    store: Store,
+    request: ScanRequest,
+    report: ScanReport,
+    vantages: Sequence[Vantage],
+    policies: Mapping[str, VaultPolicy],
+    *,
+    logs_until: dt.datetime | None,
+) -> None:
+    assert report.finished_at is not None
+    store.record_scan(
+        ScanRun(
             scan_id=report.scan_id,
-        )
-        # Only a whole listing becomes the stored state: a one-vault check is judged against the
-        # last scan of its subscription, and never makes that subscription look scanned.
-        if request.vault_name is None:
-            runtime.store.save_postures(
-                PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=started) for p in report.postures
-            )
-    report.finished_at = runtime.clock()
-    if request.notify and runtime.notifier is not None and runtime.store is not None:
-        tell("notifying")
-        report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
-    if runtime.store is not None:
-        runtime.store.record_scan(
-            ScanRun(
-                scan_id=report.scan_id,
-                scope=report.scope,
-                started_at=report.started_at,
-                finished_at=report.finished_at,
-                counts=_counts(report),
-                errors=tuple(report.errors),
-                trigger=request.trigger,
-                vault=request.vault_name,
-                logs_until=logs_until,
-            )
-        )
-        runtime.store.save_report(
-            report.scan_id,
-            build_report_document(
-                report, vantages=runtime.vantages, policies=policies, generated_at=report.finished_at
-            ),
+            scope=report.scope,
             started_at=report.started_at,
+            finished_at=report.finished_at,
+            counts=_counts(report),
+            errors=tuple(report.errors),
+            trigger=request.trigger,
+            vault=request.vault_name,
+            logs_until=logs_until,
         )
-    return ScanOutcome(report=report, expired_suppressions=evaluation.expired_suppressions, policies=policies)
+    )
+    store.save_report(
+        report.scan_id,
+        build_report_document(report, vantages=vantages, policies=policies, generated_at=report.finished_at),
+        started_at=report.started_at,
+    )
 
 
 def _scan_id(started: dt.datetime) -> str:

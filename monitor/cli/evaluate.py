@@ -22,7 +22,7 @@ from monitor.config.baseline import Baseline, BaselineError, load_baseline
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.catalog import RULES_BY_ID
-from monitor.model import Finding, FindingChange, ScanError, Severity, VaultPosture
+from monitor.model import ErrorSource, Finding, FindingChange, ScanError, Severity, VaultPosture
 from monitor.outputs.formats import FORMATS, SourceLocation, at_or_above, write_report
 from monitor.sources.keyvault.normalise import InputError, load_vault_file
 
@@ -140,17 +140,19 @@ def run(args: argparse.Namespace) -> int:
             loaded, problems = load_vault_file(path)
         except InputError as exc:
             raise common.UsageError(str(exc)) from None
-        errors += [ScanError(source="input", scope=str(path), message=problem) for problem in problems]
+        errors += [
+            ScanError(source=ErrorSource.INPUT, scope=str(path), message=problem) for problem in problems
+        ]
         lines, line_count = _id_lines(path)
         for posture in loaded:
             errors += [
-                ScanError(source="input", scope=f"{path}: {posture.name}", message=problem)
+                ScanError(source=ErrorSource.INPUT, scope=f"{path}: {posture.name}", message=problem)
                 for problem in posture.problems
             ]
             if posture.key in postures:
                 errors.append(
                     ScanError(
-                        source="input",
+                        source=ErrorSource.INPUT,
                         scope=str(path),
                         message=f"vault {posture.id} was already read from {sources[posture.key].uri}; "
                         "this copy is ignored",

@@ -17,9 +17,8 @@ from typing import Any
 
 from monitor.cli import common
 from monitor.jsonable import to_jsonable
-from monitor.model import FindingStatus
+from monitor.model import FindingRecord, FindingStatus
 from monitor.store import Store, StoreUnavailable, open_store, store_from_environment
-from monitor.store.base import FindingRecord
 
 STATUSES = ("open", "resolved", "suppressed", "all")
 

@@ -17,6 +17,7 @@ from monitor.cli import common
 from monitor.cli.evaluate import add_baseline_argument, add_output_arguments, emit_report
 from monitor.config.baseline import BaselineError
 from monitor.config.settings import Settings, SettingsError
+from monitor.model import ScanTrigger
 from monitor.outputs.notify import ChannelConfigError
 from monitor.store import StoreUnavailable
 
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
         probe=not args.no_probes,
         logs=not args.no_logs,
         notify=not args.no_notify,
-        trigger="cli",
+        trigger=ScanTrigger.CLI,
     )
     try:
         outcome = _run_with_progress(request, runtime)

@@ -13,9 +13,8 @@ subscription instead). Rules it keeps:
 - suppressed findings are recorded with status suppressed (reason and expiry in the record) and
   never announced; one whose suppression lapsed is announced as opened.
 
-``apply_reconciliation`` runs it against a ``Store`` with optimistic concurrency: when another
-scan wrote a record first, it re-reads and reconciles again, and returns only the changes this
-scan won, so two scans running at once never announce the same change twice.
+``monitor.store.reconcile.apply_reconciliation`` runs it against the store, with optimistic
+concurrency.
 """
 
 from __future__ import annotations
@@ -26,9 +25,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
 from monitor.judge.rules.catalog import RULES_BY_ID
-from monitor.model import ChangeKind, EvidenceSource, Finding, FindingChange, FindingStatus
-from monitor.store.base import ConcurrentUpdate, FindingRecord, Store, StoreUnavailable
-from monitor.store.codec import storable_finding
+from monitor.model import ChangeKind, EvidenceSource, Finding, FindingChange, FindingRecord, FindingStatus
 
 _ACTIVE = (FindingStatus.OPEN, FindingStatus.SUPPRESSED)
 
@@ -52,17 +49,19 @@ def reconcile(
     assessed_vaults: AbstractSet[str],
     complete_vaults: AbstractSet[str],
     now: dt.datetime,
-    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
+    incomplete_sources: Mapping[str, AbstractSet[EvidenceSource]] | None = None,
 ) -> Reconciliation:
     """``previous`` must hold every stored record of the assessed vaults and of the vaults that
     ``current`` names (finding id -> record); vault keys are resource ids, compared case-folded.
+    ``current`` comes in the form the store gives findings back (the store's side prepares it), or
+    a finding whose evidence the store trims would look changed on every scan.
 
     An unseen finding resolves when its vault is in ``complete_vaults`` and the source its rule
-    reads (``Rule.reads``) is not among the vault's ``incomplete_sources``; "configuration" there
+    reads (``Rule.source``) is not among the vault's ``incomplete_sources``; configuration there
     holds back every finding of the vault."""
     assessed = {key.lower() for key in assessed_vaults}
     complete = {key.lower() for key in complete_vaults} & assessed
-    missing = {key.lower(): set(sources) for key, sources in (incomplete_sources or {}).items()}
+    missing = {key.lower(): frozenset(sources) for key, sources in (incomplete_sources or {}).items()}
     seen = _dedupe(current)
     records: list[FindingRecord] = []
     changes: list[FindingChange] = []
@@ -81,7 +80,7 @@ def reconcile(
         if finding_id in seen or prior.status not in _ACTIVE:
             continue
         vault = prior.finding.vault_id.lower()
-        if vault in complete and _evidence_answered(prior.finding, missing.get(vault, set())):
+        if vault in complete and _evidence_answered(prior.finding, missing.get(vault, frozenset())):
             records.append(replace(prior, status=FindingStatus.RESOLVED, resolved_at=now, last_changed=now))
             written.add(finding_id)
             if prior.status == FindingStatus.OPEN:
@@ -99,12 +98,12 @@ def reconcile(
     vaults = assessed | {finding.vault_id.lower() for finding in seen.values()}
     return Reconciliation(
         records=tuple(records),
-        changes=tuple(sorted(changes, key=_change_order)),
+        changes=tuple(sorted(changes, key=change_order)),
         seen_vaults=frozenset(vaults - lagging),
     )
 
 
-def _evidence_answered(finding: Finding, missing: AbstractSet[str]) -> bool:
+def _evidence_answered(finding: Finding, missing: AbstractSet[EvidenceSource]) -> bool:
     if EvidenceSource.CONFIGURATION in missing:
         return False
     rule = RULES_BY_ID.get(finding.rule_id)
@@ -171,55 +170,16 @@ def _only_evidence_moved(prior: FindingRecord, finding: Finding, now: dt.datetim
 
 
 def _dedupe(findings: Iterable[Finding]) -> dict[str, Finding]:
-    """One finding per id (the most severe, first on ties), in the form the store keeps."""
+    """One finding per id (the most severe, first on ties)."""
     chosen: dict[str, Finding] = {}
     for finding in findings:
         kept = chosen.get(finding.id)
         if kept is None or finding.severity.rank > kept.severity.rank:
-            chosen[finding.id] = storable_finding(finding)
+            chosen[finding.id] = finding
     return chosen
 
 
-def _change_order(change: FindingChange) -> tuple[str, str, str, str]:
+def change_order(change: FindingChange) -> tuple[str, str, str, str]:
+    """The order changes are announced in: by vault, rule, subject, kind."""
     finding = change.finding
     return (finding.vault_id.lower(), finding.rule_id, finding.subject.lower(), change.kind.value)
-
-
-def apply_reconciliation(
-    store: Store,
-    *,
-    current: Sequence[Finding],
-    assessed_vaults: AbstractSet[str],
-    complete_vaults: AbstractSet[str],
-    now: dt.datetime,
-    incomplete_sources: Mapping[str, AbstractSet[str]] | None = None,
-    scan_id: str = "",
-    max_attempts: int = 5,
-) -> list[FindingChange]:
-    """Reconcile against the store and write the result; the changes this scan won, in order.
-
-    On ``ConcurrentUpdate`` the records that did get written stay written (their changes are
-    this scan's); the rest are re-read and reconciled again, so a change another scan already
-    made is not repeated. Raises ``StoreUnavailable`` if the records keep changing.
-    """
-    vault_keys = {key.lower() for key in assessed_vaults} | {f.vault_id.lower() for f in current}
-    won: list[FindingChange] = []
-    for _ in range(max_attempts):
-        previous = store.load_findings(vault_keys=vault_keys)
-        plan = reconcile(
-            previous=previous,
-            current=current,
-            assessed_vaults=assessed_vaults,
-            complete_vaults=complete_vaults,
-            now=now,
-            incomplete_sources=incomplete_sources,
-        )
-        try:
-            store.save_findings(plan.records)
-        except ConcurrentUpdate as conflict:
-            won.extend(c for c in plan.changes if c.finding.id not in conflict.conflicting_ids)
-            continue
-        won.extend(plan.changes)
-        store.mark_findings_seen(plan.seen_vaults, seen_at=now, scan_id=scan_id)
-        return sorted(won, key=_change_order)
-    raise StoreUnavailable(f"findings kept changing under this scan after {max_attempts} attempts")

@@ -20,6 +20,7 @@ from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
     ChangeKind,
+    ErrorSource,
     Finding,
     FindingChange,
     LogEvidence,
@@ -37,7 +38,9 @@ TOP_CALLERS = 10
 
 # Errors from these sources mean something was not seen, so the scan's evidence is incomplete;
 # store and notification faults do not change what was seen.
-EVIDENCE_SOURCES = frozenset({"arm", "resource-graph", "probe", "logs", "input"})
+EVIDENCE_SOURCES = frozenset(
+    {ErrorSource.ARM, ErrorSource.RESOURCE_GRAPH, ErrorSource.PROBE, ErrorSource.LOGS, ErrorSource.INPUT}
+)
 
 # How one side (reach or DNS) of a matrix cell compares with the baseline.
 MET = "ok"

@@ -27,7 +27,7 @@ from azure.core.exceptions import DecodeError, HttpResponseError
 from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
-from monitor.model import ScanError, VaultPosture
+from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
@@ -217,19 +217,25 @@ class ArmInventory:
                         complete = False
                         read.errors.append(
                             ScanError(
-                                "arm", subscription_id, f"vault #{index} of the list is unusable: {exc}"
+                                ErrorSource.ARM,
+                                subscription_id,
+                                f"vault #{index} of the list is unusable: {exc}",
                             )
                         )
                         continue
                     if wanted is None or posture.name.lower() == wanted:
                         read.postures.append(posture)
         except HttpResponseError as exc:
-            read.errors.append(ScanError("arm", subscription_id, describe_arm_error(exc), http_status(exc)))
+            read.errors.append(
+                ScanError(ErrorSource.ARM, subscription_id, describe_arm_error(exc), http_status(exc))
+            )
             return read
         except Exception as exc:  # whatever ARM's answer or the network did to the SDK
             # Recorded against this subscription, never fatal to the others; the vaults read
             # before the fault are kept, but the subscription does not count as complete.
-            read.errors.append(ScanError("arm", subscription_id, f"{type(exc).__name__}: {first_line(exc)}"))
+            read.errors.append(
+                ScanError(ErrorSource.ARM, subscription_id, f"{type(exc).__name__}: {first_line(exc)}")
+            )
             return read
         read.complete = complete
         return read

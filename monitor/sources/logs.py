@@ -47,7 +47,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTable
 
-from monitor.model import CallerActivity, LogEvidence, Outcome, ScanError
+from monitor.model import CallerActivity, ErrorSource, LogEvidence, Outcome, ScanError
 from monitor.netaddr import AddressSpace
 
 TABLE_AUTO = "auto"
@@ -319,13 +319,15 @@ class LogsReader:
         if isinstance(response, LogsQueryPartialResult):
             tables = response.partial_data or []
             incomplete_reason = _partial_reason(response)
-            result.errors.append(ScanError("logs", workspace_id, incomplete_reason, "PartialError"))
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, incomplete_reason, "PartialError"))
         else:
             tables = response.tables
 
         parsed = _parse_tables(tables, self.address_space)
         if parsed.problem is not None:
-            result.errors.append(ScanError("logs", workspace_id, parsed.problem, "UnexpectedResult"))
+            result.errors.append(
+                ScanError(ErrorSource.LOGS, workspace_id, parsed.problem, "UnexpectedResult")
+            )
         result.source_tables = tuple(
             sorted({table for by_table in parsed.rows.values() for table in by_table})
         )
@@ -359,7 +361,7 @@ class LogsReader:
         result: LogsReadResult, window: _Window, keys: Sequence[str], reason: str, code: str | None
     ) -> LogsReadResult:
         """Nothing was read: every requested vault's evidence is incomplete, with the reason."""
-        result.errors.append(ScanError("logs", result.workspace_id, reason, code))
+        result.errors.append(ScanError(ErrorSource.LOGS, result.workspace_id, reason, code))
         note = (f"evidence incomplete: {reason}",)
         result.evidence = {key: window.evidence(key, complete=False, notes=note) for key in keys}
         return result

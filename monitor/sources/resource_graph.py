@@ -44,7 +44,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from monitor.model import ScanError, VaultPosture
+from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.arm import (
     PUBLIC_ARM_ENDPOINT,
     ArmConnection,
@@ -58,7 +58,6 @@ from monitor.sources.arm import (
 )
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 
-SOURCE = "resource-graph"
 VAULT_TYPE = "microsoft.keyvault/vaults"
 SUBSCRIPTION_TYPE = "microsoft.resources/subscriptions"
 MAX_PAGE_SIZE = 1000  # Resource Graph's largest $top
@@ -211,7 +210,7 @@ class ResourceGraphInventory:
             if subscription not in read.visible:
                 result.errors.append(
                     ScanError(
-                        SOURCE,
+                        ErrorSource.RESOURCE_GRAPH,
                         subscription,
                         "Resource Graph returned nothing for this subscription: the identity cannot "
                         "read it, or it does not exist (Resource Graph leaves such subscriptions out "
@@ -293,7 +292,7 @@ class _Read:
         # One error per subscription, as ArmInventory reports a subscription it could not read.
         for subscription in batch:
             self.failed.add(subscription)
-            self.errors.append(ScanError(SOURCE, subscription, message, code))
+            self.errors.append(ScanError(ErrorSource.RESOURCE_GRAPH, subscription, message, code))
 
     def rows(self, rows: list[Any]) -> None:
         for index, row in enumerate(rows):
@@ -320,7 +319,11 @@ class _Read:
         known = subscription is not None and subscription in self.requested
         self.unusable |= {subscription} if known and subscription else set(self.requested)
         self.errors.append(
-            ScanError(SOURCE, subscription if known and subscription else "(unknown subscription)", message)
+            ScanError(
+                ErrorSource.RESOURCE_GRAPH,
+                subscription if known and subscription else "(unknown subscription)",
+                message,
+            )
         )
 
 

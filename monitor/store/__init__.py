@@ -20,7 +20,6 @@ from typing import Any
 
 from monitor.store.base import (
     ConcurrentUpdate,
-    FindingRecord,
     OutboxMessage,
     PostureSnapshot,
     ScanRun,
@@ -82,7 +81,6 @@ def store_from_environment(environ: Mapping[str, str], *, credential: Any = None
 __all__ = [
     "DEFAULT_SQLITE_PATH",
     "ConcurrentUpdate",
-    "FindingRecord",
     "OutboxMessage",
     "PostureSnapshot",
     "ScanRun",

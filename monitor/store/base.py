@@ -23,33 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from monitor.errors import StoreError
-from monitor.model import Finding, FindingStatus, ScanError, VaultPosture
+from monitor.model import FindingRecord, FindingStatus, ScanError, ScanTrigger, VaultPosture
 
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or refused the write: the scan must fail loudly."""
-
-
-@dataclass(frozen=True)
-class FindingRecord:
-    """A finding as remembered: what it is plus its lifecycle. ``occurrences`` counts how many
-    times the problem opened (1, plus one for each reopening)."""
-
-    finding: Finding
-    status: FindingStatus
-    first_seen: dt.datetime
-    last_seen: dt.datetime
-    last_changed: dt.datetime
-    occurrences: int = 1
-    resolved_at: dt.datetime | None = None
-    etag: str | None = None  # the backend's concurrency token, opaque
-    # When the stored evidence and summary were written: evidence that only moved (a count grew)
-    # is refreshed now and then, not on every scan (see monitor.judge.lifecycle.EVIDENCE_REFRESH).
-    evidence_at: dt.datetime | None = None
-
-    @property
-    def id(self) -> str:
-        return self.finding.id
 
 
 @dataclass(frozen=True)
@@ -68,7 +46,7 @@ class ScanRun:
     finished_at: dt.datetime | None
     counts: Mapping[str, int] = field(default_factory=dict)  # opened, resolved, open, vaults...
     errors: tuple[ScanError, ...] = ()
-    trigger: str = "cli"  # cli | timer | queue | http
+    trigger: ScanTrigger = ScanTrigger.CLI
     vault: str | None = None  # the one vault a check looked at; None: whole subscriptions
     # Where this scan's logs window ended (None: it read no logs): the next scan of these
     # subscriptions reads from there, so a check or a failed job never shortens its window.
@@ -176,8 +154,9 @@ class Store(Protocol):
 class ConcurrentUpdate(StoreError):
     """Another scan changed the record since it was read; re-read and reconcile again.
 
-    Control flow between the store and ``lifecycle.record_findings``, which retries; it is a
-    ``StoreError`` because one that escapes means the write was refused: the scan is not recorded."""
+    Control flow between the store and ``monitor.store.reconcile.apply_reconciliation``, which
+    retries; it is a ``StoreError`` because one that escapes means the write was refused: the scan
+    is not recorded."""
 
     def __init__(self, message: str = "", *, conflicting_ids: Iterable[str] = ()) -> None:
         self.conflicting_ids = frozenset(conflicting_ids)

@@ -16,24 +16,29 @@ import json
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypeVar
 
 from monitor.errors import StoreError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
+    ErrorSource,
     Finding,
+    FindingRecord,
     FindingStatus,
     IpRule,
     PrivateEndpointConnection,
     ScanError,
+    ScanTrigger,
     Severity,
     Suppression,
     VaultPosture,
     VirtualNetworkRule,
 )
-from monitor.store.base import FindingRecord, OutboxMessage, PostureSnapshot, ScanRun
+from monitor.store.base import OutboxMessage, PostureSnapshot, ScanRun
 
 Properties = dict[str, Any]
+Known = TypeVar("Known", bound=StrEnum)
 
 TEXT_LIMIT = 32_000  # UTF-16 code units per string property (Table storage: 32K characters)
 EVIDENCE_LIMIT = TEXT_LIMIT
@@ -261,6 +266,15 @@ def storable_finding(finding: Finding) -> Finding:
     )
 
 
+def _known(kind: type[Known], text: Any, *, unknown: Known) -> Known:
+    """A stored enum value read back; one this version does not know (a later kvmon wrote it)
+    reads as ``unknown``, so old code can still read a store newer code wrote."""
+    try:
+        return kind(text)
+    except ValueError:
+        return unknown
+
+
 # -- postures -------------------------------------------------------------------------------------
 
 
@@ -456,10 +470,15 @@ def scan_from_properties(properties: Mapping[str, Any]) -> ScanRun:
         finished_at=parse_time(properties.get("finished_at")),
         counts={key: int(value) for key, value in get_json(properties, "counts", {}).items()},
         errors=tuple(
-            ScanError(source=e["source"], scope=e["scope"], message=e["message"], code=e.get("code"))
+            ScanError(
+                source=_known(ErrorSource, e["source"], unknown=ErrorSource.UNKNOWN),
+                scope=e["scope"],
+                message=e["message"],
+                code=e.get("code"),
+            )
             for e in get_json(properties, "errors", [])
         ),
-        trigger=properties.get("trigger", "cli"),
+        trigger=_known(ScanTrigger, properties.get("trigger", ScanTrigger.CLI), unknown=ScanTrigger.UNKNOWN),
         vault=properties.get("vault"),
         logs_until=parse_time(properties.get("logs_until")),
     )

@@ -30,11 +30,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from monitor.errors import StoreError
-from monitor.model import FindingStatus
+from monitor.model import FindingRecord, FindingStatus
 from monitor.store import codec
 from monitor.store.base import (
     ConcurrentUpdate,
-    FindingRecord,
     MessageState,
     OutboxMessage,
     PostureSnapshot,

@@ -14,13 +14,13 @@ from azure.data.tables import TableServiceClient
 from lab.azurite import Azurite
 from lab.services import LabServices
 from monitor.app.scan import ScanOutcome, ScanRequest, run_scan
-from monitor.model import ChangeKind, FindingChange
+from monitor.model import ChangeKind, FindingChange, ScanTrigger
 from monitor.store import open_store
 from tests.faults.conftest import SUB_A, SUB_B, fast_runtime, fault_environ
 
 SCOPE = (SUB_A, SUB_B)
-TIMER = ScanRequest(subscriptions=SCOPE, trigger="timer")
-CHECK = ScanRequest(subscriptions=SCOPE, vault_name="kv-se-demo", trigger="http")
+TIMER = ScanRequest(subscriptions=SCOPE, trigger=ScanTrigger.TIMER)
+CHECK = ScanRequest(subscriptions=SCOPE, vault_name="kv-se-demo", trigger=ScanTrigger.HTTP)
 
 
 def _at_once(lab: LabServices, azurite: Azurite, prefix: str) -> list[ScanOutcome]:

@@ -13,7 +13,7 @@ from lab.http import Fault
 from lab.loganalytics import QUERY_PATH
 from lab.services import LabServices
 from monitor.app.scan import ScanRequest, run_scan
-from monitor.model import ChangeKind, FindingStatus
+from monitor.model import ChangeKind, ErrorSource, FindingStatus
 from monitor.store import Store
 from tests.faults.conftest import FAULT_TIMEOUT_S, SUB_A, SUB_B, WORKSPACE, fast_runtime, fault_environ
 
@@ -81,7 +81,7 @@ def test_a_failed_read_marks_evidence_incomplete_and_concludes_nothing(
     inject(lab)
     report = run_scan(ScanRequest(subscriptions=BOTH, probe=False, notify=False), runtime).report
 
-    errors = [e for e in report.errors if e.source == "logs"]
+    errors = [e for e in report.errors if e.source == ErrorSource.LOGS]
     assert [(e.scope, e.code) for e in errors] == [(WORKSPACE, code)]
     observe(f"report.errors: logs [{errors[0].code or '-'}] {errors[0].message[:60]}")
     assert {p.key for p in report.postures} == report.incomplete_vaults

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-from monitor.judge.lifecycle import apply_reconciliation
+from monitor.judge.lifecycle import EVIDENCE_REFRESH
 from monitor.model import ChangeKind, FindingStatus
+from monitor.store.reconcile import apply_reconciliation
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import T0, finding
 
@@ -55,6 +56,16 @@ def test_last_seen_does_not_advance_while_evidence_is_incomplete(store) -> None:
     assert records[config_finding.id].last_seen == T0 + MINUTES
     scan(store, [logs_finding, config_finding], T0 + 2 * MINUTES)
     assert {r.last_seen for r in store.load_findings().values()} == {T0 + 2 * MINUTES}
+
+
+def test_over_long_evidence_is_compared_as_stored_and_never_rewritten(store) -> None:
+    # The store trims evidence over its property limit: compared untrimmed, the finding would look
+    # as if its evidence moved, and be rewritten every EVIDENCE_REFRESH.
+    big = finding(evidence={"log": "x" * 80_000})
+    assert [c.kind for c in scan(store, [big], T0)] == [ChangeKind.OPENED]
+    assert scan(store, [big], T0 + EVIDENCE_REFRESH) == []
+    record = store.load_findings()[big.id]
+    assert (record.evidence_at, record.last_changed, record.last_seen) == (T0, T0, T0 + EVIDENCE_REFRESH)
 
 
 class ReadBothThenWrite:

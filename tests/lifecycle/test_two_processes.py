@@ -13,7 +13,7 @@ from tests.store.conftest import REPO_ROOT
 SCAN = textwrap.dedent(
     """
     import datetime as dt, json, pathlib, sys, time
-    from monitor.judge.lifecycle import apply_reconciliation
+    from monitor.store.reconcile import apply_reconciliation
     from monitor.store import open_store
     from tests.store.helpers import T0, finding
 

@@ -10,10 +10,10 @@ import pytest
 from azure.data.tables import TableServiceClient
 
 from monitor.cli import main
-from monitor.judge.lifecycle import apply_reconciliation
 from monitor.model import Severity, Suppression
 from monitor.store import open_store
 from monitor.store.base import PostureSnapshot
+from monitor.store.reconcile import apply_reconciliation
 from tests.store.helpers import SUB_B, T0, finding, ip_rule, posture
 
 LATER = T0 + dt.timedelta(minutes=15)

@@ -8,8 +8,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from monitor.judge.lifecycle import apply_reconciliation
 from monitor.store.entities import FINDINGS, Operation
+from monitor.store.reconcile import apply_reconciliation
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import SUB_A, SUB_B, T0, PassThroughBackend, finding, posture
 

@@ -8,17 +8,17 @@ import json
 
 import pytest
 
-from monitor.model import FindingStatus, ScanError, Suppression
+from monitor.model import ErrorSource, FindingRecord, FindingStatus, ScanError, ScanTrigger, Suppression
+from monitor.store import codec
 from monitor.store.base import (
     ConcurrentUpdate,
-    FindingRecord,
     MessageState,
     OutboxMessage,
     PostureSnapshot,
     ScanRun,
     StoreUnavailable,
 )
-from monitor.store.entities import HISTORY, POSTURES, Entity, EntityStore, Operation, _history_row
+from monitor.store.entities import HISTORY, POSTURES, SCANS, Entity, EntityStore, Operation, _history_row
 from monitor.store.keys import MAX_KEY_CHARS, partition_for_vault
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import (
@@ -229,7 +229,7 @@ def test_seventy_kib_of_evidence_is_stored_trimmed_with_a_marker(store: EntitySt
 
 
 def test_scan_runs_newest_first_and_updated_in_place(store: EntityStore) -> None:
-    errors = (ScanError(source="arm", scope=SUB_B, message="403 AuthorizationFailed", code="403"),)
+    errors = (ScanError(source=ErrorSource.ARM, scope=SUB_B, message="403 AuthorizationFailed", code="403"),)
     for index in range(3):
         started = T0 + index * HOUR
         store.record_scan(ScanRun(scan_id=f"s{index}", scope=(SUB_A,), started_at=started, finished_at=None))
@@ -241,7 +241,7 @@ def test_scan_runs_newest_first_and_updated_in_place(store: EntityStore) -> None
                 finished_at=started + dt.timedelta(seconds=42),
                 counts={"vaults": 12, "opened": index},
                 errors=errors,
-                trigger="timer",
+                trigger=ScanTrigger.TIMER,
             )
         )
 
@@ -254,9 +254,39 @@ def test_scan_runs_newest_first_and_updated_in_place(store: EntityStore) -> None
         finished_at=T0 + 2 * HOUR + dt.timedelta(seconds=42),
         counts={"vaults": 12, "opened": 2},
         errors=errors,
-        trigger="timer",
+        trigger=ScanTrigger.TIMER,
     )
     assert len(store.scan_runs()) == 3
+
+
+def test_a_scan_run_keeps_its_trigger_and_error_sources_as_text_and_reads_back_enums(
+    store: EntityStore,
+) -> None:
+    error = ScanError(source=ErrorSource.RESOURCE_GRAPH, scope=SUB_A, message="throttled", code="429")
+    store.record_scan(
+        ScanRun(
+            scan_id="s1",
+            scope=(SUB_A,),
+            started_at=T0,
+            finished_at=T0,
+            errors=(error,),
+            trigger=ScanTrigger.HTTP,
+        )
+    )
+    [stored] = store.backend.query(SCANS)
+    assert stored.properties["trigger"] == "http"
+    assert codec.get_json(stored.properties, "errors", [])[0]["source"] == "resource-graph"
+    [run] = store.scan_runs()
+    assert type(run.trigger) is ScanTrigger and run.trigger == ScanTrigger.HTTP
+    assert type(run.errors[0].source) is ErrorSource and run.errors == (error,)
+
+    # As a later kvmon may write it, with a trigger and an error source this one does not know.
+    later = {**stored.properties, "trigger": "event-grid"}
+    codec.put_json(later, "errors", [{"source": "satellite", "scope": SUB_A, "message": "m", "code": None}])
+    store.backend.submit(SCANS, [Operation("upsert", Entity(stored.partition, stored.row, later))])
+    [run] = store.scan_runs()
+    assert run.trigger == ScanTrigger.UNKNOWN
+    assert run.errors == (ScanError(source=ErrorSource.UNKNOWN, scope=SUB_A, message="m"),)
 
 
 # -- outbox -----------------------------------------------------------------------------------------

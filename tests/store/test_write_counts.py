@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 
-from monitor.judge.lifecycle import apply_reconciliation
 from monitor.model import ChangeKind, Finding, VaultPosture
 from monitor.store.base import PostureSnapshot, ScanRun
 from monitor.store.entities import FINDINGS, HISTORY, POSTURES, SCANS, SEEN, EntityStore
+from monitor.store.reconcile import apply_reconciliation
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import SUB_A, SUB_B, T0, CountingBackend, finding, posture
 

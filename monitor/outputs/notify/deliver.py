@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 import requests
 
-from monitor.model import FindingChange, ScanError, ScanReport, Severity
+from monitor.model import ErrorSource, FindingChange, ScanError, ScanReport, Severity
 from monitor.outputs.notify.channels import ChannelConfig, ChannelKind, load_channels
 from monitor.outputs.notify.compose import ScanDigest, body_bytes, compose, message_id, open_counts
 from monitor.outputs.notify.redact import Secret, redact, redacting_logs
@@ -302,7 +302,7 @@ class Notifier:
                 skipped.append(message.id)
                 errors.append(
                     ScanError(
-                        source="notify",
+                        source=ErrorSource.NOTIFY,
                         scope=message.channel,
                         message=f"message {message.id} is for channel {message.channel!r}, which is no "
                         "longer configured; it stays pending until the channel is configured again",
@@ -345,7 +345,9 @@ class Notifier:
                 message_text = f"{result.error}; message {claimed.id} stays pending for the next run"
                 logger.warning("notify: %s", message_text)
                 errors.append(
-                    ScanError(source="notify", scope=channel.name, message=message_text, code=result.code)
+                    ScanError(
+                        source=ErrorSource.NOTIFY, scope=channel.name, message=message_text, code=result.code
+                    )
                 )
         return DeliveryReport(
             delivered=tuple(delivered), pending=tuple(failed), skipped=tuple(skipped), errors=tuple(errors)
@@ -370,7 +372,7 @@ class Notifier:
     def _outbox_error(self, exc: Exception) -> ScanError:
         secrets = [secret for channel in self._channels.values() for secret in channel.secrets]
         return ScanError(
-            source="store",
+            source=ErrorSource.STORE,
             scope="outbox",
             message=redact(f"the notification outbox is unavailable: {exc}", secrets),
             code="store-unavailable",

@@ -1,0 +1,141 @@
+"""Coverage: which vaults a scan assessed, which completely, and which sources fell short for each."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
+
+from monitor.judge.coverage import Coverage, assess_coverage
+from monitor.model import DataPlaneStep, EvidenceSource, LogEvidence, ProbeResult, VaultPosture, Verdict
+from tests.store.helpers import SUB_A, SUB_B, T0, posture
+
+APP = posture("kv-app")
+DATA = posture("kv-data")
+OTHER = posture("kv-other", subscription=SUB_B)
+GONE = posture("kv-gone").key
+CONFIGURATION, PROBES, LOGS = EvidenceSource.CONFIGURATION, EvidenceSource.PROBES, EvidenceSource.LOGS
+
+
+def probe(vault: VaultPosture, verdict: Verdict, *, vantage: str = "internet") -> ProbeResult:
+    return ProbeResult(
+        vault_name=vault.name.upper(),  # names compare case-insensitively
+        vantage=vantage,
+        hostname=f"{vault.name}.vault.azure.net",
+        started_at=T0,
+        data_plane=DataPlaneStep(verdict=verdict),
+    )
+
+
+def logs(vault: VaultPosture, *, complete: bool) -> LogEvidence:
+    return LogEvidence(
+        vault_id=vault.key,
+        workspace_id="workspace-1",
+        window_start=T0 - dt.timedelta(hours=1),
+        window_end=T0,
+        complete=complete,
+    )
+
+
+def cover(
+    postures: Sequence[VaultPosture] = (APP, DATA),
+    *,
+    probes: Sequence[ProbeResult] = (),
+    evidence: Sequence[LogEvidence] = (),
+    probed: bool = True,
+    logs_read: bool = True,
+    subscriptions_complete: AbstractSet[str] = frozenset({SUB_A, SUB_B}),
+    disappeared: AbstractSet[str] = frozenset(),
+) -> Coverage:
+    by_vault: Mapping[str, LogEvidence] = {found.vault_id: found for found in evidence}
+    return assess_coverage(
+        postures=postures,
+        probes=probes,
+        evidence=by_vault,
+        probed=probed,
+        logs_read=logs_read,
+        subscriptions_complete=subscriptions_complete,
+        disappeared=disappeared,
+    )
+
+
+def test_every_source_answered_for_every_listed_vault() -> None:
+    coverage = cover(
+        probes=[probe(APP, Verdict.REFUSED_FIREWALL), probe(DATA, Verdict.ADMITTED)],
+        evidence=[logs(APP, complete=True), logs(DATA, complete=True)],
+    )
+    assert coverage.assessed == coverage.complete == {APP.key, DATA.key}
+    assert coverage.fell_short == {} and coverage.skipped == frozenset()
+    assert coverage.incomplete_sources == {APP.key: frozenset(), DATA.key: frozenset()}
+
+
+def test_a_blind_probe_holds_back_probe_findings_of_that_vault_only() -> None:
+    for blind in (Verdict.ERROR, Verdict.UNREACHABLE):
+        coverage = cover(
+            probes=[
+                probe(APP, Verdict.REFUSED_FIREWALL, vantage="internet"),
+                probe(APP, blind, vantage="hub"),  # one blind vantage point is enough
+                probe(DATA, Verdict.ADMITTED),
+            ]
+        )
+        assert coverage.fell_short == {APP.key: {PROBES}}
+        assert coverage.incomplete_sources == {APP.key: {PROBES}, DATA.key: frozenset()}
+        assert coverage.complete == {APP.key, DATA.key}  # blindness is per source, not per vault
+
+
+def test_a_vantage_point_that_gave_no_answer_is_blind() -> None:
+    silent = ProbeResult(
+        vault_name=APP.name,
+        vantage="hub",
+        hostname="kv-app.vault.azure.net",
+        started_at=T0,
+        vantage_error="timed out",
+    )
+    assert cover(probes=[silent]).fell_short == {APP.key: {PROBES}}
+
+
+def test_incomplete_logs_hold_back_log_findings_of_that_vault() -> None:
+    coverage = cover(evidence=[logs(APP, complete=False), logs(DATA, complete=True)])
+    assert coverage.fell_short == {APP.key: {LOGS}}
+    assert coverage.incomplete_sources[DATA.key] == frozenset()
+
+
+def test_configuration_read_with_problems_holds_back_configuration() -> None:
+    unreadable = posture("kv-app", problems=("networkAcls.defaultAction: unknown value 'Maybe'",))
+    coverage = cover([unreadable, DATA], probes=[probe(unreadable, Verdict.ERROR)])
+    assert coverage.fell_short == {APP.key: {CONFIGURATION, PROBES}}
+
+
+def test_a_subscription_not_fully_listed_makes_its_vaults_assessed_but_not_complete() -> None:
+    coverage = cover([APP, DATA, OTHER], subscriptions_complete={SUB_B})
+    assert coverage.assessed == {APP.key, DATA.key, OTHER.key}
+    assert coverage.complete == {OTHER.key}
+
+
+def test_subscriptions_compare_case_insensitively() -> None:
+    assert cover(subscriptions_complete={SUB_A.upper()}).complete == {APP.key, DATA.key}
+
+
+def test_a_disappeared_vault_is_assessed_and_complete() -> None:
+    coverage = cover(disappeared={GONE.upper()}, probed=False)
+    assert GONE in coverage.assessed and GONE in coverage.complete
+    # Only what no stage read is missing for it: its other findings resolve.
+    assert coverage.incomplete_sources[GONE] == {PROBES}
+    assert GONE not in coverage.fell_short
+
+
+def test_a_skipped_source_is_missing_for_every_vault_but_falls_short_for_none() -> None:
+    no_probes = cover(probed=False, evidence=[logs(APP, complete=False)])
+    assert no_probes.skipped == {PROBES}
+    assert no_probes.incomplete_sources == {APP.key: {PROBES, LOGS}, DATA.key: {PROBES}}
+    assert no_probes.fell_short == {APP.key: {LOGS}}  # the report marks only what fell short
+
+    nothing_read = cover(probed=False, logs_read=False)
+    assert nothing_read.skipped == {PROBES, LOGS}
+    assert nothing_read.incomplete_sources == {APP.key: {PROBES, LOGS}, DATA.key: {PROBES, LOGS}}
+
+
+def test_no_vault_listed_covers_nothing() -> None:
+    coverage = cover([], subscriptions_complete=set())
+    assert coverage.assessed == coverage.complete == frozenset()
+    assert coverage.incomplete_sources == {}
