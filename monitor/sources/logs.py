@@ -47,6 +47,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTable
 
+from monitor.azure_errors import error_code, first_line, service_error
 from monitor.model import CallerActivity, LogEvidence, Outcome, ScanError
 from monitor.netaddr import AddressSpace
 
@@ -304,9 +305,9 @@ class LogsReader:
                 ),
             )
         except HttpResponseError as exc:
-            return self._failed(result, window, keys, _http_reason(exc), _http_code(exc))
+            return self._failed(result, window, keys, _http_reason(exc), error_code(exc))
         except AzureError as exc:
-            reason = f"query failed: {_first_line(str(exc)) or type(exc).__name__}"
+            reason = f"query failed: {first_line(str(exc)) or type(exc).__name__}"
             return self._failed(result, window, keys, reason, type(exc).__name__)
         except ValueError:
             # The SDK decodes error bodies as JSON; a gateway's HTML page or an empty body
@@ -475,28 +476,11 @@ def _moment(value: Any) -> dt.datetime | None:
     return None
 
 
-def _first_line(text: str, limit: int = 300) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _http_code(exc: HttpResponseError) -> str | None:
-    return str(exc.status_code) if exc.status_code is not None else (exc.error.code if exc.error else None)
-
-
 def _http_reason(exc: HttpResponseError) -> str:
-    """The status, the service's error code and its most specific message (the innermost
-    ``innererror``, where Log Analytics puts what is wrong with the query)."""
+    """The status and what Log Analytics said (``service_error``: the innermost ``innererror`` is
+    where it says what is wrong with the query)."""
     status = exc.status_code
-    if exc.error is not None and (exc.error.code or exc.error.message):
-        message = exc.error.message or ""
-        inner: Any = exc.error.innererror
-        while isinstance(inner, Mapping):
-            message = str(inner.get("message") or message)
-            inner = inner.get("innererror")
-        detail = ": ".join(part for part in (exc.error.code, _first_line(message)) if part)
-    else:
-        detail = _first_line(exc.message or str(exc))
+    detail = service_error(exc) or first_line(exc.message or str(exc))
     if status == 429:
         return f"throttled by Log Analytics (HTTP 429) after retries: {detail}"
     return f"query failed (HTTP {status}): {detail}" if status else f"query failed: {detail}"
@@ -506,9 +490,9 @@ def _partial_reason(response: LogsQueryPartialResult) -> str:
     error = response.partial_error
     if error is None:
         return "partial result"
-    parts = [part for part in (error.code, _first_line(error.message or "")) if part]
+    parts = [part for part in (error.code, first_line(error.message or "")) if part]
     for detail in error.details or []:
-        message = _first_line(str(detail.get("message") or "")) if isinstance(detail, Mapping) else ""
+        message = first_line(str(detail.get("message") or "")) if isinstance(detail, Mapping) else ""
         if message and message not in parts:
             parts.append(message)
             break

@@ -44,6 +44,7 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
+from monitor.azure_errors import describe_exception, error_code
 from monitor.model import ScanError, VaultPosture
 from monitor.sources.arm import (
     PUBLIC_ARM_ENDPOINT,
@@ -52,8 +53,6 @@ from monitor.sources.arm import (
     InventoryResult,
     RequestCounter,
     describe_arm_error,
-    first_line,
-    http_status,
     unique_subscriptions,
 )
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
@@ -249,10 +248,10 @@ class ResourceGraphInventory:
                     )
                 )
             except HttpResponseError as exc:
-                read.fail(batch, _describe_graph_error(exc), http_status(exc))
+                read.fail(batch, describe_arm_error(exc), error_code(exc))
                 return
             except Exception as exc:  # whatever the network or the answer did to the SDK
-                read.fail(batch, f"{type(exc).__name__}: {first_line(exc)}", None)
+                read.fail(batch, describe_exception(exc), None)
                 return
             result.pages += 1
             if not isinstance(response.data, list):
@@ -341,20 +340,6 @@ def _row_subscription(row: Any) -> str | None:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
-
-
-def _describe_graph_error(exc: HttpResponseError) -> str:
-    """ARM's code and message, plus the first detail: Resource Graph's top-level message is often
-    only "Please provide below info when asking for support", the reason is in ``details``."""
-    described = describe_arm_error(exc)
-    error = exc.error
-    details = getattr(error, "details", None) if error is not None else None
-    if details:
-        first = details[0]
-        code, message = getattr(first, "code", None), getattr(first, "message", None)
-        if code or message:
-            described += f" ({code}: {message})" if code and message else f" ({code or message})"
-    return described
 
 
 class ThresholdInventory:
