@@ -32,20 +32,9 @@ from monitor.model import (
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
+from monitor.sources.inventory import InventorySource
 from monitor.sources.logs import LogsReadResult, logs_window
 from monitor.store.base import PostureSnapshot, ScanRun, Store
-
-
-class InventorySource(Protocol):
-    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
-
-    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
-
-
-class InventoryResultLike(Protocol):
-    postures: list[VaultPosture]
-    errors: list[ScanError]
-    subscriptions_complete: set[str]
 
 
 class ProbeRunner(Protocol):

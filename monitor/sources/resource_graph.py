@@ -49,7 +49,6 @@ from monitor.model import ScanError, VaultPosture
 from monitor.sources.arm import (
     PUBLIC_ARM_ENDPOINT,
     ArmConnection,
-    ArmInventory,
     InventoryResult,
     RequestCounter,
     describe_arm_error,
@@ -340,28 +339,3 @@ def _row_subscription(row: Any) -> str | None:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
-
-
-class ThresholdInventory:
-    """Resource Graph for a scan of ``threshold`` subscriptions or more, ARM below it.
-
-    The choice is made per call, on the subscriptions that call reads: the Functions app's queue
-    worker scans one subscription at a time (ARM, with its ``systemData``), a scan of the whole
-    estate from the CLI or the timer reads them all at once (Resource Graph, one query).
-    """
-
-    def __init__(self, *, arm: ArmInventory, graph: ResourceGraphInventory, threshold: int) -> None:
-        if threshold < 1:
-            raise ValueError(f"threshold must be at least 1, not {threshold}")
-        self.arm = arm
-        self.graph = graph
-        self.threshold = threshold
-
-    def source_for(self, subscription_ids: Sequence[str]) -> ArmInventory | ResourceGraphInventory:
-        return self.graph if len(unique_subscriptions(subscription_ids)) >= self.threshold else self.arm
-
-    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
-        return self.source_for(subscription_ids).list_vaults(subscription_ids)
-
-    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResult:
-        return self.source_for(subscription_ids).find_vault(name, subscription_ids)
