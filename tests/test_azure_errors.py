@@ -8,8 +8,11 @@ body carries every kind of secret, and each source's description of it must carr
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,12 +38,14 @@ from monitor.azure_errors import (
     redact,
     service_error,
 )
+from monitor.cli import common
 from monitor.model import Verdict
 from monitor.netaddr import AddressSpace
 from monitor.sources.arm import ArmInventory
 from monitor.sources.logs import LogsReader
 from monitor.sources.resource_graph import ResourceGraphInventory
 from probes.pool import probe_vaults
+from tests.conftest import REPO
 from tests.probes.conftest import lab_options
 
 SUBSCRIPTION = "00000000-0000-0000-0000-0000000000e1"
@@ -289,3 +294,23 @@ def test_the_data_plane_describes_a_leaky_refusal_redacted() -> None:
     assert (result.data_plane.status_code, result.verdict) == (403, Verdict.REFUSED_FIREWALL)
     assert result.data_plane.message is not None and result.data_plane.message.startswith("The token ")
     assert_redacted(result.data_plane.message)
+
+
+def test_the_clis_line_for_an_unexpected_failure_is_redacted(capsys: pytest.CaptureFixture[str]) -> None:
+    def handler(args: argparse.Namespace) -> int:
+        raise RuntimeError(LEAKY_MESSAGE)
+
+    assert common.run(lambda: argparse.Namespace(handler=handler, debug=False)) == common.EXIT_INTERNAL
+    err = capsys.readouterr().err
+    assert err.startswith("kvmon: internal error: RuntimeError: The token ")
+    assert_redacted(err.rstrip("\n"))
+
+
+def test_describing_an_error_imports_no_sdk() -> None:
+    # The CLI describes unexpected failures with this module; azure-core alone would cost every
+    # command a tenth of a second.
+    code = "import sys, monitor.azure_errors as e; e.first_line('x'); print('azure' in sys.modules)"
+    answer = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
+    )
+    assert answer.stdout.strip() == "False"
