@@ -46,7 +46,7 @@ from lab.estate_factory import synthetic_vaults  # noqa: E402
 from monitor.app.runtime import build_runtime  # noqa: E402
 from monitor.app.scan import ScanRequest, run_scan  # noqa: E402
 from monitor.config.settings import Settings  # noqa: E402
-from monitor.sources.resource_graph import ThresholdInventory  # noqa: E402
+from monitor.sources.inventory import ThresholdInventory  # noqa: E402
 
 GROWTH = (100, 1_000, 10_000)
 # run_scan's progress messages, by how they start, and the stage each begins.

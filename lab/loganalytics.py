@@ -1,12 +1,12 @@
 """Log Analytics' query API on loopback: ``POST /v1/workspaces/{id}/query`` in the real REST shape.
 
 What this emulator is, honestly: it cannot run arbitrary KQL. It recognises kvmon's summary
-query (``monitor.sources.logs.build_summary_query``: the table choice and the vault list are read from
-the text, and the text must be exactly what kvmon would build for them) and evaluates that
+query (``monitor.sources.keyvault.kql.build_summary_query``: the table choice and the vault list are
+read from the text, and the text must be exactly what kvmon would build for them) and evaluates that
 query's meaning in Python: the rows of ``AZKVAuditLogs`` and/or ``AzureDiagnostics`` for the
 vaults whose diagnostic setting (``estate.diagnostics``) points at the workspace, filtered to the
 request's ``timespan``, normalised and summarised with the same outcome derivation the KQL
-states (documented in ``monitor.sources.logs``). Anything else gets a 400 with a Log Analytics error
+states (documented in ``monitor.sources.keyvault.kql``). Anything else gets a 400 with a Log Analytics error
 body. The KQL itself is verified by Microsoft's Kusto language service in the tests
 (``tests/kusto``), against schemas of both tables: the two halves together stand in for a
 workspace.
@@ -31,13 +31,13 @@ from typing import Any
 
 from lab.estate import AccessRecord, Estate
 from lab.http import LabServer, Request, Response
-from monitor.sources.logs import (
-    SUMMARY_COLUMNS,
+from monitor.sources.keyvault.kql import (
     TABLE_AUTO,
     TABLE_LEGACY,
     TABLE_RESOURCE_SPECIFIC,
     build_summary_query,
 )
+from monitor.sources.logs import SUMMARY_COLUMNS
 
 TABLES = (TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)
 QUERY_PATH = r"/v1/workspaces/(?P<workspace>[^/]+)/query"
@@ -269,7 +269,7 @@ def recognise(query: str) -> tuple[str, tuple[str, ...]]:
     if expected != query:
         raise _bad_argument(
             "SyntaxError",
-            "This lab endpoint evaluates only kvmon's access summary query (monitor.sources.logs.build_summary_query).",
+            "This lab endpoint evaluates only kvmon's access summary query (monitor.sources.keyvault.kql.build_summary_query).",
         )
     return table, vault_ids
 

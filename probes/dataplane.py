@@ -33,13 +33,13 @@ from azure.core.rest import HttpRequest, HttpResponse
 from azure.core.utils import case_insensitive_dict
 from azure.keyvault.secrets import SecretClient
 
+from monitor.azure_errors import first_line
 from monitor.model import DataPlaneStep, HealthStep, Verdict
 from monitor.netaddr import AddressSpace
 from probes.network import connect_pinned
 
 NETWORK_INFO_HEADER = "x-ms-keyvault-network-info"
 _CLIENT_ADDRESS = re.compile(r"Client address:\s*([0-9A-Fa-f:.]+)")
-_MESSAGE_CHARS = 300
 _MAX_BODY_BYTES = 1024 * 1024  # a Key Vault answer to a probe is an error document or a secret
 
 
@@ -387,7 +387,7 @@ def probe_secret_read(
             f"({type(exc).__name__})",
         )
     except ValueError as exc:  # the SDK refuses a challenge whose resource is not the vault's
-        return DataPlaneStep(verdict=Verdict.ERROR, message=_first_line(str(exc)))
+        return DataPlaneStep(verdict=Verdict.ERROR, message=first_line(str(exc)))
 
 
 def _verdict_of(exc: HttpResponseError, *, address_space: AddressSpace) -> DataPlaneStep:
@@ -419,16 +419,10 @@ def _verdict_of(exc: HttpResponseError, *, address_space: AddressSpace) -> DataP
         inner_code=inner_code,
         client_address=client_address,
         client_address_private=address_space.is_private(client_address) if client_address else None,
-        message=_first_line(message) or (exc.reason or None),
+        # Only the first line, redacted: later lines of Key Vault's 403 carry the caller's token
+        # claims (appid, oid, issuer), which are not logged or stored.
+        message=first_line(message) or (exc.reason or None),
     )
-
-
-def _first_line(message: str) -> str:
-    """The message's first line only: later lines of Key Vault's 403 carry the caller's token
-    claims (appid, oid, issuer), which are not logged or stored."""
-    first = re.split(r"[\r\n]+", message.strip(), maxsplit=1)[0] if message.strip() else ""
-    first = first.split("Caller:", 1)[0].strip()
-    return first if len(first) <= _MESSAGE_CHARS else first[: _MESSAGE_CHARS - 3] + "..."
 
 
 def _is_tls_failure(exc: BaseException) -> bool:

@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from monitor.app.scan import InventorySource, ScanRuntime
+from monitor.app.scan import ScanRuntime
 from monitor.config.baseline import Baseline, load_baseline
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.outputs.notify import notifier_from_environ
 from monitor.sources.arm import ArmInventory
+from monitor.sources.inventory import InventorySource, ThresholdInventory
 from monitor.sources.logs import LogsReader
-from monitor.sources.resource_graph import ResourceGraphInventory, ThresholdInventory
+from monitor.sources.resource_graph import ResourceGraphInventory
 from monitor.store import Store, store_from_environment
 from probes.options import ProbeOptions
 from probes.prober import Prober

@@ -34,21 +34,10 @@ from monitor.model import (
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
+from monitor.sources.inventory import InventoryResultLike, InventorySource
 from monitor.sources.logs import LogsReadResult, logs_window
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 from monitor.store.reconcile import apply_reconciliation
-
-
-class InventorySource(Protocol):
-    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
-
-    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
-
-
-class InventoryResultLike(Protocol):
-    postures: list[VaultPosture]
-    errors: list[ScanError]
-    subscriptions_complete: set[str]
 
 
 class ProbeRunner(Protocol):

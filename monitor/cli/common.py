@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from monitor.azure_errors import first_line
 from monitor.errors import ConfigurationError, InputError, KvmonError, SourceError, StoreError
 
 EXIT_OK = 0
@@ -71,8 +72,8 @@ def exit_code_for(exc: BaseException) -> int:
 def _error_line(exc: BaseException, *, debug: bool) -> str:
     if isinstance(exc, KvmonError):
         return f"kvmon: error: {exc}"
-    text = str(exc).strip()
-    described = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+    text = first_line(str(exc))  # redacted: an SDK's exception may quote a token or a key
+    described = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     hint = "" if debug else " (run with --debug for the traceback)"
     return f"kvmon: internal error: {described}{hint}"
 

@@ -21,14 +21,13 @@ from azure.core.credentials import TokenCredential
 from monitor.cli import common
 from monitor.config.settings import Settings, SettingsError, parse_duration
 from monitor.jsonable import to_jsonable
-from monitor.sources.logs import (
+from monitor.sources.keyvault.kql import (
     PLACEHOLDER_VAULT_ID,
     TABLE_CHOICES,
-    LogsReader,
-    LogsReadResult,
     build_summary_query,
     normalise_vault_ids,
 )
+from monitor.sources.logs import LogsReader, LogsReadResult
 
 EXIT_INCOMPLETE = 3
 

@@ -27,6 +27,7 @@ from azure.core.exceptions import DecodeError, HttpResponseError
 from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
+from monitor.azure_errors import describe_azure_error, describe_exception, error_code
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 
@@ -227,15 +228,13 @@ class ArmInventory:
                         read.postures.append(posture)
         except HttpResponseError as exc:
             read.errors.append(
-                ScanError(ErrorSource.ARM, subscription_id, describe_arm_error(exc), http_status(exc))
+                ScanError(ErrorSource.ARM, subscription_id, describe_arm_error(exc), error_code(exc))
             )
             return read
         except Exception as exc:  # whatever ARM's answer or the network did to the SDK
             # Recorded against this subscription, never fatal to the others; the vaults read
             # before the fault are kept, but the subscription does not count as complete.
-            read.errors.append(
-                ScanError(ErrorSource.ARM, subscription_id, f"{type(exc).__name__}: {first_line(exc)}")
-            )
+            read.errors.append(ScanError(ErrorSource.ARM, subscription_id, describe_exception(exc)))
             return read
         read.complete = complete
         return read
@@ -254,22 +253,8 @@ def unique_subscriptions(subscription_ids: Iterable[str]) -> list[str]:
     return unique
 
 
-def http_status(exc: HttpResponseError) -> str | None:
-    return str(exc.status_code) if exc.status_code is not None else None
-
-
 def describe_arm_error(exc: HttpResponseError) -> str:
-    """ARM's error code and message; the status when the body had none."""
-    if exc.status_code is None:  # no answer from ARM: the credential could not get a token
-        return f"{type(exc).__name__}: {first_line(exc)}"
-    if isinstance(exc, DecodeError):  # an answer whose body is not JSON (a proxy, a truncated page)
+    """ARM's error in one line (``describe_azure_error``), or that its answer was not JSON."""
+    if isinstance(exc, DecodeError) and exc.status_code is not None:  # a proxy, a truncated page
         return f"ARM's answer (HTTP {exc.status_code}) is not valid JSON"
-    error = exc.error
-    if error is not None and (error.code or error.message):
-        return f"{error.code}: {error.message}" if error.code else str(error.message)
-    return f"HTTP {exc.status_code} {exc.reason or ''}".strip()
-
-
-def first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else "no detail"
+    return describe_azure_error(exc)

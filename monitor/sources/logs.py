@@ -2,29 +2,9 @@
 
 One query per workspace per scan covers every vault in it, summarised server-side by vault,
 caller address, address authorisation type, subnet, outcome and identity, so what crosses the
-wire is a few rows per caller, never the raw log.
-
-Two tables hold Key Vault's audit events, depending on the diagnostic setting's destination:
-the resource-specific ``AZKVAuditLogs`` and the legacy ``AzureDiagnostics`` (filtered on
-``ResourceProvider == "MICROSOFT.KEYVAULT"``), with different column names (``CallerIpAddress``
-vs ``CallerIPAddress``, ``AddressAuthorizationType`` vs ``addrAuthType_s``, the ``Identity``
-dynamic vs the flattened ``identity_claim_*_g`` guids...). With ``table="auto"`` the one query is
-a fuzzy union of both (plus an always-resolvable empty leg), so a workspace that has only one of
-them, or neither, still answers: detection costs no extra round trip. When a vault's events show
-up in both tables (two diagnostic settings), the resource-specific rows are used and a note says so.
-
-Outcome derivation (``KvmonOutcome`` in the query), from the HTTP status (``HttpStatusCode`` /
-``httpStatusCode_d``, or ``ResultSignature`` when the status is null: OK 200, Unauthorized 401,
-Forbidden 403, NotFound 404) and ``IsAddressAuthorized`` / ``isAddressAuthorized_b``:
-
-- ``refused-firewall``: 403 and the address was not authorised: the network check refused it
-  (firewall, public access disabled or a perimeter).
-- ``admitted``: 403 with the address authorised (the network let it in; RBAC or an access policy
-  refused it), or any other status from 200 to 499 except 401 and 429: the request reached the
-  vault's own logic (a 404 means the network admitted the caller).
-- ``refused-other``: everything else: 401 (authentication runs before the network check, so it
-  says nothing about the firewall), 429, 5xx, a 403 whose address authorisation is unknown, and a
-  missing status.
+wire is a few rows per caller, never the raw log. The query is Key Vault's
+(``monitor.sources.keyvault.kql``: its tables, their columns and the outcome derivation); this
+module sends it, reads the answer and copes with faults.
 
 The window of a scan is pure (``logs_window``): since the previous scan with a small overlap,
 capped, and a configurable look-back on the first run. Faults (partial results, HTTP errors, 429
@@ -35,9 +15,7 @@ vault, never a crash and never silence.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,13 +25,17 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTable
 
+from monitor.azure_errors import error_code, first_line, service_error
 from monitor.model import CallerActivity, ErrorSource, LogEvidence, Outcome, ScanError
 from monitor.netaddr import AddressSpace
-
-TABLE_AUTO = "auto"
-TABLE_RESOURCE_SPECIFIC = "AZKVAuditLogs"
-TABLE_LEGACY = "AzureDiagnostics"
-TABLE_CHOICES = (TABLE_AUTO, TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)
+from monitor.sources.keyvault.kql import (
+    TABLE_AUTO,
+    TABLE_LEGACY,
+    TABLE_RESOURCE_SPECIFIC,
+    build_summary_query,
+    normalise_table,
+    normalise_vault_ids,
+)
 
 DEFAULT_ENDPOINT = "https://api.loganalytics.io/v1"
 
@@ -71,118 +53,6 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("FirstSeen", "datetime"),
     ("LastSeen", "datetime"),
 )
-
-# A vault id shown by ``kvmon logs --print-query`` when no vault is named.
-PLACEHOLDER_VAULT_ID = (
-    "/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/RESOURCE-GROUP"
-    "/providers/Microsoft.KeyVault/vaults/VAULT-NAME"
-)
-
-# ARM vault ids: subscription, resource group (letters, digits, _ - . ( ), Unicode letters) and a
-# vault name of 3-24 letters, digits and hyphens. Anything else never reaches a query string.
-_VAULT_ID = re.compile(
-    r"/subscriptions/[0-9A-Za-z-]+/resourceGroups/[^/\"\\\x00-\x1f]+"
-    r"/providers/Microsoft\.KeyVault/vaults/[0-9A-Za-z-]{3,24}",
-    re.IGNORECASE,
-)
-
-_OUTCOME_FUNCTION = """\
-let KvmonOutcome = (status: int, signature: string, addressAuthorized: bool) {
-    let code = coalesce(status, case(signature =~ "OK", 200, signature =~ "Unauthorized", 401,
-        signature =~ "Forbidden", 403, signature =~ "NotFound", 404, int(null)));
-    case(code == 403 and addressAuthorized == false, "refused-firewall",
-        code == 403 and addressAuthorized == true, "admitted",
-        code between (200 .. 499) and code !in (401, 403, 429), "admitted",
-        "refused-other")
-};"""
-
-_LEGS = {
-    TABLE_RESOURCE_SPECIFIC: """\
-AZKVAuditLogs
-| where {filter}
-| project TimeGenerated, SourceTable = "AZKVAuditLogs", VaultId = tolower(_ResourceId),
-    CallerAddress = CallerIpAddress,
-    AddressAuthType = case(isnotempty(AddressAuthorizationType), AddressAuthorizationType,
-        isnotempty(TrustedService), "TrustedService", ""),
-    SubnetId = tolower(SubnetId),
-    Outcome = KvmonOutcome(HttpStatusCode, ResultSignature, IsAddressAuthorized),
-    AppId = tostring(Identity.claim.appid),
-    ObjectId = coalesce(tostring(Identity.claim.oid),
-        tostring(Identity.claim["http://schemas.microsoft.com/identity/claims/objectidentifier"]))""",
-    TABLE_LEGACY: """\
-AzureDiagnostics
-| where ResourceProvider == "MICROSOFT.KEYVAULT" and {filter}
-| project TimeGenerated, SourceTable = "AzureDiagnostics", VaultId = tolower(_ResourceId),
-    CallerAddress = CallerIPAddress,
-    AddressAuthType = case(isnotempty(addrAuthType_s), addrAuthType_s,
-        isnotempty(trustedService_s), "TrustedService", ""),
-    SubnetId = tolower(subnetId_s),
-    Outcome = KvmonOutcome(toint(httpStatusCode_d), ResultSignature, isAddressAuthorized_b),
-    AppId = tostring(identity_claim_appid_g),
-    ObjectId = tostring(identity_claim_oid_g)""",
-}
-
-# Keeps the fuzzy union valid in a workspace that holds neither table (zero rows, not an error).
-_EMPTY_LEG = (
-    "datatable(TimeGenerated: datetime, SourceTable: string, VaultId: string, CallerAddress: string,\n"
-    "    AddressAuthType: string, SubnetId: string, Outcome: string, AppId: string, ObjectId: string) []"
-)
-
-_SUMMARIZE = """\
-| summarize Requests = count(), FirstSeen = min(TimeGenerated), LastSeen = max(TimeGenerated)
-    by SourceTable, VaultId, CallerAddress, AddressAuthType, SubnetId, Outcome, AppId, ObjectId"""
-
-_FILTER_BY_LIST = "_ResourceId in~ (KvmonVaults)"
-_FILTER_ALL_VAULTS = '_ResourceId contains "/providers/microsoft.keyvault/vaults/"'
-
-
-def normalise_table(table: str) -> str:
-    """``auto``, ``AZKVAuditLogs`` or ``AzureDiagnostics`` in any case; ValueError otherwise."""
-    for choice in TABLE_CHOICES:
-        if str(table).strip().lower() == choice.lower():
-            return choice
-    raise ValueError(f"table: {table!r} is not one of {', '.join(TABLE_CHOICES)}")
-
-
-def normalise_vault_ids(vault_ids: Iterable[str]) -> tuple[str, ...]:
-    """Lower-cased, de-duplicated, in order; ValueError names the first id that is not a vault's."""
-    keys: dict[str, None] = {}
-    for vault_id in vault_ids:
-        text = str(vault_id).strip()
-        if not _VAULT_ID.fullmatch(text):
-            raise ValueError(f"not a Key Vault resource id: {vault_id!r}")
-        keys.setdefault(text.lower(), None)
-    return tuple(keys)
-
-
-def build_summary_query(*, table: str, vault_ids: Sequence[str]) -> str:
-    """The exact KQL kvmon sends for one workspace.
-
-    ``table``: ``auto`` (fuzzy union of both tables), ``AZKVAuditLogs`` or ``AzureDiagnostics``.
-    ``vault_ids``: the vaults to summarise; empty means every vault in the workspace.
-    The window is not in the text: it travels as the request's ``timespan``.
-    """
-    table = normalise_table(table)
-    keys = normalise_vault_ids(vault_ids)
-    lines = [f"// kvmon: Key Vault access summary (table: {table})"]
-    if keys:
-        lines.append(f"let KvmonVaults = dynamic({json.dumps(list(keys), ensure_ascii=False)});")
-    lines.append(_OUTCOME_FUNCTION)
-    where = _FILTER_BY_LIST if keys else _FILTER_ALL_VAULTS
-    if table == TABLE_AUTO:
-        legs = [_EMPTY_LEG] + [_LEGS[name].format(filter=where) for name in _LEGS]
-        body = "union isfuzzy=true\n" + ",\n".join(_parenthesised(leg) for leg in legs)
-    else:
-        body = _LEGS[table].format(filter=where)
-    lines.append(body)
-    lines.append(_SUMMARIZE)
-    return "\n".join(lines)
-
-
-def _parenthesised(leg: str) -> str:
-    first, *rest = leg.splitlines()
-    return "\n".join(["    (" + first, *("        " + line for line in rest)]) + ")"
-
 
 # ---------------------------------------------------------------------------
 # The window
@@ -304,9 +174,9 @@ class LogsReader:
                 ),
             )
         except HttpResponseError as exc:
-            return self._failed(result, window, keys, _http_reason(exc), _http_code(exc))
+            return self._failed(result, window, keys, _http_reason(exc), error_code(exc))
         except AzureError as exc:
-            reason = f"query failed: {_first_line(str(exc)) or type(exc).__name__}"
+            reason = f"query failed: {first_line(str(exc)) or type(exc).__name__}"
             return self._failed(result, window, keys, reason, type(exc).__name__)
         except ValueError:
             # The SDK decodes error bodies as JSON; a gateway's HTML page or an empty body
@@ -477,28 +347,11 @@ def _moment(value: Any) -> dt.datetime | None:
     return None
 
 
-def _first_line(text: str, limit: int = 300) -> str:
-    line = next((part.strip() for part in text.splitlines() if part.strip()), "")
-    return line if len(line) <= limit else line[: limit - 1] + "…"
-
-
-def _http_code(exc: HttpResponseError) -> str | None:
-    return str(exc.status_code) if exc.status_code is not None else (exc.error.code if exc.error else None)
-
-
 def _http_reason(exc: HttpResponseError) -> str:
-    """The status, the service's error code and its most specific message (the innermost
-    ``innererror``, where Log Analytics puts what is wrong with the query)."""
+    """The status and what Log Analytics said (``service_error``: the innermost ``innererror`` is
+    where it says what is wrong with the query)."""
     status = exc.status_code
-    if exc.error is not None and (exc.error.code or exc.error.message):
-        message = exc.error.message or ""
-        inner: Any = exc.error.innererror
-        while isinstance(inner, Mapping):
-            message = str(inner.get("message") or message)
-            inner = inner.get("innererror")
-        detail = ": ".join(part for part in (exc.error.code, _first_line(message)) if part)
-    else:
-        detail = _first_line(exc.message or str(exc))
+    detail = service_error(exc) or first_line(exc.message or str(exc))
     if status == 429:
         return f"throttled by Log Analytics (HTTP 429) after retries: {detail}"
     return f"query failed (HTTP {status}): {detail}" if status else f"query failed: {detail}"
@@ -508,9 +361,9 @@ def _partial_reason(response: LogsQueryPartialResult) -> str:
     error = response.partial_error
     if error is None:
         return "partial result"
-    parts = [part for part in (error.code, _first_line(error.message or "")) if part]
+    parts = [part for part in (error.code, first_line(error.message or "")) if part]
     for detail in error.details or []:
-        message = _first_line(str(detail.get("message") or "")) if isinstance(detail, Mapping) else ""
+        message = first_line(str(detail.get("message") or "")) if isinstance(detail, Mapping) else ""
         if message and message not in parts:
             parts.append(message)
             break

@@ -44,16 +44,14 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
+from monitor.azure_errors import describe_exception, error_code
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.arm import (
     PUBLIC_ARM_ENDPOINT,
     ArmConnection,
-    ArmInventory,
     InventoryResult,
     RequestCounter,
     describe_arm_error,
-    first_line,
-    http_status,
     unique_subscriptions,
 )
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
@@ -248,10 +246,10 @@ class ResourceGraphInventory:
                     )
                 )
             except HttpResponseError as exc:
-                read.fail(batch, _describe_graph_error(exc), http_status(exc))
+                read.fail(batch, describe_arm_error(exc), error_code(exc))
                 return
             except Exception as exc:  # whatever the network or the answer did to the SDK
-                read.fail(batch, f"{type(exc).__name__}: {first_line(exc)}", None)
+                read.fail(batch, describe_exception(exc), None)
                 return
             result.pages += 1
             if not isinstance(response.data, list):
@@ -344,42 +342,3 @@ def _row_subscription(row: Any) -> str | None:
 
 def _truthy(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
-
-
-def _describe_graph_error(exc: HttpResponseError) -> str:
-    """ARM's code and message, plus the first detail: Resource Graph's top-level message is often
-    only "Please provide below info when asking for support", the reason is in ``details``."""
-    described = describe_arm_error(exc)
-    error = exc.error
-    details = getattr(error, "details", None) if error is not None else None
-    if details:
-        first = details[0]
-        code, message = getattr(first, "code", None), getattr(first, "message", None)
-        if code or message:
-            described += f" ({code}: {message})" if code and message else f" ({code or message})"
-    return described
-
-
-class ThresholdInventory:
-    """Resource Graph for a scan of ``threshold`` subscriptions or more, ARM below it.
-
-    The choice is made per call, on the subscriptions that call reads: the Functions app's queue
-    worker scans one subscription at a time (ARM, with its ``systemData``), a scan of the whole
-    estate from the CLI or the timer reads them all at once (Resource Graph, one query).
-    """
-
-    def __init__(self, *, arm: ArmInventory, graph: ResourceGraphInventory, threshold: int) -> None:
-        if threshold < 1:
-            raise ValueError(f"threshold must be at least 1, not {threshold}")
-        self.arm = arm
-        self.graph = graph
-        self.threshold = threshold
-
-    def source_for(self, subscription_ids: Sequence[str]) -> ArmInventory | ResourceGraphInventory:
-        return self.graph if len(unique_subscriptions(subscription_ids)) >= self.threshold else self.arm
-
-    def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
-        return self.source_for(subscription_ids).list_vaults(subscription_ids)
-
-    def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResult:
-        return self.source_for(subscription_ids).find_vault(name, subscription_ids)

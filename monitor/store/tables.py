@@ -25,19 +25,15 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
+from monitor.azure_errors import first_line, redact
 from monitor.store.base import StoreUnavailable
 from monitor.store.entities import MAX_BATCH, Entity, EntityConflict, EntityStore, Operation
 
 _CONFLICT_CODES = {"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound", "EntityNotFound"}
-_SECRETS = re.compile(r"(AccountKey=|SharedAccessSignature=|sig=)[^;&\s\"']+", re.IGNORECASE)
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 # Fail over to StoreUnavailable in seconds, not the SDK default of minutes, when the service is gone.
 _CONNECTION_TIMEOUT_S = 10
 _READ_TIMEOUT_S = 30
-
-
-def redact(text: str) -> str:
-    return _SECRETS.sub(lambda match: match.group(1) + "***", text)
 
 
 class TableBackend:
@@ -105,9 +101,9 @@ class TableBackend:
             return client
 
     def _unavailable(self, what: str, exc: Exception) -> StoreUnavailable:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        line = first_line(str(exc)) or type(exc).__name__
         code = _error_code(exc)
-        detail = f"{first_line} [{code}]" if code else first_line
+        detail = f"{line} [{code}]" if code else line
         return StoreUnavailable(redact(f"{what} ({self.describe()}): {detail}"))
 
     def _forget(self, table: str) -> None:
@@ -172,7 +168,7 @@ class TableBackend:
                 return [self._single(client, operations[0])]
             results = client.submit_transaction([_transaction_operation(op) for op in operations])
         except (ResourceExistsError, ResourceModifiedError) as exc:
-            raise EntityConflict(str(exc).splitlines()[0]) from exc
+            raise EntityConflict(first_line(str(exc))) from exc
         except ResourceNotFoundError as exc:
             # A create cannot miss an entity: a 404 there means the table is gone (Azurite omits the code).
             if _table_missing(exc) or operations[0].kind == "create":
@@ -184,7 +180,7 @@ class TableBackend:
             if _table_missing(exc):
                 raise _TableMissing(str(exc)) from exc
             if _error_code(exc) in _CONFLICT_CODES:
-                raise EntityConflict(str(exc).splitlines()[0], index=exc.index) from exc
+                raise EntityConflict(first_line(str(exc)), index=exc.index) from exc
             raise self._unavailable(f"a transaction on {table} failed", exc) from exc
         except AzureError as exc:
             raise self._unavailable(f"cannot write {table}", exc) from exc

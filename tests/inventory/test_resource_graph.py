@@ -30,9 +30,9 @@ from lab.tls import LabPki
 from monitor.app.runtime import build_inventory
 from monitor.config.settings import Settings
 from monitor.sources.arm import ArmInventory
+from monitor.sources.inventory import ThresholdInventory
 from monitor.sources.resource_graph import (
     ResourceGraphInventory,
-    ThresholdInventory,
     build_vault_query,
     parse_resets_after,
 )

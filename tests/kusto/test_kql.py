@@ -18,7 +18,8 @@ import pytest
 
 from monitor.cli import build_parser
 from monitor.cli.logs import execute
-from monitor.sources.logs import PLACEHOLDER_VAULT_ID, SUMMARY_COLUMNS, TABLE_CHOICES, build_summary_query
+from monitor.sources.keyvault.kql import PLACEHOLDER_VAULT_ID, TABLE_CHOICES, build_summary_query
+from monitor.sources.logs import SUMMARY_COLUMNS
 
 pytestmark = pytest.mark.node
 

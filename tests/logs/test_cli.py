@@ -14,7 +14,7 @@ from lab.loganalytics import LogAnalyticsEmulator
 from lab.tls import LabPki
 from monitor.cli import build_parser, main
 from monitor.cli.logs import EXIT_INCOMPLETE, execute
-from monitor.sources.logs import PLACEHOLDER_VAULT_ID, build_summary_query
+from monitor.sources.keyvault.kql import PLACEHOLDER_VAULT_ID, build_summary_query
 from tests.logs.conftest import NOW, SE_CLIENT, WORKSPACE, record
 
 

@@ -17,7 +17,8 @@ from lab.loganalytics import LogAnalyticsEmulator
 from lab.tls import LabPki
 from monitor.model import Outcome
 from monitor.netaddr import AddressSpace
-from monitor.sources.logs import SUMMARY_COLUMNS, LogsReader, build_summary_query
+from monitor.sources.keyvault.kql import build_summary_query
+from monitor.sources.logs import SUMMARY_COLUMNS, LogsReader
 from tests.logs.conftest import APP_ID, NOW, OBJECT_ID, SE_CLIENT, WINDOW, WORKSPACE, record
 
 Reader = Callable[..., LogsReader]
