@@ -21,7 +21,7 @@ def test_an_input_error_is_a_400_with_its_message(app_settings, monkeypatch) -> 
     def refuses(*_: object, **__: object) -> None:
         raise InputError("vault_name: not a Key Vault name")
 
-    monkeypatch.setattr("monitor.app.functions.run_scan", refuses)
+    monkeypatch.setattr("monitor.app.monitor_functions.run_scan", refuses)
     status, document = answer(
         call("check_vault", http("GET", "/api/vaults/kv-se-demo/check", route={"name": "kv-se-demo"}))
     )
@@ -46,7 +46,7 @@ def test_a_configuration_error_quoting_a_webhook_url_answers_it_redacted(app_set
     def misconfigured(*_: object, **__: object) -> None:
         raise ConfigurationError(f"KVMON_TEAMS_URL: {url} answered 404")
 
-    monkeypatch.setattr("monitor.app.functions.build_runtime", misconfigured)
+    monkeypatch.setattr("monitor.app.monitor_functions.build_runtime", misconfigured)
     response = call("check_vault", http("GET", "/api/vaults/kv-se-demo/check", route={"name": "kv-se-demo"}))
     status, document = answer(response)
     assert (status, document["error"]["code"]) == (500, "Misconfigured")
@@ -82,7 +82,7 @@ def test_an_unexpected_failure_is_a_500_with_one_generic_line_and_the_traceback_
     def broken(*_: object, **__: object) -> None:
         raise RuntimeError("token=eyJhbGciOi.secret")
 
-    monkeypatch.setattr("monitor.app.functions.store_from_environment", broken)
+    monkeypatch.setattr("monitor.app.monitor_functions.store_from_environment", broken)
     with caplog.at_level(logging.ERROR, logger="kvmon.functions"):
         response = call("findings", http("GET", "/api/findings"))
     status, document = answer(response)

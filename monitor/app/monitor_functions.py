@@ -1,6 +1,9 @@
-"""What each Azure Function does, free of the Functions SDK so it reads (and tests) plainly.
+"""The monitor role's functions: the scheduled scan, its queue workers, and the HTTP functions
+over the scan and the store (check, findings, report). Free of the Functions SDK so they read
+(and test) plainly.
 
-``function_app.py`` parses each trigger and calls one of these; they call the same
+``function_app.py`` parses each trigger and calls one of these, and imports this module only in
+the monitor role (``probe_functions`` has what every deployment answers). They call the same
 ``monitor``/``probes`` functions the CLI calls and return an ``Answer`` for HTTP. Settings are
 read from the environment on each call (the platform may change app settings between calls).
 """
@@ -15,11 +18,10 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from typing import Any
 
-from monitor.app import runtime as runtime_module
 from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
-from monitor.app.runtime import build_runtime, local_vantage
+from monitor.app.deployment import credential
+from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
 from monitor.config.settings import Settings, SettingsError
 from monitor.model import FindingStatus, ScanError
@@ -28,8 +30,6 @@ from monitor.outputs.notify import ChannelConfigError, load_channels
 from monitor.outputs.notify.redact import Secret, redact
 from monitor.outputs.report import render_html
 from monitor.store import ScanRun, Store, store_from_environment
-from probes.endpoint import handle_probe_request
-from probes.options import ProbeOptions
 from probes.scope import OutOfScope, ProbeScope
 from probes.wire import result_to_json
 
@@ -40,18 +40,7 @@ _STATUSES = ("open", "resolved", "suppressed", "all")
 
 
 def _store() -> Store:
-    return store_from_environment(os.environ, credential=_credential())
-
-
-_CREDENTIAL: Any = None
-
-
-def _credential() -> Any:
-    """One credential per worker process: it caches tokens."""
-    global _CREDENTIAL
-    if _CREDENTIAL is None:
-        _CREDENTIAL = runtime_module.default_credential()
-    return _CREDENTIAL
+    return store_from_environment(os.environ, credential=credential())
 
 
 def without_secrets(text: str) -> str:
@@ -92,7 +81,7 @@ def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) ->
         return 0
     from monitor.app.queue import scan_queue
 
-    queue = scan_queue(os.environ, settings.scan_queue, credential=_credential)
+    queue = scan_queue(os.environ, settings.scan_queue, credential=credential)
     scheduled_at = (now or dt.datetime.now(dt.UTC)).isoformat()
     for subscription in settings.subscriptions:
         queue.send_message(json.dumps({"subscription": subscription, "scheduled_at": scheduled_at}))
@@ -126,7 +115,7 @@ def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
             scope=subscription, message="scan job for a subscription outside KVMON_SUBSCRIPTIONS dropped"
         )
         return
-    scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
+    scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
     outcome = run_scan(ScanRequest(subscriptions=(subscription,), trigger="queue"), scan_runtime)
     log.info(
         "scanned subscription %s (attempt %d): %d vaults, %d findings, %d changes, %d errors",
@@ -198,7 +187,7 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
             )
     if not scope:
         raise SettingsError("KVMON_SUBSCRIPTIONS is empty: no subscription to look the vault up in")
-    scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
+    scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
     request = ScanRequest(subscriptions=scope, vault_name=name, notify=notify == "true", trigger="http")
     outcome = run_scan(request, scan_runtime)
     report = outcome.report
@@ -225,19 +214,6 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
             "errors": [formats.error_json(e) for e in report.errors],
         },
     )
-
-
-@_http_handler
-def probe(body: bytes) -> Answer:
-    """POST /api/probe {"vaults": [...]}: this deployment's vantage point."""
-    settings = Settings.from_environ(os.environ)
-    status, document = handle_probe_request(
-        body,
-        vantage=local_vantage(settings),
-        options=ProbeOptions.from_settings(settings),
-        credential=_credential(),
-    )
-    return json_answer(status, document)
 
 
 @_http_handler
@@ -289,9 +265,3 @@ def report(params: Mapping[str, str]) -> Answer:
             404, "ReportNotFound", "no report stored" + (f" for scan {scan_id}" if scan_id else "")
         )
     return Answer(status=200, body=render_html(document), mimetype="text/html")
-
-
-@_http_handler
-def health() -> Answer:
-    """GET /api/health (anonymous): alive, and nothing about any vault."""
-    return json_answer(200, {"status": "ok", "service": "kvmon"})
