@@ -91,3 +91,10 @@ def test_an_unexpected_failure_is_a_500_with_one_generic_line_and_the_traceback_
     assert "secret" not in response.get_body().decode()
     (record,) = [r for r in caplog.records if r.name == "kvmon.functions"]
     assert record.getMessage() == "findings failed" and record.exc_info is not None
+
+
+def test_the_probe_function_answers_a_bad_setting_the_same_way(app_settings, monkeypatch) -> None:
+    monkeypatch.setenv("KVMON_PROBE_PORT", "70000")
+    status, document = answer(call("probe", http("POST", "/api/probe", body=b'{"vaults": ["kv-se-demo"]}')))
+    assert (status, document["error"]["code"]) == (500, "Misconfigured")
+    assert document["error"]["message"].startswith("KVMON_PROBE_PORT")
