@@ -23,7 +23,7 @@ from monitor.app.answers import Answer, answers_errors, error_answer, json_answe
 from monitor.app.deployment import credential
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
-from monitor.config.settings import Settings, SettingsError
+from monitor.config.settings import Role, Settings, SettingsError
 from monitor.model import FindingStatus, ScanError
 from monitor.outputs import formats
 from monitor.outputs.notify import ChannelConfigError, load_channels
@@ -60,7 +60,7 @@ _http_handler = answers_errors(redact=without_secrets)
 
 
 def _monitor_only(settings: Settings) -> Answer | None:
-    if settings.role == "probe":
+    if settings.role is Role.PROBE:
         return error_answer(404, "NotAMonitor", "this deployment is a probe vantage point (KVMON_ROLE=probe)")
     return None
 
@@ -72,7 +72,7 @@ def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) ->
     """Enqueue one scan job per subscription; the queue's workers scan them in parallel.
     Returns how many jobs were enqueued."""
     settings = Settings.from_environ(os.environ)
-    if settings.role == "probe":
+    if settings.role is Role.PROBE:
         return 0
     if past_due:
         log.warning("the scheduled scan is running late (past due)")
