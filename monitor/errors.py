@@ -2,7 +2,7 @@
 
 The kinds below say what the person who sees the error can do about it. The CLI maps them to exit
 codes in one place (``monitor.cli``) and the Functions app to HTTP statuses in one place
-(``monitor.app.functions``); anything that is not a ``KvmonError`` is a bug, reported as one.
+(``monitor.app.answers``); anything that is not a ``KvmonError`` is a bug, reported as one.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from monitor.app.deployment import default_credential, local_vantage
 from monitor.app.scan import ScanRuntime
 from monitor.config.baseline import Baseline, load_baseline
 from monitor.config.policy import Vantage
@@ -22,21 +23,6 @@ from monitor.sources.resource_graph import ResourceGraphInventory
 from monitor.store import Store, store_from_environment
 from probes.options import ProbeOptions
 from probes.prober import Prober
-
-
-def default_credential() -> Any:
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()
-
-
-def local_vantage(settings: Settings) -> Vantage:
-    """This deployment's own vantage point: the configured one of that name, else a bare one
-    (``internet`` is outside the VNet, any other name inside)."""
-    for vantage in settings.vantages:
-        if vantage.name == settings.vantage and vantage.endpoint is None:
-            return vantage
-    return Vantage(name=settings.vantage, inside=settings.vantage != "internet")
 
 
 def scan_vantages(settings: Settings) -> tuple[Vantage, ...]:

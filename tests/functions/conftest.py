@@ -30,7 +30,7 @@ def app_settings(lab: LabServices, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     _empty_storage(environ["AzureWebJobsStorage"])
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("monitor.app.functions._CREDENTIAL", LabCredential())
+    monkeypatch.setattr("monitor.app.deployment._CREDENTIAL", LabCredential())
     return environ
 
 

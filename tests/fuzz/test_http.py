@@ -84,7 +84,7 @@ def app() -> Iterator[LabServices]:
     with LabServices(walkthrough_estate()) as lab, mock.patch.dict(os.environ, clear=False):
         os.environ.update(lab.environ(channels=True))
         os.environ["KVMON_VANTAGE"] = "internet"
-        with mock.patch("monitor.app.functions._CREDENTIAL", LabCredential()):
+        with mock.patch("monitor.app.deployment._CREDENTIAL", LabCredential()):
             yield lab
 
 

@@ -1,12 +1,16 @@
-"""What each Azure Function does, free of the Functions SDK so it reads (and tests) plainly.
+"""The monitor role's functions: the scheduled scan, its queue workers, and the HTTP functions
+over the scan and the store (check, findings, report). Free of the Functions SDK so they read
+(and test) plainly.
 
-``function_app.py`` parses each trigger and calls one of these; they call the same
+``function_app.py`` parses each trigger and calls one of these, and imports this module only in
+the monitor role (``probe_functions`` has what every deployment answers). They call the same
 ``monitor``/``probes`` functions the CLI calls and return an ``Answer`` for HTTP. Settings are
 read from the environment on each call (the platform may change app settings between calls).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fnmatch
 import json
@@ -14,22 +18,18 @@ import logging
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
-from monitor.app import runtime as runtime_module
-from monitor.app.runtime import build_runtime, local_vantage
+from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
+from monitor.app.deployment import credential
+from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
-from monitor.config.baseline import BaselineError
-from monitor.config.settings import Settings, SettingsError
-from monitor.jsonable import to_jsonable
+from monitor.config.settings import Role, Settings, SettingsError
 from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger
 from monitor.outputs import formats
-from monitor.outputs.notify import ChannelConfigError
+from monitor.outputs.notify import ChannelConfigError, load_channels
+from monitor.outputs.notify.redact import Secret, redact
 from monitor.outputs.report import render_html
 from monitor.store import ScanRun, Store, store_from_environment
-from probes.endpoint import handle_probe_request
-from probes.options import ProbeOptions
 from probes.scope import OutOfScope, ProbeScope
 from probes.wire import result_to_json
 
@@ -39,70 +39,29 @@ _SUBSCRIPTION = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}"
 _STATUSES = ("open", "resolved", "suppressed", "all")
 
 
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    body: str
-    mimetype: str = "application/json"
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def _json(status: int, data: Any) -> Answer:
-    return Answer(status=status, body=json.dumps(to_jsonable(data), indent=2))
-
-
-def _error(status: int, code: str, message: str) -> Answer:
-    return _json(status, {"error": {"code": code, "message": message}})
-
-
-class _Misconfigured(Exception):
-    """App settings kvmon cannot use: an operator's problem, answered 500 with the setting named."""
-
-
-def _settings() -> Settings:
-    try:
-        return Settings.from_environ(os.environ)
-    except SettingsError as exc:
-        raise _Misconfigured(str(exc)) from None
-
-
 def _store() -> Store:
-    return store_from_environment(os.environ, credential=_credential())
+    return store_from_environment(os.environ, credential=credential())
 
 
-_CREDENTIAL: Any = None
+def without_secrets(text: str) -> str:
+    """``text`` with the values of the settings that hold secrets hidden: the remote vantage
+    points' function keys and the channels' webhook URLs and signing secrets. Those that cannot
+    be read are left out: their error names the setting, never its value."""
+    secrets: list[Secret] = []
+    with contextlib.suppress(SettingsError):
+        keys = (v.key_setting for v in Settings.from_environ(os.environ).vantages if v.key_setting)
+        secrets.extend(Secret(os.environ[name]) for name in keys if os.environ.get(name, "").strip())
+    with contextlib.suppress(ChannelConfigError):
+        secrets.extend(secret for channel in load_channels(os.environ) for secret in channel.secrets)
+    return redact(text, secrets)
 
 
-def _credential() -> Any:
-    """One credential per worker process: it caches tokens."""
-    global _CREDENTIAL
-    if _CREDENTIAL is None:
-        _CREDENTIAL = runtime_module.default_credential()
-    return _CREDENTIAL
-
-
-def _http(handler: Any) -> Any:
-    """HTTP handlers answer every failure as JSON: a bad setting is a 500 naming the setting, and
-    nothing else escapes as a traceback to the caller (the log has it)."""
-
-    def answered(*args: Any, **kwargs: Any) -> Answer:
-        try:
-            return handler(*args, **kwargs)
-        except _Misconfigured as exc:
-            log.error("kvmon is misconfigured: %s", exc)
-            return _error(500, "Misconfigured", str(exc))
-        except Exception:
-            log.exception("%s failed", handler.__name__)
-            return _error(500, "InternalError", "the request failed; the function's log has the details")
-
-    answered.__name__ = handler.__name__
-    answered.__doc__ = handler.__doc__
-    return answered
+_http_handler = answers_errors(redact=without_secrets)
 
 
 def _monitor_only(settings: Settings) -> Answer | None:
-    if settings.role == "probe":
-        return _error(404, "NotAMonitor", "this deployment is a probe vantage point (KVMON_ROLE=probe)")
+    if settings.role is Role.PROBE:
+        return error_answer(404, "NotAMonitor", "this deployment is a probe vantage point (KVMON_ROLE=probe)")
     return None
 
 
@@ -113,7 +72,7 @@ def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) ->
     """Enqueue one scan job per subscription; the queue's workers scan them in parallel.
     Returns how many jobs were enqueued."""
     settings = Settings.from_environ(os.environ)
-    if settings.role == "probe":
+    if settings.role is Role.PROBE:
         return 0
     if past_due:
         log.warning("the scheduled scan is running late (past due)")
@@ -122,7 +81,7 @@ def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) ->
         return 0
     from monitor.app.queue import scan_queue
 
-    queue = scan_queue(os.environ, settings.scan_queue, credential=_credential)
+    queue = scan_queue(os.environ, settings.scan_queue, credential=credential)
     scheduled_at = (now or dt.datetime.now(dt.UTC)).isoformat()
     for subscription in settings.subscriptions:
         queue.send_message(json.dumps({"subscription": subscription, "scheduled_at": scheduled_at}))
@@ -156,7 +115,7 @@ def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
             scope=subscription, message="scan job for a subscription outside KVMON_SUBSCRIPTIONS dropped"
         )
         return
-    scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
+    scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
     outcome = run_scan(ScanRequest(subscriptions=(subscription,), trigger=ScanTrigger.QUEUE), scan_runtime)
     log.info(
         "scanned subscription %s (attempt %d): %d vaults, %d findings, %d changes, %d errors",
@@ -200,36 +159,35 @@ def _record_job_error(*, scope: str, message: str) -> None:
 # -- HTTP -----------------------------------------------------------------------------------------
 
 
-@_http
+@_http_handler
 def check_vault(name: str, params: Mapping[str, str]) -> Answer:
     """GET /api/vaults/{name}/check[?subscription=ID][&notify=true]"""
-    settings = _settings()
+    settings = Settings.from_environ(os.environ)
     if (refused := _monitor_only(settings)) is not None:
         return refused
     if "." in name or "/" in name:
-        return _error(400, "InvalidVaultName", "give the vault's name only, not a host name or path")
+        return error_answer(400, "InvalidVaultName", "give the vault's name only, not a host name or path")
     try:
         ProbeScope(suffixes=settings.vault_suffixes).hostname_for(name)
     except OutOfScope as exc:
-        return _error(400, "InvalidVaultName", str(exc))
+        return error_answer(400, "InvalidVaultName", str(exc))
     unknown = sorted(set(params) - {"subscription", "notify", "code"})
     if unknown:
-        return _error(400, "InvalidParameter", f"unknown query parameter(s): {', '.join(unknown)}")
+        return error_answer(400, "InvalidParameter", f"unknown query parameter(s): {', '.join(unknown)}")
     notify = params.get("notify", "false").lower()
     if notify not in ("true", "false"):
-        return _error(400, "InvalidParameter", "notify: use true or false")
+        return error_answer(400, "InvalidParameter", "notify: use true or false")
     scope = settings.subscriptions
     if "subscription" in params:
         wanted = params["subscription"].strip().lower()
         scope = tuple(s for s in settings.subscriptions if s.lower() == wanted)
         if not scope:
-            return _error(400, "OutOfScope", "subscription: not one of the subscriptions kvmon monitors")
+            return error_answer(
+                400, "OutOfScope", "subscription: not one of the subscriptions kvmon monitors"
+            )
     if not scope:
-        raise _Misconfigured("KVMON_SUBSCRIPTIONS is empty: no subscription to look the vault up in")
-    try:
-        scan_runtime = build_runtime(settings, environ=os.environ, credential=_credential())
-    except (BaselineError, ChannelConfigError) as exc:
-        raise _Misconfigured(str(exc)) from None
+        raise SettingsError("KVMON_SUBSCRIPTIONS is empty: no subscription to look the vault up in")
+    scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
     request = ScanRequest(
         subscriptions=scope, vault_name=name, notify=notify == "true", trigger=ScanTrigger.HTTP
     )
@@ -237,16 +195,16 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
     report = outcome.report
     if not report.postures:
         if report.errors:
-            return _json(
+            return json_answer(
                 502,
                 {
                     "error": {"code": "InventoryFailed", "message": "the vault could not be looked up"},
                     "errors": [formats.error_json(e) for e in report.errors],
                 },
             )
-        return _error(404, "VaultNotFound", f"no vault named {name!r} in the monitored subscriptions")
+        return error_answer(404, "VaultNotFound", f"no vault named {name!r} in the monitored subscriptions")
     posture = report.postures[0]
-    return _json(
+    return json_answer(
         200,
         {
             "scan_id": report.scan_id,
@@ -260,35 +218,22 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
     )
 
 
-@_http
-def probe(body: bytes) -> Answer:
-    """POST /api/probe {"vaults": [...]}: this deployment's vantage point."""
-    settings = _settings()
-    status, document = handle_probe_request(
-        body,
-        vantage=local_vantage(settings),
-        options=ProbeOptions.from_settings(settings),
-        credential=_credential(),
-    )
-    return _json(status, document)
-
-
-@_http
+@_http_handler
 def findings(params: Mapping[str, str]) -> Answer:
     """GET /api/findings[?status=open|resolved|suppressed|all][&vault=PATTERN]"""
-    settings = _settings()
+    settings = Settings.from_environ(os.environ)
     if (refused := _monitor_only(settings)) is not None:
         return refused
     status = params.get("status", "open").lower()
     if status not in _STATUSES:
-        return _error(400, "InvalidParameter", f"status: use one of {', '.join(_STATUSES)}")
+        return error_answer(400, "InvalidParameter", f"status: use one of {', '.join(_STATUSES)}")
     pattern = params.get("vault", "*").lower()
     if len(pattern) > 256:
-        return _error(400, "InvalidParameter", "vault: a pattern of at most 256 characters")
+        return error_answer(400, "InvalidParameter", "vault: a pattern of at most 256 characters")
     records = _store().load_findings(status=None if status == "all" else FindingStatus(status))
     chosen = [r for r in records.values() if fnmatch.fnmatchcase(r.finding.vault_name.lower(), pattern)]
     chosen.sort(key=lambda r: (-r.finding.severity.rank, r.finding.vault_name, r.finding.rule_id))
-    return _json(
+    return json_answer(
         200,
         {
             "findings": [
@@ -307,21 +252,18 @@ def findings(params: Mapping[str, str]) -> Answer:
     )
 
 
-@_http
+@_http_handler
 def report(params: Mapping[str, str]) -> Answer:
     """GET /api/report[?scan=ID]: the HTML report of the latest (or a given) scan."""
-    settings = _settings()
+    settings = Settings.from_environ(os.environ)
     if (refused := _monitor_only(settings)) is not None:
         return refused
     scan_id = params.get("scan")
     if scan_id is not None and not re.fullmatch(r"[0-9A-Za-z-]{1,64}", scan_id):
-        return _error(400, "InvalidParameter", "scan: not a scan id")
+        return error_answer(400, "InvalidParameter", "scan: not a scan id")
     document = _store().load_report(scan_id)
     if document is None:
-        return _error(404, "ReportNotFound", "no report stored" + (f" for scan {scan_id}" if scan_id else ""))
+        return error_answer(
+            404, "ReportNotFound", "no report stored" + (f" for scan {scan_id}" if scan_id else "")
+        )
     return Answer(status=200, body=render_html(document), mimetype="text/html")
-
-
-def health() -> Answer:
-    """GET /api/health (anonymous): alive, and nothing about any vault."""
-    return _json(200, {"status": "ok", "service": "kvmon"})

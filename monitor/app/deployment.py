@@ -1,0 +1,55 @@
+"""This deployment: the role it registers functions for, its identity and its own vantage point.
+
+Light on purpose, like ``monitor.app.answers``: both roles import it, the probe role nothing more
+of the monitor than its settings.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from monitor.config.policy import Vantage
+from monitor.config.settings import Role, Settings, SettingsError
+
+log = logging.getLogger("kvmon.functions")
+
+
+def startup_role(environ: Mapping[str, str]) -> Role:
+    """The role whose functions the app registers, read once when the host indexes it.
+
+    Settings kvmon cannot use are logged, naming the setting, and the monitor's full set is
+    registered: every function then answers (or fails) with that error per call, rather than a
+    deployment losing its functions to a typo, silently."""
+    try:
+        return Settings.from_environ(environ).role
+    except SettingsError as exc:
+        log.error("kvmon's app settings are invalid; every function answers with this error: %s", exc)
+        return Role.MONITOR
+
+
+def default_credential() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+_CREDENTIAL: Any = None
+
+
+def credential() -> Any:
+    """One credential per worker process: it caches tokens."""
+    global _CREDENTIAL
+    if _CREDENTIAL is None:
+        _CREDENTIAL = default_credential()
+    return _CREDENTIAL
+
+
+def local_vantage(settings: Settings) -> Vantage:
+    """This deployment's own vantage point: the configured one of that name, else a bare one
+    (``internet`` is outside the VNet, any other name inside)."""
+    for vantage in settings.vantages:
+        if vantage.name == settings.vantage and vantage.endpoint is None:
+            return vantage
+    return Vantage(name=settings.vantage, inside=settings.vantage != "internet")
