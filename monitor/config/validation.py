@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BeforeValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 # What a list or mapping given where a value belongs is called (rather than quoting all of it).
 _TYPE_NAMES = {
@@ -116,3 +117,15 @@ def choice(enum: type[StrEnum]) -> Any:
         return members[text]
 
     return BeforeValidator(check)
+
+
+def problem_at(location: Sequence[str | int], problem: str, *, given: Any) -> ValidationError:
+    """A ValidationError for ``problem`` at ``location`` below the value being validated.
+
+    Raised from a validator of a list (a name defined twice), pydantic prefixes the list's own
+    location, so the message names the very item and field: ``vantages[1].name``.
+    """
+    error = PydanticCustomError("kvmon", problem)  # no context given, so no placeholders filled in
+    return ValidationError.from_exception_data(
+        "kvmon", [{"type": error, "loc": tuple(location), "input": given}]
+    )

@@ -133,7 +133,7 @@ def test_no_app_gets_a_key_based_storage_connection_or_a_setting_flex_refuses() 
 
 def test_kvmon_accepts_the_vantage_list_the_monitor_is_given() -> None:
     symbols = _symbols()
-    vantages = parse_vantages(json.loads(json.dumps(_variable("vantages", symbols))))
+    vantages = parse_vantages(json.loads(json.dumps(_variable("vantages", symbols))), source="KVMON_VANTAGES")
     inside, outside = vantages
     assert (inside.name, inside.inside, inside.subnet_id, inside.endpoint) == (
         "inside",
