@@ -21,11 +21,11 @@ from monitor.app import runtime as runtime_module
 from monitor.app.runtime import build_runtime, local_vantage
 from monitor.app.scan import ScanRequest, run_scan
 from monitor.config.baseline import BaselineError
+from monitor.config.channels import ChannelConfigError
 from monitor.config.settings import Settings, SettingsError
 from monitor.jsonable import to_jsonable
 from monitor.model import FindingStatus, ScanError
 from monitor.outputs import formats
-from monitor.outputs.notify import ChannelConfigError
 from monitor.outputs.report import render_html
 from monitor.store import ScanRun, Store, store_from_environment
 from probes.endpoint import handle_probe_request

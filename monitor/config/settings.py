@@ -354,7 +354,7 @@ def _row(field: Any) -> SettingDoc:
 
 
 # Settings read elsewhere: the store (``monitor.store``), the queue (``monitor.app.queue``), the
-# channels (``monitor.outputs.notify.channels``), the Functions host and the Azure identity library.
+# channels (``monitor.config.channels``), the Functions host and the Azure identity library.
 # Nothing reads KVMON_REFUSED_THRESHOLD yet: KV202's threshold comes from the baseline's logs key.
 OTHER_SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(

@@ -7,9 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from monitor.config.channels import ChannelKind, load_channels
 from monitor.config.settings import SETTINGS
 from monitor.config.vantages import parse_vantages
-from monitor.outputs.notify.channels import ChannelKind, load_channels
 from tests.infra.bicep import REPO, evaluate, module_params, template
 
 SUBNET_ID = (

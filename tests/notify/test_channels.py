@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from monitor.config.channels import ALL_EVENTS, ChannelConfigError, ChannelKind, Event, load_channels
 from monitor.model import Severity
-from monitor.outputs.notify.channels import ALL_EVENTS, ChannelConfigError, ChannelKind, Event, load_channels
 
 TEAMS_URL = "https://prod-07.westeurope.logic.azure.com:443/workflows/0a1b2c3d4e5f/triggers/manual/paths/invoke?api-version=2016-06-01&sig=S3cr3tSig-Xy9"
 SLACK_URL = "https://hooks.slack.com/services/T0SECRET1/B0SECRET2/sEcReTtOkEn123456"

@@ -21,9 +21,9 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from monitor.config.secret import Secret
 from monitor.errors import ConfigurationError
 from monitor.model import ChangeKind, FindingChange, Severity
-from monitor.outputs.notify.redact import Secret
 
 CHANNELS_SETTING = "KVMON_CHANNELS"
 REPORT_URL_SETTING = "KVMON_REPORT_URL"  # the report link of channels that do not name their own
