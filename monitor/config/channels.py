@@ -1,4 +1,4 @@
-"""Notification channels from settings.
+"""Notification channels, as the operator states them: ``KVMON_CHANNELS`` and the settings it names.
 
 ``KVMON_CHANNELS`` holds a JSON list that names each channel, its kind and its filters; the
 webhook URL (and a webhook's signing secret) each sit in a setting of their own that the entry
@@ -8,6 +8,11 @@ names, so that in Azure they can be Key Vault references while the list stays pl
                       "min_severity": "high", "events": ["opened", "resolved"],
                       "vault_pattern": "kv-prod-*", "report_url": "https://reports.example/{scan_id}"}]'
     KVMON_TEAMS_URL='https://prod-00.westeurope.logic.azure.com/workflows/...'
+
+``ChannelEntries`` is the pydantic model of that list; the settings an entry names are read from
+the environment given as the validation context. An error is one line naming the setting, the
+entry's field and the problem (``KVMON_CHANNELS: channels[0].kind: 'email' is not one of ...``),
+never quoting a URL or secret. ``load_channels`` gives the ``ChannelConfig`` of each entry.
 """
 
 from __future__ import annotations
@@ -18,10 +23,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
 from monitor.config.secret import Secret
+from monitor.config.validation import choice, describe, message, problem_at
 from monitor.errors import ConfigurationError
 from monitor.model import ChangeKind, FindingChange, Severity
 
@@ -57,9 +74,8 @@ _EVENT_OF_CHANGE = {
 ALL_EVENTS = frozenset(Event)
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_FIELDS = frozenset(
-    {"name", "kind", "url_setting", "secret_setting", "min_severity", "events", "vault_pattern", "report_url"}
-)
+_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 
 class ChannelConfigError(ConfigurationError):
@@ -68,6 +84,8 @@ class ChannelConfigError(ConfigurationError):
 
 @dataclass(frozen=True)
 class ChannelConfig:
+    """One channel, resolved: its URL (and signing key) as ``Secret``, its filters."""
+
     name: str
     kind: ChannelKind
     url: Secret
@@ -99,147 +117,45 @@ class ChannelConfig:
         return (self.url,) if self.secret is None else (self.url, self.secret)
 
 
-def load_channels(environ: Mapping[str, str]) -> list[ChannelConfig]:
-    """The channels configured in ``environ``; none when ``KVMON_CHANNELS`` is unset or empty.
-
-    Raises ``ChannelConfigError`` naming the setting, the entry and the field; never quoting a
-    URL or secret."""
-    text = (environ.get(CHANNELS_SETTING) or "").strip()
-    if not text:
-        return []
-    try:
-        entries = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ChannelConfigError(
-            f"{CHANNELS_SETTING}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
-        ) from None
-    if not isinstance(entries, list):
-        raise ChannelConfigError(f"{CHANNELS_SETTING}: expected a JSON list of channels")
-    channels: list[ChannelConfig] = []
-    for index, entry in enumerate(entries, start=1):
-        channel = _channel(entry, index, environ, default_report_url=_default_report_url(environ))
-        if any(existing.name == channel.name for existing in channels):
-            raise ChannelConfigError(
-                f"{CHANNELS_SETTING}[{index}]: field 'name': {channel.name!r} is used twice"
-            )
-        channels.append(channel)
-    return channels
+# -- value checks (each raises ValueError with the problem the operator sees) --------------------
 
 
-def _default_report_url(environ: Mapping[str, str]) -> str | None:
-    value = (environ.get(REPORT_URL_SETTING) or "").strip()
-    if value and not _is_http_url(value):
-        raise ChannelConfigError(f"{REPORT_URL_SETTING}: expected an http(s) URL, got {value!r}")
-    return value or None
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"expected letters, digits, '.', '_' or '-' (at most 64), got {value!r}")
+    return value
 
 
-def _is_http_url(value: str) -> bool:
+def _setting_name(value: str) -> str:
+    if not _SETTING.fullmatch(value):
+        raise ValueError(
+            f"expected the name of the setting that holds the value (e.g. KVMON_TEAMS_URL), got {value!r}"
+        )
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _http_url(value: str) -> str:
     parts = urlsplit(value.replace("{scan_id}", "scan"))
-    return parts.scheme in ("https", "http") and bool(parts.hostname)
-
-
-def _channel(
-    entry: Any, index: int, environ: Mapping[str, str], *, default_report_url: str | None
-) -> ChannelConfig:
-    where = f"{CHANNELS_SETTING}[{index}]"
-    if not isinstance(entry, dict):
-        raise ChannelConfigError(f"{where}: expected an object with name, kind and url_setting")
-    name = entry.get("name")
-    if isinstance(name, str) and _NAME.fullmatch(name):
-        where = f"{where} ({name})"
-    unknown = sorted(set(entry) - _FIELDS)
-    if unknown:
-        raise ChannelConfigError(
-            f"{where}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(_FIELDS))}"
-        )
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise ChannelConfigError(
-            f"{where}: field 'name': expected letters, digits, '.', '_' or '-' (at most 64), got {name!r}"
-        )
-    kind_text = entry.get("kind")
-    try:
-        kind = ChannelKind(str(kind_text).strip().lower())
-    except ValueError:
-        accepted = ", ".join(k.value for k in ChannelKind)
-        raise ChannelConfigError(f"{where}: field 'kind': {kind_text!r} is not one of {accepted}") from None
-    url_setting = _setting_name(entry, "url_setting", where, required=True)
-    assert url_setting is not None
-    url = _url_from(environ, url_setting, where)
-    secret_setting = _setting_name(entry, "secret_setting", where, required=False)
-    secret: Secret | None = None
-    if secret_setting is not None:
-        if kind is not ChannelKind.WEBHOOK:
-            raise ChannelConfigError(
-                f"{where}: field 'secret_setting': only webhook channels are signed ({kind.value} channels are not)"
-            )
-        secret = Secret(_setting_value(environ, secret_setting, where, "secret_setting"))
-    try:
-        min_severity = Severity.parse(entry.get("min_severity", "info"))
-    except ValueError as exc:
-        raise ChannelConfigError(f"{where}: field 'min_severity': {exc}") from None
-    return ChannelConfig(
-        name=name,
-        kind=kind,
-        url=url,
-        min_severity=min_severity,
-        events=_events(entry.get("events"), where),
-        vault_pattern=_text_field(entry, "vault_pattern", where) or "*",
-        secret=secret,
-        report_url=_report_url(entry, where) or default_report_url,
-        url_setting=url_setting,
-    )
-
-
-def _setting_name(entry: dict[str, Any], field_name: str, where: str, *, required: bool) -> str | None:
-    value = entry.get(field_name)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-        raise ChannelConfigError(
-            f"{where}: field {field_name!r}: expected the name of the setting that holds the value "
-            f"(e.g. KVMON_TEAMS_URL), got {value!r}"
-        )
-    return value
-
-
-def _setting_value(environ: Mapping[str, str], setting: str, where: str, field_name: str) -> str:
-    value = (environ.get(setting) or "").strip()
-    if not value:
-        raise ChannelConfigError(f"{where}: field {field_name!r}: setting {setting} is not set or empty")
-    if value.startswith("@Microsoft.KeyVault("):
-        raise ChannelConfigError(
-            f"{where}: field {field_name!r}: setting {setting} is an unresolved Key Vault reference "
-            "(check that the app's identity may read the secret)"
-        )
-    return value
-
-
-def _url_from(environ: Mapping[str, str], setting: str, where: str) -> Secret:
-    value = _setting_value(environ, setting, where, "url_setting")
-    # The message never quotes the value: it is the credential.
-    parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ChannelConfigError(
-            f"{where}: field 'url_setting': setting {setting} does not hold an http(s) URL"
-        )
-    if parts.scheme == "http" and not _loopback(parts.hostname):
-        raise ChannelConfigError(
-            f"{where}: field 'url_setting': setting {setting} must be an https URL (plain http only on loopback)"
-        )
-    return Secret(value)
+        raise ValueError(f"expected an http(s) URL, got {value!r}")
+    return value
 
 
-def _loopback(hostname: str) -> bool:
-    return hostname == "localhost" or hostname == "::1" or hostname.startswith("127.")
+def _severity(value: Any) -> Severity:
+    return Severity.parse(value)
 
 
-def _events(value: Any, where: str) -> frozenset[Event]:
+def _events(value: Any) -> Any:
     if value is None:
         return ALL_EVENTS
-    if isinstance(value, str) or not isinstance(value, list) or not value:
-        raise ChannelConfigError(
-            f'{where}: field \'events\': expected a non-empty list such as ["opened", "resolved"]'
-        )
+    if not isinstance(value, list) or not value:
+        raise ValueError('expected a non-empty list such as ["opened", "resolved"]')
     events: set[Event] = set()
     for item in value:
         text = str(item).strip().lower()
@@ -249,21 +165,149 @@ def _events(value: Any, where: str) -> frozenset[Event]:
             events.add(Event(text))
         except ValueError:
             accepted = ", ".join(e.value for e in Event)
-            raise ChannelConfigError(f"{where}: field 'events': {item!r} is not one of {accepted}") from None
+            raise ValueError(f"{item!r} is not one of {accepted}") from None
     return frozenset(events)
 
 
-def _text_field(entry: dict[str, Any], field_name: str, where: str) -> str | None:
-    value = entry.get(field_name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ChannelConfigError(f"{where}: field {field_name!r}: expected a non-empty text, got {value!r}")
-    return value.strip()
-
-
-def _report_url(entry: dict[str, Any], where: str) -> str | None:
-    value = _text_field(entry, "report_url", where)
-    if value is not None and not _is_http_url(value):
-        raise ChannelConfigError(f"{where}: field 'report_url': expected an http(s) URL, got {value!r}")
+def _setting_value(environ: Mapping[str, str], setting: str) -> str:
+    """The value of ``setting``, never quoted in a problem: it is the credential."""
+    value = (environ.get(setting) or "").strip()
+    if not value:
+        raise ValueError(f"setting {setting} is not set or empty")
+    if value.startswith(_KEY_VAULT_REFERENCE):
+        raise ValueError(
+            f"setting {setting} is an unresolved Key Vault reference "
+            "(check that the app's identity may read the secret)"
+        )
     return value
+
+
+def _webhook_url(environ: Mapping[str, str], setting: str) -> str:
+    value = _setting_value(environ, setting)
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError(f"setting {setting} does not hold an http(s) URL")
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        raise ValueError(f"setting {setting} must be an https URL (plain http only on loopback)")
+    return value
+
+
+def _loopback(hostname: str) -> bool:
+    return hostname == "localhost" or hostname == "::1" or hostname.startswith("127.")
+
+
+def _environ(info: ValidationInfo) -> Mapping[str, str]:
+    environ: Mapping[str, str] = info.context or {}
+    return environ
+
+
+SettingName = Annotated[str, AfterValidator(_setting_name)]
+Text = Annotated[str, AfterValidator(_text)]
+
+
+# -- the setting ----------------------------------------------------------------------------------
+
+
+class ChannelEntry(BaseModel):
+    """One entry of ``KVMON_CHANNELS``; the settings it names must hold usable values."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: Annotated[str, AfterValidator(_name)]
+    kind: Annotated[ChannelKind, choice(ChannelKind)]
+    url_setting: SettingName
+    secret_setting: SettingName | None = None
+    min_severity: Annotated[Severity, BeforeValidator(_severity)] = Severity.INFO
+    events: Annotated[frozenset[Event], BeforeValidator(_events)] = ALL_EVENTS
+    vault_pattern: Text | None = None  # a glob over vault names; None: every vault
+    report_url: Annotated[Text, AfterValidator(_http_url)] | None = None
+
+    @field_validator("url_setting", mode="after")
+    @classmethod
+    def _holds_a_url(cls, setting: str, info: ValidationInfo) -> str:
+        _webhook_url(_environ(info), setting)
+        return setting
+
+    @field_validator("secret_setting", mode="after")
+    @classmethod
+    def _holds_a_secret(cls, setting: str | None, info: ValidationInfo) -> str | None:
+        if setting is None:
+            return None
+        kind = info.data.get("kind")
+        if kind is not None and kind is not ChannelKind.WEBHOOK:
+            raise ValueError(f"only webhook channels are signed ({kind.value} channels are not)")
+        _setting_value(_environ(info), setting)
+        return setting
+
+    def to_channel(self, environ: Mapping[str, str], *, default_report_url: str | None) -> ChannelConfig:
+        """The channel, with its URL and signing key read from the settings validation checked."""
+        return ChannelConfig(
+            name=self.name,
+            kind=self.kind,
+            url=Secret(environ[self.url_setting]),
+            min_severity=self.min_severity,
+            events=self.events,
+            vault_pattern=self.vault_pattern or "*",
+            secret=Secret(environ[self.secret_setting]) if self.secret_setting else None,
+            report_url=self.report_url or default_report_url,
+            url_setting=self.url_setting,
+        )
+
+
+class ChannelEntries(BaseModel):
+    """``KVMON_CHANNELS``: a JSON list of channels, each name used once."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    channels: list[ChannelEntry]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_list(cls, data: Any) -> Any:
+        if not isinstance(data, list):
+            raise ValueError("expected a JSON list of channels")
+        return {"channels": data}
+
+    @field_validator("channels", mode="after")
+    @classmethod
+    def _unique_names(cls, entries: list[ChannelEntry]) -> list[ChannelEntry]:
+        seen: set[str] = set()
+        for index, entry in enumerate(entries):
+            if entry.name in seen:
+                raise problem_at((index, "name"), f"{entry.name!r} is used twice", given=entry.name)
+            seen.add(entry.name)
+        return entries
+
+
+def load_channels(environ: Mapping[str, str]) -> list[ChannelConfig]:
+    """The channels configured in ``environ``; none when ``KVMON_CHANNELS`` is unset or empty.
+
+    Raises ``ChannelConfigError`` naming the setting, the entry's field and the problem; never
+    quoting a URL or secret."""
+    text = (environ.get(CHANNELS_SETTING) or "").strip()
+    if not text:
+        return []
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ChannelConfigError(
+            message(
+                CHANNELS_SETTING, "", f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
+            )
+        ) from None
+    try:
+        entries = ChannelEntries.model_validate(data, context=environ).channels
+    except ValidationError as exc:
+        raise ChannelConfigError(describe(exc, where=CHANNELS_SETTING)) from None
+    default_report_url = _default_report_url(environ) if entries else None
+    return [entry.to_channel(environ, default_report_url=default_report_url) for entry in entries]
+
+
+def _default_report_url(environ: Mapping[str, str]) -> str | None:
+    value = (environ.get(REPORT_URL_SETTING) or "").strip()
+    if not value:
+        return None
+    try:
+        return _http_url(value)
+    except ValueError as exc:
+        raise ChannelConfigError(message(REPORT_URL_SETTING, "", str(exc))) from None
