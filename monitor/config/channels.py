@@ -147,10 +147,6 @@ def _http_url(value: str) -> str:
     return value
 
 
-def _severity(value: Any) -> Severity:
-    return Severity.parse(value)
-
-
 def _events(value: Any) -> Any:
     if value is None:
         return ALL_EVENTS
@@ -182,23 +178,17 @@ def _setting_value(environ: Mapping[str, str], setting: str) -> str:
     return value
 
 
-def _webhook_url(environ: Mapping[str, str], setting: str) -> str:
+def _check_webhook_url(environ: Mapping[str, str], setting: str) -> None:
     value = _setting_value(environ, setting)
     parts = urlsplit(value)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise ValueError(f"setting {setting} does not hold an http(s) URL")
     if parts.scheme == "http" and not _loopback(parts.hostname):
         raise ValueError(f"setting {setting} must be an https URL (plain http only on loopback)")
-    return value
 
 
 def _loopback(hostname: str) -> bool:
     return hostname == "localhost" or hostname == "::1" or hostname.startswith("127.")
-
-
-def _environ(info: ValidationInfo) -> Mapping[str, str]:
-    environ: Mapping[str, str] = info.context or {}
-    return environ
 
 
 SettingName = Annotated[str, AfterValidator(_setting_name)]
@@ -217,7 +207,7 @@ class ChannelEntry(BaseModel):
     kind: Annotated[ChannelKind, choice(ChannelKind)]
     url_setting: SettingName
     secret_setting: SettingName | None = None
-    min_severity: Annotated[Severity, BeforeValidator(_severity)] = Severity.INFO
+    min_severity: Annotated[Severity, BeforeValidator(Severity.parse)] = Severity.INFO
     events: Annotated[frozenset[Event], BeforeValidator(_events)] = ALL_EVENTS
     vault_pattern: Text | None = None  # a glob over vault names; None: every vault
     report_url: Annotated[Text, AfterValidator(_http_url)] | None = None
@@ -225,7 +215,7 @@ class ChannelEntry(BaseModel):
     @field_validator("url_setting", mode="after")
     @classmethod
     def _holds_a_url(cls, setting: str, info: ValidationInfo) -> str:
-        _webhook_url(_environ(info), setting)
+        _check_webhook_url(info.context or {}, setting)  # the context is the environment
         return setting
 
     @field_validator("secret_setting", mode="after")
@@ -236,7 +226,7 @@ class ChannelEntry(BaseModel):
         kind = info.data.get("kind")
         if kind is not None and kind is not ChannelKind.WEBHOOK:
             raise ValueError(f"only webhook channels are signed ({kind.value} channels are not)")
-        _setting_value(_environ(info), setting)
+        _setting_value(info.context or {}, setting)
         return setting
 
     def to_channel(self, environ: Mapping[str, str], *, default_report_url: str | None) -> ChannelConfig:

@@ -135,6 +135,7 @@ class VantagePoint(BaseModel):
     inside: bool
     subnet_id: Annotated[Text, AfterValidator(_subnet_id)] | None = None
     endpoint: Annotated[Text, AfterValidator(_endpoint)] | None = None
+    # Checked when absent too: an endpoint needs it.
     key_setting: Annotated[Text, AfterValidator(_setting_name)] | None = Field(
         default=None, validate_default=True
     )
