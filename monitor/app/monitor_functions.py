@@ -23,11 +23,12 @@ from monitor.app.answers import Answer, answers_errors, error_answer, json_answe
 from monitor.app.deployment import credential
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
+from monitor.config.channels import ChannelConfigError, load_channels
+from monitor.config.secret import Secret
 from monitor.config.settings import Role, Settings, SettingsError
 from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger
 from monitor.outputs import formats
-from monitor.outputs.notify import ChannelConfigError, load_channels
-from monitor.outputs.notify.redact import Secret, redact
+from monitor.outputs.notify.redact import redact
 from monitor.outputs.report import render_html
 from monitor.store import ScanRun, Store, store_from_environment
 from probes.scope import OutOfScope, ProbeScope

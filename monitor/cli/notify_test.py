@@ -8,9 +8,9 @@ import datetime as dt
 import os
 
 from monitor.cli import common
+from monitor.config.channels import ALL_EVENTS, ChannelConfigError, load_channels
 from monitor.config.settings import Settings, SettingsError
 from monitor.model import Severity
-from monitor.outputs.notify.channels import ALL_EVENTS, ChannelConfigError, load_channels
 from monitor.outputs.notify.compose import compose, message_id, sample_digest
 from monitor.outputs.notify.deliver import DeliveryPolicy, Sender, SystemClock, default_session
 from monitor.outputs.notify.redact import redacting_logs

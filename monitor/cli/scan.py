@@ -16,9 +16,9 @@ from monitor.app.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.cli import common
 from monitor.cli.evaluate import add_baseline_argument, add_output_arguments, emit_report
 from monitor.config.baseline import BaselineError
+from monitor.config.channels import ChannelConfigError
 from monitor.config.settings import Settings, SettingsError
 from monitor.model import ScanTrigger
-from monitor.outputs.notify import ChannelConfigError
 from monitor.store import StoreUnavailable
 
 EXIT_SCAN_FAILED = 3

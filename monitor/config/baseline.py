@@ -48,7 +48,7 @@ import difflib
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +58,7 @@ import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -65,7 +66,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitor.config.policy import MODES, VantageExpectation, VaultPolicy
+from monitor.config.policy import DnsAnswer, Mode, Reach, VantageExpectation, VaultPolicy
 from monitor.errors import ConfigurationError
 from monitor.model import IPNetwork, Severity, Suppression, VaultPosture
 
@@ -79,16 +80,18 @@ class BaselineError(ConfigurationError):
 # -- value checks (each raises ValueError with the message the user sees) ------------------------
 
 
-def _choice(accepted: Sequence[str], what: str) -> Any:
+def _choice(accepted: Iterable[str], what: str) -> Any:
+    """One of ``accepted`` (texts, or a StrEnum's members), case-insensitively, as it is spelled there."""
     canonical = {value.lower(): value for value in accepted}
+    shown = ", ".join(canonical.values())
 
-    def check(value: str) -> str:
-        try:
-            return canonical[value.strip().lower()]
-        except KeyError:
-            raise ValueError(f"unknown {what} {value!r}: use one of {', '.join(accepted)}") from None
+    def check(value: Any) -> Any:
+        found = canonical.get(value.strip().lower()) if isinstance(value, str) else None
+        if found is None:
+            raise ValueError(f"unknown {what} {value!r}: use one of {shown}")
+        return found
 
-    return AfterValidator(check)
+    return BeforeValidator(check)
 
 
 def _network(text: str) -> IPNetwork:
@@ -245,8 +248,8 @@ class SuppressionSpec(_Spec):
 
 
 class VantageSpec(_Spec):
-    reach: Annotated[str, _choice(("admitted", "refused"), "reach")] | None = None
-    dns: Annotated[str, _choice(("private", "public"), "dns answer")] | None = None
+    reach: Annotated[Reach, _choice(Reach, "reach")] | None = None
+    dns: Annotated[DnsAnswer, _choice(DnsAnswer, "dns answer")] | None = None
 
 
 class ExpectSpec(_Spec):
@@ -257,7 +260,7 @@ class ExpectSpec(_Spec):
 
 
 class PolicySpec(_Spec):
-    mode: Annotated[str, _choice(MODES, "mode")] | None = None
+    mode: Annotated[Mode, _choice(Mode, "mode")] | None = None
     justification: Text | None = None
     allowed_subnets: list[SubnetId] = Field(default_factory=list)
     allowed_ip_ranges: list[Cidr] = Field(default_factory=list)
@@ -271,7 +274,7 @@ class PolicySpec(_Spec):
 
     @model_validator(mode="after")
     def _public_needs_justification(self) -> PolicySpec:
-        if self.mode == "public" and not self.justification:
+        if self.mode is Mode.PUBLIC and not self.justification:
             raise ValueError("mode public needs a justification: say why this vault may be public")
         return self
 

@@ -7,10 +7,32 @@ read only this plain value, never the YAML.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from monitor.model import IPNetwork, Severity, Suppression
 
-MODES = ("private-link", "service-endpoint", "ip-firewall", "public")
+
+class Mode(StrEnum):
+    """How a vault is meant to be reached: the baseline's ``mode``."""
+
+    PRIVATE_LINK = "private-link"
+    SERVICE_ENDPOINT = "service-endpoint"
+    IP_FIREWALL = "ip-firewall"
+    PUBLIC = "public"
+
+
+class Reach(StrEnum):
+    """What the data plane should do with a probe from a vantage point."""
+
+    ADMITTED = "admitted"
+    REFUSED = "refused"
+
+
+class DnsAnswer(StrEnum):
+    """What the vault's name should resolve to from a vantage point."""
+
+    PRIVATE = "private"
+    PUBLIC = "public"
 
 
 @dataclass(frozen=True)
@@ -28,8 +50,8 @@ class Vantage:
 
 @dataclass(frozen=True)
 class VantageExpectation:
-    reach: str | None = None  # "admitted" | "refused" | None (no expectation)
-    dns: str | None = None  # "private" | "public" | None
+    reach: Reach | None = None  # None: no expectation
+    dns: DnsAnswer | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +59,7 @@ class VaultPolicy:
     """The baseline's verdict on what one vault should look like. ``entry`` None: no entry matched."""
 
     entry: str | None = None
-    mode: str | None = None
+    mode: Mode | None = None
     justification: str | None = None
     allowed_subnets: tuple[str, ...] = ()  # lower-cased subnet ids
     allowed_ip_ranges: tuple[IPNetwork, ...] = ()
@@ -66,16 +88,18 @@ class VaultPolicy:
         return VantageExpectation(reach=explicit.reach or default.reach, dns=explicit.dns or default.dns)
 
     def _mode_default(self, vantage: Vantage, vault_subnets: tuple[str, ...]) -> VantageExpectation:
-        if self.mode == "public":
-            return VantageExpectation(reach="admitted", dns="public")
-        if self.mode == "private-link":
+        if self.mode == Mode.PUBLIC:
+            return VantageExpectation(reach=Reach.ADMITTED, dns=DnsAnswer.PUBLIC)
+        if self.mode == Mode.PRIVATE_LINK:
             if vantage.inside:
-                return VantageExpectation(reach="admitted", dns="private")
-            return VantageExpectation(reach="refused", dns="public")
-        if self.mode == "service-endpoint":
+                return VantageExpectation(reach=Reach.ADMITTED, dns=DnsAnswer.PRIVATE)
+            return VantageExpectation(reach=Reach.REFUSED, dns=DnsAnswer.PUBLIC)
+        if self.mode == Mode.SERVICE_ENDPOINT:
             subnets = set(self.allowed_subnets or tuple(s.lower() for s in vault_subnets))
             allowed = vantage.subnet_id is not None and vantage.subnet_id.lower() in subnets
-            return VantageExpectation(reach="admitted" if allowed else "refused", dns="public")
-        if self.mode == "ip-firewall":
-            return VantageExpectation(dns="public")
+            return VantageExpectation(
+                reach=Reach.ADMITTED if allowed else Reach.REFUSED, dns=DnsAnswer.PUBLIC
+            )
+        if self.mode == Mode.IP_FIREWALL:
+            return VantageExpectation(dns=DnsAnswer.PUBLIC)
         return VantageExpectation()

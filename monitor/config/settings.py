@@ -29,7 +29,7 @@ from pydantic import (
 
 from monitor.config.policy import Vantage
 from monitor.config.validation import choice, describe, message
-from monitor.config.vantages import VantageConfigError, parse_vantages
+from monitor.config.vantages import VantagePoints
 from monitor.errors import ConfigurationError
 from monitor.netaddr import AddressSpace
 
@@ -155,10 +155,8 @@ def _vantages(value: Any) -> tuple[Vantage, ...]:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
             raise ValueError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    try:
-        return tuple(parse_vantages(value))
-    except VantageConfigError as exc:  # names entry and field; pydantic reports ValueErrors
-        raise ValueError(str(exc)) from None
+    # A ValidationError raised here is merged into the settings' own, below KVMON_VANTAGES.
+    return tuple(VantagePoints.model_validate(value).to_vantages())
 
 
 CommaList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
@@ -365,7 +363,7 @@ def _row(field: Any) -> SettingDoc:
 
 
 # Settings read elsewhere: the store (``monitor.store``), the queue (``monitor.app.queue``), the
-# channels (``monitor.outputs.notify.channels``), the Functions host and the Azure identity library.
+# channels (``monitor.config.channels``), the Functions host and the Azure identity library.
 OTHER_SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
         "KVMON_STORAGE",

@@ -1,7 +1,8 @@
 """One message shape for every configuration error: ``<setting or file>: <field path>: <problem>``.
 
-Settings, vantage points and channels are pydantic models; ``describe`` turns the first problem
-pydantic found into that one line (the baseline adds its line numbers, see
+Settings, vantage points and channels are pydantic models, and so is the probe wire format
+(``probes.wire``, where the "setting" is the result's place in an answer); ``describe`` turns the
+first problem pydantic found into that one line (the baseline adds its line numbers, see
 ``monitor.config.baseline``). A field path is dotted keys and list indexes, as in
 ``vantages[0].inside``; a scalar setting has none (``KVMON_PROBE_PORT: must be at most 65535``).
 """
@@ -13,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BeforeValidator, ValidationError
+from pydantic_core import PydanticCustomError
 
 # What a list or mapping given where a value belongs is called (rather than quoting all of it).
 _TYPE_NAMES = {
@@ -42,6 +44,9 @@ _EXPECTED = {
     "dataclass_type": "a mapping",
     "model_attributes_type": "a mapping",
     "dataclass_exact_type": "a mapping",
+    "datetime_type": "an ISO 8601 date-time",
+    "datetime_parsing": "an ISO 8601 date-time",
+    "datetime_from_date_parsing": "an ISO 8601 date-time",
 }
 
 
@@ -85,8 +90,13 @@ def _problem(error: Any) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required"
-    if kind == "extra_forbidden":
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):  # a model's, a dataclass's
         return "unknown field"
+    if kind == "enum":  # pydantic says "'a', 'b' or 'c'"; kvmon lists them as choice() does
+        accepted = str(error["ctx"]["expected"]).replace("'", "").replace(" or ", ", ")
+        return f"{error['input']!r} is not one of {accepted}"
+    if kind == "timezone_aware":
+        return f"{error['input']!r} has no UTC offset"
     if kind in _EXPECTED:
         given = error.get("input")
         shown = _type_name(given) if isinstance(given, dict | list) else repr(given)
@@ -116,3 +126,15 @@ def choice(enum: type[StrEnum]) -> Any:
         return members[text]
 
     return BeforeValidator(check)
+
+
+def problem_at(location: Sequence[str | int], problem: str, *, given: Any) -> ValidationError:
+    """A ValidationError for ``problem`` at ``location`` below the value being validated.
+
+    Raised from a validator of a list (a name defined twice), pydantic prefixes the list's own
+    location, so the message names the very item and field: ``vantages[1].name``.
+    """
+    error = PydanticCustomError("kvmon", problem)  # no context given, so no placeholders filled in
+    return ValidationError.from_exception_data(
+        "kvmon", [{"type": error, "loc": tuple(location), "input": given}]
+    )

@@ -2,8 +2,9 @@
 
 Each entry is ``name``, ``inside`` (in the VNet or not), and optionally ``subnet_id``,
 ``endpoint`` + ``key_setting`` (a remote deployment's ``/api/probe`` and the app setting holding
-its function key), ``source_address`` and ``resolver`` ("IP[:PORT]"). Errors name the entry and
-field: ``vantages[2].source_address: '10.0.0' is not an IP address``.
+its function key), ``source_address`` and ``resolver`` ("IP[:PORT]"). ``VantagePoints`` is the
+pydantic model of the whole list; errors are one line naming the file or setting, the entry's
+field and the problem: ``vantages.yaml: vantages[2].source_address: '10.0.0' is not an IP address``.
 """
 
 from __future__ import annotations
@@ -11,18 +12,32 @@ from __future__ import annotations
 import ipaddress
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from monitor.config.policy import Vantage
+from monitor.config.validation import describe, message, problem_at
 from monitor.errors import ConfigurationError
 
 DNS_PORT = 53
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
-_FIELDS = ("name", "inside", "subnet_id", "endpoint", "key_setting", "source_address", "resolver")
+_SUBNET_ID = re.compile(
+    r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+",
+    re.IGNORECASE,
+)
 
 
 class VantageConfigError(ConfigurationError):
@@ -56,115 +71,140 @@ def parse_resolver(text: str) -> tuple[str, int]:
     return address, int(port_text)
 
 
+# -- value checks (each raises ValueError with the problem the operator sees) --------------------
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"expected 1-64 letters, digits, dots, hyphens or underscores, got {value!r}")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _subnet_id(value: str) -> str:
+    if not _SUBNET_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a subnet resource id")
+    return value
+
+
+def _endpoint(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.query:
+        raise ValueError(
+            f"{value!r} must be an https:// URL without credentials or query "
+            "(the function key comes from key_setting)"
+        )
+    return value
+
+
+def _setting_name(value: str) -> str:
+    if not _SETTING.fullmatch(value):
+        raise ValueError(f"{value!r} is not an app setting name")
+    return value
+
+
+def _address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IP address") from None
+
+
+def _resolver(value: str) -> str:
+    parse_resolver(value)  # its ValueError says what is wrong with it
+    return value
+
+
+Text = Annotated[str, AfterValidator(_text)]
+
+
+# -- the document ---------------------------------------------------------------------------------
+
+
+class VantagePoint(BaseModel):
+    """One entry; strict: ``inside`` is true or false, never ``"no"``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    name: Annotated[str, AfterValidator(_name)]
+    inside: bool
+    subnet_id: Annotated[Text, AfterValidator(_subnet_id)] | None = None
+    endpoint: Annotated[Text, AfterValidator(_endpoint)] | None = None
+    # Checked when absent too: an endpoint needs it.
+    key_setting: Annotated[Text, AfterValidator(_setting_name)] | None = Field(
+        default=None, validate_default=True
+    )
+    source_address: Annotated[Text, AfterValidator(_address)] | None = None
+    resolver: Annotated[Text, AfterValidator(_resolver)] | None = None
+
+    @field_validator("key_setting", mode="after")
+    @classmethod
+    def _key_with_endpoint(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None and info.data.get("endpoint") is not None:
+            raise ValueError("required with endpoint (the app setting holding its key)")
+        return value
+
+    def to_vantage(self) -> Vantage:
+        return Vantage(**self.model_dump())
+
+
+class VantagePoints(BaseModel):
+    """A list of vantage points, or ``{"vantages": [...]}``; names are unique, case-insensitively."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+    vantages: list[VantagePoint]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, data: Any) -> Any:
+        if isinstance(data, list):
+            return {"vantages": data}
+        if not isinstance(data, dict) or "vantages" not in data:
+            raise ValueError('expected a list of vantage points (or {"vantages": [...]})')
+        return data
+
+    @field_validator("vantages", mode="after")
+    @classmethod
+    def _unique_names(cls, points: list[VantagePoint]) -> list[VantagePoint]:
+        seen: set[str] = set()
+        for index, point in enumerate(points):
+            if point.name.lower() in seen:
+                raise problem_at((index, "name"), f"{point.name!r} is defined twice", given=point.name)
+            seen.add(point.name.lower())
+        return points
+
+    def to_vantages(self) -> list[Vantage]:
+        return [point.to_vantage() for point in self.vantages]
+
+
 def load_vantages(path: str | Path) -> list[Vantage]:
     """Read a YAML (or JSON, a subset of YAML) file of vantage points."""
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise VantageConfigError(f"{file}: no such file") from None
+        raise VantageConfigError(message(str(file), "", "no such file")) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise VantageConfigError(f"{file}: cannot be read ({exc})") from None
+        raise VantageConfigError(message(str(file), "", f"cannot be read ({exc})")) from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "not valid YAML"
-        raise VantageConfigError(f"{file}: {problem}{where}") from None
+        raise VantageConfigError(message(str(file), "", f"{problem}{where}")) from None
+    return parse_vantages(data, source=str(file))
+
+
+def parse_vantages(data: Any, *, source: str) -> list[Vantage]:
+    """Vantage points already parsed from JSON/YAML; ``source`` names the file or setting in messages."""
     try:
-        return parse_vantages(data)
-    except VantageConfigError as exc:
-        raise VantageConfigError(f"{file}: {exc}") from None
-
-
-def parse_vantages(data: Any) -> list[Vantage]:
-    """A list of vantage entries, or ``{"vantages": [...]}``, already parsed from JSON/YAML."""
-    if isinstance(data, dict) and set(data) == {"vantages"}:
-        data = data["vantages"]
-    if not isinstance(data, list):
-        raise VantageConfigError('expected a list of vantage points (or {"vantages": [...]})')
-    vantages: list[Vantage] = []
-    seen: set[str] = set()
-    for index, entry in enumerate(data):
-        vantage = _parse_entry(entry, f"vantages[{index}]")
-        if vantage.name.lower() in seen:
-            raise VantageConfigError(f"vantages[{index}].name: {vantage.name!r} is defined twice")
-        seen.add(vantage.name.lower())
-        vantages.append(vantage)
-    return vantages
-
-
-def _parse_entry(entry: Any, where: str) -> Vantage:
-    if not isinstance(entry, dict):
-        raise VantageConfigError(f"{where}: expected a mapping with at least name and inside")
-    unknown = sorted(str(k) for k in entry if k not in _FIELDS)
-    if unknown:
-        raise VantageConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}"
-        )
-    name = entry.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise VantageConfigError(
-            f"{where}.name: required, 1-64 letters, digits, dots, hyphens or underscores (got {name!r})"
-        )
-    where = f"{where} ({name})"
-    inside = entry.get("inside")
-    if not isinstance(inside, bool):
-        raise VantageConfigError(
-            f"{where}.inside: required, true (inside the VNet) or false (got {inside!r})"
-        )
-    subnet_id = _optional_text(entry, "subnet_id", where)
-    if subnet_id is not None and not re.fullmatch(
-        r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+",
-        subnet_id,
-        flags=re.IGNORECASE,
-    ):
-        raise VantageConfigError(f"{where}.subnet_id: {subnet_id!r} is not a subnet resource id")
-    endpoint = _optional_text(entry, "endpoint", where)
-    key_setting = _optional_text(entry, "key_setting", where)
-    if endpoint is not None:
-        parts = urlsplit(endpoint)
-        if parts.scheme != "https" or not parts.hostname or parts.username or parts.password or parts.query:
-            raise VantageConfigError(
-                f"{where}.endpoint: {endpoint!r} must be an https:// URL without credentials or query "
-                "(the function key comes from key_setting)"
-            )
-        if key_setting is None:
-            raise VantageConfigError(
-                f"{where}.key_setting: required with endpoint (the app setting holding its key)"
-            )
-    if key_setting is not None and not _SETTING.fullmatch(key_setting):
-        raise VantageConfigError(f"{where}.key_setting: {key_setting!r} is not an app setting name")
-    source_address = _optional_text(entry, "source_address", where)
-    if source_address is not None:
-        try:
-            source_address = str(ipaddress.ip_address(source_address))
-        except ValueError:
-            raise VantageConfigError(
-                f"{where}.source_address: {source_address!r} is not an IP address"
-            ) from None
-    resolver = _optional_text(entry, "resolver", where)
-    if resolver is not None:
-        try:
-            parse_resolver(resolver)
-        except ValueError as exc:
-            raise VantageConfigError(f"{where}.resolver: {exc}") from None
-    return Vantage(
-        name=name,
-        inside=inside,
-        subnet_id=subnet_id,
-        endpoint=endpoint,
-        key_setting=key_setting,
-        source_address=source_address,
-        resolver=resolver,
-    )
-
-
-def _optional_text(entry: dict[str, Any], field: str, where: str) -> str | None:
-    value = entry.get(field)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise VantageConfigError(f"{where}.{field}: expected a non-empty string (got {value!r})")
-    return value.strip()
+        return VantagePoints.model_validate(data).to_vantages()
+    except ValidationError as exc:
+        raise VantageConfigError(describe(exc, where=source)) from None

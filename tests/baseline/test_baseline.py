@@ -13,7 +13,7 @@ import pytest
 from lab.estate import walkthrough_network
 from lab.services import walkthrough_vantages
 from monitor.config.baseline import Baseline, BaselineError, load_baseline, parse_baseline
-from monitor.config.policy import VantageExpectation
+from monitor.config.policy import DnsAnswer, Mode, Reach, VantageExpectation
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.catalog import RULES_BY_ID
@@ -91,8 +91,8 @@ def test_walkthrough_vantage_expectations_name_the_lab_vantages_and_agree_with_m
             # What the example spells out is what the mode implies: no surprises for a reader.
             assert replace(policy, vantages={}).expectation_for(vantage) == stated, (name, vantage.name)
     se = baseline.policy_for(vault("kv-se-demo"))
-    assert se.vantages["se-subnet"] == VantageExpectation(reach="admitted", dns="public")
-    assert se.vantages["internet"] == VantageExpectation(reach="refused", dns="public")
+    assert se.vantages["se-subnet"] == VantageExpectation(reach=Reach.ADMITTED, dns=DnsAnswer.PUBLIC)
+    assert se.vantages["internet"] == VantageExpectation(reach=Reach.REFUSED, dns=DnsAnswer.PUBLIC)
 
 
 def test_walkthrough_example_judges_the_example_vaults() -> None:
@@ -173,7 +173,7 @@ def test_values_are_normalised() -> None:
         """
     )
     policy = baseline.policy_for(vault("kv-a"))
-    assert policy.mode == "private-link"
+    assert policy.mode is Mode.PRIVATE_LINK
     assert policy.allowed_ip_ranges == (
         ipaddress.ip_network("203.0.113.0/24"),
         ipaddress.ip_network("2001:db8::/32"),
@@ -184,7 +184,8 @@ def test_values_are_normalised() -> None:
         "SecuredByPerimeter",
     )
     assert policy.drift_severity is Severity.HIGH
-    assert policy.vantages == {"internet": VantageExpectation(reach="refused", dns="public")}
+    (internet,) = policy.vantages.values()
+    assert internet.reach is Reach.REFUSED and internet.dns is DnsAnswer.PUBLIC
     assert policy.suppressions[0].rule == "KV003"
 
 
@@ -275,6 +276,11 @@ BAD = {
         "defaults.drift_severity: unknown severity 'severe': use one of info, low, medium, high, critical",
     ),
     "bad bypass": ("version: 1\ndefaults:\n  bypass: Everything\n", 3, "unknown bypass 'Everything'"),
+    "mode not a text": (
+        "version: 1\ndefaults:\n  mode: 5\n",
+        3,
+        "defaults.mode: unknown mode 5: use one of private-link, service-endpoint, ip-firewall, public",
+    ),
     "bad reach": (
         "version: 1\ndefaults:\n  vantages:\n    internet: {reach: maybe}\n",
         4,

@@ -37,9 +37,10 @@ from lab.http import LabServer, Request, Response
 from lab.services import LabServices
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRuntime
+from monitor.config.channels import load_channels
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings
-from monitor.outputs.notify import DeliveryPolicy, Notifier, load_channels
+from monitor.outputs.notify import DeliveryPolicy, Notifier
 from monitor.outputs.notify.deliver import default_session
 from monitor.sources.arm import ArmInventory
 from monitor.sources.logs import LogsReader

@@ -7,9 +7,9 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from monitor.config.channels import ChannelKind, load_channels
 from monitor.config.settings import SETTINGS
 from monitor.config.vantages import parse_vantages
-from monitor.outputs.notify.channels import ChannelKind, load_channels
 from tests.infra.bicep import REPO, evaluate, module_params, template
 
 SUBNET_ID = (
@@ -134,7 +134,7 @@ def test_no_app_gets_a_key_based_storage_connection_or_a_setting_flex_refuses() 
 
 def test_kvmon_accepts_the_vantage_list_the_monitor_is_given() -> None:
     symbols = _symbols()
-    vantages = parse_vantages(json.loads(json.dumps(_variable("vantages", symbols))))
+    vantages = parse_vantages(json.loads(json.dumps(_variable("vantages", symbols))), source="KVMON_VANTAGES")
     inside, outside = vantages
     assert (inside.name, inside.inside, inside.subnet_id, inside.endpoint) == (
         "inside",

@@ -1,5 +1,5 @@
 """Channel settings: parsed from KVMON_CHANNELS plus one setting per URL/secret, with errors that
-name the setting and field and never quote a URL."""
+name the setting, the entry's field and the problem, and never quote a URL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
+from monitor.config.channels import ALL_EVENTS, ChannelConfigError, ChannelKind, Event, load_channels
 from monitor.model import Severity
-from monitor.outputs.notify.channels import ALL_EVENTS, ChannelConfigError, ChannelKind, Event, load_channels
 
 TEAMS_URL = "https://prod-07.westeurope.logic.azure.com:443/workflows/0a1b2c3d4e5f/triggers/manual/paths/invoke?api-version=2016-06-01&sig=S3cr3tSig-Xy9"
 SLACK_URL = "https://hooks.slack.com/services/T0SECRET1/B0SECRET2/sEcReTtOkEn123456"
@@ -75,78 +75,95 @@ def test_no_setting_means_no_channels() -> None:
 @pytest.mark.parametrize(
     ("channels", "settings", "expected"),
     [
-        ("not json", {}, "KVMON_CHANNELS: not valid JSON (line 1, column 1"),
-        ({"name": "x"}, {}, "KVMON_CHANNELS: expected a JSON list"),
-        (["teams"], {}, "KVMON_CHANNELS[1]: expected an object"),
+        ("not json", {}, "KVMON_CHANNELS: not valid JSON (line 1, column 1: Expecting value)"),
+        ({"name": "x"}, {}, "KVMON_CHANNELS: expected a JSON list of channels"),
+        (["teams"], {}, "KVMON_CHANNELS: channels[0]: expected a mapping, got 'teams'"),
         (
             [{"name": "a b", "kind": "teams", "url_setting": "U"}],
             {"U": TEAMS_URL},
-            "KVMON_CHANNELS[1]: field 'name'",
+            "KVMON_CHANNELS: channels[0].name: expected letters, digits, '.', '_' or '-' (at most 64), got 'a b'",
         ),
         (
             [{"name": "a", "kind": "email", "url_setting": "U"}],
             {"U": TEAMS_URL},
-            "KVMON_CHANNELS[1] (a): field 'kind': 'email' is not one of teams, slack, webhook",
+            "KVMON_CHANNELS: channels[0].kind: 'email' is not one of teams, slack, webhook",
         ),
         (
-            [{"name": "a", "kind": "teams", "url": TEAMS_URL}],
-            {},
-            "KVMON_CHANNELS[1] (a): unknown field 'url'",
+            [{"name": "a", "kind": "teams", "url_setting": "U", "url": TEAMS_URL}],
+            {"U": TEAMS_URL},
+            "KVMON_CHANNELS: channels[0].url: unknown field",
         ),
         (
             [{"name": "a", "kind": "teams"}],
             {},
-            "KVMON_CHANNELS[1] (a): field 'url_setting': expected the name of the setting",
+            "KVMON_CHANNELS: channels[0].url_setting: required",
         ),
         (
             [{"name": "a", "kind": "teams", "url_setting": "KVMON_TEAMS_URL"}],
             {},
-            "KVMON_CHANNELS[1] (a): field 'url_setting': setting KVMON_TEAMS_URL is not set or empty",
+            "KVMON_CHANNELS: channels[0].url_setting: setting KVMON_TEAMS_URL is not set or empty",
         ),
         (
             [{"name": "a", "kind": "teams", "url_setting": "U"}],
             {"U": "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/teams/)"},
-            "setting U is an unresolved Key Vault reference",
+            "KVMON_CHANNELS: channels[0].url_setting: setting U is an unresolved Key Vault reference "
+            "(check that the app's identity may read the secret)",
         ),
         (
             [{"name": "a", "kind": "teams", "url_setting": "U"}],
             {"U": "http://hooks.example.org/services/SECRETPATH99"},
-            "setting U must be an https URL",
+            "KVMON_CHANNELS: channels[0].url_setting: setting U must be an https URL (plain http only on loopback)",
         ),
         (
             [{"name": "a", "kind": "teams", "url_setting": "U"}],
             {"U": "ftp://x/SECRETPATH99"},
-            "setting U does not hold an http(s) URL",
+            "KVMON_CHANNELS: channels[0].url_setting: setting U does not hold an http(s) URL",
         ),
         (
             [{"name": "a", "kind": "teams", "url_setting": "U", "secret_setting": "S"}],
             {"U": TEAMS_URL, "S": "k"},
-            "field 'secret_setting': only webhook channels are signed",
+            "KVMON_CHANNELS: channels[0].secret_setting: only webhook channels are signed (teams channels are not)",
         ),
         (
             [{"name": "a", "kind": "webhook", "url_setting": "U", "secret_setting": "S"}],
             {"U": HOOK_URL},
-            "field 'secret_setting': setting S is not set or empty",
+            "KVMON_CHANNELS: channels[0].secret_setting: setting S is not set or empty",
         ),
         (
             [{"name": "a", "kind": "slack", "url_setting": "U", "min_severity": "urgent"}],
             {"U": SLACK_URL},
-            "field 'min_severity': unknown severity 'urgent'",
+            "KVMON_CHANNELS: channels[0].min_severity: unknown severity 'urgent': use one of info, low, medium, high, critical",
         ),
         (
             [{"name": "a", "kind": "slack", "url_setting": "U", "events": ["opened", "closed"]}],
             {"U": SLACK_URL},
-            "field 'events': 'closed' is not one of opened, changed, resolved",
+            "KVMON_CHANNELS: channels[0].events: 'closed' is not one of opened, changed, resolved",
         ),
         (
             [{"name": "a", "kind": "slack", "url_setting": "U", "events": "opened"}],
             {"U": SLACK_URL},
-            "field 'events': expected a non-empty list",
+            'KVMON_CHANNELS: channels[0].events: expected a non-empty list such as ["opened", "resolved"]',
         ),
         (
             [{"name": "a", "kind": "slack", "url_setting": "U", "report_url": "reports"}],
             {"U": SLACK_URL},
-            "field 'report_url': expected an http(s) URL",
+            "KVMON_CHANNELS: channels[0].report_url: expected an http(s) URL, got 'reports'",
+        ),
+        (
+            [{"name": "a", "kind": "teams", "url_setting": "my url"}],
+            {},
+            "KVMON_CHANNELS: channels[0].url_setting: expected the name of the setting that holds the value "
+            "(e.g. KVMON_TEAMS_URL), got 'my url'",
+        ),
+        (
+            [{"name": "a", "kind": "slack", "url_setting": "U", "vault_pattern": " "}],
+            {"U": SLACK_URL},
+            "KVMON_CHANNELS: channels[0].vault_pattern: must not be empty",
+        ),
+        (
+            [{"name": "a", "kind": "slack", "url_setting": "U"}],
+            {"U": SLACK_URL, "KVMON_REPORT_URL": "reports"},
+            "KVMON_REPORT_URL: expected an http(s) URL, got 'reports'",
         ),
         (
             [
@@ -154,7 +171,7 @@ def test_no_setting_means_no_channels() -> None:
                 {"name": "a", "kind": "teams", "url_setting": "U"},
             ],
             {"U": SLACK_URL},
-            "KVMON_CHANNELS[2]: field 'name': 'a' is used twice",
+            "KVMON_CHANNELS: channels[1].name: 'a' is used twice",
         ),
     ],
 )
@@ -162,7 +179,7 @@ def test_bad_settings_give_one_clear_error(channels: Any, settings: dict[str, st
     raw = channels if isinstance(channels, str) else json.dumps(channels)
     with pytest.raises(ChannelConfigError) as caught:
         load_channels({"KVMON_CHANNELS": raw, **settings})
-    assert expected in str(caught.value)
+    assert str(caught.value) == expected
     for secret in ("SECRETPATH99", "S3cr3tSig", "sEcReTtOkEn", "t0ken-abc123"):
         assert secret not in str(caught.value)
 
@@ -172,3 +189,21 @@ def test_plain_http_is_accepted_on_loopback_only() -> None:
         environ([{"name": "lab", "kind": "webhook", "url_setting": "U"}], U="http://127.0.0.1:8080/hooks/abc")
     )
     assert channel.url.reveal() == "http://127.0.0.1:8080/hooks/abc"
+
+
+def test_null_filters_mean_the_defaults_and_names_are_case_sensitive() -> None:
+    first, second = load_channels(
+        environ(
+            [
+                {"name": "a", "kind": "Slack", "url_setting": "U", "events": None, "vault_pattern": None},
+                {"name": "A", "kind": "webhook", "url_setting": "U", "report_url": None},
+            ],
+            U=f"  {SLACK_URL} ",
+        )
+    )
+    assert (first.kind, first.events, first.vault_pattern) == (ChannelKind.SLACK, ALL_EVENTS, "*")
+    assert first.url.reveal() == SLACK_URL and second.report_url is None
+
+
+def test_an_empty_list_reads_no_other_setting() -> None:
+    assert load_channels({"KVMON_CHANNELS": "[]", "KVMON_REPORT_URL": "reports"}) == []

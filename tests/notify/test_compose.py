@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
+from monitor.config.channels import ALL_EVENTS, ChannelConfig, ChannelKind, Event
+from monitor.config.secret import Secret
 from monitor.model import ChangeKind, Severity
-from monitor.outputs.notify.channels import ALL_EVENTS, ChannelConfig, ChannelKind, Event
 from monitor.outputs.notify.compose import (
     SLACK_MAX_BLOCK_CHARACTERS,
     SLACK_MAX_BLOCKS,
@@ -28,7 +29,6 @@ from monitor.outputs.notify.compose import (
     sample_digest,
     slack_block_characters,
 )
-from monitor.outputs.notify.redact import Secret
 from tests.notify.factories import SCAN_TIME, change, many_changes, mixed_changes
 
 REPORT = "https://reports.example.org/kvmon/{scan_id}.html"

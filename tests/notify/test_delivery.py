@@ -21,8 +21,9 @@ import requests
 
 from lab.http import Fault
 from lab.sinks import WebhookSink
+from monitor.config.channels import ChannelConfig, ChannelKind
+from monitor.config.secret import Secret
 from monitor.model import ChangeKind, ScanReport, Severity
-from monitor.outputs.notify.channels import ChannelConfig, ChannelKind
 from monitor.outputs.notify.compose import WEBHOOK_SCHEMA, message_id
 from monitor.outputs.notify.deliver import (
     MESSAGE_ID_HEADER,
@@ -32,7 +33,6 @@ from monitor.outputs.notify.deliver import (
     Notifier,
     notifier_from_environ,
 )
-from monitor.outputs.notify.redact import Secret
 from monitor.store import open_store
 from monitor.store.base import Store
 from tests.notify.factories import SCAN_TIME, change, mixed_changes

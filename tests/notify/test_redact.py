@@ -7,7 +7,8 @@ import pickle
 
 import pytest
 
-from monitor.outputs.notify.redact import REDACTED, Secret, redact, redacting_logs
+from monitor.config.secret import REDACTED, Secret
+from monitor.outputs.notify.redact import redact, redacting_logs
 
 TEAMS_URL = (
     "https://prod-07.westeurope.logic.azure.com:443/workflows/0a1b2c3d4e5f6789/triggers/manual/paths/invoke"

@@ -133,45 +133,67 @@ def test_vantages_load_from_yaml(tmp_path: Path) -> None:
     ("entries", "message"),
     [
         ("{}", 'expected a list of vantage points (or {"vantages": [...]})'),
+        ("{vantages: [], colour: red}", "colour: unknown field"),
         ("[{inside: true}]", "vantages[0].name: required"),
-        ("[{name: a}]", "vantages[0] (a).inside: required, true"),
-        ("[{name: a, inside: yes please}]", "vantages[0] (a).inside: required"),
+        (
+            "[{name: 'a b', inside: true}]",
+            "vantages[0].name: expected 1-64 letters, digits, dots, hyphens or underscores, got 'a b'",
+        ),
+        ("[{name: a}]", "vantages[0].inside: required"),
+        ("[{name: a, inside: yes please}]", "vantages[0].inside: expected true or false, got 'yes please'"),
         ("[{name: a, inside: true}, {name: A, inside: false}]", "vantages[1].name: 'A' is defined twice"),
         (
             "[{name: a, inside: true, source_address: 10.0.0}]",
-            "vantages[0] (a).source_address: '10.0.0' is not an IP",
+            "vantages[0].source_address: '10.0.0' is not an IP address",
         ),
         (
             "[{name: a, inside: true, resolver: dns.google}]",
-            "vantages[0] (a).resolver: 'dns.google' is not a resolver",
+            "vantages[0].resolver: 'dns.google' is not a resolver address (use IP or IP:PORT, e.g. 10.0.0.4:53)",
         ),
+        ("[{name: a, inside: true, resolver: '  '}]", "vantages[0].resolver: must not be empty"),
+        ("[{name: a, inside: true, resolver: 5}]", "vantages[0].resolver: expected a text, got 5"),
         (
             "[{name: a, inside: true, subnet_id: subnet-1}]",
-            "vantages[0] (a).subnet_id: 'subnet-1' is not a subnet",
+            "vantages[0].subnet_id: 'subnet-1' is not a subnet resource id",
         ),
         (
             "[{name: a, inside: false, endpoint: 'http://x/api/probe', key_setting: K}]",
-            "vantages[0] (a).endpoint",
+            "vantages[0].endpoint: 'http://x/api/probe' must be an https:// URL without credentials or query "
+            "(the function key comes from key_setting)",
         ),
         (
             "[{name: a, inside: false, endpoint: 'https://x/api/probe'}]",
-            "vantages[0] (a).key_setting: required",
+            "vantages[0].key_setting: required with endpoint (the app setting holding its key)",
         ),
         (
             "[{name: a, inside: false, endpoint: 'https://x/api/probe?code=s3cret', key_setting: K}]",
-            "without credentials or query",
+            "vantages[0].endpoint: 'https://x/api/probe?code=s3cret' must be an https:// URL without "
+            "credentials or query (the function key comes from key_setting)",
         ),
-        ("[{name: a, inside: false, colour: red}]", "vantages[0]: unknown field(s) colour"),
-        ("[a, b]", "vantages[0]: expected a mapping"),
+        (
+            "[{name: a, inside: true, key_setting: 'x y'}]",
+            "vantages[0].key_setting: 'x y' is not an app setting name",
+        ),
+        ("[{name: a, inside: false, colour: red}]", "vantages[0].colour: unknown field"),
+        ("[a, b]", "vantages[0]: expected a mapping, got 'a' (and 1 more problem)"),
     ],
 )
-def test_vantage_errors_name_the_entry_and_field(tmp_path: Path, entries: str, message: str) -> None:
+def test_vantage_errors_name_the_file_the_field_and_the_problem(
+    tmp_path: Path, entries: str, message: str
+) -> None:
     path = tmp_path / "v.yaml"
     path.write_text(entries)
     with pytest.raises(VantageConfigError) as caught:
         load_vantages(path)
-    assert str(caught.value).startswith(f"{path}: ")
-    assert message in str(caught.value)
+    assert str(caught.value) == f"{path}: {message}"
+
+
+def test_vantage_text_is_trimmed_and_addresses_normalised() -> None:
+    (vantage,) = parse_vantages(
+        [{"name": "a", "inside": True, "source_address": " ::0001 ", "resolver": " 10.0.0.1:53 "}],
+        source="KVMON_VANTAGES",
+    )
+    assert (vantage.source_address, vantage.resolver) == ("::1", "10.0.0.1:53")
 
 
 def test_a_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
@@ -186,9 +208,15 @@ def test_a_yaml_syntax_error_names_the_line(tmp_path: Path) -> None:
 def test_vantages_from_the_app_setting() -> None:
     settings = Settings.from_environ({"KVMON_VANTAGES": '[{"name": "internet", "inside": false}]'})
     assert [v.name for v in settings.vantages] == ["internet"]
-    with pytest.raises(SettingsError, match=r"KVMON_VANTAGES: vantages\[0\] \(internet\)\.inside"):
+    with pytest.raises(SettingsError) as caught:
         Settings.from_environ({"KVMON_VANTAGES": '[{"name": "internet", "inside": "no"}]'})
-    assert parse_vantages({"vantages": []}) == []
+    assert str(caught.value) == "KVMON_VANTAGES: vantages[0].inside: expected true or false, got 'no'"
+    with pytest.raises(SettingsError) as caught:
+        Settings.from_environ(
+            {"KVMON_VANTAGES": '[{"name": "a", "inside": true}, {"name": "A", "inside": true}]'}
+        )
+    assert str(caught.value) == "KVMON_VANTAGES: vantages[1].name: 'A' is defined twice"
+    assert parse_vantages({"vantages": []}, source="KVMON_VANTAGES") == []
 
 
 def test_the_walkthrough_vantages() -> None:

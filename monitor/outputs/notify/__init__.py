@@ -5,23 +5,11 @@ The scan calls ``Notifier.notify(report, now=...)``; ``notifier_from_environ`` b
 notifier from the app settings (``KVMON_CHANNELS``, see docs/webhook-schema.md).
 """
 
-from monitor.outputs.notify.channels import (
-    ChannelConfig,
-    ChannelConfigError,
-    ChannelKind,
-    Event,
-    load_channels,
-)
 from monitor.outputs.notify.deliver import DeliveryPolicy, DeliveryReport, Notifier, notifier_from_environ
 
 __all__ = [
-    "ChannelConfig",
-    "ChannelConfigError",
-    "ChannelKind",
     "DeliveryPolicy",
     "DeliveryReport",
-    "Event",
     "Notifier",
-    "load_channels",
     "notifier_from_environ",
 ]

@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.config.channels import ChannelConfig, ChannelKind, Event
 from monitor.model import ChangeKind, Finding, FindingChange, Severity
-from monitor.outputs.notify.channels import ChannelConfig, ChannelKind, Event
 
 WEBHOOK_SCHEMA = "kvmon.notification/v1"
 

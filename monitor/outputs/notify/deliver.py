@@ -27,10 +27,11 @@ from typing import Any, Protocol
 
 import requests
 
+from monitor.config.channels import ChannelConfig, ChannelKind, load_channels
+from monitor.config.secret import Secret
 from monitor.model import ErrorSource, FindingChange, ScanError, ScanReport, Severity
-from monitor.outputs.notify.channels import ChannelConfig, ChannelKind, load_channels
 from monitor.outputs.notify.compose import ScanDigest, body_bytes, compose, message_id, open_counts
-from monitor.outputs.notify.redact import Secret, redact, redacting_logs
+from monitor.outputs.notify.redact import redact, redacting_logs
 from monitor.store.base import OutboxMessage, Store, StoreUnavailable
 
 logger = logging.getLogger("monitor.outputs.notify")
