@@ -9,7 +9,7 @@ import pytest
 from monitor.cli import build_parser, main
 from monitor.config.settings import (
     SETTINGS,
-    InventorySource,
+    InventoryChoice,
     LogsTable,
     Role,
     Settings,
@@ -127,7 +127,7 @@ def test_choices_are_enums_taken_in_any_case() -> None:
             "KVMON_ROLE": "PROBE",
         }
     )
-    assert settings.inventory_source is InventorySource.RESOURCE_GRAPH
+    assert settings.inventory_source is InventoryChoice.RESOURCE_GRAPH
     assert settings.logs_table is LogsTable.AZKV_AUDIT_LOGS
     assert settings.role is Role.PROBE and settings.role == "probe"
     assert Settings.from_environ({"KVMON_PROBE_PORT": " "}).probe_port == 443  # blank is unset

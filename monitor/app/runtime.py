@@ -13,7 +13,7 @@ from monitor.app.deployment import default_credential, local_vantage
 from monitor.app.scan import ScanRuntime
 from monitor.config.baseline import Baseline, load_baseline
 from monitor.config.policy import Vantage
-from monitor.config.settings import Settings
+from monitor.config.settings import InventoryChoice, Settings
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.outputs.notify import notifier_from_environ
 from monitor.sources.arm import ArmInventory
@@ -42,12 +42,12 @@ def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
     arm = ArmInventory(
         credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
     )
-    if settings.inventory_source == "arm":
+    if settings.inventory_source is InventoryChoice.ARM:
         return arm
     graph = ResourceGraphInventory(
         credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
     )
-    if settings.inventory_source == "resource-graph":
+    if settings.inventory_source is InventoryChoice.RESOURCE_GRAPH:
         return graph
     return ThresholdInventory(arm=arm, graph=graph, threshold=settings.resource_graph_threshold)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -38,7 +37,7 @@ from pydantic import (
 )
 
 from monitor.config.secret import Secret
-from monitor.config.validation import choice, describe, message, problem_at
+from monitor.config.validation import Name, SettingName, Text, choice, describe, message, problem_at
 from monitor.errors import ConfigurationError
 from monitor.model import ChangeKind, FindingChange, Severity
 
@@ -73,8 +72,6 @@ _EVENT_OF_CHANGE = {
 
 ALL_EVENTS = frozenset(Event)
 
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
 
 
@@ -118,26 +115,6 @@ class ChannelConfig:
 
 
 # -- value checks (each raises ValueError with the problem the operator sees) --------------------
-
-
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"expected letters, digits, '.', '_' or '-' (at most 64), got {value!r}")
-    return value
-
-
-def _setting_name(value: str) -> str:
-    if not _SETTING.fullmatch(value):
-        raise ValueError(
-            f"expected the name of the setting that holds the value (e.g. KVMON_TEAMS_URL), got {value!r}"
-        )
-    return value
-
-
-def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()
 
 
 def _http_url(value: str) -> str:
@@ -191,10 +168,6 @@ def _loopback(hostname: str) -> bool:
     return hostname == "localhost" or hostname == "::1" or hostname.startswith("127.")
 
 
-SettingName = Annotated[str, AfterValidator(_setting_name)]
-Text = Annotated[str, AfterValidator(_text)]
-
-
 # -- the setting ----------------------------------------------------------------------------------
 
 
@@ -203,7 +176,7 @@ class ChannelEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: Annotated[str, AfterValidator(_name)]
+    name: Name
     kind: Annotated[ChannelKind, choice(ChannelKind)]
     url_setting: SettingName
     secret_setting: SettingName | None = None

@@ -38,7 +38,10 @@ class SettingsError(ConfigurationError):
     """A setting has a value kvmon cannot use; the message names the setting."""
 
 
-class InventorySource(StrEnum):
+class InventoryChoice(StrEnum):
+    """Where a scan lists vaults (``KVMON_INVENTORY_SOURCE``); the protocol an inventory follows is
+    ``monitor.sources.inventory.InventorySource``."""
+
     AUTO = "auto"
     ARM = "arm"
     RESOURCE_GRAPH = "resource-graph"
@@ -195,10 +198,10 @@ class Settings(BaseModel):
         "Azure Resource Manager endpoint (sovereign clouds, lab).",
         default="https://management.azure.com",
     )
-    inventory_source: Annotated[InventorySource, choice(InventorySource)] = setting(
+    inventory_source: Annotated[InventoryChoice, choice(InventoryChoice)] = setting(
         "KVMON_INVENTORY_SOURCE",
         "`arm` (per subscription), `resource-graph` (one query for all), or `auto`.",
-        default=InventorySource.AUTO,
+        default=InventoryChoice.AUTO,
     )
     resource_graph_threshold: int = setting(
         "KVMON_RESOURCE_GRAPH_THRESHOLD",

@@ -9,11 +9,12 @@ first problem pydantic found into that one line (the baseline adds its line numb
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BeforeValidator, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 # What a list or mapping given where a value belongs is called (rather than quoting all of it).
@@ -138,3 +139,35 @@ def problem_at(location: Sequence[str | int], problem: str, *, given: Any) -> Va
     return ValidationError.from_exception_data(
         "kvmon", [{"type": error, "loc": tuple(location), "input": given}]
     )
+
+
+# -- values every operator file shares (each raises ValueError with the problem the operator sees) --
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _name(value: str) -> str:
+    if not _NAME.fullmatch(value):
+        raise ValueError(f"expected 1-64 letters, digits, dots, hyphens or underscores, got {value!r}")
+    return value
+
+
+def _text(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value.strip()
+
+
+def _setting_name(value: str) -> str:
+    if not _SETTING.fullmatch(value):
+        raise ValueError(f"expected the name of an app setting (letters, digits and _), got {value!r}")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_name)]
+"""A name an operator gives (a vantage point, a channel): what messages and stored records show."""
+Text = Annotated[str, AfterValidator(_text)]
+"""Free text that must say something; surrounding blanks dropped."""
+SettingName = Annotated[str, AfterValidator(_setting_name)]
+"""The name of the app setting that holds a value (a URL, a key), never the value itself."""

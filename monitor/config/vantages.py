@@ -28,12 +28,10 @@ from pydantic import (
 )
 
 from monitor.config.policy import Vantage
-from monitor.config.validation import describe, message, problem_at
+from monitor.config.validation import Name, SettingName, Text, describe, message, problem_at
 from monitor.errors import ConfigurationError
 
 DNS_PORT = 53
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_SETTING = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _SUBNET_ID = re.compile(
     r"/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.Network/virtualNetworks/[^/]+/subnets/[^/]+",
     re.IGNORECASE,
@@ -74,18 +72,6 @@ def parse_resolver(text: str) -> tuple[str, int]:
 # -- value checks (each raises ValueError with the problem the operator sees) --------------------
 
 
-def _name(value: str) -> str:
-    if not _NAME.fullmatch(value):
-        raise ValueError(f"expected 1-64 letters, digits, dots, hyphens or underscores, got {value!r}")
-    return value
-
-
-def _text(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must not be empty")
-    return value.strip()
-
-
 def _subnet_id(value: str) -> str:
     if not _SUBNET_ID.fullmatch(value):
         raise ValueError(f"{value!r} is not a subnet resource id")
@@ -102,12 +88,6 @@ def _endpoint(value: str) -> str:
     return value
 
 
-def _setting_name(value: str) -> str:
-    if not _SETTING.fullmatch(value):
-        raise ValueError(f"{value!r} is not an app setting name")
-    return value
-
-
 def _address(value: str) -> str:
     try:
         return str(ipaddress.ip_address(value))
@@ -120,9 +100,6 @@ def _resolver(value: str) -> str:
     return value
 
 
-Text = Annotated[str, AfterValidator(_text)]
-
-
 # -- the document ---------------------------------------------------------------------------------
 
 
@@ -131,14 +108,12 @@ class VantagePoint(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
-    name: Annotated[str, AfterValidator(_name)]
+    name: Name
     inside: bool
     subnet_id: Annotated[Text, AfterValidator(_subnet_id)] | None = None
     endpoint: Annotated[Text, AfterValidator(_endpoint)] | None = None
     # Checked when absent too: an endpoint needs it.
-    key_setting: Annotated[Text, AfterValidator(_setting_name)] | None = Field(
-        default=None, validate_default=True
-    )
+    key_setting: SettingName | None = Field(default=None, validate_default=True)
     source_address: Annotated[Text, AfterValidator(_address)] | None = None
     resolver: Annotated[Text, AfterValidator(_resolver)] | None = None
 

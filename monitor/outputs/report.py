@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import jinja2
 
-from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
+from monitor.config.policy import DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
@@ -305,21 +305,21 @@ def _observed_dns(probe: ProbeResult | None) -> str:
     return "private" if probe.dns.resolves_private else "public"
 
 
-def _reach_state(expected: str | None, observed: Verdict) -> str:
+def _reach_state(expected: Reach | None, observed: Verdict) -> str:
     if expected is None:
         return NOT_EXPECTED
     if observed is Verdict.ADMITTED:
-        return MET if expected == "admitted" else CONTRADICTED
+        return MET if expected == Reach.ADMITTED else CONTRADICTED
     if observed.refused:
-        return MET if expected == "refused" else CONTRADICTED
+        return MET if expected == Reach.REFUSED else CONTRADICTED
     # A workload that must reach its vault and cannot is a failure; an outsider that cannot
     # connect at all proves nothing about the firewall.
-    if observed is Verdict.UNREACHABLE and expected == "admitted":
+    if observed is Verdict.UNREACHABLE and expected == Reach.ADMITTED:
         return CONTRADICTED
     return NO_EVIDENCE
 
 
-def _dns_state(expected: str | None, observed: str) -> str:
+def _dns_state(expected: DnsAnswer | None, observed: str) -> str:
     if expected is None:
         return NOT_EXPECTED
     if observed == "none":

@@ -81,7 +81,7 @@ def test_no_setting_means_no_channels() -> None:
         (
             [{"name": "a b", "kind": "teams", "url_setting": "U"}],
             {"U": TEAMS_URL},
-            "KVMON_CHANNELS: channels[0].name: expected letters, digits, '.', '_' or '-' (at most 64), got 'a b'",
+            "KVMON_CHANNELS: channels[0].name: expected 1-64 letters, digits, dots, hyphens or underscores, got 'a b'",
         ),
         (
             [{"name": "a", "kind": "email", "url_setting": "U"}],
@@ -152,8 +152,8 @@ def test_no_setting_means_no_channels() -> None:
         (
             [{"name": "a", "kind": "teams", "url_setting": "my url"}],
             {},
-            "KVMON_CHANNELS: channels[0].url_setting: expected the name of the setting that holds the value "
-            "(e.g. KVMON_TEAMS_URL), got 'my url'",
+            "KVMON_CHANNELS: channels[0].url_setting: expected the name of an app setting "
+            "(letters, digits and _), got 'my url'",
         ),
         (
             [{"name": "a", "kind": "slack", "url_setting": "U", "vault_pattern": " "}],

@@ -172,7 +172,7 @@ def test_vantages_load_from_yaml(tmp_path: Path) -> None:
         ),
         (
             "[{name: a, inside: true, key_setting: 'x y'}]",
-            "vantages[0].key_setting: 'x y' is not an app setting name",
+            "vantages[0].key_setting: expected the name of an app setting (letters, digits and _), got 'x y'",
         ),
         ("[{name: a, inside: false, colour: red}]", "vantages[0].colour: unknown field"),
         ("[a, b]", "vantages[0]: expected a mapping, got 'a' (and 1 more problem)"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable, Iterator
 
+from monitor.config.policy import Mode
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.model import EvidenceSource, IPNetwork, IpRule, Severity, VaultPosture
 
@@ -486,7 +487,7 @@ def private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
     """The baseline says this vault is reached through a private endpoint. Without an Approved connection
     there is no private path: workloads either fail or have been pointed at the public endpoint instead.
     """
-    if facts.policy.mode != "private-link":
+    if facts.policy.mode != Mode.PRIVATE_LINK:
         return
     connections = facts.posture.private_endpoint_connections
     if any(c.approved for c in connections):

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from monitor.config.policy import VaultPolicy
+from monitor.config.policy import Mode, VaultPolicy
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.model import CallerActivity, EvidenceSource, IPNetwork, LogEvidence, Outcome, Severity
 
@@ -128,7 +128,7 @@ def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
     (KV007), and a vault whose baseline mode is 'public' is exempt.
     """
     evidence, policy = facts.evidence, facts.policy
-    if evidence is None or policy.mode == "public":
+    if evidence is None or policy.mode == Mode.PUBLIC:
         return
     admitted = [
         a

@@ -12,7 +12,7 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-from monitor.config.policy import Vantage, VantageExpectation
+from monitor.config.policy import DnsAnswer, Mode, Reach, Vantage, VantageExpectation
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.model import EvidenceSource, ProbeResult, Severity, VaultPosture, Verdict
 from monitor.naming.keyvault import private_link_zone
@@ -109,7 +109,7 @@ def admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
     Enabled beside a Private Endpoint).
     """
     for result, vantage, expected in _answered(facts):
-        if expected.reach == "refused" and result.verdict is Verdict.ADMITTED:
+        if expected.reach == Reach.REFUSED and result.verdict is Verdict.ADMITTED:
             seen, _ = _seen(result, facts)
             yield Hit(
                 summary=(
@@ -143,7 +143,9 @@ def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
     network rule, Service Endpoint, Private Endpoint or route breaks the application.
     """
     for result, vantage, expected in _answered(facts):
-        if expected.reach == "admitted" and (result.verdict.refused or result.verdict is Verdict.UNREACHABLE):
+        if expected.reach == Reach.ADMITTED and (
+            result.verdict.refused or result.verdict is Verdict.UNREACHABLE
+        ):
             yield Hit(
                 summary=f"{_refusal(result)} from {vantage.name}, which should be admitted",
                 subject=vantage.name,
@@ -180,8 +182,8 @@ def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
         dns = result.dns
         if not vantage.inside or dns is None or not dns.addresses:
             continue
-        expected_dns = expected.dns or ("private" if private_endpoint else None)
-        if expected_dns != "private":
+        expected_dns = expected.dns or (DnsAnswer.PRIVATE if private_endpoint else None)
+        if expected_dns != DnsAnswer.PRIVATE:
             continue
         public = [a for a in dns.addresses if not facts.address_space.is_private(a)]
         if not public:
@@ -264,9 +266,9 @@ def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
     endpoint_subnets = set(policy.allowed_subnets) | {
         subnet_rule.key for subnet_rule in posture.virtual_network_rules
     }
-    private_endpoint = policy.mode == "private-link" or _has_approved_private_endpoint(posture)
+    private_endpoint = policy.mode == Mode.PRIVATE_LINK or _has_approved_private_endpoint(posture)
     for result, vantage, expected in _answered(facts):
-        if not vantage.inside or expected.reach != "admitted":
+        if not vantage.inside or expected.reach != Reach.ADMITTED:
             continue
         via_service_endpoint = (
             bool(vantage.subnet_id) and (vantage.subnet_id or "").lower() in endpoint_subnets
