@@ -335,6 +335,63 @@ class Finding:
         return self.suppression is not None
 
 
+class ActorSource(StrEnum):
+    """Where kvmon learnt who changed a vault."""
+
+    EVENT = "event"  # the claims of the ARM request an Event Grid event announced
+    RESOURCE_CHANGES = "resource-changes"  # Resource Graph's change history (``resourcechanges``)
+
+
+@dataclass(frozen=True)
+class ChangeActor:
+    """Who made a change to a vault through ARM, and from where, as Azure told it.
+
+    Every field but ``source`` may be unknown (None): an event's claims differ for a user, a service
+    principal and a managed identity, and Resource Graph's change history names only ``changedBy``.
+    """
+
+    source: ActorSource
+    name: str | None = None  # display name (the "name" claim), or Resource Graph's changedBy
+    upn: str | None = None
+    app_id: str | None = None  # the application the token was issued to
+    object_id: str | None = None  # the principal's object id (the objectidentifier claim)
+    principal_type: str | None = None  # User, ServicePrincipal, ... (or changedByType)
+    role: str | None = None  # the role assignment that authorised the write, where ARM says
+    client_ip: str | None = None  # the caller's address (httpRequest.clientIpAddress, the ipaddr claim)
+    client_type: str | None = None  # Resource Graph's clientType (Azure Portal, Azure CLI, ...)
+    operation: str | None = None  # operationName (Microsoft.KeyVault/vaults/write) or the change's operation
+    changed_at: dt.datetime | None = None  # the event's or the change's time
+    correlation_id: str | None = None  # joins the writes of one deployment
+
+    @property
+    def who(self) -> str:
+        """The most telling name known: UPN, display name, application id, object id."""
+        return self.upn or self.name or self.app_id or self.object_id or "unknown"
+
+    def describe(self) -> str:
+        """``alice@contoso.com (User, from 203.0.113.7)``: who, what kind, from where."""
+        details = [
+            part for part in (self.principal_type, self.client_ip and f"from {self.client_ip}") if part
+        ]
+        return f"{self.who} ({', '.join(details)})" if details else self.who
+
+    def as_evidence(self) -> dict[str, Any]:
+        return {
+            "source": self.source.value,
+            "name": self.name,
+            "upn": self.upn,
+            "app_id": self.app_id,
+            "object_id": self.object_id,
+            "principal_type": self.principal_type,
+            "role": self.role,
+            "client_ip": self.client_ip,
+            "client_type": self.client_type,
+            "operation": self.operation,
+            "changed_at": self.changed_at.isoformat() if self.changed_at else None,
+            "correlation_id": self.correlation_id,
+        }
+
+
 class ErrorSource(StrEnum):
     """Where a ``ScanError`` came from."""
 
@@ -346,6 +403,7 @@ class ErrorSource(StrEnum):
     NOTIFY = "notify"
     INPUT = "input"  # a file given to ``kvmon evaluate``
     QUEUE = "queue"  # a scan job that could not run
+    EVENT = "event"  # an Event Grid event that could not be read or handled
     # Read back from a scan run a later kvmon recorded with a source this one does not know:
     # history stays readable.
     UNKNOWN = "unknown"
@@ -406,6 +464,7 @@ class ScanTrigger(StrEnum):
     TIMER = "timer"  # a scheduled scan in one process (the Functions app's timer fans out to jobs)
     QUEUE = "queue"  # a scan job from the Storage queue
     HTTP = "http"  # an on-demand check of one vault
+    EVENT = "event"  # an ARM write or delete Event Grid announced (the vault GET again, judged at once)
     # Read back from a scan run a later kvmon recorded with a trigger this one does not know:
     # history stays readable.
     UNKNOWN = "unknown"

@@ -23,6 +23,7 @@ from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.keyvault.drift import disappeared_vault_findings
 from monitor.model import (
+    ChangeActor,
     ErrorSource,
     Finding,
     LogEvidence,
@@ -69,6 +70,8 @@ class ScanRequest:
     logs: bool = True
     notify: bool = True
     trigger: ScanTrigger = ScanTrigger.CLI
+    # Who changed which vault (vault key -> actor), where the trigger knows: an event's claims.
+    actors: Mapping[str, ChangeActor] = field(default_factory=dict)
 
 
 @dataclass
@@ -139,7 +142,9 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     stored = runtime.store.load_postures(subscriptions=request.subscriptions) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
     evaluation = evaluate(
-        _vault_facts(report, runtime, policies=policies, evidence=evidence, previous=previous),
+        _vault_facts(
+            report, runtime, policies=policies, evidence=evidence, previous=previous, actors=request.actors
+        ),
         today=started.date(),
     )
     report.findings = list(evaluation.findings)
@@ -200,6 +205,7 @@ def _vault_facts(
     policies: Mapping[str, VaultPolicy],
     evidence: Mapping[str, LogEvidence],
     previous: Mapping[str, VaultPosture],
+    actors: Mapping[str, ChangeActor],
 ) -> list[VaultFacts]:
     # A subscription with no stored vault is scanned for the first time, so its vaults did not
     # "appear" (KV302).
@@ -217,6 +223,7 @@ def _vault_facts(
             vantages=runtime.vantages,
             evidence=evidence.get(posture.key),
             previous=previous.get(posture.key),
+            actor=actors.get(posture.key),
             first_scan_of_scope=posture.subscription_id.lower() not in known_subscriptions,
             logs_refused_threshold=runtime.refused_threshold,
             scan_started_at=report.started_at,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from monitor.model import IpRule, PrivateEndpointConnection, VaultPosture
+from monitor.model import ChangeActor, IpRule, PrivateEndpointConnection, VaultPosture
 
 _PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
 _SUMMARY_CHANGES = 4
@@ -92,23 +92,32 @@ class NetworkDiff:
             return "mixed"
         return directions.pop().value if directions else Direction.NEUTRAL.value
 
-    def summary(self) -> str:
+    def summary(self, *, actor: ChangeActor | None = None) -> str:
+        """The changes in one line, and who made them: the ``actor`` where Azure named one (an
+        event, the change history), else the vault's systemData."""
         parts = [change.describe() for change in self.changes[:_SUMMARY_CHANGES]]
         if len(self.changes) > _SUMMARY_CHANGES:
             parts.append(f"and {len(self.changes) - _SUMMARY_CHANGES} more")
         text = "; ".join(parts)
+        if actor is not None:
+            moment = actor.changed_at or self.last_modified_at
+            when = _iso(moment) if moment else "an unknown time"
+            return f"{text} (changed by {actor.describe()} at {when})"
         who = self.last_modified_by or "unknown"
         when = _iso(self.last_modified_at) if self.last_modified_at else "an unknown time"
         return f"{text} (last modified by {who} at {when})"
 
-    def as_evidence(self) -> dict[str, Any]:
-        return {
+    def as_evidence(self, *, actor: ChangeActor | None = None) -> dict[str, Any]:
+        evidence: dict[str, Any] = {
             "direction": self.direction,
             "changes": [change.as_dict() for change in self.changes],
             "last_modified_by": self.last_modified_by,
             "last_modified_by_type": self.last_modified_by_type,
             "last_modified_at": _iso(self.last_modified_at) if self.last_modified_at else None,
         }
+        if actor is not None:
+            evidence["actor"] = actor.as_evidence()
+        return evidence
 
 
 def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:

@@ -13,7 +13,7 @@ from monitor.judge.rules.keyvault.drift import (
     network_changed,
     vault_appeared_or_disappeared,
 )
-from monitor.model import Severity, VirtualNetworkRule
+from monitor.model import ActorSource, ChangeActor, Severity, VirtualNetworkRule
 from monitor.store.base import PostureSnapshot
 from tests.store.helpers import SUB_A, SUB_B, T0, ip_rule, posture, subnet_id
 
@@ -118,3 +118,49 @@ def test_kv302_a_vault_disappeared_only_when_its_subscription_listed_completely(
         ("KV302", gone.id, "disappeared", Severity.INFO)
     ]
     assert "kv-gone" in found[0].remediation and SUB_A in found[0].summary
+
+
+def test_kv301_names_the_actor_azure_told_of_beside_the_vaults_system_data() -> None:
+    before = posture("kv-Payments")
+    after = dataclasses.replace(
+        before, default_action="Allow", last_modified_by="pipeline-app", last_modified_at=CHANGED_AT
+    )
+    actor = ChangeActor(
+        source=ActorSource.EVENT,
+        name="Mallory Example",
+        upn="mallory@contoso.com",
+        object_id="00000000-0000-0000-0000-00000000000a",
+        principal_type="User",
+        role="Contributor",
+        client_ip="203.0.113.7",
+        operation="Microsoft.KeyVault/vaults/write",
+        changed_at=CHANGED_AT + dt.timedelta(seconds=1),
+        correlation_id="corr-1",
+    )
+    facts = VaultFacts(posture=after, policy=VaultPolicy(), previous=before, actor=actor)
+    (found,) = evaluate([facts], today=T0.date(), rules=(network_changed,)).findings
+
+    assert found.summary.endswith(
+        "(changed by mallory@contoso.com (User, from 203.0.113.7) at 2026-03-02T08:05:01Z)"
+    )
+    assert found.evidence["last_modified_by"] == "pipeline-app"  # systemData, kept as it was
+    assert found.evidence["actor"] == {
+        "source": "event",
+        "name": "Mallory Example",
+        "upn": "mallory@contoso.com",
+        "app_id": None,
+        "object_id": "00000000-0000-0000-0000-00000000000a",
+        "principal_type": "User",
+        "role": "Contributor",
+        "client_ip": "203.0.113.7",
+        "client_type": None,
+        "operation": "Microsoft.KeyVault/vaults/write",
+        "changed_at": "2026-03-02T08:05:01+00:00",
+        "correlation_id": "corr-1",
+    }
+
+
+def test_an_actor_known_only_by_application_id_is_named_by_it() -> None:
+    actor = ChangeActor(source=ActorSource.RESOURCE_CHANGES, app_id="11111111-2222-3333-4444-555555555555")
+    assert actor.describe() == "11111111-2222-3333-4444-555555555555"
+    assert ChangeActor(source=ActorSource.EVENT).describe() == "unknown"

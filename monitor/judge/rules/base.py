@@ -26,7 +26,7 @@ from enum import StrEnum
 from typing import Any
 
 from monitor.config.policy import Vantage, VaultPolicy
-from monitor.model import EvidenceSource, LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.model import ChangeActor, EvidenceSource, LogEvidence, ProbeResult, Severity, VaultPosture
 from monitor.netaddr import AddressSpace
 
 
@@ -44,6 +44,9 @@ class VaultFacts:
     # ``previous`` is then not "new" (KV302 says "appeared" only when this is False).
     first_scan_of_scope: bool = True
     logs_refused_threshold: int = 10  # KV202
+    # Who made the change this scan is judging, where Azure said (an event's claims, Resource Graph's
+    # change history); None: only the vault's systemData names its last modifier (KV301).
+    actor: ChangeActor | None = None
     # The scan's clock, passed in (rules never read one): KV106 judges a remote result's age.
     scan_started_at: dt.datetime | None = None
     scan_interval: dt.timedelta = dt.timedelta(minutes=15)

@@ -50,8 +50,8 @@ def network_changed(facts: VaultFacts) -> Iterator[Hit]:
     if not diff.changes:
         return
     yield Hit(
-        summary=diff.summary(),
-        evidence=diff.as_evidence(),
+        summary=diff.summary(actor=facts.actor),
+        evidence=diff.as_evidence(actor=facts.actor),
         severity=Severity.HIGH if diff.loosening else Severity.INFO,
     )
 
