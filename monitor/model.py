@@ -392,6 +392,37 @@ class ChangeActor:
         }
 
 
+class WriteKind(StrEnum):
+    """What an ARM request did to a resource (Event Grid's ResourceWriteSuccess, ResourceDeleteSuccess)."""
+
+    WRITE = "write"  # a PUT or PATCH
+    DELETE = "delete"
+
+
+@dataclass(frozen=True)
+class VaultChange:
+    """One succeeded ARM write or delete of a Key Vault, or of one of its private endpoint
+    connections, as an Event Grid event announced it. The event says what was asked, never what the
+    vault is now: the vault is read again (one GET) before anything is judged."""
+
+    event_id: str
+    vault_id: str  # the vault's resource id (a connection's id mapped back to its vault)
+    resource_id: str  # the resource the event named (the vault, or a connection under it)
+    operation_name: str  # Microsoft.KeyVault/vaults/write, .../privateEndpointConnections/write, ...
+    kind: WriteKind
+    actor: ChangeActor
+    event_time: dt.datetime | None = None
+    correlation_id: str | None = None
+
+    @property
+    def subscription_id(self) -> str:
+        return self.vault_id.split("/")[2]
+
+    @property
+    def vault_key(self) -> str:
+        return self.vault_id.lower()
+
+
 class ErrorSource(StrEnum):
     """Where a ``ScanError`` came from."""
 
