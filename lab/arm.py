@@ -8,7 +8,12 @@ It serves the REST shapes azure-mgmt-keyvault reads and writes, from the lab's `
   PATCH merges properties (``vaults.update``), PUT creates or replaces the given properties
   (``vaults.begin_create_or_update``); both stamp ``systemData.lastModifiedBy`` with the caller
   named by the bearer token, so the demo's "fix the firewall" shows who did it;
-- ``GET  .../vaults/{name}/privateEndpointConnections``.
+- ``DELETE .../vaults/{name}``: 200, or 204 when there was no such vault (``vaults.delete``
+  accepts both, as ARM answers both); the lab forgets the vault (Azure keeps it soft-deleted);
+- ``GET  .../vaults/{name}/privateEndpointConnections``;
+- ``PUT  .../vaults/{name}/privateEndpointConnections/{connection}``: approves or rejects the
+  connection (``properties.privateLinkServiceConnectionState.status``,
+  ``private_endpoint_connections.put``); 404 for a connection the vault does not have.
 
 ARM's answers for the faults the inventory must survive: 401 without a bearer token, 400 without
 ``api-version``, 403 ``AuthorizationFailed`` for ``estate.forbidden_subscriptions``, 404
@@ -33,7 +38,9 @@ LIST_ROUTE = "arm.vaults.list_by_subscription"
 GET_ROUTE = "arm.vaults.get"
 UPDATE_ROUTE = "arm.vaults.update"
 CREATE_OR_UPDATE_ROUTE = "arm.vaults.create_or_update"
+DELETE_ROUTE = "arm.vaults.delete"
 CONNECTIONS_ROUTE = "arm.private_endpoint_connections.list"
+CONNECTION_PUT_ROUTE = "arm.private_endpoint_connections.put"
 
 # Who a change is stamped with when the token names nobody (the lab's fixed operator).
 FALLBACK_MODIFIED_BY = "alice@contoso.example"
@@ -42,6 +49,10 @@ _SUBSCRIPTION = r"(?i)/subscriptions/(?P<subscription>[^/]+)"
 _VAULT = (
     _SUBSCRIPTION + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)"
 )
+_CONNECTION = _VAULT + r"/privateEndpointConnections/(?P<connection>[^/]+)"
+# What a vault owner may set a connection to (Pending is the endpoint's request, Disconnected
+# the endpoint's removal: neither is the owner's to set).
+_OWNER_CONNECTION_STATES = ("Approved", "Rejected")
 # Set by the service, never taken from a request body.
 _READ_ONLY_PROPERTIES = frozenset(
     {"privateendpointconnections", "provisioningstate", "hsmpoolresourceid", "vaulturi"}
@@ -68,9 +79,11 @@ class ArmEmulator:
         self.server.route("GET", _VAULT, self._get, name=GET_ROUTE)
         self.server.route("PATCH", _VAULT, self._update, name=UPDATE_ROUTE)
         self.server.route("PUT", _VAULT, self._create_or_update, name=CREATE_OR_UPDATE_ROUTE)
+        self.server.route("DELETE", _VAULT, self._delete, name=DELETE_ROUTE)
         self.server.route(
             "GET", _VAULT + r"/privateEndpointConnections", self._connections, name=CONNECTIONS_ROUTE
         )
+        self.server.route("PUT", _CONNECTION, self._put_connection, name=CONNECTION_PUT_ROUTE)
 
     @property
     def url(self) -> str:
@@ -185,10 +198,50 @@ class ArmEmulator:
         if vault is None:
             return self._not_found(request)
         connections = vault["properties"].get("privateEndpointConnections") or []
-        for connection in connections:
-            connection.setdefault("name", connection["id"].rsplit("/", 1)[-1])
-            connection.setdefault("type", "Microsoft.KeyVault/vaults/privateEndpointConnections")
-        return Response(200, {"value": connections})
+        return Response(200, {"value": [_connection_resource(c) for c in connections]})
+
+    def _put_connection(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault_id = self._vault_id(request)
+        if self.estate.vault(vault_id) is None:
+            return self._not_found(request)
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        properties = body.get("properties")
+        state = properties.get("privateLinkServiceConnectionState") if isinstance(properties, dict) else None
+        if not isinstance(state, dict) or state.get("status") not in _OWNER_CONNECTION_STATES:
+            return _error(
+                400,
+                "BadRequest",
+                "properties.privateLinkServiceConnectionState.status must be one of "
+                f"{', '.join(_OWNER_CONNECTION_STATES)}.",
+            )
+        status = state["status"]
+        connection_id = f"{vault_id}/privateEndpointConnections/{request.params['connection']}"
+        updated = self.estate.set_connection_state(
+            connection_id, status=status, description=str(state.get("description") or "")
+        )
+        if updated is None:
+            return _error(
+                404,
+                "PrivateEndpointConnectionNotFound",
+                f"Private endpoint connection '{request.params['connection']}' of vault "
+                f"'{request.params['name']}' was not found.",
+            )
+        return Response(200, _connection_resource(updated))
+
+    def _delete(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault_id = self._vault_id(request)
+        if self.estate.vault(vault_id) is None:
+            return Response(204)
+        self.estate.remove_vault(vault_id)
+        return Response(200)
 
     def _update(self, request: Request) -> Response:
         refused = self._refusal(request)
@@ -245,6 +298,15 @@ class ArmEmulator:
             vault_id, properties=_writable(properties), modified_by=by, modified_by_type=by_type, tags=tags
         )
         return Response(200, updated)
+
+
+def _connection_resource(connection: dict[str, Any]) -> dict[str, Any]:
+    """A connection as its own ARM resource: with the ``name`` and ``type`` the vault's copy omits."""
+    return {
+        "name": connection["id"].rsplit("/", 1)[-1],
+        "type": "Microsoft.KeyVault/vaults/privateEndpointConnections",
+        **connection,
+    }
 
 
 def _writable(properties: dict[str, Any]) -> dict[str, Any]:

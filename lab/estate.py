@@ -272,6 +272,22 @@ class Estate:
             vault["systemData"]["lastModifiedAt"] = _iso(self.now())
             return _copied(vault)
 
+    def set_connection_state(
+        self, connection_id: str, *, status: str, description: str
+    ) -> dict[str, Any] | None:
+        """Approve or reject a private endpoint connection (by its id, in any case): returns the
+        connection as stored, or None when no vault has it."""
+        vault_key = connection_id.lower().split("/privateendpointconnections/")[0]
+        with self._lock:
+            vault = self.vaults.get(vault_key)
+            connections = (vault["properties"].get("privateEndpointConnections") or []) if vault else []
+            for connection in connections:
+                if connection["id"].lower() == connection_id.lower():
+                    state = connection["properties"]["privateLinkServiceConnectionState"]
+                    state["status"], state["description"] = status, description
+                    return _copied(connection)
+        return None
+
     def remove_vault(self, vault_id: str) -> None:
         with self._lock:
             key = vault_id.lower()
