@@ -29,6 +29,7 @@ from lab.eventgrid import (
     ResourceEventType,
     WebhookTarget,
 )
+from lab.services import LabServices
 from lab.sinks import WebhookSink
 from lab.tls import LabPki
 
@@ -348,3 +349,22 @@ def test_wait_idle_says_what_is_still_to_do() -> None:
     grid.publish(_event(4))
     with grid, pytest.raises(TimeoutError, match="1 deliveries scheduled"):
         grid.wait_idle(0.2)
+
+
+# -- in the whole lab ---------------------------------------------------------------------------
+
+
+def test_the_lab_delivers_its_arm_writes_while_subscribed(pki: LabPki) -> None:
+    with LabServices(walkthrough_estate()) as lab:
+        grid = lab.subscribe(EventGridEmulator(target=WebhookTarget(lab.sinks.webhook_url())))
+        _tighten(lab.arm, pki)
+        grid.wait_idle(IDLE_S)
+        [received] = lab.sinks.messages("webhook")
+        [event] = received.json()
+        assert event["subject"].endswith("/vaults/kv-pl-demo")
+        assert event["data"]["httpRequest"]["url"].startswith("https://127.0.0.1:")
+
+        lab.use(walkthrough_estate())  # a fresh world: the subscription has ended
+        assert lab.events is None and lab.arm.publish is None
+        _tighten(lab.arm, pki)
+        assert grid.published == [grid.published[0]] and lab.sinks.messages("webhook") == []
