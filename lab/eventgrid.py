@@ -207,8 +207,8 @@ class _Job:
     attempt: int = 1
     duplicate_after_success: bool = False  # decided when the batch is formed (seeded)
     duplicate: bool = False
-    reason: str = ""
-    last: DeliveryAttempt | None = None
+    reason: str = ""  # why a dead letter was written
+    last: DeliveryAttempt | None = None  # the last attempt, for a dead letter
 
 
 class EventGridEmulator:
@@ -422,29 +422,22 @@ class EventGridEmulator:
                 return  # a duplicate is Event Grid's mistake, never retried
             if attempt.succeeded:
                 if job.duplicate_after_success:
-                    self._schedule(replace(job, duplicate=True, last=attempt), after_s=self.delay_s)
+                    self._schedule(replace(job, duplicate=True), after_s=self.delay_s)
                 return
-            dead_letter = replace(job, step=_Step.DEAD_LETTER, last=attempt)
-            dead_letter_after = DEAD_LETTER_DELAY_S * self.time_scale
+            retry_after = RETRY_SCHEDULE_S[min(job.attempt, len(RETRY_SCHEDULE_S)) - 1] * self.time_scale
             if answer.status in _NOT_RETRIED[self.target.endpoint_type]:
-                self._schedule(
-                    replace(dead_letter, reason=DeadLetterReason.UNDELIVERABLE + outcome),
-                    after_s=dead_letter_after,
-                )
+                reason = DeadLetterReason.UNDELIVERABLE + outcome
+            elif job.attempt >= self.max_delivery_attempts:
+                reason = DeadLetterReason.MAX_DELIVERY_ATTEMPTS
+            elif time.monotonic() + retry_after - job.published_mono > EVENT_TIME_TO_LIVE_S * self.time_scale:
+                reason = DeadLetterReason.TIME_TO_LIVE
+            else:
+                self._schedule(replace(job, attempt=job.attempt + 1), after_s=retry_after + self.delay_s)
                 return
-            if job.attempt >= self.max_delivery_attempts:
-                self._schedule(
-                    replace(dead_letter, reason=DeadLetterReason.MAX_DELIVERY_ATTEMPTS),
-                    after_s=dead_letter_after,
-                )
-                return
-            wait = RETRY_SCHEDULE_S[min(job.attempt, len(RETRY_SCHEDULE_S)) - 1] * self.time_scale
-            if time.monotonic() + wait - job.published_mono > EVENT_TIME_TO_LIVE_S * self.time_scale:
-                self._schedule(
-                    replace(dead_letter, reason=DeadLetterReason.TIME_TO_LIVE), after_s=dead_letter_after
-                )
-                return
-            self._schedule(replace(job, attempt=job.attempt + 1, last=attempt), after_s=wait + self.delay_s)
+            self._schedule(
+                replace(job, step=_Step.DEAD_LETTER, reason=reason, last=attempt),
+                after_s=DEAD_LETTER_DELAY_S * self.time_scale,
+            )
 
     def _write_dead_letter(self, job: _Job) -> None:
         """Event Grid's dead-letter record for each event of the batch: the event as delivered,

@@ -336,6 +336,16 @@ def test_a_bad_request_is_dead_lettered_at_once() -> None:
     )
 
 
+def test_retries_end_with_the_events_time_to_live() -> None:
+    """24 hours of Event Grid's schedule in under a second: ten retries fit in the day, the
+    eleventh would not (the exact attempt depends on how long the attempts themselves take)."""
+    grid = _run(EventGridEmulator(target=Scripted([503] * 30), time_scale=1e-5), [_event(6)])
+    [record] = grid.dead_letters
+    assert record["deadLetterReason"] == "TimeToLiveExceeded"
+    assert record["deliveryAttempts"] == len(grid.attempts)
+    assert 9 <= len(grid.attempts) <= 11
+
+
 def test_a_webhook_that_answers_too_late_has_timed_out(webhook: WebhookSink) -> None:
     webhook.stall("webhook", seconds=0.5)
     target = WebhookTarget(webhook.webhook_url(), timeout_s=0.1)
