@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 from azure.mgmt.keyvault import KeyVaultManagementClient
+from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
 
 from lab.arm import ArmEmulator
 from lab.credential import LabCredential
@@ -104,8 +105,6 @@ def changer_client(url: str, pki: LabPki, subscription_id: str) -> KeyVaultManag
 
 def open_firewall(url: str, pki: LabPki, vault_id: str) -> None:
     """The second identity PATCHes the vault's default action to Allow through ARM."""
-    from azure.mgmt.keyvault.models import NetworkRuleSet, VaultPatchParameters, VaultPatchProperties
-
     parts = vault_id.split("/")
     with changer_client(url, pki, parts[2]) as client:
         client.vaults.update(

@@ -16,10 +16,11 @@ from lab.http import Fault
 from lab.resourcegraph import QUERY_ROUTE
 from lab.services import LabServices
 from lab.tls import lab_pki
-from monitor.app.runtime import build_runtime
+from monitor.app.runtime import build_change_history, build_runtime
 from monitor.app.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.settings import Settings
 from monitor.model import ActorSource, ChangeActor, ChangeKind, ErrorSource, Finding
+from monitor.sources.change_history import ResourceGraphChangeHistory
 from monitor.store import Store, open_store
 from tests.changes.conftest import (
     CHANGER_APP_ID,
@@ -218,3 +219,14 @@ def test_an_unchanged_estate_asks_nothing_of_the_history(
     lab.arm.server.request_counts.clear()
     assert kv301(scan(runtime)) == []
     assert graph_queries(lab) == 1  # the inventory's page
+
+
+@pytest.mark.parametrize(("choice", "built"), [("arm", False), ("resource-graph", True), ("auto", True)])
+def test_the_runtime_has_a_change_history_where_the_inventory_may_be_resource_graph(
+    choice: str, built: bool
+) -> None:
+    settings = Settings.from_environ(
+        {"KVMON_SUBSCRIPTIONS": SUBSCRIPTIONS[0], "KVMON_INVENTORY_SOURCE": choice}
+    )
+    history = build_change_history(settings, credential=LabCredential())
+    assert isinstance(history, ResourceGraphChangeHistory) is built
