@@ -28,8 +28,12 @@ What Azure does that the reader copes with:
 - The change history trails ARM by up to about 5 minutes. A change younger than that may not be
   there yet: the vault then gets no actor, and KV301 names nobody ("last modified by unknown").
   The scan that follows does not fix this: its stored posture already holds the change, so KV301
-  does not fire again and resolves. Naming nobody beats naming the wrong person, which is also why
-  the window starts exactly at the previous scan of the vault, with no margin before it.
+  does not fire again and resolves. Where KV301 does come again with the same change (one-vault
+  checks store no posture, so each is judged against the last full scan), an actor that arrived
+  meanwhile changes only its summary and evidence: the lifecycle announces a new severity, not a
+  new summary, so nobody is told twice, and the record takes the name at its next evidence refresh.
+  Naming nobody beats naming the wrong person, which is also why the window starts exactly at the
+  previous scan of the vault, with no margin before it.
 - Subscriptions the caller cannot read are left out of the answer, as for ``Resources``; their
   vaults get no actor.
 - Faults (429 after azure-core's retries, 403, timeouts, an answer that is no list of rows)
@@ -71,16 +75,6 @@ VAULTS_PER_QUERY = 50
 NETWORK_PROPERTIES = ("networkAcls", "publicNetworkAccess", "privateEndpointConnections")
 # A key of ``properties.changes`` naming one of them, in the JSON text of the key list.
 NETWORK_KEY_PATTERN = r'(?i)[\[,]"properties\.(' + "|".join(NETWORK_PROPERTIES) + r')[.\["]'
-CHANGE_COLUMNS = (
-    "targetResourceId",
-    "changeTime",
-    "changeType",
-    "changedBy",
-    "changedByType",
-    "clientType",
-    "operation",
-    "correlationId",
-)
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", re.IGNORECASE)
 
 
