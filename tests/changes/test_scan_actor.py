@@ -230,3 +230,25 @@ def test_the_runtime_has_a_change_history_where_the_inventory_may_be_resource_gr
     )
     history = build_change_history(settings, credential=LabCredential())
     assert isinstance(history, ResourceGraphChangeHistory) is built
+
+
+def test_a_late_actor_on_a_one_vault_check_is_not_announced_again(
+    lab: LabServices, estate: Estate, store: Store
+) -> None:
+    runtime = runtime_for(lab, store, threshold=10)
+    scan(runtime)
+    loosened = estate.subscriptions[SUBSCRIPTIONS[9]][0]
+    name = estate.vaults[loosened]["name"]
+    open_firewall(lab.arm.url, lab_pki(), estate.vaults[loosened]["id"])
+    lab.resource_graph.change_lag = dt.timedelta(minutes=5)
+    first = scan(runtime, vault_name=name)
+    [unnamed] = kv301(first)
+    assert "actor" not in unnamed.evidence
+    assert [c.kind for c in first.report.changes if c.finding.rule_id == "KV301"] == [ChangeKind.OPENED]
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6)
+    estate.clock = lambda: later
+    again = scan(runtime, vault_name=name)  # judged against the last full scan: the same change
+    [named] = kv301(again)
+    assert named.evidence["actor"]["app_id"] == CHANGER_APP_ID
+    assert again.report.changes == []  # a new summary alone is no news, and nothing else moved
