@@ -90,7 +90,7 @@ from monitor.naming.keyvault import VAULT_NAME
 # few kilobytes: a body larger than this is not from Event Grid, and is refused before it is parsed.
 MAX_BODY_BYTES = 1024 * 1024
 
-SUCCEEDED = "succeeded"
+_SUCCEEDED = "succeeded"
 
 
 class EventPayloadError(InputError):
@@ -159,7 +159,7 @@ class VaultChanges:
 
     @property
     def actors(self) -> tuple[ChangeActor, ...]:
-        """Every distinct actor seen, newest first (a deployment's double events name one actor twice)."""
+        """Every actor seen, newest first; equal ones once (copies of one event differ in nothing)."""
         return tuple(dict.fromkeys(change.actor for change in self.changes))
 
 
@@ -199,7 +199,9 @@ class EventBatch:
 
 
 def parse_payload(body: bytes | str | Any, *, source: str, subscriptions: Collection[str]) -> EventBatch:
-    """Read ``body`` (raw bytes or text, or JSON already decoded) into an ``EventBatch``.
+    """Read ``body`` into an ``EventBatch``: raw bytes or text, JSON already decoded, or one event
+    as the Functions worker hands it to an Event Grid trigger (``func.EventGridEvent``,
+    ``func.CloudEvent``).
 
     ``source`` names the body in every message (a file name, ``event``); ``subscriptions`` is the
     scope: a relevant event outside it is ``OUT_OF_SCOPE``. Raises ``EventPayloadError`` for a body
@@ -243,7 +245,7 @@ def _decode(body: bytes | str | Any, *, source: str) -> Any:
             )
         text = body.removeprefix("\ufeff")
     else:
-        document = body
+        document = _worker_event(body)
         text = None
     if text is not None:
         try:
@@ -265,6 +267,32 @@ def _decode(body: bytes | str | Any, *, source: str) -> Any:
     return document
 
 
+def _worker_event(body: Any) -> Any:
+    """The JSON of an event the Functions worker decoded (``azure.functions.EventGridEvent`` or
+    ``CloudEvent``, as ``EventGridEventInConverter`` makes them), or ``body`` itself (JSON already)."""
+    if not callable(getattr(body, "get_json", None)):
+        return body
+    if hasattr(body, "event_type"):
+        return {
+            "id": body.id,
+            "eventType": body.event_type,
+            "eventTime": body.event_time,
+            "subject": body.subject,
+            "topic": body.topic,
+            "dataVersion": body.data_version,
+            "data": body.get_json(),
+        }
+    return {
+        "specversion": body.specversion,
+        "id": body.id,
+        "type": body.type,
+        "source": body.source,
+        "time": body.time,
+        "subject": body.subject,
+        "data": body.get_json(),
+    }
+
+
 def _too_large(size: int) -> str:
     return f"{size} bytes, more than the {MAX_BODY_BYTES} an Event Grid delivery can hold"
 
@@ -274,6 +302,7 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _kind(value: Any) -> str:
+    """A JSON value's kind in JSON's words (the body's own faults, before any model reads it)."""
     names = {bool: "true or false", int: "a number", float: "a number", str: "a text", list: "an array"}
     return "null" if value is None else names.get(type(value), "an object")
 
@@ -374,7 +403,7 @@ def _read(item: Any, *, source: str, position: str, index: int | None, scope: fr
     except _Invalid as problem:
         return outcome(Verdict.INVALID, str(problem))
     data_path = field_path([*location, *envelope.data_location])
-    if data.status.lower() != SUCCEEDED:
+    if data.status.lower() != _SUCCEEDED:
         return outcome(Verdict.IGNORED, f"status {data.status}: the request did not succeed")
     operation = data.operation_name.lower()
     target = _NETWORK_OPERATIONS.get(operation)
@@ -563,8 +592,8 @@ def _guid_key(guid: str) -> str:
 
 # -- the shapes, as pydantic models --------------------------------------------------------------
 
-UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
-OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
+_UPN_CLAIM = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"
+_OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
 
 
 def _blank_is_none(value: str | None) -> str | None:
@@ -588,9 +617,9 @@ class _Claims(BaseModel):
 
     model_config = _RECORD
     name: Claim = None
-    upn: Claim = Field(None, validation_alias=AliasChoices(UPN_CLAIM, "upn"))
+    upn: Claim = Field(None, validation_alias=AliasChoices(_UPN_CLAIM, "upn"))
     app_id: Claim = Field(None, validation_alias=AliasChoices("appid", "azp"))
-    object_id: Claim = Field(None, validation_alias=AliasChoices(OBJECT_ID_CLAIM, "oid"))
+    object_id: Claim = Field(None, validation_alias=AliasChoices(_OBJECT_ID_CLAIM, "oid"))
     ipaddr: Claim = None
 
 
