@@ -227,44 +227,44 @@ def parse_payload(body: bytes | str | Any, *, source: str, subscriptions: Collec
 
 
 def _decode(body: bytes | str | Any, *, source: str) -> Any:
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")  # bounded as the bytes it is, like a delivery
     if isinstance(body, bytes | bytearray | memoryview):
-        raw = bytes(body)
-        if len(raw) > MAX_BODY_BYTES:
-            raise EventPayloadError(message(source, "", _too_large(len(raw))))
-        try:
-            text = raw.decode("utf-8-sig")  # a blob saved by a Windows tool may start with a BOM
-        except UnicodeDecodeError as exc:
-            raise EventPayloadError(
-                message(source, "", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})")
-            ) from None
-    elif isinstance(body, str):
-        # len() counts characters, never more than the bytes they encode to: the cheap test first.
-        if len(body) > MAX_BODY_BYTES or len(body.encode("utf-8", "surrogatepass")) > MAX_BODY_BYTES:
-            raise EventPayloadError(
-                message(source, "", _too_large(len(body.encode("utf-8", "surrogatepass"))))
-            )
-        text = body.removeprefix("\ufeff")
+        document = _json(bytes(body), source=source)
     else:
         document = _worker_event(body)
-        text = None
-    if text is not None:
-        try:
-            document = json.loads(text, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as exc:
-            raise EventPayloadError(
-                message(source, "", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
-            ) from None
-        except ValueError as exc:  # NaN, Infinity
-            raise EventPayloadError(message(source, "", f"not JSON: {exc}")) from None
-        except RecursionError:
-            raise EventPayloadError(
-                message(source, "", "not JSON an event can be: nested too deeply")
-            ) from None
     if not isinstance(document, dict | list):
         raise EventPayloadError(
             message(source, "", f"expected an event or an array of events, got {_kind(document)}")
         )
     return document
+
+
+def _json(raw: bytes, *, source: str) -> Any:
+    if len(raw) > MAX_BODY_BYTES:
+        raise EventPayloadError(
+            message(
+                source,
+                "",
+                f"{len(raw)} bytes, more than the {MAX_BODY_BYTES} an Event Grid delivery can hold",
+            )
+        )
+    try:
+        text = raw.decode("utf-8-sig")  # a blob saved by a Windows tool may start with a BOM
+    except UnicodeDecodeError as exc:
+        raise EventPayloadError(
+            message(source, "", f"not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})")
+        ) from None
+    try:
+        return json.loads(text, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise EventPayloadError(
+            message(source, "", f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+        ) from None
+    except ValueError as exc:  # NaN, Infinity
+        raise EventPayloadError(message(source, "", f"not JSON: {exc}")) from None
+    except RecursionError:
+        raise EventPayloadError(message(source, "", "not JSON an event can be: nested too deeply")) from None
 
 
 def _worker_event(body: Any) -> Any:
@@ -291,10 +291,6 @@ def _worker_event(body: Any) -> Any:
         "subject": body.subject,
         "data": body.get_json(),
     }
-
-
-def _too_large(size: int) -> str:
-    return f"{size} bytes, more than the {MAX_BODY_BYTES} an Event Grid delivery can hold"
 
 
 def _refuse_constant(name: str) -> Any:

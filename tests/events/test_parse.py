@@ -106,6 +106,13 @@ def test_already_decoded_json_and_text_are_taken() -> None:
 def test_a_byte_order_mark_is_taken() -> None:
     body = b"\xef\xbb\xbf" + json.dumps(event_grid()).encode()
     assert only(parse_payload(body, source="blob", subscriptions=SCOPE)).verdict is Verdict.RELEVANT
+    text = "\ufeff" + json.dumps(event_grid())
+    assert only(parse_payload(text, source="blob", subscriptions=SCOPE)).verdict is Verdict.RELEVANT
+
+
+def test_text_that_no_bytes_can_carry_is_not_utf8() -> None:
+    with pytest.raises(EventPayloadError, match=r"^event: not UTF-8 \(byte 0xed at offset 1\)$"):
+        parse_payload('"\ud800"', source="event", subscriptions=SCOPE)
 
 
 def test_dead_lettered_event_grid_record_keeps_its_delivery_account() -> None:
@@ -315,6 +322,12 @@ def test_out_of_scope_subscription_is_never_read() -> None:
     assert outcome.change is None
     assert OTHER_SUB in outcome.reason
     assert parse(event_grid(resource=other)).vaults == ()
+
+
+def test_an_irrelevant_event_outside_the_scope_is_ignored_not_out_of_scope() -> None:
+    storage = STORAGE.replace(SUB, OTHER_SUB)
+    outcome = only(parse(event_grid(resource=storage, operation="Microsoft.Storage/storageAccounts/write")))
+    assert outcome.verdict is Verdict.IGNORED
 
 
 def test_scope_compares_case_insensitively_and_an_empty_scope_lets_nothing_through() -> None:
