@@ -16,6 +16,9 @@ Shapes accepted (the body may hold several, even mixed):
   ``{"event": {...}, "deadletterproperties": {"deadletterreason", "deliveryattempts",
   "deliveryresult", "publishutc", "deliveryattemptutc"}}``. The delivery history is kept as
   ``DeadLetter`` on the event's outcome.
+- **The Functions worker's event**: what ``azure.functions.eventgrid.EventGridEventInConverter``
+  hands an Event Grid trigger (``func.EventGridEvent`` or ``func.CloudEvent``), read as the JSON it
+  was decoded from.
 
 A body that is not UTF-8 JSON, is larger than ``MAX_BODY_BYTES``, or holds something that is none of
 these shapes raises ``EventPayloadError`` naming the source and the place. Within a readable body
