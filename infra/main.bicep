@@ -31,6 +31,12 @@ param monitoredSubscriptionIds array = [
 @description('Grant Reader on each monitored subscription from this deployment. Set false when Reader comes from a management group (infra/reader-management-group.bicep).')
 param assignSubscriptionReader bool = true
 
+@description('Resource group created in each monitored subscription to hold its new Event Grid system topic (ARM writes as events).')
+param eventTopicResourceGroupName string = 'rg-${namePrefix}-events'
+
+@description('Monitored subscription id -> resource id of the Microsoft.Resources.Subscriptions system topic it already has (Azure allows one per subscription). Those subscriptions get no new topic, only kvmon\'s event subscription.')
+param existingEventTopicIds object = {}
+
 @description('Resource id of an existing Log Analytics workspace holding the vaults\' audit logs. Empty: create one.')
 param existingWorkspaceResourceId string = ''
 
@@ -202,6 +208,25 @@ module subscriptionReaders 'modules/subscription-reader.bicep' = [
     params: {
       principalId: monitorIdentity.properties.principalId
       roleDefinitionId: roles.reader
+    }
+  }
+]
+
+// --- vault changes as events -----------------------------------------------------------------------
+
+// Every ARM write in a monitored subscription is an event on that subscription's system topic. The
+// topic sits in a resource group of the monitored subscription, so, like Reader above, one module
+// deployment per monitored subscription, at subscription scope (it may create that group).
+module vaultEvents 'modules/vault-events.bicep' = [
+  for subscriptionId in monitoredSubscriptionIds: {
+    name: 'kvmon-events-${uniqueString(subscriptionId, token)}'
+    scope: subscription(subscriptionId)
+    params: {
+      topicResourceGroupName: eventTopicResourceGroupName
+      location: location
+      existingTopicId: contains(existingEventTopicIds, subscriptionId) ? existingEventTopicIds[subscriptionId] : ''
+      newTopicName: '${namePrefix}-arm-events'
+      tags: tags
     }
   }
 ]

@@ -1,0 +1,99 @@
+"""The event path in the templates: each monitored subscription's system topic for ARM writes
+(created, or an existing one reused) and kvmon's event subscription on it, read from the parsed
+Bicep (Checkov's parser)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from tests.infra.bicep import body, evaluate, module_params, resources, template
+
+SUBSCRIPTION = "00000000-0000-0000-0000-00000000000a"
+OTHER_SUBSCRIPTION = "00000000-0000-0000-0000-00000000000b"
+EXISTING_TOPIC_ID = (
+    f"/subscriptions/{SUBSCRIPTION}/resourceGroups/rg-platform"
+    "/providers/Microsoft.EventGrid/systemTopics/platform-arm-events"
+)
+SYSTEM_TOPIC = "Microsoft.EventGrid/systemTopics"
+
+
+def _with_variables(relative: str, names: list[str], symbols: Mapping[str, Any]) -> dict[str, Any]:
+    """``symbols`` plus the values of the template's variables ``names``, in that order (a later
+    one may use an earlier one)."""
+    variables = template(relative)["variables"]
+    known = dict(symbols)
+    for name in names:
+        known[name] = evaluate(variables[name]["value"], known)
+    return known
+
+
+def _condition(relative: str, symbol: str) -> Any:
+    return template(relative)["resources"][symbol]["config"]["condition"]
+
+
+# -- the system topic ----------------------------------------------------------------------------
+
+
+def test_a_new_system_topic_carries_the_arm_writes_of_its_subscription() -> None:
+    topics = resources(template("modules/vault-event-topic.bicep"), SYSTEM_TOPIC)
+    created = topics["createdTopic"]
+    assert created["properties"]["topicType"] == "Microsoft.Resources.Subscriptions"
+    # source: subscription().id, i.e. /subscriptions/{id} of the subscription deployed into.
+    assert created["properties"]["source"] == {
+        "function": {"type": "subscription", "parameters": {"subscription_id": None}, "property_name": "id"}
+    }
+    assert created["location"] == "global"
+    # Event Grid dead-letters (and queue-delivers) with this identity, never with a storage key.
+    assert created["identity"] == {"type": "SystemAssigned"}
+
+
+def test_an_existing_topic_is_reused_and_no_new_one_is_declared() -> None:
+    relative = "modules/vault-event-topic.bicep"
+    assert template(relative)["resources"]["reusedTopic"]["existing"] is True
+    for existing, created in (("platform-arm-events", False), ("", True)):
+        symbols = _with_variables(relative, ["createTopic"], {"existingTopicName": existing})
+        assert evaluate(_condition(relative, "createdTopic"), symbols) is created
+        assert evaluate(_condition(relative, "reusedTopic"), symbols) is not created
+
+
+def test_the_subscription_module_creates_a_resource_group_only_for_a_new_topic() -> None:
+    relative = "modules/vault-events.bicep"
+    parsed = template(relative)
+    assert parsed["globals"]["scope"]["value"] == "subscription"
+    topic = body(parsed["modules"]["topic"]["config"])
+    for existing_id, group, topic_name, creates_group in (
+        (EXISTING_TOPIC_ID, "rg-platform", "platform-arm-events", False),
+        ("", "rg-kvmon-events", "", True),
+    ):
+        symbols = _with_variables(
+            relative,
+            ["reuseTopic"],
+            {"existingTopicId": existing_id, "topicResourceGroupName": "rg-kvmon-events"},
+        )
+        assert evaluate(_condition(relative, "topicGroup"), symbols) is creates_group
+        scope = topic["scope"]["function"]
+        assert scope["type"] == "resource_group"
+        assert evaluate(scope["parameters"]["resource_group_name"], symbols) == group
+        assert evaluate(topic["params"]["existingTopicName"], symbols) == topic_name
+
+
+def test_main_deploys_the_event_path_into_each_monitored_subscription() -> None:
+    main = template("main.bicep")
+    events = main["modules"]["vaultEvents"]
+    assert events["detail"]["path"] == "modules/vault-events.bicep"
+    assert events["config"]["loop_type"]["detail"] == {
+        "item_name": "subscriptionId",
+        "array_name": "monitoredSubscriptionIds",
+    }
+    assert body(events["config"])["scope"]["function"] == {
+        "type": "subscription",
+        "parameters": {"subscription_id": "subscriptionId"},
+    }
+    assert main["parameters"]["existingEventTopicIds"]["default"] == {}
+    existing = module_params(main, "vaultEvents")["existingTopicId"]
+    reused = {SUBSCRIPTION: EXISTING_TOPIC_ID}
+    assert evaluate(existing, {"existingEventTopicIds": reused, "subscriptionId": SUBSCRIPTION}) == (
+        EXISTING_TOPIC_ID
+    )
+    assert evaluate(existing, {"existingEventTopicIds": reused, "subscriptionId": OTHER_SUBSCRIPTION}) == ""
