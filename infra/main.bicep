@@ -88,11 +88,14 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // For the system topics' identities: dead letters into one container.
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
 var token = uniqueString(resourceGroup().id, namePrefix)
 var deploymentContainerName = 'app-package'
+var deadLetterContainerName = 'kvmon-dead-letters'
 var monitorAppName = 'func-${namePrefix}-monitor-${token}'
 var probeAppName = 'func-${namePrefix}-probe-${token}'
 var workspaceName = 'log-${namePrefix}-${token}'
@@ -212,25 +215,6 @@ module subscriptionReaders 'modules/subscription-reader.bicep' = [
   }
 ]
 
-// --- vault changes as events -----------------------------------------------------------------------
-
-// Every ARM write in a monitored subscription is an event on that subscription's system topic. The
-// topic sits in a resource group of the monitored subscription, so, like Reader above, one module
-// deployment per monitored subscription, at subscription scope (it may create that group).
-module vaultEvents 'modules/vault-events.bicep' = [
-  for subscriptionId in monitoredSubscriptionIds: {
-    name: 'kvmon-events-${uniqueString(subscriptionId, token)}'
-    scope: subscription(subscriptionId)
-    params: {
-      topicResourceGroupName: eventTopicResourceGroupName
-      location: location
-      existingTopicId: contains(existingEventTopicIds, subscriptionId) ? existingEventTopicIds[subscriptionId] : ''
-      newTopicName: '${namePrefix}-arm-events'
-      tags: tags
-    }
-  }
-]
-
 // --- storage: one account per app, identity-only ---------------------------------------------------
 
 module monitorStorage 'modules/storage.bicep' = {
@@ -241,6 +225,7 @@ module monitorStorage 'modules/storage.bicep' = {
     tags: tags
     containers: [
       deploymentContainerName
+      deadLetterContainerName
     ]
     queues: [
       scanQueueName
@@ -394,6 +379,30 @@ module monitorApp 'modules/function-app.bicep' = {
     })
   }
 }
+
+// --- vault changes as events -----------------------------------------------------------------------
+
+// Every ARM write in a monitored subscription is an event on that subscription's system topic. The
+// topic sits in a resource group of the monitored subscription, so, like Reader above, one module
+// deployment per monitored subscription, at subscription scope (it may create that group).
+module vaultEvents 'modules/vault-events.bicep' = [
+  for subscriptionId in monitoredSubscriptionIds: {
+    name: 'kvmon-events-${uniqueString(subscriptionId, token)}'
+    scope: subscription(subscriptionId)
+    params: {
+      topicResourceGroupName: eventTopicResourceGroupName
+      location: location
+      existingTopicId: contains(existingEventTopicIds, subscriptionId) ? existingEventTopicIds[subscriptionId] : ''
+      newTopicName: '${namePrefix}-arm-events'
+      eventSubscriptionName: '${namePrefix}-vaults-${token}'
+      functionResourceId: '${monitorApp.outputs.id}/functions/vault_changed'
+      storageAccountId: monitorStorage.outputs.id
+      deadLetterContainerName: deadLetterContainerName
+      deadLetterRoleDefinitionId: roles.storageBlobDataContributor
+      tags: tags
+    }
+  }
+]
 
 output monitorAppName string = monitorAppName
 output probeAppName string = probeAppName

@@ -1,6 +1,7 @@
 // The subscription's system topic for ARM writes (Microsoft.Resources.Subscriptions), in this
-// module's resource group. Azure allows one such topic per subscription: when one exists, name it
-// (existingTopicName) and this module only refers to it; it must have a system-assigned identity.
+// module's resource group, and kvmon's event subscription on it. Azure allows one such topic per
+// subscription: when one exists, name it (existingTopicName) and this module only adds the event
+// subscription to it; it must then have a system-assigned identity.
 
 @description('Name of the subscription\'s existing system topic in this resource group. Empty: create newTopicName.')
 param existingTopicName string = ''
@@ -8,16 +9,32 @@ param existingTopicName string = ''
 @description('Name of the system topic to create when none exists.')
 param newTopicName string
 
+@description('Name of kvmon\'s event subscription on the topic (one per kvmon deployment, so several can share a topic).')
+param eventSubscriptionName string
+
+@description('Resource id of the monitor\'s vault_changed function (<function app id>/functions/vault_changed).')
+param functionResourceId string
+
+@description('Resource id of the monitor\'s storage account (dead letters).')
+param storageAccountId string
+
+@description('Blob container in that account for dead-lettered events.')
+param deadLetterContainerName string
+
+@description('Role definition GUID for dead-lettering (Storage Blob Data Contributor).')
+param deadLetterRoleDefinitionId string
+
 param tags object = {}
 
 var createTopic = empty(existingTopicName)
+var topicName = createTopic ? newTopicName : existingTopicName
 
 resource createdTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (createTopic) {
   name: newTopicName
   // A subscription's topic is not regional: ARM writes anywhere in the subscription feed it.
   location: 'global'
   tags: tags
-  // The identity Event Grid delivers and dead-letters with, so no storage key is ever handed out.
+  // The identity Event Grid dead-letters with, so no storage key is ever handed out.
   identity: {
     type: 'SystemAssigned'
   }
@@ -27,9 +44,83 @@ resource createdTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (create
   }
 }
 
-resource reusedTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = if (!createTopic) {
-  name: existingTopicName
+// The topic the event subscription hangs on: the one just created, or the existing one.
+resource topic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: topicName
 }
 
-output id string = createTopic ? createdTopic.id : reusedTopic.id
-output principalId string = createTopic ? createdTopic.identity.principalId : reusedTopic.identity.principalId
+var topicPrincipalId = createTopic ? createdTopic.identity.principalId : topic.identity.principalId
+
+module deliveryAccess 'event-delivery-access.bicep' = {
+  name: 'kvmon-event-access-${uniqueString(subscription().id, topicName)}'
+  scope: resourceGroup(split(storageAccountId, '/')[2], split(storageAccountId, '/')[4])
+  params: {
+    storageAccountName: last(split(storageAccountId, '/'))
+    principalId: topicPrincipalId
+    deadLetterContainerName: deadLetterContainerName
+    deadLetterRoleDefinitionId: deadLetterRoleDefinitionId
+  }
+}
+
+resource vaultChanges 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
+  parent: topic
+  name: eventSubscriptionName
+  properties: {
+    // The system topic's own schema: no conversion on the way, the published Microsoft.Resources
+    // examples match it field for field, and the Functions trigger reads it natively.
+    eventDeliverySchema: 'EventGridSchema'
+    filter: {
+      // Succeeded PUT/PATCH and DELETE only: a failed or cancelled write changed nothing.
+      includedEventTypes: [
+        'Microsoft.Resources.ResourceWriteSuccess'
+        'Microsoft.Resources.ResourceDeleteSuccess'
+      ]
+      // Key Vault's own writes, vaults and their sub-resources (privateEndpointConnections/write
+      // included): StringBeginsWith is case-insensitive. Claims cannot be filtered on (dotted keys).
+      advancedFilters: [
+        {
+          operatorType: 'StringBeginsWith'
+          key: 'data.operationName'
+          values: [
+            'Microsoft.KeyVault/vaults'
+          ]
+        }
+      ]
+    }
+    // Retries come after 10 s, 30 s, 1 min, 5 min, 10 min, 30 min, 1 h, 3 h...: the 8th attempt at
+    // about 1 h 47 min, so both limits end at about two hours, enough to ride out a restart or a
+    // publish. By then the timer has scanned the vault; retrying a failing endpoint for a day only
+    // keeps it on probation, delaying every other event. The dead letter keeps the event and who.
+    retryPolicy: {
+      maxDeliveryAttempts: 8
+      eventTimeToLiveInMinutes: 120
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: storageAccountId
+          blobContainerName: deadLetterContainerName
+        }
+      }
+    }
+    destination: {
+      endpointType: 'AzureFunction'
+      properties: {
+        resourceId: functionResourceId
+        // The Python Event Grid trigger takes one event per invocation.
+        maxEventsPerBatch: 1
+      }
+    }
+  }
+  dependsOn: [
+    createdTopic
+    // Dead-lettering must be allowed before the first event can fail.
+    deliveryAccess
+  ]
+}
+
+output id string = topic.id

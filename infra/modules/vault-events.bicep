@@ -1,5 +1,5 @@
 // The event path for one monitored subscription: its Microsoft.Resources.Subscriptions system topic
-// (created here, or an existing one reused) and kvmon's event subscription on it.
+// (created here, or an existing one reused) and kvmon's event subscription on it, to the monitor.
 // Deployed from main.bicep with `scope: subscription(<id>)`, once per monitored subscription: a
 // system topic lives in a resource group of the subscription it reports on, which need not be the
 // monitor's subscription. At subscription scope this module can create that resource group.
@@ -17,6 +17,21 @@ param existingTopicId string = ''
 @description('Name of a system topic this module creates.')
 param newTopicName string
 
+@description('Name of kvmon\'s event subscription on the topic.')
+param eventSubscriptionName string
+
+@description('Resource id of the monitor\'s vault_changed function.')
+param functionResourceId string
+
+@description('Resource id of the monitor\'s storage account (dead letters).')
+param storageAccountId string
+
+@description('Blob container in that account for dead-lettered events.')
+param deadLetterContainerName string
+
+@description('Role definition GUID for dead-lettering (Storage Blob Data Contributor).')
+param deadLetterRoleDefinitionId string
+
 param tags object = {}
 
 var reuseTopic = !empty(existingTopicId)
@@ -33,6 +48,11 @@ module topic 'vault-event-topic.bicep' = {
   params: {
     existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
     newTopicName: newTopicName
+    eventSubscriptionName: eventSubscriptionName
+    functionResourceId: functionResourceId
+    storageAccountId: storageAccountId
+    deadLetterContainerName: deadLetterContainerName
+    deadLetterRoleDefinitionId: deadLetterRoleDefinitionId
     tags: tags
   }
   dependsOn: [

@@ -50,11 +50,23 @@ def test_a_new_system_topic_carries_the_arm_writes_of_its_subscription() -> None
 
 def test_an_existing_topic_is_reused_and_no_new_one_is_declared() -> None:
     relative = "modules/vault-event-topic.bicep"
-    assert template(relative)["resources"]["reusedTopic"]["existing"] is True
-    for existing, created in (("platform-arm-events", False), ("", True)):
-        symbols = _with_variables(relative, ["createTopic"], {"existingTopicName": existing})
+    parsed = template(relative)
+    # The event subscription hangs on `topic`: a reference to whichever topic exists.
+    assert parsed["resources"]["topic"]["existing"] is True
+    assert resources(parsed, "Microsoft.EventGrid/systemTopics/eventSubscriptions")["vaultChanges"][
+        "parent"
+    ] == ("topic")
+    for existing, created, name in (
+        ("platform-arm-events", False, "platform-arm-events"),
+        ("", True, "kvmon-arm"),
+    ):
+        symbols = _with_variables(
+            relative,
+            ["createTopic", "topicName"],
+            {"existingTopicName": existing, "newTopicName": "kvmon-arm"},
+        )
         assert evaluate(_condition(relative, "createdTopic"), symbols) is created
-        assert evaluate(_condition(relative, "reusedTopic"), symbols) is not created
+        assert evaluate(parsed["resources"]["topic"]["config"]["name"], symbols) == name
 
 
 def test_the_subscription_module_creates_a_resource_group_only_for_a_new_topic() -> None:
@@ -97,3 +109,75 @@ def test_main_deploys_the_event_path_into_each_monitored_subscription() -> None:
         EXISTING_TOPIC_ID
     )
     assert evaluate(existing, {"existingEventTopicIds": reused, "subscriptionId": OTHER_SUBSCRIPTION}) == ""
+
+
+# -- the event subscription ----------------------------------------------------------------------
+
+EVENT_SUBSCRIPTION = "Microsoft.EventGrid/systemTopics/eventSubscriptions"
+MONITOR_APP_ID = f"/subscriptions/{OTHER_SUBSCRIPTION}/resourceGroups/rg-kvmon/providers/Microsoft.Web/sites/func-kvmon-monitor"
+
+
+def _vault_changes() -> Mapping[str, Any]:
+    (subscription,) = resources(template("modules/vault-event-topic.bicep"), EVENT_SUBSCRIPTION).values()
+    return subscription
+
+
+def test_the_event_subscription_takes_succeeded_writes_and_deletes_of_key_vault_only() -> None:
+    properties = _vault_changes()["properties"]
+    assert properties["filter"]["includedEventTypes"] == [
+        "Microsoft.Resources.ResourceWriteSuccess",
+        "Microsoft.Resources.ResourceDeleteSuccess",
+    ]
+    # One prefix: vaults/write, vaults/delete and vaults/privateEndpointConnections/write alike.
+    assert properties["filter"]["advancedFilters"] == [
+        {
+            "operatorType": "StringBeginsWith",
+            "key": "data.operationName",
+            "values": ["Microsoft.KeyVault/vaults"],
+        }
+    ]
+    assert properties["eventDeliverySchema"] == "EventGridSchema"
+
+
+def test_retries_end_within_two_hours_and_then_dead_letter_with_the_topics_identity() -> None:
+    properties = _vault_changes()["properties"]
+    # Event Grid's limits: 1-30 attempts, 1-1440 minutes.
+    assert properties["retryPolicy"] == {"maxDeliveryAttempts": 8, "eventTimeToLiveInMinutes": 120}
+    dead_letter = properties["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    assert dead_letter["deadLetterDestination"] == {
+        "endpointType": "StorageBlob",
+        "properties": {"resourceId": "storageAccountId", "blobContainerName": "deadLetterContainerName"},
+    }
+    # No key-based dead-letter destination beside it.
+    assert "deadLetterDestination" not in properties
+
+
+def test_the_topics_identity_may_write_dead_letters_to_their_container_only() -> None:
+    access = template("modules/event-delivery-access.bicep")
+    (writer,) = resources(access, "Microsoft.Authorization/roleAssignments").values()
+    assert writer["scope"] == "deadLetterContainer"
+    assert access["resources"]["deadLetterContainer"]["existing"] is True
+    assert writer["properties"]["principalId"] == "principalId"
+    topic_module = template("modules/vault-event-topic.bicep")
+    assert module_params(topic_module, "deliveryAccess")["principalId"] == "topicPrincipalId"
+    # Granted before the event subscription exists, so the first failure can be dead-lettered.
+    assert "deliveryAccess" in _vault_changes()["dependsOn"]
+    main = template("main.bicep")
+    assert module_params(main, "vaultEvents")["deadLetterRoleDefinitionId"] == {
+        "operator": {
+            "type": "property_accessor",
+            "operands": {"operand_1": "roles", "operand_2": "storageBlobDataContributor"},
+        }
+    }
+    assert "deadLetterContainerName" in module_params(main, "monitorStorage")["containers"]
+
+
+def test_events_go_one_at_a_time_to_the_monitors_vault_changed_function() -> None:
+    destination = _vault_changes()["properties"]["destination"]
+    assert destination["endpointType"] == "AzureFunction"
+    assert destination["properties"] == {"resourceId": "functionResourceId", "maxEventsPerBatch": 1}
+    function_id = module_params(template("main.bicep"), "vaultEvents")["functionResourceId"]
+    assert evaluate(function_id, {"monitorApp.outputs.id": MONITOR_APP_ID}) == (
+        f"{MONITOR_APP_ID}/functions/vault_changed"
+    )
