@@ -31,6 +31,17 @@ param monitoredSubscriptionIds array = [
 @description('Grant Reader on each monitored subscription from this deployment. Set false when Reader comes from a management group (infra/reader-management-group.bicep).')
 param assignSubscriptionReader bool = true
 
+@description('How vault changes reach the monitor as events: `function` (Event Grid pushes to vault_changed), `queue` (Event Grid writes to eventQueueName, read by vault_changed_queue: for a monitor without public inbound), `none` (no event subscription; the timer alone, e.g. for the first deployment before the code is published).')
+@allowed([
+  'function'
+  'queue'
+  'none'
+])
+param eventDelivery string = 'function'
+
+@description('Storage queue for queue delivery of vault change events (KVMON_EVENT_QUEUE), in the monitor\'s storage.')
+param eventQueueName string = 'kvmon-vault-events'
+
 @description('Resource group created in each monitored subscription to hold its new Event Grid system topic (ARM writes as events).')
 param eventTopicResourceGroupName string = 'rg-${namePrefix}-events'
 
@@ -88,8 +99,10 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-  // For the system topics' identities: dead letters into one container.
+  // For the system topics' identities: dead letters into one container...
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  // ... and, for queue delivery, messages into one queue.
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
@@ -229,6 +242,8 @@ module monitorStorage 'modules/storage.bicep' = {
     ]
     queues: [
       scanQueueName
+      // The monitor's vault_changed_queue trigger listens on it whatever eventDelivery is.
+      eventQueueName
     ]
     roleAssignments: [
       {
@@ -276,6 +291,7 @@ var commonSettings = {
   // The timer and queue triggers name these settings; they must resolve in both apps.
   KVMON_SCAN_SCHEDULE: scanSchedule
   KVMON_SCAN_QUEUE: scanQueueName
+  KVMON_EVENT_QUEUE: eventQueueName
 }
 
 // The outside vantage only answers POST /api/probe (and the anonymous health check): every other
@@ -386,7 +402,7 @@ module monitorApp 'modules/function-app.bicep' = {
 // topic sits in a resource group of the monitored subscription, so, like Reader above, one module
 // deployment per monitored subscription, at subscription scope (it may create that group).
 module vaultEvents 'modules/vault-events.bicep' = [
-  for subscriptionId in monitoredSubscriptionIds: {
+  for subscriptionId in monitoredSubscriptionIds: if (eventDelivery != 'none') {
     name: 'kvmon-events-${uniqueString(subscriptionId, token)}'
     scope: subscription(subscriptionId)
     params: {
@@ -395,10 +411,13 @@ module vaultEvents 'modules/vault-events.bicep' = [
       existingTopicId: contains(existingEventTopicIds, subscriptionId) ? existingEventTopicIds[subscriptionId] : ''
       newTopicName: '${namePrefix}-arm-events'
       eventSubscriptionName: '${namePrefix}-vaults-${token}'
+      eventDelivery: eventDelivery
       functionResourceId: '${monitorApp.outputs.id}/functions/vault_changed'
+      eventQueueName: eventQueueName
       storageAccountId: monitorStorage.outputs.id
       deadLetterContainerName: deadLetterContainerName
       deadLetterRoleDefinitionId: roles.storageBlobDataContributor
+      queueSenderRoleDefinitionId: roles.storageQueueDataMessageSender
       tags: tags
     }
   }

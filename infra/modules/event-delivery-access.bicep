@@ -1,5 +1,6 @@
 // What a system topic's identity may do in the monitor's storage account, and nothing more: write
-// dead-lettered events into one container. Deployed into the monitor's resource group from
+// dead-lettered events into one container and, when events are delivered through a queue, add
+// messages to that one queue. Deployed into the monitor's resource group from
 // vault-event-topic.bicep, which runs in the monitored subscription (possibly another one).
 // The deploying user needs Owner, User Access Administrator or Role Based Access Control
 // Administrator on the monitor's resource group (as for the monitor's own storage roles).
@@ -15,6 +16,14 @@ param deadLetterContainerName string
 
 @description('Role definition GUID for dead-lettering (Storage Blob Data Contributor).')
 param deadLetterRoleDefinitionId string
+
+@description('Queue Event Grid delivers events to. Empty: events go to the function, no queue role.')
+param eventQueueName string = ''
+
+@description('Role definition GUID for queue delivery (Storage Queue Data Message Sender).')
+param queueSenderRoleDefinitionId string
+
+var deliverToQueue = !empty(eventQueueName)
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -39,5 +48,27 @@ resource deadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' =
     principalType: 'ServicePrincipal'
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', deadLetterRoleDefinitionId)
     description: 'kvmon event subscription: dead-letter vault change events the monitor did not take'
+  }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+  parent: account
+  name: 'default'
+}
+
+resource eventQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = if (deliverToQueue) {
+  parent: queueService
+  name: eventQueueName
+}
+
+// Send only (no read, no delete), and on the one queue: the monitor's identity reads it.
+resource queueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (deliverToQueue) {
+  name: guid(eventQueue.id, principalId, queueSenderRoleDefinitionId)
+  scope: eventQueue
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', queueSenderRoleDefinitionId)
+    description: 'kvmon event subscription: deliver vault change events to the monitor\'s queue'
   }
 }

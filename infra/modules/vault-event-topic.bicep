@@ -12,8 +12,18 @@ param newTopicName string
 @description('Name of kvmon\'s event subscription on the topic (one per kvmon deployment, so several can share a topic).')
 param eventSubscriptionName string
 
+@description('`function`: Event Grid pushes each event to functionResourceId. `queue`: it writes each event to eventQueueName in the monitor\'s storage, for a monitor without public inbound.')
+@allowed([
+  'function'
+  'queue'
+])
+param eventDelivery string
+
 @description('Resource id of the monitor\'s vault_changed function (<function app id>/functions/vault_changed).')
 param functionResourceId string
+
+@description('Storage queue in the monitor\'s storage the vault_changed_queue function reads (KVMON_EVENT_QUEUE).')
+param eventQueueName string
 
 @description('Resource id of the monitor\'s storage account (dead letters).')
 param storageAccountId string
@@ -24,17 +34,21 @@ param deadLetterContainerName string
 @description('Role definition GUID for dead-lettering (Storage Blob Data Contributor).')
 param deadLetterRoleDefinitionId string
 
+@description('Role definition GUID for queue delivery (Storage Queue Data Message Sender).')
+param queueSenderRoleDefinitionId string
+
 param tags object = {}
 
 var createTopic = empty(existingTopicName)
 var topicName = createTopic ? newTopicName : existingTopicName
+var deliverToQueue = eventDelivery == 'queue'
 
 resource createdTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = if (createTopic) {
   name: newTopicName
   // A subscription's topic is not regional: ARM writes anywhere in the subscription feed it.
   location: 'global'
   tags: tags
-  // The identity Event Grid dead-letters with, so no storage key is ever handed out.
+  // The identity Event Grid dead-letters (and queue-delivers) with: no storage key is handed out.
   identity: {
     type: 'SystemAssigned'
   }
@@ -59,6 +73,8 @@ module deliveryAccess 'event-delivery-access.bicep' = {
     principalId: topicPrincipalId
     deadLetterContainerName: deadLetterContainerName
     deadLetterRoleDefinitionId: deadLetterRoleDefinitionId
+    eventQueueName: deliverToQueue ? eventQueueName : ''
+    queueSenderRoleDefinitionId: queueSenderRoleDefinitionId
   }
 }
 
@@ -107,7 +123,21 @@ resource vaultChanges 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
         }
       }
     }
-    destination: {
+    // Event Grid cannot push to a private endpoint: without public inbound, the monitor reads a
+    // queue in its own storage instead, which the topic writes to with its identity.
+    deliveryWithResourceIdentity: deliverToQueue ? {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      destination: {
+        endpointType: 'StorageQueue'
+        properties: {
+          resourceId: storageAccountId
+          queueName: eventQueueName
+        }
+      }
+    } : null
+    destination: deliverToQueue ? null : {
       endpointType: 'AzureFunction'
       properties: {
         resourceId: functionResourceId
@@ -118,7 +148,7 @@ resource vaultChanges 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
   }
   dependsOn: [
     createdTopic
-    // Dead-lettering must be allowed before the first event can fail.
+    // Dead-lettering (and queue delivery) must be allowed before the first event arrives.
     deliveryAccess
   ]
 }

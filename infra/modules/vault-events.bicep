@@ -20,8 +20,18 @@ param newTopicName string
 @description('Name of kvmon\'s event subscription on the topic.')
 param eventSubscriptionName string
 
+@description('`function` (push to the vault_changed function) or `queue` (write to eventQueueName).')
+@allowed([
+  'function'
+  'queue'
+])
+param eventDelivery string
+
 @description('Resource id of the monitor\'s vault_changed function.')
 param functionResourceId string
+
+@description('Storage queue in the monitor\'s storage for queue delivery (KVMON_EVENT_QUEUE).')
+param eventQueueName string
 
 @description('Resource id of the monitor\'s storage account (dead letters).')
 param storageAccountId string
@@ -31,6 +41,9 @@ param deadLetterContainerName string
 
 @description('Role definition GUID for dead-lettering (Storage Blob Data Contributor).')
 param deadLetterRoleDefinitionId string
+
+@description('Role definition GUID for queue delivery (Storage Queue Data Message Sender).')
+param queueSenderRoleDefinitionId string
 
 param tags object = {}
 
@@ -49,10 +62,13 @@ module topic 'vault-event-topic.bicep' = {
     existingTopicName: reuseTopic ? last(split(existingTopicId, '/')) : ''
     newTopicName: newTopicName
     eventSubscriptionName: eventSubscriptionName
+    eventDelivery: eventDelivery
     functionResourceId: functionResourceId
+    eventQueueName: eventQueueName
     storageAccountId: storageAccountId
     deadLetterContainerName: deadLetterContainerName
     deadLetterRoleDefinitionId: deadLetterRoleDefinitionId
+    queueSenderRoleDefinitionId: queueSenderRoleDefinitionId
     tags: tags
   }
   dependsOn: [

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from tests.infra.bicep import body, evaluate, module_params, resources, template
+from tests.infra.bicep import body, dotted, evaluate, module_params, resources, template
 
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000000a"
 OTHER_SUBSCRIPTION = "00000000-0000-0000-0000-00000000000b"
@@ -155,7 +155,9 @@ def test_retries_end_within_two_hours_and_then_dead_letter_with_the_topics_ident
 
 def test_the_topics_identity_may_write_dead_letters_to_their_container_only() -> None:
     access = template("modules/event-delivery-access.bicep")
-    (writer,) = resources(access, "Microsoft.Authorization/roleAssignments").values()
+    assignments = resources(access, "Microsoft.Authorization/roleAssignments")
+    assert set(assignments) == {"deadLetterWriter", "queueSender"}
+    writer = assignments["deadLetterWriter"]
     assert writer["scope"] == "deadLetterContainer"
     assert access["resources"]["deadLetterContainer"]["existing"] is True
     assert writer["properties"]["principalId"] == "principalId"
@@ -173,11 +175,82 @@ def test_the_topics_identity_may_write_dead_letters_to_their_container_only() ->
     assert "deadLetterContainerName" in module_params(main, "monitorStorage")["containers"]
 
 
+def _delivery(event_delivery: str) -> dict[str, Any]:
+    """The event subscription's destination properties as deployed with ``eventDelivery``."""
+    relative = "modules/vault-event-topic.bicep"
+    symbols = _with_variables(relative, ["deliverToQueue"], {"eventDelivery": event_delivery})
+    properties = _vault_changes()["properties"]
+    return {
+        key: evaluate(properties[key], symbols)
+        for key in ("destination", "deliveryWithResourceIdentity")
+        if evaluate(properties[key], symbols) is not None
+    }
+
+
 def test_events_go_one_at_a_time_to_the_monitors_vault_changed_function() -> None:
-    destination = _vault_changes()["properties"]["destination"]
-    assert destination["endpointType"] == "AzureFunction"
-    assert destination["properties"] == {"resourceId": "functionResourceId", "maxEventsPerBatch": 1}
+    assert _delivery("function") == {
+        "destination": {
+            "endpointType": "AzureFunction",
+            "properties": {"resourceId": "functionResourceId", "maxEventsPerBatch": 1},
+        }
+    }
     function_id = module_params(template("main.bicep"), "vaultEvents")["functionResourceId"]
     assert evaluate(function_id, {"monitorApp.outputs.id": MONITOR_APP_ID}) == (
         f"{MONITOR_APP_ID}/functions/vault_changed"
     )
+    assert template("main.bicep")["parameters"]["eventDelivery"]["default"] == "function"
+
+
+def test_without_public_inbound_events_go_to_the_monitors_queue_with_the_topics_identity() -> None:
+    # Event Grid cannot push to a private endpoint; it can write to a queue, with its identity.
+    assert _delivery("queue") == {
+        "deliveryWithResourceIdentity": {
+            "identity": {"type": "SystemAssigned"},
+            "destination": {
+                "endpointType": "StorageQueue",
+                "properties": {"resourceId": "storageAccountId", "queueName": "eventQueueName"},
+            },
+        }
+    }
+    main = template("main.bicep")
+    assert main["parameters"]["eventQueueName"]["default"] == "kvmon-vault-events"
+    # The queue exists in the monitor's storage and the app knows its name (the queue trigger's
+    # %KVMON_EVENT_QUEUE%), in every mode: the trigger listens whatever the delivery.
+    assert "eventQueueName" in module_params(main, "monitorStorage")["queues"]
+    assert main["variables"]["commonSettings"]["value"]["KVMON_EVENT_QUEUE"] == "eventQueueName"
+
+
+def test_the_topics_identity_may_send_to_the_event_queue_only_for_queue_delivery() -> None:
+    access = template("modules/event-delivery-access.bicep")
+    sender = access["resources"]["queueSender"]["config"]
+    assert sender["config"]["scope"] == "eventQueue"
+    assert sender["config"]["properties"]["roleDefinitionId"]["function"]["parameters"][
+        "resource_name_1"
+    ] == ("queueSenderRoleDefinitionId")
+    queue_name = module_params(template("modules/vault-event-topic.bicep"), "deliveryAccess")[
+        "eventQueueName"
+    ]
+    for event_delivery, granted in (("queue", True), ("function", False)):
+        symbols = _with_variables(
+            "modules/vault-event-topic.bicep",
+            ["deliverToQueue"],
+            {"eventDelivery": event_delivery, "eventQueueName": "kvmon-vault-events"},
+        )
+        access_symbols = _with_variables(
+            "modules/event-delivery-access.bicep",
+            ["deliverToQueue"],
+            {"eventQueueName": evaluate(queue_name, symbols)},
+        )
+        assert evaluate(sender["condition"], access_symbols) is granted
+    assert dotted(module_params(template("main.bicep"), "vaultEvents")["queueSenderRoleDefinitionId"]) == (
+        "roles.storageQueueDataMessageSender"
+    )
+
+
+def test_no_event_delivery_deploys_no_topic_and_no_subscription() -> None:
+    condition = template("main.bicep")["modules"]["vaultEvents"]["config"]["condition"]
+    assert {mode: evaluate(condition, {"eventDelivery": mode}) for mode in ("function", "queue", "none")} == {
+        "function": True,
+        "queue": True,
+        "none": False,
+    }
