@@ -17,13 +17,14 @@ param deadLetterContainerName string
 @description('Role definition GUID for dead-lettering (Storage Blob Data Contributor).')
 param deadLetterRoleDefinitionId string
 
-@description('Queue Event Grid delivers events to. Empty: events go to the function, no queue role.')
-param eventQueueName string = ''
+@description('Queue in that account for queue delivery (it always exists: the monitor\'s trigger listens on it).')
+param eventQueueName string
+
+@description('Whether Event Grid delivers to that queue (eventDelivery queue): only then may the topic send to it.')
+param deliverToQueue bool
 
 @description('Role definition GUID for queue delivery (Storage Queue Data Message Sender).')
 param queueSenderRoleDefinitionId string
-
-var deliverToQueue = !empty(eventQueueName)
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -56,7 +57,7 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
-resource eventQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = if (deliverToQueue) {
+resource eventQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
   parent: queueService
   name: eventQueueName
 }

@@ -73,7 +73,8 @@ module deliveryAccess 'event-delivery-access.bicep' = {
     principalId: topicPrincipalId
     deadLetterContainerName: deadLetterContainerName
     deadLetterRoleDefinitionId: deadLetterRoleDefinitionId
-    eventQueueName: deliverToQueue ? eventQueueName : ''
+    eventQueueName: eventQueueName
+    deliverToQueue: deliverToQueue
     queueSenderRoleDefinitionId: queueSenderRoleDefinitionId
   }
 }

@@ -224,24 +224,17 @@ def test_the_topics_identity_may_send_to_the_event_queue_only_for_queue_delivery
     access = template("modules/event-delivery-access.bicep")
     sender = access["resources"]["queueSender"]["config"]
     assert sender["config"]["scope"] == "eventQueue"
-    assert sender["config"]["properties"]["roleDefinitionId"]["function"]["parameters"][
-        "resource_name_1"
-    ] == ("queueSenderRoleDefinitionId")
-    queue_name = module_params(template("modules/vault-event-topic.bicep"), "deliveryAccess")[
-        "eventQueueName"
-    ]
+    assert (
+        sender["config"]["properties"]["roleDefinitionId"]["function"]["parameters"]["resource_name_1"]
+        == "queueSenderRoleDefinitionId"
+    )
+    assert sender["condition"] == "deliverToQueue"
+    passed = module_params(template("modules/vault-event-topic.bicep"), "deliveryAccess")["deliverToQueue"]
     for event_delivery, granted in (("queue", True), ("function", False)):
         symbols = _with_variables(
-            "modules/vault-event-topic.bicep",
-            ["deliverToQueue"],
-            {"eventDelivery": event_delivery, "eventQueueName": "kvmon-vault-events"},
+            "modules/vault-event-topic.bicep", ["deliverToQueue"], {"eventDelivery": event_delivery}
         )
-        access_symbols = _with_variables(
-            "modules/event-delivery-access.bicep",
-            ["deliverToQueue"],
-            {"eventQueueName": evaluate(queue_name, symbols)},
-        )
-        assert evaluate(sender["condition"], access_symbols) is granted
+        assert evaluate(passed, symbols) is granted
     assert dotted(module_params(template("main.bicep"), "vaultEvents")["queueSenderRoleDefinitionId"]) == (
         "roles.storageQueueDataMessageSender"
     )
