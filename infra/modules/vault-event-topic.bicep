@@ -153,5 +153,3 @@ resource vaultChanges 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
     deliveryAccess
   ]
 }
-
-output id string = topic.id

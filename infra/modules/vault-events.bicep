@@ -75,5 +75,3 @@ module topic 'vault-event-topic.bicep' = {
     topicGroup
   ]
 }
-
-output topicId string = topic.outputs.id
