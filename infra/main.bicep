@@ -31,6 +31,23 @@ param monitoredSubscriptionIds array = [
 @description('Grant Reader on each monitored subscription from this deployment. Set false when Reader comes from a management group (infra/reader-management-group.bicep).')
 param assignSubscriptionReader bool = true
 
+@description('How vault changes reach the monitor as events: `function` (Event Grid pushes to vault_changed), `queue` (Event Grid writes to eventQueueName, read by vault_changed_queue: for a monitor without public inbound), `none` (no event subscription; the timer alone, e.g. for the first deployment before the code is published).')
+@allowed([
+  'function'
+  'queue'
+  'none'
+])
+param eventDelivery string = 'function'
+
+@description('Storage queue for queue delivery of vault change events (KVMON_EVENT_QUEUE), in the monitor\'s storage.')
+param eventQueueName string = 'kvmon-vault-events'
+
+@description('Resource group created in each monitored subscription to hold its new Event Grid system topic (ARM writes as events).')
+param eventTopicResourceGroupName string = 'rg-${namePrefix}-events'
+
+@description('Monitored subscription id -> resource id of the Microsoft.Resources.Subscriptions system topic it already has (Azure allows one per subscription). Those subscriptions get no new topic, only kvmon\'s event subscription.')
+param existingEventTopicIds object = {}
+
 @description('Resource id of an existing Log Analytics workspace holding the vaults\' audit logs. Empty: create one.')
 param existingWorkspaceResourceId string = ''
 
@@ -82,11 +99,16 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  // For the system topics' identities: dead letters into one container...
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  // ... and, for queue delivery, messages into one queue.
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
 }
 
 var token = uniqueString(resourceGroup().id, namePrefix)
 var deploymentContainerName = 'app-package'
+var deadLetterContainerName = 'kvmon-dead-letters'
 var monitorAppName = 'func-${namePrefix}-monitor-${token}'
 var probeAppName = 'func-${namePrefix}-probe-${token}'
 var workspaceName = 'log-${namePrefix}-${token}'
@@ -216,9 +238,12 @@ module monitorStorage 'modules/storage.bicep' = {
     tags: tags
     containers: [
       deploymentContainerName
+      deadLetterContainerName
     ]
     queues: [
       scanQueueName
+      // The monitor's vault_changed_queue trigger listens on it whatever eventDelivery is.
+      eventQueueName
     ]
     roleAssignments: [
       {
@@ -266,6 +291,7 @@ var commonSettings = {
   // The timer and queue triggers name these settings; they must resolve in both apps.
   KVMON_SCAN_SCHEDULE: scanSchedule
   KVMON_SCAN_QUEUE: scanQueueName
+  KVMON_EVENT_QUEUE: eventQueueName
 }
 
 // The outside vantage only answers POST /api/probe (and the anonymous health check): every other
@@ -369,6 +395,33 @@ module monitorApp 'modules/function-app.bicep' = {
     })
   }
 }
+
+// --- vault changes as events -----------------------------------------------------------------------
+
+// Every ARM write in a monitored subscription is an event on that subscription's system topic. The
+// topic sits in a resource group of the monitored subscription, so, like Reader above, one module
+// deployment per monitored subscription, at subscription scope (it may create that group).
+module vaultEvents 'modules/vault-events.bicep' = [
+  for subscriptionId in monitoredSubscriptionIds: if (eventDelivery != 'none') {
+    name: 'kvmon-events-${uniqueString(subscriptionId, token)}'
+    scope: subscription(subscriptionId)
+    params: {
+      topicResourceGroupName: eventTopicResourceGroupName
+      location: location
+      existingTopicId: contains(existingEventTopicIds, subscriptionId) ? existingEventTopicIds[subscriptionId] : ''
+      newTopicName: '${namePrefix}-arm-events'
+      eventSubscriptionName: '${namePrefix}-vaults-${token}'
+      eventDelivery: eventDelivery
+      functionResourceId: '${monitorApp.outputs.id}/functions/vault_changed'
+      eventQueueName: eventQueueName
+      storageAccountId: monitorStorage.outputs.id
+      deadLetterContainerName: deadLetterContainerName
+      deadLetterRoleDefinitionId: roles.storageBlobDataContributor
+      queueSenderRoleDefinitionId: roles.storageQueueDataMessageSender
+      tags: tags
+    }
+  }
+]
 
 output monitorAppName string = monitorAppName
 output probeAppName string = probeAppName

@@ -2,7 +2,8 @@
 
 Templates are parsed with pycep, the parser Checkov itself uses for Bicep, so the tests read the
 same structure Checkov judged. ``evaluate`` resolves the few expression shapes the tests need
-(literals, symbol references, string interpolation, ``==``, ``!``, ``?:``, ``union``, ``empty``)
+(literals, symbol references, string interpolation, ``==``, ``!=``, ``!``, ``?:``, ``a[b]``,
+``union``, ``empty``, ``contains``, ``split``, ``last``)
 from a table of symbol values, and raises on anything else so a change of shape fails loudly.
 """
 
@@ -134,8 +135,11 @@ def _operator(operator: Mapping[str, Any], symbols: Mapping[str, Any]) -> Any:
     if kind == "conditional":
         chosen = "true_value" if evaluate(operands["condition"], symbols) else "false_value"
         return evaluate(operands[chosen], symbols)
-    if kind == "equals":
-        return evaluate(operands["operand_1"], symbols) == evaluate(operands["operand_2"], symbols)
+    if kind in ("equals", "not_equals"):
+        equal = evaluate(operands["operand_1"], symbols) == evaluate(operands["operand_2"], symbols)
+        return equal if kind == "equals" else not equal
+    if kind == "index_accessor":
+        return evaluate(operands["operand_1"], symbols)[evaluate(operands["operand_2"], symbols)]
     if kind == "not":
         return not evaluate(operands["bool_value"], symbols)
     if kind == "property_accessor":
@@ -163,4 +167,13 @@ def _function(function: Mapping[str, Any], symbols: Mapping[str, Any]) -> Any:
         return merged
     if kind == "empty":
         return not evaluate(parameters["item_to_test"], symbols)
+    if kind == "contains":
+        return evaluate(parameters["item_to_find"], symbols) in evaluate(parameters["container"], symbols)
+    if kind == "split":
+        parts = evaluate(parameters["input_string"], symbols).split(
+            evaluate(parameters["delimiter"], symbols)
+        )
+        return parts[function["index"]] if "index" in function else parts
+    if kind == "last":
+        return evaluate(parameters["arg_1"], symbols)[-1]
     raise Unsupported(f"function {kind}")

@@ -34,6 +34,7 @@ MONITOR_SETTINGS = {
     "KVMON_SUBSCRIPTIONS",
     "KVMON_SCAN_SCHEDULE",
     "KVMON_SCAN_QUEUE",
+    "KVMON_EVENT_QUEUE",
     "KVMON_STORAGE_ACCOUNT_URL",
     "KVMON_WORKSPACES",
     "KVMON_BASELINE",
@@ -117,7 +118,7 @@ def test_the_outside_vantage_runs_only_the_probe_and_health_functions() -> None:
     }
     assert disabled == functions - {"probe", "health"}
     # Disabled triggers are still indexed: the settings their bindings name must resolve.
-    assert {"KVMON_SCAN_SCHEDULE", "KVMON_SCAN_QUEUE"} <= set(settings)
+    assert {"KVMON_SCAN_SCHEDULE", "KVMON_SCAN_QUEUE", "KVMON_EVENT_QUEUE"} <= set(settings)
 
 
 def test_no_app_gets_a_key_based_storage_connection_or_a_setting_flex_refuses() -> None:
@@ -174,7 +175,11 @@ def test_kvmon_accepts_the_channel_list_the_monitor_is_given() -> None:
 def test_every_kvmon_setting_written_is_documented_or_named_by_another() -> None:
     documented = {setting.name for setting in SETTINGS}
     named_by_channels = {"KVMON_TEAMS_URL", "KVMON_SLACK_URL"}  # url_setting of the channel entries
+    # Named only by the vault_changed_queue trigger's binding (%KVMON_EVENT_QUEUE%): the host reads it.
+    named_by_bindings = {"KVMON_EVENT_QUEUE"}
     for app in ("monitorApp", "probeApp"):
         for name in _settings(app):
             if name.startswith("KVMON_"):
-                assert name in documented | named_by_channels, f"{app}: {name} is not a kvmon setting"
+                assert name in documented | named_by_channels | named_by_bindings, (
+                    f"{app}: {name} is not a kvmon setting"
+                )

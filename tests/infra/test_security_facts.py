@@ -41,6 +41,8 @@ GRANTED_ROLES = {
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
+    "storageQueueDataMessageSender": "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
 }
 
@@ -134,9 +136,13 @@ def test_every_role_assignment_takes_its_role_from_a_parameter_or_the_roles_tabl
                 if key.startswith("resource_name") and value
             ]
             literal = argument if isinstance(argument, str) else dotted(argument)
-            allowed = {"roleDefinitionId", "readerRoleDefinitionId", "assignment.roleDefinitionId"} | {
-                f"roles.{name}" for name in GRANTED_ROLES
-            }
+            allowed = {
+                "roleDefinitionId",
+                "readerRoleDefinitionId",
+                "assignment.roleDefinitionId",
+                "deadLetterRoleDefinitionId",
+                "queueSenderRoleDefinitionId",
+            } | {f"roles.{name}" for name in GRANTED_ROLES}
             assert literal in allowed, f"{relative} {symbol}: role from {literal!r}"
 
 
