@@ -383,6 +383,8 @@ module monitorApp 'modules/function-app.bicep' = {
       KVMON_VANTAGE: insideVantageName
       KVMON_VANTAGES: string(vantages)
       KVMON_SUBSCRIPTIONS: join(monitoredSubscriptionIds, ',')
+      // With an event subscription delivering, a change only the timer finds is reported (KV303).
+      KVMON_EVENT_FEED: (eventDelivery == 'none') ? 'false' : 'true'
       KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint
       KVMON_WORKSPACES: workspaceAccess.outputs.customerId
       KVMON_BASELINE: baseline

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from monitor.config.channels import ChannelKind, load_channels
-from monitor.config.settings import SETTINGS
+from monitor.config.settings import SETTINGS, Settings
 from monitor.config.vantages import parse_vantages
 from tests.infra.bicep import REPO, evaluate, module_params, template
 
@@ -183,3 +183,10 @@ def test_every_kvmon_setting_written_is_documented_or_named_by_another() -> None
                 assert name in documented | named_by_channels | named_by_bindings, (
                     f"{app}: {name} is not a kvmon setting"
                 )
+
+
+def test_the_event_feed_is_on_exactly_when_events_are_delivered() -> None:
+    feed = _settings("monitorApp")["KVMON_EVENT_FEED"]
+    for delivery, expected in (("function", "true"), ("queue", "true"), ("none", "false")):
+        assert evaluate(feed, {**_symbols(), "eventDelivery": delivery}) == expected
+    assert Settings.from_environ({"KVMON_EVENT_FEED": "true"}).event_feed is True
