@@ -101,5 +101,6 @@ def build_runtime(
         address_space=settings.address_space,
         refused_threshold=baseline.logs_refused_threshold,
         scan_interval=settings.scan_interval,
+        event_feed=settings.event_feed,
         logs_first_window=settings.logs_first_window,
     )

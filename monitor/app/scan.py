@@ -131,6 +131,7 @@ class ScanRuntime:
     address_space: AddressSpace = field(default_factory=AddressSpace)
     refused_threshold: int = 10
     scan_interval: dt.timedelta = dt.timedelta(minutes=15)
+    event_feed: bool = False  # an Event Grid subscription announces ARM writes (KV303)
     logs_first_window: dt.timedelta = dt.timedelta(hours=24)
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
@@ -185,7 +186,13 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
     evaluation = evaluate(
         _vault_facts(
-            report, runtime, policies=policies, evidence=evidence, previous=previous, actors=request.actors
+            report,
+            runtime,
+            policies=policies,
+            evidence=evidence,
+            previous=previous,
+            actors=request.actors,
+            request=request,
         ),
         today=started.date(),
     )
@@ -282,6 +289,7 @@ def _vault_facts(
     evidence: Mapping[str, LogEvidence],
     previous: Mapping[str, VaultPosture],
     actors: Mapping[str, ChangeActor],
+    request: ScanRequest,
 ) -> list[VaultFacts]:
     # A subscription with no stored vault is scanned for the first time, so its vaults did not
     # "appear" (KV302).
@@ -300,6 +308,7 @@ def _vault_facts(
             evidence=evidence.get(posture.key),
             previous=previous.get(posture.key),
             actor=actors.get(posture.key),
+            event_feed=runtime.event_feed and request.trigger is not ScanTrigger.EVENT,
             first_scan_of_scope=posture.subscription_id.lower() not in known_subscriptions,
             logs_refused_threshold=runtime.refused_threshold,
             scan_started_at=report.started_at,

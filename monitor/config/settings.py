@@ -306,6 +306,13 @@ class Settings(BaseModel):
     scan_queue: str = setting(
         "KVMON_SCAN_QUEUE", "Storage queue the scheduled scan fans out to.", default="kvmon-scan-jobs"
     )
+    event_feed: bool = setting(
+        "KVMON_EVENT_FEED",
+        "`true` when an Event Grid subscription delivers the vaults' ARM writes to `vault_changed`: a "
+        "network change a scheduled scan finds first is then reported (KV303).",
+        default=False,
+        shown="false",
+    )
     report_url: str | None = setting(
         "KVMON_REPORT_URL", "Link to the HTML report put in notifications.", default=None, shown="(none)"
     )

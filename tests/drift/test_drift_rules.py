@@ -9,6 +9,8 @@ from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.keyvault.drift import (
+    EVENT_GRACE,
+    change_without_event,
     disappeared_vault_findings,
     network_changed,
     vault_appeared_or_disappeared,
@@ -164,3 +166,44 @@ def test_an_actor_known_only_by_application_id_is_named_by_it() -> None:
     actor = ChangeActor(source=ActorSource.RESOURCE_CHANGES, app_id="11111111-2222-3333-4444-555555555555")
     assert actor.describe() == "11111111-2222-3333-4444-555555555555"
     assert ChangeActor(source=ActorSource.EVENT).describe() == "unknown"
+
+
+def _unannounced(current, previous, *, event_feed=True, started=T0):
+    facts = VaultFacts(
+        posture=current,
+        policy=VaultPolicy(),
+        previous=previous,
+        event_feed=event_feed,
+        scan_started_at=started,
+    )
+    return evaluate([facts], today=T0.date(), rules=(change_without_event,)).findings
+
+
+def test_kv303_a_change_a_scheduled_scan_finds_first_was_never_announced() -> None:
+    before = posture("kv-Payments")
+    after = dataclasses.replace(before, default_action="Allow", last_modified_at=CHANGED_AT)
+    (found,) = _unannounced(after, before, started=CHANGED_AT + dt.timedelta(minutes=20))
+    assert (found.rule_id, found.severity) == ("KV303", Severity.MEDIUM)
+    assert found.evidence == {
+        "changed_at": CHANGED_AT.isoformat(),
+        "fields": ["networkAcls.defaultAction"],
+        "subscription_id": before.subscription_id,
+    }
+    assert "no event announced them" in found.summary
+
+
+def test_kv303_waits_while_the_event_may_still_be_on_its_way() -> None:
+    before = posture("kv-Payments")
+    after = dataclasses.replace(before, default_action="Allow", last_modified_at=CHANGED_AT)
+    assert _unannounced(after, before, started=CHANGED_AT + EVENT_GRACE - dt.timedelta(seconds=1)) == []
+    assert len(_unannounced(after, before, started=CHANGED_AT + EVENT_GRACE)) == 1
+
+
+def test_kv303_without_an_event_feed_or_a_change_says_nothing() -> None:
+    before = posture("kv-Payments")
+    after = dataclasses.replace(before, default_action="Allow")
+    assert _unannounced(after, before, event_feed=False) == []
+    assert _unannounced(before, before) == []
+    assert _unannounced(after, None) == []
+    # A change of unknown time is reported: nothing says its event may still come.
+    assert len(_unannounced(after, before)) == 1

@@ -256,6 +256,10 @@ CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
         configured(posture(), first_scan_of_scope=False),
         configured(posture(), first_scan_of_scope=True),
     ),
+    "KV303": (
+        configured(firewalled(), previous=posture(), event_feed=True),
+        configured(firewalled(), previous=posture(), event_feed=False),
+    ),
 }
 
 

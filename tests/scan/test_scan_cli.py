@@ -174,3 +174,24 @@ def test_the_logs_window_starts_where_the_last_scan_of_the_subscription_stopped(
     scan_json(capsys, "--no-notify", "--no-probes")
     assert last_whole.logs_until is not None
     assert logs_window_start(lab) == last_whole.logs_until - dt.timedelta(minutes=5)
+
+
+def test_with_an_event_feed_a_change_only_the_scheduled_scan_found_is_kv303(
+    lab: LabServices, lab_environ, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("KVMON_EVENT_FEED", "true")
+    scan_json(capsys, "--no-notify", "--no-logs", "--no-probes")
+    vault = lab.estate.vault_by_name("kv-se-demo")
+    assert vault is not None
+    # Changed ten minutes ago, and no event scan stored it since: its event never came.
+    real_clock = lab.estate.clock
+    lab.estate.clock = lambda: real_clock() - dt.timedelta(minutes=10)
+    acls = dict(vault["properties"]["networkAcls"], defaultAction="Deny")
+    lab.estate.update_vault(vault["id"], properties={"networkAcls": acls}, modified_by="bob@contoso.example")
+    lab.estate.clock = real_clock
+
+    _, document = scan_json(capsys, "--no-notify", "--no-logs", "--no-probes")
+
+    (unannounced,) = [f for f in document["findings"] if f["rule"] == "KV303"]
+    assert unannounced["vault"] == "kv-se-demo"
+    assert unannounced["evidence"]["fields"] == ["networkAcls.defaultAction"]

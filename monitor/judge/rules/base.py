@@ -47,6 +47,9 @@ class VaultFacts:
     # Who made the change this scan is judging, where Azure said (an event's claims, Resource Graph's
     # change history); None: only the vault's systemData names its last modifier (KV301).
     actor: ChangeActor | None = None
+    # True when an event subscription is meant to announce every ARM write of the vault and this
+    # scan is not itself an event's: a change it finds first was never announced (KV303).
+    event_feed: bool = False
     # The scan's clock, passed in (rules never read one): KV106 judges a remote result's age.
     scan_started_at: dt.datetime | None = None
     scan_interval: dt.timedelta = dt.timedelta(minutes=15)

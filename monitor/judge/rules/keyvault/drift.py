@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.judge.drift import network_diff
@@ -140,4 +141,64 @@ def disappeared_vault_findings(
     return findings
 
 
-RULES: tuple[Rule, ...] = (network_changed, vault_appeared_or_disappeared)
+# How long after an ARM write its event may still be on its way: Event Grid delivers in seconds and
+# retries at 10 s, 30 s, 1 min and 5 min before a delivery counts as late. A change younger than this
+# that a scheduled scan finds first may yet be announced (KV303 waits for the next scan).
+EVENT_GRACE = dt.timedelta(minutes=5)
+
+
+@rule(
+    id="KV303",
+    severity=Severity.MEDIUM,
+    title="A network change reached kvmon without an event",
+    source=EvidenceSource.CONFIGURATION,
+    category=RuleCategory.DRIFT,
+    remediation_cli=(
+        "az eventgrid system-topic list --subscription {subscription} "
+        "--query \"[?topicType=='Microsoft.Resources.Subscriptions']\" -o table"
+    ),
+    remediation_bicep=(
+        "Deploy infra/main.bicep's event subscription for this subscription: a system topic of type "
+        "Microsoft.Resources.Subscriptions (or the existing one) with an event subscription for "
+        "Microsoft.Resources.ResourceWriteSuccess and ResourceDeleteSuccess, filtered on "
+        "data.operationName beginning with Microsoft.KeyVault/vaults, delivered to the monitor's "
+        "vault_changed function."
+    ),
+    references=(
+        "https://learn.microsoft.com/azure/event-grid/event-schema-subscriptions",
+        "https://learn.microsoft.com/azure/event-grid/delivery-and-retry",
+    ),
+)
+def change_without_event(facts: VaultFacts) -> Iterator[Hit]:
+    """With an Event Grid subscription in place, every ARM write of a vault is announced within
+    seconds and judged at once, and its fresh configuration stored; a scheduled scan then finds
+    nothing new. A network change that a scheduled scan finds first therefore reached kvmon without
+    its event: the system topic or its event subscription is missing, filtered too narrowly,
+    dead-lettering, or the monitor's endpoint is on probation. Until that is fixed every change waits
+    for the timer, so a silent event feed is reported, not trusted.
+    """
+    if not facts.event_feed or facts.previous is None:
+        return
+    diff = network_diff(facts.previous, facts.posture)
+    if not diff.changes:
+        return
+    changed_at = facts.posture.last_modified_at or (facts.actor.changed_at if facts.actor else None)
+    started = facts.scan_started_at
+    if changed_at is not None and started is not None and started - changed_at < EVENT_GRACE:
+        return
+    posture = facts.posture
+    when = changed_at.isoformat() if changed_at else "an unknown time"
+    yield Hit(
+        summary=(
+            f"{len(diff.changes)} network change(s) made at {when} reached kvmon only through a scheduled "
+            f"scan: no event announced them (check subscription {posture.subscription_id}'s event subscription)"
+        ),
+        evidence={
+            "changed_at": changed_at.isoformat() if changed_at else None,
+            "fields": sorted({change.field for change in diff.changes}),
+            "subscription_id": posture.subscription_id,
+        },
+    )
+
+
+RULES: tuple[Rule, ...] = (network_changed, vault_appeared_or_disappeared, change_without_event)
