@@ -15,7 +15,7 @@ Failure policy. Event Grid retries a delivery the function fails (10 s, 30 s, 1 
 raising is kept for what a retry can fix:
 
 - a transient fault of ARM (throttled past azure-core's retries, a 5xx, a timeout, a dropped
-  connection): ``EventOutcome.retry`` is true and the function raises (``EventRetry``), so Event
+  connection): ``HandledEvents.retry`` is true and the function raises (``EventRetry``), so Event
   Grid delivers the event again in seconds; the event is not recorded as processed;
 - the store down (``StoreUnavailable`` from ``run_scan`` or the record): raised as it is, for the
   same reason; nothing was recorded;
@@ -73,7 +73,7 @@ class ChangeOutcome:
 
 
 @dataclass
-class EventOutcome:
+class HandledEvents:
     results: list[ChangeOutcome] = field(default_factory=list)
 
     @property
@@ -94,12 +94,12 @@ def handle_vault_changes(
     notify: bool = True,
     follow_up: Callable[[VaultChange], None] | None = None,
     retention: dt.timedelta = EVENT_RETENTION,
-) -> EventOutcome:
+) -> HandledEvents:
     """Handle each change in order (see the module's docstring). ``subscriptions``: the configured
     scope; ``probe``: probe the vault in this scan (the event path leaves it to ``follow_up``,
     called for each vault read, so the first message does not wait for probes). Raises
     ``StoreUnavailable`` when the store is down."""
-    outcome = EventOutcome()
+    outcome = HandledEvents()
     now = runtime.clock()
     seen = runtime.store.processed_events([c.event_id for c in changes], now=now) if runtime.store else {}
     handled_here: set[str] = set()
@@ -182,8 +182,8 @@ def _transient(error: ScanError) -> bool:
 __all__ = [
     "EVENT_RETENTION",
     "ChangeOutcome",
-    "EventOutcome",
     "EventRetry",
     "EventStatus",
+    "HandledEvents",
     "handle_vault_changes",
 ]
