@@ -30,11 +30,12 @@ from monitor.errors import InputError
 from monitor.judge.coverage import Coverage, assess_coverage
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
-from monitor.judge.rules.keyvault.drift import disappeared_vault_findings
+from monitor.judge.rules.keyvault.drift import disappeared_vault_findings, network_changed
 from monitor.model import (
     ChangeActor,
     ErrorSource,
     Finding,
+    FindingStatus,
     LogEvidence,
     ProbeResult,
     ScanError,
@@ -205,6 +206,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             gone = disappeared_vault_findings(
                 previous={key: previous[key]}, current_keys=(), complete_subscriptions=request.scope
             )
+        report.findings.extend(_drift_kept_open(runtime.store, report))
     elif runtime.store is not None and request.vault_name is None:
         gone = disappeared_vault_findings(
             previous=previous,
@@ -279,6 +281,23 @@ def _read_inventory(
         for problem in posture.problems
     )
     return inventory, vault_read
+
+
+def _drift_kept_open(store: Store, report: ScanReport) -> list[Finding]:
+    """The open KV301 of the vaults a one-vault read saw, when this read found no change of its
+    own. KV301 says the configuration changed since the last scan of the subscription; a second
+    event for the vault, a late or reordered one, or the probes' follow-up reads the vault again
+    and finds it as the first read stored it, which is no reason to announce the drift resolved.
+    The next scan of the subscription resolves it, as it always did."""
+    seen = {finding.id for finding in report.findings}
+    keys = [posture.key for posture in report.postures]
+    if not keys:
+        return []
+    return [
+        record.finding
+        for record in store.load_findings(vault_keys=keys, status=FindingStatus.OPEN).values()
+        if record.finding.rule_id == network_changed.id and record.finding.id not in seen
+    ]
 
 
 def _vault_facts(
