@@ -8,13 +8,28 @@ It serves the REST shapes azure-mgmt-keyvault reads and writes, from the lab's `
   PATCH merges properties (``vaults.update``), PUT creates or replaces the given properties
   (``vaults.begin_create_or_update``); both stamp ``systemData.lastModifiedBy`` with the caller
   named by the bearer token, so the demo's "fix the firewall" shows who did it;
-- ``GET  .../vaults/{name}/privateEndpointConnections``.
+- ``DELETE .../vaults/{name}``: 200, or 204 when there was no such vault (``vaults.delete``
+  accepts both, as ARM answers both); the lab forgets the vault (Azure keeps it soft-deleted);
+- ``GET  .../vaults/{name}/privateEndpointConnections``;
+- ``PUT  .../vaults/{name}/privateEndpointConnections/{connection}``: approves or rejects the
+  connection (``properties.privateLinkServiceConnectionState.status``,
+  ``private_endpoint_connections.put``); 404 for a connection the vault does not have.
 
 ARM's answers for the faults the inventory must survive: 401 without a bearer token, 400 without
 ``api-version``, 403 ``AuthorizationFailed`` for ``estate.forbidden_subscriptions``, 404
 ``SubscriptionNotFound`` for a subscription the estate does not have, 404 ``ResourceNotFound``
 for a vault it does not have. Throttling, resets and server errors come from the ``LabServer``'s
 fault injection (``emulator.server.inject``). Paths match case-insensitively, as ARM's do.
+
+Every write it serves (a PUT or PATCH of a vault, a PUT of a connection, a DELETE) is announced
+to ``publish``, when given, as the ``Microsoft.Resources.Subscriptions`` system topic announces
+it: a ``ResourceWriteSuccess`` or ``ResourceDeleteSuccess`` naming the resource (a connection's
+own id for a connection), the operation, the caller's token claims under ARM's claim names, the
+authorization (the lab states one fixed role, ``LAB_WRITER_ROLE``), the correlation id (the
+request's ``x-ms-correlation-request-id`` or a new one, sent back in that header) and, for
+updates and deletes, the HTTP request (with the address it came from). Refused or failed writes
+and GETs announce nothing, as in Azure. A DELETE of a vault that was already gone (204) is a
+succeeded delete and is announced too.
 
 Unlike Azure, a PUT on an existing vault keeps the properties its body leaves out (Azure resets
 some of them to their defaults); the lab only needs PUT for the properties it sends.
@@ -24,24 +39,56 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
+import uuid
+from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import urlencode
 
-from lab.estate import Estate, token_claims
+from lab.estate import LAB_TENANT, Estate, token_claims
+from lab.eventgrid import PublishedEvent, ResourceEventType
 from lab.http import LabServer, Request, Response
 
 LIST_ROUTE = "arm.vaults.list_by_subscription"
 GET_ROUTE = "arm.vaults.get"
 UPDATE_ROUTE = "arm.vaults.update"
 CREATE_OR_UPDATE_ROUTE = "arm.vaults.create_or_update"
+DELETE_ROUTE = "arm.vaults.delete"
 CONNECTIONS_ROUTE = "arm.private_endpoint_connections.list"
+CONNECTION_PUT_ROUTE = "arm.private_endpoint_connections.put"
 
 # Who a change is stamped with when the token names nobody (the lab's fixed operator).
 FALLBACK_MODIFIED_BY = "alice@contoso.example"
+# The role assignment every write is authorised by, as the event's authorization evidence says
+# (the lab has no role assignments to look up).
+LAB_WRITER_ROLE = "Key Vault Contributor"
+
+VAULT_WRITE = "Microsoft.KeyVault/vaults/write"
+VAULT_DELETE = "Microsoft.KeyVault/vaults/delete"
+CONNECTION_WRITE = "Microsoft.KeyVault/vaults/privateEndpointConnections/write"
+
+Publisher = Callable[[PublishedEvent], None]
+
+# A token's claims under the names ARM's events give them; other claims keep their own names.
+_PUBLISHED_CLAIM_NAMES = {
+    "oid": "http://schemas.microsoft.com/identity/claims/objectidentifier",
+    "tid": "http://schemas.microsoft.com/identity/claims/tenantid",
+    "scp": "http://schemas.microsoft.com/identity/claims/scope",
+    "upn": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn",
+    "unique_name": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name",
+    "given_name": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/givenname",
+    "family_name": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/surname",
+    "sub": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier",
+}
 
 _SUBSCRIPTION = r"(?i)/subscriptions/(?P<subscription>[^/]+)"
 _VAULT = (
     _SUBSCRIPTION + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)"
 )
+_CONNECTION = _VAULT + r"/privateEndpointConnections/(?P<connection>[^/]+)"
+# What a vault owner may set a connection to (Pending is the endpoint's request, Disconnected
+# the endpoint's removal: neither is the owner's to set).
+_OWNER_CONNECTION_STATES = ("Approved", "Rejected")
 # Set by the service, never taken from a request body.
 _READ_ONLY_PROPERTIES = frozenset(
     {"privateendpointconnections", "provisioningstate", "hsmpoolresourceid", "vaulturi"}
@@ -54,13 +101,22 @@ def _error(status: int, code: str, message: str) -> Response:
 
 class ArmEmulator:
     """ARM's Key Vault provider over ``estate``; ``url`` is the endpoint to give the SDK client
-    (``base_url``) and ``server`` the ``LabServer`` (request counts per route, fault injection)."""
+    (``base_url``) and ``server`` the ``LabServer`` (request counts per route, fault injection);
+    ``publish`` receives an event for every write served (None: nobody listens)."""
 
-    def __init__(self, estate: Estate, *, page_size: int = 100, latency_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        estate: Estate,
+        *,
+        page_size: int = 100,
+        latency_s: float = 0.0,
+        publish: Publisher | None = None,
+    ) -> None:
         if page_size < 1:
             raise ValueError(f"page_size must be at least 1, not {page_size}")
         self.estate = estate
         self.page_size = page_size
+        self.publish = publish
         self.server = LabServer(name="arm", latency_s=latency_s)
         self.server.route(
             "GET", _SUBSCRIPTION + r"/providers/Microsoft\.KeyVault/vaults", self._list, name=LIST_ROUTE
@@ -68,9 +124,11 @@ class ArmEmulator:
         self.server.route("GET", _VAULT, self._get, name=GET_ROUTE)
         self.server.route("PATCH", _VAULT, self._update, name=UPDATE_ROUTE)
         self.server.route("PUT", _VAULT, self._create_or_update, name=CREATE_OR_UPDATE_ROUTE)
+        self.server.route("DELETE", _VAULT, self._delete, name=DELETE_ROUTE)
         self.server.route(
             "GET", _VAULT + r"/privateEndpointConnections", self._connections, name=CONNECTIONS_ROUTE
         )
+        self.server.route("PUT", _CONNECTION, self._put_connection, name=CONNECTION_PUT_ROUTE)
 
     @property
     def url(self) -> str:
@@ -185,10 +243,62 @@ class ArmEmulator:
         if vault is None:
             return self._not_found(request)
         connections = vault["properties"].get("privateEndpointConnections") or []
-        for connection in connections:
-            connection.setdefault("name", connection["id"].rsplit("/", 1)[-1])
-            connection.setdefault("type", "Microsoft.KeyVault/vaults/privateEndpointConnections")
-        return Response(200, {"value": connections})
+        return Response(200, {"value": [_connection_resource(c) for c in connections]})
+
+    def _put_connection(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault_id = self._vault_id(request)
+        if self.estate.vault(vault_id) is None:
+            return self._not_found(request)
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        properties = body.get("properties")
+        state = properties.get("privateLinkServiceConnectionState") if isinstance(properties, dict) else None
+        if not isinstance(state, dict) or state.get("status") not in _OWNER_CONNECTION_STATES:
+            return _error(
+                400,
+                "BadRequest",
+                "properties.privateLinkServiceConnectionState.status must be one of "
+                f"{', '.join(_OWNER_CONNECTION_STATES)}.",
+            )
+        status = state["status"]
+        connection_id = f"{vault_id}/privateEndpointConnections/{request.params['connection']}"
+        updated = self.estate.set_connection_state(
+            connection_id, status=status, description=str(state.get("description") or "")
+        )
+        if updated is None:
+            return _error(
+                404,
+                "PrivateEndpointConnectionNotFound",
+                f"Private endpoint connection '{request.params['connection']}' of vault "
+                f"'{request.params['name']}' was not found.",
+            )
+        return self._announced(
+            request,
+            Response(200, _connection_resource(updated)),
+            resource_id=updated["id"],
+            operation=CONNECTION_WRITE,
+            update=True,
+        )
+
+    def _delete(self, request: Request) -> Response:
+        refused = self._refusal(request)
+        if refused is not None:
+            return refused
+        vault_id = self._vault_id(request)
+        existed = self.estate.vault(vault_id) is not None
+        if existed:
+            self.estate.remove_vault(vault_id)
+        return self._announced(
+            request,
+            Response(200 if existed else 204),
+            resource_id=vault_id,
+            operation=VAULT_DELETE,
+            update=True,
+        )
 
     def _update(self, request: Request) -> Response:
         refused = self._refusal(request)
@@ -208,7 +318,9 @@ class ArmEmulator:
         updated = self.estate.update_vault(
             vault_id, properties=_writable(properties), modified_by=by, modified_by_type=by_type, tags=tags
         )
-        return Response(200, updated)
+        return self._announced(
+            request, Response(200, updated), resource_id=updated["id"], operation=VAULT_WRITE, update=True
+        )
 
     def _create_or_update(self, request: Request) -> Response:
         refused = self._refusal(request)
@@ -229,7 +341,8 @@ class ArmEmulator:
             return _error(400, "InvalidRequestContent", "'tags' must be an object.")
         vault_id = self._vault_id(request)
         by, by_type = _caller(request)
-        if self.estate.vault(vault_id) is None:
+        existed = self.estate.vault(vault_id) is not None
+        if not existed:
             created = self.estate.add_vault(
                 subscription_id=vault_id.split("/")[2],
                 resource_group=request.params["group"],
@@ -244,7 +357,84 @@ class ArmEmulator:
         updated = self.estate.update_vault(
             vault_id, properties=_writable(properties), modified_by=by, modified_by_type=by_type, tags=tags
         )
-        return Response(200, updated)
+        return self._announced(
+            request, Response(200, updated), resource_id=updated["id"], operation=VAULT_WRITE, update=existed
+        )
+
+    # -- what every served write does last -----------------------------------------------------
+
+    def _announced(
+        self, request: Request, answer: Response, *, resource_id: str, operation: str, update: bool
+    ) -> Response:
+        """``answer`` with ARM's correlation id, once ``publish`` has the event of the write it
+        reports (``update``: the resource existed before, so the event carries the request)."""
+        correlation_id = request.header("x-ms-correlation-request-id") or str(uuid.uuid4())
+        answer.headers["x-ms-correlation-request-id"] = correlation_id
+        if self.publish is None:
+            return answer
+        claims = token_claims(request.header("Authorization")) or {}
+        _, caller_type = _caller(request)
+        data: dict[str, Any] = {
+            "authorization": {
+                "scope": resource_id,
+                "action": operation,
+                "evidence": {
+                    "role": LAB_WRITER_ROLE,
+                    "principalId": str(claims.get("oid", "")),
+                    "principalType": "User" if caller_type == "User" else "ServicePrincipal",
+                },
+            },
+            "claims": _published_claims(claims),
+            "correlationId": correlation_id,
+        }
+        if update:
+            data["httpRequest"] = {
+                "clientRequestId": request.header("x-ms-client-request-id") or "",
+                "clientIpAddress": request.client_address,
+                "method": request.method,
+                "url": f"{self.url}{request.path}?{urlencode(request.query)}",
+            }
+        subscription = resource_id.split("/")[2]
+        data |= {
+            "resourceProvider": "Microsoft.KeyVault",
+            "resourceUri": resource_id,
+            "operationName": operation,
+            "status": "Succeeded",
+            "subscriptionId": subscription,
+            "tenantId": str(claims.get("tid") or LAB_TENANT),
+        }
+        self.publish(
+            PublishedEvent(
+                id=str(uuid.uuid4()),
+                topic=f"/subscriptions/{subscription}",
+                subject=resource_id,
+                event_type=(
+                    ResourceEventType.DELETE_SUCCESS
+                    if request.method == "DELETE"
+                    else ResourceEventType.WRITE_SUCCESS
+                ),
+                event_time=self.estate.now(),
+                data=data,
+            )
+        )
+        return answer
+
+
+def _published_claims(claims: Mapping[str, Any]) -> dict[str, str]:
+    """A token's claims as ARM's events give them: under ARM's names, every value a string."""
+    return {
+        _PUBLISHED_CLAIM_NAMES.get(name, name): value if isinstance(value, str) else json.dumps(value)
+        for name, value in claims.items()
+    }
+
+
+def _connection_resource(connection: dict[str, Any]) -> dict[str, Any]:
+    """A connection as its own ARM resource: with the ``name`` and ``type`` the vault's copy omits."""
+    return {
+        "name": connection["id"].rsplit("/", 1)[-1],
+        "type": "Microsoft.KeyVault/vaults/privateEndpointConnections",
+        **connection,
+    }
 
 
 def _writable(properties: dict[str, Any]) -> dict[str, Any]:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from azure.core.credentials import AccessToken
@@ -15,15 +16,23 @@ MONITOR_APP_ID = "7d0b2f3e-0000-4000-8000-00000000a99e"
 
 
 class LabCredential:
-    """Issues unsigned tokens whose claims the lab services read (who called)."""
+    """Issues unsigned tokens whose claims the lab services read (who called); ``claims`` adds
+    to them (a person's ``upn``, ``name``, ``ipaddr``)."""
 
-    def __init__(self, *, object_id: str = MONITOR_OBJECT_ID, app_id: str = MONITOR_APP_ID) -> None:
+    def __init__(
+        self,
+        *,
+        object_id: str = MONITOR_OBJECT_ID,
+        app_id: str = MONITOR_APP_ID,
+        claims: Mapping[str, Any] | None = None,
+    ) -> None:
         self.object_id = object_id
         self.app_id = app_id
+        self.claims = dict(claims or {})
 
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
         audience = scopes[0].removesuffix("/.default") if scopes else "https://management.azure.com"
-        token = lab_token(object_id=self.object_id, app_id=self.app_id, audience=audience)
+        token = lab_token(object_id=self.object_id, app_id=self.app_id, audience=audience, claims=self.claims)
         return AccessToken(token, int(time.time()) + 3600)
 
     def close(self) -> None:

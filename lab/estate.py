@@ -20,7 +20,7 @@ import ipaddress
 import json
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -272,6 +272,22 @@ class Estate:
             vault["systemData"]["lastModifiedAt"] = _iso(self.now())
             return _copied(vault)
 
+    def set_connection_state(
+        self, connection_id: str, *, status: str, description: str
+    ) -> dict[str, Any] | None:
+        """Approve or reject a private endpoint connection (by its id, in any case): returns the
+        connection as stored, or None when no vault has it."""
+        vault_key = connection_id.lower().split("/privateendpointconnections/")[0]
+        with self._lock:
+            vault = self.vaults.get(vault_key)
+            connections = (vault["properties"].get("privateEndpointConnections") or []) if vault else []
+            for connection in connections:
+                if connection["id"].lower() == connection_id.lower():
+                    state = connection["properties"]["privateLinkServiceConnectionState"]
+                    state["status"], state["description"] = status, description
+                    return _copied(connection)
+        return None
+
     def remove_vault(self, vault_id: str) -> None:
         with self._lock:
             key = vault_id.lower()
@@ -443,14 +459,21 @@ def _network(text: str, *, strict: bool = True) -> ipaddress.IPv4Network | ipadd
     return ipaddress.ip_network(text, strict=strict)
 
 
-def lab_token(*, object_id: str, app_id: str, audience: str = "https://vault.azure.net") -> str:
-    """An unsigned JWT-shaped token: the lab reads its claims, nothing checks a signature."""
+def lab_token(
+    *,
+    object_id: str,
+    app_id: str,
+    audience: str = "https://vault.azure.net",
+    claims: Mapping[str, Any] | None = None,
+) -> str:
+    """An unsigned JWT-shaped token: the lab reads its claims, nothing checks a signature.
+    ``claims`` adds to (or overrides) the standard ones: a person's upn, name, ipaddr."""
 
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).decode().rstrip("=")
 
     now = int(utcnow().timestamp())
-    claims = {
+    standard = {
         "oid": object_id,
         "appid": app_id,
         "aud": audience,
@@ -458,7 +481,7 @@ def lab_token(*, object_id: str, app_id: str, audience: str = "https://vault.azu
         "iat": now,
         "exp": now + 3600,
     }
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
+    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(standard | dict(claims or {}))}."
 
 
 def token_claims(authorization: str | None) -> dict[str, Any] | None:

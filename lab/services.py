@@ -1,5 +1,5 @@
 """All of the lab at once: ARM (with Resource Graph), DNS, the Key Vault data plane, Log Analytics, webhook sinks and,
-when asked, Azurite; plus the kvmon settings that point at them.
+when asked, Azurite and an Event Grid subscription to ARM's writes; plus the kvmon settings that point at them.
 
 The demo, the Functions app tests, the end-to-end scan tests and the benchmarks start the lab
 through ``LabServices`` so there is one way to stand up emulated Azure.
@@ -23,6 +23,7 @@ from lab.estate import (
     Estate,
     walkthrough_network,
 )
+from lab.eventgrid import EventGridEmulator
 from lab.loganalytics import LogAnalyticsEmulator
 from lab.resourcegraph import ResourceGraphEmulator
 from lab.sinks import WebhookSink
@@ -83,6 +84,7 @@ class LabServices:
         self._with_azurite = azurite
         self.azurite: Azurite | None = None
         self._workdir: tempfile.TemporaryDirectory[str] | None = None  # for a default SQLite file
+        self.events: EventGridEmulator | None = None  # see subscribe
 
     def start(self) -> LabServices:
         started: list[ArmEmulator | LabWorld | LogAnalyticsEmulator | WebhookSink] = []
@@ -99,6 +101,7 @@ class LabServices:
         return self
 
     def stop(self) -> None:
+        self.unsubscribe()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
@@ -115,8 +118,9 @@ class LabServices:
         self.stop()
 
     def use(self, estate: Estate) -> LabServices:
-        """Serve ``estate`` from the running servers, forgetting recorded traffic and faults
-        (tests start the servers once and give each test a fresh world)."""
+        """Serve ``estate`` from the running servers, forgetting recorded traffic and faults and
+        ending the event subscription (tests start the servers once and give each test a fresh world)."""
+        self.unsubscribe()
         self.estate = self.arm.estate = estate
         self.resource_graph.reset(estate)
         self.world.use(estate)
@@ -125,6 +129,22 @@ class LabServices:
         self.sinks.clear_faults()
         self.arm.server.clear_faults()
         return self
+
+    def subscribe(self, events: EventGridEmulator) -> EventGridEmulator:
+        """Deliver every write ARM serves through ``events`` (started here, stopped with the lab),
+        as an event subscription to the subscription's system topic; replaces an earlier one."""
+        self.unsubscribe()
+        events.start()
+        self.events = events
+        self.arm.publish = events.publish
+        return events
+
+    def unsubscribe(self) -> None:
+        """End the event subscription: ARM's writes announce nothing, undelivered events are dropped."""
+        self.arm.publish = None
+        if self.events is not None:
+            self.events.stop()
+            self.events = None
 
     def vantages(self) -> list[Vantage]:
         return walkthrough_vantages(resolver=self.world.resolver)
