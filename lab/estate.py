@@ -22,6 +22,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 LAB_VAULT_SUFFIX = "vault.lab.test"
@@ -105,6 +106,34 @@ class Resolution:
 
 _SUMMARY_FIELDS = ("id", "name", "type", "location")
 
+# Resource Graph's clientType for a client it does not recognise (by user agent and application id).
+UNKNOWN_CLIENT = "Unknown"
+VAULT_WRITE = "Microsoft.KeyVault/vaults/write"
+VAULT_DELETE = "Microsoft.KeyVault/vaults/delete"
+
+
+class ChangeType(StrEnum):
+    CREATE = "Create"
+    UPDATE = "Update"
+    DELETE = "Delete"
+
+
+@dataclass(frozen=True)
+class ResourceChange:
+    """One change of a vault, as Resource Graph's ``resourcechanges`` table records it: who, when,
+    through which client and operation, and (for an update) each changed property path
+    (``properties.networkAcls.ipRules[0].value``) with its previous and new value as text."""
+
+    target_resource_id: str
+    change_type: ChangeType
+    timestamp: dt.datetime
+    changed_by: str
+    changed_by_type: str
+    client_type: str
+    operation: str
+    changes: Mapping[str, Mapping[str, str | None]] = field(default_factory=dict)
+    correlation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
 
 class Estate:
     """Thread-safe: lab servers answer from many threads."""
@@ -118,6 +147,8 @@ class Estate:
         self.vnets: list[VirtualNetwork] = []
         self.diagnostics: dict[str, str] = {}  # vault key -> workspace id
         self.access_log: list[AccessRecord] = []
+        # Every create, update and delete of a vault, oldest first (Resource Graph's change history).
+        self.changes: list[ResourceChange] = []
         # The world's clock: ARM's systemData, the vault's access log and Log Analytics' relative
         # timespans read it, so a demo can move time on for the whole lab at once (aware, UTC).
         self.clock: Callable[[], dt.datetime] = utcnow
@@ -145,8 +176,11 @@ class Estate:
         tags: dict[str, str] | None = None,
         workspace_id: str | None = None,
         modified_by: str = "alice@contoso.example",
+        modified_by_type: str = "User",
+        client_type: str = UNKNOWN_CLIENT,
     ) -> dict[str, Any]:
-        """Add a vault as ARM would return it; ``workspace_id`` sets a diagnostic setting."""
+        """Add a vault as ARM would return it and record its creation; ``workspace_id`` sets a
+        diagnostic setting."""
         vault_id = (
             f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
             f"/providers/Microsoft.KeyVault/vaults/{name}"
@@ -172,10 +206,10 @@ class Estate:
             "tags": tags or {},
             "systemData": {
                 "createdBy": modified_by,
-                "createdByType": "User",
+                "createdByType": modified_by_type,
                 "createdAt": now,
                 "lastModifiedBy": modified_by,
-                "lastModifiedByType": "User",
+                "lastModifiedByType": modified_by_type,
                 "lastModifiedAt": now,
             },
             "properties": properties,
@@ -186,6 +220,7 @@ class Estate:
             self.subscriptions[subscription_id].append(vault_id.lower())
             if workspace_id:
                 self.diagnostics[vault_id.lower()] = workspace_id
+            self._record(vault, ChangeType.CREATE, operation=VAULT_WRITE, client_type=client_type)
         return vault
 
     def add_private_endpoint(
@@ -257,11 +292,14 @@ class Estate:
         modified_by: str = "alice@contoso.example",
         modified_by_type: str | None = None,
         tags: dict[str, str] | None = None,
+        client_type: str = UNKNOWN_CLIENT,
     ) -> dict[str, Any]:
-        """Merge ``properties`` into the vault (as PATCH does), replace ``tags`` when given, and
-        stamp systemData (``modified_by_type``: User | Application | ManagedIdentity | Key)."""
+        """Merge ``properties`` into the vault (as PATCH does), replace ``tags`` when given, stamp
+        systemData (``modified_by_type``: User | Application | ManagedIdentity | Key) and record
+        the change, if anything changed."""
         with self._lock:
             vault = self.vaults[vault_id.lower()]
+            before = _property_paths(_without_system_data(vault))
             for key, value in properties.items():
                 vault["properties"][key] = copy.deepcopy(value)
             if tags is not None:
@@ -270,6 +308,11 @@ class Estate:
                 vault["systemData"]["lastModifiedByType"] = modified_by_type
             vault["systemData"]["lastModifiedBy"] = modified_by
             vault["systemData"]["lastModifiedAt"] = _iso(self.now())
+            changes = _property_changes(before, _property_paths(_without_system_data(vault)))
+            if changes:
+                self._record(
+                    vault, ChangeType.UPDATE, operation=VAULT_WRITE, client_type=client_type, changes=changes
+                )
             return _copied(vault)
 
     def set_connection_state(
@@ -288,13 +331,52 @@ class Estate:
                     return _copied(connection)
         return None
 
-    def remove_vault(self, vault_id: str) -> None:
+    def remove_vault(
+        self,
+        vault_id: str,
+        *,
+        modified_by: str = "alice@contoso.example",
+        modified_by_type: str = "User",
+        client_type: str = UNKNOWN_CLIENT,
+    ) -> None:
         with self._lock:
             key = vault_id.lower()
-            self.vaults.pop(key, None)
+            removed = self.vaults.pop(key, None)
+            if removed is not None:
+                removed["systemData"].update(lastModifiedBy=modified_by, lastModifiedByType=modified_by_type)
+                self._record(removed, ChangeType.DELETE, operation=VAULT_DELETE, client_type=client_type)
             for keys in self.subscriptions.values():
                 if key in keys:
                     keys.remove(key)
+
+    def resource_changes(self) -> list[ResourceChange]:
+        """The change history, oldest first (a copy: servers read it while tests write)."""
+        with self._lock:
+            return list(self.changes)
+
+    def _record(
+        self,
+        vault: dict[str, Any],
+        change_type: ChangeType,
+        *,
+        operation: str,
+        client_type: str,
+        changes: Mapping[str, Mapping[str, str | None]] | None = None,
+    ) -> None:
+        """Who made this change: the modifier systemData was just stamped with."""
+        system_data = vault.get("systemData") or {}
+        self.changes.append(
+            ResourceChange(
+                target_resource_id=vault["id"],
+                change_type=change_type,
+                timestamp=self.now(),
+                changed_by=str(system_data.get("lastModifiedBy", "")),
+                changed_by_type=str(system_data.get("lastModifiedByType", "")),
+                client_type=client_type,
+                operation=operation,
+                changes=changes or {},
+            )
+        )
 
     # -- network -------------------------------------------------------------------------------
 
@@ -428,6 +510,52 @@ def _ip_rule_admits(rule_value: str, address: str) -> bool:
         return _address(address) in network
     except ValueError:
         return False  # Azure would have refused to store it; a quoted value admits nobody
+
+
+def _without_system_data(vault: dict[str, Any]) -> dict[str, Any]:
+    # Resource Graph's change records cover the resource's own fields, not ARM's bookkeeping.
+    return {key: value for key, value in vault.items() if key != "systemData"}
+
+
+def _property_paths(value: Any, path: str = "") -> dict[str, Any]:
+    """Every leaf of ARM JSON by its path as ``resourcechanges`` spells it: dotted names, array
+    elements indexed (``properties.networkAcls.ipRules[0].value``); an empty list or object has
+    no leaf."""
+    if isinstance(value, dict):
+        leaves: dict[str, Any] = {}
+        for key, item in value.items():
+            leaves.update(_property_paths(item, f"{path}.{key}" if path else str(key)))
+        return leaves
+    if isinstance(value, list):
+        leaves = {}
+        for index, item in enumerate(value):
+            leaves.update(_property_paths(item, f"{path}[{index}]"))
+        return leaves
+    return {path: value}
+
+
+def _property_changes(before: dict[str, Any], after: dict[str, Any]) -> dict[str, dict[str, str | None]]:
+    """``properties.changes`` of an update: each path whose value moved, with both values as text
+    (Resource Graph writes ``True`` for a boolean) and Insert, Remove or Update."""
+    changes: dict[str, dict[str, str | None]] = {}
+    for path in sorted(before.keys() | after.keys()):
+        old, new = before.get(path), after.get(path)
+        if path in before and path in after and old == new:
+            continue
+        kind = "Insert" if path not in before else "Remove" if path not in after else "Update"
+        changes[path] = {
+            "previousValue": _change_text(old),
+            "newValue": _change_text(new),
+            "changeCategory": "User",
+            "propertyChangeType": kind,
+        }
+    return changes
+
+
+def _change_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return str(value) if isinstance(value, bool | int | float) else json.dumps(value)
 
 
 def _copied(value: Any) -> Any:

@@ -95,8 +95,8 @@ class IndexedEstate(Estate):
             self._endpoint_owner.setdefault(address, (vault_id.lower(), endpoint_id))
         return endpoint_id
 
-    def remove_vault(self, vault_id: str) -> None:
-        super().remove_vault(vault_id)
+    def remove_vault(self, vault_id: str, **kwargs: Any) -> None:
+        super().remove_vault(vault_id, **kwargs)
         with self._index_lock:
             key = vault_id.lower()
             self._by_name = {name: k for name, k in self._by_name.items() if k != key}

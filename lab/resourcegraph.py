@@ -7,14 +7,24 @@ answers in the real REST shape: ``totalRecords``, ``count``, ``data`` (``objectA
 remain, with the throttling headers ``x-ms-user-quota-remaining`` and
 ``x-ms-user-quota-resets-after``.
 
-What this emulator is, honestly: it does not run KQL. It recognises the query kvmon sends
-(``monitor.sources.resource_graph.build_vault_query``, with or without the vault-name filter: the text
-must be exactly what kvmon builds) and evaluates that query's meaning in Python: one row per
-vault (``id, name, type, location, resourceGroup, subscriptionId, tags, properties``; ``type``
-and ``resourceGroup`` lower-cased, as Resource Graph returns them) and one row per visible
-subscription (``ResourceContainers``), ordered by ``id``. Any other query gets a 400 with
-Resource Graph's error shape. The KQL itself is checked by Microsoft's Kusto language service in
-``tests/inventory`` against the ``Resources`` and ``ResourceContainers`` schemas.
+What this emulator is, honestly: it does not run KQL. It recognises the queries kvmon sends
+and evaluates their meaning in Python; the text must be exactly what kvmon builds:
+
+- the vault query (``monitor.sources.resource_graph.build_vault_query``, with or without the
+  vault-name filter): one row per vault (``id, name, type, location, resourceGroup,
+  subscriptionId, tags, properties``; ``type`` and ``resourceGroup`` lower-cased, as Resource
+  Graph returns them) and one row per visible subscription (``ResourceContainers``), ordered by
+  ``id``;
+- the change query (``monitor.sources.change_history.build_change_query``: its vault ids and window
+  start are read back from the text), answered from the estate's change history
+  (``Estate.changes``, recorded by every ``add_vault``, ``update_vault`` and ``remove_vault``,
+  so by every write the lab's ARM serves, with the caller it stamps): per vault, the newest
+  ``Create``, or ``Update`` whose changed keys match the query's network pattern (the same
+  regular expression over the same JSON text of the key list), in the window; ``changeTime`` with
+  seven fractional digits, as Resource Graph writes datetimes.
+
+Any other query gets a 400 with Resource Graph's error shape. The KQL itself is checked by
+Microsoft's Kusto language service (``tests/inventory``, ``tests/changes``).
 
 Azure's behaviour it reproduces:
 
@@ -29,23 +39,31 @@ Azure's behaviour it reproduces:
   ``resultTruncated`` true and no skip token (Azure does this when paging is impossible).
   Throttling, resets and server errors also come from the ``LabServer``'s fault injection.
 
-Unlike Azure, the index is never stale: a change to the estate shows in the next answer.
+Unlike Azure, the ``Resources`` index is never stale: a change to the estate shows in the next
+answer. The change history trails by ``change_lag`` (Azure: up to about 5 minutes; none by
+default), read on the estate's clock, and keeps 14 days. ``fail_change_queries(fault)`` answers
+the next change queries with ``fault`` (status, body, headers, delay) and leaves vault queries
+alone: both share one path, so the server's path-matched faults cannot tell them apart.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import datetime as dt
 import hashlib
 import json
 import math
 import re
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
-from lab.estate import Estate, token_claims
-from lab.http import LabServer, Request, Response
+from lab.estate import ChangeType, Estate, ResourceChange, token_claims
+from lab.http import Fault, LabServer, Request, Response
+from monitor.sources.change_history import NETWORK_KEY_PATTERN, build_change_query
 from monitor.sources.resource_graph import (
     MAX_PAGE_SIZE,
     QUOTA_REMAINING_HEADER,
@@ -58,6 +76,10 @@ from monitor.sources.resource_graph import (
 QUERY_ROUTE = "resourcegraph.resources"
 _QUERY_PATH = r"(?i)/providers/Microsoft\.ResourceGraph/resources"
 _NAME_FILTER = re.compile(r"^\| where name =~ '([^']*)'$", re.MULTILINE)
+_CHANGE_SINCE = re.compile(r"^\| where changeTime >= datetime\(([^)]*)\)$", re.MULTILINE)
+_CHANGE_TARGETS = re.compile(r"^\| where targetResourceId in \((.*)\)$", re.MULTILINE)
+_NETWORK_KEYS = re.compile(NETWORK_KEY_PATTERN)
+CHANGE_RETENTION = dt.timedelta(days=14)
 _SUPPORT = "Please provide below info when asking for support: timestamp = {now}, correlationId = {cid}."
 
 
@@ -91,6 +113,7 @@ class ResourceGraphEmulator:
         latency_s: float = 0.0,
         quota: int = 15,
         quota_window_s: float = 5.0,
+        change_lag: dt.timedelta = dt.timedelta(0),
         server: LabServer | None = None,
     ) -> None:
         if page_size < 1:
@@ -107,6 +130,8 @@ class ResourceGraphEmulator:
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}  # caller -> (window start, queries used)
         self._truncate_after: int | None = None
+        self.change_lag = change_lag
+        self._change_faults: list[Fault] = []
 
     @property
     def url(self) -> str:
@@ -128,16 +153,37 @@ class ResourceGraphEmulator:
         self.stop()
 
     def reset(self, estate: Estate | None = None) -> None:
-        """A fresh quota, no truncation, and optionally another estate (tests share one server)."""
+        """A fresh quota, no truncation, no change lag or change-query fault, and optionally another
+        estate (tests share one server)."""
         with self._lock:
             self._windows.clear()
             self._truncate_after = None
+            self.change_lag = dt.timedelta(0)
+            self._change_faults.clear()
         if estate is not None:
             self.estate = estate
 
     def truncate_after(self, rows: int | None) -> None:
         """Answers stop after ``rows`` rows, ``resultTruncated`` true and no skip token."""
         self._truncate_after = rows
+
+    def fail_change_queries(self, fault: Fault) -> None:
+        """The next change queries (``fault.times``, 0: all) get ``fault`` instead of an answer."""
+        if fault.reset:
+            raise ValueError("a change-query fault answers; use the server's faults to reset connections")
+        with self._lock:
+            self._change_faults.append(fault)
+
+    def _change_fault(self) -> Fault | None:
+        with self._lock:
+            if not self._change_faults:
+                return None
+            fault = self._change_faults[0]
+            if fault.times == 1:
+                self._change_faults.pop(0)
+            elif fault.times > 1:
+                self._change_faults[0] = replace(fault, times=fault.times - 1)
+            return fault
 
     # -- the route -----------------------------------------------------------------------------
 
@@ -186,18 +232,25 @@ class ResourceGraphEmulator:
             return _error(400, "InvalidRequestContent", "The request content is not valid JSON.")
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
             return _error(400, "InvalidRequestContent", "The request needs a 'query' string.")
-        recognised, name = _recognise(body["query"])
-        if not recognised:
+        query = _recognise(body["query"])
+        if query is None:
             return _error(
                 400,
                 "BadRequest",
                 _support_message(),
                 detail=(
                     "InvalidQuery",
-                    "The lab's Resource Graph answers kvmon's vault query only "
-                    "(monitor.sources.resource_graph.build_vault_query).",
+                    "The lab's Resource Graph answers kvmon's vault and change queries only "
+                    "(monitor.sources.resource_graph.build_vault_query, "
+                    "monitor.sources.change_history.build_change_query).",
                 ),
             )
+        if isinstance(query, _ChangeQuery):
+            fault = self._change_fault()
+            if fault is not None:
+                if fault.delay_s:
+                    time.sleep(fault.delay_s)
+                return Response(fault.status or 500, fault.body, headers=dict(fault.headers))
         options = body.get("options") or {}
         if not isinstance(options, dict):
             return _error(400, "InvalidRequestContent", "'options' must be an object.")
@@ -231,7 +284,7 @@ class ResourceGraphEmulator:
             offset = _decode_skip_token(options.get("$skipToken"), fingerprint)
         except ValueError as exc:
             return _error(400, "BadRequest", _support_message(), detail=("InvalidSkipToken", str(exc)))
-        keys = self._row_keys(readable, name)
+        keys, render = self._rows(readable, query)
         size = min(top, self.page_size)
         answer: dict[str, Any] = {"totalRecords": len(keys), "facets": [], "resultTruncated": "false"}
         truncate_after = self._truncate_after
@@ -240,7 +293,7 @@ class ResourceGraphEmulator:
             if offset + size < len(keys):
                 answer["resultTruncated"] = "true"
         page = keys[offset : offset + size]
-        answer["data"] = [self._row(kind, key) for kind, key in page]
+        answer["data"] = [render(item) for item in page]
         answer["count"] = len(page)
         if answer["resultTruncated"] == "false" and offset + size < len(keys):
             answer["$skipToken"] = _encode_skip_token(offset + size, fingerprint)
@@ -273,6 +326,15 @@ class ResourceGraphEmulator:
         rows.sort()
         return [(kind, key) for _, kind, key in rows]
 
+    def _rows(
+        self, subscriptions: list[str], query: _VaultQuery | _ChangeQuery
+    ) -> tuple[list[Any], Callable[[Any], dict[str, Any]]]:
+        """What the answer's rows are made of, and how one becomes a row: vault rows are built
+        for the page only (each a deep copy), change rows are few and built at once."""
+        if isinstance(query, _ChangeQuery):
+            return self._change_rows(subscriptions, query), dict
+        return self._row_keys(subscriptions, query.name), lambda item: self._row(*item)
+
     def _row(self, kind: str, key: str) -> dict[str, Any]:
         if kind == "subscription":
             return {
@@ -296,6 +358,26 @@ class ResourceGraphEmulator:
             "properties": vault.get("properties"),
         }
 
+    def _change_rows(self, subscriptions: list[str], query: _ChangeQuery) -> list[dict[str, Any]]:
+        """Per requested vault in a readable subscription, its newest change in the window that
+        created it or touched a network key, as the query projects it, ordered by vault id."""
+        readable = {subscription.lower() for subscription in subscriptions}
+        now = self.estate.now()
+        indexed_until, kept_since = now - self.change_lag, now - CHANGE_RETENTION
+        newest: dict[str, ResourceChange] = {}
+        for change in self.estate.resource_changes():
+            key = change.target_resource_id.lower()
+            if key not in query.vault_keys or key.split("/")[2] not in readable:
+                continue
+            if not max(query.since, kept_since) <= change.timestamp <= indexed_until:
+                continue
+            keys_text = json.dumps(list(change.changes), separators=(",", ":"))
+            if change.change_type is not ChangeType.CREATE and not _NETWORK_KEYS.search(keys_text):
+                continue
+            if key not in newest or change.timestamp >= newest[key].timestamp:
+                newest[key] = change
+        return [_change_row(key, newest[key]) for key in sorted(newest)]
+
     def _spend(self, caller: str) -> tuple[int, float]:
         """One query from ``caller``: (quota left after it, negative when refused; seconds until
         the window resets)."""
@@ -309,17 +391,55 @@ class ResourceGraphEmulator:
         return self.quota - used, max(0.0, self.quota_window_s - (now - started))
 
 
-def _recognise(query: str) -> tuple[bool, str | None]:
-    """(is it kvmon's vault query, the vault name it filters on or None for every vault)."""
+@dataclass(frozen=True)
+class _VaultQuery:
+    name: str | None  # the vault-name filter, None for every vault
+
+
+@dataclass(frozen=True)
+class _ChangeQuery:
+    vault_keys: frozenset[str]
+    since: dt.datetime
+
+
+def _recognise(query: str) -> _VaultQuery | _ChangeQuery | None:
+    """Which of kvmon's queries this is, with what it asks; None for any other text."""
     if query == build_vault_query():
-        return True, None
+        return _VaultQuery(name=None)
     match = _NAME_FILTER.search(query)
     if match is not None:
         try:
-            return query == build_vault_query(name=match.group(1)), match.group(1)
+            if query == build_vault_query(name=match.group(1)):
+                return _VaultQuery(name=match.group(1))
         except ValueError:
             pass
-    return False, None
+        return None
+    since, targets = _CHANGE_SINCE.search(query), _CHANGE_TARGETS.search(query)
+    if since is None or targets is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(since.group(1))
+        vault_ids = json.loads(f"[{targets.group(1)}]")
+        if query == build_change_query(vault_ids=vault_ids, since=moment):
+            return _ChangeQuery(vault_keys=frozenset(v.lower() for v in vault_ids), since=moment)
+    except (ValueError, TypeError, AttributeError):
+        pass
+    return None
+
+
+def _change_row(key: str, change: ResourceChange) -> dict[str, Any]:
+    # Resource Graph writes datetimes with seven fractional digits.
+    moment = change.timestamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    return {
+        "targetResourceId": key,
+        "changeTime": moment,
+        "changeType": change.change_type.value,
+        "changedBy": change.changed_by,
+        "changedByType": change.changed_by_type,
+        "clientType": change.client_type,
+        "operation": change.operation,
+        "correlationId": change.correlation_id,
+    }
 
 
 def _hms(seconds: float) -> str:

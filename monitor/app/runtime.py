@@ -17,6 +17,7 @@ from monitor.config.settings import InventoryChoice, Settings
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.outputs.notify import notifier_from_environ
 from monitor.sources.arm import ArmInventory
+from monitor.sources.change_history import ResourceGraphChangeHistory
 from monitor.sources.inventory import InventorySource, ThresholdInventory
 from monitor.sources.logs import LogsReader
 from monitor.sources.resource_graph import ResourceGraphInventory
@@ -54,6 +55,17 @@ def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
     if settings.inventory_source is InventoryChoice.RESOURCE_GRAPH:
         return graph
     return ThresholdInventory(arm=arm, graph=graph, threshold=settings.resource_graph_threshold)
+
+
+def build_change_history(settings: Settings, *, credential: Any) -> ResourceGraphChangeHistory | None:
+    """Resource Graph's change history wherever the inventory may be Resource Graph (``resource-graph``,
+    or ``auto``), whose rows carry no systemData to name who changed a vault. ARM's postures do:
+    a scan asks the history only about changed vaults whose posture names nobody."""
+    if settings.inventory_source is InventoryChoice.ARM:
+        return None
+    return ResourceGraphChangeHistory(
+        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+    )
 
 
 def build_runtime(
@@ -98,6 +110,7 @@ def build_runtime(
         workspaces=settings.workspaces,
         store=store if with_store else None,
         notifier=notifier,
+        change_history=build_change_history(settings, credential=credential),
         address_space=settings.address_space,
         refused_threshold=baseline.logs_refused_threshold,
         scan_interval=settings.scan_interval,

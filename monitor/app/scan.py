@@ -28,6 +28,7 @@ from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
 from monitor.errors import InputError
 from monitor.judge.coverage import Coverage, assess_coverage
+from monitor.judge.drift import network_diff
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.keyvault.drift import disappeared_vault_findings, network_changed
@@ -46,6 +47,7 @@ from monitor.model import (
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
 from monitor.sources.arm import VaultRead, vault_id_parts
+from monitor.sources.change_history import ChangeHistory
 from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader
 from monitor.sources.logs import LogsReadResult, logs_window
 from monitor.store.base import PostureSnapshot, ScanRun, Store
@@ -129,6 +131,8 @@ class ScanRuntime:
     workspaces: tuple[str, ...] = ()
     store: Store | None = None
     notifier: Notifier | None = None
+    # Who changed a vault where its posture does not say (Resource Graph's rows carry no systemData).
+    change_history: ChangeHistory | None = None
     address_space: AddressSpace = field(default_factory=AddressSpace)
     refused_threshold: int = 10
     scan_interval: dt.timedelta = dt.timedelta(minutes=15)
@@ -185,6 +189,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     # What the store knows of these subscriptions: one partition read each.
     stored = runtime.store.load_postures(subscriptions=request.scope) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
+    actors = _change_actors(request, runtime, report, stored)
     evaluation = evaluate(
         _vault_facts(
             report,
@@ -192,7 +197,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             policies=policies,
             evidence=evidence,
             previous=previous,
-            actors=request.actors,
+            actors=actors,
             request=request,
         ),
         today=started.date(),
@@ -298,6 +303,30 @@ def _drift_kept_open(store: Store, report: ScanReport) -> list[Finding]:
         for record in store.load_findings(vault_keys=keys, status=FindingStatus.OPEN).values()
         if record.finding.rule_id == network_changed.id and record.finding.id not in seen
     ]
+
+
+def _change_actors(
+    request: ScanRequest, runtime: ScanRuntime, report: ScanReport, stored: Mapping[str, PostureSnapshot]
+) -> Mapping[str, ChangeActor]:
+    """Who changed each vault: the request's actors (an event's claims), and, for a vault whose
+    network configuration moved since it was stored while its posture names no modifier, the
+    change history's newest network change since then. The request's actor wins: it is the write
+    itself, the history trails it by minutes."""
+    if runtime.change_history is None:
+        return request.actors
+    unnamed = {
+        posture.id: stored[posture.key].seen_at
+        for posture in report.postures
+        if posture.last_modified_by is None
+        and posture.key not in request.actors
+        and posture.key in stored
+        and network_diff(stored[posture.key].posture, posture).changes
+    }
+    if not unnamed:
+        return request.actors
+    history = runtime.change_history.network_actors(unnamed)
+    report.errors.extend(history.errors)
+    return {**history.actors, **request.actors}
 
 
 def _vault_facts(

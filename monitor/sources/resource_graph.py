@@ -35,14 +35,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
-from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
+from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions, QueryResponse
 
 from monitor.azure_errors import describe_exception, error_code
 from monitor.model import ErrorSource, ScanError, VaultPosture
@@ -95,8 +95,8 @@ class GraphInventoryResult(InventoryResult):
     quota_resets_after_s: float | None = None  # the last x-ms-user-quota-resets-after
 
 
-class _Quota:
-    """The throttling headers of the latest answer."""
+class QuotaHeaders:
+    """The throttling headers of the latest answer (a ``raw_response_hook``)."""
 
     def __init__(self) -> None:
         self.remaining: int | None = None
@@ -116,6 +116,54 @@ def parse_resets_after(value: str | None) -> float | None:
         return None
     hours, minutes, seconds = match.groups()
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds)
+
+
+def graph_client(
+    credential: TokenCredential, connection: ArmConnection, *, counter: RequestCounter, quota: QuotaHeaders
+) -> ResourceGraphClient:
+    """A Resource Graph client on ``connection``. Hooks given to the client run inside the retry
+    loop: every attempt is counted, and the quota headers are those of the last answer."""
+    return ResourceGraphClient(
+        credential, **connection.client_options(), raw_request_hook=counter, raw_response_hook=quota
+    )
+
+
+def query_pages(
+    client: ResourceGraphClient,
+    *,
+    subscriptions: list[str],
+    query: str,
+    page_size: int,
+    quota: QuotaHeaders,
+    max_quota_wait_s: float,
+) -> Iterator[QueryResponse]:
+    """Every answer to ``query``, page after page. The next page is asked for with the answer's
+    ``$skipToken``, in the body of a request to the same endpoint: nothing an answer says can send
+    kvmon to another host. When the quota is spent and pages remain, the next page waits for the
+    reset (at most ``max_quota_wait_s``) rather than being refused. The SDK's errors propagate."""
+    skip_token: str | None = None
+    while True:
+        response = client.resources(
+            QueryRequest(
+                subscriptions=subscriptions,
+                query=query,
+                options=QueryRequestOptions(
+                    result_format="objectArray", top=page_size, skip_token=skip_token
+                ),
+            )
+        )
+        yield response
+        if not response.skip_token:
+            return
+        skip_token = response.skip_token
+        if quota.remaining == 0 and quota.resets_after_s:
+            time.sleep(min(quota.resets_after_s, max_quota_wait_s))
+
+
+def truncated(response: QueryResponse) -> bool:
+    """Cut short with no ``$skipToken`` to go on (Azure does this when paging is impossible)."""
+    value = response.result_truncated
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
 class ResourceGraphInventory:
@@ -176,16 +224,6 @@ class ResourceGraphInventory:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def _client(self, counter: RequestCounter, quota: _Quota) -> ResourceGraphClient:
-        # Hooks given to the client run inside the retry loop: every attempt is counted, and the
-        # quota headers are those of the last answer.
-        return ResourceGraphClient(
-            self.credential,
-            **self.connection.client_options(),
-            raw_request_hook=counter,
-            raw_response_hook=quota,
-        )
-
     def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> GraphInventoryResult:
         subscriptions = unique_subscriptions(subscription_ids)
         result = GraphInventoryResult()
@@ -193,9 +231,9 @@ class ResourceGraphInventory:
             return result
         query = build_vault_query(name=name)
         counter = RequestCounter()
-        quota = _Quota()
+        quota = QuotaHeaders()
         read = _Read(requested=set(subscriptions))
-        with self._client(counter, quota) as client:
+        with graph_client(self.credential, self.connection, counter=counter, quota=quota) as client:
             for start in range(0, len(subscriptions), MAX_SUBSCRIPTIONS_PER_QUERY):
                 batch = subscriptions[start : start + MAX_SUBSCRIPTIONS_PER_QUERY]
                 self._read_batch(client, batch, query, read, result, quota)
@@ -231,48 +269,36 @@ class ResourceGraphInventory:
         query: str,
         read: _Read,
         result: GraphInventoryResult,
-        quota: _Quota,
+        quota: QuotaHeaders,
     ) -> None:
-        skip_token: str | None = None
-        while True:
-            try:
-                response = client.resources(
-                    QueryRequest(
-                        subscriptions=batch,
-                        query=query,
-                        options=QueryRequestOptions(
-                            result_format="objectArray", top=self.page_size, skip_token=skip_token
-                        ),
+        pages = query_pages(
+            client,
+            subscriptions=batch,
+            query=query,
+            page_size=self.page_size,
+            quota=quota,
+            max_quota_wait_s=self.max_quota_wait_s,
+        )
+        try:
+            for response in pages:
+                result.pages += 1
+                if not isinstance(response.data, list):
+                    read.fail(
+                        batch, "the answer's data is not a list of rows (resultFormat objectArray)", None
                     )
-                )
-            except HttpResponseError as exc:
-                read.fail(batch, describe_arm_error(exc), error_code(exc))
-                return
-            except Exception as exc:  # whatever the network or the answer did to the SDK
-                read.fail(batch, describe_exception(exc), None)
-                return
-            result.pages += 1
-            if not isinstance(response.data, list):
-                read.fail(batch, "the answer's data is not a list of rows (resultFormat objectArray)", None)
-                return
-            read.rows(response.data)
-            if response.skip_token:
-                skip_token = response.skip_token
-                self._wait_for_quota(quota)
-                continue
-            if _truthy(response.result_truncated):
-                read.fail(
-                    batch,
-                    f"the answer was truncated ({response.count} of {response.total_records} rows, "
-                    "no $skipToken): the vaults read are kept, but none of these subscriptions is complete",
-                    "ResultTruncated",
-                )
-            return
-
-    def _wait_for_quota(self, quota: _Quota) -> None:
-        """Pages remain but the quota is spent: wait for its reset rather than be refused."""
-        if quota.remaining == 0 and quota.resets_after_s:
-            time.sleep(min(quota.resets_after_s, self.max_quota_wait_s))
+                    return
+                read.rows(response.data)
+                if not response.skip_token and truncated(response):
+                    read.fail(
+                        batch,
+                        f"the answer was truncated ({response.count} of {response.total_records} rows, "
+                        "no $skipToken): the vaults read are kept, but none of these subscriptions is complete",
+                        "ResultTruncated",
+                    )
+        except HttpResponseError as exc:
+            read.fail(batch, describe_arm_error(exc), error_code(exc))
+        except Exception as exc:  # whatever the network or the answer did to the SDK
+            read.fail(batch, describe_exception(exc), None)
 
 
 class _Read:
@@ -338,7 +364,3 @@ def _row_subscription(row: Any) -> str | None:
         if "subscriptions" in folded and folded.index("subscriptions") + 1 < len(segments):
             return folded[folded.index("subscriptions") + 1] or None
     return None
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.strip().lower() == "true")

@@ -1,7 +1,7 @@
 // Checks KQL with Microsoft's Kusto language service (npm @kusto/language-service-next) against
 // the schemas kvmon queries: a Log Analytics workspace with the two Key Vault access-log tables
 // (as AZURE-NOTES.md lists their columns and Azure Monitor's table reference types them), or, with
-// the argument "resourcegraph", Resource Graph's Resources and ResourceContainers tables.
+// the argument "resourcegraph", Resource Graph's Resources, ResourceContainers and resourcechanges tables.
 //
 // Usage: node check_kql.js [workspace|resourcegraph]
 // Input on stdin: JSON [{"name": "...", "query": "..."}, ...]
@@ -102,6 +102,8 @@ const DATABASES = {
   resourcegraph: () => new Symbols.DatabaseSymbol.ctor("resourcegraph", [
     table("Resources", RESOURCE_GRAPH_RESOURCES),
     table("ResourceContainers", RESOURCE_GRAPH_RESOURCES),
+    // The change history: one Microsoft.Resources/changes row per change, its detail in properties.
+    table("resourcechanges", RESOURCE_GRAPH_RESOURCES),
   ]),
 };
 
