@@ -17,21 +17,27 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError
 
 from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
 from monitor.app.deployment import credential
+from monitor.app.events import EventRetry, HandledEvents, handle_vault_changes
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
+from monitor.azure_errors import describe_exception
 from monitor.config.channels import ChannelConfigError, load_channels
 from monitor.config.secret import Secret
 from monitor.config.settings import Role, Settings, SettingsError
-from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger
+from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger, VaultChange
 from monitor.outputs import formats
 from monitor.outputs.notify.redact import redact
 from monitor.outputs.report import render_html
 from monitor.sources.arm import vault_id_parts
+from monitor.sources.events import EventPayloadError, parse_payload
 from monitor.store import ScanRun, Store, StoreUnavailable, store_from_environment
 from probes.scope import OutOfScope, ProbeScope
 from probes.wire import result_to_json
@@ -197,6 +203,67 @@ def _record_job_error(*, scope: str, message: str) -> None:
             trigger=ScanTrigger.QUEUE,
         )
     )
+
+
+# -- Event Grid -----------------------------------------------------------------------------------
+
+
+def vault_changed(event: Any) -> HandledEvents:
+    """One Event Grid event as the Functions worker decoded it (``func.EventGridEvent`` or
+    ``func.CloudEvent``): read, judged and told at once without probes, the probes queued as a
+    follow-up. Raises ``EventRetry`` for a transient ARM fault and ``StoreUnavailable`` when the
+    store is down, so Event Grid delivers the event again; everything else is logged and answered
+    (see ``monitor.app.events`` for why)."""
+    settings = Settings.from_environ(os.environ)
+    if settings.role is Role.PROBE:
+        return HandledEvents()
+    source = "event"
+    try:
+        batch = parse_payload(event, source=source, subscriptions=settings.subscriptions)
+    except EventPayloadError as exc:
+        log.error("%s dropped: %s", source, exc)  # a redelivery would be the same body
+        return HandledEvents()
+    for outcome in batch.outcomes:
+        if outcome.change is None:
+            log.info("event %s %s: %s", outcome.event_id, outcome.verdict, outcome.reason)
+    if not batch.changes:
+        return HandledEvents()
+    runtime = build_runtime(settings, environ=os.environ, credential=credential())
+    handled = handle_vault_changes(
+        batch.changes,
+        runtime,
+        subscriptions=settings.subscriptions,
+        follow_up=_probe_follow_up(settings),
+    )
+    for result in handled.results:
+        log.info(
+            "event %s %s %s: %d findings, %d changes, %d errors",
+            result.change.event_id,
+            result.status,
+            result.change.vault_id,
+            len(result.findings),
+            len(result.changes),
+            len(result.errors),
+        )
+    if handled.retry:
+        errors = "; ".join(e.message for r in handled.results if r.transient for e in r.errors)
+        raise EventRetry(f"the vault could not be read, Event Grid will deliver the event again: {errors}")
+    return handled
+
+
+def _probe_follow_up(settings: Settings) -> Callable[[VaultChange], None]:
+    """Queues the probes of a vault an event changed on the scan-job queue, for ``scan_worker``."""
+    from monitor.app.queue import scan_queue
+
+    def enqueue(change: VaultChange) -> None:
+        job = ScanJob(subscription=change.subscription_id, vault_id=change.vault_id)
+        try:
+            scan_queue(os.environ, settings.scan_queue, credential=credential).send_message(job.message())
+        except (AzureError, ValueError) as exc:  # the queue's service, or no storage configured
+            # The event was judged and told; the timer's next scan probes the vault.
+            log.warning("probes of %s not queued: %s", change.vault_id, describe_exception(exc))
+
+    return enqueue
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
