@@ -14,6 +14,8 @@ a probe deployment neither registers nor imports them, so it starts with probing
 - ``scheduled_scan`` (timer, ``%KVMON_SCAN_SCHEDULE%``): one queue message per subscription.
 - ``scan_worker`` (queue ``%KVMON_SCAN_QUEUE%``): scans one subscription; a message that keeps
   failing lands in ``<queue>-poison`` and ``poison_scan_jobs`` records it as a scan error.
+- ``vault_changed`` (Event Grid): an ARM write or delete of a vault, read again and judged at once,
+  its probes queued as a follow-up for ``scan_worker``.
 - ``check_vault`` (GET ``/api/vaults/{name}/check``): an on-demand check of one vault.
 - ``findings`` (GET ``/api/findings``), ``report`` (GET ``/api/report``).
 """
@@ -60,6 +62,12 @@ def _register_monitor_functions(app: func.FunctionApp) -> None:
     )
     def poison_scan_jobs(message: func.QueueMessage) -> None:
         handlers.poison_scan_job(message.get_body(), message_id=message.id or "")
+
+    @app.event_grid_trigger(arg_name="event")
+    def vault_changed(event: func.EventGridEvent) -> None:
+        # The worker hands an EventGridEvent or, for a CloudEvents subscription, a CloudEvent;
+        # monitor.sources.events reads either as the JSON it was decoded from.
+        handlers.vault_changed(event)
 
     @app.route(route="vaults/{name}/check", methods=["GET"])
     def check_vault(req: func.HttpRequest) -> func.HttpResponse:

@@ -300,6 +300,7 @@ var probeAppDisabledFunctions = {
   'AzureWebJobs.scheduled_scan.Disabled': 'true'
   'AzureWebJobs.scan_worker.Disabled': 'true'
   'AzureWebJobs.poison_scan_jobs.Disabled': 'true'
+  'AzureWebJobs.vault_changed.Disabled': 'true'
   'AzureWebJobs.check_vault.Disabled': 'true'
   'AzureWebJobs.findings.Disabled': 'true'
   'AzureWebJobs.report.Disabled': 'true'

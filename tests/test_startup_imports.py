@@ -36,7 +36,15 @@ NOT_FOR_PROBING = (
     "monitor.app.monitor_functions",
 )
 
-MONITOR_FUNCTIONS = {"scheduled_scan", "scan_worker", "poison_scan_jobs", "check_vault", "findings", "report"}
+MONITOR_FUNCTIONS = {
+    "scheduled_scan",
+    "scan_worker",
+    "poison_scan_jobs",
+    "vault_changed",
+    "check_vault",
+    "findings",
+    "report",
+}
 
 
 @dataclass(frozen=True)

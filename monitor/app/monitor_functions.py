@@ -1,5 +1,5 @@
-"""The monitor role's functions: the scheduled scan, its queue workers, and the HTTP functions
-over the scan and the store (check, findings, report). Free of the Functions SDK so they read
+"""The monitor role's functions: the scheduled scan, its queue workers, the Event Grid handler,
+and the HTTP functions over the scan and the store (check, findings, report). Free of the Functions SDK so they read
 (and test) plainly.
 
 ``function_app.py`` parses each trigger and calls one of these, and imports this module only in
@@ -17,20 +17,28 @@ import json
 import logging
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import AzureError
 
 from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
 from monitor.app.deployment import credential
+from monitor.app.events import EventRetry, HandledEvents, handle_vault_changes
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
+from monitor.azure_errors import describe_exception
 from monitor.config.channels import ChannelConfigError, load_channels
 from monitor.config.secret import Secret
 from monitor.config.settings import Role, Settings, SettingsError
-from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger
+from monitor.model import ErrorSource, FindingStatus, ScanError, ScanTrigger, VaultChange
 from monitor.outputs import formats
 from monitor.outputs.notify.redact import redact
 from monitor.outputs.report import render_html
-from monitor.store import ScanRun, Store, store_from_environment
+from monitor.sources.arm import vault_id_parts
+from monitor.sources.events import EventPayloadError, parse_payload
+from monitor.store import ScanRun, Store, StoreUnavailable, store_from_environment
 from probes.scope import OutOfScope, ProbeScope
 from probes.wire import result_to_json
 
@@ -83,14 +91,38 @@ def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) ->
     from monitor.app.queue import scan_queue
 
     queue = scan_queue(os.environ, settings.scan_queue, credential=credential)
-    scheduled_at = (now or dt.datetime.now(dt.UTC)).isoformat()
+    moment = now or dt.datetime.now(dt.UTC)
+    scheduled_at = moment.isoformat()
     for subscription in settings.subscriptions:
         queue.send_message(json.dumps({"subscription": subscription, "scheduled_at": scheduled_at}))
     log.info("enqueued %d scan job(s) on %s", len(settings.subscriptions), settings.scan_queue)
+    # Housekeeping: the record of processed events only has to outlive Event Grid's retries. A store
+    # that is down now is the scan jobs' to report; the next tick purges.
+    try:
+        purged = _store().purge_processed_events(now=moment)
+    except StoreUnavailable as exc:
+        log.warning("processed events not purged: %s", exc)
+    else:
+        log.info("forgot %d processed event(s) past their expiry", purged)
     return len(settings.subscriptions)
 
 
-def _job_subscription(body: bytes) -> str:
+@dataclass(frozen=True)
+class ScanJob:
+    """One message of the scan-job queue: a subscription to scan, or (``vault_id``) the probe
+    follow-up of one vault an event changed."""
+
+    subscription: str
+    vault_id: str | None = None
+
+    def message(self) -> str:
+        body = {"subscription": self.subscription}
+        if self.vault_id is not None:
+            body["vault_id"] = self.vault_id
+        return json.dumps(body)
+
+
+def _scan_job(body: bytes) -> ScanJob:
     try:
         data = json.loads(body.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -98,29 +130,45 @@ def _job_subscription(body: bytes) -> str:
     subscription = data.get("subscription") if isinstance(data, dict) else None
     if not isinstance(subscription, str) or not _SUBSCRIPTION.fullmatch(subscription):
         raise ValueError('the message has no valid "subscription" id')
-    return subscription
+    vault_id = data.get("vault_id")
+    if vault_id is None:
+        return ScanJob(subscription=subscription)
+    if not isinstance(vault_id, str) or vault_id_parts(vault_id)[0] != subscription.lower():
+        raise ValueError('"vault_id" is not the id of a vault in the job\'s subscription')
+    return ScanJob(subscription=subscription, vault_id=vault_id)
 
 
 def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
-    """Scan one subscription. A store that is down raises, so the platform retries the message
-    (and after host.json's maxDequeueCount moves it to the poison queue)."""
+    """Scan one subscription, or probe one vault an event changed (its verdict, told as a
+    follow-up when it opens or resolves a probe finding). A store that is down raises, so the
+    platform retries the message (and after host.json's maxDequeueCount moves it to the poison
+    queue)."""
     settings = Settings.from_environ(os.environ)
     try:
-        subscription = _job_subscription(body)
+        job = _scan_job(body)
     except ValueError as exc:
         # Retrying cannot fix a malformed job: record it and let the message go.
         _record_job_error(scope="queue", message=f"malformed scan job dropped: {exc}")
         return
+    subscription = job.subscription
     if subscription.lower() not in {s.lower() for s in settings.subscriptions}:
         _record_job_error(
             scope=subscription, message="scan job for a subscription outside KVMON_SUBSCRIPTIONS dropped"
         )
         return
     scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
-    outcome = run_scan(ScanRequest(subscriptions=(subscription,), trigger=ScanTrigger.QUEUE), scan_runtime)
+    # A follow-up reads the vault again (one GET) with the probes: the posture it judges them
+    # against is the current one, whatever happened since the event.
+    request = ScanRequest(
+        subscriptions=(subscription,),
+        vault_id=job.vault_id,
+        logs=job.vault_id is None,
+        trigger=ScanTrigger.QUEUE,
+    )
+    outcome = run_scan(request, scan_runtime)
     log.info(
-        "scanned subscription %s (attempt %d): %d vaults, %d findings, %d changes, %d errors",
-        subscription,
+        "scanned %s (attempt %d): %d vaults, %d findings, %d changes, %d errors",
+        job.vault_id or f"subscription {subscription}",
         dequeue_count,
         len(outcome.report.postures),
         len(outcome.report.findings),
@@ -132,7 +180,7 @@ def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
 def poison_scan_job(body: bytes, *, message_id: str) -> None:
     """A job that failed every attempt: a recorded scan error, never a silent loss."""
     try:
-        scope = _job_subscription(body)
+        scope = _scan_job(body).subscription
     except ValueError:
         scope = "queue"
     _record_job_error(
@@ -155,6 +203,67 @@ def _record_job_error(*, scope: str, message: str) -> None:
             trigger=ScanTrigger.QUEUE,
         )
     )
+
+
+# -- Event Grid -----------------------------------------------------------------------------------
+
+
+def vault_changed(event: Any) -> HandledEvents:
+    """One Event Grid event as the Functions worker decoded it (``func.EventGridEvent`` or
+    ``func.CloudEvent``): read, judged and told at once without probes, the probes queued as a
+    follow-up. Raises ``EventRetry`` for a transient ARM fault and ``StoreUnavailable`` when the
+    store is down, so Event Grid delivers the event again; everything else is logged and answered
+    (see ``monitor.app.events`` for why)."""
+    settings = Settings.from_environ(os.environ)
+    if settings.role is Role.PROBE:
+        return HandledEvents()
+    source = "event"
+    try:
+        batch = parse_payload(event, source=source, subscriptions=settings.subscriptions)
+    except EventPayloadError as exc:
+        log.error("%s dropped: %s", source, exc)  # a redelivery would be the same body
+        return HandledEvents()
+    for outcome in batch.outcomes:
+        if outcome.change is None:
+            log.info("event %s %s: %s", outcome.event_id, outcome.verdict, outcome.reason)
+    if not batch.changes:
+        return HandledEvents()
+    runtime = build_runtime(settings, environ=os.environ, credential=credential())
+    handled = handle_vault_changes(
+        batch.changes,
+        runtime,
+        subscriptions=settings.subscriptions,
+        follow_up=_probe_follow_up(settings),
+    )
+    for result in handled.results:
+        log.info(
+            "event %s %s %s: %d findings, %d changes, %d errors",
+            result.change.event_id,
+            result.status,
+            result.change.vault_id,
+            len(result.findings),
+            len(result.changes),
+            len(result.errors),
+        )
+    if handled.retry:
+        errors = "; ".join(e.message for r in handled.results if r.transient for e in r.errors)
+        raise EventRetry(f"the vault could not be read, Event Grid will deliver the event again: {errors}")
+    return handled
+
+
+def _probe_follow_up(settings: Settings) -> Callable[[VaultChange], None]:
+    """Queues the probes of a vault an event changed on the scan-job queue, for ``scan_worker``."""
+    from monitor.app.queue import scan_queue
+
+    def enqueue(change: VaultChange) -> None:
+        job = ScanJob(subscription=change.subscription_id, vault_id=change.vault_id)
+        try:
+            scan_queue(os.environ, settings.scan_queue, credential=credential).send_message(job.message())
+        except (AzureError, ValueError) as exc:  # the queue's service, or no storage configured
+            # The event was judged and told; the timer's next scan probes the vault.
+            log.warning("probes of %s not queued: %s", change.vault_id, describe_exception(exc))
+
+    return enqueue
 
 
 # -- HTTP -----------------------------------------------------------------------------------------

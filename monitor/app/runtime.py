@@ -37,12 +37,16 @@ def load_policy_source(settings: Settings) -> Baseline:
     return load_baseline(settings.baseline_path, known_rules=RULES_BY_ID.keys())
 
 
+def build_arm_inventory(settings: Settings, *, credential: Any) -> ArmInventory:
+    return ArmInventory(
+        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+    )
+
+
 def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
     """KVMON_INVENTORY_SOURCE: ``arm``, ``resource-graph``, or ``auto`` (Resource Graph for scans of
     KVMON_RESOURCE_GRAPH_THRESHOLD subscriptions or more, decided per scan)."""
-    arm = ArmInventory(
-        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
-    )
+    arm = build_arm_inventory(settings, credential=credential)
     if settings.inventory_source is InventoryChoice.ARM:
         return arm
     graph = ResourceGraphInventory(
@@ -97,6 +101,8 @@ def build_runtime(
     notifier = notifier_from_environ(store, environ, verify=settings.connection_verify) if store else None
     return ScanRuntime(
         inventory=build_inventory(settings, credential=credential),
+        # One vault by id is always one ARM GET, whatever source lists the estate.
+        vault_reader=build_arm_inventory(settings, credential=credential),
         policy_for=baseline.policy_for,
         vantages=vantages,
         prober=prober,

@@ -5,6 +5,14 @@ inventory -> probes -> logs -> evaluate -> drift -> coverage -> lifecycle (store
 The CLI and the Functions app build a ``ScanRuntime`` (``monitor.app.runtime``) and call
 ``run_scan``; nothing else calls one stage after another. Stages are adapters behind small
 protocols, so tests can drive this with the lab's real services and the real SDK clients.
+
+Three scopes: whole subscriptions (a listing each), an on-demand check of one vault by name, and
+one vault by resource id (``ScanRequest.vault_id``: the event path). The last is one GET
+(``VaultReader.get_vault``): a 404 makes the stored vault disappear (KV302), and the fresh posture
+becomes the vault's stored posture, because it is a whole, fresh read of that vault. That is safe
+beside the timer's listing of the same subscription: postures are stored per vault, each write
+replaces exactly the version it read, and the store never goes back in time (a snapshot older than
+the stored one, by its scan's start, is dropped), so whichever scan started later keeps the vault.
 """
 
 from __future__ import annotations
@@ -18,15 +26,17 @@ from typing import Protocol
 
 from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
+from monitor.errors import InputError
 from monitor.judge.coverage import Coverage, assess_coverage
 from monitor.judge.drift import network_diff
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
-from monitor.judge.rules.keyvault.drift import disappeared_vault_findings
+from monitor.judge.rules.keyvault.drift import disappeared_vault_findings, network_changed
 from monitor.model import (
     ChangeActor,
     ErrorSource,
     Finding,
+    FindingStatus,
     LogEvidence,
     ProbeResult,
     ScanError,
@@ -36,8 +46,9 @@ from monitor.model import (
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
+from monitor.sources.arm import VaultRead, vault_id_parts
 from monitor.sources.change_history import ChangeHistory
-from monitor.sources.inventory import InventoryResultLike, InventorySource
+from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader
 from monitor.sources.logs import LogsReadResult, logs_window
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 from monitor.store.reconcile import apply_reconciliation
@@ -66,14 +77,45 @@ class Notifier(Protocol):
 
 @dataclass(frozen=True)
 class ScanRequest:
+    """``subscriptions``: the configured scope. ``vault_name``: an on-demand check of one vault;
+    ``vault_id``: one vault by resource id, read with one GET, which must lie in ``subscriptions``
+    (``InputError`` otherwise: kvmon never reads outside its scope)."""
+
     subscriptions: tuple[str, ...]
     vault_name: str | None = None  # an on-demand check of one vault
+    vault_id: str | None = None  # one vault by resource id (an event), judged and stored
     probe: bool = True
     logs: bool = True
     notify: bool = True
     trigger: ScanTrigger = ScanTrigger.CLI
     # Who changed which vault (vault key -> actor), where the trigger knows: an event's claims.
     actors: Mapping[str, ChangeActor] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.vault_id is None:
+            return
+        if self.vault_name is not None:
+            raise InputError("a scan names one vault by name or by resource id, not both")
+        try:
+            subscription, _, _ = vault_id_parts(self.vault_id)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        if subscription not in {s.strip().lower() for s in self.subscriptions}:
+            raise InputError(
+                f"vault {self.vault_id} is in subscription {subscription}, outside the configured scope"
+            )
+
+    @property
+    def scope(self) -> tuple[str, ...]:
+        """The subscriptions this scan reads: the vault's own for a scan by id."""
+        if self.vault_id is not None:
+            return (vault_id_parts(self.vault_id)[0],)
+        return self.subscriptions
+
+    @property
+    def one_vault(self) -> str | None:
+        """The vault a one-vault scan names (id or name), None for whole subscriptions."""
+        return self.vault_id or self.vault_name
 
 
 @dataclass
@@ -82,6 +124,7 @@ class ScanRuntime:
 
     inventory: InventorySource
     policy_for: Callable[[VaultPosture], VaultPolicy]
+    vault_reader: VaultReader | None = None  # one vault by id (``ScanRequest.vault_id``)
     vantages: tuple[Vantage, ...] = ()
     prober: ProbeRunner | None = None
     evidence: LogsReader | None = None
@@ -117,11 +160,11 @@ def run_scan(
 
 def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None]) -> ScanOutcome:
     started = runtime.clock()
-    report = ScanReport(scan_id=_scan_id(started), started_at=started, scope=request.subscriptions)
+    report = ScanReport(scan_id=_scan_id(started), started_at=started, scope=request.scope)
 
     # 1. What is configured.
     tell("reading vault configuration from ARM")
-    inventory = _read_inventory(request, runtime, report)
+    inventory, vault_read = _read_inventory(request, runtime, report)
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
 
     # 2. What actually happens, from every vantage point at once.
@@ -136,7 +179,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     logs_until: dt.datetime | None = None
     if logs_read and report.postures:
         tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
-        evidence, logs_until = _read_logs(runtime, report, request.subscriptions)
+        evidence, logs_until = _read_logs(runtime, report, request.scope)
     report.evidence = list(evidence.values())
     if not all(found.complete for found in evidence.values()):
         logs_until = None  # the next scan reads this window again
@@ -144,7 +187,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     # 4. Judge, against the stored past.
     tell("evaluating")
     # What the store knows of these subscriptions: one partition read each.
-    stored = runtime.store.load_postures(subscriptions=request.subscriptions) if runtime.store else {}
+    stored = runtime.store.load_postures(subscriptions=request.scope) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
     actors = _change_actors(request, runtime, report, stored)
     evaluation = evaluate(
@@ -161,13 +204,21 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     )
     report.findings = list(evaluation.findings)
     gone: list[Finding] = []
-    if runtime.store is not None and request.vault_name is None:
+    if runtime.store is not None and vault_read is not None:
+        # Only ARM's 404 makes a vault gone; an error says nothing about it.
+        key = vault_read.vault_id.lower()
+        if vault_read.gone and key in previous:
+            gone = disappeared_vault_findings(
+                previous={key: previous[key]}, current_keys=(), complete_subscriptions=request.scope
+            )
+        report.findings.extend(_drift_kept_open(runtime.store, report))
+    elif runtime.store is not None and request.vault_name is None:
         gone = disappeared_vault_findings(
             previous=previous,
             current_keys={p.key for p in report.postures},
             complete_subscriptions=inventory.subscriptions_complete,
         )
-        report.findings.extend(gone)
+    report.findings.extend(gone)
     coverage = assess_coverage(
         postures=report.postures,
         probes=report.probes,
@@ -193,8 +244,35 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     return ScanOutcome(report=report, expired_suppressions=evaluation.expired_suppressions, policies=policies)
 
 
-def _read_inventory(request: ScanRequest, runtime: ScanRuntime, report: ScanReport) -> InventoryResultLike:
-    if request.vault_name is not None:
+@dataclass
+class _OneVaultInventory:
+    """A one-vault GET seen as an inventory: its subscription counts as read completely for that
+    vault only when ARM answered (the posture, or 404); coverage then makes that vault complete."""
+
+    postures: list[VaultPosture]
+    errors: list[ScanError]
+    subscriptions_complete: set[str]
+
+    @classmethod
+    def of(cls, read: VaultRead, subscription: str) -> _OneVaultInventory:
+        return cls(
+            postures=[read.posture] if read.posture is not None else [],
+            errors=list(read.errors),
+            subscriptions_complete={subscription} if read.answered else set(),
+        )
+
+
+def _read_inventory(
+    request: ScanRequest, runtime: ScanRuntime, report: ScanReport
+) -> tuple[InventoryResultLike, VaultRead | None]:
+    vault_read: VaultRead | None = None
+    inventory: InventoryResultLike
+    if request.vault_id is not None:
+        if runtime.vault_reader is None:
+            raise InputError("this runtime has no way to read one vault by id (no ARM vault reader)")
+        vault_read = runtime.vault_reader.get_vault(request.vault_id)
+        inventory = _OneVaultInventory.of(vault_read, request.scope[0])
+    elif request.vault_name is not None:
         inventory = runtime.inventory.find_vault(request.vault_name, request.subscriptions)
     else:
         inventory = runtime.inventory.list_vaults(request.subscriptions)
@@ -207,7 +285,24 @@ def _read_inventory(request: ScanRequest, runtime: ScanRuntime, report: ScanRepo
         for posture in report.postures
         for problem in posture.problems
     )
-    return inventory
+    return inventory, vault_read
+
+
+def _drift_kept_open(store: Store, report: ScanReport) -> list[Finding]:
+    """The open KV301 of the vaults a one-vault read saw, when this read found no change of its
+    own. KV301 says the configuration changed since the last scan of the subscription; a second
+    event for the vault, a late or reordered one, or the probes' follow-up reads the vault again
+    and finds it as the first read stored it, which is no reason to announce the drift resolved.
+    The next scan of the subscription resolves it, as it always did."""
+    seen = {finding.id for finding in report.findings}
+    keys = [posture.key for posture in report.postures]
+    if not keys:
+        return []
+    return [
+        record.finding
+        for record in store.load_findings(vault_keys=keys, status=FindingStatus.OPEN).values()
+        if record.finding.rule_id == network_changed.id and record.finding.id not in seen
+    ]
 
 
 def _change_actors(
@@ -282,8 +377,9 @@ def _remember(store: Store, request: ScanRequest, report: ScanReport, coverage: 
         now=report.started_at,
         scan_id=report.scan_id,
     )
-    # Only a whole listing becomes the stored state: a one-vault check is judged against the last
-    # scan of its subscription, and never makes that subscription look scanned.
+    # A whole listing, or a whole GET of one vault by id, becomes the stored state (postures are
+    # per vault: see the module's docstring). A check by name is judged against the last scan of
+    # its subscription and stores nothing: it may be a name matched in a partial listing.
     if request.vault_name is None:
         store.save_postures(
             PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=report.started_at)
@@ -310,7 +406,7 @@ def _record_scan(
             counts=_counts(report),
             errors=tuple(report.errors),
             trigger=request.trigger,
-            vault=request.vault_name,
+            vault=request.one_vault,
             logs_until=logs_until,
         )
     )

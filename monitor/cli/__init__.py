@@ -45,6 +45,11 @@ COMMANDS = (
         "print who reached the vaults, from Log Analytics (or the query kvmon sends)",
         "monitor.cli.logs",
     ),
+    Command(
+        "event",
+        "feed an Event Grid payload (or a dead letter) through the event handler",
+        "monitor.cli.event",
+    ),
     Command("findings", "list stored findings", "monitor.cli.findings"),
     Command("history", "a vault's configuration snapshots and their diffs", "monitor.cli.history"),
     Command("report", "render a scan's HTML report", "monitor.cli.report"),

@@ -61,7 +61,7 @@ def load_baseline_option(path: str | None) -> Baseline:
         raise common.UsageError(str(exc)) from None
 
 
-def _severity(text: str) -> Severity:
+def severity_argument(text: str) -> Severity:
     try:
         return Severity.parse(text)
     except ValueError as exc:
@@ -72,7 +72,7 @@ def add_output_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
     parser.add_argument(
         "--fail-on",
-        type=_severity,
+        type=severity_argument,
         default=DEFAULT_FAIL_ON,
         metavar="SEVERITY",
         help=(

@@ -10,10 +10,14 @@ A subscription that cannot be read (403, 404, network, throttled past the retrie
 ``ScanError`` naming it, and the others go on; a vault that cannot be normalised becomes a
 ``ScanError`` and does not hide the others. ``subscriptions_complete`` names the subscriptions
 read in full: only their vaults may be judged gone, and only their findings may resolve.
+
+``get_vault`` reads one vault by its resource id (``vaults.get``, one request, never a listing):
+the event path's read of a vault an ARM write or delete was announced for.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -23,7 +27,7 @@ from urllib.parse import urlsplit
 
 from azure.core import AzureClouds
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import DecodeError, HttpResponseError
+from azure.core.exceptions import DecodeError, HttpResponseError, ResourceNotFoundError
 from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
@@ -41,6 +45,23 @@ class InventoryResult:
     # Subscriptions (lower-cased ids) whose every page was read and every vault normalised.
     subscriptions_complete: set[str] = field(default_factory=set)
     requests: int = 0  # HTTP requests sent to ARM, retries included
+
+
+@dataclass
+class VaultRead:
+    """One vault read by id: its posture, or ``gone`` (ARM answered 404), or ``errors`` (no answer
+    that says anything about the vault: throttled, forbidden, a timeout)."""
+
+    vault_id: str
+    posture: VaultPosture | None = None
+    gone: bool = False
+    errors: list[ScanError] = field(default_factory=list)
+    requests: int = 0  # HTTP requests sent to ARM, retries included
+
+    @property
+    def answered(self) -> bool:
+        """ARM said what the vault is, or that it is not: the read is complete for this vault."""
+        return self.posture is not None or self.gone
 
 
 @dataclass
@@ -169,6 +190,37 @@ class ArmInventory:
             raise ValueError("a vault name must not be empty")
         return self._read(subscription_ids, name=name.strip())
 
+    def get_vault(self, vault_id: str) -> VaultRead:
+        """The vault with this resource id, read with one ``vaults.get``. A 404 whose code is
+        ``ResourceNotFound`` means the vault is gone; any other 404 (``SubscriptionNotFound``,
+        ``ResourceGroupNotFound``) and every other fault is an error, never "gone": a subscription
+        the credential cannot see must not delete the vaults kvmon knows in it. ValueError for an
+        id that is not a vault's."""
+        subscription_id, resource_group, name = vault_id_parts(vault_id)
+        read = VaultRead(vault_id=vault_id)
+        counter = RequestCounter()
+        try:
+            with self._client(subscription_id, counter) as client:
+                vault = client.vaults.get(resource_group, name)
+                read.posture = normalise_vault(vault.as_dict() if hasattr(vault, "as_dict") else vault)
+        except ResourceNotFoundError as exc:
+            if error_code_of_service(exc) in _GONE_CODES:
+                read.gone = True
+            else:
+                read.errors.append(
+                    ScanError(ErrorSource.ARM, vault_id, describe_arm_error(exc), error_code(exc))
+                )
+        except HttpResponseError as exc:
+            read.errors.append(ScanError(ErrorSource.ARM, vault_id, describe_arm_error(exc), error_code(exc)))
+        except InvalidVault as exc:
+            read.errors.append(
+                ScanError(ErrorSource.ARM, vault_id, f"the vault ARM returned is unusable: {exc}")
+            )
+        except Exception as exc:  # whatever ARM's answer or the network did to the SDK
+            read.errors.append(ScanError(ErrorSource.ARM, vault_id, describe_exception(exc)))
+        read.requests = counter.count
+        return read
+
     # -- internals -----------------------------------------------------------------------------
 
     def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> InventoryResult:
@@ -251,6 +303,30 @@ def unique_subscriptions(subscription_ids: Iterable[str]) -> list[str]:
         if cleaned not in unique:
             unique.append(cleaned)
     return unique
+
+
+# ARM's code for a resource that does not exist (in a group and subscription that do).
+_GONE_CODES = frozenset({"resourcenotfound"})
+
+_VAULT_ID = re.compile(
+    r"/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
+    r"/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)",
+    re.IGNORECASE,
+)
+
+
+def vault_id_parts(vault_id: str) -> tuple[str, str, str]:
+    """(subscription id lower-cased, resource group, vault name) of a vault's resource id;
+    ValueError for anything else (a connection's id, another provider's resource)."""
+    match = _VAULT_ID.fullmatch(vault_id.strip().rstrip("/"))
+    if match is None:
+        raise ValueError(f"not a Key Vault resource id: {vault_id[:300]!r}")
+    return match["subscription"].lower(), match["group"], match["name"]
+
+
+def error_code_of_service(exc: HttpResponseError) -> str:
+    """The service's error code (``ResourceNotFound``, ``SubscriptionNotFound``...) lower-cased, '' if none."""
+    return (exc.error.code or "").lower() if exc.error is not None else ""
 
 
 def describe_arm_error(exc: HttpResponseError) -> str:

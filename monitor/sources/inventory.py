@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from monitor.model import ScanError, VaultPosture
-from monitor.sources.arm import ArmInventory, InventoryResult, unique_subscriptions
+from monitor.sources.arm import ArmInventory, InventoryResult, VaultRead, unique_subscriptions
 from monitor.sources.resource_graph import ResourceGraphInventory
 
 
@@ -26,6 +26,12 @@ class InventorySource(Protocol):
     def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
 
     def find_vault(self, name: str, subscription_ids: Sequence[str]) -> InventoryResultLike: ...
+
+
+class VaultReader(Protocol):
+    """Reads one vault by resource id (``ArmInventory.get_vault``): the event path's one GET."""
+
+    def get_vault(self, vault_id: str) -> VaultRead: ...
 
 
 class ThresholdInventory:

@@ -75,6 +75,19 @@ class OutboxMessage:
     etag: str | None = None
 
 
+@dataclass(frozen=True)
+class ProcessedEvent:
+    """An Event Grid event the event path handled, kept until ``expires_at`` so a redelivery of
+    the same id is folded (Event Grid delivers at least once and retries for up to 24 hours)."""
+
+    event_id: str
+    vault_key: str
+    outcome: str  # what handling it came to (``monitor.app.events.EventStatus``)
+    processed_at: dt.datetime
+    expires_at: dt.datetime
+    scan_id: str | None = None
+
+
 class Store(Protocol):
     # postures ---------------------------------------------------------------------------------
     def load_postures(
@@ -141,6 +154,19 @@ class Store(Protocol):
         self, message: OutboxMessage, *, delivered: bool, error: str | None, now: dt.datetime
     ) -> None:
         """Delivered: never sent again. Not delivered: stays pending for the next run."""
+        ...
+
+    # processed events (the event path's idempotence) -------------------------------------------
+    def processed_events(self, event_ids: Iterable[str], *, now: dt.datetime) -> dict[str, ProcessedEvent]:
+        """Of ``event_ids``, those recorded as processed that have not expired by ``now``, by id."""
+        ...
+
+    def record_processed_events(self, events: Iterable[ProcessedEvent]) -> int:
+        """Remember these events as handled (a known id is overwritten); returns entities written."""
+        ...
+
+    def purge_processed_events(self, *, now: dt.datetime) -> int:
+        """Forget the processed events that expired by ``now``; returns how many."""
         ...
 
     # housekeeping -----------------------------------------------------------------------------

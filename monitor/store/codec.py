@@ -35,7 +35,7 @@ from monitor.model import (
     VaultPosture,
     VirtualNetworkRule,
 )
-from monitor.store.base import OutboxMessage, PostureSnapshot, ScanRun
+from monitor.store.base import OutboxMessage, PostureSnapshot, ProcessedEvent, ScanRun
 
 Properties = dict[str, Any]
 Known = TypeVar("Known", bound=StrEnum)
@@ -514,6 +514,30 @@ def message_from_properties(properties: Mapping[str, Any], etag: str | None) -> 
         delivered_at=parse_time(properties.get("delivered_at")),
         lease_until=parse_time(properties.get("lease_until")),
         etag=etag,
+    )
+
+
+def processed_event_to_properties(event: ProcessedEvent) -> Properties:
+    return _without_none(
+        {
+            "event_id": fit_text(event.event_id),
+            "vault_key": fit_text(event.vault_key),
+            "outcome": event.outcome,
+            "processed_at": iso(event.processed_at),
+            "expires_at": iso(event.expires_at),
+            "scan_id": event.scan_id,
+        }
+    )
+
+
+def processed_event_from_properties(properties: Mapping[str, Any]) -> ProcessedEvent:
+    return ProcessedEvent(
+        event_id=properties["event_id"],
+        vault_key=properties["vault_key"],
+        outcome=properties["outcome"],
+        processed_at=required_time(properties["processed_at"]),
+        expires_at=required_time(properties["expires_at"]),
+        scan_id=properties.get("scan_id"),
     )
 
 

@@ -18,6 +18,7 @@ Layout (table: PartitionKey / RowKey):
   vaults (vault key -> time and scan), rewritten once per scan instead of every record.
 - ``Scans``: ``scans`` / newest-first start time + scan id.
 - ``Outbox``: ``outbox`` / message id.
+- ``Events``: ``events`` / event id, the Event Grid events handled, until they expire.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from monitor.store.base import (
     MessageState,
     OutboxMessage,
     PostureSnapshot,
+    ProcessedEvent,
     ScanRun,
     StoreUnavailable,
 )
@@ -50,7 +52,8 @@ SEEN = "Seen"
 SCANS = "Scans"
 OUTBOX = "Outbox"
 REPORTS = "Reports"
-TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX, REPORTS)
+EVENTS = "Events"
+TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX, REPORTS, EVENTS)
 
 MAX_BATCH = 100  # Table storage: at most 100 operations per transaction
 _HISTORY_VAULT_CHARS = MAX_KEY_CHARS // 2  # of a history row key; a typical vault key needs 150-250
@@ -61,6 +64,7 @@ _OUTBOX_PARTITION = "outbox"
 _Share = TypeVar("_Share")
 _Result = TypeVar("_Result")
 _REPORTS_PARTITION = "reports"
+_EVENTS_PARTITION = "events"
 
 
 @dataclass(frozen=True)
@@ -389,6 +393,41 @@ class EntityStore:
     def _write_message(self, message: OutboxMessage, *, etag: str | None) -> str | None:
         entity = Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message), etag)
         return self.backend.submit(OUTBOX, [Operation("replace", entity)])[0]
+
+    # -- processed events ---------------------------------------------------------------------------
+
+    def processed_events(self, event_ids: Iterable[str], *, now: dt.datetime) -> dict[str, ProcessedEvent]:
+        found: dict[str, ProcessedEvent] = {}
+        for event_id in dict.fromkeys(event_ids):  # a batch is a few events: point reads
+            entity = self.backend.get(EVENTS, _EVENTS_PARTITION, encode_key(event_id))
+            if entity is None:
+                continue
+            event = codec.processed_event_from_properties(entity.properties)
+            if event.expires_at > now:
+                found[event_id] = event
+        return found
+
+    def record_processed_events(self, events: Iterable[ProcessedEvent]) -> int:
+        operations = [
+            Operation(
+                "upsert",
+                Entity(
+                    _EVENTS_PARTITION, encode_key(event.event_id), codec.processed_event_to_properties(event)
+                ),
+            )
+            for event in {event.event_id: event for event in events}.values()
+        ]
+        return self._submit_all(EVENTS, operations)
+
+    def purge_processed_events(self, *, now: dt.datetime) -> int:
+        expired = [
+            (entity.row, Operation("delete", Entity(_EVENTS_PARTITION, entity.row)))
+            for entity in self._query(EVENTS, partition=_EVENTS_PARTITION)
+            if codec.processed_event_from_properties(entity.properties).expires_at <= now
+        ]
+        # Another purge deleting the same rows at once is no fault: those are gone either way.
+        written, _ = self._submit_all_on_conflict(EVENTS, expired)
+        return written
 
     # -- shared -----------------------------------------------------------------------------------
 
