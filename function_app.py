@@ -69,6 +69,12 @@ def _register_monitor_functions(app: func.FunctionApp) -> None:
         # monitor.sources.events reads either as the JSON it was decoded from.
         handlers.vault_changed(event)
 
+    @app.queue_trigger(arg_name="message", queue_name="%KVMON_EVENT_QUEUE%", connection="AzureWebJobsStorage")
+    def vault_changed_queue(message: func.QueueMessage) -> None:
+        # Event Grid's Storage queue destination (a monitor with no public inbound): one event per
+        # message, in the subscription's schema; a raised error is retried, then the poison queue.
+        handlers.vault_changed(message.get_body(), source="queue message")
+
     @app.route(route="vaults/{name}/check", methods=["GET"])
     def check_vault(req: func.HttpRequest) -> func.HttpResponse:
         return _http(handlers.check_vault(req.route_params.get("name", ""), dict(req.params)))

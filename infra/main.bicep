@@ -301,6 +301,7 @@ var probeAppDisabledFunctions = {
   'AzureWebJobs.scan_worker.Disabled': 'true'
   'AzureWebJobs.poison_scan_jobs.Disabled': 'true'
   'AzureWebJobs.vault_changed.Disabled': 'true'
+  'AzureWebJobs.vault_changed_queue.Disabled': 'true'
   'AzureWebJobs.check_vault.Disabled': 'true'
   'AzureWebJobs.findings.Disabled': 'true'
   'AzureWebJobs.report.Disabled': 'true'

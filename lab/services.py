@@ -171,6 +171,7 @@ class LabServices:
             "KVMON_WORKSPACES": ",".join(workspaces),
             "KVMON_LOGS_ENDPOINT": self.logs.endpoint,
             "KVMON_SCAN_QUEUE": "kvmon-scan-jobs",
+            "KVMON_EVENT_QUEUE": "kvmon-vault-events",
             "KVMON_SCAN_SCHEDULE": "0 */15 * * * *",
         }
         if baseline is not None:

@@ -41,6 +41,7 @@ MONITOR_FUNCTIONS = {
     "scan_worker",
     "poison_scan_jobs",
     "vault_changed",
+    "vault_changed_queue",
     "check_vault",
     "findings",
     "report",

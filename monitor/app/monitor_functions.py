@@ -208,16 +208,15 @@ def _record_job_error(*, scope: str, message: str) -> None:
 # -- Event Grid -----------------------------------------------------------------------------------
 
 
-def vault_changed(event: Any) -> HandledEvents:
+def vault_changed(event: Any, *, source: str = "event") -> HandledEvents:
     """One Event Grid event as the Functions worker decoded it (``func.EventGridEvent`` or
-    ``func.CloudEvent``): read, judged and told at once without probes, the probes queued as a
-    follow-up. Raises ``EventRetry`` for a transient ARM fault and ``StoreUnavailable`` when the
+    ``func.CloudEvent``), or as the bytes of a Storage queue message Event Grid wrote: read, judged
+    and told at once without probes, the probes queued as a follow-up. Raises ``EventRetry`` for a transient ARM fault and ``StoreUnavailable`` when the
     store is down, so Event Grid delivers the event again; everything else is logged and answered
     (see ``monitor.app.events`` for why)."""
     settings = Settings.from_environ(os.environ)
     if settings.role is Role.PROBE:
         return HandledEvents()
-    source = "event"
     try:
         batch = parse_payload(event, source=source, subscriptions=settings.subscriptions)
     except EventPayloadError as exc:

@@ -376,6 +376,13 @@ def _row(field: Any) -> SettingDoc:
 # channels (``monitor.config.channels``), the Functions host and the Azure identity library.
 OTHER_SETTINGS: tuple[SettingDoc, ...] = (
     SettingDoc(
+        "KVMON_EVENT_QUEUE",
+        "Storage queue Event Grid writes vault changes to when it cannot push to the app "
+        "(`vault_changed_queue` reads it; infra's `eventDelivery=queue`).",
+        "kvmon-vault-events",
+        "in Azure",
+    ),
+    SettingDoc(
         "KVMON_STORAGE",
         "Storage connection string for findings (Table storage).",
         "falls back to AzureWebJobsStorage",

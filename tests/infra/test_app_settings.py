@@ -175,12 +175,10 @@ def test_kvmon_accepts_the_channel_list_the_monitor_is_given() -> None:
 def test_every_kvmon_setting_written_is_documented_or_named_by_another() -> None:
     documented = {setting.name for setting in SETTINGS}
     named_by_channels = {"KVMON_TEAMS_URL", "KVMON_SLACK_URL"}  # url_setting of the channel entries
-    # Named only by the vault_changed_queue trigger's binding (%KVMON_EVENT_QUEUE%): the host reads it.
-    named_by_bindings = {"KVMON_EVENT_QUEUE"}
     for app in ("monitorApp", "probeApp"):
         for name in _settings(app):
             if name.startswith("KVMON_"):
-                assert name in documented | named_by_channels | named_by_bindings, (
+                assert name in documented | named_by_channels, (
                     f"{app}: {name} is not a kvmon setting"
                 )
 

@@ -161,3 +161,20 @@ def test_the_store_down_fails_the_delivery(
     with pytest.raises(StoreUnavailable):
         deliver([event_grid_event(_vault(lab, "kv-se-demo"))])
     assert lab.arm.server.total_requests == before
+
+
+def test_vault_changed_queue_reads_the_event_event_grid_wrote_to_the_queue(
+    lab: LabServices, app_settings: dict[str, str]
+) -> None:
+    (trigger,) = bindings("vault_changed_queue")
+    assert (trigger["type"], trigger["queueName"]) == ("queueTrigger", "%KVMON_EVENT_QUEUE%")
+    vault = _vault(lab, "kv-se-demo")
+    # Event Grid writes one event per message, in the subscription's schema (the host decodes the
+    # Base64 before the function sees the body).
+    body = json.dumps(event_grid_event(vault)).encode()
+    call("vault_changed_queue", func.QueueMessage(id="q-1", body=body))
+    assert any(job.get("vault_id") == vault for job in _jobs(app_settings))  # read, judged, probes queued
+
+    lab.arm.server.request_counts.clear()
+    call("vault_changed_queue", func.QueueMessage(id="q-2", body=body))  # redelivered: folded
+    assert dict(lab.arm.server.request_counts) == {}
