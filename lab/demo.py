@@ -560,8 +560,9 @@ def _walkthrough(
     )
     if any(f.rule_id == "KV301" for f in step.events[-1].findings(SE_VAULT)):
         display.line(
-            "  KV301 stays open, now the pipeline's tightening (info): a one-vault read keeps the drift "
-            "it found, and the next scheduled scan of the subscription resolves it, as scan 3 did.",
+            "  KV301 stays open, now the pipeline's tightening (told as changed, high to info): a one-vault "
+            "read keeps the drift it found, and the next scheduled scan of the subscription resolves it, "
+            "as scan 3 did.",
             style="dim",
         )
     steps.append(step)
@@ -750,10 +751,14 @@ def _show_event(display: Display, view: EventView, *, vault: str) -> None:
     )
     kinds = sorted({run.trigger.value for run in view.runs})
     display.line(f"  scans recorded since the write: {len(view.runs)}, trigger {', '.join(kinds) or 'none'}")
-    opened, resolved = view.changed(ChangeKind.OPENED, ChangeKind.REOPENED), view.changed(ChangeKind.RESOLVED)
-    for rules, word, style in ((opened, "opened", "red"), (resolved, "resolved", "green")):
-        if rules.get(vault):
-            display.line(f"  {word} {', '.join(sorted(rules[vault]))}", style=style)
+    for kinds, word, style in (
+        ((ChangeKind.OPENED, ChangeKind.REOPENED), "opened", "red"),
+        ((ChangeKind.CHANGED,), "changed", "yellow"),
+        ((ChangeKind.RESOLVED,), "resolved", "green"),
+    ):
+        rules = view.changed(*kinds).get(vault)
+        if rules:
+            display.line(f"  {word} {', '.join(sorted(rules))}", style=style)
     for finding in view.findings(vault):
         if finding.rule_id == "KV301":
             display.line(f"  KV301 {finding.severity.value}: {finding.summary}", style="bold")
@@ -807,7 +812,8 @@ def _show_messages(
             display.line(f"  {heard}: 1 message, {summary}")
 
 
-_CHANGE = r"(Opened|Reopened|Changed|Resolved)\*{1,2} · \*?[A-Z]+\*? · `?(KV\d{3})"
+# A severity reads HIGH, or HIGH → INFO on a change of severity.
+_CHANGE = r"(Opened|Reopened|Changed|Resolved)\*{1,2} · \*?[A-Z]+(?: → [A-Z]+)?\*? · `?(KV\d{3})"
 _TEAMS_LINE = re.compile(r"^\*\*" + _CHANGE)
 _SLACK_LINE = re.compile(r"^:[a-z_]+: \*" + _CHANGE)
 
