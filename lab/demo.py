@@ -749,8 +749,10 @@ def _show_event(display: Display, view: EventView, *, vault: str) -> None:
         + ", ".join(f"{status.value} {count}" for status, count in sorted(statuses.items()))
         + " (a duplicate is folded: no GET, no message)"
     )
-    kinds = sorted({run.trigger.value for run in view.runs})
-    display.line(f"  scans recorded since the write: {len(view.runs)}, trigger {', '.join(kinds) or 'none'}")
+    triggers = sorted({run.trigger.value for run in view.runs})
+    display.line(
+        f"  scans recorded since the write: {len(view.runs)}, trigger {', '.join(triggers) or 'none'}"
+    )
     for kinds, word, style in (
         ((ChangeKind.OPENED, ChangeKind.REOPENED), "opened", "red"),
         ((ChangeKind.CHANGED,), "changed", "yellow"),
