@@ -15,8 +15,28 @@ settings) through the walkthrough:
    findings resolve.
 3. kv-pl-demo has a Private Endpoint but public network access still Enabled (KV008), and the
    spoke VNet's private DNS zone is not linked, so the spoke resolves the public address (KV103).
+4. kvmon's Event Grid subscription is switched on. A second person (a user: display name, UPN,
+   object id, and the ``ipaddr`` claim of the loopback address their requests come from)
+   reopens kv-se-demo (defaultAction Allow) through ARM between two scheduled scans. The lab's
+   ARM publishes the write; the lab's Event Grid delivers it twice (at least once) to an Event
+   Grid triggered function, each delivery decoded by azure-functions' own converter
+   (``lab.eventgrid.FunctionTarget``), which runs kvmon's event path: ``parse_payload`` of
+   ``monitor.sources.events``, then ``monitor.app.events.handle_vault_changes`` (one GET, judged
+   without probes, stored, told; the duplicate folded). Teams and Slack name the person and the
+   address ARM saw within seconds, with no timer scan. The probe follow-up the handler queued is
+   then run as the queue worker runs it (``scan_worker``'s one-vault request): the internet
+   probe is admitted, which confirms the exposure (KV101). The pipeline's Deny resolves the
+   configuration findings by event, and its follow-up resolves KV101.
 
-Every scan is the timer's: it covers the whole subscription. Between scans the demo moves one
+The function of step 4 is the demo's own, not the app's ``vault_changed``: that one reads its
+settings, credential and clock from the process (the environment, ``DefaultAzureCredential``,
+the wall clock) and builds its own runtime, while the demo's kvmon runs on the demo clock (some
+fifty minutes ahead of the wall clock by step 4, the store's records dated on it), the lab's
+credential and dated probes. Its body is ``vault_changed``'s (parse, handle, fail the delivery
+on a transient fault) with the demo's runtime; the app's own shell is tested end to end in
+``tests/events_handler/functions``.
+
+The scans of steps 1-3 are the timer's: each covers the whole subscription. Between scans the demo moves one
 clock on by the scan interval instead of waiting for it; kvmon (``ScanRuntime.clock``), the lab
 (``Estate.clock``: ARM's systemData, the vault's access log, Log Analytics) and the probes' dates
 all read it. That keeps the logs window honest: a scan reads the logs since the previous scan
