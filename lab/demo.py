@@ -36,12 +36,12 @@ credential and dated probes. Its body is ``vault_changed``'s (parse, handle, fai
 on a transient fault) with the demo's runtime; the app's own shell is tested end to end in
 ``tests/events_handler/functions``.
 
-The scans of steps 1-3 are the timer's: each covers the whole subscription. Between scans the demo moves one
-clock on by the scan interval instead of waiting for it; kvmon (``ScanRuntime.clock``), the lab
-(``Estate.clock``: ARM's systemData, the vault's access log, Log Analytics) and the probes' dates
-all read it. That keeps the logs window honest: a scan reads the logs since the previous scan
-with five minutes of overlap, so the first scan after the fix still sees step 1's public
-admissions (KV201 stays open) and the next one resolves it.
+The scans of steps 1-3 are the timer's: each covers the whole subscription. Between scans the
+demo moves one clock on by the scan interval instead of waiting for it; kvmon
+(``ScanRuntime.clock``), the lab (``Estate.clock``: ARM's systemData, the vault's access log,
+Log Analytics) and the probes' dates all read it. That keeps the logs window honest: a scan
+reads the logs since the previous scan with five minutes of overlap, so the first scan after the
+fix still sees step 1's public admissions (KV201 stays open) and the next one resolves it.
 
 The lab stops on every way out: normally, on Ctrl-C, on SIGTERM and on failure.
 """
