@@ -15,13 +15,33 @@ settings) through the walkthrough:
    findings resolve.
 3. kv-pl-demo has a Private Endpoint but public network access still Enabled (KV008), and the
    spoke VNet's private DNS zone is not linked, so the spoke resolves the public address (KV103).
+4. kvmon's Event Grid subscription is switched on. A second person (a user: display name, UPN,
+   object id, and the ``ipaddr`` claim of the loopback address their requests come from)
+   reopens kv-se-demo (defaultAction Allow) through ARM between two scheduled scans. The lab's
+   ARM publishes the write; the lab's Event Grid delivers it twice (at least once) to an Event
+   Grid triggered function, each delivery decoded by azure-functions' own converter
+   (``lab.eventgrid.FunctionTarget``), which runs kvmon's event path: ``parse_payload`` of
+   ``monitor.sources.events``, then ``monitor.app.events.handle_vault_changes`` (one GET, judged
+   without probes, stored, told; the duplicate folded). Teams and Slack name the person and the
+   address ARM saw within seconds, with no timer scan. The probe follow-up the handler queued is
+   then run as the queue worker runs it (``scan_worker``'s one-vault request): the internet
+   probe is admitted, which confirms the exposure (KV101). The pipeline's Deny resolves the
+   configuration findings by event, and its follow-up resolves KV101.
 
-Every scan is the timer's: it covers the whole subscription. Between scans the demo moves one
-clock on by the scan interval instead of waiting for it; kvmon (``ScanRuntime.clock``), the lab
-(``Estate.clock``: ARM's systemData, the vault's access log, Log Analytics) and the probes' dates
-all read it. That keeps the logs window honest: a scan reads the logs since the previous scan
-with five minutes of overlap, so the first scan after the fix still sees step 1's public
-admissions (KV201 stays open) and the next one resolves it.
+The function of step 4 is the demo's own, not the app's ``vault_changed``: that one reads its
+settings, credential and clock from the process (the environment, ``DefaultAzureCredential``,
+the wall clock) and builds its own runtime, while the demo's kvmon runs on the demo clock (some
+fifty minutes ahead of the wall clock by step 4, the store's records dated on it), the lab's
+credential and dated probes. Its body is ``vault_changed``'s (parse, handle, fail the delivery
+on a transient fault) with the demo's runtime; the app's own shell is tested end to end in
+``tests/events_handler/functions``.
+
+The scans of steps 1-3 are the timer's: each covers the whole subscription. Between scans the
+demo moves one clock on by the scan interval instead of waiting for it; kvmon
+(``ScanRuntime.clock``), the lab (``Estate.clock``: ARM's systemData, the vault's access log,
+Log Analytics) and the probes' dates all read it. That keeps the logs window honest: a scan
+reads the logs since the previous scan with five minutes of overlap, so the first scan after the
+fix still sees step 1's public admissions (KV201 stays open) and the next one resolves it.
 
 The lab stops on every way out: normally, on Ctrl-C, on SIGTERM and on failure.
 """
@@ -31,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
+import logging
 import os
 import re
 import signal
@@ -43,7 +64,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
 from typing import Any
+from urllib.parse import urlsplit
 
+import azure.functions as func
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import VaultPatchParameters, VaultPatchProperties
 from rich.console import Console
@@ -54,15 +77,28 @@ from rich.text import Text
 from lab.azurite import AzuriteUnavailable
 from lab.credential import LabCredential
 from lab.estate import walkthrough_estate
+from lab.eventgrid import DeliveryAttempt, EventGridEmulator, FunctionTarget, PublishedEvent
 from lab.services import LabServices
 from lab.sinks import Received
 from lab.tls import lab_pki
+from monitor.app.events import EventRetry, EventStatus, HandledEvents, handle_vault_changes
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings
-from monitor.model import ChangeKind, Finding, LogEvidence, Outcome, ProbeResult, ScanTrigger, Severity
+from monitor.model import (
+    ChangeKind,
+    Finding,
+    LogEvidence,
+    Outcome,
+    ProbeResult,
+    ScanTrigger,
+    Severity,
+    VaultChange,
+)
 from monitor.outputs.report import MET, build_report_document, render_html
+from monitor.sources.events import parse_payload
+from monitor.store import ScanRun
 
 DEFAULT_REPORT = Path("demo-report.html")
 SE_VAULT = "kv-se-demo"
@@ -73,6 +109,13 @@ SINKS = ("teams", "slack")
 PLATFORM_PIPELINE_APP_ID = "3c5e7a90-0000-4000-8000-0000000f1a7e"
 PLATFORM_PIPELINE_OBJECT_ID = "9b2d4f61-0000-4000-8000-0000000f1a7e"
 FIX_AFTER = dt.timedelta(minutes=9)  # after step 1's scan
+# Step 4's second person: a user who signs in and reopens the vault through ARM.
+SECOND_PERSON_NAME = "Dana Whitfield"
+SECOND_PERSON_UPN = "dana.whitfield@contoso.example"
+SECOND_PERSON_OBJECT_ID = "6e0b3c2a-0000-4000-8000-00000000da7a"
+REOPEN_AFTER = dt.timedelta(minutes=4)  # after step 3's scan, well before the next one
+REFIX_AFTER = dt.timedelta(minutes=3)  # after the reopening
+EVENT_TIMEOUT_S = 30.0  # Event Grid's own wait for an answer: a message later than that is a failure
 READING_PAUSE_S = 1.5  # between steps on a terminal, so a person can read
 PIPE_WIDTH = 120  # columns of the output when it is not a terminal
 
@@ -160,12 +203,53 @@ class ScanView:
         return next((e for e in self.outcome.report.evidence if e.vault_id == posture.key), None)
 
 
+@dataclass(frozen=True)
+class EventView:
+    """One ARM write told by event: what Event Grid delivered, what kvmon's handler made of it,
+    what the sinks received and when (seconds from the write), and the probe follow-up."""
+
+    label: str
+    written_at: dt.datetime  # on the demo clock, just before the write
+    published: list[PublishedEvent]  # what the lab's ARM published for the write
+    deliveries: list[DeliveryAttempt]  # duplicates included
+    handled: list[HandledEvents]  # one per invocation of the handler, in order
+    runs: list[ScanRun]  # the store's record of every scan from the write to the messages
+    messages: dict[str, list[Received]]  # service -> the messages the event path sent
+    arrived_s: dict[str, float]  # service -> seconds from the write to the sink's message
+    follow_ups: list[ScanView]  # the probe follow-ups the handler queued, as the worker ran them
+    follow_up_s: float  # seconds from the write to the end of the last follow-up
+
+    def statuses(self) -> list[EventStatus]:
+        return [result.status for handled in self.handled for result in handled.results]
+
+    def changed(self, *kinds: ChangeKind) -> dict[str, set[str]]:
+        """Vault name -> rule ids whose findings the handler changed this way (no probes yet)."""
+        found: dict[str, set[str]] = {}
+        for handled in self.handled:
+            for result in handled.results:
+                for change in result.changes:
+                    if change.kind in kinds:
+                        found.setdefault(change.finding.vault_name, set()).add(change.finding.rule_id)
+        return found
+
+    def findings(self, vault_name: str) -> list[Finding]:
+        """The vault's findings as the (last) handled read judged them."""
+        processed = [
+            result
+            for handled in self.handled
+            for result in handled.results
+            if result.status is EventStatus.PROCESSED
+        ]
+        return [f for f in (processed[-1].findings if processed else ()) if f.vault_name == vault_name]
+
+
 @dataclass
 class StepResult:
     number: int
     title: str
     vault: str  # the vault the step is about
     scans: list[ScanView] = field(default_factory=list)
+    events: list[EventView] = field(default_factory=list)
 
 
 @dataclass
@@ -254,10 +338,11 @@ def run_demo(*, report_path: Path, display: Display) -> DemoResult:
         )
         try:
             steps = _walkthrough(lab, settings, runtime, clock, display)
-            with display.progress(f"Writing the HTML report of the last scan to {report_path}"):
+            last_scan = [view for step in steps for view in step.scans][-1]
+            with display.progress(f"Writing the HTML report of the last scheduled scan to {report_path}"):
                 try:
                     report_path.parent.mkdir(parents=True, exist_ok=True)
-                    report_path.write_text(render_html(steps[-1].scans[-1].document), encoding="utf-8")
+                    report_path.write_text(render_html(last_scan.document), encoding="utf-8")
                 except OSError as exc:
                     raise DemoFailed(
                         f"cannot write the report to {report_path}: {exc.strerror or exc}"
@@ -271,29 +356,74 @@ def run_demo(*, report_path: Path, display: Display) -> DemoResult:
     return DemoResult(steps=steps, report_path=report_path, elapsed_s=time.monotonic() - started)
 
 
+class SinkCursor:
+    """What Teams and Slack received since the last look."""
+
+    def __init__(self, lab: LabServices) -> None:
+        self._lab = lab
+        self._seen = {service: len(lab.sinks.messages(service)) for service in SINKS}
+
+    def pending(self) -> dict[str, int]:
+        """Service -> how many messages arrived since the last ``take``."""
+        return {service: len(self._lab.sinks.messages(service)) - self._seen[service] for service in SINKS}
+
+    def take(self) -> dict[str, list[Received]]:
+        messages = {}
+        for service in SINKS:
+            received = self._lab.sinks.messages(service)
+            messages[service] = received[self._seen[service] :]
+            self._seen[service] = len(received)
+        return messages
+
+
+class EventHandler:
+    """kvmon's Event Grid handler as the Functions host would call it: an Event Grid triggered
+    function the lab's ``FunctionTarget`` decodes each event for with azure-functions' own
+    converter. Its body is ``monitor_functions.vault_changed``'s with the demo's runtime (see
+    the module's docstring); the probe follow-ups it queues wait in ``follow_ups``."""
+
+    def __init__(self, runtime: ScanRuntime, *, subscriptions: tuple[str, ...]) -> None:
+        self.handled: list[HandledEvents] = []
+        self.follow_ups: list[VaultChange] = []
+        app = func.FunctionApp()
+
+        @app.event_grid_trigger(arg_name="event")
+        def vault_changed(event: func.EventGridEvent) -> None:
+            batch = parse_payload(event, source="event", subscriptions=subscriptions)
+            handled = handle_vault_changes(
+                batch.changes, runtime, subscriptions=subscriptions, follow_up=self.follow_ups.append
+            )
+            self.handled.append(handled)
+            if handled.retry:
+                raise EventRetry("the vault could not be read, Event Grid will deliver the event again")
+
+        # Indexing an app without an HTTP function makes azure-functions warn through the root
+        # logger (that there is no auth level to apply), which would also set up the root logger
+        # to print every later warning of the lab's threads on stderr.
+        logging.disable(logging.WARNING)
+        try:
+            self.target = FunctionTarget.of(app, "vault_changed")
+        finally:
+            logging.disable(logging.NOTSET)
+
+
 def _walkthrough(
     lab: LabServices, settings: Settings, runtime: ScanRuntime, clock: DemoClock, display: Display
 ) -> list[StepResult]:
     request = ScanRequest(subscriptions=settings.subscriptions, trigger=ScanTrigger.TIMER)
-    seen: dict[str, int] = {service: 0 for service in SINKS}
+    sinks = SinkCursor(lab)
 
-    def scan(label: str) -> ScanView:
-        with display.progress(
-            f"{label}: inventory, probes from {len(runtime.vantages)} vantage points, logs, store, notify"
-        ):
-            outcome = run_scan(request, runtime)
+    def scan(label: str, scan_request: ScanRequest = request, *, what: str | None = None) -> ScanView:
+        what = what or f"inventory, probes from {len(runtime.vantages)} vantage points, logs, store, notify"
+        with display.progress(f"{label}: {what}"):
+            outcome = run_scan(scan_request, runtime)
         if outcome.report.errors:
             problems = "; ".join(f"{e.source} {e.scope}: {e.message}" for e in outcome.report.errors)
             raise DemoFailed(f"{label} recorded errors: {problems}")
-        messages = {}
-        for service in SINKS:
-            received = lab.sinks.messages(service)
-            messages[service] = received[seen[service] :]
-            seen[service] = len(received)
         document = build_report_document(
             outcome.report, vantages=runtime.vantages, policies=outcome.policies, generated_at=clock()
         )
-        return ScanView(label=label, outcome=outcome, document=document, messages=messages)
+        return ScanView(label=label, outcome=outcome, document=document, messages=sinks.take())
 
     interval = settings.scan_interval
     steps: list[StepResult] = []
@@ -314,7 +444,7 @@ def _walkthrough(
     display.heading(f"Step 2 · {step.title}")
     clock.advance_to(first + FIX_AFTER)
     with display.progress("The platform pipeline sets defaultAction Deny (vaults.update through ARM)"):
-        _deny_by_default(lab, vault_name=SE_VAULT)
+        _set_default_action(lab, vault_name=SE_VAULT, default_action="Deny", credential=_pipeline())
     display.line(
         f"What changed: at {_hhmm(clock())} the platform team's pipeline (application "
         f"{PLATFORM_PIPELINE_APP_ID}) set networkAcls.defaultAction to Deny, as "
@@ -342,19 +472,144 @@ def _walkthrough(
     step.scans.append(scan("Scan 4"))
     _show_scan(display, step.scans[-1], vault=PL_VAULT, others="unchanged", open_findings=True)
     steps.append(step)
+    display.pause()
+
+    step = StepResult(4, f"{SE_VAULT} reopened by a second person, told by event in seconds", SE_VAULT)
+    display.heading(f"Step 4 · {step.title}")
+    store = runtime.store
+    if store is None:
+        raise DemoFailed("the event path records the events it handled: it needs the store")
+    handler = EventHandler(runtime, subscriptions=settings.subscriptions)
+    # Every event is delivered twice (Event Grid delivers at least once, duplicates even after a
+    # success); one worker keeps the demo's order fixed.
+    events = lab.subscribe(
+        EventGridEmulator(target=handler.target, duplicate_fraction=1.0, workers=1, seed=16)
+    )
+    display.line(
+        "kvmon's Event Grid subscription to the subscription's system topic is now on: every write "
+        "ARM serves there reaches kvmon's event handler, which reads the vault it names again (one "
+        "GET), judges it without waiting for probes, tells Teams and Slack, and queues the probes."
+    )
+
+    def by_event(label: str, write: Any) -> EventView:
+        """``write`` through ARM, then what the event path made of it: the sinks' messages, the
+        store's scans since, and the probe follow-ups run as the queue worker runs them."""
+        written_at, started = clock(), time.monotonic()
+        published, attempts = len(events.published), len(events.attempts)
+        handled, follow_ups = len(handler.handled), len(handler.follow_ups)
+        write()
+        arrived: dict[str, float] = {}
+        while len(arrived) < len(SINKS) and time.monotonic() - started < EVENT_TIMEOUT_S:
+            for service, count in sinks.pending().items():
+                if count and service not in arrived:
+                    arrived[service] = time.monotonic() - started
+            time.sleep(0.01)
+        missing = [service for service in SINKS if service not in arrived]
+        if missing:
+            raise DemoFailed(f"{label}: {', '.join(missing)} heard nothing within {EVENT_TIMEOUT_S:.0f} s")
+        events.wait_idle(EVENT_TIMEOUT_S)  # the duplicate delivery too
+        runs = [run for run in store.scan_runs(limit=10) if run.started_at >= written_at]
+        view = EventView(
+            label=label,
+            written_at=written_at,
+            published=events.published[published:],
+            deliveries=events.attempts[attempts:],
+            handled=handler.handled[handled:],
+            runs=sorted(runs, key=lambda run: run.started_at),
+            messages=sinks.take(),
+            arrived_s=arrived,
+            follow_ups=[],
+            follow_up_s=0.0,
+        )
+        failed = [e for h in view.handled for r in h.results for e in r.errors]
+        if failed or any(not attempt.succeeded for attempt in view.deliveries):
+            problems = "; ".join(f"{e.source} {e.scope}: {e.message}" for e in failed) or "a delivery failed"
+            raise DemoFailed(f"{label}: the event path recorded errors: {problems}")
+        _show_event(display, view, vault=SE_VAULT)
+        ran = [
+            scan(
+                "Probe follow-up",
+                # What scan_worker runs for a follow-up job: the vault read again, with the probes.
+                ScanRequest(
+                    subscriptions=(change.subscription_id,),
+                    vault_id=change.vault_id,
+                    logs=False,
+                    trigger=ScanTrigger.QUEUE,
+                ),
+                what=f"{change.vault_id.rsplit('/', 1)[-1]} read again, probes from {len(runtime.vantages)} vantage points",
+            )
+            for change in handler.follow_ups[follow_ups:]
+        ]
+        view = replace(view, follow_ups=ran, follow_up_s=time.monotonic() - started)
+        for follow_up in ran:
+            _show_follow_up(display, follow_up, vault=SE_VAULT, after_s=view.follow_up_s)
+        return view
+
+    person = LabCredential(
+        object_id=SECOND_PERSON_OBJECT_ID,
+        claims={"name": SECOND_PERSON_NAME, "upn": SECOND_PERSON_UPN, "ipaddr": _client_address(lab)},
+    )
+    clock.advance_to(first + 3 * interval + REOPEN_AFTER)
+    display.line()
+    display.line(
+        f"What changes: at {_hhmm(clock())}, {round((interval - REOPEN_AFTER).total_seconds() / 60)} minutes "
+        f"before the next scheduled scan, {SECOND_PERSON_NAME} ({SECOND_PERSON_UPN}, object id {SECOND_PERSON_OBJECT_ID}) sets "
+        f"{SE_VAULT}'s networkAcls.defaultAction back to Allow through ARM, as "
+        "`az keyvault update --default-action Allow` does."
+    )
+    step.events.append(
+        by_event(
+            "Reopened",
+            lambda: _set_default_action(lab, vault_name=SE_VAULT, default_action="Allow", credential=person),
+        )
+    )
+    display.pause()
+    clock.advance_to(step.events[-1].written_at + REFIX_AFTER)
+    display.line()
+    display.line(
+        f"The fix: at {_hhmm(clock())} the platform team's pipeline (application {PLATFORM_PIPELINE_APP_ID}) "
+        "sets defaultAction Deny again, still before the next scheduled scan."
+    )
+    step.events.append(
+        by_event(
+            "Fixed",
+            lambda: _set_default_action(
+                lab, vault_name=SE_VAULT, default_action="Deny", credential=_pipeline()
+            ),
+        )
+    )
+    if any(f.rule_id == "KV301" for f in step.events[-1].findings(SE_VAULT)):
+        display.line(
+            "  KV301 stays open, now the pipeline's tightening (told as changed, high to info): a one-vault "
+            "read keeps the drift it found, and the next scheduled scan of the subscription resolves it, "
+            "as scan 3 did.",
+            style="dim",
+        )
+    steps.append(step)
     return steps
 
 
-def _deny_by_default(lab: LabServices, *, vault_name: str) -> None:
-    """What ``az keyvault update --default-action Deny`` does: read the vault, then PATCH its
+def _pipeline() -> LabCredential:
+    return LabCredential(object_id=PLATFORM_PIPELINE_OBJECT_ID, app_id=PLATFORM_PIPELINE_APP_ID)
+
+
+def _client_address(lab: LabServices) -> str:
+    """The address the person's requests come from: the loopback address of the lab's ARM (a
+    connection to a loopback address leaves from that address)."""
+    return urlsplit(lab.arm.url).hostname or "127.0.0.1"
+
+
+def _set_default_action(
+    lab: LabServices, *, vault_name: str, default_action: str, credential: LabCredential
+) -> None:
+    """What ``az keyvault update --default-action ...`` does: read the vault, then PATCH its
     networkAcls with the default action changed (a PATCH replaces networkAcls as a whole)."""
     vault = lab.estate.vault_by_name(vault_name)
     if vault is None:
         raise DemoFailed(f"the lab has no vault {vault_name}")
     subscription, resource_group = vault["id"].split("/")[2], vault["id"].split("/")[4]
-    pipeline = LabCredential(object_id=PLATFORM_PIPELINE_OBJECT_ID, app_id=PLATFORM_PIPELINE_APP_ID)
     with KeyVaultManagementClient(
-        pipeline,
+        credential,
         subscription,
         base_url=lab.arm.url,
         credential_scopes=[f"{lab.arm.url}/.default"],
@@ -363,8 +618,8 @@ def _deny_by_default(lab: LabServices, *, vault_name: str) -> None:
         current = client.vaults.get(resource_group, vault_name)
         acls = current.properties.network_acls
         if acls is None:
-            raise DemoFailed(f"{vault_name} has no networkAcls to tighten")
-        acls.default_action = "Deny"
+            raise DemoFailed(f"{vault_name} has no networkAcls to change")
+        acls.default_action = default_action
         client.vaults.update(
             resource_group,
             vault_name,
@@ -498,12 +753,74 @@ def _explain_logs_window(display: Display, view: ScanView, *, vault: str, previo
         )
 
 
-def _show_sinks(display: Display, view: ScanView) -> None:
+def _show_event(display: Display, view: EventView, *, vault: str) -> None:
+    display.line()
+    display.line(f"{view.label} at {_hhmm(view.written_at)} (demo clock), told by event", style="bold")
+    for event in view.published:
+        data = event.data
+        request = data.get("httpRequest") or {}
+        display.line(
+            f"  ARM published {event.event_type.value} {event.id} for {event.subject.rsplit('/', 1)[-1]}: "
+            f"{data.get('operationName')}, {request.get('method', '')} from {request.get('clientIpAddress', '-')}"
+        )
+    statuses = Counter(view.statuses())
+    display.line(
+        f"  Event Grid delivered it {len(view.deliveries)} times (at least once): "
+        + ", ".join(f"{status.value} {count}" for status, count in sorted(statuses.items()))
+        + " (a duplicate is folded: no GET, no message)"
+    )
+    triggers = sorted({run.trigger.value for run in view.runs})
+    display.line(
+        f"  scans recorded since the write: {len(view.runs)}, trigger {', '.join(triggers) or 'none'}"
+    )
+    for kinds, word, style in (
+        ((ChangeKind.OPENED, ChangeKind.REOPENED), "opened", "red"),
+        ((ChangeKind.CHANGED,), "changed", "yellow"),
+        ((ChangeKind.RESOLVED,), "resolved", "green"),
+    ):
+        rules = view.changed(*kinds).get(vault)
+        if rules:
+            display.line(f"  {word} {', '.join(sorted(rules))}", style=style)
+    for finding in view.findings(vault):
+        if finding.rule_id == "KV301":
+            display.line(f"  KV301 {finding.severity.value}: {finding.summary}", style="bold")
+    _show_messages(display, view.messages, arrived_s=view.arrived_s)
+    actors = {result.change.actor.who for h in view.handled for result in h.results if result.handled}
     for service in SINKS:
-        messages = view.messages.get(service, [])
+        for message in view.messages[service]:
+            for text in message_texts(service, message.json()):
+                if any(who in text for who in actors):
+                    display.line(f"    {service} says: {text.removeprefix('>')}", style="bold")
+
+
+def _show_follow_up(display: Display, view: ScanView, *, vault: str, after_s: float) -> None:
+    display.line()
+    display.line(f"{view.label} ({after_s:.1f} s after the write): the probes' verdict", style="bold")
+    display.show(vantage_table(view, vault))
+    internet = view.probe(vault, "internet")
+    if internet is not None:
+        display.line(
+            f"  internet probe: {internet.verdict.value}"
+            + (f", the vault saw {internet.seen_address}" if internet.seen_address else "")
+        )
+    _show_changes(display, view, vault=vault, others="unchanged")
+    _show_sinks(display, view)
+
+
+def _show_sinks(display: Display, view: ScanView) -> None:
+    _show_messages(display, view.messages)
+
+
+def _show_messages(
+    display: Display, received: dict[str, list[Received]], *, arrived_s: dict[str, float] | None = None
+) -> None:
+    for service in SINKS:
+        messages = received.get(service, [])
         if not messages:
             display.line(f"  {service}: nothing new")
             continue
+        after = f", {arrived_s[service]:.1f} s after the write" if arrived_s and service in arrived_s else ""
+        heard = f"{service}{after}"
         for message in messages:
             lines = change_lines(service, message.json())
             by_kind: dict[str, Counter[str]] = {}
@@ -514,29 +831,32 @@ def _show_sinks(display: Display, view: ScanView) -> None:
                 + ", ".join(f"{rule}×{n}" if n > 1 else rule for rule, n in sorted(rules.items()))
                 for kind, rules in by_kind.items()
             )
-            display.line(f"  {service}: 1 message, {summary}")
+            display.line(f"  {heard}: 1 message, {summary}")
 
 
-_CHANGE = r"(Opened|Reopened|Changed|Resolved)\*{1,2} · \*?[A-Z]+\*? · `?(KV\d{3})"
+# A severity reads HIGH, or HIGH → INFO on a change of severity.
+_CHANGE = r"(Opened|Reopened|Changed|Resolved)\*{1,2} · \*?[A-Z]+(?: → [A-Z]+)?\*? · `?(KV\d{3})"
 _TEAMS_LINE = re.compile(r"^\*\*" + _CHANGE)
 _SLACK_LINE = re.compile(r"^:[a-z_]+: \*" + _CHANGE)
 
 
+def message_texts(service: str, payload: Any) -> list[str]:
+    """The text lines of a Teams card (its TextBlocks) or of a Slack message's sections, in order."""
+    if service == "teams":
+        return [t for attachment in payload.get("attachments", []) for t in _card_texts(attachment)]
+    return [
+        row
+        for block in payload.get("blocks", [])
+        if block.get("type") == "section"
+        for row in str((block.get("text") or {}).get("text", "")).splitlines()
+    ]
+
+
 def change_lines(service: str, payload: Any) -> list[tuple[str, str]]:
     """(event, rule id) of every change line a Teams card or a Slack message carries, in order."""
+    pattern = _TEAMS_LINE if service == "teams" else _SLACK_LINE
     found: list[tuple[str, str]] = []
-    if service == "teams":
-        texts = [t for attachment in payload.get("attachments", []) for t in _card_texts(attachment)]
-        pattern = _TEAMS_LINE
-    else:
-        texts = [
-            row
-            for block in payload.get("blocks", [])
-            if block.get("type") == "section"
-            for row in str((block.get("text") or {}).get("text", "")).splitlines()
-        ]
-        pattern = _SLACK_LINE
-    for text in texts:
+    for text in message_texts(service, payload):
         match = pattern.match(text)
         if match:
             found.append((match.group(1), match.group(2)))
