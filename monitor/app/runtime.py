@@ -16,7 +16,7 @@ from monitor.config.policy import Vantage
 from monitor.config.settings import InventoryChoice, Settings
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.outputs.notify import notifier_from_environ
-from monitor.sources.arm import ArmInventory
+from monitor.sources.arm import ArmConnection, ArmInventory
 from monitor.sources.change_history import ResourceGraphChangeHistory
 from monitor.sources.inventory import InventorySource, ThresholdInventory
 from monitor.sources.logs import LogsReader
@@ -64,7 +64,10 @@ def build_change_history(settings: Settings, *, credential: Any) -> ResourceGrap
     if settings.inventory_source is InventoryChoice.ARM:
         return None
     return ResourceGraphChangeHistory(
-        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+        credential,
+        connection=ArmConnection(
+            arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+        ),
     )
 
 

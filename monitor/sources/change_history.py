@@ -60,7 +60,7 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from monitor.azure_errors import describe_exception, error_code
 from monitor.model import ActorSource, ChangeActor, ErrorSource, ScanError
-from monitor.sources.arm import PUBLIC_ARM_ENDPOINT, ArmConnection, RequestCounter, describe_arm_error
+from monitor.sources.arm import ArmConnection, RequestCounter, describe_arm_error
 from monitor.sources.keyvault.kql import normalise_vault_ids
 from monitor.sources.resource_graph import (
     MAX_PAGE_SIZE,
@@ -137,27 +137,14 @@ class ResourceGraphChangeHistory:
         self,
         credential: TokenCredential,
         *,
-        arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
-        credential_scope: str | None = None,
-        connection_verify: str | bool = True,
-        timeout_s: float = 30,
-        retry_total: int = 4,
-        retry_backoff_factor: float = 0.8,
-        retry_backoff_max: float = 60,
+        connection: ArmConnection | None = None,
         max_quota_wait_s: float = 60,
     ) -> None:
+        """``connection`` as the inventory's (the same endpoint, trust, timeouts and retries)."""
         if max_quota_wait_s < 0:
             raise ValueError(f"max_quota_wait_s must not be negative, not {max_quota_wait_s}")
         self.credential = credential
-        self.connection = ArmConnection(
-            arm_endpoint=arm_endpoint,
-            credential_scope=credential_scope,
-            connection_verify=connection_verify,
-            timeout_s=timeout_s,
-            retry_total=retry_total,
-            retry_backoff_factor=retry_backoff_factor,
-            retry_backoff_max=retry_backoff_max,
-        )
+        self.connection = connection or ArmConnection()
         self.max_quota_wait_s = max_quota_wait_s
 
     def network_actors(self, changed_since: Mapping[str, dt.datetime]) -> ChangeHistoryResult:

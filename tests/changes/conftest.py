@@ -14,6 +14,7 @@ from lab.credential import LabCredential
 from lab.estate import Estate
 from lab.resourcegraph import ResourceGraphEmulator
 from lab.tls import LabPki
+from monitor.sources.arm import ArmConnection
 from monitor.sources.change_history import ResourceGraphChangeHistory
 
 # The one who changes vaults in these tests: not the monitor (LabCredential's default identity).
@@ -73,17 +74,18 @@ def arm(_servers: tuple[ArmEmulator, ResourceGraphEmulator], graph: ResourceGrap
     return _servers[0]
 
 
-def fast_history(url: str, pki: LabPki, **overrides: object) -> ResourceGraphChangeHistory:
-    options: dict[str, object] = {
-        "arm_endpoint": url,
-        "connection_verify": pki.ca_path,
-        "timeout_s": 1.0,
-        "retry_total": 1,
-        "retry_backoff_factor": 0.01,
-        "retry_backoff_max": 0.05,
-        **overrides,
-    }
-    return ResourceGraphChangeHistory(LabCredential(), **options)  # type: ignore[arg-type]
+def fast_history(
+    url: str, pki: LabPki, *, timeout_s: float = 1.0, retry_total: int = 1
+) -> ResourceGraphChangeHistory:
+    connection = ArmConnection(
+        arm_endpoint=url,
+        connection_verify=pki.ca_path,
+        timeout_s=timeout_s,
+        retry_total=retry_total,
+        retry_backoff_factor=0.01,
+        retry_backoff_max=0.05,
+    )
+    return ResourceGraphChangeHistory(LabCredential(), connection=connection)
 
 
 @pytest.fixture

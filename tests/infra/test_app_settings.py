@@ -178,9 +178,7 @@ def test_every_kvmon_setting_written_is_documented_or_named_by_another() -> None
     for app in ("monitorApp", "probeApp"):
         for name in _settings(app):
             if name.startswith("KVMON_"):
-                assert name in documented | named_by_channels, (
-                    f"{app}: {name} is not a kvmon setting"
-                )
+                assert name in documented | named_by_channels, f"{app}: {name} is not a kvmon setting"
 
 
 def test_the_event_feed_is_on_exactly_when_events_are_delivered() -> None:
