@@ -40,6 +40,7 @@ import math
 import os
 import re
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -386,6 +387,36 @@ def told_everything(sink: TimedSink, written: Sequence[Written], since: float) -
     return True
 
 
+def write_baseline(estate: IndexedEstate, path: Path) -> Path:
+    """What the loosened kinds should be, so the probes' verdict after a loosening is a finding
+    (KV101: admitted from a vantage point that should be refused); the other vaults are public
+    by the baseline's leave, so they add nothing to the messages. JSON is YAML."""
+    justification = "bench/events.py judges only the vaults it loosens against a baseline"
+    baseline = {
+        "version": 1,
+        "entries": [
+            {
+                "name": "bench-service-endpoint",
+                "match": {"tag": "kind=se-deny"},
+                "mode": "service-endpoint",
+                "allowed_subnets": [estate.subnet_named("serviceEndpoint").id],
+                "expect": {"default_action": "Deny"},
+            },
+            {
+                "name": "bench-ip-firewall",
+                "match": {"tag": "kind=ip-good"},
+                "mode": "ip-firewall",
+                "allowed_ip_ranges": ["203.0.113.0/24", "198.51.100.7/32"],
+                "expect": {"default_action": "Deny"},
+                "vantages": {"internet": {"reach": "refused"}},
+            },
+        ],
+        "defaults": {"mode": "public", "justification": justification},
+    }
+    path.write_text(json.dumps(baseline, indent=2))
+    return path
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started_wall = time.perf_counter()
     estate = synthetic_estate(vaults=args.vaults, subscriptions=args.subscriptions, seed=args.seed)
@@ -402,8 +433,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     lab = LabServices(estate, azurite=True, latency_s=args.latency_ms / 1000)
     sink = lab.sinks = TimedSink()
-    with lab:
-        environ = lab.environ(subscriptions=subscriptions, workspaces=workspaces, baseline=None)
+    with lab, tempfile.TemporaryDirectory(prefix="kvmon-bench-events-") as workdir:
+        baseline = write_baseline(estate, Path(workdir) / "baseline.yaml")
+        environ = lab.environ(subscriptions=subscriptions, workspaces=workspaces, baseline=baseline)
         environ["KVMON_ROLE"] = "monitor"
         os.environ.update(environ)
         import monitor.app.deployment as deployment
