@@ -476,6 +476,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 single_written.append(write)
                 wait_for(lambda w=write: told_everything(sink, [w], w.responded), timeout=args.timeout_s)
             events.wait_idle(args.timeout_s)
+            host.wait_empty(args.timeout_s)  # the last follow-up's call has ended, its CPU counted
             single = arrivals(single_written, sink.since(single_from))
             single |= {
                 "writes": len(singles),
