@@ -81,7 +81,7 @@ from lab.eventgrid import DeliveryAttempt, EventGridEmulator, FunctionTarget, Pu
 from lab.services import LabServices
 from lab.sinks import Received
 from lab.tls import lab_pki
-from monitor.app.events import EventRetry, EventStatus, HandledEvents, handle_vault_changes
+from monitor.app.events import EventStatus, HandledEvents, handle_vault_changes
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.policy import Vantage
@@ -394,8 +394,7 @@ class EventHandler:
                 batch.changes, runtime, subscriptions=subscriptions, follow_up=self.follow_ups.append
             )
             self.handled.append(handled)
-            if handled.retry:
-                raise EventRetry("the vault could not be read, Event Grid will deliver the event again")
+            handled.raise_for_retry()
 
         # Indexing an app without an HTTP function makes azure-functions warn through the root
         # logger (that there is no auth level to apply), which would also set up the root logger

@@ -81,6 +81,15 @@ class HandledEvents:
         """Some change failed on a transient fault: the delivery should be failed and retried."""
         return any(result.transient for result in self.results)
 
+    def raise_for_retry(self) -> None:
+        """Raise ``EventRetry`` naming the transient faults when a change met one: the shell that
+        ran the handler fails the delivery, and Event Grid delivers the event again."""
+        if self.retry:
+            errors = "; ".join(e.message for r in self.results if r.transient for e in r.errors)
+            raise EventRetry(
+                f"the vault could not be read, Event Grid will deliver the event again: {errors}"
+            )
+
     def count(self, status: EventStatus) -> int:
         return sum(1 for result in self.results if result.status is status)
 

@@ -25,7 +25,7 @@ from azure.core.exceptions import AzureError
 
 from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
 from monitor.app.deployment import credential
-from monitor.app.events import EventRetry, HandledEvents, handle_vault_changes
+from monitor.app.events import HandledEvents, handle_vault_changes
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
 from monitor.azure_errors import describe_exception
@@ -244,9 +244,7 @@ def vault_changed(event: Any, *, source: str = "event") -> HandledEvents:
             len(result.changes),
             len(result.errors),
         )
-    if handled.retry:
-        errors = "; ".join(e.message for r in handled.results if r.transient for e in r.errors)
-        raise EventRetry(f"the vault could not be read, Event Grid will deliver the event again: {errors}")
+    handled.raise_for_retry()
     return handled
 
 
