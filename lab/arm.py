@@ -118,17 +118,15 @@ class ArmEmulator:
         self.page_size = page_size
         self.publish = publish
         self.server = LabServer(name="arm", latency_s=latency_s)
-        self.server.route(
+        self._route(
             "GET", _SUBSCRIPTION + r"/providers/Microsoft\.KeyVault/vaults", self._list, name=LIST_ROUTE
         )
-        self.server.route("GET", _VAULT, self._get, name=GET_ROUTE)
-        self.server.route("PATCH", _VAULT, self._update, name=UPDATE_ROUTE)
-        self.server.route("PUT", _VAULT, self._create_or_update, name=CREATE_OR_UPDATE_ROUTE)
-        self.server.route("DELETE", _VAULT, self._delete, name=DELETE_ROUTE)
-        self.server.route(
-            "GET", _VAULT + r"/privateEndpointConnections", self._connections, name=CONNECTIONS_ROUTE
-        )
-        self.server.route("PUT", _CONNECTION, self._put_connection, name=CONNECTION_PUT_ROUTE)
+        self._route("GET", _VAULT, self._get, name=GET_ROUTE)
+        self._route("PATCH", _VAULT, self._update, name=UPDATE_ROUTE)
+        self._route("PUT", _VAULT, self._create_or_update, name=CREATE_OR_UPDATE_ROUTE)
+        self._route("DELETE", _VAULT, self._delete, name=DELETE_ROUTE)
+        self._route("GET", _VAULT + r"/privateEndpointConnections", self._connections, name=CONNECTIONS_ROUTE)
+        self._route("PUT", _CONNECTION, self._put_connection, name=CONNECTION_PUT_ROUTE)
 
     @property
     def url(self) -> str:
@@ -148,6 +146,15 @@ class ArmEmulator:
         self.stop()
 
     # -- what every request passes first -------------------------------------------------------
+
+    def _route(self, method: str, pattern: str, handler: Callable[[Request], Response], *, name: str) -> None:
+        """Serve ``handler`` on ``pattern`` behind ARM's checks (``_refusal``), as every ARM route is."""
+
+        def checked(request: Request) -> Response:
+            refused = self._refusal(request)
+            return refused if refused is not None else handler(request)
+
+        self.server.route(method, pattern, checked, name=name)
 
     def _refusal(self, request: Request) -> Response | None:
         """ARM's checks in ARM's order: token, api-version, subscription."""
@@ -203,9 +210,6 @@ class ArmEmulator:
     # -- routes --------------------------------------------------------------------------------
 
     def _list(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         subscription = request.params["subscription"]
         canonical = next(s for s in self.estate.subscriptions if s.lower() == subscription.lower())
         try:
@@ -229,16 +233,10 @@ class ArmEmulator:
         return Response(200, body)
 
     def _get(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         vault = self.estate.vault(self._vault_id(request))
         return Response(200, vault) if vault is not None else self._not_found(request)
 
     def _connections(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         vault = self.estate.vault(self._vault_id(request))
         if vault is None:
             return self._not_found(request)
@@ -246,9 +244,6 @@ class ArmEmulator:
         return Response(200, {"value": [_connection_resource(c) for c in connections]})
 
     def _put_connection(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         vault_id = self._vault_id(request)
         if self.estate.vault(vault_id) is None:
             return self._not_found(request)
@@ -285,9 +280,6 @@ class ArmEmulator:
         )
 
     def _delete(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         vault_id = self._vault_id(request)
         existed = self.estate.vault(vault_id) is not None
         if existed:
@@ -301,9 +293,6 @@ class ArmEmulator:
         )
 
     def _update(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         vault_id = self._vault_id(request)
         if self.estate.vault(vault_id) is None:
             return self._not_found(request)
@@ -323,9 +312,6 @@ class ArmEmulator:
         )
 
     def _create_or_update(self, request: Request) -> Response:
-        refused = self._refusal(request)
-        if refused is not None:
-            return refused
         body = _json_object(request)
         if isinstance(body, Response):
             return body
