@@ -6,9 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-import shutil
-import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -18,10 +15,8 @@ from monitor.sources.change_history import (
     build_change_query,
     kql_datetime,
 )
+from tests.kusto.test_kql import run_checker
 
-HERE = Path(__file__).resolve().parent
-CHECKER = HERE.parent / "kusto" / "check_kql.js"
-KUSTO_PACKAGE = HERE.parent.parent / "node_modules" / "@kusto" / "language-service-next"
 SINCE = dt.datetime(2026, 12, 2, 16, 0, 30, 999_999, tzinfo=dt.UTC)
 
 
@@ -96,25 +91,14 @@ def test_a_full_batch_of_the_longest_ids_stays_near_twelve_kilobytes() -> None:
 
 @pytest.mark.node
 def test_the_query_passes_the_kusto_language_service() -> None:
-    if shutil.which("node") is None or not KUSTO_PACKAGE.is_dir():
-        pytest.skip("node and @kusto/language-service-next are needed")
     good = build_change_query(vault_ids=[vault_id(1), vault_id(2)], since=SINCE)
-    items = [
-        {"name": "good", "query": good},
+    queries = {
+        "good": good,
         # Controls: the checker catches a column the table lacks and an unknown function.
-        {"name": "column", "query": good.replace("properties.changes", "changes")},
-        {"name": "function", "query": good.replace("bag_keys(", "bag_names(")},
-    ]
-    done = subprocess.run(
-        ["node", str(CHECKER), "resourcegraph"],
-        input=json.dumps(items),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    checked = {item["name"]: item for item in json.loads(done.stdout)}
+        "column": good.replace("properties.changes", "changes"),
+        "function": good.replace("bag_keys(", "bag_names("),
+    }
+    checked = run_checker(queries, schema="resourcegraph")
     assert checked["good"]["diagnostics"] == []
     assert [name for name, _ in checked["good"]["columns"]] == [
         "targetResourceId",

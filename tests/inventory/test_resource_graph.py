@@ -4,13 +4,9 @@ inventory sources, the synthetic estates and the query checked by the Kusto lang
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -37,10 +33,8 @@ from monitor.sources.resource_graph import (
     parse_resets_after,
 )
 from tests.inventory.conftest import SUB_A, SUB_B, SUB_FORBIDDEN, add_vaults
+from tests.kusto.test_kql import run_checker
 
-HERE = Path(__file__).resolve().parent
-CHECKER = HERE.parent / "kusto" / "check_kql.js"
-KUSTO_PACKAGE = HERE.parent.parent / "node_modules" / "@kusto" / "language-service-next"
 QUERY_PATH = "^/providers/Microsoft.ResourceGraph/resources$"
 
 
@@ -287,20 +281,8 @@ def test_quota_reset_header_is_read_as_hh_mm_ss() -> None:
 
 @pytest.mark.node
 def test_the_query_passes_the_kusto_language_service() -> None:
-    if shutil.which("node") is None or not KUSTO_PACKAGE.is_dir():
-        pytest.skip("node and @kusto/language-service-next are needed")
     queries = {"all": build_vault_query(), "one": build_vault_query(name="kv-team-01")}
-    items = [{"name": name, "query": text} for name, text in queries.items()]
-    done = subprocess.run(
-        ["node", str(CHECKER), "resourcegraph"],
-        input=json.dumps(items),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    for checked in json.loads(done.stdout):
+    for checked in run_checker(queries, schema="resourcegraph").values():
         assert checked["diagnostics"] == [], checked
         assert [name for name, _ in checked["columns"]] == [
             "id",
@@ -313,16 +295,10 @@ def test_the_query_passes_the_kusto_language_service() -> None:
             "properties",
         ]
     # The checker does catch a column Resources lacks.
-    bad = [{"name": "bad", "query": build_vault_query().replace("properties", "systemData")}]
-    done = subprocess.run(
-        ["node", str(CHECKER), "resourcegraph"],
-        input=json.dumps(bad),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    bad = run_checker(
+        {"bad": build_vault_query().replace("properties", "systemData")}, schema="resourcegraph"
     )
-    assert "systemData" in json.loads(done.stdout)[0]["diagnostics"][0]["message"]
+    assert "systemData" in bad["bad"]["diagnostics"][0]["message"]
 
 
 # -- choosing the source ------------------------------------------------------------------------

@@ -45,12 +45,15 @@ VAULT_LISTS = {
 }
 
 
-def run_checker(queries: dict[str, str]) -> dict[str, dict]:
+def run_checker(queries: dict[str, str], *, schema: str | None = None) -> dict[str, dict]:
+    """Each query (name -> text) as the Kusto language service checks it: its diagnostics and
+    result columns, by name. ``schema``: the checker's other schema (``resourcegraph``) instead of
+    Log Analytics'."""
     if shutil.which("node") is None or not PACKAGE.is_dir():
         pytest.skip("node and @kusto/language-service-next are needed (make install)")
     items = [{"name": name, "query": text} for name, text in queries.items()]
     done = subprocess.run(
-        ["node", str(CHECKER)],
+        ["node", str(CHECKER), *([schema] if schema else [])],
         input=json.dumps(items),
         capture_output=True,
         text=True,
