@@ -186,8 +186,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
 
     # 4. Judge, against the stored past.
     tell("evaluating")
-    # What the store knows of these subscriptions: one partition read each.
-    stored = runtime.store.load_postures(subscriptions=request.scope) if runtime.store else {}
+    stored = _stored_postures(runtime.store, request) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
     actors = _change_actors(request, runtime, report, stored)
     evaluation = evaluate(
@@ -286,6 +285,18 @@ def _read_inventory(
         for problem in posture.problems
     )
     return inventory, vault_read
+
+
+def _stored_postures(store: Store, request: ScanRequest) -> Mapping[str, PostureSnapshot]:
+    """What the store knows of the scope: one partition read per subscription. A one-vault read
+    (an event) needs only that vault's posture, one point read, unless the store has none: then
+    the subscription's tell whether the vault is new to a scanned subscription (KV302) or the
+    subscription was never scanned."""
+    if request.vault_id is not None:
+        one = store.load_postures(vault_keys=[request.vault_id.lower()])
+        if one:
+            return one
+    return store.load_postures(subscriptions=request.scope)
 
 
 def _drift_kept_open(store: Store, report: ScanReport) -> list[Finding]:

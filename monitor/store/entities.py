@@ -243,19 +243,7 @@ class EntityStore:
         self, *, vault_keys: Iterable[str] | None = None, status: FindingStatus | None = None
     ) -> dict[str, FindingRecord]:
         equals = {"status": status.value} if status is not None else None
-        if vault_keys is None:
-            entities = self._query(FINDINGS, equals=equals)
-        else:
-            keys = {key.lower() for key in vault_keys}
-            partitions = sorted({partition_for_vault(key) for key in keys})
-            entities = [
-                entity
-                for share in self._each_partition(
-                    lambda partition: self._query(FINDINGS, partition=partition, equals=equals), partitions
-                )
-                for entity in share
-                if entity.properties.get("vault_key") in keys
-            ]
+        entities = self._read_vault_records(FINDINGS, vault_keys, one_row_per_vault=False, equals=equals)
         markers = self._markers("findings", {entity.partition for entity in entities})
         records: dict[str, FindingRecord] = {}
         for entity in entities:
@@ -350,10 +338,10 @@ class EntityStore:
     def claim_message(
         self, message: OutboxMessage, *, lease_until: dt.datetime, now: dt.datetime | None = None
     ) -> OutboxMessage | None:
-        current = self._get_message(message.id)
+        # A message read with its etag (``pending_messages``) is the stored version, unless it
+        # changed since: then the conditional write below fails, as a fresh read would have.
+        current = message if message.etag is not None else self._get_message(message.id)
         if current is None or current.state != MessageState.PENDING:
-            return None
-        if message.etag is not None and current.etag != message.etag:
             return None
         if now is not None and current.lease_until is not None and current.lease_until > now:
             return None
@@ -367,8 +355,10 @@ class EntityStore:
     def finish_message(
         self, message: OutboxMessage, *, delivered: bool, error: str | None, now: dt.datetime
     ) -> None:
+        # The claimed message carries the etag its claim wrote: the stored version, unless another
+        # sender took the message over since (then the write fails and the message is read again).
+        current = message if message.etag is not None else self._get_message(message.id)
         for _ in range(_MARKER_ATTEMPTS):
-            current = self._get_message(message.id)
             if current is None or current.state == MessageState.DELIVERED:
                 return
             finished = replace(
@@ -383,7 +373,7 @@ class EntityStore:
                 self._write_message(finished, etag=current.etag)
                 return
             except EntityConflict:
-                continue
+                current = self._get_message(message.id)
         raise StoreUnavailable(f"outbox message {message.id} kept changing under this sender")
 
     def _get_message(self, message_id: str) -> OutboxMessage | None:
@@ -484,26 +474,45 @@ class EntityStore:
     ) -> list[Entity]:
         return list(self._iterate(table, partition=partition, equals=equals))
 
-    def _read_vault_records(self, table: str, vault_keys: Iterable[str] | None) -> list[Entity]:
-        """The entities of ``table`` (keyed subscription / vault key) for these vaults, or all."""
+    def _read_vault_records(
+        self,
+        table: str,
+        vault_keys: Iterable[str] | None,
+        *,
+        one_row_per_vault: bool = True,
+        equals: Mapping[str, str] | None = None,
+    ) -> list[Entity]:
+        """The entities of ``table`` (partitioned by subscription, each with a ``vault_key``) of
+        these vaults, or all. ``one_row_per_vault``: the row key is the vault key (postures), else a
+        vault has several rows (findings)."""
         if vault_keys is None:
-            return self._query(table)
+            return self._query(table, equals=equals)
         by_partition: dict[str, set[str]] = defaultdict(set)
         for key in vault_keys:
             by_partition[partition_for_vault(key.lower())].add(key.lower())
 
         def read(partition: str, keys: set[str]) -> list[Entity]:
-            if len(keys) < _POINT_READS_UP_TO:
+            if len(keys) >= _POINT_READS_UP_TO:
+                found = self._iterate(table, partition=partition, equals=equals)
+                return [entity for entity in found if entity.properties.get("vault_key") in keys]
+            if one_row_per_vault:
                 point_reads = (self.backend.get(table, partition, encode_key(key)) for key in sorted(keys))
                 return [entity for entity in point_reads if entity is not None]
-            return [e for e in self._iterate(table, partition=partition) if e.properties["vault_key"] in keys]
+            # A few vaults' rows among a subscription's hundreds (an event's one-vault scan): the
+            # service filters them, one query per vault.
+            return [
+                entity
+                for key in sorted(keys)
+                for entity in self._iterate(
+                    table, partition=partition, equals={**(equals or {}), "vault_key": key}
+                )
+            ]
 
-        found = [
+        return [
             entity
-            for share in self._each_partition(lambda item: read(*item), by_partition.items())
+            for share in self._each_partition(lambda item: read(*item), sorted(by_partition.items()))
             for entity in share
         ]
-        return found
 
     def _markers(self, kind: str, partitions: set[str]) -> dict[str, dict[str, tuple[str, str]]]:
         if not partitions:

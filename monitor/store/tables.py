@@ -34,6 +34,10 @@ _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 # Fail over to StoreUnavailable in seconds, not the SDK default of minutes, when the service is gone.
 _CONNECTION_TIMEOUT_S = 10
 _READ_TIMEOUT_S = 30
+# Tables this process made sure exist, by account endpoint: a Functions instance builds a store
+# per invocation, and a create call per table and invocation was a round trip on every event.
+_TABLES_PRESENT: set[tuple[str, str]] = set()
+_TABLES_PRESENT_LOCK = threading.Lock()
 
 
 class TableBackend:
@@ -90,13 +94,21 @@ class TableBackend:
         self._service.close()
 
     def _table(self, table: str) -> TableClient:
+        name = f"{self._prefix}{table}"
         with self._lock:
             client = self._clients.get(table)
             if client is None:
+                with _TABLES_PRESENT_LOCK:
+                    present = (self._service.url, name) in _TABLES_PRESENT
                 try:
-                    client = self._service.create_table_if_not_exists(f"{self._prefix}{table}")
+                    if present:
+                        client = self._service.get_table_client(name)
+                    else:
+                        client = self._service.create_table_if_not_exists(name)
                 except AzureError as exc:
-                    raise self._unavailable(f"cannot open table {self._prefix}{table}", exc) from exc
+                    raise self._unavailable(f"cannot open table {name}", exc) from exc
+                with _TABLES_PRESENT_LOCK:
+                    _TABLES_PRESENT.add((self._service.url, name))
                 self._clients[table] = client
             return client
 
@@ -110,6 +122,8 @@ class TableBackend:
         """The table vanished (deleted, or an emulator restarted): open it again on next use."""
         with self._lock:
             self._clients.pop(table, None)
+        with _TABLES_PRESENT_LOCK:
+            _TABLES_PRESENT.discard((self._service.url, f"{self._prefix}{table}"))
 
     def get(self, table: str, partition: str, row: str) -> Entity | None:
         client = self._table(table)
