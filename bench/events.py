@@ -188,14 +188,17 @@ class CpuMeter:
 class QueueHost:
     """The Functions host's queue trigger for the scan-job queue: polls Azurite (100 ms after a
     message, doubling while the queue stays empty up to ``maxPollingInterval``), takes up to
-    ``batchSize`` messages and runs them at once, deletes each one that succeeded; a failed one
-    becomes visible again after the visibility timeout, as on the platform."""
+    ``batchSize`` messages and runs them at once, and fetches the next batch as soon as no more
+    than ``newBatchThreshold`` are still running (at most the two together in flight, as the host
+    does); deletes each one that succeeded; a failed one becomes visible again after the
+    visibility timeout, as on the platform."""
 
     def __init__(
         self, *, connection_string: str, queue_name: str, worker: Callable[[func.QueueMessage], None]
     ):
         queues = json.loads(HOST_JSON.read_text())["extensions"]["queues"]
         self.batch_size = int(queues["batchSize"])
+        self.new_batch_threshold = int(queues["newBatchThreshold"])
         self.max_polling_s = _timespan_s(queues["maxPollingInterval"])
         self.visibility_timeout_s = int(_timespan_s(queues["visibilityTimeout"]))
         self._queue = QueueClient.from_connection_string(
@@ -204,6 +207,8 @@ class QueueHost:
         self._worker = worker
         self._stop = threading.Event()
         self._idle = threading.Event()
+        self._running = threading.Condition()
+        self._in_flight = 0
         self._thread = threading.Thread(target=self._run, name="bench-queue-host", daemon=True)
         self.failures: list[str] = []
         self.processed = 0
@@ -218,14 +223,17 @@ class QueueHost:
         self._queue.close()
 
     def wait_empty(self, timeout: float) -> bool:
-        """True once a poll found the queue empty after ``wait_empty`` was called."""
+        """True once a poll found the queue empty, with nothing running, after this was called."""
         self._idle.clear()
         return self._idle.wait(timeout)
 
     def _run(self) -> None:
         wait_s = 0.1
-        with ThreadPoolExecutor(max_workers=self.batch_size, thread_name_prefix="bench-queue-job") as pool:
+        workers = self.batch_size + self.new_batch_threshold
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-queue-job") as pool:
             while not self._stop.is_set():
+                with self._running:
+                    self._running.wait_for(lambda: self._in_flight <= self.new_batch_threshold)
                 try:
                     messages = list(
                         self._queue.receive_messages(
@@ -235,24 +243,74 @@ class QueueHost:
                 except ResourceNotFoundError:  # no job was ever sent: the host sees an empty queue
                     messages = []
                 if not messages:
-                    self._idle.set()
+                    with self._running:
+                        if self._in_flight == 0:
+                            self._idle.set()
                     self._stop.wait(wait_s)
                     wait_s = min(wait_s * 2, self.max_polling_s)
                     continue
                 wait_s = 0.1
-                for message, error in zip(messages, pool.map(self._one, messages), strict=True):
-                    if error is None:
-                        self._queue.delete_message(message)
-                        self.processed += 1
-                    else:
-                        self.failures.append(error)
+                with self._running:
+                    self._in_flight += len(messages)
+                for message in messages:
+                    pool.submit(self._one, message)
 
-    def _one(self, message: Any) -> str | None:
+    def _one(self, message: Any) -> None:
+        failure = None
         try:
             self._worker(func.QueueMessage(id=message.id, body=message.content.encode()))
+            self._queue.delete_message(message)
         except Exception as exc:
-            return f"{type(exc).__name__}: {exc}"
-        return None
+            failure = f"{type(exc).__name__}: {exc}"
+        with self._running:
+            if failure is None:
+                self.processed += 1
+            else:
+                self.failures.append(failure)
+            self._in_flight -= 1
+            self._running.notify_all()
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User plus system CPU seconds of this process (every thread: kvmon's calls, the probes and
+    the lab served in-process), or of another process (Azurite) from /proc; 0.0 when unknown."""
+    if pid is None:
+        times = os.times()
+        return times.user + times.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+@dataclass(frozen=True)
+class CpuWindow:
+    """The CPU two processes spent over a stretch of wall time, against what the machine has."""
+
+    started: float
+    process: float
+    azurite: float
+    azurite_pid: int | None
+
+    @classmethod
+    def open(cls, azurite_pid: int | None) -> CpuWindow:
+        return cls(
+            time.monotonic(), cpu_seconds(), cpu_seconds(azurite_pid) if azurite_pid else 0.0, azurite_pid
+        )
+
+    def close(self) -> dict[str, Any]:
+        wall = time.monotonic() - self.started
+        process = cpu_seconds() - self.process
+        azurite = (cpu_seconds(self.azurite_pid) - self.azurite) if self.azurite_pid else 0.0
+        capacity = wall * (os.cpu_count() or 1)
+        return {
+            "wall_s": round(wall, 2),
+            "process_s": round(process, 2),  # kvmon and the in-process lab, every thread
+            "azurite_s": round(azurite, 2),
+            "capacity_s": round(capacity, 2),  # the CPUs times the wall time
+            "busy": round((process + azurite) / capacity, 2) if capacity else None,
+        }
 
 
 def _timespan_s(value: str) -> float:
@@ -519,6 +577,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
             )
             burst_from, event_mark, job_mark = time.monotonic(), event_cpu.mark(), job_cpu.mark()
+            burst_cpu = CpuWindow.open(lab.azurite.pid if lab.azurite else None)
             spacing = args.burst_seconds / max(1, len(burst))
 
             def timed_write(index: int) -> Written:
@@ -531,6 +590,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_for(lambda: told_everything(sink, burst_written, burst_from), timeout=args.timeout_s * 3)
             events.wait_idle(args.timeout_s)
             host.wait_empty(args.timeout_s)
+            burst_cpu_spent = burst_cpu.close()
             time.sleep(args.settle_s)  # late duplicates would arrive now
             burst_result = arrivals(burst_written, sink.since(burst_from))
             published_order = [event.id for event in events.published]
@@ -542,6 +602,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "duplicate_deliveries": sum(1 for a in events.attempts if a.duplicate),
                 "retried_deliveries": sum(1 for a in events.attempts if a.attempt > 1),
                 "delivered_out_of_order": _out_of_order(published_order, first_deliveries),
+                "cpu": burst_cpu_spent,
                 "kvmon_cpu": {
                     "vault_changed": cpu_summary(event_cpu.since(event_mark)),
                     "scan_worker": cpu_summary(job_cpu.since(job_mark)),
@@ -575,7 +636,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "full_scan_s": round(timer_scan_s, 2),
             "scan_worker_cpu": timer_jobs,
         },
-        "queue_host": {"batch_size": host.batch_size, "max_polling_interval_s": host.max_polling_s},
+        "queue_host": {
+            "batch_size": host.batch_size,
+            "new_batch_threshold": host.new_batch_threshold,
+            "max_polling_interval_s": host.max_polling_s,
+        },
         "failures": failures[:10],
         "targets": met(single, burst_result),
         "wall_s": round(time.perf_counter() - started_wall, 1),
@@ -677,6 +742,12 @@ def print_table(result: dict[str, Any]) -> None:
     print(
         f"burst: {burst['duplicate_deliveries']} duplicate deliveries, {burst['delivered_out_of_order']} "
         f"delivered out of order, writes took {burst['writes_took_s']} s"
+    )
+    cpu = burst["cpu"]
+    print(
+        f"burst CPU: {cpu['process_s']} s in kvmon's process (with the in-process lab) and "
+        f"{cpu['azurite_s']} s in Azurite over {cpu['wall_s']} s of wall time: {cpu['busy']:.0%} of "
+        f"the {cpu['capacity_s']} CPU seconds the machine had"
     )
     print()
     for row in result["targets"]:

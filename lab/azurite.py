@@ -108,6 +108,11 @@ class Azurite:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The emulator's process id while it runs (a benchmark reads its CPU time)."""
+        return self._process.pid if self._process is not None and self.running else None
+
     # -- lifecycle ------------------------------------------------------------------------------
 
     def _launch(self) -> None:
