@@ -455,6 +455,10 @@ class ChangeKind(StrEnum):
     REOPENED = "reopened"
     CHANGED = "changed"
     RESOLVED = "resolved"
+    # An open finding that claimed an exposure (KV001: open to every address) is now proven by a
+    # probe (KV101: admitted from a vantage point that should be refused): the event path's
+    # follow-up, "confirmed: admitted from internet".
+    CONFIRMED = "confirmed"
 
 
 @dataclass(frozen=True)
@@ -464,6 +468,7 @@ class FindingChange:
     kind: ChangeKind
     finding: Finding
     previous_severity: Severity | None = None
+    confirmed_by: str | None = None  # for CONFIRMED: the proving finding, "KV101 [internet]: ..."
 
 
 @dataclass(frozen=True)
@@ -482,6 +487,10 @@ class FindingRecord:
     # When the stored evidence and summary were written: evidence that only moved (a count grew)
     # is refreshed now and then, not on every scan (see monitor.judge.lifecycle.EVIDENCE_REFRESH).
     evidence_at: dt.datetime | None = None
+    # For a finding that claims an exposure: when a probe first proved it in this open period,
+    # and the proving finding (``FindingChange.confirmed_by``); cleared when it reopens.
+    confirmed_at: dt.datetime | None = None
+    confirmed_by: str | None = None
 
     @property
     def id(self) -> str:

@@ -67,6 +67,7 @@ _EVENT_OF_CHANGE = {
     ChangeKind.OPENED: Event.OPENED,
     ChangeKind.REOPENED: Event.OPENED,
     ChangeKind.CHANGED: Event.CHANGED,
+    ChangeKind.CONFIRMED: Event.CHANGED,  # an open finding proven by a probe
     ChangeKind.RESOLVED: Event.RESOLVED,
 }
 

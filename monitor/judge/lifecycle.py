@@ -8,6 +8,11 @@ subscription instead). Rules it keeps:
 - a finding resolves only when its vault was assessed in a *complete* scan and the finding was
   not seen; incomplete evidence (a timeout, partial logs) never resolves anything;
 - a resolved finding seen again reopens (``occurrences`` + 1), keeping ``first_seen``;
+- a finding that claims an exposure (``Exposure.CLAIMED``: KV001 says the vault is open to every
+  address) is confirmed when a finding that proves one (``Exposure.PROVEN``: KV101, admitted from a
+  vantage point that should be refused) is open on the same vault in the same scan: recorded once
+  per open period (``confirmed_at``, ``confirmed_by``) and told once, as ``confirmed`` or on the
+  change that opens it; the event path's probe follow-up is where this happens;
 - "changed" means the severity changed; a new summary or evidence (a caller's count grows, a
   probe's timing differs) is stored without telling anyone;
 - suppressed findings are recorded with status suppressed (reason and expiry in the record) and
@@ -24,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, replace
 
+from monitor.judge.rules.base import Exposure
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import ChangeKind, EvidenceSource, Finding, FindingChange, FindingRecord, FindingStatus
 
@@ -63,12 +69,14 @@ def reconcile(
     complete = {key.lower() for key in complete_vaults} & assessed
     missing = {key.lower(): frozenset(sources) for key, sources in (incomplete_sources or {}).items()}
     seen = _dedupe(current)
+    proofs = _proofs(seen.values())
     records: list[FindingRecord] = []
     changes: list[FindingChange] = []
     written: set[str] = set()
 
     for finding_id, finding in seen.items():
-        record, change = _observe(previous.get(finding_id), finding, now)
+        proof = proofs.get(finding.vault_id.lower()) if _exposure(finding) is Exposure.CLAIMED else None
+        record, change = _observe(previous.get(finding_id), finding, now, proof=proof)
         if record is not None:
             records.append(record)
             written.add(finding_id)
@@ -112,16 +120,26 @@ def _evidence_answered(finding: Finding, missing: AbstractSet[EvidenceSource]) -
 
 
 def _observe(
-    prior: FindingRecord | None, finding: Finding, now: dt.datetime
+    prior: FindingRecord | None, finding: Finding, now: dt.datetime, *, proof: str | None
 ) -> tuple[FindingRecord | None, FindingChange | None]:
-    """The record to write (None: unchanged) and the change to announce for one seen finding."""
+    """The record to write (None: unchanged) and the change to announce for one seen finding.
+    ``proof``: the finding that proves this one's claimed exposure in this scan, if any."""
     status = FindingStatus.SUPPRESSED if finding.suppressed else FindingStatus.OPEN
     announce = status == FindingStatus.OPEN
+    confirmed_at = now if proof is not None else None
     if prior is None:
         record = FindingRecord(
-            finding=finding, status=status, first_seen=now, last_seen=now, last_changed=now, evidence_at=now
+            finding=finding,
+            status=status,
+            first_seen=now,
+            last_seen=now,
+            last_changed=now,
+            evidence_at=now,
+            confirmed_at=confirmed_at,
+            confirmed_by=proof,
         )
-        return record, FindingChange(kind=ChangeKind.OPENED, finding=finding) if announce else None
+        opened = FindingChange(kind=ChangeKind.OPENED, finding=finding, confirmed_by=proof)
+        return record, opened if announce else None
     if prior.status == FindingStatus.RESOLVED:
         record = replace(
             prior,
@@ -132,33 +150,65 @@ def _observe(
             occurrences=prior.occurrences + 1,
             resolved_at=None,
             evidence_at=now,
+            confirmed_at=confirmed_at,  # a new open period: what proved the last one proves nothing
+            confirmed_by=proof,
         )
-        return record, FindingChange(kind=ChangeKind.REOPENED, finding=finding) if announce else None
-    # Only a new severity is news. Evidence moves on every scan (a caller's count grows, a probe's
-    # timing differs): it is stored, but announcing it would flood the channels.
+        reopened = FindingChange(kind=ChangeKind.REOPENED, finding=finding, confirmed_by=proof)
+        return record, reopened if announce else None
+    # Only a new severity, or a first proof, is news. Evidence moves on every scan (a caller's count
+    # grows, a probe's timing differs): it is stored, but announcing it would flood the channels.
     notable = prior.finding.severity != finding.severity
     status_changed = prior.status != status
-    if not status_changed and prior.finding == finding:
+    confirming = proof is not None and prior.confirmed_at is None
+    if not confirming and not status_changed and prior.finding == finding:
         return None, None
-    if not status_changed and not notable and _only_evidence_moved(prior, finding, now):
+    if not confirming and not status_changed and not notable and _only_evidence_moved(prior, finding, now):
         return None, None  # the vault's last-seen marker says it was seen
     record = replace(
         prior,
         finding=finding,
         status=status,
         last_seen=now,
-        last_changed=now if notable or status_changed else prior.last_changed,
+        last_changed=now if notable or status_changed or confirming else prior.last_changed,
         evidence_at=now,
+        confirmed_at=now if confirming else prior.confirmed_at,
+        confirmed_by=proof if confirming else prior.confirmed_by,
     )
     if not announce:
         return record, None
+    told_proof = proof if confirming else None
     if status_changed:  # its suppression lapsed or was removed: news to whoever watches
-        return record, FindingChange(kind=ChangeKind.OPENED, finding=finding)
+        return record, FindingChange(kind=ChangeKind.OPENED, finding=finding, confirmed_by=told_proof)
     if notable:
         return record, FindingChange(
-            kind=ChangeKind.CHANGED, finding=finding, previous_severity=prior.finding.severity
+            kind=ChangeKind.CHANGED,
+            finding=finding,
+            previous_severity=prior.finding.severity,
+            confirmed_by=told_proof,
         )
+    if confirming:
+        return record, FindingChange(kind=ChangeKind.CONFIRMED, finding=finding, confirmed_by=proof)
     return record, None
+
+
+def _proofs(findings: Iterable[Finding]) -> dict[str, str]:
+    """Per vault key, the open finding of an ``Exposure.PROVEN`` rule that proves the vault's
+    claimed exposures, as ``FindingRecord.confirmed_by`` names it: one from a vantage point outside
+    the VNet first (the internet got in), then the most severe, then by id."""
+    proven = sorted(
+        (f for f in findings if not f.suppressed and _exposure(f) is Exposure.PROVEN),
+        key=lambda f: (f.evidence.get("vantage_inside") is not False, -f.severity.rank, f.id),
+    )
+    proofs: dict[str, str] = {}
+    for finding in proven:
+        subject = f" [{finding.subject}]" if finding.subject else ""
+        proofs.setdefault(finding.vault_id.lower(), f"{finding.rule_id}{subject}: {finding.summary}")
+    return proofs
+
+
+def _exposure(finding: Finding) -> Exposure:
+    rule = RULES_BY_ID.get(finding.rule_id)
+    return rule.exposure if rule is not None else Exposure.NONE
 
 
 def _only_evidence_moved(prior: FindingRecord, finding: Finding, now: dt.datetime) -> bool:

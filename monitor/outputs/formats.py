@@ -156,7 +156,8 @@ def to_json(
 
 
 def change_json(change: FindingChange) -> dict[str, Any]:
-    return {"change": change.kind.value, **finding_json(change.finding)}
+    confirmed = {"confirmed_by": change.confirmed_by} if change.confirmed_by else {}
+    return {"change": change.kind.value, **finding_json(change.finding), **confirmed}
 
 
 def change_lines(changes: Sequence[FindingChange]) -> list[str]:
@@ -169,6 +170,7 @@ def change_lines(changes: Sequence[FindingChange]) -> list[str]:
         lines.append(
             f"  {change.kind.value:<9} {finding.severity.value:<8} {finding.rule_id} {finding.vault_name}"
             f"{' [' + finding.subject + ']' if finding.subject else ''}: {finding.summary or finding.title}"
+            + (f" (confirmed by the probes: {change.confirmed_by})" if change.confirmed_by else "")
         )
     return lines
 

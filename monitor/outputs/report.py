@@ -407,7 +407,13 @@ def _findings(findings: list[Finding]) -> list[dict[str, Any]]:
     ]
 
 
-_CHANGE_ORDER = {ChangeKind.OPENED: 0, ChangeKind.REOPENED: 1, ChangeKind.CHANGED: 2, ChangeKind.RESOLVED: 3}
+_CHANGE_ORDER = {
+    ChangeKind.OPENED: 0,
+    ChangeKind.REOPENED: 1,
+    ChangeKind.CONFIRMED: 2,
+    ChangeKind.CHANGED: 3,
+    ChangeKind.RESOLVED: 4,
+}
 
 
 def _changes(changes: list[FindingChange]) -> list[dict[str, Any]]:
@@ -423,6 +429,7 @@ def _changes(changes: list[FindingChange]) -> list[dict[str, Any]]:
             "title": change.finding.title,
             "subject": change.finding.subject,
             "summary": change.finding.summary,
+            "confirmed_by": change.confirmed_by,
         }
         for change in ordered
     ]

@@ -402,6 +402,8 @@ def finding_to_properties(record: FindingRecord) -> Properties:
         "evidence_at": iso(record.evidence_at),
         "occurrences": record.occurrences,
         "resolved_at": iso(record.resolved_at),
+        "confirmed_at": iso(record.confirmed_at),
+        "confirmed_by": fit_text(record.confirmed_by) if record.confirmed_by is not None else None,
     }
     return _without_none(properties)
 
@@ -439,6 +441,8 @@ def finding_from_properties(properties: Mapping[str, Any], etag: str | None) -> 
         occurrences=int(properties.get("occurrences", 1)),
         resolved_at=parse_time(properties.get("resolved_at")),
         etag=etag,
+        confirmed_at=parse_time(properties.get("confirmed_at")),
+        confirmed_by=properties.get("confirmed_by"),
     )
 
 

@@ -160,3 +160,70 @@ def test_suppressed_findings_are_recorded_not_announced() -> None:
 def test_duplicate_findings_in_one_scan_become_one_record() -> None:
     result = run([], [finding(severity=Severity.LOW), finding(severity=Severity.CRITICAL)])
     assert len(result.records) == 1 and result.records[0].finding.severity == Severity.CRITICAL
+
+
+# -- confirmation: a probe's proof of a claimed exposure -------------------------------------------
+
+CLAIM = finding(rule="KV001")  # Exposure.CLAIMED: open to every address, says the configuration
+PROOF = finding(
+    rule="KV101", subject="internet", severity=Severity.CRITICAL, summary="admitted from internet"
+)
+
+
+def test_a_proof_in_a_later_scan_confirms_the_open_claim_once() -> None:
+    first = run([stored(CLAIM)], [CLAIM, PROOF])
+    assert [(c.kind, c.finding.rule_id, c.confirmed_by) for c in first.changes] == [
+        (ChangeKind.CONFIRMED, "KV001", "KV101 [internet]: admitted from internet"),
+        (ChangeKind.OPENED, "KV101", None),
+    ]
+    claim = next(r for r in first.records if r.finding.rule_id == "KV001")
+    assert (claim.confirmed_at, claim.confirmed_by, claim.last_changed) == (
+        LATER,
+        "KV101 [internet]: admitted from internet",
+        LATER,
+    )
+
+    # The follow-up delivered again, or the next scan: confirmed already, nothing to tell.
+    again = run([claim, stored(PROOF, at=LATER)], [CLAIM, PROOF], now=LATER + dt.timedelta(minutes=1))
+    assert again.changes == () and again.records == ()
+
+
+def test_a_claim_and_its_proof_in_one_scan_open_once_with_the_proof() -> None:
+    result = run([], [CLAIM, PROOF])
+    assert [(c.kind, c.finding.rule_id, c.confirmed_by) for c in result.changes] == [
+        (ChangeKind.OPENED, "KV001", "KV101 [internet]: admitted from internet"),
+        (ChangeKind.OPENED, "KV101", None),
+    ]
+    assert next(r for r in result.records if r.finding.rule_id == "KV001").confirmed_at == LATER
+
+
+def test_a_proof_confirms_only_claims_of_its_own_vault() -> None:
+    other_vault_claim = finding("kv-data", rule="KV001")
+    not_a_claim = finding(rule="KV013", severity=Severity.INFO)  # Exposure.NONE
+    result = run([stored(other_vault_claim), stored(not_a_claim)], [other_vault_claim, not_a_claim, PROOF])
+    assert [(c.kind, c.finding.rule_id) for c in result.changes] == [(ChangeKind.OPENED, "KV101")]
+
+
+def test_a_suppressed_proof_confirms_nothing_and_a_suppressed_claim_is_confirmed_silently() -> None:
+    quiet_proof = finding(rule="KV101", subject="internet", suppression=SUPPRESSION)
+    assert run([stored(CLAIM)], [CLAIM, quiet_proof]).changes == ()
+
+    quiet_claim = finding(rule="KV001", suppression=SUPPRESSION)
+    result = run([stored(quiet_claim, status=FindingStatus.SUPPRESSED), stored(PROOF)], [quiet_claim, PROOF])
+    assert result.changes == ()
+    (record,) = result.records
+    assert record.confirmed_at == LATER
+
+
+def test_a_reopened_claim_starts_unconfirmed_without_a_proof() -> None:
+    confirmed = stored(
+        CLAIM,
+        status=FindingStatus.RESOLVED,
+        resolved_at=T0,
+        confirmed_at=T0,
+        confirmed_by="KV101 [internet]: old",
+    )
+    result = run([confirmed], [CLAIM])
+    (record,) = result.records
+    assert (record.status, record.confirmed_at, record.confirmed_by) == (FindingStatus.OPEN, None, None)
+    assert [(c.kind, c.confirmed_by) for c in result.changes] == [(ChangeKind.REOPENED, None)]

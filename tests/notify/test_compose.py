@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from typing import Any
@@ -32,6 +33,7 @@ from monitor.outputs.notify.compose import (
 from tests.notify.factories import SCAN_TIME, change, many_changes, mixed_changes
 
 REPORT = "https://reports.example.org/kvmon/{scan_id}.html"
+PROOF = "KV101 [internet]: admitted from internet (HTTP 404 for a missing secret)"
 
 
 def channel(kind: ChannelKind, **options: Any) -> ChannelConfig:
@@ -61,6 +63,10 @@ TEAMS_COMPOSITIONS = {
     "changed-downgrade": lambda: (
         channel(ChannelKind.TEAMS),
         digest([change(ChangeKind.CHANGED, severity=Severity.LOW, previous=Severity.CRITICAL)]),
+    ),
+    "confirmed": lambda: (
+        channel(ChannelKind.TEAMS),
+        digest([dataclasses.replace(change(ChangeKind.CONFIRMED), confirmed_by=PROOF)]),
     ),
     "no-remediation": lambda: (
         channel(ChannelKind.TEAMS),
@@ -279,7 +285,7 @@ def test_webhook_document_follows_schema_v1() -> None:
     assert changed["previous_severity"] == "medium" and changed["event"] == "changed"
     assert set(reopened) == {
         "event", "kind", "finding_id", "rule_id", "title", "severity", "previous_severity",
-        "vault", "subject", "summary", "remediation",
+        "vault", "subject", "summary", "remediation", "confirmed_by",
     }  # fmt: skip
 
 
@@ -317,3 +323,20 @@ def test_a_downgrade_reaches_channels_that_followed_the_old_severity() -> None:
 def test_message_ids_are_deterministic_per_scan_and_channel() -> None:
     assert message_id("scan-1", "ops") == message_id("scan-1", "ops")
     assert len({message_id("scan-1", "ops"), message_id("scan-2", "ops"), message_id("scan-1", "sec")}) == 3
+
+
+def test_a_confirmation_says_which_probe_proved_the_finding_in_every_format() -> None:
+    confirmed = dataclasses.replace(change(ChangeKind.CONFIRMED), confirmed_by=PROOF)
+    teams = json.dumps(compose(channel(ChannelKind.TEAMS), digest([confirmed])))
+    slack = compose(channel(ChannelKind.SLACK), digest([confirmed]))
+    webhook = compose(channel(ChannelKind.WEBHOOK), digest([confirmed]))
+    assert webhook is not None and slack is not None
+
+    assert "**Confirmed**" in teams and f"Confirmed by the probes: {PROOF}" in teams
+    assert "*Confirmed*" in json.dumps(slack) and f"Confirmed by the probes: {PROOF}" in json.dumps(slack)
+    (line,) = webhook["changes"]
+    assert (line["event"], line["kind"], line["confirmed_by"]) == ("changed", "confirmed", PROOF)
+    # A channel told only openings and resolutions is not told a confirmation.
+    assert (
+        compose(channel(ChannelKind.WEBHOOK, events=frozenset({Event.OPENED})), digest([confirmed])) is None
+    )

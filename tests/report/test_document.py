@@ -170,7 +170,13 @@ def test_step2_refusals_carry_the_client_address() -> None:
         ("resolved", "KV201"),
         ("resolved", "KV002"),
     ]
-    assert document["counts"]["changes"] == {"opened": 1, "reopened": 0, "changed": 0, "resolved": 4}
+    assert document["counts"]["changes"] == {
+        "opened": 1,
+        "reopened": 0,
+        "changed": 0,
+        "resolved": 4,
+        "confirmed": 0,
+    }
 
 
 def test_counts_findings_and_config_summary() -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.judge.rules.catalog import RULES_BY_ID, InvalidRule, build_catalog
 from monitor.model import (
     EvidenceSource,
@@ -67,6 +67,15 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "source as text": ({"source": "probes"}, "the source 'probes' is not an EvidenceSource"),
     "category as text": ({"category": "drift"}, "the category 'drift' is not a RuleCategory"),
     "no rationale": ({"rationale": ""}, "no rationale: write it as the check's docstring"),
+    "exposure as text": ({"exposure": "claimed"}, "the exposure 'claimed' is not an Exposure"),
+    "proof from the configuration": (
+        {"exposure": Exposure.PROVEN, "source": EvidenceSource.CONFIGURATION},
+        "only a rule that reads the probes proves an exposure",
+    ),
+    "claim from the probes": (
+        {"exposure": Exposure.CLAIMED, "source": EvidenceSource.PROBES},
+        "only a rule that reads the configuration claims an exposure",
+    ),
     "unknown placeholder": (
         {"remediation_cli": "az keyvault show --name {vault} --subscription {subscription}"},
         "the CLI remediation uses unknown placeholders ['vault']: use name, resource_group, "

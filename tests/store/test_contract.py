@@ -145,7 +145,11 @@ def test_findings_round_trip_with_suppression_and_filters(store: EntityStore) ->
         owner="sec@contoso.com",
         expires=dt.date(2026, 6, 30),
     )
-    open_one = record(finding("kv-app", "KV004", subject="203.0.113.10/32"))
+    open_one = record(
+        finding("kv-app", "KV001", subject="confirmed"),
+        confirmed_at=T0 + HOUR,
+        confirmed_by="KV101 [internet]: admitted from internet",
+    )
     suppressed = record(finding("kv-app", "KV001", suppression=suppression), status=FindingStatus.SUPPRESSED)
     resolved = record(
         finding("kv-data", "KV002", subscription=SUB_B), status=FindingStatus.RESOLVED, resolved_at=T0 + HOUR
@@ -167,6 +171,10 @@ def test_findings_round_trip_with_suppression_and_filters(store: EntityStore) ->
     assert (
         set(store.load_findings(vault_keys=[resolved.finding.vault_id], status=FindingStatus.OPEN)) == set()
     )
+    # Many vaults of a partition: read as the partition, filtered here, to the same answer.
+    many = [open_one.finding.vault_id] + [finding(f"kv-other-{i}").vault_id for i in range(4)]
+    assert set(store.load_findings(vault_keys=many)) == {open_one.id, suppressed.id}
+    assert set(store.load_findings(vault_keys=many, status=FindingStatus.OPEN)) == {open_one.id}
 
 
 def test_create_if_absent_and_etag_conflicts_name_the_records_and_write_the_rest(store: EntityStore) -> None:

@@ -7,8 +7,9 @@ To add a rule, in the family module for its service and what it reads (Key Vault
 1. write the check, a pure function of ``VaultFacts`` that yields ``Hit``s, with the rationale (why
    the finding matters, one paragraph) as its docstring;
 2. put ``@rule(id=..., severity=..., title=..., source=..., category=..., remediation_cli=...,
-   remediation_bicep=..., references=(...), baseline_keys=(...))`` on it: ``source`` is the
-   evidence that must have answered before its findings may resolve;
+   remediation_bicep=..., references=(...), baseline_keys=(...), exposure=...)`` on it: ``source``
+   is the evidence that must have answered before its findings may resolve, ``exposure`` whether
+   its finding claims or proves that the vault admits too much (``Exposure``);
 3. add it to the module's ``RULES``;
 4. give it a case where it fires and one where it stays quiet in ``tests/rules/test_catalog.py``
    (that test fails until it has them), and tests of its own beside its family's.
@@ -86,6 +87,17 @@ class RuleCategory(StrEnum):
     DRIFT = "drift"  # the configuration against the stored one
 
 
+class Exposure(StrEnum):
+    """What a rule's finding says about who can reach the vault. A finding of a ``PROVEN`` rule
+    (a vantage point was admitted where it must be refused) confirms the open ``CLAIMED`` findings
+    of the same vault (the configuration says it admits too much): the lifecycle records it and
+    tells it once (``ChangeKind.CONFIRMED``)."""
+
+    NONE = "none"
+    CLAIMED = "claimed"
+    PROVEN = "proven"
+
+
 @dataclass(frozen=True)
 class Rule:
     id: str
@@ -99,6 +111,7 @@ class Rule:
     references: tuple[str, ...]
     check: Check
     baseline_keys: tuple[str, ...] = ()  # the baseline keys the check reads, e.g. "expect.default_action"
+    exposure: Exposure = Exposure.NONE
 
     def remediation_for(self, posture: VaultPosture, subject: str = "") -> str:
         return self.remediation_cli.format(
@@ -120,6 +133,7 @@ class Rule:
             "references": list(self.references),
             "source": self.source.value,
             "baseline_keys": list(self.baseline_keys),
+            "exposure": self.exposure.value,
         }
 
 
@@ -134,6 +148,7 @@ def rule(
     remediation_bicep: str,
     references: tuple[str, ...],
     baseline_keys: tuple[str, ...] = (),
+    exposure: Exposure = Exposure.NONE,
 ) -> Callable[[Check], Rule]:
     """Make the decorated check a ``Rule``; its docstring is the rationale (one paragraph: the
     lines are joined with single spaces, as ``kvmon rules`` and SARIF show it)."""
@@ -151,6 +166,7 @@ def rule(
             references=references,
             check=check,
             baseline_keys=baseline_keys,
+            exposure=exposure,
         )
 
     return build

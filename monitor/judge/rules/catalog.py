@@ -15,7 +15,7 @@ import string
 from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Rule, RuleCategory
+from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Exposure, Rule, RuleCategory
 from monitor.judge.rules.keyvault import config, drift, logs, probes
 from monitor.model import EvidenceSource, Severity
 
@@ -53,6 +53,12 @@ def _problem(rule: Rule) -> str | None:
         return f"the source {rule.source!r} is not an EvidenceSource"
     if not isinstance(rule.category, RuleCategory):
         return f"the category {rule.category!r} is not a RuleCategory"
+    if not isinstance(rule.exposure, Exposure):
+        return f"the exposure {rule.exposure!r} is not an Exposure"
+    if rule.exposure is Exposure.PROVEN and rule.source is not EvidenceSource.PROBES:
+        return "only a rule that reads the probes proves an exposure"
+    if rule.exposure is Exposure.CLAIMED and rule.source is not EvidenceSource.CONFIGURATION:
+        return "only a rule that reads the configuration claims an exposure"
     if not rule.rationale:
         return "no rationale: write it as the check's docstring"
     try:

@@ -51,6 +51,7 @@ _LABEL = {
     ChangeKind.REOPENED: "Reopened",
     ChangeKind.CHANGED: "Changed",
     ChangeKind.RESOLVED: "Resolved",
+    ChangeKind.CONFIRMED: "Confirmed",
 }
 _SEVERITIES_DOWN = tuple(sorted(Severity, key=lambda s: s.rank, reverse=True))
 
@@ -88,10 +89,15 @@ class ChangeLine:
     subject: str
     summary: str
     remediation: str
+    confirmed_by: str | None = None  # the probe finding that proves this one's exposure
 
     @property
     def label(self) -> str:
         return _LABEL[self.kind]
+
+    @property
+    def confirmation(self) -> str | None:
+        return f"Confirmed by the probes: {self.confirmed_by}" if self.confirmed_by else None
 
 
 @dataclass(frozen=True)
@@ -229,6 +235,7 @@ def _line(change: FindingChange) -> ChangeLine:
         subject=_clip(finding.subject, MAX_TITLE),
         summary=_clip(finding.summary, MAX_SUMMARY),
         remediation=_clip(finding.remediation, MAX_REMEDIATION),
+        confirmed_by=_clip(change.confirmed_by, MAX_SUMMARY) if change.confirmed_by else None,
     )
 
 
@@ -363,6 +370,16 @@ def _teams_line(line: ChangeLine) -> list[dict[str, Any]]:
     ]
     if line.summary:
         blocks.append({"type": "TextBlock", "text": line.summary, "wrap": True, "spacing": "None"})
+    if line.confirmation:
+        blocks.append(
+            {
+                "type": "TextBlock",
+                "text": line.confirmation,
+                "weight": "Bolder",
+                "wrap": True,
+                "spacing": "None",
+            }
+        )
     if line.remediation and line.event is not Event.RESOLVED:
         blocks.append(
             {
@@ -481,6 +498,8 @@ def _slack_line(line: ChangeLine) -> str:
     )
     if line.summary:
         text += f"\n>{_slack_escape(line.summary)}"
+    if line.confirmation:
+        text += f"\n>*{_slack_escape(line.confirmation)}*"
     if line.remediation and line.event is not Event.RESOLVED:
         command = line.remediation.replace("`", "'")
         text += f"\n`{_slack_escape(command)}`"
@@ -533,6 +552,7 @@ def _webhook_document(
                 "subject": line.subject,
                 "summary": line.summary,
                 "remediation": line.remediation,
+                "confirmed_by": line.confirmed_by,
             }
             for line in lines
         ],

@@ -92,6 +92,42 @@ def test_an_event_is_told_at_once_naming_the_actor_and_its_probes_follow(
     assert lab.sinks.messages("teams"), "the probes' verdict was not told"
 
 
+def test_the_follow_up_confirms_the_config_alert_once(
+    lab: LabServices, app_settings: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    channels = json.loads(app_settings["KVMON_CHANNELS"])
+    channels.append({"name": "siem", "kind": "webhook", "url_setting": "KVMON_SIEM_URL"})
+    monkeypatch.setenv("KVMON_CHANNELS", json.dumps(channels))
+    monkeypatch.setenv("KVMON_SIEM_URL", lab.sinks.webhook_url())
+    vault = _vault(lab, "kv-se-demo")  # the walkthrough's: open to the internet (defaultAction Allow)
+
+    deliver([event_grid_event(vault)])  # the config alert: KV001 opened, not yet proven
+    (alert,) = lab.sinks.messages("webhook")
+    assert ("opened", "KV001", None) in {
+        (c["kind"], c["rule_id"], c["confirmed_by"]) for c in alert.json()["changes"]
+    }
+    (job,) = _jobs(app_settings)
+    lab.sinks.clear()
+
+    follow_up = func.QueueMessage(id="follow-up", body=json.dumps(job).encode())
+    call("scan_worker", follow_up)
+
+    (proof,) = lab.sinks.messages("webhook")
+    changes = {(c["kind"], c["rule_id"]): c for c in proof.json()["changes"]}
+    assert ("opened", "KV101") in changes
+    confirmed = changes[("confirmed", "KV001")]
+    assert confirmed["event"] == "changed" and confirmed["confirmed_by"].startswith("KV101 [")
+    assert "Confirmed by the probes: KV101" in json.dumps(lab.sinks.messages("teams")[0].json())
+    store = store_from_environment(app_settings)
+    (claim,) = [r for r in store.load_findings().values() if r.finding.rule_id == "KV001"]
+    store.close()
+    assert claim.confirmed_at is not None and claim.confirmed_by == confirmed["confirmed_by"]
+
+    lab.sinks.clear()
+    call("scan_worker", follow_up)  # the queue delivered the follow-up again: nothing new to tell
+    assert lab.sinks.received == []
+
+
 def test_a_cloud_event_is_handled_alike(lab: LabServices, app_settings: dict[str, str]) -> None:
     deliver([cloud_event(_vault(lab, "kv-pl-demo"))])
 

@@ -10,7 +10,7 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 
 from monitor.config.policy import Mode
-from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.model import EvidenceSource, IPNetwork, IpRule, Severity, VaultPosture
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
@@ -105,6 +105,7 @@ _UPDATE = "az keyvault update --name {name} --resource-group {resource_group}"
     title="Public network access is open to every address",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.CONFIGURATION,
+    exposure=Exposure.CLAIMED,
     remediation_cli=f"{_UPDATE} --default-action Deny --bypass AzureServices",
     remediation_bicep=(
         "properties: {\n"
@@ -139,6 +140,7 @@ def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
     title="Virtual network rules give no protection while the default action admits everyone",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.CONFIGURATION,
+    exposure=Exposure.CLAIMED,
     remediation_cli=f"{_UPDATE} --default-action Deny",
     remediation_bicep=(
         "networkAcls: {\n"
@@ -174,6 +176,7 @@ def service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
     title="IP rule admits too much",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.CONFIGURATION,
+    exposure=Exposure.CLAIMED,
     remediation_cli=(
         "az keyvault network-rule remove --name {name} --resource-group {resource_group} "
         "--ip-address {subject}"
@@ -373,6 +376,7 @@ def bypass_differs(facts: VaultFacts) -> Iterator[Hit]:
     title="Private endpoint exists but public access is not disabled",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.CONFIGURATION,
+    exposure=Exposure.CLAIMED,
     remediation_cli=f"{_UPDATE} --public-network-access Disabled",
     remediation_bicep="properties: {\n  publicNetworkAccess: 'Disabled'\n}",
     references=(PRIVATE_LINK, PRIVATE_LINK_DIAGNOSTICS, CLI_KEYVAULT),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from monitor.config.policy import DnsAnswer, Mode, Reach, Vantage, VantageExpectation
-from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.model import EvidenceSource, ProbeResult, Severity, VaultPosture, Verdict
 from monitor.naming.keyvault import private_link_zone
 
@@ -91,6 +91,7 @@ def _refusal(result: ProbeResult) -> str:
     title="Admitted from a vantage point that should be refused",
     source=EvidenceSource.PROBES,
     category=RuleCategory.PROBES,
+    exposure=Exposure.PROVEN,
     remediation_cli=(
         "az keyvault update --name {name} --resource-group {resource_group} --subscription {subscription} "
         "--default-action Deny"
