@@ -2,13 +2,15 @@
 
 For each ``VaultChange`` (``monitor.sources.events`` makes them from Event Grid payloads): fold it
 if its event id was handled already (in this batch, or recorded in the store within the last
-``retention``), else scan that one vault by id (``ScanRequest.vault_id``: one GET, judged against
-the stored posture with the event's actor, stored, notified on a finding's state transition) and
-record the event as processed. The GET is trusted, never the event: two events for one vault, or
-events delivered out of order, each read the vault as it is now, so the last read wins and a
-reordered or repeated delivery cannot reopen what a later read closed. Notification happens only on
-a lifecycle transition, so a duplicate that slips past the record (two deliveries at the same
-instant) finds nothing new to announce.
+``retention``), else claim the id in the store (a record that holds it for ``CLAIM_LEASE``), scan
+that one vault by id (``ScanRequest.vault_id``: one GET, judged against the stored posture with the
+event's actor, stored, notified on a finding's state transition) and record the event as
+processed. Two deliveries of one id at the same instant: the one that lost the claim reads no
+vault and asks Event Grid to deliver again (``IN_PROGRESS``), by which time the event is a
+duplicate, or its claim lapsed because the first handler died. The GET is trusted, never the
+event: two events for one vault, or events delivered out of order, each read the vault as it is
+now, so the last read wins and a reordered or repeated delivery cannot reopen what a later read
+closed. Notification happens only on a lifecycle transition, so nothing is announced twice.
 
 Failure policy. Event Grid retries a delivery the function fails (10 s, 30 s, 1 min, ... for up to
 24 hours) and puts an endpoint that keeps failing on probation, which delays *every* delivery, so
@@ -19,14 +21,17 @@ raising is kept for what a retry can fix:
   Grid delivers the event again in seconds; the event is not recorded as processed;
 - the store down (``StoreUnavailable`` from ``run_scan`` or the record): raised as it is, for the
   same reason; nothing was recorded;
+- the event claimed by another delivery being handled (``IN_PROGRESS``): retried like a transient
+  fault, since that handling may yet fail; by the redelivery it is a duplicate, or its claim has
+  lapsed and this delivery takes it over;
 - a permanent problem never raises: a vault outside the configured subscriptions or an id that is
   not a vault's (``OUT_OF_SCOPE``), a vault ARM says is gone (``GONE``: KV302), ARM refusing the
   read (401, 403, a 404 for the subscription or group: ``ERROR``, not transient). Retrying those
   for a day would only earn the endpoint probation; the error is in the scan's record and the
   timer's next scan is the backstop.
 
-Only a change that was handled (``PROCESSED`` or ``GONE``) is recorded, so a change that failed is
-read again on redelivery or by the timer.
+Only a change that was handled (``PROCESSED`` or ``GONE``) is recorded; the claim of one that was
+not is released, so a change that failed is read again on redelivery or by the timer.
 """
 
 from __future__ import annotations
@@ -43,11 +48,15 @@ from monitor.store.base import ProcessedEvent
 
 # Event Grid's retry horizon: a redelivery comes within a day of the first delivery.
 EVENT_RETENTION = dt.timedelta(hours=24)
+# How long a delivery being handled holds its event: Event Grid's wait for an answer. Past it the
+# delivery has failed from Event Grid's side anyway, and a redelivery may take the event over.
+CLAIM_LEASE = dt.timedelta(seconds=30)
 
 
 class EventStatus(StrEnum):
     PROCESSED = "processed"  # the vault was read and judged
     DUPLICATE = "duplicate"  # its event id was handled already: no GET, no message
+    IN_PROGRESS = "in-progress"  # another delivery of the same id is being handled: retried later
     GONE = "gone"  # ARM said 404: the vault disappeared (KV302)
     OUT_OF_SCOPE = "out-of-scope"  # outside the configured subscriptions: never read
     ERROR = "error"  # the vault could not be read
@@ -110,15 +119,32 @@ def handle_vault_changes(
     ``StoreUnavailable`` when the store is down."""
     outcome = HandledEvents()
     now = runtime.clock()
-    seen = runtime.store.processed_events([c.event_id for c in changes], now=now) if runtime.store else {}
+    store = runtime.store
+    seen = store.processed_events([c.event_id for c in changes], now=now) if store else {}
     handled_here: set[str] = set()
     for change in changes:
-        if change.event_id in seen or change.event_id in handled_here:
+        if change.event_id in handled_here:
             outcome.results.append(ChangeOutcome(change=change, status=EventStatus.DUPLICATE))
+            continue
+        holder = seen.get(change.event_id)
+        if holder is None and store is not None:
+            # Two deliveries of one id at the same instant: one claims it, the other is told so.
+            claim = ProcessedEvent(
+                event_id=change.event_id,
+                vault_key=change.vault_key,
+                outcome=EventStatus.IN_PROGRESS.value,
+                processed_at=now,
+                expires_at=now + CLAIM_LEASE,
+            )
+            holder = store.claim_processed_event(claim, now=now)
+        if holder is not None:
+            outcome.results.append(_held(change, holder))
             continue
         result = _handle_one(change, runtime, subscriptions=subscriptions, probe=probe, notify=notify)
         outcome.results.append(result)
         if not result.handled:
+            if store is not None:
+                store.release_processed_event(change.event_id)  # a redelivery handles it afresh
             continue
         handled_here.add(change.event_id)
         if runtime.store is not None:
@@ -138,6 +164,22 @@ def handle_vault_changes(
         if follow_up is not None and result.status is EventStatus.PROCESSED:
             follow_up(change)
     return outcome
+
+
+def _held(change: VaultChange, holder: ProcessedEvent) -> ChangeOutcome:
+    """A change whose event id has a live record: handled already (a duplicate), or being handled
+    by another delivery right now, which may yet fail: this delivery asks to come again."""
+    if holder.outcome != EventStatus.IN_PROGRESS.value:
+        return ChangeOutcome(change=change, status=EventStatus.DUPLICATE)
+    waiting = (
+        f"event {change.event_id} is being handled by another delivery until {holder.expires_at.isoformat()}"
+    )
+    return ChangeOutcome(
+        change=change,
+        status=EventStatus.IN_PROGRESS,
+        errors=(ScanError(ErrorSource.EVENT, change.vault_id, waiting),),
+        transient=True,
+    )
 
 
 def _handle_one(
@@ -189,6 +231,7 @@ def _transient(error: ScanError) -> bool:
 
 
 __all__ = [
+    "CLAIM_LEASE",
     "EVENT_RETENTION",
     "ChangeOutcome",
     "EventRetry",

@@ -165,6 +165,16 @@ class Store(Protocol):
         """Remember these events as handled (a known id is overwritten); returns entities written."""
         ...
 
+    def claim_processed_event(self, claim: ProcessedEvent, *, now: dt.datetime) -> ProcessedEvent | None:
+        """Write ``claim`` (an event being handled, until its ``expires_at``) unless a record of the
+        event is live at ``now``: None when the claim is this caller's, else the live record (another
+        delivery handling it, or handled it). An expired record is taken over."""
+        ...
+
+    def release_processed_event(self, event_id: str) -> None:
+        """Forget an event's claim: its handling failed, and a redelivery must handle it."""
+        ...
+
     def purge_processed_events(self, *, now: dt.datetime) -> int:
         """Forget the processed events that expired by ``now``; returns how many."""
         ...

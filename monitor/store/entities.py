@@ -409,6 +409,33 @@ class EntityStore:
         ]
         return self._submit_all(EVENTS, operations)
 
+    def claim_processed_event(self, claim: ProcessedEvent, *, now: dt.datetime) -> ProcessedEvent | None:
+        entity = Entity(
+            _EVENTS_PARTITION, encode_key(claim.event_id), codec.processed_event_to_properties(claim)
+        )
+        for _ in range(_MARKER_ATTEMPTS):
+            try:
+                self._submit(EVENTS, [Operation("create", entity)])
+                return None
+            except EntityConflict:
+                pass
+            current = self.backend.get(EVENTS, entity.partition, entity.row)
+            if current is None:
+                continue  # released or purged since: create again
+            recorded = codec.processed_event_from_properties(current.properties)
+            if recorded.expires_at > now:
+                return recorded
+            try:  # a claim whose handler died, or a record past its retention: take it over
+                self._submit(EVENTS, [Operation("replace", replace(entity, etag=current.etag))])
+                return None
+            except EntityConflict:
+                continue
+        raise StoreUnavailable(f"event {claim.event_id}: its record kept changing under this claim")
+
+    def release_processed_event(self, event_id: str) -> None:
+        released = Operation("delete", Entity(_EVENTS_PARTITION, encode_key(event_id)))
+        self._submit_all_on_conflict(EVENTS, [(event_id, released)])  # gone already: released
+
     def purge_processed_events(self, *, now: dt.datetime) -> int:
         expired = [
             (entity.row, Operation("delete", Entity(_EVENTS_PARTITION, entity.row)))

@@ -3,6 +3,7 @@ duplicates folded, reordering harmless, permanent problems never raised, transie
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
@@ -11,10 +12,11 @@ from lab.arm import GET_ROUTE, LIST_ROUTE
 from lab.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY
 from lab.http import Fault
 from lab.services import LabServices
-from monitor.app.events import EventStatus, handle_vault_changes
+from monitor.app.events import CLAIM_LEASE, EventRetry, EventStatus, handle_vault_changes
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.model import ChangeKind, VaultChange, WriteKind
 from monitor.store import Store, StoreUnavailable, open_store
+from monitor.store.base import ProcessedEvent
 from tests.events_handler.conftest import OTHER_SUBSCRIPTION, change, lab_runtime, open_vault, vault_id
 
 SUBSCRIPTIONS = ("00000000-0000-0000-0000-00000000a001",)
@@ -88,6 +90,48 @@ def test_the_same_id_twice_in_one_batch_is_read_once(lab: LabServices, sqlite_st
 
     assert [r.status for r in outcome.results] == [EventStatus.PROCESSED, EventStatus.DUPLICATE]
     assert _gets(lab) == 1
+
+
+def test_a_delivery_of_an_event_another_delivery_is_handling_reads_nothing_and_comes_again(
+    lab: LabServices, sqlite_store: Store
+) -> None:
+    runtime = _ready(lab, sqlite_store)
+    open_vault(lab, "kv-se-demo")
+    event = change(vault_id(lab, "kv-se-demo"))
+    now = runtime.clock()
+    other_delivery = ProcessedEvent(
+        event_id=event.event_id,
+        vault_key=event.vault_key,
+        outcome=EventStatus.IN_PROGRESS.value,
+        processed_at=now,
+        expires_at=now + CLAIM_LEASE,
+    )
+    assert sqlite_store.claim_processed_event(other_delivery, now=now) is None
+
+    held = _handle(runtime, event)
+
+    (result,) = held.results
+    assert result.status is EventStatus.IN_PROGRESS and held.retry
+    assert "being handled by another delivery" in result.errors[0].message
+    assert _gets(lab) == 0 and _messages(lab) == []
+    with pytest.raises(EventRetry):
+        held.raise_for_retry()
+
+    # The other delivery died; Event Grid's redelivery after the lease takes the event over.
+    runtime.clock = lambda: now + CLAIM_LEASE + dt.timedelta(seconds=1)
+    (taken_over,) = _handle(runtime, event).results
+    assert taken_over.status is EventStatus.PROCESSED and _gets(lab) == 1
+
+
+def test_a_failed_change_releases_its_claim(lab: LabServices, sqlite_store: Store) -> None:
+    runtime = _ready(lab, sqlite_store)
+    event = change(vault_id(lab, "kv-se-demo"))
+    lab.arm.server.inject(SE_VAULT_PATH, Fault(status=403, body={"error": {"code": "AuthorizationFailed"}}))
+
+    (refused,) = _handle(runtime, event).results
+
+    assert refused.status is EventStatus.ERROR
+    assert sqlite_store.processed_events([event.event_id], now=runtime.clock()) == {}
 
 
 def test_two_events_for_one_vault_at_once_each_get_and_announce_once(

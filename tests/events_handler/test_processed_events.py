@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from monitor.store.base import ProcessedEvent
@@ -59,3 +60,33 @@ def test_purge_forgets_only_the_expired(store: EntityStore) -> None:
     assert store.purge_processed_events(now=NOW + dt.timedelta(hours=1)) == 1
     assert store.purge_processed_events(now=NOW + dt.timedelta(hours=1)) == 0
     assert set(store.processed_events(["old", "young"], now=NOW)) == {"young"}
+
+
+def test_a_claim_holds_an_event_until_it_lapses_and_a_record_until_it_expires(store: EntityStore) -> None:
+    claim = ProcessedEvent(
+        event_id="e-claimed",
+        vault_key=VAULT,
+        outcome="in-progress",
+        processed_at=NOW,
+        expires_at=NOW + dt.timedelta(seconds=30),
+    )
+    assert store.claim_processed_event(claim, now=NOW) is None  # this caller's
+    assert store.claim_processed_event(claim, now=NOW + dt.timedelta(seconds=5)) == claim  # held
+
+    later = NOW + dt.timedelta(seconds=31)  # the first handler died: its claim lapsed
+    taken_over = dataclasses.replace(claim, processed_at=later, expires_at=later + dt.timedelta(seconds=30))
+    assert store.claim_processed_event(taken_over, now=later) is None
+    assert store.claim_processed_event(claim, now=later) == taken_over
+
+    handled = _event("e-claimed")  # the handler recorded its outcome over its claim
+    store.record_processed_events([handled])
+    assert store.claim_processed_event(claim, now=later) == handled
+
+
+def test_a_released_claim_can_be_claimed_again(store: EntityStore) -> None:
+    claim = _event("e-failed", expires_in=dt.timedelta(seconds=30))
+    assert store.claim_processed_event(claim, now=NOW) is None
+    store.release_processed_event("e-failed")
+    store.release_processed_event("e-failed")  # released twice: no fault
+    assert store.processed_events(["e-failed"], now=NOW) == {}
+    assert store.claim_processed_event(claim, now=NOW) is None
