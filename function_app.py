@@ -16,6 +16,9 @@ a probe deployment neither registers nor imports them, so it starts with probing
   failing lands in ``<queue>-poison`` and ``poison_scan_jobs`` records it as a scan error.
 - ``vault_changed`` (Event Grid): an ARM write or delete of a vault, read again and judged at once,
   its probes queued as a follow-up for ``scan_worker``.
+- ``vault_changed_queue`` (queue ``%KVMON_EVENT_QUEUE%``): the same from Event Grid's Storage queue
+  destination; a message that keeps failing lands in ``<queue>-poison`` and
+  ``poison_vault_changes`` records it as a scan error.
 - ``check_vault`` (GET ``/api/vaults/{name}/check``): an on-demand check of one vault.
 - ``findings`` (GET ``/api/findings``), ``report`` (GET ``/api/report``).
 """
@@ -74,6 +77,12 @@ def _register_monitor_functions(app: func.FunctionApp) -> None:
         # Event Grid's Storage queue destination (a monitor with no public inbound): one event per
         # message, in the subscription's schema; a raised error is retried, then the poison queue.
         handlers.vault_changed(message.get_body(), source="queue message")
+
+    @app.queue_trigger(
+        arg_name="message", queue_name="%KVMON_EVENT_QUEUE%-poison", connection="AzureWebJobsStorage"
+    )
+    def poison_vault_changes(message: func.QueueMessage) -> None:
+        handlers.poison_vault_change(message.get_body(), message_id=message.id or "")
 
     @app.route(route="vaults/{name}/check", methods=["GET"])
     def check_vault(req: func.HttpRequest) -> func.HttpResponse:

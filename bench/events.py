@@ -35,6 +35,7 @@ The inputs are seeded (the estate, the vaults written, the emulator's duplicates
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import json
 import math
@@ -85,6 +86,8 @@ from monitor.config.settings import Settings  # noqa: E402
 LOOSENABLE_KINDS = ("se-deny", "ip-good")
 PROBE_RULE = re.compile(r"\bKV1\d\d\b")  # the rules judged on the probes' results
 RULE = re.compile(r"\bKV\d{3}\b")
+# A change line, Teams' "**Opened** · HIGH · KV001 ..." or Slack's "*Opened* · *HIGH* · `KV001` ...".
+CHANGE_LINE = re.compile(r"\b(Opened|Reopened|Changed|Confirmed|Resolved)\*+ · .*?\b(KV\d{3})\b")
 VAULT_NAME = re.compile(r"\bkv\d{5}-[a-z]+-?[a-z]*\b")
 CHANNELS = ("teams", "slack")
 WRITER = {"upn": "mallory@contoso.example", "name": "Mallory Example"}
@@ -103,6 +106,7 @@ class Message:
     arrived: float  # time.monotonic()
     vaults: frozenset[str]
     rules: frozenset[str]
+    changes: frozenset[tuple[str, str]]  # (kind, rule) of each change line
 
     @property
     def confirms(self) -> bool:
@@ -121,11 +125,14 @@ class TimedSink(WebhookSink):
         super()._record(service, request, rejected)
         if rejected is None:
             text = request.body.decode("utf-8", "replace")
+            with contextlib.suppress(ValueError):  # JSON escapes undone: lines read as people see them
+                text = json.dumps(json.loads(text), ensure_ascii=False)
             message = Message(
                 channel=service,
                 arrived=arrived,
                 vaults=frozenset(VAULT_NAME.findall(text)),
                 rules=frozenset(RULE.findall(text)),
+                changes=frozenset(CHANGE_LINE.findall(text)),
             )
             with self._lock:
                 self.timed.append(message)
@@ -398,8 +405,9 @@ def arrivals(written: Sequence[Written], messages: Sequence[Message]) -> dict[st
                 confirmation[channel].append(min(confirmed))
             else:
                 missing_confirmations += 1
+    # A finding is told once per change: opened, then confirmed by the probes, is two changes.
     per_finding = Counter(
-        (m.channel, vault, rule) for m in messages for vault in m.vaults for rule in m.rules
+        (m.channel, vault, rule, kind) for m in messages for vault in m.vaults for kind, rule in m.changes
     )
     return {
         "alert_s": {channel: summary(values) for channel, values in alert.items()},
@@ -412,8 +420,8 @@ def arrivals(written: Sequence[Written], messages: Sequence[Message]) -> dict[st
         "confirmations_missing": missing_confirmations,
         "findings_announced": len(per_finding),
         "findings_announced_more_than_once": sorted(
-            f"{channel} {vault} {rule} x{count}"
-            for (channel, vault, rule), count in per_finding.items()
+            f"{channel} {vault} {rule} {kind} x{count}"
+            for (channel, vault, rule, kind), count in per_finding.items()
             if count > 1
         ),
     }

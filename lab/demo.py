@@ -20,12 +20,13 @@ settings) through the walkthrough:
    reopens kv-se-demo (defaultAction Allow) through ARM between two scheduled scans. The lab's
    ARM publishes the write; the lab's Event Grid delivers it twice (at least once) to an Event
    Grid triggered function, each delivery decoded by azure-functions' own converter
-   (``lab.eventgrid.FunctionTarget``), which runs kvmon's event path: ``parse_payload`` of
-   ``monitor.sources.events``, then ``monitor.app.events.handle_vault_changes`` (one GET, judged
-   without probes, stored, told; the duplicate folded). Teams and Slack name the person and the
+   (``lab.eventgrid.FunctionTarget``), which runs kvmon's event path as ``vault_changed`` does:
+   ``monitor.app.events.handle_delivery`` (one GET, judged without probes, stored, told; the
+   duplicate folded). Teams and Slack name the person and the
    address ARM saw within seconds, with no timer scan. The probe follow-up the handler queued is
    then run as the queue worker runs it (``scan_worker``'s one-vault request): the internet
-   probe is admitted, which confirms the exposure (KV101). The pipeline's Deny resolves the
+   probe is admitted (KV101), and the message says so: the configuration findings it proves
+   (KV001, KV002) are told as confirmed. The pipeline's Deny resolves the
    configuration findings by event, and its follow-up resolves KV101.
 
 The function of step 4 is the demo's own, not the app's ``vault_changed``: that one reads its
@@ -81,7 +82,7 @@ from lab.eventgrid import DeliveryAttempt, EventGridEmulator, FunctionTarget, Pu
 from lab.services import LabServices
 from lab.sinks import Received
 from lab.tls import lab_pki
-from monitor.app.events import EventStatus, HandledEvents, handle_vault_changes
+from monitor.app.events import EventStatus, HandledEvents, handle_delivery
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.policy import Vantage
@@ -97,7 +98,6 @@ from monitor.model import (
     VaultChange,
 )
 from monitor.outputs.report import MET, build_report_document, render_html
-from monitor.sources.events import parse_payload
 from monitor.store import ScanRun
 
 DEFAULT_REPORT = Path("demo-report.html")
@@ -379,8 +379,9 @@ class SinkCursor:
 class EventHandler:
     """kvmon's Event Grid handler as the Functions host would call it: an Event Grid triggered
     function the lab's ``FunctionTarget`` decodes each event for with azure-functions' own
-    converter. Its body is ``monitor_functions.vault_changed``'s with the demo's runtime (see
-    the module's docstring); the probe follow-ups it queues wait in ``follow_ups``."""
+    converter. It calls ``handle_delivery`` as ``monitor_functions.vault_changed`` does, with the
+    demo's runtime (see the module's docstring); the probe follow-ups it queues wait in
+    ``follow_ups``."""
 
     def __init__(self, runtime: ScanRuntime, *, subscriptions: tuple[str, ...]) -> None:
         self.handled: list[HandledEvents] = []
@@ -389,9 +390,12 @@ class EventHandler:
 
         @app.event_grid_trigger(arg_name="event")
         def vault_changed(event: func.EventGridEvent) -> None:
-            batch = parse_payload(event, source="event", subscriptions=subscriptions)
-            handled = handle_vault_changes(
-                batch.changes, runtime, subscriptions=subscriptions, follow_up=self.follow_ups.append
+            handled = handle_delivery(
+                event,
+                source="event",
+                subscriptions=subscriptions,
+                runtime=lambda: runtime,
+                follow_up=self.follow_ups.append,
             )
             self.handled.append(handled)
             handled.raise_for_retry()
@@ -774,6 +778,7 @@ def _show_event(display: Display, view: EventView, *, vault: str) -> None:
     )
     for kinds, word, style in (
         ((ChangeKind.OPENED, ChangeKind.REOPENED), "opened", "red"),
+        ((ChangeKind.CONFIRMED,), "confirmed by the probes", "red"),
         ((ChangeKind.CHANGED,), "changed", "yellow"),
         ((ChangeKind.RESOLVED,), "resolved", "green"),
     ):
@@ -834,7 +839,7 @@ def _show_messages(
 
 
 # A severity reads HIGH, or HIGH → INFO on a change of severity.
-_CHANGE = r"(Opened|Reopened|Changed|Resolved)\*{1,2} · \*?[A-Z]+(?: → [A-Z]+)?\*? · `?(KV\d{3})"
+_CHANGE = r"(Opened|Reopened|Changed|Confirmed|Resolved)\*{1,2} · \*?[A-Z]+(?: → [A-Z]+)?\*? · `?(KV\d{3})"
 _TEAMS_LINE = re.compile(r"^\*\*" + _CHANGE)
 _SLACK_LINE = re.compile(r"^:[a-z_]+: \*" + _CHANGE)
 

@@ -37,14 +37,19 @@ not is released, so a change that failed is read again on redelivery or by the t
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.errors import InputError, KvmonError
 from monitor.model import ErrorSource, Finding, FindingChange, ScanError, ScanTrigger, VaultChange
+from monitor.sources.events import EventPayloadError, parse_payload
 from monitor.store.base import ProcessedEvent
+
+log = logging.getLogger("kvmon.events")
 
 # Event Grid's retry horizon: a redelivery comes within a day of the first delivery.
 EVENT_RETENTION = dt.timedelta(hours=24)
@@ -101,6 +106,44 @@ class HandledEvents:
 
     def count(self, status: EventStatus) -> int:
         return sum(1 for result in self.results if result.status is status)
+
+
+def handle_delivery(
+    payload: Any,
+    *,
+    source: str,
+    subscriptions: Collection[str],
+    runtime: Callable[[], ScanRuntime],
+    follow_up: Callable[[VaultChange], None] | None = None,
+) -> HandledEvents:
+    """One delivery as a Functions trigger receives it (``parse_payload`` reads every form): each
+    vault change in it handled (``handle_vault_changes``, with the runtime ``runtime`` builds, only
+    when there is one) and logged. A body that is no event payload is logged and dropped, since a
+    redelivery would be the same body. The trigger's shell calls ``raise_for_retry`` on the result."""
+    try:
+        batch = parse_payload(payload, source=source, subscriptions=subscriptions)
+    except EventPayloadError as exc:
+        log.error("%s dropped: %s", source, exc)
+        return HandledEvents()
+    for ignored in batch.outcomes:
+        if ignored.change is None:
+            log.info("event %s %s: %s", ignored.event_id, ignored.verdict, ignored.reason)
+    if not batch.changes:
+        return HandledEvents()
+    handled = handle_vault_changes(
+        batch.changes, runtime(), subscriptions=tuple(subscriptions), follow_up=follow_up
+    )
+    for result in handled.results:
+        log.info(
+            "event %s %s %s: %d findings, %d changes, %d errors",
+            result.change.event_id,
+            result.status,
+            result.change.vault_id,
+            len(result.findings),
+            len(result.changes),
+            len(result.errors),
+        )
+    return handled
 
 
 def handle_vault_changes(
@@ -237,5 +280,6 @@ __all__ = [
     "EventRetry",
     "EventStatus",
     "HandledEvents",
+    "handle_delivery",
     "handle_vault_changes",
 ]

@@ -25,7 +25,7 @@ from azure.core.exceptions import AzureError
 
 from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
 from monitor.app.deployment import credential
-from monitor.app.events import HandledEvents, handle_vault_changes
+from monitor.app.events import HandledEvents, handle_delivery
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, run_scan
 from monitor.azure_errors import describe_exception
@@ -189,18 +189,24 @@ def poison_scan_job(body: bytes, *, message_id: str) -> None:
     )
 
 
-def _record_job_error(*, scope: str, message: str) -> None:
+def _record_job_error(
+    *,
+    scope: str,
+    message: str,
+    source: ErrorSource = ErrorSource.QUEUE,
+    trigger: ScanTrigger = ScanTrigger.QUEUE,
+) -> None:
     log.error("%s: %s", scope, message)
     now = dt.datetime.now(dt.UTC)
     _store().record_scan(
         ScanRun(
-            scan_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-job-error",
+            scan_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-{trigger.value}-error",
             scope=(scope,),
             started_at=now,
             finished_at=now,
             counts={"errors": 1},
-            errors=(ScanError(source=ErrorSource.QUEUE, scope=scope, message=message),),
-            trigger=ScanTrigger.QUEUE,
+            errors=(ScanError(source=source, scope=scope, message=message),),
+            trigger=trigger,
         )
     )
 
@@ -217,35 +223,34 @@ def vault_changed(event: Any, *, source: str = "event") -> HandledEvents:
     settings = Settings.from_environ(os.environ)
     if settings.role is Role.PROBE:
         return HandledEvents()
-    try:
-        batch = parse_payload(event, source=source, subscriptions=settings.subscriptions)
-    except EventPayloadError as exc:
-        log.error("%s dropped: %s", source, exc)  # a redelivery would be the same body
-        return HandledEvents()
-    for outcome in batch.outcomes:
-        if outcome.change is None:
-            log.info("event %s %s: %s", outcome.event_id, outcome.verdict, outcome.reason)
-    if not batch.changes:
-        return HandledEvents()
-    runtime = build_runtime(settings, environ=os.environ, credential=credential())
-    handled = handle_vault_changes(
-        batch.changes,
-        runtime,
+    handled = handle_delivery(
+        event,
+        source=source,
         subscriptions=settings.subscriptions,
+        runtime=lambda: build_runtime(settings, environ=os.environ, credential=credential()),
         follow_up=_probe_follow_up(settings),
     )
-    for result in handled.results:
-        log.info(
-            "event %s %s %s: %d findings, %d changes, %d errors",
-            result.change.event_id,
-            result.status,
-            result.change.vault_id,
-            len(result.findings),
-            len(result.changes),
-            len(result.errors),
-        )
     handled.raise_for_retry()
     return handled
+
+
+def poison_vault_change(body: bytes, *, message_id: str) -> None:
+    """An event from Event Grid's Storage queue destination that failed every attempt: a recorded
+    scan error naming the event and its vault, never a silent loss; the timer's next scan reads
+    the vault (and reports a change no event announced as KV303)."""
+    settings = Settings.from_environ(os.environ)
+    try:
+        changes = parse_payload(body, source="poison message", subscriptions=settings.subscriptions).changes
+    except EventPayloadError:
+        changes = ()
+    named = ", ".join(f"event {c.event_id} for {c.vault_id}" for c in changes) or f"message {message_id}"
+    _record_job_error(
+        scope=changes[0].vault_id if changes else "event queue",
+        message=f"{named} failed on every attempt and was moved to the poison queue; "
+        "the next scheduled scan reads the vault",
+        source=ErrorSource.EVENT,
+        trigger=ScanTrigger.EVENT,
+    )
 
 
 def _probe_follow_up(settings: Settings) -> Callable[[VaultChange], None]:

@@ -21,7 +21,12 @@ def sink_lines(view: ScanView, service: str) -> Counter[tuple[str, str]]:
 
 
 def expected_lines(view: ScanView) -> Counter[tuple[str, str]]:
-    label = {ChangeKind.OPENED: "Opened", ChangeKind.REOPENED: "Reopened", ChangeKind.RESOLVED: "Resolved"}
+    label = {
+        ChangeKind.OPENED: "Opened",
+        ChangeKind.REOPENED: "Reopened",
+        ChangeKind.CONFIRMED: "Confirmed",
+        ChangeKind.RESOLVED: "Resolved",
+    }
     return Counter((label[c.kind], c.finding.rule_id) for c in view.outcome.report.changes)
 
 

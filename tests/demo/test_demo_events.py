@@ -114,9 +114,20 @@ def test_the_probe_follow_up_confirms_from_the_internet(demo: DemoRun) -> None:
     assert follow_up.opened == {SE_VAULT: PROBED}
     assert "internet" in {f.subject for f in follow_up.findings(SE_VAULT) if f.rule_id == "KV101"}
     assert view.follow_up_s > max(view.arrived_s.values())  # the alert did not wait for it
+    confirmed = {
+        change.finding.rule_id: change.confirmed_by
+        for change in follow_up.outcome.report.changes
+        if change.kind is ChangeKind.CONFIRMED
+    }
+    # The configuration's claims, now proven, by the internet's admission above all.
+    assert set(confirmed) == {"KV001", "KV002"}
+    assert all(proof and proof.startswith("KV101 [internet]: ") for proof in confirmed.values())
     for service in ("teams", "slack"):
         assert sink_lines(follow_up, service) == expected_lines(follow_up)
-        assert {rule for _, rule in sink_lines(follow_up, service)} == PROBED
+        assert {rule for _, rule in sink_lines(follow_up, service)} == PROBED | set(confirmed)
+        assert "Confirmed by the probes: KV101 [internet]" in json.dumps(
+            follow_up.messages[service][0].json()
+        )
 
 
 # -- the fix ----------------------------------------------------------------------------------

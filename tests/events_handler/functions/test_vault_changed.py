@@ -214,3 +214,28 @@ def test_vault_changed_queue_reads_the_event_event_grid_wrote_to_the_queue(
     lab.arm.server.request_counts.clear()
     call("vault_changed_queue", func.QueueMessage(id="q-2", body=body))  # redelivered: folded
     assert dict(lab.arm.server.request_counts) == {}
+
+
+def test_an_event_message_that_failed_every_attempt_is_a_recorded_scan_error(
+    lab: LabServices, app_settings: dict[str, str]
+) -> None:
+    (trigger,) = bindings("poison_vault_changes")
+    assert (trigger["type"], trigger["queueName"]) == ("queueTrigger", "%KVMON_EVENT_QUEUE%-poison")
+    vault = _vault(lab, "kv-se-demo")
+    event = event_grid_event(vault, event_id="e-poisoned")
+
+    call("poison_vault_changes", func.QueueMessage(id="q-9", body=json.dumps(event).encode()))
+    call("poison_vault_changes", func.QueueMessage(id="q-10", body=b"not an event"))
+
+    store = store_from_environment(app_settings)
+    runs = store.scan_runs(limit=5)
+    store.close()
+    errors = {(e.source, e.scope, e.message) for run in runs for e in run.errors}
+    assert {run.trigger for run in runs} == {"event"}
+    assert (
+        "event",
+        vault,
+        f"event e-poisoned for {vault} failed on every attempt and was moved to the poison queue; "
+        "the next scheduled scan reads the vault",
+    ) in errors
+    assert any(scope == "event queue" and message.startswith("message q-10 ") for _, scope, message in errors)

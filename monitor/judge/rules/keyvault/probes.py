@@ -118,7 +118,9 @@ def admitted_should_be_refused(facts: VaultFacts) -> Iterator[Hit]:
                     + (f"; the vault saw {seen}" if seen else "")
                 ),
                 subject=vantage.name,
-                evidence=_evidence(result, facts, expected_reach=expected.reach),
+                evidence=_evidence(
+                    result, facts, expected_reach=expected.reach, vantage_inside=vantage.inside
+                ),
             )
 
 
