@@ -36,6 +36,7 @@ from monitor.model import (
     ChangeActor,
     ErrorSource,
     Finding,
+    FindingRecord,
     FindingStatus,
     LogEvidence,
     ProbeResult,
@@ -203,6 +204,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     )
     report.findings = list(evaluation.findings)
     gone: list[Finding] = []
+    vault_findings: Mapping[str, FindingRecord] | None = None  # a one-vault read's stored findings
     if runtime.store is not None and vault_read is not None:
         # Only ARM's 404 makes a vault gone; an error says nothing about it.
         key = vault_read.vault_id.lower()
@@ -210,7 +212,8 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             gone = disappeared_vault_findings(
                 previous={key: previous[key]}, current_keys=(), complete_subscriptions=request.scope
             )
-        report.findings.extend(_drift_kept_open(runtime.store, report))
+        vault_findings = runtime.store.load_findings(vault_keys=[key])
+        report.findings.extend(_drift_kept_open(vault_findings, report))
     elif runtime.store is not None and request.vault_name is None:
         gone = disappeared_vault_findings(
             previous=previous,
@@ -233,7 +236,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     # 5. Remember, then tell.
     tell("storing findings")
     if runtime.store is not None:
-        _remember(runtime.store, request, report, coverage)
+        _remember(runtime.store, request, report, coverage, stored_findings=vault_findings)
     report.finished_at = runtime.clock()
     if request.notify and runtime.notifier is not None and runtime.store is not None:
         tell("notifying")
@@ -299,20 +302,21 @@ def _stored_postures(store: Store, request: ScanRequest) -> Mapping[str, Posture
     return store.load_postures(subscriptions=request.scope)
 
 
-def _drift_kept_open(store: Store, report: ScanReport) -> list[Finding]:
+def _drift_kept_open(stored: Mapping[str, FindingRecord], report: ScanReport) -> list[Finding]:
     """The open KV301 of the vaults a one-vault read saw, when this read found no change of its
     own. KV301 says the configuration changed since the last scan of the subscription; a second
     event for the vault, a late or reordered one, or the probes' follow-up reads the vault again
     and finds it as the first read stored it, which is no reason to announce the drift resolved.
     The next scan of the subscription resolves it, as it always did."""
     seen = {finding.id for finding in report.findings}
-    keys = [posture.key for posture in report.postures]
-    if not keys:
-        return []
+    keys = {posture.key for posture in report.postures}
     return [
         record.finding
-        for record in store.load_findings(vault_keys=keys, status=FindingStatus.OPEN).values()
-        if record.finding.rule_id == network_changed.id and record.finding.id not in seen
+        for record in stored.values()
+        if record.status is FindingStatus.OPEN
+        and record.finding.rule_id == network_changed.id
+        and record.finding.vault_id.lower() in keys
+        and record.finding.id not in seen
     ]
 
 
@@ -378,7 +382,15 @@ def _vault_facts(
     ]
 
 
-def _remember(store: Store, request: ScanRequest, report: ScanReport, coverage: Coverage) -> None:
+def _remember(
+    store: Store,
+    request: ScanRequest,
+    report: ScanReport,
+    coverage: Coverage,
+    *,
+    stored_findings: Mapping[str, FindingRecord] | None,
+) -> None:
+    """``stored_findings``: what the scan read of its vaults' findings already, if it did."""
     report.changes = apply_reconciliation(
         store,
         current=report.findings,
@@ -387,6 +399,7 @@ def _remember(store: Store, request: ScanRequest, report: ScanReport, coverage: 
         incomplete_sources=coverage.incomplete_sources,
         now=report.started_at,
         scan_id=report.scan_id,
+        previous=stored_findings,
     )
     # A whole listing, or a whole GET of one vault by id, becomes the stored state (postures are
     # per vault: see the module's docstring). A check by name is judged against the last scan of

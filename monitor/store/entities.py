@@ -323,12 +323,19 @@ class EntityStore:
     # -- notification outbox ----------------------------------------------------------------------
 
     def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
-        for message in messages:
-            entity = Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message))
-            try:
-                self._submit(OUTBOX, [Operation("create", entity)])
-            except EntityConflict:
-                continue  # already enqueued: idempotent by id
+        creates = [
+            (
+                message.id,
+                Operation(
+                    "create",
+                    Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message)),
+                ),
+            )
+            for message in messages
+        ]
+        # One transaction for a scan's messages; one already enqueued (a scan told again) is skipped:
+        # idempotent by id.
+        self._submit_all_on_conflict(OUTBOX, creates)
 
     def pending_messages(self) -> list[OutboxMessage]:
         entities = self._query(OUTBOX, partition=_OUTBOX_PARTITION, equals={"state": MessageState.PENDING})

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 from monitor.judge.lifecycle import change_order, reconcile
-from monitor.model import EvidenceSource, Finding, FindingChange
+from monitor.model import EvidenceSource, Finding, FindingChange, FindingRecord
 from monitor.store.base import ConcurrentUpdate, Store, StoreUnavailable
 from monitor.store.codec import storable_finding
 
@@ -28,6 +28,7 @@ def apply_reconciliation(
     incomplete_sources: Mapping[str, AbstractSet[EvidenceSource]] | None = None,
     scan_id: str = "",
     max_attempts: int = 5,
+    previous: Mapping[str, FindingRecord] | None = None,
 ) -> list[FindingChange]:
     """Reconcile against the store and write the result; the changes this scan won, in order.
 
@@ -35,13 +36,16 @@ def apply_reconciliation(
     capped), so an over-long evidence does not look changed on every scan. On
     ``ConcurrentUpdate`` the records that did get written stay written (their changes are this
     scan's); the rest are re-read and reconciled again, so a change another scan already made is
-    not repeated. Raises ``StoreUnavailable`` if the records keep changing.
+    not repeated. Raises ``StoreUnavailable`` if the records keep changing. ``previous``: every
+    stored record of the assessed vaults and of the vaults ``current`` names, as the caller read
+    them already (for the first attempt; a retry reads them again).
     """
     storable = [storable_finding(finding) for finding in current]
     vault_keys = {key.lower() for key in assessed_vaults} | {f.vault_id.lower() for f in storable}
     won: list[FindingChange] = []
     for _ in range(max_attempts):
-        previous = store.load_findings(vault_keys=vault_keys)
+        if previous is None:
+            previous = store.load_findings(vault_keys=vault_keys)
         plan = reconcile(
             previous=previous,
             current=storable,
@@ -54,6 +58,7 @@ def apply_reconciliation(
             store.save_findings(plan.records)
         except ConcurrentUpdate as conflict:
             won.extend(c for c in plan.changes if c.finding.id not in conflict.conflicting_ids)
+            previous = None
             continue
         won.extend(plan.changes)
         store.mark_findings_seen(plan.seen_vaults, seen_at=now, scan_id=scan_id)
