@@ -219,7 +219,9 @@ class VaultPosture:
 
     @property
     def publicly_open(self) -> bool:
-        """KV001's condition: public access not disabled and nothing denies by default."""
+        """The vault's own settings admit every address: public access not disabled and nothing
+        denies by default. A perimeter can override both; what the vault really admits is
+        ``monitor.judge.perimeter.effective_exposure``'s (KV001 judges that)."""
         return not self.public_access_disabled and (
             not self.network_acls_present or self.default_action.lower() != "deny"
         )
