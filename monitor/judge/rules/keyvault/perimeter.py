@@ -230,7 +230,7 @@ def perimeter_provisioning_issues(facts: VaultFacts) -> Iterator[Hit]:
     category=RuleCategory.CONFIGURATION,
     remediation_cli=(
         "az network perimeter list --subscription {subscription}  "
-        "# grant kvmon's identity Reader on the perimeter's subscription"
+        "# scan with a reader that sees the perimeter: kvmon's identity needs Reader on its subscription"
     ),
     remediation_bicep="// not a resource change: give kvmon's identity Reader where the perimeter lives",
     references=(NSP_CONCEPTS, KEY_VAULT_NETWORK_SECURITY, CLI_PERIMETER),
