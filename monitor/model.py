@@ -56,7 +56,8 @@ _SEVERITY_RANK = {
 
 @dataclass(frozen=True)
 class IpRule:
-    """One ``networkAcls.ipRules[].value``; ``network`` is None when the text does not parse."""
+    """One address or range as written (a ``networkAcls.ipRules[].value``, a perimeter rule's
+    address prefix); ``network`` is None when the text does not parse."""
 
     raw: str
     network: IPNetwork | None
@@ -90,6 +91,94 @@ class PrivateEndpointConnection:
         return (self.status or "").lower() == "approved"
 
 
+class PerimeterAccessMode(StrEnum):
+    """A Network Security Perimeter association's access mode, as ARM spells it."""
+
+    LEARNING = "Learning"  # the docs now call it Transition
+    ENFORCED = "Enforced"
+    AUDIT = "Audit"  # undocumented for Key Vault: what it admits is inferred
+    UNKNOWN = "unknown"  # a value this kvmon does not know: judged unknown, never guessed
+
+    @classmethod
+    def parse(cls, text: str) -> PerimeterAccessMode:
+        """Case-insensitive; "Transition" is Learning's newer name; anything else is UNKNOWN."""
+        folded = text.strip().lower()
+        if folded == "transition":
+            return cls.LEARNING
+        for mode in (cls.LEARNING, cls.ENFORCED, cls.AUDIT):
+            if folded == mode.value.lower():
+                return mode
+        return cls.UNKNOWN
+
+
+@dataclass(frozen=True)
+class PerimeterAccessRule:
+    """One inbound access rule of a perimeter profile: each entry admits callers on its own."""
+
+    name: str
+    address_prefixes: tuple[IpRule, ...] = ()
+    subscriptions: tuple[str, ...] = ()  # subscription ids: any caller with a token from one
+    service_tags: tuple[str, ...] = ()
+    perimeters: tuple[str, ...] = ()  # linked perimeters' resource ids
+
+
+@dataclass(frozen=True)
+class PerimeterProvisioningIssue:
+    """What Azure reports it could not apply of the perimeter's configuration to the vault."""
+
+    name: str
+    issue_type: str | None = None  # ConfigurationPropagationFailure, MissingPerimeterConfiguration, ...
+    severity: str | None = None  # Warning | Error
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class PerimeterAssociation:
+    """A vault's association with a Network Security Perimeter and its profile's inbound rules."""
+
+    perimeter_id: str
+    perimeter_name: str
+    profile_id: str
+    profile_name: str
+    access_mode_text: str  # as ARM wrote it; ``access_mode`` is what kvmon makes of it
+    access_rules_version: int | None = None  # the profile's, bumped by Azure on every rule edit
+    inbound_rules: tuple[PerimeterAccessRule, ...] = ()
+    provisioning_issues: tuple[PerimeterProvisioningIssue, ...] = ()
+
+    @property
+    def access_mode(self) -> PerimeterAccessMode:
+        return PerimeterAccessMode.parse(self.access_mode_text)
+
+
+class PerimeterLookup(StrEnum):
+    """How far kvmon got reading a vault's perimeter association."""
+
+    NOT_LOOKED_UP = "not-looked-up"  # no reader ran (``kvmon evaluate`` on a vault document)
+    NONE = "none"  # read: the vault is associated with no perimeter
+    ASSOCIATED = "associated"
+    UNREADABLE = "unreadable"  # the read failed (permission, another subscription, an API error)
+
+
+@dataclass(frozen=True)
+class PerimeterReading:
+    """A vault's perimeter association as read: ``association`` exactly when ASSOCIATED, ``error``
+    exactly when UNREADABLE."""
+
+    lookup: PerimeterLookup = PerimeterLookup.NOT_LOOKED_UP
+    association: PerimeterAssociation | None = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.association is not None) != (self.lookup == PerimeterLookup.ASSOCIATED):
+            raise ValueError(
+                f"a perimeter reading {self.lookup.value} must carry an association exactly when associated"
+            )
+        if (self.error is not None) != (self.lookup == PerimeterLookup.UNREADABLE):
+            raise ValueError(
+                f"a perimeter reading {self.lookup.value} must carry an error exactly when unreadable"
+            )
+
+
 @dataclass(frozen=True)
 class VaultPosture:
     """A vault's network configuration, normalised from ARM with Azure's defaults applied."""
@@ -115,6 +204,9 @@ class VaultPosture:
     # Things the normaliser could not read as expected (wrong types, unknown values): reported,
     # never fatal.
     problems: tuple[str, ...] = ()
+    # The vault's Network Security Perimeter association: configuration like networkAcls, so drift,
+    # history and the store carry it with the rest.
+    perimeter: PerimeterReading = PerimeterReading()
 
     @property
     def key(self) -> str:
@@ -127,7 +219,9 @@ class VaultPosture:
 
     @property
     def publicly_open(self) -> bool:
-        """KV001's condition: public access not disabled and nothing denies by default."""
+        """The vault's own settings admit every address: public access not disabled and nothing
+        denies by default. A perimeter can override both; what the vault really admits is
+        ``monitor.judge.perimeter.effective_exposure``'s (KV001 judges that)."""
         return not self.public_access_disabled and (
             not self.network_acls_present or self.default_action.lower() != "deny"
         )

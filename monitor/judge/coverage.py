@@ -11,6 +11,8 @@ never read as "the problem went away", so a timeout or partial logs never resolv
 - logs a workspace could not read completely hold back that vault's log findings;
 - a vault whose configuration was read with problems (fields judged on Azure's defaults) holds
   back every finding of that vault: each rule judges what it sees against the configuration;
+- a vault whose Network Security Perimeter association could not be read has an unknown exposure:
+  its configuration findings stay as they were (KV018 reports why);
 - a source no stage read (probes or logs switched off or not configured) is missing for every
   vault, but nobody's evidence fell short, so the report does not mark the vaults incomplete;
 - a stored vault missing from a complete listing is gone (KV302): it is assessed completely, so
@@ -23,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from monitor.model import EvidenceSource, LogEvidence, ProbeResult, VaultPosture, Verdict
+from monitor.model import EvidenceSource, LogEvidence, PerimeterLookup, ProbeResult, VaultPosture, Verdict
 
 # Verdicts that say nothing about what the vault admits.
 _INCONCLUSIVE = (Verdict.ERROR, Verdict.UNREACHABLE)
@@ -70,7 +72,7 @@ def assess_coverage(
         if not found.complete:
             fell_short.setdefault(key.lower(), set()).add(EvidenceSource.LOGS)
     for posture in postures:
-        if posture.problems:
+        if posture.problems or posture.perimeter.lookup == PerimeterLookup.UNREADABLE:
             fell_short.setdefault(posture.key, set()).add(EvidenceSource.CONFIGURATION)
 
     skipped = set()

@@ -2,7 +2,9 @@
 
 ``network_diff`` compares two postures field by field: public network access, the firewall's
 default action and bypass, IP rules and subnets added or removed, private endpoint connections
-added, removed or changing status; with who changed the vault and when (ARM's systemData).
+added, removed or changing status, the Network Security Perimeter association (added or removed, its
+profile, access mode, the profile's accessRulesVersion and its inbound entries) where both scans
+read it; with who changed the vault and when (ARM's systemData).
 Each change is judged:
 
 - loosening (admits more): default action Deny -> Allow; public network access towards Enabled
@@ -14,8 +16,14 @@ Each change is judged:
   public endpoint;
 - tightening: the reverse of each, and losing an approved connection while public access is
   disabled (its callers lose access, nobody gains it);
+- perimeter: an association in Learning mode, or Enforced on a vault whose publicNetworkAccess is
+  not Enabled, added (loosening) or removed (tightening); access mode Enforced -> Learning
+  (loosening); an inbound entry added (loosening, a prefix inside an existing one neutral) or
+  removed (tightening);
 - neutral: changes that admit nobody new and shut nobody out (a Pending connection added, a
-  rule rewritten to the same range, the ignore-missing-service-endpoint flag).
+  rule rewritten to the same range, the ignore-missing-service-endpoint flag), and those kvmon
+  cannot rank: another perimeter profile, Audit mode (its effect is inferred), an Enforced
+  association replacing an Enabled vault's firewall, the accessRulesVersion itself.
 
 KV301 (``monitor.judge.rules.keyvault.drift``) is high when anything loosens (mixed included), info when
 it only tightens. Pure: no I/O, no clock.
@@ -30,7 +38,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from monitor.model import ChangeActor, IpRule, PrivateEndpointConnection, VaultPosture
+from monitor.model import (
+    ChangeActor,
+    IpRule,
+    PerimeterAccessMode,
+    PerimeterAssociation,
+    PerimeterLookup,
+    PrivateEndpointConnection,
+    VaultPosture,
+)
 
 _PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
 _SUMMARY_CHANGES = 4
@@ -140,6 +156,7 @@ def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:
     changes.extend(_ip_rules(before.ip_rules, after.ip_rules))
     changes.extend(_subnets(before, after))
     changes.extend(_private_endpoints(before, after))
+    changes.extend(_perimeter(before, after))
     return NetworkDiff(
         changes=tuple(changes),
         last_modified_by=after.last_modified_by,
@@ -189,7 +206,9 @@ def _covered(rule: IpRule, by: Iterable[IpRule]) -> bool:
     return any(rule.network.subnet_of(block) for block in ipaddress.collapse_addresses(same_version))
 
 
-def _ip_rules(old: tuple[IpRule, ...], new: tuple[IpRule, ...]) -> list[FieldChange]:
+def _ip_rules(
+    old: tuple[IpRule, ...], new: tuple[IpRule, ...], *, field: str = "networkAcls.ipRules"
+) -> list[FieldChange]:
     old_keys = {_ip_key(rule): rule for rule in old}
     new_keys = {_ip_key(rule): rule for rule in new}
     changes: list[FieldChange] = []
@@ -197,22 +216,18 @@ def _ip_rules(old: tuple[IpRule, ...], new: tuple[IpRule, ...]) -> list[FieldCha
         rule = new_keys[key]
         if _covered(rule, old):
             changes.append(
-                FieldChange(
-                    "networkAcls.ipRules", "added", None, key, Direction.NEUTRAL, "inside an existing rule"
-                )
+                FieldChange(field, "added", None, key, Direction.NEUTRAL, "inside an existing rule")
             )
         else:
-            changes.append(FieldChange("networkAcls.ipRules", "added", None, key, Direction.LOOSENING))
+            changes.append(FieldChange(field, "added", None, key, Direction.LOOSENING))
     for key in sorted(old_keys.keys() - new_keys.keys()):
         rule = old_keys[key]
         if _covered(rule, new):
             changes.append(
-                FieldChange(
-                    "networkAcls.ipRules", "removed", key, None, Direction.NEUTRAL, "still covered by a rule"
-                )
+                FieldChange(field, "removed", key, None, Direction.NEUTRAL, "still covered by a rule")
             )
         else:
-            changes.append(FieldChange("networkAcls.ipRules", "removed", key, None, Direction.TIGHTENING))
+            changes.append(FieldChange(field, "removed", key, None, Direction.TIGHTENING))
     return changes
 
 
@@ -276,6 +291,126 @@ def _lost_private_path(after: VaultPosture) -> tuple[Direction, str]:
     if after.public_access_disabled:
         return Direction.TIGHTENING, "its callers lose access (public network access is disabled)"
     return Direction.LOOSENING, "its callers now reach the vault over the public endpoint"
+
+
+_PERIMETER = "networkSecurityPerimeter"
+# Learning admits what Enforced does and the vault's firewall besides (or the same, where the
+# firewall does not apply): towards Learning loosens. Audit enforces nothing (inferred), so a move
+# to or from it is judged neutral and says so.
+_ACCESS_MODE_RANK = {PerimeterAccessMode.ENFORCED: 0, PerimeterAccessMode.LEARNING: 1}
+
+
+def _perimeter(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+    """Changes only where both scans read the association: one not looked up or unreadable is no
+    evidence of a change."""
+    read = (PerimeterLookup.NONE, PerimeterLookup.ASSOCIATED)
+    if before.perimeter.lookup not in read or after.perimeter.lookup not in read:
+        return []
+    old, new = before.perimeter.association, after.perimeter.association
+    if new is None:
+        return [] if old is None else [_association_change(old, added=False, vault=before)]
+    if old is None:
+        return [_association_change(new, added=True, vault=after)]
+    if old.profile_id.lower() != new.profile_id.lower():
+        return [
+            FieldChange(
+                f"{_PERIMETER}.profile",
+                "changed",
+                _describe_association(old),
+                _describe_association(new),
+                Direction.NEUTRAL,
+                "another profile's inbound rules now apply (see the perimeter findings)",
+            )
+        ]
+    changes = _access_mode(old, new)
+    if old.access_rules_version != new.access_rules_version:
+        changes.append(
+            FieldChange(
+                f"{_PERIMETER}.accessRulesVersion",
+                "changed",
+                str(old.access_rules_version),
+                str(new.access_rules_version),
+                Direction.NEUTRAL,
+                "the profile's access rules were edited",
+            )
+        )
+    changes.extend(_inbound_entries(old, new))
+    return changes
+
+
+def _association_change(
+    association: PerimeterAssociation, *, added: bool, vault: VaultPosture
+) -> FieldChange:
+    """An association added or removed. Learning, and Enforced where publicNetworkAccess is not
+    Enabled, admit where the vault alone was closed (or admitted less); Enforced over an Enabled
+    vault replaces its firewall (either way) and Audit enforces nothing (inferred)."""
+    mode = association.access_mode
+    enabled = vault.public_network_access.strip().lower() not in ("disabled", "securedbyperimeter")
+    if mode == PerimeterAccessMode.LEARNING or (mode == PerimeterAccessMode.ENFORCED and not enabled):
+        direction = Direction.LOOSENING if added else Direction.TIGHTENING
+        note = ""
+    elif mode == PerimeterAccessMode.ENFORCED:
+        direction, note = Direction.NEUTRAL, "the perimeter's rules replace the vault's firewall"
+    else:
+        direction, note = (
+            Direction.NEUTRAL,
+            f"{association.access_mode_text} mode: its effect is not documented",
+        )
+    if added:
+        return FieldChange(
+            f"{_PERIMETER}.association", "added", None, _describe_association(association), direction, note
+        )
+    return FieldChange(
+        f"{_PERIMETER}.association", "removed", _describe_association(association), None, direction, note
+    )
+
+
+def _access_mode(old: PerimeterAssociation, new: PerimeterAssociation) -> list[FieldChange]:
+    if old.access_mode_text.strip().lower() == new.access_mode_text.strip().lower():
+        return []
+    old_rank, new_rank = _ACCESS_MODE_RANK.get(old.access_mode), _ACCESS_MODE_RANK.get(new.access_mode)
+    note = ""
+    if old_rank is None or new_rank is None:
+        direction, note = Direction.NEUTRAL, "Audit or an unknown mode: the change cannot be ranked"
+    elif new_rank > old_rank:
+        direction = Direction.LOOSENING
+    elif new_rank < old_rank:
+        direction = Direction.TIGHTENING
+    else:
+        direction = Direction.NEUTRAL  # Learning renamed Transition
+    return [
+        FieldChange(
+            f"{_PERIMETER}.accessMode", "changed", old.access_mode_text, new.access_mode_text, direction, note
+        )
+    ]
+
+
+def _inbound_entries(old: PerimeterAssociation, new: PerimeterAssociation) -> list[FieldChange]:
+    """Inbound entries added or removed across the profile's rules: address prefixes judged like IP
+    rules (a range inside an existing one admits nobody new), subscriptions, service tags and linked
+    perimeters as sets."""
+    field = f"{_PERIMETER}.inboundRules"
+    changes = _ip_rules(
+        tuple(prefix for rule in old.inbound_rules for prefix in rule.address_prefixes),
+        tuple(prefix for rule in new.inbound_rules for prefix in rule.address_prefixes),
+        field=f"{field}.addressPrefixes",
+    )
+    for kind in ("subscriptions", "service_tags", "perimeters"):
+        was = {value.lower(): value for rule in old.inbound_rules for value in getattr(rule, kind)}
+        now = {value.lower(): value for rule in new.inbound_rules for value in getattr(rule, kind)}
+        changes += [
+            FieldChange(f"{field}.{kind}", "added", None, now[key], Direction.LOOSENING)
+            for key in sorted(now.keys() - was.keys())
+        ]
+        changes += [
+            FieldChange(f"{field}.{kind}", "removed", was[key], None, Direction.TIGHTENING)
+            for key in sorted(was.keys() - now.keys())
+        ]
+    return changes
+
+
+def _describe_association(association: PerimeterAssociation) -> str:
+    return f"{association.perimeter_name}/{association.profile_name} [{association.access_mode_text}]"
 
 
 def _describe_pec(pec: PrivateEndpointConnection) -> str:

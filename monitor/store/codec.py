@@ -27,6 +27,11 @@ from monitor.model import (
     FindingRecord,
     FindingStatus,
     IpRule,
+    PerimeterAccessRule,
+    PerimeterAssociation,
+    PerimeterLookup,
+    PerimeterProvisioningIssue,
+    PerimeterReading,
     PrivateEndpointConnection,
     ScanError,
     ScanTrigger,
@@ -287,6 +292,58 @@ def posture_to_json(posture: VaultPosture) -> dict[str, Any]:
     return data
 
 
+def _ip_rules_from_json(rules: Any) -> tuple[IpRule, ...]:
+    return tuple(
+        IpRule(
+            raw=rule["raw"], network=ipaddress.ip_network(rule["network"]) if rule.get("network") else None
+        )
+        for rule in rules or ()
+    )
+
+
+def _perimeter_from_json(data: Mapping[str, Any] | None) -> PerimeterReading:
+    """A posture stored before kvmon read perimeters has none: not looked up. A lookup state a
+    later kvmon wrote and this one does not know reads as not looked up too: nothing is claimed."""
+    if not data:
+        return PerimeterReading()
+    lookup = _known(PerimeterLookup, data.get("lookup"), unknown=PerimeterLookup.NOT_LOOKED_UP)
+    if lookup == PerimeterLookup.UNREADABLE:
+        return PerimeterReading(lookup=lookup, error=str(data.get("error") or "unknown error"))
+    found = data.get("association")
+    if lookup != PerimeterLookup.ASSOCIATED or not found:
+        return PerimeterReading(
+            lookup=PerimeterLookup.NONE if lookup == PerimeterLookup.NONE else PerimeterLookup.NOT_LOOKED_UP
+        )
+    association = PerimeterAssociation(
+        perimeter_id=found["perimeter_id"],
+        perimeter_name=found["perimeter_name"],
+        profile_id=found["profile_id"],
+        profile_name=found["profile_name"],
+        access_mode_text=found["access_mode_text"],
+        access_rules_version=found.get("access_rules_version"),
+        inbound_rules=tuple(
+            PerimeterAccessRule(
+                name=rule["name"],
+                address_prefixes=_ip_rules_from_json(rule.get("address_prefixes")),
+                subscriptions=tuple(rule.get("subscriptions") or ()),
+                service_tags=tuple(rule.get("service_tags") or ()),
+                perimeters=tuple(rule.get("perimeters") or ()),
+            )
+            for rule in found.get("inbound_rules") or ()
+        ),
+        provisioning_issues=tuple(
+            PerimeterProvisioningIssue(
+                name=issue["name"],
+                issue_type=issue.get("issue_type"),
+                severity=issue.get("severity"),
+                description=issue.get("description"),
+            )
+            for issue in found.get("provisioning_issues") or ()
+        ),
+    )
+    return PerimeterReading(lookup=lookup, association=association)
+
+
 def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
     return VaultPosture(
         id=data["id"],
@@ -299,13 +356,7 @@ def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
         network_acls_present=bool(data["network_acls_present"]),
         default_action=data["default_action"],
         bypass=data["bypass"],
-        ip_rules=tuple(
-            IpRule(
-                raw=rule["raw"],
-                network=ipaddress.ip_network(rule["network"]) if rule.get("network") else None,
-            )
-            for rule in data.get("ip_rules", ())
-        ),
+        ip_rules=_ip_rules_from_json(data.get("ip_rules")),
         virtual_network_rules=tuple(
             VirtualNetworkRule(
                 subnet_id=rule["subnet_id"],
@@ -329,6 +380,7 @@ def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
         last_modified_by_type=data.get("last_modified_by_type"),
         last_modified_at=parse_time(data.get("last_modified_at")),
         problems=tuple(data.get("problems") or ()),
+        perimeter=_perimeter_from_json(data.get("perimeter")),
     )
 
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import replace
 
 from monitor.judge.coverage import Coverage, assess_coverage
-from monitor.model import DataPlaneStep, EvidenceSource, LogEvidence, ProbeResult, VaultPosture, Verdict
+from monitor.model import (
+    DataPlaneStep,
+    EvidenceSource,
+    LogEvidence,
+    PerimeterLookup,
+    PerimeterReading,
+    ProbeResult,
+    VaultPosture,
+    Verdict,
+)
 from tests.store.helpers import SUB_A, SUB_B, T0, posture
 
 APP = posture("kv-app")
@@ -104,6 +114,13 @@ def test_configuration_read_with_problems_holds_back_configuration() -> None:
     unreadable = posture("kv-app", problems=("networkAcls.defaultAction: unknown value 'Maybe'",))
     coverage = cover([unreadable, DATA], probes=[probe(unreadable, Verdict.ERROR)])
     assert coverage.fell_short == {APP.key: {CONFIGURATION, PROBES}}
+
+
+def test_an_unreadable_perimeter_association_holds_back_configuration() -> None:
+    unread = replace(
+        APP, perimeter=PerimeterReading(lookup=PerimeterLookup.UNREADABLE, error="AuthorizationFailed")
+    )
+    assert cover([unread, DATA]).fell_short == {APP.key: {CONFIGURATION}}
 
 
 def test_a_subscription_not_fully_listed_makes_its_vaults_assessed_but_not_complete() -> None:

@@ -17,6 +17,7 @@ from monitor.model import (
     EvidenceSource,
     LogEvidence,
     Outcome,
+    PerimeterProvisioningIssue,
     ProbeResult,
     Severity,
     VaultPosture,
@@ -24,6 +25,7 @@ from monitor.model import (
     VirtualNetworkRule,
 )
 from monitor.netaddr import parse_network
+from tests.judge.test_perimeter import EVERYONE, NARROW, association, perimetered, unreadable
 from tests.logs.test_rules import APP_ID, POSTURE, activity, evidence
 from tests.probes.test_probe_rules import INTERNET, NOW, PL, SE, VANTAGES, _posture, _result
 from tests.rules.test_config_rules import SUBNET, connection, firewalled, ip, posture
@@ -221,6 +223,44 @@ CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
     "KV013": (
         configured(posture(), VaultPolicy(baseline_given=True)),
         configured(posture(), VaultPolicy(entry="defaults", baseline_given=True)),
+    ),
+    "KV014": (
+        configured(perimetered(posture(), association("Learning", NARROW))),
+        configured(perimetered(posture(), association("Enforced", NARROW))),
+    ),
+    "KV015": (
+        configured(perimetered(posture(), association("Enforced", EVERYONE))),
+        configured(perimetered(posture(), association("Enforced", NARROW))),
+    ),
+    "KV016": (
+        configured(perimetered(posture(public_network_access="SecuredByPerimeter"), None)),
+        configured(
+            perimetered(posture(public_network_access="SecuredByPerimeter"), association("Enforced", NARROW))
+        ),
+    ),
+    "KV017": (
+        configured(
+            perimetered(
+                posture(),
+                association(
+                    "Enforced",
+                    provisioning_issues=(
+                        PerimeterProvisioningIssue("issue1", "ConfigurationPropagationFailure"),
+                    ),
+                ),
+            )
+        ),
+        configured(perimetered(posture(), association("Enforced"))),
+    ),
+    "KV018": (configured(unreadable(posture())), configured(perimetered(posture(), None))),
+    "KV019": (
+        configured(
+            perimetered(
+                firewalled(virtual_network_rules=(VirtualNetworkRule(SUBNET),)),
+                association("Enforced", NARROW),
+            )
+        ),
+        configured(perimetered(firewalled(virtual_network_rules=(VirtualNetworkRule(SUBNET),)), None)),
     ),
     "KV101": (
         probed(_result(INTERNET, seen="52.1.1.1")),

@@ -8,7 +8,18 @@ import json
 
 import pytest
 
-from monitor.model import ErrorSource, FindingRecord, FindingStatus, ScanError, ScanTrigger, Suppression
+from monitor.model import (
+    ErrorSource,
+    FindingRecord,
+    FindingStatus,
+    PerimeterAccessRule,
+    PerimeterLookup,
+    PerimeterProvisioningIssue,
+    PerimeterReading,
+    ScanError,
+    ScanTrigger,
+    Suppression,
+)
 from monitor.store import codec
 from monitor.store.base import (
     ConcurrentUpdate,
@@ -20,6 +31,7 @@ from monitor.store.base import (
 )
 from monitor.store.entities import HISTORY, POSTURES, SCANS, Entity, EntityStore, Operation, _history_row
 from monitor.store.keys import MAX_KEY_CHARS, partition_for_vault
+from tests.judge.test_perimeter import EVERYONE, association
 from tests.store.conftest import StoreFactory
 from tests.store.helpers import (
     SUB_A,
@@ -57,6 +69,44 @@ def test_posture_round_trips_exactly(store: EntityStore) -> None:
     assert loaded[original.key].posture == original
     assert loaded[original.key].posture.id == original.id  # mixed case kept
     assert (loaded[original.key].scan_id, loaded[original.key].seen_at) == ("scan-1", T0)
+
+
+@pytest.mark.parametrize(
+    "reading",
+    [
+        PerimeterReading(lookup=PerimeterLookup.NONE),
+        PerimeterReading(lookup=PerimeterLookup.UNREADABLE, error="AuthorizationFailed"),
+        PerimeterReading(
+            lookup=PerimeterLookup.ASSOCIATED,
+            association=association(
+                "Transition",
+                EVERYONE,
+                PerimeterAccessRule(
+                    name="mixed",
+                    address_prefixes=(ip_rule("2001:db8::/48"), ip_rule("not-a-prefix")),
+                    subscriptions=("/subscriptions/x",),
+                    service_tags=("AzureCloud",),
+                    perimeters=("/subscriptions/x/nsp/other",),
+                ),
+                access_rules_version=7,
+                provisioning_issues=(
+                    PerimeterProvisioningIssue("i1", "ConfigurationPropagationFailure", "Error", "d"),
+                ),
+            ),
+        ),
+    ],
+    ids=["none", "unreadable", "associated"],
+)
+def test_a_perimeter_reading_round_trips_exactly(store: EntityStore, reading: PerimeterReading) -> None:
+    original = posture("kv-nsp", perimeter=reading)
+    store.save_postures([PostureSnapshot(original, scan_id="s1", seen_at=T0)])
+    assert store.load_postures()[original.key].posture == original
+
+
+def test_a_posture_stored_before_perimeters_were_read_has_its_association_not_looked_up() -> None:
+    stored = codec.posture_to_json(posture())
+    del stored["perimeter"]
+    assert codec.posture_from_json(stored).perimeter == PerimeterReading()
 
 
 def test_a_vault_whose_key_needs_more_than_512_characters_round_trips(store: EntityStore) -> None:

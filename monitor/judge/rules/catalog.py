@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from urllib.parse import urlsplit
 
 from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Exposure, Rule, RuleCategory
-from monitor.judge.rules.keyvault import config, drift, logs, probes
+from monitor.judge.rules.keyvault import config, drift, logs, perimeter, probes
 from monitor.model import EvidenceSource, Severity
 
 _RULE_ID = re.compile(r"KV\d{3}")
@@ -84,5 +84,7 @@ def _named(rule: Rule) -> str:
     return f"rule {rule.id!r} ({rule.check.__module__}.{rule.check.__qualname__})"
 
 
-CATALOG: tuple[Rule, ...] = build_catalog(config.RULES, probes.RULES, logs.RULES, drift.RULES)
+CATALOG: tuple[Rule, ...] = build_catalog(
+    config.RULES, perimeter.RULES, probes.RULES, logs.RULES, drift.RULES
+)
 RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}

@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import Any
 
 from monitor.config.policy import Mode
+from monitor.judge.perimeter import (
+    EffectiveExposure,
+    InboundSet,
+    broad_prefix_reasons,
+    effective_exposure,
+    within_any,
+)
 from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
-from monitor.model import EvidenceSource, IPNetwork, IpRule, Severity, VaultPosture
+from monitor.model import EvidenceSource, IPNetwork, IpRule, PerimeterLookup, Severity, VaultPosture
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"
@@ -54,13 +63,6 @@ def _reserved_range_of(network: IPNetwork) -> IPNetwork | None:
     return None
 
 
-def _within_any(network: IPNetwork, ranges: Iterable[IPNetwork]) -> bool:
-    return any(
-        network.version == allowed.version and network.subnet_of(allowed)  # type: ignore[arg-type]
-        for allowed in ranges
-    )
-
-
 def _firewall_in_force(posture: VaultPosture) -> bool:
     """Public access on and the firewall denying by default: IP rules are what admits callers."""
     return (
@@ -82,6 +84,37 @@ def _open_evidence(posture: VaultPosture) -> dict[str, object]:
         "network_acls_present": posture.network_acls_present,
         "default_action": posture.default_action,
     }
+
+
+def _exposure(facts: VaultFacts) -> EffectiveExposure:
+    return effective_exposure(posture=facts.posture, policy=facts.policy)
+
+
+def _perimeter_evidence(posture: VaultPosture, exposure: EffectiveExposure) -> dict[str, Any]:
+    """The perimeter's part of a finding's evidence; none where no reader looked (a vault document
+    judged as before)."""
+    if posture.perimeter.lookup == PerimeterLookup.NOT_LOOKED_UP:
+        return {}
+    return {"perimeter": exposure.as_evidence()}
+
+
+def _dead_under_perimeter(exposure: EffectiveExposure, hits: Iterable[Hit]) -> Iterator[Hit]:
+    """The vault's networkAcls findings where a perimeter's rules replaced them: kept as an
+    informational note (the configuration misleads whoever reads it) rather than exposure."""
+    for hit in hits:
+        if not exposure.firewall_dead:
+            yield hit
+            continue
+        yield replace(
+            hit,
+            summary=f"dead configuration: {hit.summary}; {exposure.reason}, so networkAcls admit nobody",
+            evidence={
+                **hit.evidence,
+                "dead_configuration": "the perimeter's rules decide inbound access, not networkAcls",
+                "perimeter": exposure.as_evidence(),
+            },
+            severity=Severity.INFO,
+        )
 
 
 def _open_reason(posture: VaultPosture) -> str:
@@ -124,14 +157,28 @@ def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
     """With publicNetworkAccess not Disabled and no networkAcls, or a defaultAction other than Deny, the
     vault's data plane answers any address on the internet. Authentication still applies, but a leaked
     token, secret or misassigned role is then usable from anywhere; the firewall is the layer that
-    limits where a stolen credential works.
+    limits where a stolen credential works. Under a Network Security Perimeter in Learning or Enforced
+    mode the perimeter's inbound rules decide instead: an everything range, a range broader than the
+    baseline, a service tag or a subscription entry opens the vault even when publicNetworkAccess is
+    Disabled, and an Enforced perimeter closes a vault whose firewall admits everyone.
     """
     posture = facts.posture
-    if posture.publicly_open:
+    exposure = _exposure(facts)
+    if not exposure.public:
+        return
+    if not exposure.perimeter_in_force:
         yield Hit(
             summary=f"{_open_reason(posture)}: any address on the internet reaches the data plane",
-            evidence=_open_evidence(posture),
+            evidence={**_open_evidence(posture), **_perimeter_evidence(posture, exposure)},
         )
+        return
+    opened = [entry.describe() for entry in exposure.open_entries]
+    if exposure.inbound == InboundSet.RULES_OR_FIREWALL and exposure.firewall_open:
+        opened.append(f"the vault's firewall ({_open_reason(posture)})")
+    yield Hit(
+        summary=f"{exposure.reason}: open to the public through {'; '.join(opened)}",
+        evidence={**_open_evidence(posture), **_perimeter_evidence(posture, exposure)},
+    )
 
 
 @rule(
@@ -158,7 +205,10 @@ def service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
     that subnet. While defaultAction is Allow (or networkAcls are absent) and public access is on, every
     other address is still admitted: the rule looks like isolation and provides none.
     """
-    posture = facts.posture
+    yield from _dead_under_perimeter(_exposure(facts), _vnet_rules_without_deny(facts.posture))
+
+
+def _vnet_rules_without_deny(posture: VaultPosture) -> Iterator[Hit]:
     if posture.publicly_open and posture.virtual_network_rules:
         subnets = [subnet_rule.subnet_id for subnet_rule in posture.virtual_network_rules]
         yield Hit(
@@ -199,6 +249,10 @@ def ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
     looks firewalled. Rules wholly inside reserved ranges admit nothing and are reported by KV005
     instead.
     """
+    yield from _dead_under_perimeter(_exposure(facts), _broad_ip_rules(facts))
+
+
+def _broad_ip_rules(facts: VaultFacts) -> Iterator[Hit]:
     posture, policy = facts.posture, facts.policy
     if not _firewall_in_force(posture):
         return
@@ -213,13 +267,7 @@ def ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
             continue
         if _reserved_range_of(network) is not None:
             continue  # admits nothing at all: KV005's business, not "too much"
-        reasons: list[str] = []
-        # Key Vault IP rules are IPv4; a minimum prefix length in IPv4 bits means nothing for IPv6.
-        if network.version == 4 and network.prefixlen < policy.min_prefix_length:
-            reasons.append(f"broader than /{policy.min_prefix_length}")
-        if policy.allowed_ip_ranges and not _within_any(network, policy.allowed_ip_ranges):
-            allowed = ", ".join(str(r) for r in policy.allowed_ip_ranges)
-            reasons.append(f"outside the baseline's allowed ranges ({allowed})")
+        reasons = broad_prefix_reasons(network, policy)
         if reasons:
             yield Hit(
                 summary=f"IP rule {ip_rule.raw} is {' and '.join(reasons)}",
@@ -258,13 +306,18 @@ def ip_rule_unparsable(facts: VaultFacts) -> Iterator[Hit]:
     wrapped in quotes) does not admit what its author meant, and tools that parse networkAcls strictly
     may fail on the whole subscription because of it.
     """
-    for ip_rule in facts.posture.ip_rules:
-        if not ip_rule.parsed:
-            yield Hit(
+    yield from _dead_under_perimeter(
+        _exposure(facts),
+        (
+            Hit(
                 summary=f"IP rule {ip_rule.raw!r} is not an IPv4 address or CIDR range",
                 subject=ip_rule.raw,
                 evidence={"ip_rule": ip_rule.raw},
             )
+            for ip_rule in facts.posture.ip_rules
+            if not ip_rule.parsed
+        ),
+    )
 
 
 @rule(
@@ -292,7 +345,11 @@ def ip_rule_reserved_range(facts: VaultFacts) -> Iterator[Hit]:
     Private Endpoint, which IP rules do not govern, so such a rule admits nothing and suggests access
     that does not exist.
     """
-    for ip_rule, network in _parsed_rules(facts.posture):
+    yield from _dead_under_perimeter(_exposure(facts), _reserved_ip_rules(facts.posture))
+
+
+def _reserved_ip_rules(posture: VaultPosture) -> Iterator[Hit]:
+    for ip_rule, network in _parsed_rules(posture):
         reserved = _reserved_range_of(network)
         if reserved is not None:
             yield Hit(
@@ -332,7 +389,11 @@ def ignore_missing_service_endpoint(facts: VaultFacts) -> Iterator[Hit]:
     its public address and is refused (or, worse, admitted by a broad IP rule), and nothing in the
     vault's configuration shows it.
     """
-    for subnet_rule in facts.posture.virtual_network_rules:
+    yield from _dead_under_perimeter(_exposure(facts), _ignoring_missing_endpoint(facts.posture))
+
+
+def _ignoring_missing_endpoint(posture: VaultPosture) -> Iterator[Hit]:
+    for subnet_rule in posture.virtual_network_rules:
         if subnet_rule.ignore_missing_service_endpoint:
             yield Hit(
                 summary=(
@@ -385,11 +446,27 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
     """An approved private endpoint gives the VNet a private path, but as long as publicNetworkAccess is
     not Disabled the public endpoint keeps answering as well. The private link then adds a path without
     removing one; when the firewall also admits everyone (KV001), the vault is fully public despite the
-    private endpoint.
+    private endpoint. A perimeter in Learning or Enforced mode keeps a public path too, Disabled or not:
+    its inbound rules admit.
     """
     posture = facts.posture
     approved = [c.id for c in posture.private_endpoint_connections if c.approved]
-    if not approved or posture.public_access_disabled:
+    exposure = _exposure(facts)
+    if not approved or exposure.inbound in (InboundSet.CLOSED, InboundSet.UNKNOWN):
+        return
+    if exposure.perimeter_in_force:
+        yield Hit(
+            summary=(
+                f"{len(approved)} approved private endpoint connection(s), but {exposure.reason}"
+                + (": the public path is open to the public" if exposure.public else "")
+            ),
+            evidence={
+                **_open_evidence(posture),
+                "approved_connections": approved,
+                **_perimeter_evidence(posture, exposure),
+            },
+            severity=Severity.HIGH if exposure.public else None,
+        )
         return
     also_open = posture.publicly_open
     if also_open:
@@ -406,7 +483,11 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
             f"{len(approved)} approved private endpoint connection(s), but publicNetworkAccess is "
             f"{posture.public_network_access}{tail}"
         ),
-        evidence={**_open_evidence(posture), "approved_connections": approved},
+        evidence={
+            **_open_evidence(posture),
+            "approved_connections": approved,
+            **_perimeter_evidence(posture, exposure),
+        },
         severity=Severity.HIGH if also_open else None,
     )
 
@@ -573,7 +654,7 @@ def baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
             )
     if policy.allowed_ip_ranges:
         networks = [network for _, network in _parsed_rules(posture)]
-        unexpected = [str(n) for n in networks if not _within_any(n, policy.allowed_ip_ranges)]
+        unexpected = [str(n) for n in networks if not within_any(n, policy.allowed_ip_ranges)]
         missing = [
             str(allowed)
             for allowed in policy.allowed_ip_ranges
