@@ -153,13 +153,14 @@ class Verdict(StrEnum):
     ADMITTED = "admitted"
     REFUSED_FIREWALL = "refused-firewall"
     REFUSED_PUBLIC_DISABLED = "refused-public-disabled"
+    REFUSED_PERIMETER = "refused-perimeter"  # ForbiddenByNsp: a Network Security Perimeter's rules
     UNREACHABLE = "unreachable"
     ERROR = "error"
     NOT_RUN = "not-run"
 
     @property
     def refused(self) -> bool:
-        return self in (Verdict.REFUSED_FIREWALL, Verdict.REFUSED_PUBLIC_DISABLED)
+        return self in (Verdict.REFUSED_FIREWALL, Verdict.REFUSED_PUBLIC_DISABLED, Verdict.REFUSED_PERIMETER)
 
 
 @dataclass(frozen=True)
