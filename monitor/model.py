@@ -115,6 +115,17 @@ class VaultPosture:
     # Things the normaliser could not read as expected (wrong types, unknown values): reported,
     # never fatal.
     problems: tuple[str, ...] = ()
+    # The ARM paths among those problems whose value could not be read at all (wrong type, or
+    # "properties" missing): the field holds Azure's default, which nobody saw.
+    unread: frozenset[str] = frozenset()
+
+    def could_not_read(self, path: str) -> bool:
+        """True when ``path`` (e.g. ``properties.networkAcls.defaultAction``), a field around it
+        or one inside it could not be read."""
+        return any(
+            path == gap or path.startswith((f"{gap}.", f"{gap}[")) or gap.startswith((f"{path}.", f"{path}["))
+            for gap in self.unread
+        )
 
     @property
     def key(self) -> str:

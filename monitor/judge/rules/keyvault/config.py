@@ -127,6 +127,10 @@ def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
     limits where a stolen credential works.
     """
     posture = facts.posture
+    if posture.could_not_read("properties.publicNetworkAccess") or posture.could_not_read(
+        "properties.networkAcls.defaultAction"
+    ):
+        return  # Azure's defaults stand in for what could not be read: no evidence of an open vault
     if posture.publicly_open:
         yield Hit(
             summary=f"{_open_reason(posture)}: any address on the internet reaches the data plane",
