@@ -68,6 +68,8 @@ def _evidence(result: ProbeResult, facts: VaultFacts, **extra: Any) -> dict[str,
 
 
 def _where(vantage: Vantage) -> str:
+    if vantage.inside is None:
+        return "place not stated"
     return "inside the VNet" if vantage.inside else "outside the VNet"
 
 
@@ -183,7 +185,7 @@ def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
     private_endpoint = _has_approved_private_endpoint(facts.posture)
     for result, vantage, expected in _answered(facts):
         dns = result.dns
-        if not vantage.inside or dns is None or not dns.addresses:
+        if vantage.inside is not True or dns is None or not dns.addresses:
             continue
         expected_dns = expected.dns or (DnsAnswer.PRIVATE if private_endpoint else None)
         if expected_dns != DnsAnswer.PRIVATE:
@@ -229,7 +231,7 @@ def private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
     """
     for result, vantage, _ in _answered(facts):
         dns = result.dns
-        if vantage.inside or dns is None:
+        if vantage.inside is not False or dns is None:
             continue
         private = [a for a in dns.addresses if facts.address_space.is_private(a)]
         if private:
@@ -271,7 +273,7 @@ def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
     }
     private_endpoint = policy.mode == Mode.PRIVATE_LINK or _has_approved_private_endpoint(posture)
     for result, vantage, expected in _answered(facts):
-        if not vantage.inside or expected.reach != Reach.ADMITTED:
+        if vantage.inside is not True or expected.reach != Reach.ADMITTED:
             continue
         via_service_endpoint = (
             bool(vantage.subnet_id) and (vantage.subnet_id or "").lower() in endpoint_subnets
