@@ -169,7 +169,7 @@ def _columns(vantages: Sequence[Vantage], probes: Iterable[ProbeResult]) -> list
     for name in dict.fromkeys(probe.vantage for probe in probes):
         if name not in configured:
             # Unknown place: neither inside nor outside can be claimed, so no expectation applies.
-            columns.append((Vantage(name=name, inside=False), False))
+            columns.append((Vantage(name=name, inside=None), False))
     return columns
 
 
