@@ -89,6 +89,13 @@ class PrivateEndpointConnection:
     def approved(self) -> bool:
         return (self.status or "").lower() == "approved"
 
+    @property
+    def working(self) -> bool:
+        """Approved and not Failed: a private path exists. An Approved connection whose
+        provisioning failed carries no traffic (KV009 reports it); KV008, KV010, KV103 and KV105
+        count working connections only."""
+        return self.approved and (self.provisioning_state or "").lower() != "failed"
+
 
 @dataclass(frozen=True)
 class VaultPosture:

@@ -3,7 +3,8 @@
 The lab's ARM serves the garbled document to azure-mgmt-keyvault; the posture names the problem,
 and neither KV301 (drift) nor KV001 is computed from a field that could not be read: a
 networkAcls that is a string once opened "defaultAction Deny → Allow (loosening)" naming the last
-modifier as its author, and KV001 on a locked-down vault.
+modifier as its author, and KV001 on a locked-down vault. An Approved connection whose provisioning
+Failed, as ARM serves it, is no working private endpoint.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from lab.estate import Estate
 from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.judge.rules.keyvault.config import public_network_open
 from monitor.judge.rules.keyvault.drift import network_changed
 from monitor.model import VaultPosture
@@ -82,3 +84,20 @@ def test_a_garbled_document_invents_no_drift_and_no_kv001(
         [facts], today=dt.date(2026, 3, 2), rules=(public_network_open, network_changed)
     ).findings
     assert [f.rule_id for f in findings] == []
+
+
+def test_an_approved_connection_whose_provisioning_failed_counts_as_no_private_endpoint(
+    estate: Estate, inventory: ArmInventory
+) -> None:
+    added = estate.add_vault(subscription_id=SUB_A, resource_group="rg-app", name="kv-pe-failed")
+    estate.add_private_endpoint(added["id"], address="10.2.0.10", subnet_id="/subscriptions/x/subnets/pl")
+    connection = estate.vaults[added["id"].lower()]["properties"]["privateEndpointConnections"][0]
+    connection["properties"]["provisioningState"] = "Failed"
+    posture = _read(inventory)
+
+    (failed,) = posture.private_endpoint_connections
+    assert failed.approved and not failed.working
+    facts = VaultFacts(posture=posture, policy=VaultPolicy(mode="private-link"), first_scan_of_scope=False)
+    rules = tuple(RULES_BY_ID[rule_id] for rule_id in ("KV008", "KV009", "KV010"))
+    findings = evaluate([facts], today=dt.date(2026, 3, 2), rules=rules).findings
+    assert sorted(f.rule_id for f in findings) == ["KV009", "KV010"]

@@ -40,8 +40,8 @@ def _answered(facts: VaultFacts) -> Iterator[tuple[ProbeResult, Vantage, Vantage
         yield result, vantage, facts.policy.expectation_for(vantage, vault_subnets=subnets)
 
 
-def _has_approved_private_endpoint(posture: VaultPosture) -> bool:
-    return any(c.approved for c in posture.private_endpoint_connections)
+def _has_working_private_endpoint(posture: VaultPosture) -> bool:
+    return any(c.working for c in posture.private_endpoint_connections)
 
 
 def _seen(result: ProbeResult, facts: VaultFacts) -> tuple[str | None, bool | None]:
@@ -180,9 +180,15 @@ def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
 def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
     """Clients in this VNet resolve the vault's public address, so their traffic never uses the Private
     Endpoint: the private DNS zone is missing, not linked to the VNet, or holds the wrong record. They
-    fail once public access is disabled, or leave through the public path meanwhile.
+    fail once public access is disabled, or leave through the public path meanwhile. An Approved
+    connection whose provisioning Failed is no Private Endpoint to resolve to: KV009 reports it, and
+    this rule does not blame the zone for it.
     """
-    private_endpoint = _has_approved_private_endpoint(facts.posture)
+    private_endpoint = _has_working_private_endpoint(facts.posture)
+    if not private_endpoint and any(c.approved for c in facts.posture.private_endpoint_connections):
+        # Approved but provisioning Failed: there is no private path to resolve to, and KV009
+        # reports the connection; the private DNS zone is not to blame.
+        return
     for result, vantage, expected in _answered(facts):
         dns = result.dns
         if vantage.inside is not True or dns is None or not dns.addresses:
@@ -271,7 +277,7 @@ def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
     endpoint_subnets = set(policy.allowed_subnets) | {
         subnet_rule.key for subnet_rule in posture.virtual_network_rules
     }
-    private_endpoint = policy.mode == Mode.PRIVATE_LINK or _has_approved_private_endpoint(posture)
+    private_endpoint = policy.mode == Mode.PRIVATE_LINK or _has_working_private_endpoint(posture)
     for result, vantage, expected in _answered(facts):
         if vantage.inside is not True or expected.reach != Reach.ADMITTED:
             continue
