@@ -1,6 +1,7 @@
 """The data-plane verdict needs positive evidence: Key Vault's own error document.
 
-Each answer is served by the lab's Key Vault data plane (a fault on its secret route) and read by
+Each answer is served by the lab's Key Vault data plane after its 401 challenge, to the
+authenticated read (``authenticated_answers``), and read by
 azure-keyvault-secrets over the probe's pinned connection. A 403 whose body is cut off, is not
 JSON or is not Key Vault's shape proves nothing about the firewall: it is an error naming what
 was seen, never "admitted" (which raised a critical KV101 on a vault that had refused the call).
@@ -13,8 +14,7 @@ from typing import Any
 import pytest
 
 from lab.credential import LabCredential
-from lab.estate import PUBLIC_INGRESS
-from lab.http import Fault
+from lab.http import Response
 from lab.world import LabWorld
 from monitor.config.policy import Vantage
 from monitor.model import Verdict
@@ -33,58 +33,54 @@ def _forbidden(inner_code: str | None) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("fault", "verdict", "seen"),
+    ("answer", "verdict", "seen"),
     [
         pytest.param(
-            Fault(status=403, body=CUT_OFF, headers=JSON, times=0),
+            Response(403, CUT_OFF, JSON),
             Verdict.ERROR,
             'starting b\'{"error"',
             id="cut-off",
         ),
         pytest.param(
-            Fault(status=403, body="<html>Forbidden</html>", times=0),
+            Response(403, "<html>Forbidden</html>"),
             Verdict.ERROR,
             "text/plain",
             id="not-json",
         ),
         pytest.param(
-            Fault(status=403, body={"message": "Forbidden"}, times=0),
+            Response(403, {"message": "Forbidden"}),
             Verdict.ERROR,
             "application/json",
             id="other-shape",
         ),
+        pytest.param(Response(403, b"", JSON), Verdict.ERROR, "0 bytes", id="empty"),
+        pytest.param(Response(404, "Not Found"), Verdict.ERROR, "404 is not", id="404-not-key-vault"),
         pytest.param(
-            Fault(status=403, body=b"", headers=JSON, times=0), Verdict.ERROR, "0 bytes", id="empty"
-        ),
-        pytest.param(
-            Fault(status=404, body="Not Found", times=0), Verdict.ERROR, "404 is not", id="404-not-key-vault"
-        ),
-        pytest.param(
-            Fault(status=404, body={"error": {"code": "VaultNotFound", "message": "No vault."}}, times=0),
+            Response(404, {"error": {"code": "VaultNotFound", "message": "No vault."}}),
             Verdict.ERROR,
             "No vault.",
             id="404-another-code",
         ),
         pytest.param(
-            Fault(status=403, body=_forbidden("AccessDenied"), times=0),
+            Response(403, _forbidden("AccessDenied")),
             Verdict.ADMITTED,
             "not authorized",
             id="rbac",
         ),
         pytest.param(
-            Fault(status=403, body=_forbidden(None), times=0),
+            Response(403, _forbidden(None)),
             Verdict.ADMITTED,
             "not authorized",
             id="no-inner",
         ),
         pytest.param(
-            Fault(status=403, body=_forbidden("ForbiddenByNsp"), times=0),
+            Response(403, _forbidden("ForbiddenByNsp")),
             Verdict.REFUSED_PERIMETER,
             "not authorized",
             id="nsp",
         ),
         pytest.param(
-            Fault(status=403, body=_forbidden("ForbiddenByConnection"), times=0),
+            Response(403, _forbidden("ForbiddenByConnection")),
             Verdict.REFUSED_PUBLIC_DISABLED,
             "not authorized",
             id="connection",
@@ -97,21 +93,20 @@ def test_the_verdict_is_what_key_vault_s_answer_proves(
     options: ProbeOptions,
     credential: LabCredential,
     caplog: pytest.LogCaptureFixture,
-    fault: Fault,
+    answer: Response,
     verdict: Verdict,
     seen: str,
 ) -> None:
-    server = world.keyvault.servers[PUBLIC_INGRESS]
-    server.inject(r"^/secrets/", fault)
+    world.keyvault.authenticated_answers["kv-se-demo"] = answer
     try:
         (result,) = probe_vaults(
             ["kv-se-demo"], vantage=vantages["internet"], options=options, credential=credential
         )
     finally:
-        server.clear_faults()
+        world.keyvault.authenticated_answers.clear()
 
-    assert result.verdict is verdict  # kv-se-demo's firewall is open: unfaulted, it is admitted
-    assert result.data_plane is not None and result.data_plane.status_code == fault.status
+    assert result.verdict is verdict  # kv-se-demo's firewall is open: left alone, it is admitted
+    assert result.data_plane is not None and result.data_plane.status_code == answer.status
     assert seen in (result.data_plane.message or "")
     # The SDK's failsafe deserialization logs a traceback for such bodies: not on a user's terminal.
     assert not [r for r in caplog.records if "failsafe" in r.getMessage()]
