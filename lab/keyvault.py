@@ -59,6 +59,9 @@ class KeyVaultDataPlane:
         self._certificates = dict(certificates or {})
         self._latency_s = latency_s
         self.servers: dict[str, LabServer] = {}
+        # Vault name (lower-case) -> the answer to an authenticated secret read, in place of the
+        # firewall's: a body cut off, not JSON, or of another shape, after the challenge as in Azure.
+        self.authenticated_answers: dict[str, Response] = {}
 
     @property
     def total_requests(self) -> int:
@@ -162,6 +165,9 @@ class KeyVaultDataPlane:
                 {"WWW-Authenticate": _challenge(self.port)},
             )
             signature, description = "Unauthorized", "Invalid audience"
+        elif (answer := self.authenticated_answers.get(vault["name"].lower())) is not None:
+            response = answer
+            signature, description = str(answer.status), "an answer set by the test"
         elif not decision.admitted:
             caller = f"appid={claims.get('appid', '')};oid={claims.get('oid', '')};iss=https://sts.windows.net/{claims.get('tid', LAB_TENANT)}/"
             vault_line = f"Vault: {vault['name']};location={vault['location']}"

@@ -90,6 +90,13 @@ class PrivateEndpointConnection:
     def approved(self) -> bool:
         return (self.status or "").lower() == "approved"
 
+    @property
+    def working(self) -> bool:
+        """Approved and not Failed: a private path exists. An Approved connection whose
+        provisioning failed carries no traffic (KV009 reports it); KV008, KV010, KV103 and KV105
+        count working connections only."""
+        return self.approved and (self.provisioning_state or "").lower() != "failed"
+
 
 class PerimeterAccessMode(StrEnum):
     """A Network Security Perimeter association's access mode, as ARM spells it."""
@@ -207,6 +214,17 @@ class VaultPosture:
     # The vault's Network Security Perimeter association: configuration like networkAcls, so drift,
     # history and the store carry it with the rest.
     perimeter: PerimeterReading = PerimeterReading()
+    # The ARM paths among those problems whose value could not be read at all (wrong type, or
+    # "properties" missing): the field holds Azure's default, which nobody saw.
+    unread: frozenset[str] = frozenset()
+
+    def could_not_read(self, path: str) -> bool:
+        """True when ``path`` (e.g. ``properties.networkAcls.defaultAction``), a field around it
+        or one inside it could not be read."""
+        return any(
+            path == gap or path.startswith((f"{gap}.", f"{gap}[")) or gap.startswith((f"{path}.", f"{path}["))
+            for gap in self.unread
+        )
 
     @property
     def key(self) -> str:
@@ -247,13 +265,14 @@ class Verdict(StrEnum):
     ADMITTED = "admitted"
     REFUSED_FIREWALL = "refused-firewall"
     REFUSED_PUBLIC_DISABLED = "refused-public-disabled"
+    REFUSED_PERIMETER = "refused-perimeter"  # ForbiddenByNsp: a Network Security Perimeter's rules
     UNREACHABLE = "unreachable"
     ERROR = "error"
     NOT_RUN = "not-run"
 
     @property
     def refused(self) -> bool:
-        return self in (Verdict.REFUSED_FIREWALL, Verdict.REFUSED_PUBLIC_DISABLED)
+        return self in (Verdict.REFUSED_FIREWALL, Verdict.REFUSED_PUBLIC_DISABLED, Verdict.REFUSED_PERIMETER)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import re
 import select
 import ssl
@@ -41,6 +42,9 @@ from probes.network import connect_pinned
 NETWORK_INFO_HEADER = "x-ms-keyvault-network-info"
 _CLIENT_ADDRESS = re.compile(r"Client address:\s*([0-9A-Fa-f:.]+)")
 _MAX_BODY_BYTES = 1024 * 1024  # a Key Vault answer to a probe is an error document or a secret
+# The SDK logs a warning with a traceback when an error body is not Key Vault's shape; the probe
+# reads that body itself and reports what it saw, so the traceback is noise on a user's terminal.
+logging.getLogger("azure.keyvault.secrets._generated._utils.model_base").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -350,7 +354,8 @@ def probe_secret_read(
 ) -> DataPlaneStep:
     """Read a secret that does not exist and turn the answer into a verdict.
 
-    404, or a 403 that is not a network refusal, means the network admitted the caller.
+    404 SecretNotFound, or a 403 from Key Vault that is not a network refusal, means the network
+    admitted the caller (``_verdict_of``).
     """
     route = connection.route
     secret_name = f"kvmon-probe-{uuid.uuid4().hex}"
@@ -390,24 +395,70 @@ def probe_secret_read(
         return DataPlaneStep(verdict=Verdict.ERROR, message=first_line(str(exc)))
 
 
+# An inner code that says the network refused the caller (AZURE-NOTES.md, Key Vault data plane).
+_NETWORK_REFUSALS = {
+    "ForbiddenByFirewall": Verdict.REFUSED_FIREWALL,
+    "ForbiddenByConnection": Verdict.REFUSED_PUBLIC_DISABLED,
+    "ForbiddenByNsp": Verdict.REFUSED_PERIMETER,
+}
+_SEEN_BYTES = 80  # how much of an answer that proves nothing the verdict quotes
+
+
+@dataclass(frozen=True)
+class _KeyVaultError:
+    """``{"error": {"code": ..., "message": ..., "innererror": {"code": ...}}}``, read whole."""
+
+    code: str
+    message: str
+    inner_code: str | None
+
+
+def _key_vault_error(body: bytes) -> _KeyVaultError | None:
+    """Key Vault's JSON error document, or None for anything else (cut off, not JSON, other shape)."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    error = document.get("error") if isinstance(document, dict) else None
+    if not isinstance(error, dict):
+        return None
+    code, message, inner = error.get("code"), error.get("message"), error.get("innererror")
+    if not isinstance(code, str) or not isinstance(message, str):
+        return None
+    if inner is None:
+        return _KeyVaultError(code=code, message=message, inner_code=None)
+    inner_code = inner.get("code") if isinstance(inner, dict) else None
+    if not isinstance(inner_code, str):
+        return None  # an innererror without a readable code: its reason cannot be told
+    return _KeyVaultError(code=code, message=message, inner_code=inner_code)
+
+
 def _verdict_of(exc: HttpResponseError, *, address_space: AddressSpace) -> DataPlaneStep:
+    """Admitted or refused only on what Key Vault's answer proves; anything else is an error.
+
+    A status line alone proves nothing (a proxy or a cut-off answer has one too): admitted needs
+    a 404 SecretNotFound or a 403 in Key Vault's error shape with a non-network inner code (or
+    none), refused needs a network inner code.
+    """
     status = exc.status_code
-    error = exc.error
-    code = error.code if error is not None else None
-    inner_code = None
-    message = ""
-    if error is not None:
-        inner = error.innererror or {}
-        inner_code = inner.get("code") if isinstance(inner, dict) else None
-        message = error.message or ""
-    match = _CLIENT_ADDRESS.search(message)
+    # The pinned transport's own answer, read whole (azure-core types it as its common API only).
+    response = exc.response if isinstance(exc.response, HttpResponse) else None
+    body = response.content if response is not None else b""
+    error = _key_vault_error(body)
+    if error is None:
+        content_type = response.content_type if response is not None else None
+        return DataPlaneStep(
+            verdict=Verdict.ERROR,
+            status_code=status,
+            message=f"{status} is not Key Vault's error document (Content-Type {content_type or 'none'}, "
+            f"{len(body)} bytes, starting {body[:_SEEN_BYTES]!r})",
+        )
+    match = _CLIENT_ADDRESS.search(error.message)
     client_address = match.group(1) if match else None
-    if status == 404:
+    if status == 404 and error.code == "SecretNotFound":
         verdict = Verdict.ADMITTED
-    elif status == 403 and inner_code == "ForbiddenByFirewall":
-        verdict = Verdict.REFUSED_FIREWALL
-    elif status == 403 and inner_code == "ForbiddenByConnection":
-        verdict = Verdict.REFUSED_PUBLIC_DISABLED
+    elif status == 403 and error.inner_code in _NETWORK_REFUSALS:
+        verdict = _NETWORK_REFUSALS[error.inner_code]
     elif status == 403:
         verdict = Verdict.ADMITTED  # the network let the caller in; authorisation said no
     else:
@@ -415,13 +466,13 @@ def _verdict_of(exc: HttpResponseError, *, address_space: AddressSpace) -> DataP
     return DataPlaneStep(
         verdict=verdict,
         status_code=status,
-        error_code=code,
-        inner_code=inner_code,
+        error_code=error.code,
+        inner_code=error.inner_code,
         client_address=client_address,
         client_address_private=address_space.is_private(client_address) if client_address else None,
         # Only the first line, redacted: later lines of Key Vault's 403 carry the caller's token
         # claims (appid, oid, issuer), which are not logged or stored.
-        message=first_line(message) or (exc.reason or None),
+        message=first_line(error.message) or (exc.reason or None),
     )
 
 

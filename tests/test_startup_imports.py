@@ -42,6 +42,7 @@ MONITOR_FUNCTIONS = {
     "poison_scan_jobs",
     "vault_changed",
     "vault_changed_queue",
+    "poison_vault_changes",
     "check_vault",
     "findings",
     "report",

@@ -47,9 +47,10 @@ def credential() -> Any:
 
 
 def local_vantage(settings: Settings) -> Vantage:
-    """This deployment's own vantage point: the configured one of that name, else a bare one
-    (``internet`` is outside the VNet, any other name inside)."""
+    """This deployment's own vantage point: the configured one of that name (``KVMON_VANTAGES``,
+    which the Bicep deployment sets), else one whose place is unknown: a name says nothing about
+    where a process runs (a laptop with nothing configured is not inside the VNet)."""
     for vantage in settings.vantages:
         if vantage.name == settings.vantage and vantage.endpoint is None:
             return vantage
-    return Vantage(name=settings.vantage, inside=settings.vantage != "internet")
+    return Vantage(name=settings.vantage, inside=None)

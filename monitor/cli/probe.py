@@ -141,7 +141,9 @@ def _vantage(args: argparse.Namespace, settings: Settings) -> Vantage:
             raise common.UsageError(f"--vantage: no vantage point named {args.vantage!r}; known: {known}")
         vantage = found
     else:
-        vantage = Vantage(name=settings.vantage, inside=False)
+        vantage = Vantage(
+            name=settings.vantage, inside=None
+        )  # a place nobody stated (README, Vantage points)
     if args.source_address is not None:
         try:
             source = str(ipaddress.ip_address(args.source_address))

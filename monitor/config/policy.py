@@ -35,12 +35,21 @@ class DnsAnswer(StrEnum):
     PUBLIC = "public"
 
 
+PLACE_NOT_STATED = (
+    "place not stated: the rules that depend on inside or outside the VNet (KV103, KV104, KV105, "
+    "and KV101/KV102 for Private Link vaults) do not judge it; state it with an entry "
+    '{"name": ..., "inside": true|false} in KVMON_VANTAGES (or --vantages FILE)'
+)
+
+
 @dataclass(frozen=True)
 class Vantage:
     """A place probes run from. ``endpoint`` None means this process."""
 
     name: str
-    inside: bool  # inside the VNet (True) or on the internet (False)
+    # Inside the VNet (True), on the internet (False), or not stated (None): no rule that depends
+    # on the place fires from a vantage point whose place nobody stated.
+    inside: bool | None
     subnet_id: str | None = None
     endpoint: str | None = None  # https://<app>/api/probe of a remote deployment
     key_setting: str | None = None  # app setting that holds that endpoint's function key
@@ -91,6 +100,8 @@ class VaultPolicy:
         if self.mode == Mode.PUBLIC:
             return VantageExpectation(reach=Reach.ADMITTED, dns=DnsAnswer.PUBLIC)
         if self.mode == Mode.PRIVATE_LINK:
+            if vantage.inside is None:
+                return VantageExpectation()  # what to expect depends on the place, not stated
             if vantage.inside:
                 return VantageExpectation(reach=Reach.ADMITTED, dns=DnsAnswer.PRIVATE)
             return VantageExpectation(reach=Reach.REFUSED, dns=DnsAnswer.PUBLIC)

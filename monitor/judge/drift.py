@@ -137,25 +137,42 @@ class NetworkDiff:
 
 
 def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:
+    """Never from a field that could not be read on either side: its value is Azure's default,
+    which nobody saw (the problem is reported with the posture instead)."""
+
+    def readable(field: str) -> bool:
+        path = f"properties.{field}"
+        return not before.could_not_read(path) and not after.could_not_read(path)
+
     changes: list[FieldChange] = []
-    changes.extend(_public_network_access(before, after))
-    changes.extend(
-        _ranked(
-            "networkAcls.defaultAction",
-            before.default_action,
-            after.default_action,
-            {"deny": 0, "allow": 1},
-            unknown_rank=1,
+    if readable("publicNetworkAccess"):
+        changes.extend(_public_network_access(before, after))
+    if readable("networkAcls.defaultAction"):
+        changes.extend(
+            _ranked(
+                "networkAcls.defaultAction",
+                before.default_action,
+                after.default_action,
+                {"deny": 0, "allow": 1},
+                unknown_rank=1,
+            )
         )
-    )
-    changes.extend(
-        _ranked(
-            "networkAcls.bypass", before.bypass, after.bypass, {"none": 0, "azureservices": 1}, unknown_rank=1
+    if readable("networkAcls.bypass"):
+        changes.extend(
+            _ranked(
+                "networkAcls.bypass",
+                before.bypass,
+                after.bypass,
+                {"none": 0, "azureservices": 1},
+                unknown_rank=1,
+            )
         )
-    )
-    changes.extend(_ip_rules(before.ip_rules, after.ip_rules))
-    changes.extend(_subnets(before, after))
-    changes.extend(_private_endpoints(before, after))
+    if readable("networkAcls.ipRules"):
+        changes.extend(_ip_rules(before.ip_rules, after.ip_rules))
+    if readable("networkAcls.virtualNetworkRules"):
+        changes.extend(_subnets(before, after))
+    if readable("privateEndpointConnections") and readable("publicNetworkAccess"):
+        changes.extend(_private_endpoints(before, after))
     changes.extend(_perimeter(before, after))
     return NetworkDiff(
         changes=tuple(changes),

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import jinja2
 
-from monitor.config.policy import DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
+from monitor.config.policy import PLACE_NOT_STATED, DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
@@ -155,6 +155,7 @@ def build_report_document(
         },
         "vantages": [
             {"name": v.name, "inside": v.inside, "subnet_id": v.subnet_id, "configured": configured}
+            | ({"place": PLACE_NOT_STATED} if v.inside is None else {})
             for v, configured in columns
         ],
         "errors": errors,
@@ -168,7 +169,7 @@ def _columns(vantages: Sequence[Vantage], probes: Iterable[ProbeResult]) -> list
     for name in dict.fromkeys(probe.vantage for probe in probes):
         if name not in configured:
             # Unknown place: neither inside nor outside can be claimed, so no expectation applies.
-            columns.append((Vantage(name=name, inside=False), False))
+            columns.append((Vantage(name=name, inside=None), False))
     return columns
 
 

@@ -289,6 +289,10 @@ def posture_to_json(posture: VaultPosture) -> dict[str, Any]:
         {"raw": rule.raw, "network": str(rule.network) if rule.network is not None else None}
         for rule in posture.ip_rules
     ]
+    # Absent when empty: the fingerprints of postures stored before the field existed still match.
+    del data["unread"]
+    if posture.unread:
+        data["unread"] = sorted(posture.unread)
     return data
 
 
@@ -381,6 +385,7 @@ def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
         last_modified_at=parse_time(data.get("last_modified_at")),
         problems=tuple(data.get("problems") or ()),
         perimeter=_perimeter_from_json(data.get("perimeter")),
+        unread=frozenset(data.get("unread") or ()),
     )
 
 

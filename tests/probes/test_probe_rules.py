@@ -193,3 +193,18 @@ def test_probe_rules_are_in_the_catalog(rule_id: str) -> None:
     assert rule.source is EvidenceSource.PROBES
     assert rule.references and rule.remediation_cli and rule.remediation_bicep
     assert rule.remediation_for(_posture(), subject="internet")
+
+
+def test_an_approved_connection_whose_provisioning_failed_is_no_private_endpoint() -> None:
+    failed = dataclasses.replace(PE, provisioning_state="Failed")
+    posture = _posture(private_endpoint_connections=(failed,))
+    private_link = VaultPolicy(mode="private-link")
+    assert _hits("KV009", posture=posture) == ["c"]  # the one rule that reports the connection
+    assert _hits("KV008", posture=posture) == []  # no private path beside the public one
+    assert _hits("KV010", policy=private_link, posture=posture) == [""]  # none working
+    # Resolving public from inside is the failed connection's doing, not the private DNS zone's.
+    assert _hits("KV103", _result(PL), policy=private_link, posture=posture) == []
+    assert _hits("KV103", _result(PL), policy=VaultPolicy(), posture=posture) == []
+    working = _posture(private_endpoint_connections=(PE,))
+    assert _hits("KV103", _result(PL), policy=private_link, posture=working) == ["pl-subnet"]
+    assert _hits("KV008", posture=working) == [""]

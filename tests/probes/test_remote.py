@@ -107,7 +107,7 @@ def test_wire_round_trip_is_exact(
         (
             lambda d: d["data_plane"].update(verdict="maybe"),
             "result: data_plane.verdict: 'maybe' is not one of admitted, refused-firewall, "
-            "refused-public-disabled, unreachable, error, not-run",
+            "refused-public-disabled, refused-perimeter, unreachable, error, not-run",
         ),
         (
             lambda d: d["dns"].update(addresses="10.0.0.1"),

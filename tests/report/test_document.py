@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from lab.estate import INTERNET_CLIENT
-from monitor.config.policy import Vantage, VantageExpectation, VaultPolicy
+from monitor.config.policy import PLACE_NOT_STATED, Vantage, VantageExpectation, VaultPolicy
 from monitor.model import (
     ChangeKind,
     DataPlaneStep,
@@ -319,9 +319,10 @@ def test_probe_from_an_unconfigured_vantage_is_shown_without_expectations() -> N
 
     assert document["vantages"][-1] == {
         "name": "laptop",
-        "inside": False,
+        "inside": None,
         "subnet_id": None,
         "configured": False,
+        "place": PLACE_NOT_STATED,
     }
     cell = _vault(document, "kv-se-demo")["reachability"]["laptop"]
     assert (cell["observed_reach"], cell["state"]) == ("admitted", "no-expectation")

@@ -95,6 +95,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[str] = []
+        self.unread: set[str] = set()  # paths whose value could not be read (Azure's default stands in)
 
     def note(self, message: str) -> None:
         self.problems.append(message)
@@ -109,6 +110,7 @@ class _Reader:
         if value is None or isinstance(value, Mapping):
             return value
         self.note(f"{path} is {_kind(value)}, expected an object: ignored")
+        self.unread.add(path)
         return None
 
     def text(self, parent: Mapping[Any, Any], key: str, path: str) -> str | None:
@@ -116,6 +118,7 @@ class _Reader:
         if value is None or isinstance(value, str):
             return value
         self.note(f"{path} is {_kind(value)}, expected a string: ignored")
+        self.unread.add(path)
         return None
 
     def items(self, parent: Mapping[Any, Any], key: str, path: str) -> list[Any]:
@@ -125,6 +128,7 @@ class _Reader:
         if isinstance(value, list | tuple):
             return list(value)
         self.note(f"{path} is {_kind(value)}, expected a list: ignored")
+        self.unread.add(path)
         return []
 
     def choice(self, text: str | None, known: Mapping[str, str], *, default: str, path: str) -> str:
@@ -169,6 +173,7 @@ def normalise_vault(raw: Mapping[str, Any]) -> VaultPosture:
             "(public access enabled, no firewall) were assumed; vaults.list() and the generic "
             "resources API return no properties"
         )
+        reader.unread.add("properties")
         properties = {}
 
     public_network_access = reader.choice(
@@ -214,6 +219,7 @@ def normalise_vault(raw: Mapping[str, Any]) -> VaultPosture:
             reader.get(system_data, "lastModifiedAt"), "systemData.lastModifiedAt", reader
         ),
         problems=tuple(reader.problems),
+        unread=frozenset(reader.unread),
     )
 
 

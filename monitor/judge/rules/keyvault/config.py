@@ -163,6 +163,10 @@ def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
     Disabled, and an Enforced perimeter closes a vault whose firewall admits everyone.
     """
     posture = facts.posture
+    if posture.could_not_read("properties.publicNetworkAccess") or posture.could_not_read(
+        "properties.networkAcls.defaultAction"
+    ):
+        return  # Azure's defaults stand in for what could not be read: no evidence of an open vault
     exposure = _exposure(facts)
     if not exposure.public:
         return
@@ -447,10 +451,11 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
     not Disabled the public endpoint keeps answering as well. The private link then adds a path without
     removing one; when the firewall also admits everyone (KV001), the vault is fully public despite the
     private endpoint. A perimeter in Learning or Enforced mode keeps a public path too, Disabled or not:
-    its inbound rules admit.
+    its inbound rules admit. Only a working connection counts (Approved, provisioning not Failed): a
+    failed one adds no private path, and KV009 reports it.
     """
     posture = facts.posture
-    approved = [c.id for c in posture.private_endpoint_connections if c.approved]
+    approved = [c.id for c in posture.private_endpoint_connections if c.working]
     exposure = _exposure(facts)
     if not approved or exposure.inbound in (InboundSet.CLOSED, InboundSet.UNKNOWN):
         return
@@ -515,7 +520,9 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
 def private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
     """A connection that is Pending, Rejected or Disconnected, or whose provisioning failed, carries no
     traffic: clients whose DNS points at that endpoint fail, or fall back to the public path. Approve a
-    Pending connection that is expected; delete and recreate a Rejected or Disconnected one.
+    Pending connection that is expected; delete and recreate a Rejected or Disconnected one. An
+    Approved connection whose provisioning failed is reported here only: KV008, KV010, KV103 and KV105
+    count it as no private endpoint.
     """
     for connection in facts.posture.private_endpoint_connections:
         status = (connection.status or "").lower()
@@ -569,16 +576,21 @@ def private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
     baseline_keys=("mode",),
 )
 def private_link_expected_not_approved(facts: VaultFacts) -> Iterator[Hit]:
-    """The baseline says this vault is reached through a private endpoint. Without an Approved connection
-    there is no private path: workloads either fail or have been pointed at the public endpoint instead.
+    """The baseline says this vault is reached through a private endpoint. Without a working connection
+    (Approved, provisioning not Failed) there is no private path: workloads either fail or have been
+    pointed at the public endpoint instead.
     """
     if facts.policy.mode != Mode.PRIVATE_LINK:
         return
     connections = facts.posture.private_endpoint_connections
-    if any(c.approved for c in connections):
+    if any(c.working for c in connections):
         return
     states = {c.id: c.status for c in connections}
-    found = f"{len(connections)} connection(s), none Approved" if connections else "no connections"
+    found = (
+        f"{len(connections)} connection(s), none Approved and provisioned"
+        if connections
+        else "no connections"
+    )
     yield Hit(
         summary=f"baseline entry {facts.policy.entry!r} expects private-link; the vault has {found}",
         evidence={"entry": facts.policy.entry, "mode": facts.policy.mode, "connections": states},

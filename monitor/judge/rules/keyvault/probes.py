@@ -40,8 +40,8 @@ def _answered(facts: VaultFacts) -> Iterator[tuple[ProbeResult, Vantage, Vantage
         yield result, vantage, facts.policy.expectation_for(vantage, vault_subnets=subnets)
 
 
-def _has_approved_private_endpoint(posture: VaultPosture) -> bool:
-    return any(c.approved for c in posture.private_endpoint_connections)
+def _has_working_private_endpoint(posture: VaultPosture) -> bool:
+    return any(c.working for c in posture.private_endpoint_connections)
 
 
 def _seen(result: ProbeResult, facts: VaultFacts) -> tuple[str | None, bool | None]:
@@ -68,6 +68,8 @@ def _evidence(result: ProbeResult, facts: VaultFacts, **extra: Any) -> dict[str,
 
 
 def _where(vantage: Vantage) -> str:
+    if vantage.inside is None:
+        return "place not stated"
     return "inside the VNet" if vantage.inside else "outside the VNet"
 
 
@@ -178,12 +180,18 @@ def refused_should_be_admitted(facts: VaultFacts) -> Iterator[Hit]:
 def private_link_resolves_public_inside(facts: VaultFacts) -> Iterator[Hit]:
     """Clients in this VNet resolve the vault's public address, so their traffic never uses the Private
     Endpoint: the private DNS zone is missing, not linked to the VNet, or holds the wrong record. They
-    fail once public access is disabled, or leave through the public path meanwhile.
+    fail once public access is disabled, or leave through the public path meanwhile. An Approved
+    connection whose provisioning Failed is no Private Endpoint to resolve to: KV009 reports it, and
+    this rule does not blame the zone for it.
     """
-    private_endpoint = _has_approved_private_endpoint(facts.posture)
+    private_endpoint = _has_working_private_endpoint(facts.posture)
+    if not private_endpoint and any(c.approved for c in facts.posture.private_endpoint_connections):
+        # Approved but provisioning Failed: there is no private path to resolve to, and KV009
+        # reports the connection; the private DNS zone is not to blame.
+        return
     for result, vantage, expected in _answered(facts):
         dns = result.dns
-        if not vantage.inside or dns is None or not dns.addresses:
+        if vantage.inside is not True or dns is None or not dns.addresses:
             continue
         expected_dns = expected.dns or (DnsAnswer.PRIVATE if private_endpoint else None)
         if expected_dns != DnsAnswer.PRIVATE:
@@ -229,7 +237,7 @@ def private_address_outside(facts: VaultFacts) -> Iterator[Hit]:
     """
     for result, vantage, _ in _answered(facts):
         dns = result.dns
-        if vantage.inside or dns is None:
+        if vantage.inside is not False or dns is None:
             continue
         private = [a for a in dns.addresses if facts.address_space.is_private(a)]
         if private:
@@ -269,9 +277,9 @@ def public_source_on_private_path(facts: VaultFacts) -> Iterator[Hit]:
     endpoint_subnets = set(policy.allowed_subnets) | {
         subnet_rule.key for subnet_rule in posture.virtual_network_rules
     }
-    private_endpoint = policy.mode == Mode.PRIVATE_LINK or _has_approved_private_endpoint(posture)
+    private_endpoint = policy.mode == Mode.PRIVATE_LINK or _has_working_private_endpoint(posture)
     for result, vantage, expected in _answered(facts):
-        if not vantage.inside or expected.reach != Reach.ADMITTED:
+        if vantage.inside is not True or expected.reach != Reach.ADMITTED:
             continue
         via_service_endpoint = (
             bool(vantage.subnet_id) and (vantage.subnet_id or "").lower() in endpoint_subnets
