@@ -279,6 +279,10 @@ def _read_inventory(
         inventory = runtime.inventory.list_vaults(request.subscriptions)
     report.postures = list(inventory.postures)
     report.errors.extend(inventory.errors)
+    read = {p.subscription_id.lower() for p in report.postures} | {
+        s.lower() for s in inventory.subscriptions_complete
+    }
+    report.unread_subscriptions = tuple(s for s in request.scope if s.lower() not in read)
     # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
     # so, vault by vault, as the offline evaluator does.
     report.errors.extend(

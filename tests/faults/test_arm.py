@@ -4,18 +4,30 @@ usual, the fault must be in ``report.errors``, and nothing B's vaults had open m
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.credentials import TokenCredential
+from azure.identity import ClientSecretCredential
 
 from lab.arm import LIST_ROUTE
 from lab.http import Fault
 from lab.services import LabServices
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
+from monitor.cli import main
 from monitor.model import ChangeKind, FindingStatus, ScanReport
 from monitor.store import Store
-from tests.faults.conftest import FAULT_TIMEOUT_S, SUB_A, SUB_B, fast_runtime, fault_environ
+from tests.faults.conftest import (
+    FAULT_TIMEOUT_S,
+    SUB_A,
+    SUB_B,
+    fast_runtime,
+    fault_environ,
+    free_loopback_port,
+)
 
 SUB_B_PATH = f"(?i)^/subscriptions/{SUB_B}/"
 BOTH = ScanRequest(subscriptions=(SUB_A, SUB_B), notify=False)
@@ -33,6 +45,7 @@ def _good_scan(lab: LabServices, store: Store) -> tuple[ScanRuntime, dict[str, s
     runtime = fast_runtime(fault_environ(lab), store=store)
     report = run_scan(BOTH, runtime).report
     assert report.errors == [], report.errors
+    assert report.unread_subscriptions == ()
     opened = _open(store)
     assert {"kv-b-open", "kv-b-wide", "kv-se-demo", "kv-pl-demo"} <= set(opened.values())
     return runtime, opened
@@ -127,6 +140,7 @@ def test_a_subscription_that_fails_is_an_error_and_keeps_its_findings_open(
 
     errors = [e for e in report.errors if e.source == "arm"]
     assert [(e.scope, e.code) for e in errors] == [(SUB_B, code)]
+    assert report.unread_subscriptions == (SUB_B,)  # kvmon scan exits 3
     assert words in errors[0].message
     observe(f"report.errors: {_error_line(report, 'arm')}")
     assert _vaults(report) == {"kv-se-demo", "kv-pl-demo"}
@@ -234,3 +248,63 @@ def test_a_page_that_is_not_json_is_an_error(
     observe(f"report.errors: {_error_line(report, 'arm')}")
     assert _vaults(report) == {"kv-se-demo", "kv-pl-demo"}
     _assert_nothing_resolved(report, sqlite_store, before, observe)
+
+
+def _token_endpoint_down(lab: LabServices) -> TokenCredential:
+    """azure-identity's own client, asking a token endpoint nobody listens on."""
+    return ClientSecretCredential(
+        "00000000-0000-0000-0000-0000000000aa",
+        "00000000-0000-0000-0000-0000000000bb",
+        "not-a-secret",
+        authority=f"https://127.0.0.1:{free_loopback_port()}",
+        retry_total=0,
+        connection_timeout=FAULT_TIMEOUT_S,
+    )
+
+
+def _arm_fails_everywhere(lab: LabServices) -> None:
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(status=500, times=0))
+
+
+def _arm_stalls_everywhere(lab: LabServices) -> None:
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(delay_s=FAULT_TIMEOUT_S * 2, times=0))
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        pytest.param(
+            _token_endpoint_down, marks=pytest.mark.fault("ARM", "token endpoint down (kvmon scan)")
+        ),
+        pytest.param(
+            _arm_fails_everywhere, marks=pytest.mark.fault("ARM", "500 for every subscription (kvmon scan)")
+        ),
+        pytest.param(
+            _arm_stalls_everywhere,
+            marks=pytest.mark.fault("ARM", "stall for every subscription (kvmon scan)"),
+        ),
+    ],
+)
+def test_kvmon_scan_exits_3_when_no_vault_of_a_subscription_could_be_read(
+    break_it: Callable[[LabServices], TokenCredential | None],
+    lab: LabServices,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    environ = fault_environ(lab, sqlite_path=tmp_path / "kvmon.db")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    credential = break_it(lab)
+    monkeypatch.setattr(
+        "monitor.cli.scan.build_runtime",
+        lambda settings, **kwargs: fast_runtime(environ, store=None, credential=credential),
+    )
+
+    code = main(["scan", "--format", "json", "--no-notify", "--no-probes", "--no-logs"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert code == 3
+    assert {error["scope"] for error in document["errors"]} >= {SUB_A, SUB_B}
+    observe(f"exit {code}; errors: {document['errors'][0]['message'][:70]}")
