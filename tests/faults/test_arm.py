@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,13 @@ from azure.core.credentials import TokenCredential
 from azure.identity import ClientSecretCredential
 
 from lab.arm import LIST_ROUTE
+from lab.credential import LabCredential
 from lab.http import Fault
 from lab.services import LabServices
+from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.cli import main
+from monitor.config.settings import Settings
 from monitor.model import ChangeKind, FindingStatus, ScanReport
 from monitor.store import Store
 from tests.faults.conftest import (
@@ -308,3 +312,31 @@ def test_kvmon_scan_exits_3_when_no_vault_of_a_subscription_could_be_read(
     assert code == 3
     assert {error["scope"] for error in document["errors"]} >= {SUB_A, SUB_B}
     observe(f"exit {code}; errors: {document['errors'][0]['message'][:70]}")
+
+
+@pytest.mark.fault("ARM", "every listing hangs, production settings made small (KVMON_ARM_TIMEOUT/RETRIES)")
+def test_a_hanging_arm_listing_ends_within_the_stated_bound(
+    lab: LabServices, observe: Callable[[str], None]
+) -> None:
+    timeout_s, retries = 0.3, 1
+    environ = fault_environ(lab, KVMON_ARM_TIMEOUT=str(timeout_s), KVMON_ARM_RETRIES=str(retries))
+    settings = Settings.from_environ(environ)
+    runtime = build_runtime(
+        settings, environ=environ, credential=LabCredential(), store=None, with_store=False
+    )
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(delay_s=timeout_s * 10, times=0))
+    before = lab.arm.server.total_requests
+
+    started = time.monotonic()
+    report = run_scan(
+        ScanRequest(subscriptions=(SUB_A, SUB_B), notify=False, probe=False, logs=False), runtime
+    ).report
+    elapsed = time.monotonic() - started
+
+    # The README's bound: (retries + 1) × 2 × timeout per request (no backoff before the first
+    # retry), one listing per subscription, one after the other at worst.
+    bound = 2 * (retries + 1) * 2 * timeout_s
+    assert report.unread_subscriptions == (SUB_A, SUB_B)
+    assert lab.arm.server.total_requests - before == 2 * (retries + 1)
+    assert elapsed < bound + 1.0  # a second for loopback, threads and the SDK
+    observe(f"2 subscriptions × {retries + 1} tries: ended in {elapsed:.1f} s (bound {bound:.1f} s)")
