@@ -2,8 +2,9 @@
 
 Answers come from ``Estate.resolve`` for the query's SOURCE address: a client in a VNet whose
 private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
-as Azure DNS does. Modes for fault tests: ``silent`` (never answers) and ``truncate`` (every UDP
-answer truncated, so clients must retry over TCP).
+as Azure DNS does. Modes for fault tests: ``silent`` (never answers), ``truncate`` (every UDP
+answer truncated, so clients must retry over TCP), ``servfail`` (every answer SERVFAIL) and
+``empty`` (every answer NOERROR with no record).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from lab.estate import INGRESS_NAME, PUBLIC_INGRESS, Estate
 
 LOOPBACK = "127.0.0.1"
 TTL = 60
-MODES = ("answer", "silent", "truncate")
+MODES = ("answer", "silent", "truncate", "servfail", "empty")
 
 
 class _EstateResolver:
@@ -36,6 +37,11 @@ class _EstateResolver:
         if lab.mode == "silent":
             raise DNSError("silent mode: no answer")  # dnslib drops the query without a reply
         reply = request.reply()
+        if lab.mode == "servfail":
+            reply.header.rcode = RCODE.SERVFAIL
+            return reply
+        if lab.mode == "empty":
+            return reply
         if lab.mode == "truncate" and handler.protocol == "udp":
             # The question kept, no records, TC set: what a server says when the answer is too big.
             reply.header.tc = 1

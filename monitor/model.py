@@ -642,6 +642,9 @@ class ScanReport:
     # Sources no stage read this scan (probes or logs switched off or not configured): like an
     # incomplete source, for every vault, but nobody's evidence "fell short".
     skipped_sources: frozenset[EvidenceSource] = frozenset()
+    # Subscriptions in scope of which no vault could be read (the token, ARM or the listing failed):
+    # the scan says nothing of them, so it is incomplete (``kvmon scan`` exits 3).
+    unread_subscriptions: tuple[str, ...] = ()
 
     @property
     def incomplete_vaults(self) -> set[str]:

@@ -39,7 +39,11 @@ def load_policy_source(settings: Settings) -> Baseline:
 
 def build_arm_inventory(settings: Settings, *, credential: Any) -> ArmInventory:
     return ArmInventory(
-        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+        credential,
+        arm_endpoint=settings.arm_endpoint,
+        connection_verify=settings.connection_verify,
+        timeout_s=settings.arm_timeout_s,
+        retry_total=settings.arm_retries,
     )
 
 

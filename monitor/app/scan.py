@@ -44,6 +44,7 @@ from monitor.model import (
     ScanReport,
     ScanTrigger,
     VaultPosture,
+    Verdict,
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
@@ -173,6 +174,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     if probed and report.postures:
         tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
         report.probes = _probe_all(runtime, [p.name for p in report.postures])
+        report.errors.extend(_probe_errors(report.postures, report.probes))
 
     # 3. What has happened: one query per workspace for all its vaults.
     logs_read = request.logs and runtime.evidence is not None and bool(runtime.workspaces)
@@ -280,6 +282,10 @@ def _read_inventory(
         inventory = runtime.inventory.list_vaults(request.subscriptions)
     report.postures = list(inventory.postures)
     report.errors.extend(inventory.errors)
+    read = {p.subscription_id.lower() for p in report.postures} | {
+        s.lower() for s in inventory.subscriptions_complete
+    }
+    report.unread_subscriptions = tuple(s for s in request.scope if s.lower() not in read)
     # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
     # so, vault by vault, as the offline evaluator does.
     report.errors.extend(
@@ -451,6 +457,48 @@ def _probe_all(runtime: ScanRuntime, names: list[str]) -> list[ProbeResult]:
     with ThreadPoolExecutor(max_workers=max(1, len(runtime.vantages))) as pool:
         batches = pool.map(lambda vantage: prober(names, vantage), runtime.vantages)
         return [result for batch in batches for result in batch]
+
+
+def _probe_errors(postures: Sequence[VaultPosture], probes: Sequence[ProbeResult]) -> list[ScanError]:
+    """A probe that proved nothing (DNS failed, nothing answered, the data plane erred) is named
+    in the errors: its vault's probe findings stay open unseen, and a pipeline reading only the
+    findings would take the vault for clean."""
+    ids = {posture.name.lower(): posture.id for posture in postures}
+    return [
+        ScanError(
+            ErrorSource.PROBE,
+            ids.get(result.vault_name.lower(), result.vault_name),
+            f"{result.hostname} from {result.vantage}: {result.verdict.value}, {_probe_failure(result)}",
+        )
+        for result in probes
+        if result.verdict in (Verdict.ERROR, Verdict.UNREACHABLE)
+    ]
+
+
+def _probe_failure(result: ProbeResult) -> str:
+    """The first step that failed, in the words it failed with."""
+    if result.vantage_error is not None:
+        return f"the vantage point did not answer: {result.vantage_error}"
+    if result.dns is not None and not result.dns.answered:
+        return f"DNS: {result.dns.error or 'no address in the answer'}"
+    if result.tls is not None and result.tls.error:
+        return f"TLS: {result.tls.error}"
+    step = result.data_plane
+    if step is not None and (step.message or step.status_code):
+        said = " ".join(
+            part
+            for part in (
+                f"HTTP {step.status_code}" if step.status_code else None,
+                step.inner_code or step.error_code,
+            )
+            if part
+        )
+        if step.message:
+            said = f"{said}: {step.message}" if said else step.message
+        return f"data plane: {said}"
+    if result.health is not None and result.health.error:
+        return f"healthstatus: {result.health.error}"
+    return "no step said why"
 
 
 def _read_logs(

@@ -92,13 +92,14 @@ def run(args: argparse.Namespace) -> int:
     report = outcome.report
     for error in report.errors:
         print(f"kvmon: {error.source} {error.scope}: {error.message}", file=sys.stderr)
-    return emit_report(
+    code = emit_report(
         args,
         report.findings,
         errors=report.errors,
         expired=outcome.expired_suppressions,
         changes=report.changes if runtime.store is not None else None,
     )
+    return common.EXIT_INCOMPLETE if report.unread_subscriptions else code
 
 
 def _run_with_progress(request: ScanRequest, runtime: ScanRuntime) -> ScanOutcome:

@@ -198,6 +198,21 @@ class Settings(BaseModel):
         "Azure Resource Manager endpoint (sovereign clouds, lab).",
         default="https://management.azure.com",
     )
+    arm_timeout_s: float = setting(
+        "KVMON_ARM_TIMEOUT",
+        "Connect and read timeout of each ARM request, seconds. A request that hangs on every try ends "
+        "after (KVMON_ARM_RETRIES + 1) × 2 × this, plus the backoff between tries (none, then 1.6 s, 3.2 s, ...).",
+        default=10.0,
+        gt=0,
+        le=300,
+    )
+    arm_retries: int = setting(
+        "KVMON_ARM_RETRIES",
+        "Retries of each ARM request (throttling, server errors, timeouts), after the first try.",
+        default=2,
+        ge=0,
+        le=10,
+    )
     inventory_source: Annotated[InventoryChoice, choice(InventoryChoice)] = setting(
         "KVMON_INVENTORY_SOURCE",
         "`arm` (per subscription), `resource-graph` (one query for all), or `auto`.",

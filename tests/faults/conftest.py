@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.credentials import TokenCredential
 
 from lab.azurite import Azurite, azurite_missing_reason
 from lab.credential import LabCredential
@@ -202,12 +203,14 @@ def fault_environ(lab: LabServices, *, sqlite_path: Path | None = None, **overri
     return environ
 
 
-def fast_runtime(environ: Mapping[str, str], *, store: Store | None) -> ScanRuntime:
+def fast_runtime(
+    environ: Mapping[str, str], *, store: Store | None, credential: TokenCredential | None = None
+) -> ScanRuntime:
     """``build_runtime`` as the CLI and the Functions app call it, then ARM, Log Analytics and the
     webhooks rebuilt from the same settings with this suite's timeouts and retries (production
     waits tens of seconds; the behaviour under a fault is the same, only shorter)."""
     settings = Settings.from_environ(environ)
-    credential = LabCredential()
+    credential = credential or LabCredential()
     runtime = build_runtime(
         settings, environ=environ, credential=credential, store=store, with_store=store is not None
     )

@@ -4,18 +4,34 @@ usual, the fault must be in ``report.errors``, and nothing B's vaults had open m
 from __future__ import annotations
 
 import copy
+import json
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.credentials import TokenCredential
+from azure.identity import ClientSecretCredential
 
 from lab.arm import LIST_ROUTE
+from lab.credential import LabCredential
 from lab.http import Fault
 from lab.services import LabServices
+from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
+from monitor.cli import main
+from monitor.config.settings import Settings
 from monitor.model import ChangeKind, FindingStatus, ScanReport
 from monitor.store import Store
-from tests.faults.conftest import FAULT_TIMEOUT_S, SUB_A, SUB_B, fast_runtime, fault_environ
+from tests.faults.conftest import (
+    FAULT_TIMEOUT_S,
+    SUB_A,
+    SUB_B,
+    fast_runtime,
+    fault_environ,
+    free_loopback_port,
+)
 
 SUB_B_PATH = f"(?i)^/subscriptions/{SUB_B}/"
 BOTH = ScanRequest(subscriptions=(SUB_A, SUB_B), notify=False)
@@ -33,6 +49,7 @@ def _good_scan(lab: LabServices, store: Store) -> tuple[ScanRuntime, dict[str, s
     runtime = fast_runtime(fault_environ(lab), store=store)
     report = run_scan(BOTH, runtime).report
     assert report.errors == [], report.errors
+    assert report.unread_subscriptions == ()
     opened = _open(store)
     assert {"kv-b-open", "kv-b-wide", "kv-se-demo", "kv-pl-demo"} <= set(opened.values())
     return runtime, opened
@@ -127,6 +144,7 @@ def test_a_subscription_that_fails_is_an_error_and_keeps_its_findings_open(
 
     errors = [e for e in report.errors if e.source == "arm"]
     assert [(e.scope, e.code) for e in errors] == [(SUB_B, code)]
+    assert report.unread_subscriptions == (SUB_B,)  # kvmon scan exits 3
     assert words in errors[0].message
     observe(f"report.errors: {_error_line(report, 'arm')}")
     assert _vaults(report) == {"kv-se-demo", "kv-pl-demo"}
@@ -234,3 +252,91 @@ def test_a_page_that_is_not_json_is_an_error(
     observe(f"report.errors: {_error_line(report, 'arm')}")
     assert _vaults(report) == {"kv-se-demo", "kv-pl-demo"}
     _assert_nothing_resolved(report, sqlite_store, before, observe)
+
+
+def _token_endpoint_down(lab: LabServices) -> TokenCredential:
+    """azure-identity's own client, asking a token endpoint nobody listens on."""
+    return ClientSecretCredential(
+        "00000000-0000-0000-0000-0000000000aa",
+        "00000000-0000-0000-0000-0000000000bb",
+        "not-a-secret",
+        authority=f"https://127.0.0.1:{free_loopback_port()}",
+        retry_total=0,
+        connection_timeout=FAULT_TIMEOUT_S,
+    )
+
+
+def _arm_fails_everywhere(lab: LabServices) -> None:
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(status=500, times=0))
+
+
+def _arm_stalls_everywhere(lab: LabServices) -> None:
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(delay_s=FAULT_TIMEOUT_S * 2, times=0))
+
+
+@pytest.mark.parametrize(
+    "break_it",
+    [
+        pytest.param(
+            _token_endpoint_down, marks=pytest.mark.fault("ARM", "token endpoint down (kvmon scan)")
+        ),
+        pytest.param(
+            _arm_fails_everywhere, marks=pytest.mark.fault("ARM", "500 for every subscription (kvmon scan)")
+        ),
+        pytest.param(
+            _arm_stalls_everywhere,
+            marks=pytest.mark.fault("ARM", "stall for every subscription (kvmon scan)"),
+        ),
+    ],
+)
+def test_kvmon_scan_exits_3_when_no_vault_of_a_subscription_could_be_read(
+    break_it: Callable[[LabServices], TokenCredential | None],
+    lab: LabServices,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    environ = fault_environ(lab, sqlite_path=tmp_path / "kvmon.db")
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    credential = break_it(lab)
+    monkeypatch.setattr(
+        "monitor.cli.scan.build_runtime",
+        lambda settings, **kwargs: fast_runtime(environ, store=None, credential=credential),
+    )
+
+    code = main(["scan", "--format", "json", "--no-notify", "--no-probes", "--no-logs"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert code == 3
+    assert {error["scope"] for error in document["errors"]} >= {SUB_A, SUB_B}
+    observe(f"exit {code}; errors: {document['errors'][0]['message'][:70]}")
+
+
+@pytest.mark.fault("ARM", "every listing hangs, production settings made small (KVMON_ARM_TIMEOUT/RETRIES)")
+def test_a_hanging_arm_listing_ends_within_the_stated_bound(
+    lab: LabServices, observe: Callable[[str], None]
+) -> None:
+    timeout_s, retries = 0.3, 1
+    environ = fault_environ(lab, KVMON_ARM_TIMEOUT=str(timeout_s), KVMON_ARM_RETRIES=str(retries))
+    settings = Settings.from_environ(environ)
+    runtime = build_runtime(
+        settings, environ=environ, credential=LabCredential(), store=None, with_store=False
+    )
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(delay_s=timeout_s * 10, times=0))
+    before = lab.arm.server.total_requests
+
+    started = time.monotonic()
+    report = run_scan(
+        ScanRequest(subscriptions=(SUB_A, SUB_B), notify=False, probe=False, logs=False), runtime
+    ).report
+    elapsed = time.monotonic() - started
+
+    # The README's bound: (retries + 1) × 2 × timeout per request (no backoff before the first
+    # retry), one listing per subscription, one after the other at worst.
+    bound = 2 * (retries + 1) * 2 * timeout_s
+    assert report.unread_subscriptions == (SUB_A, SUB_B)
+    assert lab.arm.server.total_requests - before == 2 * (retries + 1)
+    assert elapsed < bound + 1.0  # a second for loopback, threads and the SDK
+    observe(f"2 subscriptions × {retries + 1} tries: ended in {elapsed:.1f} s (bound {bound:.1f} s)")

@@ -6,6 +6,7 @@ timeouts, never by luck (no timing is asserted)."""
 
 from __future__ import annotations
 
+import io
 import json
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -16,7 +17,8 @@ from lab.estate import PUBLIC_INGRESS
 from lab.http import Fault
 from lab.services import LabServices, _vantage_json
 from monitor.app.scan import ScanRequest, run_scan
-from monitor.model import ChangeKind, FindingStatus, ScanReport, Verdict
+from monitor.model import ChangeKind, ErrorSource, FindingStatus, ScanReport, Verdict
+from monitor.outputs.formats import FORMATS, write_report
 from monitor.store import Store
 from tests.faults.conftest import (
     REMOTE_KEY,
@@ -169,11 +171,11 @@ def test_a_remote_vantage_point_that_is_down_is_kv106_and_keeps_what_it_saw_open
     lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
 ) -> None:
     remote = RemoteVantage(lab)
-    environ = fault_environ(lab, KVMON_OUTSIDE_KEY=REMOTE_KEY)
-    environ["KVMON_VANTAGES"] = json.dumps(
-        [*(_vantage_json(v) for v in lab.vantages()), remote.vantage_json()]
-    )
-    with remote.server:
+    with remote.server:  # started first: its address has its port only once it listens
+        environ = fault_environ(lab, KVMON_OUTSIDE_KEY=REMOTE_KEY)
+        environ["KVMON_VANTAGES"] = json.dumps(
+            [*(_vantage_json(v) for v in lab.vantages()), remote.vantage_json()]
+        )
         runtime = fast_runtime(environ, store=sqlite_store)
         good = run_scan(REQUEST, runtime).report
     seen_from_outside = {
@@ -213,3 +215,66 @@ def test_a_remote_endpoint_nobody_listens_on_is_kv106(
     assert {f.subject for f in kv106} == {"nowhere"}
     assert {p.key for p in report.postures} <= report.incomplete_vaults
     observe(f"KV106 on all 4 vaults; vaults marked incomplete ({kv106[0].summary[:60]})")
+
+
+def _errors_part(output_format: str, text: str) -> str:
+    """The part of a rendered report that lists the scan's errors."""
+    if output_format == "json":
+        return json.dumps(json.loads(text)["errors"])
+    if output_format == "sarif":
+        return json.dumps(json.loads(text)["runs"][0]["invocations"][0]["toolExecutionNotifications"])
+    if output_format == "markdown":
+        return text.split("## Errors", 1)[1]
+    return "\n".join(line for line in text.splitlines() if line.startswith("error: "))
+
+
+def _servfail(lab: LabServices) -> None:
+    lab.world.dns.mode = "servfail"
+
+
+def _empty_answer(lab: LabServices) -> None:
+    lab.world.dns.mode = "empty"
+
+
+def _dns_timeout(lab: LabServices) -> None:
+    lab.world.dns.mode = "silent"
+
+
+def _data_plane_503(lab: LabServices) -> None:
+    lab.world.keyvault.servers[PUBLIC_INGRESS].inject(r"^/secrets/", Fault(status=503, times=0))
+
+
+def _data_plane_hangs(lab: LabServices) -> None:
+    lab.world.keyvault.servers[PUBLIC_INGRESS].inject(r"^/secrets/", Fault(delay_s=3.0, status=503, times=0))
+
+
+@pytest.mark.parametrize(
+    "break_it", [_servfail, _empty_answer, _dns_timeout, _data_plane_503, _data_plane_hangs]
+)
+@pytest.mark.fault("Probes", "DNS SERVFAIL, no answer, DNS timeout, data plane 503 or hanging")
+def test_a_probe_that_proved_nothing_names_its_vault_in_every_format(
+    lab: LabServices,
+    sqlite_store: Store,
+    break_it: Callable[[LabServices], None],
+    observe: Callable[[str], None],
+) -> None:
+    runtime = fast_runtime(fault_environ(lab), store=sqlite_store)
+    exposed = {f.vault_id for f in run_scan(REQUEST, runtime).report.findings if f.rule_id == "KV101"}
+    assert exposed  # the lab's open vaults admit the internet: KV101, open in the store
+    break_it(lab)
+
+    report = run_scan(REQUEST, runtime).report
+
+    blind = {p.vault_name for p in report.probes if p.verdict in (Verdict.ERROR, Verdict.UNREACHABLE)}
+    silenced = exposed - {f.vault_id for f in report.findings if f.rule_id == "KV101"}
+    assert silenced  # the store keeps them open; the report alone must say why they are not seen
+    assert {vault_id.rsplit("/", 1)[1] for vault_id in silenced} <= blind
+    still_open = sqlite_store.load_findings(status=FindingStatus.OPEN).values()
+    assert exposed <= {record.finding.vault_id for record in still_open if record.finding.rule_id == "KV101"}
+    for output_format in FORMATS:
+        stream = io.StringIO()
+        write_report(output_format, report.findings, stream=stream, errors=report.errors)
+        named = _errors_part(output_format, stream.getvalue())
+        assert all(vault_id in named for vault_id in silenced), output_format
+    probe_error = next(e for e in report.errors if e.source is ErrorSource.PROBE and e.scope in silenced)
+    observe(f"{len(silenced)} KV101 unseen, each vault named in every format's errors: {probe_error.message}")
