@@ -302,6 +302,7 @@ var probeAppDisabledFunctions = {
   'AzureWebJobs.poison_scan_jobs.Disabled': 'true'
   'AzureWebJobs.vault_changed.Disabled': 'true'
   'AzureWebJobs.vault_changed_queue.Disabled': 'true'
+  'AzureWebJobs.poison_vault_changes.Disabled': 'true'
   'AzureWebJobs.check_vault.Disabled': 'true'
   'AzureWebJobs.findings.Disabled': 'true'
   'AzureWebJobs.report.Disabled': 'true'
