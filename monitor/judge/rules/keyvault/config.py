@@ -32,6 +32,13 @@ PRIVATE_ENDPOINT_CONNECTIONS_API = (
     "https://learn.microsoft.com/en-us/rest/api/keyvault/keyvault/private-endpoint-connections/put"
 )
 CLI_KEYVAULT = "https://learn.microsoft.com/en-us/cli/azure/keyvault"
+# The command that gives a vault a private endpoint (KV010; KV019 under a perimeter).
+CREATE_PRIVATE_ENDPOINT = (
+    "az network private-endpoint create --name pe-{name} --resource-group {resource_group} "
+    "--vnet-name <vnet> --subnet <subnet> --connection-name pe-{name} --group-id vault "
+    "--private-connection-resource-id "
+    "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
+)
 CLI_NETWORK_RULE = "https://learn.microsoft.com/en-us/cli/azure/keyvault/network-rule"
 CLI_PRIVATE_ENDPOINT_CONNECTION = (
     "https://learn.microsoft.com/en-us/cli/azure/network/private-endpoint-connection"
@@ -554,12 +561,7 @@ def private_endpoint_unhealthy(facts: VaultFacts) -> Iterator[Hit]:
     title="Baseline expects private link but no connection is approved",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.BASELINE,
-    remediation_cli=(
-        "az network private-endpoint create --name pe-{name} --resource-group {resource_group} "
-        "--vnet-name <vnet> --subnet <subnet> --connection-name pe-{name} --group-id vault "
-        "--private-connection-resource-id "
-        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
-    ),
+    remediation_cli=CREATE_PRIVATE_ENDPOINT,
     remediation_bicep=(
         "resource pe 'Microsoft.Network/privateEndpoints@2023-11-01' = {\n"
         "  name: 'pe-${vault.name}'\n"

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from monitor.judge.perimeter import effective_exposure, open_entries
 from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.keyvault.config import CREATE_PRIVATE_ENDPOINT
 from monitor.model import (
     EvidenceSource,
     PerimeterAccessMode,
@@ -255,12 +256,7 @@ def perimeter_unreadable(facts: VaultFacts) -> Iterator[Hit]:
     title="Service Endpoint rules are ineffective under the perimeter",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.CONFIGURATION,
-    remediation_cli=(
-        "az network private-endpoint create --name pe-{name} --resource-group {resource_group} "
-        "--vnet-name <vnet> --subnet <subnet> --connection-name pe-{name} --group-id vault "
-        "--private-connection-resource-id "
-        "/subscriptions/{subscription}/resourceGroups/{resource_group}/providers/Microsoft.KeyVault/vaults/{name}"
-    ),
+    remediation_cli=CREATE_PRIVATE_ENDPOINT,
     remediation_bicep=(
         "resource pe 'Microsoft.Network/privateEndpoints@2023-11-01' = {\n"
         "  name: 'pe-${vault.name}'\n"
