@@ -31,7 +31,7 @@ import azure.functions as func
 
 from monitor.app import probe_functions
 from monitor.app.answers import Answer
-from monitor.app.deployment import startup_role
+from monitor.app.deployment import QUEUE_CONNECTION, startup_role
 from monitor.config.settings import Role
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -56,12 +56,12 @@ def _register_monitor_functions(app: func.FunctionApp) -> None:
     def scheduled_scan(timer: func.TimerRequest) -> None:
         handlers.scheduled_scan(past_due=timer.past_due)
 
-    @app.queue_trigger(arg_name="message", queue_name="%KVMON_SCAN_QUEUE%", connection="AzureWebJobsStorage")
+    @app.queue_trigger(arg_name="message", queue_name="%KVMON_SCAN_QUEUE%", connection=QUEUE_CONNECTION)
     def scan_worker(message: func.QueueMessage) -> None:
         handlers.scan_worker(message.get_body(), dequeue_count=message.dequeue_count or 1)
 
     @app.queue_trigger(
-        arg_name="message", queue_name="%KVMON_SCAN_QUEUE%-poison", connection="AzureWebJobsStorage"
+        arg_name="message", queue_name="%KVMON_SCAN_QUEUE%-poison", connection=QUEUE_CONNECTION
     )
     def poison_scan_jobs(message: func.QueueMessage) -> None:
         handlers.poison_scan_job(message.get_body(), message_id=message.id or "")
@@ -72,14 +72,14 @@ def _register_monitor_functions(app: func.FunctionApp) -> None:
         # monitor.sources.events reads either as the JSON it was decoded from.
         handlers.vault_changed(event)
 
-    @app.queue_trigger(arg_name="message", queue_name="%KVMON_EVENT_QUEUE%", connection="AzureWebJobsStorage")
+    @app.queue_trigger(arg_name="message", queue_name="%KVMON_EVENT_QUEUE%", connection=QUEUE_CONNECTION)
     def vault_changed_queue(message: func.QueueMessage) -> None:
         # Event Grid's Storage queue destination (a monitor with no public inbound): one event per
         # message, in the subscription's schema; a raised error is retried, then the poison queue.
         handlers.vault_changed(message.get_body(), source="queue message")
 
     @app.queue_trigger(
-        arg_name="message", queue_name="%KVMON_EVENT_QUEUE%-poison", connection="AzureWebJobsStorage"
+        arg_name="message", queue_name="%KVMON_EVENT_QUEUE%-poison", connection=QUEUE_CONNECTION
     )
     def poison_vault_changes(message: func.QueueMessage) -> None:
         handlers.poison_vault_change(message.get_body(), message_id=message.id or "")

@@ -15,6 +15,11 @@ from monitor.config.settings import Role, Settings, SettingsError
 
 log = logging.getLogger("kvmon.functions")
 
+# The connection every queue trigger listens on, and so the one kvmon enqueues on: the host's own
+# storage. kvmon's store may live elsewhere (KVMON_STORAGE); its queues never do, or a scan job would
+# land on a queue no worker reads.
+QUEUE_CONNECTION = "AzureWebJobsStorage"
+
 
 def startup_role(environ: Mapping[str, str]) -> Role:
     """The role whose functions the app registers, read once when the host indexes it.

@@ -12,27 +12,31 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from monitor.app.deployment import QUEUE_CONNECTION
+
 
 def scan_queue(environ: Mapping[str, str], queue_name: str, *, credential: Callable[[], Any]) -> QueueClient:
-    """The queue on kvmon's storage (``KVMON_STORAGE``, else the host's ``AzureWebJobsStorage``,
-    else its identity-based ``AzureWebJobsStorage__queueServiceUri``/``__accountName``), created
-    when missing. ``credential`` is called only for identity-based access."""
+    """The queue ``queue_name`` where the queue triggers listen: the ``QUEUE_CONNECTION`` storage
+    (``AzureWebJobsStorage``), resolved as the Functions host resolves a connection, a connection
+    string or its identity-based ``__queueServiceUri``/``__accountName``; created when missing.
+    ``credential`` is called only for identity-based access. Never ``KVMON_STORAGE``: that account
+    holds findings, and a job enqueued there would reach no worker."""
     policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),
     }
-    connection_string = (environ.get("KVMON_STORAGE") or environ.get("AzureWebJobsStorage") or "").strip()
+    connection_string = (environ.get(QUEUE_CONNECTION) or "").strip()
     if connection_string:
         queue = QueueClient.from_connection_string(connection_string, queue_name, **policies)
     else:
-        account_url = (environ.get("AzureWebJobsStorage__queueServiceUri") or "").strip()
-        account_name = (environ.get("AzureWebJobsStorage__accountName") or "").strip()
+        account_url = (environ.get(f"{QUEUE_CONNECTION}__queueServiceUri") or "").strip()
+        account_name = (environ.get(f"{QUEUE_CONNECTION}__accountName") or "").strip()
         if not account_url and account_name:
             account_url = f"https://{account_name}.queue.core.windows.net"
         if not account_url:
             raise ValueError(
-                "no storage for the scan queue: set AzureWebJobsStorage (or its identity-based "
-                "AzureWebJobsStorage__accountName) or KVMON_STORAGE"
+                f"no storage for the queue {queue_name}: set {QUEUE_CONNECTION} (or its identity-based "
+                f"{QUEUE_CONNECTION}__accountName), the storage the queue triggers listen on"
             )
         queue = QueueClient(account_url, queue_name, credential=credential(), **policies)
     with contextlib.suppress(ResourceExistsError):

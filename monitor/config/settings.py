@@ -399,7 +399,7 @@ OTHER_SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "KVMON_STORAGE",
-        "Storage connection string for findings (Table storage).",
+        "Storage connection string for findings (Table storage); never the queues, which stay on AzureWebJobsStorage where their triggers listen.",
         "falls back to AzureWebJobsStorage",
         "no",
     ),
@@ -414,7 +414,7 @@ OTHER_SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "AzureWebJobsStorage",
-        "The Functions host's storage; also kvmon's store and queue when KVMON_STORAGE is unset.",
+        "The Functions host's storage: the scan-job and event queues (always), and kvmon's store when KVMON_STORAGE is unset.",
         "(set by the platform)",
         "in Azure",
     ),

@@ -9,7 +9,7 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from azure.storage.queue import QueueClient, TextBase64DecodePolicy
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy
 
 from lab.estate import WALKTHROUGH_SUBSCRIPTION
 from lab.services import LabServices
@@ -129,6 +129,35 @@ def test_the_worker_scans_the_subscription_of_a_real_queued_job(lab: LabServices
     assert {("kv-se-demo", "KV001"), ("kv-se-demo", "KV101"), ("kv-pl-demo", "KV103")} <= found
     teams = lab.sinks.messages("teams")
     assert len(teams) == 1  # one scan, one message per channel
+
+
+def test_with_findings_in_another_account_the_jobs_land_where_the_worker_listens(
+    lab: LabServices, app_settings, monkeypatch
+) -> None:
+    """Findings in their own account (KVMON_STORAGE): the timer's jobs still go to the storage the
+    queue trigger names, and the worker fed from there writes its findings to KVMON_STORAGE."""
+    from azure.data.tables import TableServiceClient
+
+    from lab.azurite import Azurite
+
+    with Azurite.start() as findings_account:
+        monkeypatch.setenv("KVMON_STORAGE", findings_account.connection_string)
+        trigger = bindings("scan_worker")[0]
+
+        call("scheduled_scan", Timer())
+
+        listened = queue({"AzureWebJobsStorage": app_settings[trigger["connection"]]})
+        (message,) = list(listened.receive_messages(max_messages=32))
+        with QueueServiceClient.from_connection_string(findings_account.connection_string) as queues:
+            assert [q.name for q in queues.list_queues()] == []  # nothing enqueued beside the findings
+        call("scan_worker", func.QueueMessage(id=message.id, body=message.content.encode()))
+
+        with TableServiceClient.from_connection_string(findings_account.connection_string) as tables:
+            assert any(t.name.startswith("kvmon") for t in tables.list_tables())
+        status, document = answer(call("findings", http("GET", "/api/findings", params={"status": "open"})))
+        assert status == 200 and ("kv-se-demo", "KV001") in {
+            (f["vault"], f["rule"]) for f in document["findings"]
+        }
 
 
 def test_a_job_that_failed_every_attempt_is_a_recorded_scan_error(app_settings) -> None:
