@@ -10,13 +10,25 @@ CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.stamp-install
 SYS_STAMP := .stamp-system
 
-.PHONY: demo test lint typecheck pytest install clean system-deps
+.PHONY: demo test lint typecheck pytest install clean system-deps lock
 
-$(PY_STAMP): pyproject.toml
+# The tests run on exactly what the Functions package deploys: requirements.txt's pins first, then
+# kvmon with its cli and dev extras constrained to them.
+$(PY_STAMP): pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	$(BIN)/python -m pip install --quiet -e '.[dev,cli]' -c requirements.txt
 	touch $@
+
+# requirements.txt is compiled from pyproject.toml's dependencies for the Functions runtime
+# (Linux, Python 3.11: infra/modules/function-app.bicep); tests/test_lock.py keeps the two in step.
+lock: $(PY_STAMP)
+	$(BIN)/python -m pip install --quiet uv
+	{ echo "# What the Azure Functions deployment installs, pinned: \`make lock\` compiles it from pyproject.toml."; \
+	  echo "# Runtime only: the cli extra (rich) and the dev extra (tests, lab) stay out of the package."; \
+	  $(BIN)/uv pip compile pyproject.toml --python-version 3.11 --python-platform linux \
+	    --no-header --annotation-style line --quiet; } > requirements.txt
 
 $(CHECKOV_STAMP):
 	test -x $(CHECKOV_VENV)/bin/python || $(PYTHON) -m venv $(CHECKOV_VENV)

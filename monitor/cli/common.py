@@ -51,12 +51,23 @@ def run(parse: Callable[[], argparse.Namespace]) -> int:
         # interpreter's final flush of what is still buffered does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_CLOSED_PIPE
-    except Exception as exc:
+    except Exception as raised:
+        exc = _missing_extra(raised)
         debug = bool(getattr(args, "debug", False))
         if debug:
             traceback.print_exception(exc, file=sys.stderr)
         print(_error_line(exc, debug=debug), file=sys.stderr)
         return exit_code_for(exc)
+
+
+def _missing_extra(exc: Exception) -> Exception:
+    """rich draws the terminal tables and comes with the cli extra, not with the Functions package:
+    without it, say how to install it rather than a bare import failure."""
+    if isinstance(exc, ModuleNotFoundError) and (exc.name or "").split(".")[0] == "rich":
+        return ConfigurationError(
+            "terminal tables need kvmon's cli extra: pip install 'kvmon[cli]' (or choose --format json)"
+        )
+    return exc
 
 
 def exit_code_for(exc: BaseException) -> int:

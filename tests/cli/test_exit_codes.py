@@ -64,3 +64,14 @@ def test_a_closed_pipe_ends_quietly() -> None:
     done = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=60)
     assert done.stdout == "[\n"
     assert done.stderr == ""
+
+
+def test_terminal_tables_without_the_cli_extra_say_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for module in ("rich", "rich.console", "rich.table"):
+        monkeypatch.setitem(sys.modules, module, None)  # as in the Functions package: rich absent
+
+    assert main(["rules"]) == common.EXIT_USAGE
+    assert "pip install 'kvmon[cli]'" in capsys.readouterr().err
+    assert main(["rules", "--format", "json"]) == common.EXIT_OK
