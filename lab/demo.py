@@ -264,8 +264,10 @@ class DemoFailed(RuntimeError):
     message says what happened."""
 
 
-class Terminated(Exception):
-    """SIGTERM arrived: unwind as Ctrl-C does, so the lab stops."""
+class Terminated(BaseException):
+    """SIGTERM arrived: unwind as Ctrl-C does, so the lab stops. A BaseException like
+    KeyboardInterrupt: an ``except Exception`` on the way (a source turning any failure into a
+    scan error, a log line with its traceback) must not swallow it mid-scan."""
 
 
 # ---------------------------------------------------------------------------------------------
