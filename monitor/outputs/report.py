@@ -18,6 +18,7 @@ import jinja2
 from monitor.config.policy import PLACE_NOT_STATED, DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
+from monitor.judge.perimeter import effective_exposure
 from monitor.model import (
     ChangeKind,
     ErrorSource,
@@ -227,7 +228,7 @@ def _vault_entry(
         "mode": policy.mode,
         "baseline_entry": policy.entry,
         "tags": dict(posture.tags),
-        "config": _config_summary(posture),
+        "config": _config_summary(posture, policy),
         "reachability": reachability,
         "findings": _findings(findings),
         "changes": _changes(changes),
@@ -357,13 +358,28 @@ def _probe_detail(probe: ProbeResult | None) -> str | None:
     return None
 
 
-def _config_summary(posture: VaultPosture) -> dict[str, Any]:
+def _config_summary(posture: VaultPosture, policy: VaultPolicy) -> dict[str, Any]:
+    # Open to the public as KV001 judges it: a perimeter can close an open firewall or re-open a
+    # vault whose public access is Disabled; None when that cannot be known (an unreadable association).
+    exposure = effective_exposure(posture=posture, policy=policy)
+    association = posture.perimeter.association
     return {
         "public_network_access": posture.public_network_access,
         "network_acls_present": posture.network_acls_present,
         "default_action": posture.default_action,
         "bypass": posture.bypass,
-        "publicly_open": posture.publicly_open,
+        "publicly_open": exposure.public,
+        "firewall_open": posture.publicly_open,
+        "perimeter": {
+            "lookup": posture.perimeter.lookup.value,
+            "perimeter": association.perimeter_name if association else None,
+            "profile": association.profile_name if association else None,
+            "access_mode": association.access_mode_text if association else None,
+            "access_rules_version": association.access_rules_version if association else None,
+            "effective_inbound": exposure.inbound.value,
+            "reason": exposure.reason,
+            "error": exposure.error or posture.perimeter.error,
+        },
         "ip_rules": [{"value": rule.raw, "parsed": rule.parsed} for rule in posture.ip_rules],
         "subnets": [rule.subnet_id for rule in posture.virtual_network_rules],
         "private_endpoints": [

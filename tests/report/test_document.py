@@ -413,3 +413,57 @@ def test_scan_still_running_has_no_finish_time() -> None:
     document = build_report_document(report, vantages=(), policies={}, generated_at=scenario.GENERATED)
     assert (document["scan"]["finished_at"], document["scan"]["duration_s"]) == (None, None)
     assert document["vaults"] == [] and document["evidence_complete"] is True
+
+
+def _with_perimeter(posture_of_pl: Any) -> dict[str, Any]:
+    report = walkthrough_report()
+    postures = [posture_of_pl(p) if p.name == "kv-pl-demo" else p for p in report.postures]
+    return _vault(_document(dataclasses.replace(report, postures=postures)), "kv-pl-demo")["config"]
+
+
+def test_open_to_the_public_is_the_effective_exposure_a_perimeter_decides() -> None:
+    from tests.judge.test_perimeter import EVERYONE, NARROW, association, perimetered, unreadable
+
+    reopened = _with_perimeter(
+        lambda p: perimetered(
+            dataclasses.replace(p, public_network_access="Disabled"), association("Learning", EVERYONE)
+        )
+    )
+    assert (reopened["publicly_open"], reopened["firewall_open"]) == (True, False)
+    assert reopened["perimeter"] | {"reason": None} == {
+        "lookup": "associated",
+        "perimeter": "nsp-lab",
+        "profile": "defaultProfile",
+        "access_mode": "Learning",
+        "access_rules_version": reopened["perimeter"]["access_rules_version"],
+        "effective_inbound": "rules",
+        "reason": None,
+        "error": None,
+    }
+    assert "re-open" in reopened["perimeter"]["reason"]
+
+    closed = _with_perimeter(
+        lambda p: perimetered(
+            dataclasses.replace(p, public_network_access="Enabled", network_acls_present=False),
+            association("Enforced", NARROW),
+        )
+    )
+    assert (closed["publicly_open"], closed["firewall_open"]) == (False, True)
+
+    unknown = _with_perimeter(lambda p: unreadable(p))
+    assert unknown["publicly_open"] is None
+    assert "AuthorizationFailed on nsp-lab" in unknown["perimeter"]["error"]
+
+
+def test_the_page_shows_the_perimeter_and_an_exposure_it_cannot_know() -> None:
+    from monitor.outputs.report import render_html
+    from tests.judge.test_perimeter import unreadable
+
+    report = walkthrough_report()
+    postures = [unreadable(p) if p.name == "kv-pl-demo" else p for p in report.postures]
+    html = render_html(_document(dataclasses.replace(report, postures=postures)))
+    assert "(exposure unknown)" in html
+    assert (
+        "could not be read: the perimeter association could not be read: AuthorizationFailed on nsp-lab"
+        in html
+    )
