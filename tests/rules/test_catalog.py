@@ -297,6 +297,13 @@ CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
         logged(evidence(activity("10.1.1.4", private=True)), VaultPolicy(private_path_identities=(APP_ID,))),
     ),
     "KV204": (logged(evidence()), logged(evidence(complete=False))),
+    "KV206": (
+        configured(
+            perimetered(posture(), association("Enforced", NARROW)),
+            evidence=evidence(activity("52.1.1.1", auth_type="TrustedService", outcome=REFUSED)),
+        ),
+        configured(posture(), evidence=evidence(activity("52.1.1.1", auth_type="TrustedService"))),
+    ),
     "KV301": (
         configured(firewalled(), previous=posture()),
         configured(posture(), previous=posture()),

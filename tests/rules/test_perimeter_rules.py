@@ -121,3 +121,49 @@ def test_kv019_learning_mode_also_drops_service_endpoint_traffic() -> None:
     )
     (hit,) = hits("KV019", vault)
     assert hit.evidence["virtual_network_rules"] == [SUBNET]
+
+
+# -- KV206: the trusted-services bypass voided by the perimeter, seen in the access log ------------
+
+
+def _kv206(vault, *items):
+    from monitor.config.policy import VaultPolicy
+    from monitor.judge.rules.base import VaultFacts
+    from monitor.judge.rules.catalog import RULES_BY_ID
+    from tests.logs.test_rules import evidence
+
+    return list(
+        RULES_BY_ID["KV206"].check(VaultFacts(posture=vault, policy=VaultPolicy(), evidence=evidence(*items)))
+    )
+
+
+def _trusted(outcome=None, count=3):
+    from monitor.model import Outcome
+    from tests.logs.test_rules import activity
+
+    return activity("52.1.1.1", auth_type="TrustedService", outcome=outcome or Outcome.ADMITTED, count=count)
+
+
+def test_kv206_trusted_services_seen_under_an_enforced_perimeter_are_warned() -> None:
+    (hit,) = _kv206(perimetered(posture(), association("Enforced", NARROW)), _trusted())
+    assert hit.severity is None  # the rule's medium: the services still got in within the window
+    assert hit.evidence["admitted"] == 3 and hit.evidence["not_admitted"] == 0
+    assert "the trusted-services bypass does not apply" in hit.summary
+
+
+def test_kv206_refused_trusted_services_mean_the_outage_has_begun() -> None:
+    from monitor.model import Outcome
+
+    (hit,) = _kv206(
+        perimetered(posture(public_network_access="SecuredByPerimeter"), None),
+        _trusted(Outcome.REFUSED_FIREWALL, count=7),
+    )
+    assert hit.severity is Severity.HIGH and hit.evidence["not_admitted"] == 7
+
+
+def test_kv206_stays_quiet_where_the_bypass_still_applies_or_nothing_is_known() -> None:
+    learning_enabled = posture(public_network_access="Enabled", default_action="Deny")
+    assert _kv206(perimetered(learning_enabled, association("Learning", NARROW)), _trusted()) == []
+    assert _kv206(perimetered(posture(), None), _trusted()) == []  # Disabled, no perimeter: bypass holds
+    assert _kv206(unreadable(posture()), _trusted()) == []  # unknown: no verdict
+    assert _kv206(perimetered(posture(), association("Enforced", NARROW))) == []  # no trusted caller

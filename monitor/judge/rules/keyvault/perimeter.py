@@ -1,15 +1,17 @@
-"""The Network Security Perimeter rules (KV014-KV019): read the vault's association as the posture
+"""The Network Security Perimeter rules (KV014-KV019, KV206): read the vault's association as the posture
 carries it and the effective exposure ``monitor.judge.perimeter`` decides from it."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
-from monitor.judge.perimeter import effective_exposure, open_entries
+from monitor.judge.perimeter import InboundSet, effective_exposure, open_entries
 from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.judge.rules.keyvault.config import CREATE_PRIVATE_ENDPOINT
 from monitor.model import (
     EvidenceSource,
+    Outcome,
     PerimeterAccessMode,
     PerimeterAssociation,
     PerimeterLookup,
@@ -19,6 +21,7 @@ from monitor.model import (
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 NSP_CONCEPTS = f"{_LEARN}/private-link/network-security-perimeter-concepts"
 NSP_TRANSITION = f"{_LEARN}/private-link/network-security-perimeter-transition"
+KEY_VAULT_TRUSTED_SERVICES = f"{_LEARN}/key-vault/general/overview-trusted-services"
 KEY_VAULT_NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"
 BICEP_ACCESS_RULES = f"{_LEARN}/templates/microsoft.network/networksecurityperimeters/profiles/accessrules"
 BICEP_ASSOCIATIONS = f"{_LEARN}/templates/microsoft.network/networksecurityperimeters/resourceassociations"
@@ -291,6 +294,72 @@ def service_endpoints_under_perimeter(facts: VaultFacts) -> Iterator[Hit]:
     )
 
 
+@rule(
+    id="KV206",
+    severity=Severity.MEDIUM,
+    title="Trusted Azure services use the vault, but the perimeter voids their bypass",
+    source=EvidenceSource.LOGS,
+    category=RuleCategory.LOGS,
+    remediation_cli=(
+        f"az network perimeter association create {_PERIMETER_ARGS} --name <association> "
+        '--private-link-resource "{{id:<the service\'s resource id>}}" --profile "{{id:<profile id>}}" '
+        "--access-mode Learning  # the storage account, SQL server or disk encryption set that uses the keys"
+    ),
+    remediation_bicep=(
+        "resource dependant 'Microsoft.Network/networkSecurityPerimeters/resourceAssociations@2024-07-01' = {\n"
+        "  parent: perimeter\n"
+        "  name: 'assoc-${storage.name}' // the service that uses the vault's keys\n"
+        "  properties: {\n"
+        "    privateLinkResource: { id: storage.id }\n"
+        "    profile: { id: profile.id }\n"
+        "    accessMode: 'Learning'\n"
+        "  }\n"
+        "}"
+    ),
+    references=(KEY_VAULT_TRUSTED_SERVICES, NSP_CONCEPTS, KEY_VAULT_NETWORK_SECURITY, BICEP_ASSOCIATIONS),
+)
+def trusted_services_lose_the_bypass(facts: VaultFacts) -> Iterator[Hit]:
+    """Where only a perimeter's rules admit (Learning with publicNetworkAccess Disabled, Enforced,
+    SecuredByPerimeter), the vault's trusted-services bypass no longer applies. Services that reach the
+    vault through it, above all those unwrapping customer-managed keys (Storage, SQL, disk encryption),
+    are then refused unless they are associated with the same perimeter or a rule admits them, and
+    the data they encrypt becomes unreadable. The configuration cannot say which services depend on
+    the vault; the access log can: requests authorised as TrustedService in the window. Refused ones
+    mean the outage has begun.
+    """
+    evidence, posture = facts.evidence, facts.posture
+    if evidence is None:
+        return
+    exposure = effective_exposure(posture=posture, policy=facts.policy)
+    voided = exposure.perimeter_in_force or posture.public_network_access.lower() == "securedbyperimeter"
+    if exposure.trusted_bypass_applies or exposure.inbound == InboundSet.UNKNOWN or not voided:
+        return
+    trusted = [a for a in evidence.activity if a.address_auth_type == "TrustedService"]
+    if not trusted:
+        return
+    admitted = sum(a.count for a in trusted if a.outcome is Outcome.ADMITTED)
+    refused = sum(a.count for a in trusted if a.outcome is not Outcome.ADMITTED)
+    identities = Counter[str]()
+    for activity in trusted:
+        identities[activity.identity or "(none)"] += activity.count
+    yield Hit(
+        summary=(
+            f"{admitted + refused} request(s) from trusted Azure services ({refused} not admitted) "
+            f"between {evidence.window_start.isoformat()} and {evidence.window_end.isoformat()}, but "
+            f"{exposure.reason}: the trusted-services bypass does not apply, so those services are "
+            "refused unless the perimeter admits them"
+        ),
+        evidence={
+            "admitted": admitted,
+            "not_admitted": refused,
+            "identities": [{"identity": i, "requests": n} for i, n in identities.most_common(5)],
+            "bypass": posture.bypass,
+            "perimeter": exposure.as_evidence(),
+        },
+        severity=Severity.HIGH if refused else None,
+    )
+
+
 RULES: tuple[Rule, ...] = (
     transitional_access_mode,
     broad_perimeter_rule,
@@ -298,4 +367,5 @@ RULES: tuple[Rule, ...] = (
     perimeter_provisioning_issues,
     perimeter_unreadable,
     service_endpoints_under_perimeter,
+    trusted_services_lose_the_bypass,
 )
