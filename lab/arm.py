@@ -18,8 +18,11 @@ It serves the REST shapes azure-mgmt-keyvault reads and writes, from the lab's `
 ARM's answers for the faults the inventory must survive: 401 without a bearer token, 400 without
 ``api-version``, 403 ``AuthorizationFailed`` for ``estate.forbidden_subscriptions``, 404
 ``SubscriptionNotFound`` for a subscription the estate does not have, 404 ``ResourceNotFound``
-for a vault it does not have. Throttling, resets and server errors come from the ``LabServer``'s
-fault injection (``emulator.server.inject``). Paths match case-insensitively, as ARM's do.
+for a vault it does not have. Throttling, resets, server errors and redirects come from the
+``LabServer``'s fault injection (``emulator.server.inject``). Paths match case-insensitively, as
+ARM's do. ``mislink(subscription, fault)`` makes one subscription's listing misdirect its client
+(``LinkFault``): a ``nextLink`` to another host, a page that links to itself, a ring of pages, or
+pages without end.
 
 Every write it serves (a PUT or PATCH of a vault, a PUT of a connection, a DELETE) is announced
 to ``publish``, when given, as the ``Microsoft.Resources.Subscriptions`` system topic announces
@@ -47,7 +50,7 @@ from urllib.parse import urlencode
 
 from lab.estate import LAB_TENANT, Estate, token_claims
 from lab.eventgrid import PublishedEvent, ResourceEventType
-from lab.http import LabServer, Request, Response
+from lab.http import LabServer, LinkFault, Request, Response
 
 LIST_ROUTE = "arm.vaults.list_by_subscription"
 GET_ROUTE = "arm.vaults.get"
@@ -118,6 +121,8 @@ class ArmEmulator:
         self.page_size = page_size
         self.publish = publish
         self.server = LabServer(name="arm", latency_s=latency_s)
+        # Lower-cased subscription id -> how its listing misdirects, and where a foreign link goes.
+        self._link_faults: dict[str, tuple[LinkFault, str | None]] = {}
         self._route(
             "GET", _SUBSCRIPTION + r"/providers/Microsoft\.KeyVault/vaults", self._list, name=LIST_ROUTE
         )
@@ -141,6 +146,16 @@ class ArmEmulator:
 
     def __enter__(self) -> ArmEmulator:
         return self.start()
+
+    def mislink(self, subscription_id: str, fault: LinkFault, *, elsewhere: str | None = None) -> None:
+        """The listing of ``subscription_id`` misdirects its client with ``fault`` until
+        ``clear_link_faults``; a ``FOREIGN`` link goes to ``elsewhere`` (an origin)."""
+        if (fault is LinkFault.FOREIGN) != (elsewhere is not None):
+            raise ValueError("a foreign link needs elsewhere, and only a foreign link takes it")
+        self._link_faults[subscription_id.lower()] = (fault, elsewhere)
+
+    def clear_link_faults(self) -> None:
+        self._link_faults.clear()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
@@ -221,14 +236,21 @@ class ArmEmulator:
             return _error(400, "InvalidQueryParameterValue", f"$top must be positive, not {size}")
         vaults = self.estate.vaults_in(canonical)
         body: dict[str, Any] = {"value": vaults[offset : offset + size]}
-        if offset + size < len(vaults):
-            query = (
-                f"api-version={request.query['api-version']}&$skiptoken={_encode_skiptoken(offset + size)}"
-            )
+        fault, elsewhere = self._link_faults.get(subscription.lower(), (None, None))
+        more = offset + size < len(vaults)
+        following = {
+            None: offset + size if more else None,
+            LinkFault.FOREIGN: offset + size if more else None,
+            LinkFault.SELF: offset,
+            LinkFault.CYCLE: offset + size if more else 0,
+            LinkFault.ENDLESS: offset + size,
+        }[fault]
+        if following is not None:
+            query = f"api-version={request.query['api-version']}&$skiptoken={_encode_skiptoken(following)}"
             if "$top" in request.query:
                 query += f"&$top={size}"
             body["nextLink"] = (
-                f"{self.url}/subscriptions/{subscription}/providers/Microsoft.KeyVault/vaults?{query}"
+                f"{elsewhere or self.url}/subscriptions/{subscription}/providers/Microsoft.KeyVault/vaults?{query}"
             )
         return Response(200, body)
 

@@ -2,7 +2,10 @@
 
 It gives each service the same three things: routing to plain handler functions, a count of
 requests per route (the benchmarks read it), and injected latency and faults (the fault tests
-use them): a status with headers and body, a connection reset, or a stall.
+use them): a status with headers and body, a redirect to another server, a connection reset, or a
+stall. ``LinkFault`` names the ways a paged answer can misdirect its client (the ARM and Resource
+Graph emulators serve them), and ``RecordingServer`` plays the other host such an answer points
+to, keeping every request it gets.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from http import HTTPStatus
 from http.client import HTTPException, HTTPMessage, LineTooLong
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -83,6 +87,18 @@ class Fault:
     reset: bool = False  # close the connection without an answer
     delay_s: float = 0.0  # stall before acting (past a client's timeout = a timeout)
     times: int = 1
+    # Answer ``status`` (307 when None) with ``Location`` on this origin ("https://host:port"),
+    # the request's own path and query kept: a redirect of the same call to another server.
+    redirect_to: str | None = None
+
+
+class LinkFault(StrEnum):
+    """How a paged answer misdirects its client, on demand (the emulators' ``mislink``)."""
+
+    FOREIGN = "foreign"  # the link to the next page points to another server, path and query kept
+    SELF = "self"  # every page's link points back at that page itself
+    CYCLE = "cycle"  # the last page links back to the first: the pages go round in a ring
+    ENDLESS = "endless"  # every page links to a further one, empty past the end: it never ends
 
 
 @dataclass
@@ -241,6 +257,10 @@ class LabServer:
                 _reset(h.connection)
                 h.close_connection = True
                 return None
+            if fault.redirect_to is not None:
+                query = urlsplit(h.path).query
+                location = f"{fault.redirect_to.rstrip('/')}{request.path}" + (f"?{query}" if query else "")
+                return Response(fault.status or 307, fault.body, {**fault.headers, "Location": location})
             if fault.status is not None:
                 return Response(fault.status, fault.body, dict(fault.headers))
         if route is None:
@@ -252,6 +272,30 @@ class LabServer:
             return route.handler(request)
         except Exception as exc:  # a bug in the lab should look like a server error, loudly
             return Response(500, {"error": {"code": "LabError", "message": f"{type(exc).__name__}: {exc}"}})
+
+
+class RecordingServer(LabServer):
+    """Another host on loopback that answers every request with ``answer`` and keeps each one
+    (method, path, headers, body) in ``requests``: where a misdirected client would go, so a test
+    can prove none went there and that no token did. ``answer`` is what a hostile host would
+    say (a page of vaults, a secret found) so a client that did follow would show it."""
+
+    def __init__(self, *, name: str = "elsewhere", answer: Response | None = None) -> None:
+        super().__init__(name=name)
+        self.answer = answer or Response(200, {"value": []})
+        self.requests: list[Request] = []
+        for method in ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"):
+            self.route(method, r"/.*", self._record, name=f"elsewhere.{method.lower()}")
+
+    def _record(self, request: Request) -> Response:
+        with self._lock:
+            self.requests.append(request)
+        return Response(self.answer.status, self.answer.body, dict(self.answer.headers))
+
+    @property
+    def authorization_headers(self) -> list[str]:
+        """Every Authorization header it was sent (a token that left)."""
+        return [value for request in self.requests if (value := request.header("Authorization"))]
 
 
 class _ConnectionHandler(BaseHTTPRequestHandler):

@@ -37,7 +37,11 @@ Azure's behaviour it reproduces:
 - 401 without a bearer token, 400 without ``api-version`` or with a skip token it did not issue
   for this query. ``truncate_after(n)`` makes answers stop after ``n`` rows with
   ``resultTruncated`` true and no skip token (Azure does this when paging is impossible).
-  Throttling, resets and server errors also come from the ``LabServer``'s fault injection.
+  Throttling, resets, server errors and redirects also come from the ``LabServer``'s fault
+  injection. ``mislink(fault)`` makes answers misdirect their client (``LinkFault``): a
+  ``$skipToken`` that gives the same page again, a ring of pages, pages without end, or a
+  ``nextLink`` to another host (a field Resource Graph's answers do not have, which a client must
+  not follow).
 
 Unlike Azure, the ``Resources`` index is never stale: a change to the estate shows in the next
 answer. The change history trails by ``change_lag`` (Azure: up to about 5 minutes; none by
@@ -60,9 +64,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlencode
 
 from lab.estate import ChangeType, Estate, ResourceChange, token_claims
-from lab.http import Fault, LabServer, Request, Response
+from lab.http import Fault, LabServer, LinkFault, Request, Response
 from monitor.sources.change_history import NETWORK_KEY_PATTERN, build_change_query
 from monitor.sources.resource_graph import (
     MAX_PAGE_SIZE,
@@ -130,6 +135,7 @@ class ResourceGraphEmulator:
         self._lock = threading.Lock()
         self._windows: dict[str, tuple[float, int]] = {}  # caller -> (window start, queries used)
         self._truncate_after: int | None = None
+        self._link_fault: tuple[LinkFault, str | None] | None = None
         self.change_lag = change_lag
         self._change_faults: list[Fault] = []
 
@@ -153,11 +159,12 @@ class ResourceGraphEmulator:
         self.stop()
 
     def reset(self, estate: Estate | None = None) -> None:
-        """A fresh quota, no truncation, no change lag or change-query fault, and optionally another
-        estate (tests share one server)."""
+        """A fresh quota, no truncation, no link fault, no change lag or change-query fault, and
+        optionally another estate (tests share one server)."""
         with self._lock:
             self._windows.clear()
             self._truncate_after = None
+            self._link_fault = None
             self.change_lag = dt.timedelta(0)
             self._change_faults.clear()
         if estate is not None:
@@ -166,6 +173,14 @@ class ResourceGraphEmulator:
     def truncate_after(self, rows: int | None) -> None:
         """Answers stop after ``rows`` rows, ``resultTruncated`` true and no skip token."""
         self._truncate_after = rows
+
+    def mislink(self, fault: LinkFault, *, elsewhere: str | None = None) -> None:
+        """Answers misdirect their client with ``fault`` until ``reset``; a ``FOREIGN`` answer's
+        ``nextLink`` goes to ``elsewhere`` (an origin). Answers that are truncated keep no link."""
+        if (fault is LinkFault.FOREIGN) != (elsewhere is not None):
+            raise ValueError("a foreign link needs elsewhere, and only a foreign link takes it")
+        with self._lock:
+            self._link_fault = (fault, elsewhere)
 
     def fail_change_queries(self, fault: Fault) -> None:
         """The next change queries (``fault.times``, 0: all) get ``fault`` instead of an answer."""
@@ -295,8 +310,20 @@ class ResourceGraphEmulator:
         page = keys[offset : offset + size]
         answer["data"] = [render(item) for item in page]
         answer["count"] = len(page)
-        if answer["resultTruncated"] == "false" and offset + size < len(keys):
-            answer["$skipToken"] = _encode_skip_token(offset + size, fingerprint)
+        if answer["resultTruncated"] == "false":
+            link_fault, elsewhere = self._link_fault or (None, None)
+            more = offset + size < len(keys)
+            following = {
+                None: offset + size if more else None,
+                LinkFault.FOREIGN: offset + size if more else None,
+                LinkFault.SELF: offset,
+                LinkFault.CYCLE: offset + size if more else 0,
+                LinkFault.ENDLESS: offset + size,
+            }[link_fault]
+            if following is not None:
+                answer["$skipToken"] = _encode_skip_token(following, fingerprint)
+            if elsewhere is not None:
+                answer["nextLink"] = f"{elsewhere}{request.path}?{urlencode(request.query)}"
         return Response(200, answer)
 
     # -- what the query means ------------------------------------------------------------------

@@ -128,6 +128,7 @@ class LabServices:
         self.sinks.clear()
         self.sinks.clear_faults()
         self.arm.server.clear_faults()
+        self.arm.clear_link_faults()
         return self
 
     def subscribe(self, events: EventGridEmulator) -> EventGridEmulator:

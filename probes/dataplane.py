@@ -35,6 +35,7 @@ from azure.core.utils import case_insensitive_dict
 from azure.keyvault.secrets import SecretClient
 
 from monitor.azure_errors import first_line
+from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
 from monitor.model import DataPlaneStep, HealthStep, Verdict
 from monitor.netaddr import AddressSpace
 from probes.network import connect_pinned
@@ -363,6 +364,10 @@ def probe_secret_read(
         vault_url=route.base_url,
         credential=credential,
         transport=PinnedTransport(connection),
+        # A redirect elsewhere is refused before it is sent, and is no verdict: the answer of
+        # another host says nothing about this vault's firewall (the pinned transport would not
+        # reach it either, but that would read as "unreachable").
+        per_retry_policies=[EndpointPolicy(route.base_url)],
         retry_total=0,  # one answer per probe; a retry would hide what happened
     )
     try:
@@ -391,6 +396,8 @@ def probe_secret_read(
             message=f"the connection to {route.address}:{route.port} dropped before an answer "
             f"({type(exc).__name__})",
         )
+    except OffEndpointRequest as exc:
+        return DataPlaneStep(verdict=Verdict.ERROR, message=str(exc))
     except ValueError as exc:  # the SDK refuses a challenge whose resource is not the vault's
         return DataPlaneStep(verdict=Verdict.ERROR, message=first_line(str(exc)))
 

@@ -3,12 +3,16 @@
 One call per subscription to azure-mgmt-keyvault ``vaults.list_by_subscription()``, which returns
 whole vaults with their properties and private endpoint connections (``vaults.list()`` goes
 through the generic resources API and returns no properties). The SDK's pager follows
-``nextLink``; azure-core's retry policy, configured here, retries throttling and server errors and
-waits as long as a ``Retry-After`` header says. Subscriptions are read concurrently.
+``nextLink``, page by page under a ``PageGuard`` (``monitor.sources.paging``: a repeated link or
+more than ``MAX_PAGES`` pages stops the listing), and only to ARM's endpoint: every client carries
+``EndpointPolicy`` (``monitor.azure_origin``), so a ``nextLink`` or a redirect to another host is
+refused before anything, a token least of all, is sent there. azure-core's retry policy,
+configured here, retries throttling and server errors and waits as long as a ``Retry-After``
+header says. Subscriptions are read concurrently.
 
-A subscription that cannot be read (403, 404, network, throttled past the retries) becomes a
-``ScanError`` naming it, and the others go on; a vault that cannot be normalised becomes a
-``ScanError`` and does not hide the others. ``subscriptions_complete`` names the subscriptions
+A subscription that cannot be read (403, 404, network, throttled past the retries, a link or
+redirect elsewhere, a listing that loops) becomes a ``ScanError`` naming it, and the others go
+on; a vault that cannot be normalised becomes a ``ScanError`` and does not hide the others. ``subscriptions_complete`` names the subscriptions
 read in full: only their vaults may be judged gone, and only their findings may resolve.
 
 ``get_vault`` reads one vault by its resource id (``vaults.get``, one request, never a listing):
@@ -19,21 +23,24 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 from azure.core import AzureClouds
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import DecodeError, HttpResponseError, ResourceNotFoundError
+from azure.core.paging import ItemPaged, PageIterator
 from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
 from monitor.azure_errors import describe_azure_error, describe_exception, error_code
+from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
+from monitor.sources.paging import MAX_PAGES, PageGuard, PagingStopped
 
 PUBLIC_ARM_ENDPOINT = "https://management.azure.com"
 
@@ -122,9 +129,11 @@ class ArmConnection:
         object.__setattr__(self, "credential_scope", self.credential_scope or arm_credential_scope(endpoint))
 
     def client_options(self) -> dict[str, Any]:
-        """Keyword arguments for an azure-mgmt client: endpoint, scope, trust, timeouts, retries."""
+        """Keyword arguments for an azure-mgmt client: endpoint, scope, trust, timeouts, retries,
+        and the policy that keeps its requests (its token) on that endpoint."""
         return {
             "base_url": self.arm_endpoint,
+            "per_retry_policies": [EndpointPolicy(self.arm_endpoint)],
             "credential_scopes": [self.credential_scope],
             "connection_verify": self.connection_verify,
             "connection_timeout": self.timeout_s,
@@ -150,6 +159,7 @@ class ArmInventory:
     :keyword retry_total: retries per request (azure-core ``RetryPolicy``).
     :keyword retry_backoff_factor: exponential backoff between retries without ``Retry-After``.
     :keyword retry_backoff_max: longest backoff between retries without ``Retry-After``.
+    :keyword max_pages: pages of one subscription's listing followed at most (``MAX_PAGES``).
     """
 
     def __init__(
@@ -164,9 +174,12 @@ class ArmInventory:
         retry_total: int = 4,
         retry_backoff_factor: float = 0.8,
         retry_backoff_max: float = 60,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         if max_concurrency < 1:
             raise ValueError(f"max_concurrency must be at least 1, not {max_concurrency}")
+        if max_pages < 1:
+            raise ValueError(f"max_pages must be at least 1, not {max_pages}")
         self.credential = credential
         self.connection = ArmConnection(
             arm_endpoint=arm_endpoint,
@@ -178,6 +191,7 @@ class ArmInventory:
             retry_backoff_max=retry_backoff_max,
         )
         self.max_concurrency = max_concurrency
+        self.max_pages = max_pages
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
         """Every vault of every subscription, subscriptions in the order given."""
@@ -212,6 +226,8 @@ class ArmInventory:
                 )
         except HttpResponseError as exc:
             read.errors.append(ScanError(ErrorSource.ARM, vault_id, describe_arm_error(exc), error_code(exc)))
+        except OffEndpointRequest as exc:
+            read.errors.append(ScanError(ErrorSource.ARM, vault_id, str(exc), exc.code))
         except InvalidVault as exc:
             read.errors.append(
                 ScanError(ErrorSource.ARM, vault_id, f"the vault ARM returned is unusable: {exc}")
@@ -254,9 +270,12 @@ class ArmInventory:
         read = _SubscriptionRead()
         complete = True
         wanted = name.lower() if name is not None else None
+        guard = PageGuard(
+            f"listing of subscription {subscription_id}", link="nextLink", max_pages=self.max_pages
+        )
         try:
             with self._client(subscription_id, counter) as client:
-                for index, vault in enumerate(client.vaults.list_by_subscription()):
+                for index, vault in enumerate(_guarded(client.vaults.list_by_subscription(), guard)):
                     # azure-mgmt-keyvault 14's models are mappings over the response JSON, and
                     # as_dict() gives that JSON back whole, unknown fields included, so the
                     # normaliser sees exactly what a file or `az` would show (a test pins this).
@@ -283,6 +302,15 @@ class ArmInventory:
                 ScanError(ErrorSource.ARM, subscription_id, describe_arm_error(exc), error_code(exc))
             )
             return read
+        # For these two, the vaults of the pages ARM itself served are kept; the subscription is
+        # not complete, so none of its vaults is judged gone and none of its findings resolves.
+        except PagingStopped as exc:
+            read.errors.append(ScanError(ErrorSource.ARM, subscription_id, exc.message, exc.code))
+            return read
+        except OffEndpointRequest as exc:
+            message = f"listing of subscription {subscription_id} stopped: {exc}"
+            read.errors.append(ScanError(ErrorSource.ARM, subscription_id, message, exc.code))
+            return read
         except Exception as exc:  # whatever ARM's answer or the network did to the SDK
             # Recorded against this subscription, never fatal to the others; the vaults read
             # before the fault are kept, but the subscription does not count as complete.
@@ -290,6 +318,20 @@ class ArmInventory:
             return read
         read.complete = complete
         return read
+
+
+def _guarded(pager: ItemPaged[Any], guard: PageGuard) -> Iterator[Any]:
+    """The items of ``pager``, page by page, each page's ``nextLink`` shown to ``guard`` before its
+    items are used and before the SDK may request it (the page iterator's continuation token is
+    the ``nextLink`` of the page just read)."""
+    # by_page() is typed as a plain iterator; it is azure-core's PageIterator, which keeps the token.
+    pages = cast(PageIterator[Any], pager.by_page())
+    for page in pages:
+        link = pages.continuation_token
+        guard.arrived(link)
+        yield from page
+        if link:
+            guard.follow(link)
 
 
 def unique_subscriptions(subscription_ids: Iterable[str]) -> list[str]:

@@ -36,8 +36,8 @@ What Azure does that the reader copes with:
   previous scan of the vault, with no margin before it.
 - Subscriptions the caller cannot read are left out of the answer, as for ``Resources``; their
   vaults get no actor.
-- Faults (429 after azure-core's retries, 403, timeouts, an answer that is no list of rows)
-  become ``ScanError``s with source ``resource-graph``, one per subscription of the batch, and
+- Faults (429 after azure-core's retries, 403, timeouts, an answer that is no list of rows, a
+  redirect to another host, a ``$skipToken`` that loops) become ``ScanError``s with source ``resource-graph``, one per subscription of the batch, and
   its vaults get no actor: who changed a vault is evidence, never a reason to fail a scan.
 - Resource Graph documents no limit on a query's length that kvmon could rely on, but long
   queries are refused; the vault ids travel in the query text, so they go in batches of
@@ -59,9 +59,11 @@ from azure.core.exceptions import HttpResponseError
 from azure.mgmt.resourcegraph import ResourceGraphClient
 
 from monitor.azure_errors import describe_exception, error_code
+from monitor.azure_origin import OffEndpointRequest
 from monitor.model import ActorSource, ChangeActor, ErrorSource, ScanError
 from monitor.sources.arm import ArmConnection, RequestCounter, describe_arm_error
 from monitor.sources.keyvault.kql import normalise_vault_ids
+from monitor.sources.paging import PagingStopped
 from monitor.sources.resource_graph import (
     MAX_PAGE_SIZE,
     QuotaHeaders,
@@ -190,8 +192,10 @@ class ResourceGraphChangeHistory:
                     raise _Unreadable("the answer was truncated with no $skipToken", "ResultTruncated")
         except HttpResponseError as exc:
             _fail(result, subscriptions, batch, describe_arm_error(exc), error_code(exc))
-        except _Unreadable as exc:
+        except (_Unreadable, PagingStopped) as exc:
             _fail(result, subscriptions, batch, exc.message, exc.code)
+        except OffEndpointRequest as exc:
+            _fail(result, subscriptions, batch, f"change query stopped: {exc}", exc.code)
         except Exception as exc:  # whatever the network or the answer did to the SDK
             _fail(result, subscriptions, batch, describe_exception(exc), None)
         result.actors.update(found)  # what was read before a fault still names its changer

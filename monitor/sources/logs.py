@@ -8,8 +8,10 @@ module sends it, reads the answer and copes with faults.
 
 The window of a scan is pure (``logs_window``): since the previous scan with a small overlap,
 capped, and a configurable look-back on the first run. Faults (partial results, HTTP errors, 429
-after retries, timeouts) become ``ScanError``s and "evidence incomplete" notes on every affected
-vault, never a crash and never silence.
+after retries, timeouts, a redirect to another host) become ``ScanError``s and "evidence
+incomplete" notes on every affected vault, never a crash and never silence. The client carries
+``EndpointPolicy`` (``monitor.azure_origin``): a redirect away from the configured endpoint is
+refused before the query (or a token) is sent there, never an answer judged as Log Analytics'.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTable
 
 from monitor.azure_errors import error_code, first_line, service_error
+from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
 from monitor.model import CallerActivity, ErrorSource, LogEvidence, Outcome, ScanError
 from monitor.netaddr import AddressSpace
 from monitor.sources.keyvault.kql import (
@@ -126,6 +129,7 @@ class LogsReader:
         self._client = LogsQueryClient(
             credential,
             endpoint=endpoint.rstrip("/"),
+            per_retry_policies=[EndpointPolicy(endpoint)],
             connection_verify=connection_verify,
             retry_total=retry_total,
             retry_backoff_factor=retry_backoff_factor,
@@ -178,6 +182,8 @@ class LogsReader:
         except AzureError as exc:
             reason = f"query failed: {first_line(str(exc)) or type(exc).__name__}"
             return self._failed(result, window, keys, reason, type(exc).__name__)
+        except OffEndpointRequest as exc:
+            return self._failed(result, window, keys, f"query stopped: {exc}", exc.code)
         except ValueError:
             # The SDK decodes error bodies as JSON; a gateway's HTML page or an empty body
             # raises here, outside its own error types.

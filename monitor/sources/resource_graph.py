@@ -17,6 +17,12 @@ What Resource Graph does differently from ARM, and how this module copes (AZURE-
   be judged gone.
 - An answer with ``resultTruncated`` true and no ``$skipToken`` is partial: nothing it covers
   counts as complete.
+- Pages are followed with the answer's ``$skipToken``, sent in the body of the next request to
+  the same endpoint; any link-like field an answer carries (a ``nextLink``) is ignored, and the
+  client's ``EndpointPolicy`` (``monitor.azure_origin``) refuses a redirect to another host. A
+  ``$skipToken`` that repeats one already followed, or more than ``MAX_PAGES`` pages
+  (``monitor.sources.paging``), stops the query: a ``ScanError`` per subscription of the batch,
+  none of them complete.
 - Throttling: 429 with ``Retry-After`` is retried by azure-core's retry policy, which waits as
   long as the header says. Every answer also carries ``x-ms-user-quota-remaining`` and
   ``x-ms-user-quota-resets-after`` (hh:mm:ss); when the quota is spent and pages remain, the
@@ -45,6 +51,7 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions, QueryResponse
 
 from monitor.azure_errors import describe_exception, error_code
+from monitor.azure_origin import OffEndpointRequest
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.arm import (
     PUBLIC_ARM_ENDPOINT,
@@ -55,6 +62,7 @@ from monitor.sources.arm import (
     unique_subscriptions,
 )
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
+from monitor.sources.paging import MAX_PAGES, PageGuard, PagingStopped
 
 VAULT_TYPE = "microsoft.keyvault/vaults"
 SUBSCRIPTION_TYPE = "microsoft.resources/subscriptions"
@@ -136,11 +144,17 @@ def query_pages(
     page_size: int,
     quota: QuotaHeaders,
     max_quota_wait_s: float,
+    max_pages: int = MAX_PAGES,
 ) -> Iterator[QueryResponse]:
     """Every answer to ``query``, page after page. The next page is asked for with the answer's
     ``$skipToken``, in the body of a request to the same endpoint: nothing an answer says can send
     kvmon to another host. When the quota is spent and pages remain, the next page waits for the
-    reset (at most ``max_quota_wait_s``) rather than being refused. The SDK's errors propagate."""
+    reset (at most ``max_quota_wait_s``) rather than being refused. The SDK's errors propagate,
+    and ``PagingStopped`` when a ``$skipToken`` repeats or pages pass ``max_pages`` (``PageGuard``)."""
+    count = len(subscriptions)
+    guard = PageGuard(
+        f"query of {count} subscription{'s' if count != 1 else ''}", link="$skipToken", max_pages=max_pages
+    )
     skip_token: str | None = None
     while True:
         response = client.resources(
@@ -152,9 +166,11 @@ def query_pages(
                 ),
             )
         )
+        guard.arrived(response.skip_token)
         yield response
         if not response.skip_token:
             return
+        guard.follow(response.skip_token)
         skip_token = response.skip_token
         if quota.remaining == 0 and quota.resets_after_s:
             time.sleep(min(quota.resets_after_s, max_quota_wait_s))
@@ -179,6 +195,7 @@ class ResourceGraphInventory:
     :keyword retry_backoff_factor: exponential backoff between retries without ``Retry-After``.
     :keyword retry_backoff_max: longest backoff between retries without ``Retry-After``.
     :keyword max_quota_wait_s: longest wait for a spent quota to reset before the next page.
+    :keyword max_pages: pages of one query followed at most (``MAX_PAGES``).
     """
 
     def __init__(
@@ -194,6 +211,7 @@ class ResourceGraphInventory:
         retry_backoff_factor: float = 0.8,
         retry_backoff_max: float = 60,
         max_quota_wait_s: float = 60,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         if not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"page_size must be between 1 and {MAX_PAGE_SIZE}, not {page_size}")
@@ -211,6 +229,9 @@ class ResourceGraphInventory:
         )
         self.page_size = page_size
         self.max_quota_wait_s = max_quota_wait_s
+        if max_pages < 1:
+            raise ValueError(f"max_pages must be at least 1, not {max_pages}")
+        self.max_pages = max_pages
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> GraphInventoryResult:
         """Every vault of every subscription, subscriptions in the order given."""
@@ -278,6 +299,7 @@ class ResourceGraphInventory:
             page_size=self.page_size,
             quota=quota,
             max_quota_wait_s=self.max_quota_wait_s,
+            max_pages=self.max_pages,
         )
         try:
             for response in pages:
@@ -297,6 +319,10 @@ class ResourceGraphInventory:
                     )
         except HttpResponseError as exc:
             read.fail(batch, describe_arm_error(exc), error_code(exc))
+        except PagingStopped as exc:
+            read.fail(batch, exc.message, exc.code)
+        except OffEndpointRequest as exc:
+            read.fail(batch, f"query stopped: {exc}", exc.code)
         except Exception as exc:  # whatever the network or the answer did to the SDK
             read.fail(batch, describe_exception(exc), None)
 

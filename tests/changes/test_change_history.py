@@ -13,7 +13,7 @@ from azure.mgmt.resourcegraph.models import QueryRequest
 from lab.arm import ArmEmulator
 from lab.credential import LabCredential
 from lab.estate import Estate
-from lab.http import Fault
+from lab.http import Fault, LinkFault, RecordingServer
 from lab.resourcegraph import QUERY_ROUTE, ResourceGraphEmulator
 from lab.tls import LabPki
 from monitor.model import ActorSource, ErrorSource
@@ -212,6 +212,38 @@ def test_a_fault_is_a_scan_error_per_subscription_and_names_nobody(
     ]
     assert "who changed 2 vault(s) stays unknown" in result.errors[0].message
     assert words.lower() in result.errors[0].message.lower()
+
+
+def test_a_change_query_redirected_elsewhere_or_looping_is_a_scan_error(
+    estate: Estate, graph: ResourceGraphEmulator, pki: LabPki
+) -> None:
+    ids = add_firewalled_vaults(estate, SUB_A, 1)
+    since = now()
+    estate.update_vault(
+        ids[0], properties={"publicNetworkAccess": "Disabled"}, modified_by="lea@contoso.example"
+    )
+    history = fast_history(graph.url, pki, retry_total=0)
+    with RecordingServer() as elsewhere:
+        graph.fail_change_queries(
+            Fault(
+                status=307,
+                headers={"Location": f"{elsewhere.url}/providers/Microsoft.ResourceGraph/resources"},
+            )
+        )
+        redirected = history.network_actors(dict.fromkeys(ids, since))
+        assert elsewhere.requests == []
+    graph.mislink(LinkFault.SELF)
+    looped = history.network_actors(dict.fromkeys(ids, since))
+
+    assert redirected.actors == {}
+    # The loop's first page came from Resource Graph itself: what it said is kept, once.
+    assert [actor.upn for actor in looped.actors.values()] == ["lea@contoso.example"]
+    assert [(e.scope, e.code) for e in redirected.errors + looped.errors] == [
+        (SUB_A, "RedirectElsewhere"),
+        (SUB_A, "PageLoop"),
+    ]
+    assert "change query stopped: refused to follow a redirect" in redirected.errors[0].message
+    assert "$skipToken repeated" in looped.errors[0].message
 
 
 def test_an_id_that_is_no_vaults_is_an_error_and_the_others_are_asked(

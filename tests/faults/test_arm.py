@@ -16,7 +16,7 @@ from azure.identity import ClientSecretCredential
 
 from lab.arm import LIST_ROUTE
 from lab.credential import LabCredential
-from lab.http import Fault
+from lab.http import Fault, RecordingServer, Response
 from lab.services import LabServices
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
@@ -340,3 +340,58 @@ def test_a_hanging_arm_listing_ends_within_the_stated_bound(
     assert lab.arm.server.total_requests - before == 2 * (retries + 1)
     assert elapsed < bound + 1.0  # a second for loopback, threads and the SDK
     observe(f"2 subscriptions × {retries + 1} tries: ended in {elapsed:.1f} s (bound {bound:.1f} s)")
+
+
+def _b_page_linking_to(lab: LabServices, origin: str) -> dict[str, Any]:
+    """Subscription B's whole list page, with a ``nextLink`` to ``origin`` (same path and query)."""
+    link = f"{origin}/subscriptions/{SUB_B}/providers/Microsoft.KeyVault/vaults?api-version=2026-05-15&$skiptoken=b2"
+    return {"value": lab.estate.vaults_in(SUB_B), "nextLink": link}
+
+
+@pytest.mark.parametrize(
+    ("elsewhere_link", "code", "words"),
+    [
+        pytest.param(
+            True,
+            "LinkElsewhere",
+            "refused to follow a link from an answer (nextLink) to https://127.0.0.1:",
+            marks=pytest.mark.fault("ARM", "nextLink to another host"),
+        ),
+        pytest.param(
+            False,
+            "PageLoop",
+            "nextLink repeated: page 2 gave the nextLink page 1 gave",
+            marks=pytest.mark.fault("ARM", "nextLink that loops back to its page"),
+        ),
+    ],
+)
+def test_a_next_link_elsewhere_or_in_a_loop_is_an_error_and_sends_nothing_elsewhere(
+    elsewhere_link: bool,
+    code: str,
+    words: str,
+    lab: LabServices,
+    sqlite_store: Store,
+    observe: Callable[[str], None],
+) -> None:
+    runtime, before = _good_scan(lab, sqlite_store)
+    hostile_vault = copy.deepcopy(lab.estate.vaults_in(SUB_B)[0])
+    hostile_vault["id"] = hostile_vault["id"].replace("kv-b-open", "kv-b-elsewhere")
+    hostile_vault["name"] = "kv-b-elsewhere"
+    with RecordingServer(answer=Response(200, {"value": [hostile_vault]})) as elsewhere:
+        page = _b_page_linking_to(lab, elsewhere.url if elsewhere_link else lab.arm.url)
+        lab.arm.server.inject(SUB_B_PATH, Fault(status=200, body=page, times=0))
+        requests_before = lab.arm.server.request_counts[LIST_ROUTE]
+
+        report = run_scan(BOTH, runtime).report
+
+    assert elsewhere.requests == [] and elsewhere.authorization_headers == []
+    listed = lab.arm.server.request_counts[LIST_ROUTE] - requests_before
+    observe(f"0 requests to the other host; {listed} list requests to ARM")
+    errors = [e for e in report.errors if e.source == "arm"]
+    assert [(e.scope, e.code) for e in errors] == [(SUB_B, code)]
+    assert f"listing of subscription {SUB_B} stopped" in errors[0].message and words in errors[0].message
+    observe(f"report.errors: {_error_line(report, 'arm')}")
+    assert listed == (2 if elsewhere_link else 3)  # A once; B once, and once more for the loop
+    # B's page came from ARM and is judged; nothing of it resolves, the other host's vault is nowhere.
+    assert _vaults(report) == {"kv-se-demo", "kv-pl-demo", "kv-b-open", "kv-b-wide"}
+    _assert_nothing_resolved(report, sqlite_store, before, observe)

@@ -14,7 +14,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lab.http import LabServer, Request, Response, _read_headers
+from lab.arm import ArmEmulator
+from lab.estate import Estate
+from lab.http import Fault, LabServer, LinkFault, RecordingServer, Request, Response, _read_headers
+from lab.resourcegraph import ResourceGraphEmulator
 from lab.tls import LabPki
 
 HEADER_BLOCKS = [
@@ -109,6 +112,47 @@ def test_one_connection_serves_request_after_request(server: LabServer) -> None:
     finally:
         connection.close()
     assert server.request_counts["/echo"] == 4  # three GETs and a HEAD
+
+
+def test_a_redirect_fault_keeps_the_path_and_query_and_another_host_records_what_it_gets(
+    server: LabServer, pki: LabPki
+) -> None:
+    server.inject(r"^/echo$", Fault(redirect_to="https://127.0.0.9:8443/", times=1))
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=5)
+    try:
+        connection.request("GET", "/echo?n=1&$skiptoken=abc")
+        answer = connection.getresponse()
+        answer.read()
+        assert (answer.status, answer.getheader("Location")) == (
+            307,
+            "https://127.0.0.9:8443/echo?n=1&$skiptoken=abc",
+        )
+    finally:
+        connection.close()
+    with RecordingServer(answer=Response(200, {"value": []})) as elsewhere:
+        elsewhere_connection = http.client.HTTPSConnection(
+            "127.0.0.1",
+            elsewhere.port,
+            timeout=5,
+            context=ssl.create_default_context(cafile=pki.ca_path),
+        )
+        try:
+            elsewhere_connection.request("DELETE", "/any/path?x=1", headers={"Authorization": "Bearer t0ken"})
+            assert elsewhere_connection.getresponse().read() == b'{"value": []}'
+        finally:
+            elsewhere_connection.close()
+    assert [(r.method, r.path, r.query) for r in elsewhere.requests] == [("DELETE", "/any/path", {"x": "1"})]
+    assert elsewhere.authorization_headers == ["Bearer t0ken"]
+
+
+def test_a_foreign_link_fault_needs_its_host_and_only_it_takes_one() -> None:
+    arm = ArmEmulator(Estate())
+    with pytest.raises(ValueError, match="foreign link needs elsewhere"):
+        arm.mislink("sub", LinkFault.FOREIGN)
+    with pytest.raises(ValueError, match="foreign link needs elsewhere"):
+        ResourceGraphEmulator(Estate(), server=arm.server).mislink(
+            LinkFault.SELF, elsewhere="https://127.0.0.9"
+        )
 
 
 def test_pipelined_requests_are_answered_in_order_and_the_connection_stays_open(server: LabServer) -> None:

@@ -12,9 +12,10 @@ from azure.monitor.query import LogsQueryClient
 
 from lab.credential import LabCredential
 from lab.estate import INTERNET_CLIENT, Estate
-from lab.http import Fault
+from lab.http import Fault, RecordingServer, Response
 from lab.loganalytics import LogAnalyticsEmulator
 from lab.tls import LabPki
+from monitor.azure_origin import origin_of
 from monitor.model import Outcome
 from monitor.netaddr import AddressSpace
 from monitor.sources.keyvault.kql import build_summary_query
@@ -346,6 +347,27 @@ def test_a_reset_connection_is_a_scan_error(
     (error,) = result.errors
     assert error.source == "logs" and error.scope == WORKSPACE
     assert result.evidence[se_vault["id"].lower()].notes[0].startswith("evidence incomplete: query failed")
+
+
+@pytest.mark.parametrize("status", [307, 308])
+def test_a_query_redirected_to_another_host_is_never_sent_there(
+    make_reader: Reader, emulator: LogAnalyticsEmulator, estate: Estate, se_vault: dict, status: int
+) -> None:
+    estate.record(record(se_vault, caller=INTERNET_CLIENT))
+    # The other host would answer "no rows": complete evidence of nothing, which would resolve KV201.
+    with RecordingServer(answer=Response(200, _answer(list(SUMMARY_COLUMNS), []))) as elsewhere:
+        emulator.server.inject(r"/query$", Fault(status=status, redirect_to=elsewhere.url, times=0))
+        result = read(make_reader(), se_vault)
+
+    assert elsewhere.requests == [] and elsewhere.authorization_headers == []
+    (error,) = result.errors
+    assert (error.source, error.scope, error.code) == ("logs", WORKSPACE, "RedirectElsewhere")
+    assert error.message.startswith(
+        f"query stopped: refused to follow a redirect to {origin_of(elsewhere.url)}"
+    )
+    evidence = result.evidence[se_vault["id"].lower()]
+    assert not evidence.complete and evidence.activity == ()
+    assert emulator.server.request_counts["query"] == 1  # refused, not retried
 
 
 @pytest.mark.parametrize("body", ["", "<html><body>502 Bad Gateway</body></html>"])

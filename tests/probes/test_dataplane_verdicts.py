@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 
 from lab.credential import LabCredential
-from lab.http import Response
+from lab.http import Fault, RecordingServer, Response
 from lab.world import LabWorld
+from monitor.azure_origin import origin_of
 from monitor.config.policy import Vantage
 from monitor.model import Verdict
 from probes.options import ProbeOptions
@@ -110,3 +111,39 @@ def test_the_verdict_is_what_key_vault_s_answer_proves(
     assert seen in (result.data_plane.message or "")
     # The SDK's failsafe deserialization logs a traceback for such bodies: not on a user's terminal.
     assert not [r for r in caplog.records if "failsafe" in r.getMessage()]
+
+
+# Key Vault's answer for a secret that does not exist: from the vault, proof the network let the
+# caller in; from any other host, proof of nothing.
+_SECRET_NOT_FOUND = Response(404, {"error": {"code": "SecretNotFound", "message": "A secret was not found."}})
+
+
+@pytest.mark.parametrize("after_challenge", [True, False], ids=["authenticated-read", "first-request"])
+def test_a_redirect_to_another_host_is_an_error_never_a_verdict(
+    world: LabWorld,
+    vantages: dict[str, Vantage],
+    options: ProbeOptions,
+    credential: LabCredential,
+    after_challenge: bool,
+) -> None:
+    with RecordingServer(answer=_SECRET_NOT_FOUND) as elsewhere:
+        if after_challenge:  # the token's own request answered with a redirect
+            world.keyvault.authenticated_answers["kv-se-demo"] = Response(
+                307, None, {"Location": f"{elsewhere.url}/secrets/kvmon-probe"}
+            )
+        else:  # the challenge request, before any token
+            for server in world.keyvault.servers.values():
+                server.inject(r"^/secrets/", Fault(status=302, redirect_to=elsewhere.url, times=0))
+        try:
+            (result,) = probe_vaults(
+                ["kv-se-demo"], vantage=vantages["internet"], options=options, credential=credential
+            )
+        finally:
+            world.keyvault.authenticated_answers.clear()
+            for server in world.keyvault.servers.values():
+                server.clear_faults()
+
+    assert elsewhere.requests == [] and elsewhere.authorization_headers == []
+    assert result.verdict is Verdict.ERROR
+    assert result.data_plane is not None and result.data_plane.verdict is Verdict.ERROR
+    assert f"refused to follow a redirect to {origin_of(elsewhere.url)}" in (result.data_plane.message or "")
