@@ -84,8 +84,13 @@ def test_json_carries_every_probe_result_and_each_vaults_completeness(
     logs = whole["sources"]["logs"]
     assert logs["workspace_id"] == WALKTHROUGH_WORKSPACE and logs["window_start"] < logs["window_end"]
     internet = whole["probes"][0]
-    assert internet["verdict"] == "admitted" and internet["conclusive"] is True and internet["failure"] is None
-    assert internet["dns_addresses"] == [PUBLIC_INGRESS] and internet["dns_chain"][0] == f"{WHOLE}.vault.lab.test"
+    assert (
+        internet["verdict"] == "admitted" and internet["conclusive"] is True and internet["failure"] is None
+    )
+    assert (
+        internet["dns_addresses"] == [PUBLIC_INGRESS]
+        and internet["dns_chain"][0] == f"{WHOLE}.vault.lab.test"
+    )
     assert internet["seen_address"] == INTERNET_CLIENT and internet["seen_address_private"] is False
     assert internet["status_code"] == 404 and internet["data_plane"]["verdict"] == "admitted"
     se_subnet = whole["probes"][1]
