@@ -203,3 +203,22 @@ def test_sarif_with_an_observation_passes_the_multitool_and_the_schema(
     path = tmp_path / "observed.sarif"
     path.write_text(json.dumps(document, indent=2), encoding="utf-8")
     assert sarif_multitool(path) == []
+
+
+def test_the_schema_names_every_value_kvmon_writes() -> None:
+    """The schema's fixed sets are the enums': a verdict or error source added to kvmon without the
+    schema would fail every document that carries it."""
+    from monitor.judge.coverage import SourceState
+    from monitor.model import ChangeKind, ErrorSource, Severity
+
+    schema = json.loads((REPO / "docs" / "scan-output.schema.json").read_text(encoding="utf-8"))
+    defs = schema["$defs"]
+    for name, enum in (
+        ("verdict", Verdict),
+        ("source_state", SourceState),
+        ("error_source", ErrorSource),
+        ("change_kind", ChangeKind),
+        ("severity", Severity),
+    ):
+        assert set(defs[name]["enum"]) == {member.value for member in enum}, name
+    assert set(defs["listing"]["enum"]) == {observed().subscription_state(s) for s in (SUB_A, SUB_B, SUB_C)}
