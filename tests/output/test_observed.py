@@ -16,15 +16,19 @@ import jsonschema
 import pytest
 
 from monitor.config.policy import PLACE_NOT_STATED, Vantage
+from monitor.judge.coverage import SourceState
 from monitor.model import (
+    ChangeKind,
     DataPlaneStep,
     DnsStep,
+    ErrorSource,
     EvidenceSource,
     LogEvidence,
     PerimeterLookup,
     PerimeterReading,
     ProbeResult,
     ScanReport,
+    Severity,
     Verdict,
 )
 from monitor.outputs.formats import FORMATS, Observed, to_json, to_markdown, to_sarif, write_report
@@ -208,9 +212,6 @@ def test_sarif_with_an_observation_passes_the_multitool_and_the_schema(
 def test_the_schema_names_every_value_kvmon_writes() -> None:
     """The schema's fixed sets are the enums': a verdict or error source added to kvmon without the
     schema would fail every document that carries it."""
-    from monitor.judge.coverage import SourceState
-    from monitor.model import ChangeKind, ErrorSource, Severity
-
     schema = json.loads((REPO / "docs" / "scan-output.schema.json").read_text(encoding="utf-8"))
     defs = schema["$defs"]
     for name, enum in (
