@@ -4,7 +4,8 @@ Answers come from ``Estate.resolve`` for the query's SOURCE address: a client in
 private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
 as Azure DNS does. Modes for fault tests: ``silent`` (never answers), ``truncate`` (every UDP
 answer truncated, so clients must retry over TCP), ``servfail`` (every answer SERVFAIL) and
-``empty`` (every answer NOERROR with no record).
+``empty`` (every answer NOERROR with no record); ``mode`` sets one for every name,
+``set_name_mode`` for one name only (one vault's zone broken, the others answering).
 """
 
 from __future__ import annotations
@@ -34,15 +35,16 @@ class _EstateResolver:
         source = handler.client_address[0]
         qname = str(request.q.qname).rstrip(".")
         lab._count(handler.protocol, source, qname)
-        if lab.mode == "silent":
+        mode = lab.name_modes.get(qname.lower(), lab.mode)
+        if mode == "silent":
             raise DNSError("silent mode: no answer")  # dnslib drops the query without a reply
         reply = request.reply()
-        if lab.mode == "servfail":
+        if mode == "servfail":
             reply.header.rcode = RCODE.SERVFAIL
             return reply
-        if lab.mode == "empty":
+        if mode == "empty":
             return reply
-        if lab.mode == "truncate" and handler.protocol == "udp":
+        if mode == "truncate" and handler.protocol == "udp":
             # The question kept, no records, TC set: what a server says when the answer is too big.
             reply.header.tc = 1
             return reply
@@ -76,8 +78,21 @@ class LabDns:
         self.port = 0
         self.queries: Counter[tuple[str, str]] = Counter()  # (protocol, source address) -> count
         self.names: Counter[str] = Counter()
+        self.name_modes: dict[str, str] = {}  # lower-cased query name -> its mode (see set_name_mode)
         self._lock = threading.Lock()
         self._servers: list[DNSServer] = []
+
+    def set_name_mode(self, name: str, mode: str) -> None:
+        """Answer queries for ``name`` (exactly, case-insensitive) in ``mode``, whatever ``mode``
+        the other names are answered in; "answer" puts the name back."""
+        if mode not in MODES:
+            raise ValueError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        self.name_modes[name.lower().rstrip(".")] = mode
+
+    def clear_faults(self) -> None:
+        """Every name answered again."""
+        self.mode = "answer"
+        self.name_modes.clear()
 
     @property
     def resolver(self) -> str:

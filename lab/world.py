@@ -81,7 +81,8 @@ class LabWorld:
         return lab_pki().ca_path
 
     def use(self, estate: Estate) -> LabWorld:
-        """Serve another estate from the running servers (tests start the servers once).
+        """Serve another estate from the running servers (tests start the servers once), with
+        every DNS name answered again.
 
         The data plane keeps listening where it listens: ``estate`` must need no other address.
         """
@@ -89,6 +90,7 @@ class LabWorld:
         if self.keyvault.servers and missing:
             raise ValueError(f"the running data plane does not listen on {', '.join(sorted(missing))}")
         self.estate = self.dns.estate = self.keyvault.estate = estate
+        self.dns.clear_faults()
         return self
 
     def start(self) -> LabWorld:

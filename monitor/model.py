@@ -357,6 +357,50 @@ class ProbeResult:
             return self.data_plane.client_address
         return None
 
+    @property
+    def seen_address_private(self) -> bool | None:
+        """Whether ``seen_address`` is private, as the step that saw it classified it."""
+        if self.health and self.health.seen_address:
+            return self.health.seen_address_private
+        if self.data_plane and self.data_plane.client_address:
+            return self.data_plane.client_address_private
+        return None
+
+    @property
+    def conclusive(self) -> bool:
+        """False when the probe proved nothing about what the vault admits: it ended in an error
+        or reached nothing (the vantage point, DNS, TCP or TLS failed)."""
+        return self.verdict not in (Verdict.ERROR, Verdict.UNREACHABLE)
+
+    @property
+    def failure(self) -> str | None:
+        """For a probe that proved nothing, the first step that failed in the words it failed
+        with; None for a conclusive one."""
+        if self.conclusive:
+            return None
+        if self.vantage_error is not None:
+            return f"the vantage point did not answer: {self.vantage_error}"
+        if self.dns is not None and not self.dns.answered:
+            return f"DNS: {self.dns.error or 'no address in the answer'}"
+        if self.tls is not None and self.tls.error:
+            return f"TLS: {self.tls.error}"
+        step = self.data_plane
+        if step is not None and (step.message or step.status_code):
+            said = " ".join(
+                part
+                for part in (
+                    f"HTTP {step.status_code}" if step.status_code else None,
+                    step.inner_code or step.error_code,
+                )
+                if part
+            )
+            if step.message:
+                said = f"{said}: {step.message}" if said else step.message
+            return f"data plane: {said}"
+        if self.health is not None and self.health.error:
+            return f"healthstatus: {self.health.error}"
+        return "no step said why"
+
 
 # ---------------------------------------------------------------------------
 # Access logs
@@ -645,6 +689,9 @@ class ScanReport:
     # Subscriptions in scope of which no vault could be read (the token, ARM or the listing failed):
     # the scan says nothing of them, so it is incomplete (``kvmon scan`` exits 3).
     unread_subscriptions: tuple[str, ...] = ()
+    # Subscriptions in scope whose vaults were listed completely (every page answered): a vault
+    # missing from one of them is gone; the others were read in part or not at all.
+    listed_subscriptions: tuple[str, ...] = ()
 
     @property
     def incomplete_vaults(self) -> set[str]:

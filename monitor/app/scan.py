@@ -27,7 +27,7 @@ from typing import Protocol
 from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
 from monitor.errors import InputError
-from monitor.judge.coverage import Coverage, assess_coverage
+from monitor.judge.coverage import Coverage, assess_coverage, probes_by_vault
 from monitor.judge.drift import network_diff
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
@@ -44,7 +44,6 @@ from monitor.model import (
     ScanReport,
     ScanTrigger,
     VaultPosture,
-    Verdict,
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
@@ -228,6 +227,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         probes=report.probes,
         evidence=evidence,
         probed=probed,
+        vantages=[vantage.name for vantage in runtime.vantages] if probed else (),
         logs_read=logs_read,
         subscriptions_complete=inventory.subscriptions_complete,
         disappeared={f.vault_id.lower() for f in gone},
@@ -286,6 +286,8 @@ def _read_inventory(
         s.lower() for s in inventory.subscriptions_complete
     }
     report.unread_subscriptions = tuple(s for s in request.scope if s.lower() not in read)
+    listed = {s.lower() for s in inventory.subscriptions_complete}
+    report.listed_subscriptions = tuple(s for s in request.scope if s.lower() in listed)
     # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
     # so, vault by vault, as the offline evaluator does.
     report.errors.extend(
@@ -363,16 +365,12 @@ def _vault_facts(
     # A subscription with no stored vault is scanned for the first time, so its vaults did not
     # "appear" (KV302).
     known_subscriptions = {posture.subscription_id.lower() for posture in previous.values()}
-    # Grouped once: matching every posture against every probe is quadratic (10,000 vaults: a
-    # minute of CPU).
-    probes_by_vault: dict[str, list[ProbeResult]] = {}
-    for result in report.probes:
-        probes_by_vault.setdefault(result.vault_name.lower(), []).append(result)
+    by_vault = probes_by_vault(report.probes)
     return [
         VaultFacts(
             posture=posture,
             policy=policies[posture.key],
-            probes=tuple(probes_by_vault.get(posture.name.lower(), ())),
+            probes=tuple(by_vault.get(posture.name.lower(), ())),
             vantages=runtime.vantages,
             evidence=evidence.get(posture.key),
             previous=previous.get(posture.key),
@@ -468,37 +466,11 @@ def _probe_errors(postures: Sequence[VaultPosture], probes: Sequence[ProbeResult
         ScanError(
             ErrorSource.PROBE,
             ids.get(result.vault_name.lower(), result.vault_name),
-            f"{result.hostname} from {result.vantage}: {result.verdict.value}, {_probe_failure(result)}",
+            f"{result.hostname} from {result.vantage}: {result.verdict.value}, {result.failure}",
         )
         for result in probes
-        if result.verdict in (Verdict.ERROR, Verdict.UNREACHABLE)
+        if not result.conclusive
     ]
-
-
-def _probe_failure(result: ProbeResult) -> str:
-    """The first step that failed, in the words it failed with."""
-    if result.vantage_error is not None:
-        return f"the vantage point did not answer: {result.vantage_error}"
-    if result.dns is not None and not result.dns.answered:
-        return f"DNS: {result.dns.error or 'no address in the answer'}"
-    if result.tls is not None and result.tls.error:
-        return f"TLS: {result.tls.error}"
-    step = result.data_plane
-    if step is not None and (step.message or step.status_code):
-        said = " ".join(
-            part
-            for part in (
-                f"HTTP {step.status_code}" if step.status_code else None,
-                step.inner_code or step.error_code,
-            )
-            if part
-        )
-        if step.message:
-            said = f"{said}: {step.message}" if said else step.message
-        return f"data plane: {said}"
-    if result.health is not None and result.health.error:
-        return f"healthstatus: {result.health.error}"
-    return "no step said why"
 
 
 def _read_logs(

@@ -23,7 +23,7 @@ from monitor.judge.evaluate import ExpiredSuppression, evaluate
 from monitor.judge.rules.base import VaultFacts
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import ErrorSource, Finding, FindingChange, ScanError, Severity, VaultPosture
-from monitor.outputs.formats import FORMATS, SourceLocation, at_or_above, write_report
+from monitor.outputs.formats import FORMATS, Observed, SourceLocation, at_or_above, write_report
 from monitor.sources.keyvault.normalise import InputError, load_vault_file
 
 DEFAULT_FAIL_ON = Severity.HIGH
@@ -92,6 +92,7 @@ def emit_report(
     sources: Mapping[str, SourceLocation] | None = None,
     source_root: str | None = None,
     changes: Sequence[FindingChange] | None = None,
+    observed: Observed | None = None,
 ) -> int:
     """Write the report as ``args.format`` to ``args.output`` (or stdout); the exit code for ``args.fail_on``."""
 
@@ -106,6 +107,7 @@ def emit_report(
             sources=sources,
             source_root=source_root,
             changes=changes,
+            observed=observed,
         )
 
     if args.output:

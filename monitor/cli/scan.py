@@ -19,6 +19,7 @@ from monitor.config.baseline import BaselineError
 from monitor.config.channels import ChannelConfigError
 from monitor.config.settings import Settings, SettingsError
 from monitor.model import ScanTrigger
+from monitor.outputs.formats import Observed
 from monitor.store import StoreUnavailable
 
 EXIT_SCAN_FAILED = 3
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         errors=report.errors,
         expired=outcome.expired_suppressions,
         changes=report.changes if runtime.store is not None else None,
+        observed=Observed(report, vantages=runtime.vantages),
     )
     return common.EXIT_INCOMPLETE if report.unread_subscriptions else code
 

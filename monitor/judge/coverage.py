@@ -16,19 +16,142 @@ never read as "the problem went away", so a timeout or partial logs never resolv
 - a source no stage read (probes or logs switched off or not configured) is missing for every
   vault, but nobody's evidence fell short, so the report does not mark the vaults incomplete;
 - a stored vault missing from a complete listing is gone (KV302): it is assessed completely, so
-  its other findings resolve.
+  its other findings resolve;
+- a vantage point the scan probed from that gave no result for a vault is as blind as one that
+  failed.
+
+``vault_sources`` says the same per vault and per source in words (what ``kvmon scan --format
+json`` reports as a vault's ``sources``), and ``assess_coverage`` decides from it, so the report and
+the lifecycle never disagree about what fell short.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
+from enum import StrEnum
 
-from monitor.model import EvidenceSource, LogEvidence, PerimeterLookup, ProbeResult, VaultPosture, Verdict
+from monitor.model import EvidenceSource, LogEvidence, PerimeterLookup, ProbeResult, VaultPosture
 
-# Verdicts that say nothing about what the vault admits.
-_INCONCLUSIVE = (Verdict.ERROR, Verdict.UNREACHABLE)
+
+class SourceState(StrEnum):
+    """How one source of evidence answered for one vault in one scan."""
+
+    COMPLETE = "complete"  # read, and it answered whole
+    INCOMPLETE = "incomplete"  # read, and it fell short: findings that read it may not resolve
+    NOT_READ = "not-read"  # no stage read it this scan (switched off, not configured, no reader)
+
+
+@dataclass(frozen=True)
+class SourceReading:
+    """One source's state for one vault and, when it is not complete, why, in words."""
+
+    state: SourceState
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class VaultSources:
+    """What each source gave for one vault: its ARM document, its perimeter association, the
+    probes (one result per vantage point) and the access logs of the window."""
+
+    configuration: SourceReading
+    perimeter: SourceReading
+    probes: SourceReading
+    logs: SourceReading
+
+    def readings(self) -> Iterator[tuple[str, SourceReading]]:
+        """(name, reading) in a fixed order: the names ``kvmon scan --format json`` uses."""
+        yield "configuration", self.configuration
+        yield "perimeter", self.perimeter
+        yield "probes", self.probes
+        yield "logs", self.logs
+
+    @property
+    def complete(self) -> bool:
+        """No source that was read fell short (a source not read is said, not counted)."""
+        return all(reading.state is not SourceState.INCOMPLETE for _, reading in self.readings())
+
+    @property
+    def fell_short(self) -> frozenset[EvidenceSource]:
+        """The sources whose findings may not resolve: an unreadable perimeter leaves the vault's
+        exposure unknown, so it holds back the configuration's findings."""
+        short = set()
+        if SourceState.INCOMPLETE in (self.configuration.state, self.perimeter.state):
+            short.add(EvidenceSource.CONFIGURATION)
+        if self.probes.state is SourceState.INCOMPLETE:
+            short.add(EvidenceSource.PROBES)
+        if self.logs.state is SourceState.INCOMPLETE:
+            short.add(EvidenceSource.LOGS)
+        return frozenset(short)
+
+
+_COMPLETE = SourceReading(SourceState.COMPLETE)
+
+
+def vault_sources(
+    posture: VaultPosture,
+    *,
+    probes: Sequence[ProbeResult],
+    vantages: Sequence[str],
+    evidence: LogEvidence | None,
+    probed: bool,
+    logs_read: bool,
+) -> VaultSources:
+    """``probes``: this vault's results; ``vantages``: the vantage points the scan probed from,
+    each owing the vault a result; ``evidence``: its logs, merged over the workspaces read;
+    ``probed`` and ``logs_read``: whether those stages ran at all."""
+    return VaultSources(
+        configuration=_configuration(posture),
+        perimeter=_perimeter(posture),
+        probes=_probes(probes, vantages)
+        if probed
+        else SourceReading(SourceState.NOT_READ, ("this scan ran no probes",)),
+        logs=_logs(evidence)
+        if logs_read
+        else SourceReading(SourceState.NOT_READ, ("this scan read no access logs",)),
+    )
+
+
+def _configuration(posture: VaultPosture) -> SourceReading:
+    if not posture.problems:
+        return _COMPLETE
+    return SourceReading(SourceState.INCOMPLETE, posture.problems)
+
+
+def _perimeter(posture: VaultPosture) -> SourceReading:
+    reading = posture.perimeter
+    if reading.lookup is PerimeterLookup.UNREADABLE:
+        return SourceReading(SourceState.INCOMPLETE, (f"perimeter association unreadable: {reading.error}",))
+    if reading.lookup is PerimeterLookup.NOT_LOOKED_UP:
+        return SourceReading(
+            SourceState.NOT_READ, ("the vault's Network Security Perimeter association was not looked up",)
+        )
+    return _COMPLETE
+
+
+def _probes(results: Sequence[ProbeResult], vantages: Sequence[str]) -> SourceReading:
+    by_vantage = {result.vantage: result for result in results}
+    notes = [f"{name}: no result" for name in vantages if name not in by_vantage]
+    notes += [
+        f"{result.vantage}: {result.verdict.value}, {result.failure}"
+        for result in results
+        if not result.conclusive
+    ]
+    return SourceReading(SourceState.INCOMPLETE, tuple(notes)) if notes else _COMPLETE
+
+
+def _logs(evidence: LogEvidence | None) -> SourceReading:
+    if evidence is None:
+        # Every workspace read answers for every vault asked about; none was asked about this one.
+        return SourceReading(SourceState.NOT_READ, ("no workspace was queried for this vault",))
+    if evidence.complete:
+        return _COMPLETE
+    return SourceReading(
+        SourceState.INCOMPLETE,
+        evidence.notes or (f"logs of workspace {evidence.workspace_id} incomplete: no reason given",),
+    )
 
 
 @dataclass(frozen=True)
@@ -55,25 +178,30 @@ def assess_coverage(
     logs_read: bool,
     subscriptions_complete: AbstractSet[str],
     disappeared: AbstractSet[str],
+    vantages: Sequence[str] = (),
 ) -> Coverage:
     """``postures``: the vaults listed; ``probes`` and ``evidence`` (by vault key): what the probes
     and the logs said of them; ``probed`` and ``logs_read``: whether those stages ran at all;
     ``subscriptions_complete``: the subscriptions listed completely; ``disappeared``: the keys of
-    stored vaults missing from a complete listing."""
+    stored vaults missing from a complete listing; ``vantages``: the vantage points probed from,
+    each owing every vault a result."""
     listed = {subscription.lower() for subscription in subscriptions_complete}
     gone = frozenset(key.lower() for key in disappeared)
-    blind = {result.vault_name.lower() for result in probes if result.verdict in _INCONCLUSIVE}
+    by_vault = probes_by_vault(probes)
+    evidence_by_key = {key.lower(): found for key, found in evidence.items()}
 
-    fell_short: dict[str, set[EvidenceSource]] = {}
+    fell_short: dict[str, frozenset[EvidenceSource]] = {}
     for posture in postures:
-        if posture.name.lower() in blind:
-            fell_short.setdefault(posture.key, set()).add(EvidenceSource.PROBES)
-    for key, found in evidence.items():
-        if not found.complete:
-            fell_short.setdefault(key.lower(), set()).add(EvidenceSource.LOGS)
-    for posture in postures:
-        if posture.problems or posture.perimeter.lookup == PerimeterLookup.UNREADABLE:
-            fell_short.setdefault(posture.key, set()).add(EvidenceSource.CONFIGURATION)
+        sources = vault_sources(
+            posture,
+            probes=by_vault.get(posture.name.lower(), ()),
+            vantages=vantages,
+            evidence=evidence_by_key.get(posture.key),
+            probed=probed,
+            logs_read=logs_read,
+        )
+        if sources.fell_short:
+            fell_short[posture.key] = sources.fell_short
 
     skipped = set()
     if not probed:
@@ -85,6 +213,15 @@ def assess_coverage(
         assessed=frozenset(posture.key for posture in postures) | gone,
         complete=frozenset(posture.key for posture in postures if posture.subscription_id.lower() in listed)
         | gone,
-        fell_short={key: frozenset(sources) for key, sources in fell_short.items()},
+        fell_short=fell_short,
         skipped=frozenset(skipped),
     )
+
+
+def probes_by_vault(probes: Sequence[ProbeResult]) -> dict[str, list[ProbeResult]]:
+    """Results grouped by lower-cased vault name, once: matching every posture against every probe
+    is quadratic (10,000 vaults: a minute of CPU)."""
+    grouped: dict[str, list[ProbeResult]] = {}
+    for result in probes:
+        grouped.setdefault(result.vault_name.lower(), []).append(result)
+    return grouped

@@ -1,25 +1,41 @@
 """Findings for people and machines: a table, JSON, SARIF 2.1.0 and Markdown.
 
 Every renderer takes the same three things a scan or an evaluation ends with: the findings, the
-faults of the outside world (``ScanError``) and the suppressions that expired. ``kvmon evaluate``
-and ``kvmon scan`` both go through ``write_report``. Pure except ``write_report``/``render_table``,
-which write to the stream they are given.
+faults of the outside world (``ScanError``) and the suppressions that expired. A scan adds what it
+observed (``Observed``): the vantage points and where each stands, every probe result (vault ×
+vantage point) and which sources were complete for each vault; JSON carries all of it, SARIF and
+Markdown the gaps and the vantage points whose place nobody stated, the table the same in lines.
+``kvmon evaluate`` and ``kvmon scan`` both go through ``write_report``. Pure except
+``write_report``/``render_table``, which write to the stream they are given.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, TextIO
 
+from monitor.config.policy import PLACE_NOT_STATED, Vantage
 from monitor.jsonable import to_jsonable
+from monitor.judge.coverage import SourceState, VaultSources, probes_by_vault, vault_sources
 from monitor.judge.evaluate import ExpiredSuppression
 from monitor.judge.rules.base import Rule
 from monitor.judge.rules.catalog import CATALOG
-from monitor.model import Finding, FindingChange, ScanError, Severity
+from monitor.model import (
+    EvidenceSource,
+    Finding,
+    FindingChange,
+    LogEvidence,
+    ProbeResult,
+    ScanError,
+    ScanReport,
+    Severity,
+    VaultPosture,
+)
 
 FORMATS = ("table", "json", "sarif", "markdown")
 
@@ -61,6 +77,104 @@ class SourceLocation:
     uri: str
     start_line: int = 1
     end_line: int | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What a scan observed besides its findings: its report (postures, probe results, log
+    evidence, which subscriptions were listed) and the vantage points it probed from."""
+
+    report: ScanReport
+    vantages: Sequence[Vantage] = ()
+
+    @functools.cached_property
+    def columns(self) -> list[tuple[Vantage, bool]]:
+        return vantage_columns(self.vantages, self.report.probes)
+
+    @functools.cached_property
+    def vaults(self) -> list[VaultObserved]:
+        """Every vault read, in the order the inventory gave them."""
+        report = self.report
+        probed = EvidenceSource.PROBES not in report.skipped_sources
+        logs_read = EvidenceSource.LOGS not in report.skipped_sources
+        names = [vantage.name for vantage, configured in self.columns if configured] if probed else []
+        order = {vantage.name: index for index, (vantage, _) in enumerate(self.columns)}
+        by_vault = probes_by_vault(report.probes)
+        evidence = {found.vault_id.lower(): found for found in report.evidence}
+        observed = []
+        for posture in report.postures:
+            results = sorted(by_vault.get(posture.name.lower(), ()), key=lambda r: order.get(r.vantage, 0))
+            found = evidence.get(posture.key)
+            sources = vault_sources(
+                posture, probes=results, vantages=names, evidence=found, probed=probed, logs_read=logs_read
+            )
+            observed.append(
+                VaultObserved(posture=posture, sources=sources, probes=tuple(results), evidence=found)
+            )
+        return observed
+
+    @property
+    def unknown_places(self) -> list[Vantage]:
+        """Vantage points whose place nobody stated: neither inside nor outside is judged there."""
+        return [vantage for vantage, _ in self.columns if vantage.inside is None]
+
+    def subscription_state(self, subscription: str) -> str:
+        """``complete`` (every page listed), ``partial`` (some vaults read) or ``unread``."""
+        if subscription in self.report.listed_subscriptions:
+            return "complete"
+        return "unread" if subscription in self.report.unread_subscriptions else "partial"
+
+    @property
+    def complete(self) -> bool:
+        """Every subscription listed whole and every vault's sources complete."""
+        return all(self.subscription_state(s) == "complete" for s in self.report.scope) and all(
+            vault.sources.complete for vault in self.vaults
+        )
+
+
+@dataclass(frozen=True)
+class VaultObserved:
+    posture: VaultPosture
+    sources: VaultSources
+    probes: tuple[ProbeResult, ...]  # one per vantage point, in the vantage points' order
+    evidence: LogEvidence | None = None  # its logs, merged over the workspaces read
+
+    def gaps(self) -> list[str]:
+        """Each incomplete source in words: ``probes: internet: error, DNS: ...``."""
+        return [
+            f"{name}: {'; '.join(reading.notes)}"
+            for name, reading in self.sources.readings()
+            if reading.state is SourceState.INCOMPLETE
+        ]
+
+
+def vantage_columns(vantages: Sequence[Vantage], probes: Iterable[ProbeResult]) -> list[tuple[Vantage, bool]]:
+    """Every configured vantage point (True), then any a probe names that is not configured
+    (False): its place is unknown, so neither inside nor outside can be claimed."""
+    columns = [(vantage, True) for vantage in vantages]
+    configured = {vantage.name for vantage in vantages}
+    for name in dict.fromkeys(probe.vantage for probe in probes):
+        if name not in configured:
+            columns.append((Vantage(name=name, inside=None), False))
+    return columns
+
+
+def vantage_json(vantage: Vantage, *, configured: bool) -> dict[str, Any]:
+    """A vantage point for machines; ``place`` (what is not judged, how to state it) only when
+    its place is not stated."""
+    entry: dict[str, Any] = {
+        "name": vantage.name,
+        "inside": vantage.inside,
+        "subnet_id": vantage.subnet_id,
+        "configured": configured,
+    }
+    if vantage.inside is None:
+        entry["place"] = PLACE_NOT_STATED
+    return entry
+
+
+def place_line(vantage: Vantage) -> str:
+    return f"vantage point {vantage.name}: {PLACE_NOT_STATED}"
 
 
 def ordered(findings: Sequence[Finding]) -> list[Finding]:
@@ -136,14 +250,78 @@ def expired_json(expired: ExpiredSuppression) -> dict[str, Any]:
     }
 
 
+def probe_json(result: ProbeResult) -> dict[str, Any]:
+    """One vault probed from one vantage point: the verdict and what decided it first, then every
+    step as the probe recorded it (``dns``, ``tls``, ``health``, ``data_plane``; None when not run)."""
+    plane = result.data_plane
+    return {
+        "vantage": result.vantage,
+        "hostname": result.hostname,
+        "verdict": result.verdict.value,
+        "conclusive": result.conclusive,
+        "failure": result.failure,
+        "dns_addresses": list(result.dns.addresses) if result.dns else [],
+        "dns_chain": list(result.dns.chain) if result.dns else [],
+        "seen_address": result.seen_address,
+        "seen_address_private": result.seen_address_private,
+        "status_code": plane.status_code if plane else None,
+        "error_code": plane.error_code if plane else None,
+        "inner_code": plane.inner_code if plane else None,
+        "vantage_error": result.vantage_error,
+        "started_at": to_jsonable(result.started_at),
+        "duration_ms": result.duration_ms,
+        "dns": to_jsonable(result.dns),
+        "tls": to_jsonable(result.tls),
+        "health": to_jsonable(result.health),
+        "data_plane": to_jsonable(plane),
+    }
+
+
+def observed_vault_json(vault: VaultObserved) -> dict[str, Any]:
+    sources: dict[str, dict[str, Any]] = {
+        name: {"state": reading.state.value, "notes": list(reading.notes)}
+        for name, reading in vault.sources.readings()
+    }
+    if vault.evidence is not None:
+        sources["logs"] |= {
+            "workspace_id": vault.evidence.workspace_id,
+            "window_start": to_jsonable(vault.evidence.window_start),
+            "window_end": to_jsonable(vault.evidence.window_end),
+        }
+    posture = vault.posture
+    return {
+        "name": posture.name,
+        "id": posture.id,
+        "subscription_id": posture.subscription_id,
+        "complete": vault.sources.complete,
+        "sources": sources,
+        "probes": [probe_json(result) for result in vault.probes],
+    }
+
+
+def observed_json(observed: Observed) -> dict[str, Any]:
+    """What ``kvmon scan --format json`` adds to the findings (docs/scan-output.schema.json)."""
+    return {
+        "complete": observed.complete,
+        "subscriptions": [
+            {"id": subscription, "listing": observed.subscription_state(subscription)}
+            for subscription in observed.report.scope
+        ],
+        "vantages": [vantage_json(v, configured=configured) for v, configured in observed.columns],
+        "vaults": [observed_vault_json(vault) for vault in observed.vaults],
+    }
+
+
 def to_json(
     findings: Sequence[Finding],
     *,
     errors: Sequence[ScanError] = (),
     expired: Sequence[ExpiredSuppression] = (),
     changes: Sequence[FindingChange] | None = None,
+    observed: Observed | None = None,
 ) -> dict[str, Any]:
-    """``changes`` (from a stored scan) adds what opened, changed and resolved since the last one."""
+    """``changes`` (from a stored scan) adds what opened, changed and resolved since the last one;
+    ``observed`` (a scan's) the vantage points, every probe result and each vault's sources."""
     document: dict[str, Any] = {
         "findings": [finding_json(f) for f in ordered(findings)],
         "errors": [error_json(e) for e in errors],
@@ -152,6 +330,8 @@ def to_json(
     }
     if changes is not None:
         document["changes"] = [change_json(c) for c in changes]
+    if observed is not None:
+        document |= observed_json(observed)
     return document
 
 
@@ -296,9 +476,12 @@ def to_sarif(
     sources: Mapping[str, SourceLocation] | None = None,
     source_root: str | None = None,
     rules: Sequence[Rule] = CATALOG,
+    observed: Observed | None = None,
 ) -> dict[str, Any]:
     """One SARIF run; ``sources`` maps lower-cased vault ids to the input they were read from,
-    ``source_root`` (a ``file://`` URI ending in ``/``) is what relative source URIs resolve against."""
+    ``source_root`` (a ``file://`` URI ending in ``/``) is what relative source URIs resolve against.
+    ``observed`` (a scan's) adds a warning per vantage point whose place nobody stated, and the
+    run's properties say what the evidence covered (``_sarif_coverage``)."""
     sources = sources or {}
     rule_index = {rule.id: index for index, rule in enumerate(rules)}
     notifications = [
@@ -312,6 +495,8 @@ def to_sarif(
         )
         for x in expired
     ]
+    if observed is not None:
+        notifications += [_notification(place_line(v), "warning") for v in observed.unknown_places]
     run: dict[str, Any] = {
         "tool": {
             "driver": {
@@ -331,7 +516,28 @@ def to_sarif(
     }
     if source_root is not None:
         run["originalUriBaseIds"] = {SOURCE_ROOT: {"uri": source_root}}
+    if observed is not None:
+        run["properties"] = _sarif_coverage(observed)
     return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
+
+
+def _sarif_coverage(observed: Observed) -> dict[str, Any]:
+    """The run's property bag: whether the evidence was complete, how each subscription was
+    listed, the vantage points (a place not stated says so) and the vaults with gaps, each gap in
+    words. Every probe result is the JSON format's: SARIF carries what a reviewer must not miss."""
+    return {
+        "evidenceComplete": observed.complete,
+        "subscriptions": [
+            {"id": subscription, "listing": observed.subscription_state(subscription)}
+            for subscription in observed.report.scope
+        ],
+        "vantagePoints": [vantage_json(v, configured=configured) for v, configured in observed.columns],
+        "incompleteVaults": [
+            {"name": vault.posture.name, "vaultId": vault.posture.id, "gaps": vault.gaps()}
+            for vault in observed.vaults
+            if not vault.sources.complete
+        ],
+    }
 
 
 # -- Markdown ----------------------------------------------------------------------------------------
@@ -361,7 +567,10 @@ def to_markdown(
     *,
     errors: Sequence[ScanError] = (),
     expired: Sequence[ExpiredSuppression] = (),
+    observed: Observed | None = None,
 ) -> str:
+    """``observed`` (a scan's) adds the vantage points, each place not stated saying so and how to
+    state it, and the evidence that fell short: subscriptions not listed whole, vaults with gaps."""
     lines = ["# kvmon findings", "", f"**{_counts_line(findings)}**", ""]
     if findings:
         lines += ["| Severity | Rule | Vault | Finding | Fix |", "|---|---|---|---|---|"]
@@ -388,7 +597,37 @@ def to_markdown(
             for x in expired
         ]
         lines.append("")
+    if observed is not None:
+        lines += _markdown_observed(observed)
     return "\n".join(lines)
+
+
+def _markdown_observed(observed: Observed) -> list[str]:
+    lines: list[str] = []
+    if observed.columns:
+        lines += ["## Vantage points", "", "| Vantage point | Place | Subnet |", "|---|---|---|"]
+        for vantage, _ in observed.columns:
+            place = (
+                f"**{_md(PLACE_NOT_STATED)}**"
+                if vantage.inside is None
+                else "inside the VNet"
+                if vantage.inside
+                else "outside the VNet"
+            )
+            lines.append(f"| {_md(vantage.name)} | {place} | {_md(vantage.subnet_id or '')} |")
+        lines.append("")
+    short = [s for s in observed.report.scope if observed.subscription_state(s) != "complete"]
+    gaps = [vault for vault in observed.vaults if not vault.sources.complete]
+    if short or gaps:
+        lines += ["## Incomplete evidence", ""]
+        lines += [
+            f"- subscription `{_md(s)}`: listing {observed.subscription_state(s)} (see the errors)"
+            for s in short
+        ]
+        for vault in gaps:
+            lines.append(f"- **{_md(vault.posture.name)}**: {_md('; '.join(vault.gaps()))}")
+        lines.append("")
+    return lines
 
 
 # -- Table -------------------------------------------------------------------------------------------
@@ -399,6 +638,7 @@ def plain_table(
     *,
     errors: Sequence[ScanError] = (),
     expired: Sequence[ExpiredSuppression] = (),
+    observed: Observed | None = None,
 ) -> str:
     """Aligned columns, one finding per line, no colour and no wrapping: for pipes and files."""
     rows = [("SEVERITY", "RULE", "VAULT", "FINDING")]
@@ -415,12 +655,15 @@ def plain_table(
             )
     else:
         out.append("No findings.")
-    out += _trailer(findings, errors, expired)
+    out += _trailer(findings, errors, expired, observed)
     return "\n".join(out) + "\n"
 
 
 def _trailer(
-    findings: Sequence[Finding], errors: Sequence[ScanError], expired: Sequence[ExpiredSuppression]
+    findings: Sequence[Finding],
+    errors: Sequence[ScanError],
+    expired: Sequence[ExpiredSuppression],
+    observed: Observed | None,
 ) -> list[str]:
     lines = ["", _counts_line(findings)]
     for e in errors:
@@ -430,6 +673,18 @@ def _trailer(
             f"expired suppression: {x.rule_id} on {x.vault_id} (owner {x.suppression.owner}, "
             f"expired {x.suppression.expires}): no longer suppresses"
         )
+    if observed is not None:
+        lines += [place_line(vantage) for vantage in observed.unknown_places]
+        lines += [
+            f"incomplete: subscription {s}: listing {observed.subscription_state(s)}"
+            for s in observed.report.scope
+            if observed.subscription_state(s) != "complete"
+        ]
+        lines += [
+            f"incomplete: {vault.posture.name}: {'; '.join(vault.gaps())}"
+            for vault in observed.vaults
+            if not vault.sources.complete
+        ]
     return lines
 
 
@@ -440,10 +695,11 @@ def render_table(
     terminal: bool,
     errors: Sequence[ScanError] = (),
     expired: Sequence[ExpiredSuppression] = (),
+    observed: Observed | None = None,
 ) -> None:
     """A rich table on a terminal, ``plain_table`` otherwise."""
     if not terminal:
-        stream.write(plain_table(findings, errors=errors, expired=expired))
+        stream.write(plain_table(findings, errors=errors, expired=expired, observed=observed))
         return
     from rich.console import Console
     from rich.table import Table
@@ -468,9 +724,10 @@ def render_table(
         console.print(table)
     else:
         console.print("No findings.")
-    for line in _trailer(findings, errors, expired):
-        style = "red" if line.startswith("error:") else "yellow" if line.startswith("expired") else None
-        console.print(Text(line, style=style or ""))
+    for line in _trailer(findings, errors, expired, observed):
+        warning = line.startswith(("expired", "vantage point", "incomplete:"))
+        style = "red" if line.startswith("error:") else "yellow" if warning else ""
+        console.print(Text(line, style=style))
 
 
 # -- One entry point for the commands ----------------------------------------------------------------
@@ -487,20 +744,31 @@ def write_report(
     sources: Mapping[str, SourceLocation] | None = None,
     source_root: str | None = None,
     changes: Sequence[FindingChange] | None = None,
+    observed: Observed | None = None,
 ) -> None:
     """Write findings in ``output_format`` (one of ``FORMATS``) to ``stream``; ``changes`` (a
-    stored scan's) go into the JSON, and after the table or Markdown."""
+    stored scan's) go into the JSON, and after the table or Markdown; ``observed`` (a scan's) into
+    every format."""
     if output_format == "table":
-        render_table(findings, stream=stream, terminal=terminal, errors=errors, expired=expired)
+        render_table(
+            findings, stream=stream, terminal=terminal, errors=errors, expired=expired, observed=observed
+        )
         if changes is not None:
             stream.write("\n".join(["", *change_lines(changes), ""]))
     elif output_format == "json":
-        _dump(to_json(findings, errors=errors, expired=expired, changes=changes), stream)
+        _dump(to_json(findings, errors=errors, expired=expired, changes=changes, observed=observed), stream)
     elif output_format == "sarif":
-        sarif = to_sarif(findings, errors=errors, expired=expired, sources=sources, source_root=source_root)
+        sarif = to_sarif(
+            findings,
+            errors=errors,
+            expired=expired,
+            sources=sources,
+            source_root=source_root,
+            observed=observed,
+        )
         _dump(sarif, stream)
     elif output_format == "markdown":
-        stream.write(to_markdown(findings, errors=errors, expired=expired))
+        stream.write(to_markdown(findings, errors=errors, expired=expired, observed=observed))
         if changes is not None:
             stream.write("\n".join(["", "```", *change_lines(changes), "```", ""]))
     else:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import jinja2
 
-from monitor.config.policy import PLACE_NOT_STATED, DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
+from monitor.config.policy import DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
 from monitor.judge.perimeter import effective_exposure
@@ -33,6 +33,7 @@ from monitor.model import (
     VaultPosture,
     Verdict,
 )
+from monitor.outputs.formats import vantage_columns, vantage_json
 
 SCHEMA = "kvmon.report/v1"
 TOP_CALLERS = 10
@@ -76,7 +77,7 @@ def build_report_document(
     shown with no expectations. Every configured vantage point is a matrix column, plus any
     vantage a probe names that is not configured.
     """
-    columns = _columns(vantages, report.probes)
+    columns = vantage_columns(vantages, report.probes)
     probes = _latest_probes(report.probes)
     findings = _by_vault(report.findings, key=lambda f: f.vault_id)
     changes = _by_vault(report.changes, key=lambda c: c.finding.vault_id)
@@ -154,24 +155,10 @@ def build_report_document(
             ),
             "errors": len(errors),
         },
-        "vantages": [
-            {"name": v.name, "inside": v.inside, "subnet_id": v.subnet_id, "configured": configured}
-            | ({"place": PLACE_NOT_STATED} if v.inside is None else {})
-            for v, configured in columns
-        ],
+        "vantages": [vantage_json(v, configured=configured) for v, configured in columns],
         "errors": errors,
         "vaults": vaults,
     }
-
-
-def _columns(vantages: Sequence[Vantage], probes: Iterable[ProbeResult]) -> list[tuple[Vantage, bool]]:
-    columns = [(vantage, True) for vantage in vantages]
-    configured = {vantage.name for vantage in vantages}
-    for name in dict.fromkeys(probe.vantage for probe in probes):
-        if name not in configured:
-            # Unknown place: neither inside nor outside can be claimed, so no expectation applies.
-            columns.append((Vantage(name=name, inside=None), False))
-    return columns
 
 
 def _latest_probes(probes: Iterable[ProbeResult]) -> dict[tuple[str, str], ProbeResult]:
@@ -293,7 +280,7 @@ def _cell(expected: VantageExpectation, probe: ProbeResult | None) -> dict[str, 
         "observed_dns": observed_dns,
         "dns_state": dns_state,
         "seen_address": probe.seen_address if probe else None,
-        "seen_address_private": _seen_address_private(probe),
+        "seen_address_private": probe.seen_address_private if probe else None,
         "detail": _probe_detail(probe),
         "state": state,
         # True only when the baseline expects something here and the evidence shows it.
@@ -327,16 +314,6 @@ def _dns_state(expected: DnsAnswer | None, observed: str) -> str:
     if observed == "none":
         return NO_EVIDENCE
     return MET if observed == expected else CONTRADICTED
-
-
-def _seen_address_private(probe: ProbeResult | None) -> bool | None:
-    if probe is None:
-        return None
-    if probe.health and probe.health.seen_address:
-        return probe.health.seen_address_private
-    if probe.data_plane and probe.data_plane.client_address:
-        return probe.data_plane.client_address_private
-    return None
 
 
 def _probe_detail(probe: ProbeResult | None) -> str | None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import replace
 
-from monitor.judge.coverage import Coverage, assess_coverage
+from monitor.judge.coverage import Coverage, SourceReading, SourceState, assess_coverage, vault_sources
 from monitor.model import (
     DataPlaneStep,
     EvidenceSource,
@@ -56,6 +56,7 @@ def cover(
     logs_read: bool = True,
     subscriptions_complete: AbstractSet[str] = frozenset({SUB_A, SUB_B}),
     disappeared: AbstractSet[str] = frozenset(),
+    vantages: Sequence[str] = (),
 ) -> Coverage:
     by_vault: Mapping[str, LogEvidence] = {found.vault_id: found for found in evidence}
     return assess_coverage(
@@ -66,6 +67,7 @@ def cover(
         logs_read=logs_read,
         subscriptions_complete=subscriptions_complete,
         disappeared=disappeared,
+        vantages=vantages,
     )
 
 
@@ -156,3 +158,54 @@ def test_no_vault_listed_covers_nothing() -> None:
     coverage = cover([], subscriptions_complete=set())
     assert coverage.assessed == coverage.complete == frozenset()
     assert coverage.incomplete_sources == {}
+
+
+def test_a_vantage_point_probed_from_that_gave_a_vault_no_result_is_blind() -> None:
+    coverage = cover(
+        probes=[
+            probe(APP, Verdict.REFUSED_FIREWALL, vantage="internet"),
+            probe(DATA, Verdict.ADMITTED, vantage="internet"),
+            probe(DATA, Verdict.ADMITTED, vantage="hub"),
+        ],
+        vantages=["internet", "hub"],
+    )
+    assert coverage.fell_short == {APP.key: {PROBES}}
+
+
+def test_vault_sources_say_why_each_source_fell_short() -> None:
+    garbled = replace(
+        posture("kv-app", problems=("properties missing",)),
+        perimeter=PerimeterReading(lookup=PerimeterLookup.UNREADABLE, error="AuthorizationFailed"),
+    )
+    failed = replace(probe(garbled, Verdict.ERROR, vantage="hub"), vantage_error="timed out")
+    sources = vault_sources(
+        garbled,
+        probes=[failed],
+        vantages=["internet", "hub"],
+        evidence=replace(logs(garbled, complete=False), notes=("evidence incomplete: partial",)),
+        probed=True,
+        logs_read=True,
+    )
+    assert sources.configuration == SourceReading(SourceState.INCOMPLETE, ("properties missing",))
+    assert sources.perimeter == SourceReading(
+        SourceState.INCOMPLETE, ("perimeter association unreadable: AuthorizationFailed",)
+    )
+    assert sources.probes == SourceReading(
+        SourceState.INCOMPLETE,
+        ("internet: no result", "hub: error, the vantage point did not answer: timed out"),
+    )
+    assert sources.logs == SourceReading(SourceState.INCOMPLETE, ("evidence incomplete: partial",))
+    assert not sources.complete and sources.fell_short == {CONFIGURATION, PROBES, LOGS}
+
+
+def test_vault_sources_not_read_are_said_and_leave_the_vault_complete() -> None:
+    sources = vault_sources(
+        APP, probes=[], vantages=["internet"], evidence=None, probed=False, logs_read=False
+    )
+    assert [(name, reading.state) for name, reading in sources.readings()] == [
+        ("configuration", SourceState.COMPLETE),
+        ("perimeter", SourceState.NOT_READ),  # no perimeter reader ran
+        ("probes", SourceState.NOT_READ),
+        ("logs", SourceState.NOT_READ),
+    ]
+    assert sources.complete and sources.fell_short == frozenset()

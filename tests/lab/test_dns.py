@@ -62,3 +62,16 @@ def test_a_silent_server_drops_queries_until_it_answers_again(lab_dns: LabDns) -
             )
     lab_dns.mode = "answer"
     assert _addresses(_ask(lab_dns, "kv-se-demo.vault.lab.test", source=INTERNET_CLIENT)) == [PUBLIC_INGRESS]
+
+
+def test_one_name_can_fail_while_the_others_answer(lab_dns: LabDns) -> None:
+    lab_dns.set_name_mode("KV-PL-DEMO.vault.lab.test", "servfail")
+
+    broken = _ask(lab_dns, "kv-pl-demo.vault.lab.test", source=INTERNET_CLIENT)
+    assert broken.rcode() == dns.rcode.SERVFAIL and not broken.answer
+    assert _addresses(_ask(lab_dns, "kv-se-demo.vault.lab.test", source=INTERNET_CLIENT)) == [PUBLIC_INGRESS]
+
+    lab_dns.clear_faults()
+    assert _addresses(_ask(lab_dns, "kv-pl-demo.vault.lab.test", source=INTERNET_CLIENT)) == [PUBLIC_INGRESS]
+    with pytest.raises(ValueError, match="'broken' is not one of"):
+        lab_dns.set_name_mode("kv-pl-demo.vault.lab.test", "broken")

@@ -9,6 +9,9 @@ import pytest
 from lab.credential import LabCredential
 from lab.estate import walkthrough_estate
 from lab.services import LabServices
+from tests.output.conftest import sarif_multitool
+
+__all__ = ["sarif_multitool"]
 
 
 @pytest.fixture(scope="module")
