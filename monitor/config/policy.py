@@ -38,7 +38,7 @@ class DnsAnswer(StrEnum):
 PLACE_NOT_STATED = (
     "place not stated: the rules that depend on inside or outside the VNet (KV103, KV104, KV105, "
     "and KV101/KV102 for Private Link vaults) do not judge it; state it with an entry "
-    '{"name": ..., "inside": true|false} in KVMON_VANTAGES (or --vantages FILE)'
+    '{"name": ..., "inside": true|false} in KVMON_VANTAGES (kvmon probe: --vantages FILE)'
 )
 
 
