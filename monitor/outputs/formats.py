@@ -378,11 +378,11 @@ def _sentence(text: str) -> str:
 def _rule_help(rule: Rule) -> dict[str, str]:
     references = "\n".join(f"- {ref}" for ref in rule.references)
     text = (
-        f"{_sentence(rule.rationale)}\n\nFix with the Azure CLI:\n{rule.remediation_cli}\n\n"
+        f"{_sentence(rule.rationale)}\n\nFix with the Azure CLI:\n{rule.remediation_shown}\n\n"
         f"Or in Bicep:\n{rule.remediation_bicep}\n\nReferences:\n{references}"
     )
     markdown = (
-        f"{_sentence(rule.rationale)}\n\n**Fix with the Azure CLI**\n\n```sh\n{rule.remediation_cli}\n```\n\n"
+        f"{_sentence(rule.rationale)}\n\n**Fix with the Azure CLI**\n\n```sh\n{rule.remediation_shown}\n```\n\n"
         f"**Or in Bicep**\n\n```bicep\n{rule.remediation_bicep}\n```\n\n**References**\n\n{references}"
     )
     return {"text": text, "markdown": markdown}

@@ -337,3 +337,13 @@ def test_the_rule_fires_on_its_case(rule_id: str) -> None:
 def test_the_rule_stays_quiet_on_the_nearest_harmless_case(rule_id: str) -> None:
     _, quiet = CASES[rule_id]
     assert rule_id not in fired(quiet)
+
+
+def test_the_catalog_shows_remediations_with_single_braces_and_placeholders_kept() -> None:
+    shown = RULES_BY_ID["KV016"].remediation_shown
+    assert (
+        '--private-link-resource "{id:/subscriptions/{subscription}/resourceGroups/{resource_group}/' in shown
+    )
+    assert "{{" not in shown and shown.endswith('--profile "{id:<profile-id>}" --access-mode Enforced')
+    assert RULES_BY_ID["KV016"].as_dict()["remediation"] == shown
+    assert RULES_BY_ID["KV001"].remediation_shown == RULES_BY_ID["KV001"].remediation_cli

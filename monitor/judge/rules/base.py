@@ -121,6 +121,14 @@ class Rule:
             subject=subject,
         )
 
+    @property
+    def remediation_shown(self) -> str:
+        """The CLI remediation as a reader sees it in the catalog: placeholders kept as ``{name}``,
+        the template's escaped braces (``{{``) shown as the single braces a shell needs."""
+        return self.remediation_cli.format(
+            **{placeholder: f"{{{placeholder}}}" for placeholder in REMEDIATION_PLACEHOLDERS}
+        )
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "id": self.id,
@@ -128,7 +136,7 @@ class Rule:
             "title": self.title,
             "reads": self.category.value,
             "rationale": self.rationale,
-            "remediation": self.remediation_cli,
+            "remediation": self.remediation_shown,
             "remediation_bicep": self.remediation_bicep,
             "references": list(self.references),
             "source": self.source.value,
