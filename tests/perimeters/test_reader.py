@@ -236,7 +236,9 @@ def test_a_perimeter_subscription_is_read_for_every_vault_and_its_failure_blinds
     arm.server.inject(f"^/subscriptions/{SUB_NETWORK}/providers/", Fault(status=500, times=0))
     result, by_name = read(central, estate, connection, SUB_A, SUB_B)
     assert [error.scope for error in result.errors] == [SUB_NETWORK]
-    assert len(by_name) == 2 and {p.perimeter.lookup for p in by_name.values()} == {PerimeterLookup.UNREADABLE}
+    assert len(by_name) == 2 and {p.perimeter.lookup for p in by_name.values()} == {
+        PerimeterLookup.UNREADABLE
+    }
 
 
 def test_provisioning_issues_and_a_second_perimeter_are_reported(
