@@ -172,7 +172,12 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     inventory, vault_read = _read_inventory(request, runtime, report)
     if runtime.perimeters is not None and report.postures:
         tell("reading network security perimeters from ARM")
-        perimeters = runtime.perimeters.read_perimeters(report.postures, subscriptions=request.scope)
+        # A subscription of which no vault could be read is an error already; its perimeters are
+        # not asked for (nothing read there could be judged on them).
+        unread = {subscription.lower() for subscription in report.unread_subscriptions}
+        perimeters = runtime.perimeters.read_perimeters(
+            report.postures, subscriptions=[s for s in request.scope if s.lower() not in unread]
+        )
         report.postures = perimeters.apply(report.postures)
         report.errors.extend(perimeters.errors)
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
