@@ -28,6 +28,9 @@ param monitoredSubscriptionIds array = [
   subscription().subscriptionId
 ]
 
+@description('Subscriptions that hold Network Security Perimeters for the monitored vaults besides their own (KVMON_PERIMETER_SUBSCRIPTIONS), e.g. a central network subscription: the monitor gets Reader there too, which reads perimeters, profiles, access rules, associations and links.')
+param perimeterSubscriptionIds array = []
+
 @description('Grant Reader on each monitored subscription from this deployment. Set false when Reader comes from a management group (infra/reader-management-group.bicep).')
 param assignSubscriptionReader bool = true
 
@@ -228,6 +231,18 @@ module subscriptionReaders 'modules/subscription-reader.bicep' = [
   }
 ]
 
+// Reader where perimeters live for the monitored vaults: the perimeter reader lists them there.
+module perimeterReaders 'modules/subscription-reader.bicep' = [
+  for subscriptionId in perimeterSubscriptionIds: if (assignSubscriptionReader && !contains(monitoredSubscriptionIds, subscriptionId)) {
+    name: 'kvmon-nsp-reader-${uniqueString(subscriptionId, token)}'
+    scope: subscription(subscriptionId)
+    params: {
+      principalId: monitorIdentity.properties.principalId
+      roleDefinitionId: roles.reader
+    }
+  }
+]
+
 // --- storage: one account per app, identity-only ---------------------------------------------------
 
 module monitorStorage 'modules/storage.bicep' = {
@@ -386,6 +401,7 @@ module monitorApp 'modules/function-app.bicep' = {
       KVMON_VANTAGE: insideVantageName
       KVMON_VANTAGES: string(vantages)
       KVMON_SUBSCRIPTIONS: join(monitoredSubscriptionIds, ',')
+      KVMON_PERIMETER_SUBSCRIPTIONS: join(perimeterSubscriptionIds, ',')
       // With an event subscription delivering, a change only the timer finds is reported (KV303).
       KVMON_EVENT_FEED: (eventDelivery == 'none') ? 'false' : 'true'
       KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint

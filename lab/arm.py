@@ -15,6 +15,22 @@ It serves the REST shapes azure-mgmt-keyvault reads and writes, from the lab's `
   connection (``properties.privateLinkServiceConnectionState.status``,
   ``private_endpoint_connections.put``); 404 for a connection the vault does not have.
 
+And Microsoft.Network's Network Security Perimeters from ``estate.perimeters`` (``lab.nsp``), in
+the shapes of Azure's published examples, each list paged like the vaults' (``$skipToken``):
+
+- ``GET  /subscriptions/{sub}/providers/Microsoft.Network/networkSecurityPerimeters`` and
+  ``GET .../networkSecurityPerimeters/{perimeter}``;
+- ``GET  .../{perimeter}/profiles``, ``.../profiles/{profile}``;
+- ``GET  .../profiles/{profile}/accessRules``, ``GET | PUT | DELETE .../accessRules/{rule}``: a PUT
+  or DELETE bumps the profile's ``accessRulesVersion``;
+- ``GET  .../{perimeter}/resourceAssociations``, ``GET | PUT | DELETE .../resourceAssociations/{name}``
+  (PUT answers 200 or 201 with the association, provisioned at once, so the SDK's poller is done);
+- ``GET  .../{perimeter}/links``.
+
+A read under a perimeter or profile in ``estate.perimeters.forbidden`` answers 403
+``AuthorizationFailed``, as ARM answers a reader without permission there. Perimeter writes are
+not announced to ``publish`` (kvmon's event subscription asks for Key Vault's operations only).
+
 ARM's answers for the faults the inventory must survive: 401 without a bearer token, 400 without
 ``api-version``, 403 ``AuthorizationFailed`` for ``estate.forbidden_subscriptions``, 404
 ``SubscriptionNotFound`` for a subscription the estate does not have, 404 ``ResourceNotFound``
@@ -24,7 +40,7 @@ ARM's do. ``mislink(subscription, fault)`` makes one subscription's listing misd
 (``LinkFault``): a ``nextLink`` to another host, a page that links to itself, a ring of pages, or
 pages without end.
 
-Every write it serves (a PUT or PATCH of a vault, a PUT of a connection, a DELETE) is announced
+Every vault write it serves (a PUT or PATCH of a vault, a PUT of a connection, a DELETE) is announced
 to ``publish``, when given, as the ``Microsoft.Resources.Subscriptions`` system topic announces
 it: a ``ResourceWriteSuccess`` or ``ResourceDeleteSuccess`` naming the resource (a connection's
 own id for a connection), the operation, the caller's token claims under ARM's claim names, the
@@ -51,6 +67,7 @@ from urllib.parse import urlencode
 from lab.estate import LAB_TENANT, Estate, token_claims
 from lab.eventgrid import PublishedEvent, ResourceEventType
 from lab.http import LabServer, LinkFault, Request, Response
+from lab.nsp import PerimeterError
 
 LIST_ROUTE = "arm.vaults.list_by_subscription"
 GET_ROUTE = "arm.vaults.get"
@@ -59,6 +76,31 @@ CREATE_OR_UPDATE_ROUTE = "arm.vaults.create_or_update"
 DELETE_ROUTE = "arm.vaults.delete"
 CONNECTIONS_ROUTE = "arm.private_endpoint_connections.list"
 CONNECTION_PUT_ROUTE = "arm.private_endpoint_connections.put"
+PERIMETERS_ROUTE = "arm.network_security_perimeters.list_by_subscription"
+PERIMETER_ROUTE = "arm.network_security_perimeters.get"
+PROFILES_ROUTE = "arm.network_security_perimeter_profiles.list"
+PROFILE_ROUTE = "arm.network_security_perimeter_profiles.get"
+ACCESS_RULES_ROUTE = "arm.network_security_perimeter_access_rules.list"
+ACCESS_RULE_ROUTE = "arm.network_security_perimeter_access_rules.get"
+ACCESS_RULE_PUT_ROUTE = "arm.network_security_perimeter_access_rules.create_or_update"
+ACCESS_RULE_DELETE_ROUTE = "arm.network_security_perimeter_access_rules.delete"
+ASSOCIATIONS_ROUTE = "arm.network_security_perimeter_associations.list"
+ASSOCIATION_ROUTE = "arm.network_security_perimeter_associations.get"
+ASSOCIATION_PUT_ROUTE = "arm.network_security_perimeter_associations.create_or_update"
+ASSOCIATION_DELETE_ROUTE = "arm.network_security_perimeter_associations.delete"
+LINKS_ROUTE = "arm.network_security_perimeter_links.list"
+# Every request to a perimeter's routes: what a perimeter reader sent.
+PERIMETER_ROUTES = (
+    PERIMETERS_ROUTE,
+    PERIMETER_ROUTE,
+    PROFILES_ROUTE,
+    PROFILE_ROUTE,
+    ACCESS_RULES_ROUTE,
+    ACCESS_RULE_ROUTE,
+    ASSOCIATIONS_ROUTE,
+    ASSOCIATION_ROUTE,
+    LINKS_ROUTE,
+)
 
 # Who a change is stamped with when the token names nobody (the lab's fixed operator).
 FALLBACK_MODIFIED_BY = "alice@contoso.example"
@@ -89,6 +131,15 @@ _VAULT = (
     _SUBSCRIPTION + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)"
 )
 _CONNECTION = _VAULT + r"/privateEndpointConnections/(?P<connection>[^/]+)"
+_PERIMETERS = _SUBSCRIPTION + r"/providers/Microsoft\.Network/networkSecurityPerimeters"
+_PERIMETER = (
+    _SUBSCRIPTION
+    + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.Network/networkSecurityPerimeters/(?P<perimeter>[^/]+)"
+)
+_PROFILE = _PERIMETER + r"/profiles/(?P<profile>[^/]+)"
+_ACCESS_RULE = _PROFILE + r"/accessRules/(?P<rule>[^/]+)"
+_ASSOCIATION = _PERIMETER + r"/resourceAssociations/(?P<association>[^/]+)"
+_PERIMETER_READ = "Microsoft.Network/networkSecurityPerimeters/read"
 # What a vault owner may set a connection to (Pending is the endpoint's request, Disconnected
 # the endpoint's removal: neither is the owner's to set).
 _OWNER_CONNECTION_STATES = ("Approved", "Rejected")
@@ -132,6 +183,21 @@ class ArmEmulator:
         self._route("DELETE", _VAULT, self._delete, name=DELETE_ROUTE)
         self._route("GET", _VAULT + r"/privateEndpointConnections", self._connections, name=CONNECTIONS_ROUTE)
         self._route("PUT", _CONNECTION, self._put_connection, name=CONNECTION_PUT_ROUTE)
+        self._route("GET", _PERIMETERS, self._list_perimeters, name=PERIMETERS_ROUTE)
+        self._route("GET", _PERIMETER, self._get_perimeter, name=PERIMETER_ROUTE)
+        self._route("GET", _PERIMETER + r"/profiles", self._list_profiles, name=PROFILES_ROUTE)
+        self._route("GET", _PROFILE, self._get_profile, name=PROFILE_ROUTE)
+        self._route("GET", _PROFILE + r"/accessRules", self._list_access_rules, name=ACCESS_RULES_ROUTE)
+        self._route("GET", _ACCESS_RULE, self._get_access_rule, name=ACCESS_RULE_ROUTE)
+        self._route("PUT", _ACCESS_RULE, self._put_access_rule, name=ACCESS_RULE_PUT_ROUTE)
+        self._route("DELETE", _ACCESS_RULE, self._delete_access_rule, name=ACCESS_RULE_DELETE_ROUTE)
+        self._route(
+            "GET", _PERIMETER + r"/resourceAssociations", self._list_associations, name=ASSOCIATIONS_ROUTE
+        )
+        self._route("GET", _ASSOCIATION, self._get_association, name=ASSOCIATION_ROUTE)
+        self._route("PUT", _ASSOCIATION, self._put_association, name=ASSOCIATION_PUT_ROUTE)
+        self._route("DELETE", _ASSOCIATION, self._delete_association, name=ASSOCIATION_DELETE_ROUTE)
+        self._route("GET", _PERIMETER + r"/links", self._list_links, name=LINKS_ROUTE)
 
     @property
     def url(self) -> str:
@@ -188,20 +254,16 @@ class ArmEmulator:
             )
         subscription = request.params["subscription"]
         known = {s.lower(): s for s in self.estate.subscriptions}
+        network = "/providers/microsoft.network/" in request.path.lower()
+        action = _PERIMETER_READ if network else "Microsoft.KeyVault/vaults/read"
         if subscription.lower() in {s.lower() for s in self.estate.forbidden_subscriptions}:
-            claims = token_claims(authorization) or {}
-            return _error(
-                403,
-                "AuthorizationFailed",
-                f"The client '{claims.get('appid', '')}' with object id '{claims.get('oid', '')}' does not "
-                f"have authorization to perform action 'Microsoft.KeyVault/vaults/read' over scope "
-                f"'/subscriptions/{subscription}' or the scope is invalid. If access was recently "
-                "granted, please refresh your credentials.",
-            )
+            return _forbidden(request, action=action, scope=f"/subscriptions/{subscription}")
         if subscription.lower() not in known:
             return _error(
                 404, "SubscriptionNotFound", f"The subscription '{subscription}' could not be found."
             )
+        if network and request.method == "GET" and self.estate.perimeters.is_forbidden(request.path):
+            return _forbidden(request, action=action, scope=request.path)
         return None
 
     def _vault_id(self, request: Request) -> str:
@@ -225,19 +287,34 @@ class ArmEmulator:
     # -- routes --------------------------------------------------------------------------------
 
     def _list(self, request: Request) -> Response:
-        subscription = request.params["subscription"]
-        canonical = next(s for s in self.estate.subscriptions if s.lower() == subscription.lower())
+        return self._page(
+            request,
+            self.estate.vaults_in(self._subscription(request)),
+            token="$skiptoken",
+            link_fault=self._link_faults.get(request.params["subscription"].lower()),
+        )
+
+    def _page(
+        self,
+        request: Request,
+        items: list[dict[str, Any]],
+        *,
+        token: str,
+        link_fault: tuple[LinkFault, str | None] | None = None,
+    ) -> Response:
+        """One page of ``items`` as ARM pages a list: ``$top`` (or the server's page size) from the
+        offset ``token`` carries, and a ``nextLink`` back to this path while more remain; a
+        ``link_fault`` (``mislink``) bends that link."""
         try:
             size = int(request.query.get("$top") or self.page_size)
-            offset = _decode_skiptoken(request.query.get("$skiptoken"))
+            offset = _decode_skiptoken(request.query.get(token))
         except ValueError as exc:
             return _error(400, "InvalidQueryParameterValue", str(exc))
         if size < 1:
             return _error(400, "InvalidQueryParameterValue", f"$top must be positive, not {size}")
-        vaults = self.estate.vaults_in(canonical)
-        body: dict[str, Any] = {"value": vaults[offset : offset + size]}
-        fault, elsewhere = self._link_faults.get(subscription.lower(), (None, None))
-        more = offset + size < len(vaults)
+        body: dict[str, Any] = {"value": items[offset : offset + size]}
+        fault, elsewhere = link_fault or (None, None)
+        more = offset + size < len(items)
         following = {
             None: offset + size if more else None,
             LinkFault.FOREIGN: offset + size if more else None,
@@ -246,13 +323,15 @@ class ArmEmulator:
             LinkFault.ENDLESS: offset + size,
         }[fault]
         if following is not None:
-            query = f"api-version={request.query['api-version']}&$skiptoken={_encode_skiptoken(following)}"
+            query = f"api-version={request.query['api-version']}&{token}={_encode_skiptoken(following)}"
             if "$top" in request.query:
                 query += f"&$top={size}"
-            body["nextLink"] = (
-                f"{elsewhere or self.url}/subscriptions/{subscription}/providers/Microsoft.KeyVault/vaults?{query}"
-            )
+            body["nextLink"] = f"{elsewhere or self.url}{request.path}?{query}"
         return Response(200, body)
+
+    def _subscription(self, request: Request) -> str:
+        subscription = request.params["subscription"]
+        return next(s for s in self.estate.subscriptions if s.lower() == subscription.lower())
 
     def _get(self, request: Request) -> Response:
         vault = self.estate.vault(self._vault_id(request))
@@ -369,6 +448,150 @@ class ArmEmulator:
             request, Response(200, updated), resource_id=updated["id"], operation=VAULT_WRITE, update=existed
         )
 
+    # -- Network Security Perimeters ---------------------------------------------------------
+
+    def _perimeter_id(self, request: Request) -> str:
+        return (
+            f"/subscriptions/{self._subscription(request)}/resourceGroups/{request.params['group']}"
+            f"/providers/Microsoft.Network/networkSecurityPerimeters/{request.params['perimeter']}"
+        )
+
+    def _nsp_not_found(self, kind: str, name: str) -> Response:
+        return _error(404, "ResourceNotFound", f"The {kind} '{name}' was not found.")
+
+    def _list_perimeters(self, request: Request) -> Response:
+        found = self.estate.perimeters.in_subscription(self._subscription(request))
+        return self._page(request, found, token="$skipToken")
+
+    def _get_perimeter(self, request: Request) -> Response:
+        found = self.estate.perimeters.perimeter(self._perimeter_id(request))
+        if found is None:
+            return self._nsp_not_found("network security perimeter", request.params["perimeter"])
+        return Response(200, found)
+
+    def _listed(self, request: Request, found: list[dict[str, Any]] | None, kind: str, name: str) -> Response:
+        if found is None:
+            return self._nsp_not_found(kind, name)
+        return self._page(request, found, token="$skipToken")
+
+    def _list_profiles(self, request: Request) -> Response:
+        found = self.estate.perimeters.profiles(self._perimeter_id(request))
+        return self._listed(request, found, "network security perimeter", request.params["perimeter"])
+
+    def _get_profile(self, request: Request) -> Response:
+        found = self.estate.perimeters.profile(self._perimeter_id(request), request.params["profile"])
+        if found is None:
+            return self._nsp_not_found("network security perimeter profile", request.params["profile"])
+        return Response(200, found)
+
+    def _list_access_rules(self, request: Request) -> Response:
+        found = self.estate.perimeters.access_rules(self._perimeter_id(request), request.params["profile"])
+        return self._listed(request, found, "network security perimeter profile", request.params["profile"])
+
+    def _get_access_rule(self, request: Request) -> Response:
+        found = self.estate.perimeters.access_rule(
+            self._perimeter_id(request), request.params["profile"], request.params["rule"]
+        )
+        if found is None:
+            return self._nsp_not_found("access rule", request.params["rule"])
+        return Response(200, found)
+
+    def _put_access_rule(self, request: Request) -> Response:
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        properties = body.get("properties")
+        if not isinstance(properties, dict):
+            return _error(400, "InvalidRequestContent", "An access rule needs 'properties'.")
+        perimeter_id, profile, name = (
+            self._perimeter_id(request),
+            request.params["profile"],
+            request.params["rule"],
+        )
+        existed = self.estate.perimeters.access_rule(perimeter_id, profile, name) is not None
+        subscriptions = properties.get("subscriptions") or []
+        try:
+            rule = self.estate.perimeters.put_access_rule(
+                perimeter_id,
+                profile,
+                name,
+                direction=str(properties.get("direction") or "Inbound"),
+                address_prefixes=[str(p) for p in properties.get("addressPrefixes") or []],
+                subscriptions=[
+                    str(entry.get("id", "")) for entry in subscriptions if isinstance(entry, dict)
+                ],
+                service_tags=[str(t) for t in properties.get("serviceTags") or []],
+                fully_qualified_domain_names=[
+                    str(n) for n in properties.get("fullyQualifiedDomainNames") or []
+                ],
+            )
+        except PerimeterError as exc:
+            return _error(400, "InvalidRequestContent", str(exc))
+        return Response(200 if existed else 201, rule)
+
+    def _delete_access_rule(self, request: Request) -> Response:
+        try:
+            removed = self.estate.perimeters.delete_access_rule(
+                self._perimeter_id(request), request.params["profile"], request.params["rule"]
+            )
+        except PerimeterError as exc:
+            return _error(404, "ResourceNotFound", str(exc))
+        return Response(200 if removed else 204)
+
+    def _list_associations(self, request: Request) -> Response:
+        found = self.estate.perimeters.associations(self._perimeter_id(request))
+        return self._listed(request, found, "network security perimeter", request.params["perimeter"])
+
+    def _get_association(self, request: Request) -> Response:
+        found = self.estate.perimeters.association(self._perimeter_id(request), request.params["association"])
+        if found is None:
+            return self._nsp_not_found("resource association", request.params["association"])
+        return Response(200, found)
+
+    def _put_association(self, request: Request) -> Response:
+        body = _json_object(request)
+        if isinstance(body, Response):
+            return body
+        properties = body.get("properties")
+        resource = properties.get("privateLinkResource") if isinstance(properties, dict) else None
+        profile = properties.get("profile") if isinstance(properties, dict) else None
+        if (
+            not isinstance(resource, dict)
+            or not isinstance(profile, dict)
+            or not isinstance(properties, dict)
+        ):
+            return _error(
+                400,
+                "InvalidRequestContent",
+                "An association needs properties.privateLinkResource and profile.",
+            )
+        perimeter_id, name = self._perimeter_id(request), request.params["association"]
+        existed = self.estate.perimeters.association(perimeter_id, name) is not None
+        try:
+            association = self.estate.perimeters.associate(
+                perimeter_id,
+                name,
+                resource_id=str(resource.get("id", "")),
+                profile=str(profile.get("id", "")),
+                access_mode=str(properties.get("accessMode") or "Learning"),
+            )
+        except PerimeterError as exc:
+            return _error(400, "InvalidRequestContent", str(exc))
+        return Response(200 if existed else 201, association)
+
+    def _delete_association(self, request: Request) -> Response:
+        try:
+            removed = self.estate.perimeters.dissociate(
+                self._perimeter_id(request), request.params["association"]
+            )
+        except PerimeterError as exc:
+            return _error(404, "ResourceNotFound", str(exc))
+        return Response(200 if removed else 204)
+
+    def _list_links(self, request: Request) -> Response:
+        found = self.estate.perimeters.links(self._perimeter_id(request))
+        return self._listed(request, found, "network security perimeter", request.params["perimeter"])
+
     # -- what every served write does last -----------------------------------------------------
 
     def _announced(
@@ -426,6 +649,17 @@ class ArmEmulator:
             )
         )
         return answer
+
+
+def _forbidden(request: Request, *, action: str, scope: str) -> Response:
+    claims = token_claims(request.header("Authorization")) or {}
+    return _error(
+        403,
+        "AuthorizationFailed",
+        f"The client '{claims.get('appid', '')}' with object id '{claims.get('oid', '')}' does not "
+        f"have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. "
+        "If access was recently granted, please refresh your credentials.",
+    )
 
 
 def _published_claims(claims: Mapping[str, Any]) -> dict[str, str]:

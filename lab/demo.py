@@ -28,6 +28,14 @@ settings) through the walkthrough:
    probe is admitted (KV101), and the message says so: the configuration findings it proves
    (KV001, KV002) are told as confirmed. The pipeline's Deny resolves the
    configuration findings by event, and its follow-up resolves KV101.
+5. kv-nsp-demo is locked: publicNetworkAccess Disabled. A scheduled scan finds it closed (the
+   internet probe is refused with ForbiddenByConnection). Then someone associates it, in Learning
+   mode, with a Network Security Perimeter whose profile admits 0.0.0.0/0 (through ARM, the real
+   azure-mgmt-network client's ``network_security_perimeter_associations.begin_create_or_update``).
+   The vault's own document still says Disabled, and a configuration scanner reading it calls
+   the vault closed; kvmon reads the association and the profile's rules, so its configuration
+   verdict says open (KV001, KV014, KV015, KV301 naming the association), and its internet probe
+   is admitted (KV101).
 
 The function of step 4 is the demo's own, not the app's ``vault_changed``: that one reads its
 settings, credential and clock from the process (the environment, ``DefaultAzureCredential``,
@@ -70,6 +78,8 @@ from urllib.parse import urlsplit
 import azure.functions as func
 from azure.mgmt.keyvault import KeyVaultManagementClient
 from azure.mgmt.keyvault.models import VaultPatchParameters, VaultPatchProperties
+from azure.mgmt.network import NetworkManagementClient
+from azure.mgmt.network.models import NspAssociation, NspAssociationProperties, SubResource
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -77,7 +87,7 @@ from rich.text import Text
 
 from lab.azurite import AzuriteUnavailable
 from lab.credential import LabCredential
-from lab.estate import walkthrough_estate
+from lab.estate import WALKTHROUGH_SUBSCRIPTION, WALKTHROUGH_WORKSPACE, Estate, walkthrough_estate
 from lab.eventgrid import DeliveryAttempt, EventGridEmulator, FunctionTarget, PublishedEvent
 from lab.services import LabServices
 from lab.sinks import Received
@@ -87,11 +97,13 @@ from monitor.app.runtime import build_runtime
 from monitor.app.scan import ProbeRunner, ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings
+from monitor.judge.perimeter import effective_exposure
 from monitor.model import (
     ChangeKind,
     Finding,
     LogEvidence,
     Outcome,
+    PerimeterReading,
     ProbeResult,
     ScanTrigger,
     Severity,
@@ -103,6 +115,14 @@ from monitor.store import ScanRun
 DEFAULT_REPORT = Path("demo-report.html")
 SE_VAULT = "kv-se-demo"
 PL_VAULT = "kv-pl-demo"
+NSP_VAULT = "kv-nsp-demo"
+# Step 5's perimeter: another team's, whose profile admits every address while they onboard.
+PERIMETER_GROUP = "rg-network"
+PERIMETER = "nsp-walkthrough"
+PERIMETER_PROFILE = "defaultProfile"
+PERIMETER_RULE = "allow-all-inbound"
+PERIMETER_OWNER_OBJECT_ID = "1f4a6c80-0000-4000-8000-0000000005e7"
+ASSOCIATE_AFTER = dt.timedelta(minutes=6)  # after step 5's first scan
 SINKS = ("teams", "slack")
 # Step 2's fix is deployed by the platform team's pipeline, a service principal: ARM stamps
 # systemData.lastModifiedBy with its application id.
@@ -591,7 +611,117 @@ def _walkthrough(
             style="dim",
         )
     steps.append(step)
+    display.pause()
+
+    lab.unsubscribe()  # step 5 is the timer's again
+    step = StepResult(
+        5, f"{NSP_VAULT}: public access Disabled, then a Learning perimeter admitting 0.0.0.0/0", NSP_VAULT
+    )
+    display.heading(f"Step 5 · {step.title}")
+    _add_locked_vault_and_perimeter(lab.estate)
+    display.line(
+        f"What is there: {NSP_VAULT} has publicNetworkAccess Disabled and no private endpoint: locked. "
+        f"In {PERIMETER_GROUP}, another team's Network Security Perimeter {PERIMETER} has a profile "
+        f"{PERIMETER_PROFILE} whose inbound rule {PERIMETER_RULE} admits 0.0.0.0/0 while they onboard."
+    )
+    clock.advance_to(first + 4 * interval)
+    step.scans.append(scan("Scan 5"))
+    _show_scan(display, step.scans[-1], vault=NSP_VAULT, others="unchanged")
+    clock.advance_to(first + 4 * interval + ASSOCIATE_AFTER)
+    with display.progress(
+        f"The perimeter's owner associates {NSP_VAULT} with {PERIMETER} in Learning mode (azure-mgmt-network)"
+    ):
+        _associate(lab, vault_name=NSP_VAULT, access_mode="Learning")
+    [posture] = [p for p in step.scans[-1].outcome.report.postures if p.name == NSP_VAULT]
+    document_only = effective_exposure(
+        posture=replace(posture, perimeter=PerimeterReading()),
+        policy=step.scans[-1].outcome.policies[posture.key],
+    )
+    display.line(
+        f"What changed: at {_hhmm(clock())} {NSP_VAULT} was associated with {PERIMETER} (profile "
+        f"{PERIMETER_PROFILE}) in Learning mode, as `az network perimeter association create "
+        "--access-mode Learning` does. The vault's own document did not change: publicNetworkAccess "
+        f"is still {posture.public_network_access}, so a configuration scanner reading it calls the vault "
+        f"{'open' if document_only.public else 'closed'}."
+    )
+    clock.advance_to(first + 5 * interval)
+    step.scans.append(scan("Scan 6"))
+    _show_scan(display, step.scans[-1], vault=NSP_VAULT, others="unchanged")
+    _show_perimeter_verdict(display, step.scans[-1], vault=NSP_VAULT)
+    steps.append(step)
     return steps
+
+
+def _add_locked_vault_and_perimeter(estate: Estate) -> None:
+    """Step 5's world: the locked vault (its requests logged to the walkthrough's workspace) and the
+    other team's perimeter, with no association yet."""
+    estate.add_vault(
+        subscription_id=WALKTHROUGH_SUBSCRIPTION,
+        resource_group="rg-walkthrough",
+        name=NSP_VAULT,
+        public_network_access="Disabled",
+        network_acls={
+            "bypass": "AzureServices",
+            "defaultAction": "Deny",
+            "ipRules": [],
+            "virtualNetworkRules": [],
+        },
+        tags={"env": "lab"},
+        workspace_id=WALKTHROUGH_WORKSPACE,
+    )
+    perimeter = estate.add_perimeter(
+        subscription_id=WALKTHROUGH_SUBSCRIPTION, resource_group=PERIMETER_GROUP, name=PERIMETER
+    )
+    estate.perimeters.add_profile(perimeter, PERIMETER_PROFILE)
+    estate.perimeters.put_access_rule(
+        perimeter, PERIMETER_PROFILE, PERIMETER_RULE, address_prefixes=["0.0.0.0/0"]
+    )
+
+
+def _associate(lab: LabServices, *, vault_name: str, access_mode: str) -> None:
+    """What ``az network perimeter association create`` does, as the perimeter's owner."""
+    vault = lab.estate.vault_by_name(vault_name)
+    if vault is None:
+        raise DemoFailed(f"the lab has no vault {vault_name}")
+    with NetworkManagementClient(
+        LabCredential(object_id=PERIMETER_OWNER_OBJECT_ID),
+        WALKTHROUGH_SUBSCRIPTION,
+        base_url=lab.arm.url,
+        credential_scopes=[f"{lab.arm.url}/.default"],
+        connection_verify=lab_pki().ca_path,
+    ) as client:
+        profile = client.network_security_perimeter_profiles.get(
+            PERIMETER_GROUP, PERIMETER, PERIMETER_PROFILE
+        )
+        client.network_security_perimeter_associations.begin_create_or_update(
+            PERIMETER_GROUP,
+            PERIMETER,
+            f"assoc-{vault_name}",
+            NspAssociation(
+                properties=NspAssociationProperties(
+                    private_link_resource=SubResource(id=vault["id"]),
+                    profile=SubResource(id=profile.id),
+                    access_mode=access_mode,
+                )
+            ),
+        ).result()
+
+
+def _show_perimeter_verdict(display: Display, view: ScanView, *, vault: str) -> None:
+    """Configuration and probe side by side: what kvmon made of the perimeter."""
+    kv001 = [f for f in view.findings(vault) if f.rule_id == "KV001"]
+    if kv001:
+        exposure = kv001[0].evidence.get("perimeter") or {}
+        display.line(
+            f"  configuration: open to the public: {exposure.get('reason', kv001[0].summary)}",
+            style="bold red",
+        )
+    internet = view.probe(vault, "internet")
+    if internet is not None:
+        display.line(
+            f"  internet probe: {internet.verdict.value} (the vault saw {internet.seen_address or 'no address'})",
+            style="bold red" if internet.verdict.value == "admitted" else "green",
+        )
 
 
 def _pipeline() -> LabCredential:
@@ -962,7 +1092,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for sig, before in previous.items():
             signal.signal(sig, before)
     display.heading("Done")
-    display.line(f"HTML report (matrix and findings of scan 4): {result.report_path.resolve()}")
+    display.line(f"HTML report (matrix and findings of scan 6): {result.report_path.resolve()}")
     display.line(f"The walkthrough took {result.elapsed_s:.1f} s; the lab is stopped.")
     return 0
 

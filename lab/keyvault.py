@@ -1,10 +1,17 @@
 """Key Vault's data plane for the lab: HTTPS on the public front end and every Private Endpoint.
 
 It answers like Key Vault (see AZURE-NOTES.md): a 401 challenge without a token, ``/healthstatus``
-with the network-info header, and for ``GET /secrets/{name}`` the firewall's verdict from
-``Estate.decide`` (403 ForbiddenByFirewall / ForbiddenByConnection) or 404 SecretNotFound. The
-vault is the one the Host header names, as in Azure, and every secret request is appended to
-the estate's access log, which the Log Analytics emulator serves.
+with the network-info header, and for ``GET /secrets/{name}`` the network's verdict from
+``Estate.decide`` (403 ForbiddenByFirewall / ForbiddenByConnection, a perimeter's refusal) or 404
+SecretNotFound. The vault is the one the Host header names, as in Azure, and every secret request
+is appended to the estate's access log, which the Log Analytics emulator serves.
+
+Refusal texts are Azure's. A Network Security Perimeter in Learning or Enforced mode refuses with
+"Request was not allowed by NSP rules and the client address is not authorized and caller was
+ignored because bypass is set to None" and inner code ``ForbiddenByFirewall`` (as Key Vault
+answers; ``Estate.perimeter_refusal_code`` plays ``ForbiddenByNsp`` instead). Key Vault gives the
+same text for a firewall refusal on a vault whose bypass is None, perimeter or not, so the text
+proves no association.
 
 All listening addresses share one port (unprivileged), so a client configured with one port
 reaches the public front end and the Private Endpoints alike.
@@ -25,6 +32,7 @@ from lab.estate import (
     AccessDecision,
     AccessRecord,
     Estate,
+    Refusal,
     token_claims,
 )
 from lab.http import LabServer, Request, Response
@@ -34,6 +42,10 @@ NETWORK_INFO_HEADER = "x-ms-keyvault-network-info"
 
 _FIREWALL_MESSAGE = "Client address is not authorized and caller is not a trusted service."
 _CONNECTION_MESSAGE = "Public network access is disabled and request is not from a trusted service nor via an approved private link."
+_NSP_MESSAGE = (
+    "Request was not allowed by NSP rules and the client address is not authorized and caller was "
+    "ignored because bypass is set to None"
+)
 
 
 class KeyVaultDataPlane:
@@ -128,9 +140,14 @@ class KeyVaultDataPlane:
                 return self.estate.vault_summary(host[: -len(suffix) - 1])
         return None
 
-    def _decide(self, vault: dict[str, Any], request: Request) -> AccessDecision:
+    def _decide(
+        self, vault: dict[str, Any], request: Request, claims: Mapping[str, Any] | None = None
+    ) -> AccessDecision:
         return self.estate.decide(
-            vault["id"].lower(), client_address=request.client_address, local_address=request.local_address
+            vault["id"].lower(),
+            client_address=request.client_address,
+            local_address=request.local_address,
+            caller_subscription=_identity_subscription(claims),
         )
 
     def _healthstatus(self, request: Request) -> Response:
@@ -148,8 +165,8 @@ class KeyVaultDataPlane:
             host = request.header("Host") or ""
             return Response(404, _error("VaultNotFound", f"No vault is known by the name in Host {host!r}."))
         secret = request.params["name"]
-        decision = self._decide(vault, request)
         claims = token_claims(request.header("Authorization"))
+        decision = self._decide(vault, request, claims)
         resource = challenge_resource(self.port)
         if claims is None:
             response = Response(
@@ -171,12 +188,16 @@ class KeyVaultDataPlane:
         elif not decision.admitted:
             caller = f"appid={claims.get('appid', '')};oid={claims.get('oid', '')};iss=https://sts.windows.net/{claims.get('tid', LAB_TENANT)}/"
             vault_line = f"Vault: {vault['name']};location={vault['location']}"
-            if decision.inner_code == "ForbiddenByConnection":
+            if decision.refusal is Refusal.CONNECTION:
                 description = _CONNECTION_MESSAGE
                 message = f"{_CONNECTION_MESSAGE}\r\nCaller: {caller}\r\n{vault_line}"
             else:
-                description = _FIREWALL_MESSAGE
-                message = f"{_FIREWALL_MESSAGE}\r\nClient address: {decision.seen_address}\r\nCaller: {caller}\r\n{vault_line}"
+                description = (
+                    _FIREWALL_MESSAGE
+                    if decision.refusal is Refusal.FIREWALL and not decision.bypass_none
+                    else _NSP_MESSAGE
+                )
+                message = f"{description}\r\nClient address: {decision.seen_address}\r\nCaller: {caller}\r\n{vault_line}"
             response = Response(403, _error("Forbidden", message, inner_code=decision.inner_code))
             signature = "Forbidden"
         else:
@@ -223,6 +244,13 @@ class KeyVaultDataPlane:
                 duration_ms=max(1, round((time.perf_counter() - started) * 1000)),
             )
         )
+
+
+def _identity_subscription(claims: Mapping[str, Any] | None) -> str | None:
+    """The subscription of a managed identity's token (``xms_mirid``, its resource id), if any."""
+    resource = str((claims or {}).get("xms_mirid") or "")
+    parts = resource.strip("/").split("/")
+    return parts[1] if len(parts) > 1 and parts[0].lower() == "subscriptions" else None
 
 
 def challenge_resource(port: int) -> str:

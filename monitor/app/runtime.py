@@ -20,6 +20,7 @@ from monitor.sources.arm import ArmConnection, ArmInventory
 from monitor.sources.change_history import ResourceGraphChangeHistory
 from monitor.sources.inventory import InventorySource, ThresholdInventory
 from monitor.sources.logs import LogsReader
+from monitor.sources.perimeters import ArmPerimeterReader
 from monitor.sources.resource_graph import ResourceGraphInventory
 from monitor.store import Store, store_from_environment
 from probes.options import ProbeOptions
@@ -59,6 +60,15 @@ def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
     if settings.inventory_source is InventoryChoice.RESOURCE_GRAPH:
         return graph
     return ThresholdInventory(arm=arm, graph=graph, threshold=settings.resource_graph_threshold)
+
+
+def build_perimeter_reader(settings: Settings, *, credential: Any) -> ArmPerimeterReader:
+    """The perimeter reader, on the ARM inventory's connection (endpoint, trust, timeout, retries)."""
+    return ArmPerimeterReader(
+        credential,
+        connection=build_arm_inventory(settings, credential=credential).connection,
+        perimeter_subscriptions=settings.perimeter_subscriptions,
+    )
 
 
 def build_change_history(settings: Settings, *, credential: Any) -> ResourceGraphChangeHistory | None:
@@ -110,6 +120,7 @@ def build_runtime(
         inventory=build_inventory(settings, credential=credential),
         # One vault by id is always one ARM GET, whatever source lists the estate.
         vault_reader=build_arm_inventory(settings, credential=credential),
+        perimeters=build_perimeter_reader(settings, credential=credential),
         policy_for=baseline.policy_for,
         vantages=vantages,
         prober=prober,

@@ -1,6 +1,6 @@
 """``run_scan``: the one place that wires kvmon's stages together.
 
-inventory -> probes -> logs -> evaluate -> drift -> coverage -> lifecycle (store) -> notify.
+inventory -> perimeters -> probes -> logs -> evaluate -> drift -> coverage -> lifecycle (store) -> notify.
 
 The CLI and the Functions app build a ``ScanRuntime`` (``monitor.app.runtime``) and call
 ``run_scan``; nothing else calls one stage after another. Stages are adapters behind small
@@ -51,6 +51,7 @@ from monitor.sources.arm import VaultRead, vault_id_parts
 from monitor.sources.change_history import ChangeHistory
 from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader
 from monitor.sources.logs import LogsReadResult, logs_window
+from monitor.sources.perimeters import PerimeterSource
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 from monitor.store.reconcile import apply_reconciliation
 
@@ -126,6 +127,8 @@ class ScanRuntime:
     inventory: InventorySource
     policy_for: Callable[[VaultPosture], VaultPolicy]
     vault_reader: VaultReader | None = None  # one vault by id (``ScanRequest.vault_id``)
+    # The vaults' Network Security Perimeter associations (None: not looked up, as offline).
+    perimeters: PerimeterSource | None = None
     vantages: tuple[Vantage, ...] = ()
     prober: ProbeRunner | None = None
     evidence: LogsReader | None = None
@@ -166,6 +169,16 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     # 1. What is configured.
     tell("reading vault configuration from ARM")
     inventory, vault_read = _read_inventory(request, runtime, report)
+    if runtime.perimeters is not None and report.postures:
+        tell("reading network security perimeters from ARM")
+        # A subscription of which no vault could be read is an error already; its perimeters are
+        # not asked for (nothing read there could be judged on them).
+        unread = {subscription.lower() for subscription in report.unread_subscriptions}
+        perimeters = runtime.perimeters.read_perimeters(
+            report.postures, subscriptions=[s for s in request.scope if s.lower() not in unread]
+        )
+        report.postures = perimeters.apply(report.postures)
+        report.errors.extend(perimeters.errors)
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
 
     # 2. What actually happens, from every vantage point at once.

@@ -225,6 +225,14 @@ class Settings(BaseModel):
         ge=1,
         le=100_000,
     )
+    perimeter_subscriptions: CommaList = setting(
+        "KVMON_PERIMETER_SUBSCRIPTIONS",
+        "Subscriptions holding Network Security Perimeters for the monitored vaults (e.g. a central "
+        "network subscription), comma-separated: read beside the scanned subscriptions' own perimeters; "
+        "kvmon's identity needs Reader there.",
+        default=(),
+        shown="(none: the scanned subscriptions' perimeters)",
+    )
     cloud: Annotated[Cloud, choice(Cloud)] = setting(
         "KVMON_CLOUD",
         "`AzureCloud`, `AzureChinaCloud` or `AzureUSGovernment`: the Key Vault DNS suffix probes accept.",

@@ -62,7 +62,7 @@ def test_demo_runs_to_the_end_and_writes_the_report(tmp_path: Path) -> None:
     output, _ = demo.communicate(timeout=240)
     assert demo.returncode == 0, output
     assert "Traceback" not in output
-    assert f"HTML report (matrix and findings of scan 4): {report}" in output
+    assert f"HTML report (matrix and findings of scan 6): {report}" in output
     assert "the lab is stopped" in output
     assert "Reachability: vaults × vantage points" in report.read_text(encoding="utf-8")
 

@@ -34,6 +34,9 @@ from tests.faults.conftest import (
 )
 
 SUB_B_PATH = f"(?i)^/subscriptions/{SUB_B}/"
+# The vault list alone: a vault page served on the perimeter listing's route would be a fault of
+# the perimeter reader too (tests/perimeters has those).
+SUB_B_VAULTS = f"(?i)^/subscriptions/{SUB_B}/providers/Microsoft\\.KeyVault/vaults$"
 BOTH = ScanRequest(subscriptions=(SUB_A, SUB_B), notify=False)
 
 
@@ -201,7 +204,7 @@ def test_a_vault_with_wrong_types_is_an_error_and_keeps_its_findings_open(
     lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
 ) -> None:
     runtime, before = _good_scan(lab, sqlite_store)
-    lab.arm.server.inject(SUB_B_PATH, Fault(status=200, body=_page_with(lab, _wrong_types), times=0))
+    lab.arm.server.inject(SUB_B_VAULTS, Fault(status=200, body=_page_with(lab, _wrong_types), times=0))
 
     report = run_scan(BOTH, runtime).report
 
@@ -221,7 +224,7 @@ def test_a_vault_that_is_not_a_vault_is_an_error_and_keeps_its_subscription_open
     lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
 ) -> None:
     runtime, before = _good_scan(lab, sqlite_store)
-    lab.arm.server.inject(SUB_B_PATH, Fault(status=200, body=_page_with(lab, _no_id), times=0))
+    lab.arm.server.inject(SUB_B_VAULTS, Fault(status=200, body=_page_with(lab, _no_id), times=0))
 
     report = run_scan(BOTH, runtime).report
 
@@ -379,7 +382,7 @@ def test_a_next_link_elsewhere_or_in_a_loop_is_an_error_and_sends_nothing_elsewh
     hostile_vault["name"] = "kv-b-elsewhere"
     with RecordingServer(answer=Response(200, {"value": [hostile_vault]})) as elsewhere:
         page = _b_page_linking_to(lab, elsewhere.url if elsewhere_link else lab.arm.url)
-        lab.arm.server.inject(SUB_B_PATH, Fault(status=200, body=page, times=0))
+        lab.arm.server.inject(SUB_B_VAULTS, Fault(status=200, body=page, times=0))
         requests_before = lab.arm.server.request_counts[LIST_ROUTE]
 
         report = run_scan(BOTH, runtime).report

@@ -77,7 +77,7 @@ def test_json_carries_every_probe_result_and_each_vaults_completeness(
     assert whole["complete"] is True
     assert {name: source["state"] for name, source in whole["sources"].items()} == {
         "configuration": "complete",
-        "perimeter": "not-read",  # no perimeter reader in this scan: said, not counted
+        "perimeter": "complete",  # read from the lab's ARM: associated with none
         "probes": "complete",
         "logs": "complete",
     }

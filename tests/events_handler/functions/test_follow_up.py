@@ -23,7 +23,11 @@ def test_a_follow_up_probes_one_vault_with_one_get(lab: LabServices, app_setting
 
     call("scan_worker", func.QueueMessage(id="m-f", body=job.message().encode()))
 
-    assert dict(lab.arm.server.request_counts) == {"arm.vaults.get": 1}
+    # One GET of the vault, and its subscription's perimeters (the walkthrough has none: one listing).
+    assert dict(lab.arm.server.request_counts) == {
+        "arm.vaults.get": 1,
+        "arm.network_security_perimeters.list_by_subscription": 1,
+    }
     store = store_from_environment(app_settings)
     (run,) = store.scan_runs(limit=1)
     assert run.vault == vault and run.trigger is ScanTrigger.QUEUE and run.counts["vaults"] == 1

@@ -13,7 +13,7 @@ from azure.functions.eventgrid import EventGridEventInConverter
 from azure.functions.meta import Datum
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy
 
-from lab.arm import GET_ROUTE
+from lab.arm import GET_ROUTE, PERIMETERS_ROUTE
 from lab.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY
 from lab.http import Fault
 from lab.services import LabServices
@@ -72,7 +72,8 @@ def test_an_event_is_told_at_once_naming_the_actor_and_its_probes_follow(
 
     deliver([event, event])  # Event Grid delivered the same event twice
 
-    assert dict(lab.arm.server.request_counts) == {GET_ROUTE: 1}
+    # One GET of the vault and one listing of its subscription's perimeters (none in the walkthrough).
+    assert dict(lab.arm.server.request_counts) == {GET_ROUTE: 1, PERIMETERS_ROUTE: 1}
     teams = lab.sinks.messages("teams")
     assert len(teams) == 1
     told = json.dumps(teams[0].json())
