@@ -54,6 +54,21 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("LastSeen", "datetime"),
 )
 
+# The perimeter summary's columns (``monitor.sources.nsp_kql``), in the order its query groups them.
+PERIMETER_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("VaultId", "string"),
+    ("Category", "string"),
+    ("SourceAddress", "string"),
+    ("SourceAppId", "string"),
+    ("MatchedRule", "string"),
+    ("TrafficType", "string"),
+    ("Profile", "string"),
+    ("AccessRulesVersion", "string"),
+    ("Requests", "long"),
+    ("FirstSeen", "datetime"),
+    ("LastSeen", "datetime"),
+)
+
 # ---------------------------------------------------------------------------
 # The window
 # ---------------------------------------------------------------------------
