@@ -8,7 +8,10 @@ never read as "the problem went away", so a timeout or partial logs never resolv
 - a probe that ended in an error or reached nothing (the vantage point did not answer, DNS or TCP
   timed out, TLS failed, the connection dropped) proved nothing about what the vault admits:
   probe findings of that vault stay as they were (KV102 and KV106 still report the failure);
-- logs a workspace could not read completely hold back that vault's log findings;
+- logs a workspace could not read completely hold back that vault's log findings; so does an empty
+  log of a vault a perimeter governs (or may govern): its logs reach only workspaces inside its
+  perimeter, so no rows is no evidence, never "nobody got in". The perimeter's own access log
+  (``PERIMETER_LOGS``) answers on its own, by the same two tests;
 - a vault whose configuration was read with problems (fields judged on Azure's defaults) holds
   back every finding of that vault: each rule judges what it sees against the configuration;
 - a vault whose Network Security Perimeter association could not be read has an unknown exposure:
@@ -25,7 +28,16 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
-from monitor.model import EvidenceSource, LogEvidence, PerimeterLookup, ProbeResult, VaultPosture, Verdict
+from monitor.judge.perimeter import perimeter_may_govern
+from monitor.model import (
+    EvidenceSource,
+    LogEvidence,
+    PerimeterLogEvidence,
+    PerimeterLookup,
+    ProbeResult,
+    VaultPosture,
+    Verdict,
+)
 
 # Verdicts that say nothing about what the vault admits.
 _INCONCLUSIVE = (Verdict.ERROR, Verdict.UNREACHABLE)
@@ -55,9 +67,12 @@ def assess_coverage(
     logs_read: bool,
     subscriptions_complete: AbstractSet[str],
     disappeared: AbstractSet[str],
+    perimeter_evidence: Mapping[str, PerimeterLogEvidence],
+    perimeter_logs_read: bool,
 ) -> Coverage:
-    """``postures``: the vaults listed; ``probes`` and ``evidence`` (by vault key): what the probes
-    and the logs said of them; ``probed`` and ``logs_read``: whether those stages ran at all;
+    """``postures``: the vaults listed; ``probes``, ``evidence`` and ``perimeter_evidence`` (by vault
+    key): what the probes, the vaults' logs and the perimeters' logs said of them; ``probed``,
+    ``logs_read`` and ``perimeter_logs_read``: whether those stages ran at all;
     ``subscriptions_complete``: the subscriptions listed completely; ``disappeared``: the keys of
     stored vaults missing from a complete listing."""
     listed = {subscription.lower() for subscription in subscriptions_complete}
@@ -68,9 +83,13 @@ def assess_coverage(
     for posture in postures:
         if posture.name.lower() in blind:
             fell_short.setdefault(posture.key, set()).add(EvidenceSource.PROBES)
+    governed = {posture.key for posture in postures if perimeter_may_govern(posture)}
     for key, found in evidence.items():
-        if not found.complete:
+        if not found.complete or (not found.activity and key.lower() in governed):
             fell_short.setdefault(key.lower(), set()).add(EvidenceSource.LOGS)
+    for key, seen in perimeter_evidence.items():
+        if not seen.complete or (not seen.access and key.lower() in governed):
+            fell_short.setdefault(key.lower(), set()).add(EvidenceSource.PERIMETER_LOGS)
     for posture in postures:
         if posture.problems or posture.perimeter.lookup == PerimeterLookup.UNREADABLE:
             fell_short.setdefault(posture.key, set()).add(EvidenceSource.CONFIGURATION)
@@ -80,6 +99,8 @@ def assess_coverage(
         skipped.add(EvidenceSource.PROBES)
     if not logs_read:
         skipped.add(EvidenceSource.LOGS)
+    if not perimeter_logs_read:
+        skipped.add(EvidenceSource.PERIMETER_LOGS)
 
     return Coverage(
         assessed=frozenset(posture.key for posture in postures) | gone,
