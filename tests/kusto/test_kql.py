@@ -89,6 +89,9 @@ def test_the_print_query_output_is_checked_too(capsys: pytest.CaptureFixture[str
         args = build_parser("logs").parse_args(["logs", "--print-query", "--table", table])
         assert execute(args, credential=None, now=_NOW, environ={}) == 0
         printed[f"cli/{table}"] = capsys.readouterr().out.rstrip("\n")
+    args = build_parser("logs").parse_args(["logs", "--print-query", "--perimeter"])
+    assert execute(args, credential=None, now=_NOW, environ={}) == 0
+    printed["cli/perimeter"] = capsys.readouterr().out.rstrip("\n")
     results = run_checker(printed)
     for name, result in results.items():
         assert result["diagnostics"] == [], f"{name}: {result['diagnostics']}"
