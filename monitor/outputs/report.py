@@ -18,6 +18,7 @@ import jinja2
 from monitor.config.policy import PLACE_NOT_STATED, DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
+from monitor.judge.perimeter import perimeter_may_govern
 from monitor.model import (
     ChangeKind,
     ErrorSource,
@@ -227,6 +228,15 @@ def _vault_entry(
         for item in perimeter_evidence
         if not item.complete
     )
+    if perimeter_may_govern(posture):
+        # A perimeter's resources log only to workspaces inside it: no rows says nothing.
+        empty = [item.workspace_id for item in evidence if item.complete and not item.activity]
+        empty += [item.workspace_id for item in perimeter_evidence if item.complete and not item.access]
+        notes.extend(
+            f"no log rows in workspace {workspace}: a perimeter governs the vault and the workspace may sit "
+            "outside it; no evidence, not no access"
+            for workspace in dict.fromkeys(empty)
+        )
     notes.extend(f"{error.source} error: {error.message}" for error in errors)
     return {
         "name": posture.name,

@@ -105,3 +105,18 @@ def test_a_document_stored_before_perimeter_logs_still_renders() -> None:
     for entry in built["vaults"]:
         del entry["perimeter_logs"]
     assert "Perimeter access logs" not in ReportDom.parse(render_html(built)).text
+
+
+def test_an_empty_log_of_a_governed_vault_is_a_note_saying_no_evidence() -> None:
+    report = with_perimeter_logs(walkthrough_report(fixed=True), rows=False)
+    (index,) = [i for i, p in enumerate(report.postures) if p.name == "kv-se-demo"]
+    report.postures[index] = dataclasses.replace(
+        report.postures[index], public_network_access="SecuredByPerimeter"
+    )
+    notes = vault(document(report), "kv-se-demo")["evidence"]["notes"]
+    assert (
+        "no log rows in workspace nsp-workspace: a perimeter governs the vault and the workspace may sit "
+        "outside it; no evidence, not no access"
+    ) in notes
+    plain = vault(document(with_perimeter_logs(walkthrough_report(fixed=True), rows=False)), "kv-se-demo")
+    assert not any(note.startswith("no log rows") for note in plain["evidence"]["notes"])
