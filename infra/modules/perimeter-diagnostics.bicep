@@ -5,7 +5,7 @@
 // Microsoft.Insights/diagnosticSettings/write on the perimeter (Monitoring Contributor, for example).
 // The workspace must sit inside the same perimeter (associate it with the perimeter's profile):
 // Microsoft: "the log destinations must be within the same network security perimeter as the PaaS
-// resource", so a workspace outside it receives nothing and kvmon reports no evidence (KV206).
+// resource", so a workspace outside it receives nothing and kvmon reports no evidence (KV207).
 
 @description('Name of the network security perimeter (in this module\'s resource group).')
 param perimeterName string

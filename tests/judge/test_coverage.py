@@ -126,7 +126,7 @@ def perimeter_logs(vault: VaultPosture, *, complete: bool) -> PerimeterLogEviden
 
 
 def test_the_perimeters_logs_answer_on_their_own() -> None:
-    """An incomplete NSPAccessLogs read holds back KV205/KV206 (PERIMETER_LOGS), not the vault's own
+    """An incomplete NSPAccessLogs read holds back KV205/KV207 (PERIMETER_LOGS), not the vault's own
     log findings; not reading them at all skips them for every vault."""
     coverage = cover(
         evidence=[logs(APP, complete=True), logs(DATA, complete=True)],

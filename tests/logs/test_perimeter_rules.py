@@ -1,4 +1,4 @@
-"""KV205 and KV206 over the perimeter's access log, the empty log that is no evidence (coverage), and
+"""KV205 and KV207 over the perimeter's access log, the empty log that is no evidence (coverage), and
 the whole path: rows a perimeter's diagnostic setting wrote -> the lab's Log Analytics -> the reader
 -> evaluate."""
 
@@ -83,7 +83,7 @@ def findings(
     found: PerimeterLogEvidence | None, *, posture: VaultPosture = REOPENED, policy: VaultPolicy | None = None
 ) -> list[Finding]:
     facts = VaultFacts(posture=posture, policy=policy or VaultPolicy(), perimeter_evidence=found)
-    return [f for f in evaluate([facts], today=NOW.date()).findings if f.rule_id in ("KV205", "KV206")]
+    return [f for f in evaluate([facts], today=NOW.date()).findings if f.rule_id in ("KV205", "KV207")]
 
 
 # -- KV205 -------------------------------------------------------------------------------------------
@@ -150,7 +150,7 @@ def test_kv205_reads_no_evidence_where_none_was_read() -> None:
     assert findings(None) == []
 
 
-# -- KV206 and the empty log that is no evidence -----------------------------------------------------
+# -- KV207 and the empty log that is no evidence -----------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -164,7 +164,7 @@ def test_kv205_reads_no_evidence_where_none_was_read() -> None:
 )
 def test_kv206_an_empty_perimeter_log_of_a_governed_vault_is_no_evidence(vault: VaultPosture) -> None:
     (finding,) = findings(logged(), posture=vault)
-    assert finding.rule_id == "KV206" and finding.severity is Severity.MEDIUM
+    assert finding.rule_id == "KV207" and finding.severity is Severity.MEDIUM
     assert "no evidence, not no access" in finding.summary
     assert "az monitor diagnostic-settings create --name kvmon-nsp" in finding.remediation
     assert '[{"category":"NspPublicInboundPerimeterRulesAllowed","enabled":true},' in finding.remediation
@@ -237,7 +237,7 @@ def _coverage(
 
 
 def test_both_rules_read_the_perimeter_logs_and_are_listed_with_the_log_rules() -> None:
-    for rule_id in ("KV205", "KV206"):
+    for rule_id in ("KV205", "KV207"):
         rule = RULES_BY_ID[rule_id]
         assert rule.source is EvidenceSource.PERIMETER_LOGS
         assert rule.category.value == "logs"
@@ -293,13 +293,13 @@ def test_an_empty_table_gives_kv206_and_a_missing_table_gives_an_error_and_no_fi
     missing = read()
     assert not missing.complete and findings(missing) == []
     emulator.set_tables(WORKSPACE, "AZKVAuditLogs", NSP_TABLE)
-    assert [f.rule_id for f in findings(read())] == ["KV206"]
+    assert [f.rule_id for f in findings(read())] == ["KV207"]
 
 
 def test_kv206_whatever_the_access_mode() -> None:
     """Audit mode logs too: a vault associated in any mode has perimeter rows to show."""
     for mode in ("Learning", "Enforced", "Audit"):
         vault = perimetered(POSTURE, association(mode))
-        assert findings(logged(), posture=vault)[0].rule_id == "KV206"
+        assert findings(logged(), posture=vault)[0].rule_id == "KV207"
     none = dataclasses.replace(POSTURE, perimeter=PerimeterReading(lookup=PerimeterLookup.NONE))
     assert findings(logged(), posture=none) == []

@@ -89,18 +89,18 @@ def by_rule(found: list[Finding]) -> dict[str, list[Finding]]:
 
 
 def test_catalog_entries() -> None:
-    assert [r.id for r in RULES] == ["KV201", "KV202", "KV203", "KV204", "KV205", "KV206"]
+    assert [r.id for r in RULES] == ["KV201", "KV202", "KV203", "KV204", "KV205", "KV207"]
     assert {r.id: r.severity for r in RULES} == {
         "KV201": Severity.HIGH,
         "KV202": Severity.MEDIUM,
         "KV203": Severity.HIGH,
         "KV204": Severity.MEDIUM,
         "KV205": Severity.HIGH,
-        "KV206": Severity.MEDIUM,
+        "KV207": Severity.MEDIUM,
     }
     for rule in RULES:
-        # The vault's audit log, or (KV205, KV206) the perimeter's.
-        perimeter = rule.id in ("KV205", "KV206")
+        # The vault's audit log, or (KV205, KV207) the perimeter's.
+        perimeter = rule.id in ("KV205", "KV207")
         assert rule.source is (EvidenceSource.PERIMETER_LOGS if perimeter else EvidenceSource.LOGS)
         assert rule.references and rule.rationale
         rule.remediation_for(POSTURE, "203.0.113.7")  # formats without a KeyError

@@ -307,7 +307,7 @@ CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
             perimeter_evidence=perimeter_logged(seen("203.0.113.7")),
         ),
     ),
-    "KV206": (
+    "KV207": (
         configured(REOPENED, perimeter_evidence=perimeter_logged()),
         configured(perimetered(posture(), None), perimeter_evidence=perimeter_logged()),
     ),

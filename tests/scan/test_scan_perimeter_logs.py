@@ -87,12 +87,12 @@ def test_perimeter_admissions_open_kv205_and_an_empty_or_missing_log_resolves_no
     assert "may sit outside it" in kv204["kv-se-demo"]["summary"]
     assert "perimeter" not in kv204["kv-pl-demo"]["summary"]
 
-    # The next window holds no perimeter row: no evidence, so KV205 stays open and KV206 says why.
+    # The next window holds no perimeter row: no evidence, so KV205 stays open and KV207 says why.
     lab.logs.queries.clear()
     second = scan(capsys)
     assert second["errors"] == []
     assert "resolved" not in changes_of(second, "KV205")
-    (kv206,) = findings_of(second, "KV206")
+    (kv206,) = findings_of(second, "KV207")
     assert kv206["vault"] == "kv-se-demo" and "no evidence, not no access" in kv206["summary"]
 
     # The table is gone (a workspace no perimeter writes to): a named error, nothing resolves.
@@ -100,14 +100,14 @@ def test_perimeter_admissions_open_kv205_and_an_empty_or_missing_log_resolves_no
     third = scan(capsys)
     (error,) = [e for e in third["errors"] if e["scope"] == NSP_WORKSPACE]
     assert error["code"] == NSP_TABLE_MISSING and "has no NSPAccessLogs table" in error["message"]
-    assert "resolved" not in changes_of(third, "KV205") | changes_of(third, "KV206")
+    assert "resolved" not in changes_of(third, "KV205") | changes_of(third, "KV207")
 
     # Rows again, none a perimeter rule's admission: evidence that nobody got in that way.
     lab.logs.set_tables(NSP_WORKSPACE, "AZKVAuditLogs", "NSPAccessLogs")
     perimeter_wrote(lab, PerimeterLogCategory.PUBLIC_PERIMETER_RULES_DENIED, rule="")
     fourth = scan(capsys)
     assert fourth["errors"] == []
-    assert "resolved" in changes_of(fourth, "KV205") and "resolved" in changes_of(fourth, "KV206")
+    assert "resolved" in changes_of(fourth, "KV205") and "resolved" in changes_of(fourth, "KV207")
 
 
 def test_without_perimeter_workspaces_no_perimeter_query_is_sent(

@@ -1,5 +1,5 @@
 """The log rules KV2xx: read the access-log evidence (``facts.evidence``) and the perimeter's
-access log (``facts.perimeter_evidence``, KV205 and KV206).
+access log (``facts.perimeter_evidence``, KV205 and KV207).
 
 What the vault logged is the decisive evidence of the walkthrough: which addresses really got in,
 which were refused, and whether workloads that should arrive privately did. Addresses were
@@ -442,7 +442,7 @@ def admitted_by_perimeter_rule(facts: VaultFacts) -> Iterator[Hit]:
 
 
 @rule(
-    id="KV206",
+    id="KV207",
     severity=Severity.MEDIUM,
     title="No perimeter access-log rows for a vault a perimeter governs: no evidence",
     source=EvidenceSource.PERIMETER_LOGS,
