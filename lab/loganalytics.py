@@ -19,9 +19,11 @@ errors), and injects throttling or stalls through ``server.inject``.
 
 The perimeters' access log ``NSPAccessLogs`` is answered the same way for kvmon's perimeter query
 (``monitor.sources.nsp_kql.build_perimeter_query``). Its rows are what a perimeter's diagnostic
-setting writes: ``record_perimeter_access`` takes one decision (``PerimeterAccessRecord``) for a
-workspace, as the lab's data plane will when it enforces perimeters, and creates the table with
-its first row as Azure does; ``ingest`` adds raw rows. A workspace without the table answers
+setting writes: the lab's data plane reports each decision (``PerimeterAccessRecord``) to
+``perimeter_decided``, which writes it to the workspace the perimeter's diagnostic setting names
+(``send_perimeter_logs``), or nowhere, as Azure does for a workspace outside the perimeter;
+``record_perimeter_access`` writes one to a workspace directly and creates the table with its first
+row as Azure does; ``ingest`` adds raw rows. A workspace without the table answers
 kvmon's perimeter query with Log Analytics' "Failed to resolve table" error: the query is no fuzzy
 union.
 """
@@ -149,6 +151,7 @@ class LogAnalyticsEmulator:
         self.server.route("POST", QUERY_PATH, self._query, name="query")
         self.queries: list[RecordedQuery] = []
         self._workspaces: dict[str, _Workspace] = {}
+        self._perimeter_logs: dict[str, str] = {}  # lower-cased perimeter id -> workspace id
         self._lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -198,6 +201,24 @@ class LogAnalyticsEmulator:
         with self._lock:
             self._workspace(workspace_id).ingested[table].append(dict(row))
 
+    def send_perimeter_logs(self, perimeter_id: str, workspace_id: str | None) -> None:
+        """A diagnostic setting on the perimeter sends its access log to ``workspace_id`` (None: no
+        setting, or one to a workspace outside the perimeter, which Azure never delivers to)."""
+        with self._lock:
+            if workspace_id is None:
+                self._perimeter_logs.pop(perimeter_id.lower(), None)
+            else:
+                self._perimeter_logs[perimeter_id.lower()] = workspace_id
+
+    def perimeter_decided(self, record: PerimeterAccessRecord) -> str | None:
+        """What the lab's data plane calls for each inbound decision a perimeter takes: the row goes
+        to the workspace the perimeter's diagnostic setting names (returned), or nowhere (None)."""
+        with self._lock:
+            workspace_id = self._perimeter_logs.get(record.perimeter_id.lower())
+        if workspace_id is not None:
+            self.record_perimeter_access(workspace_id, record)
+        return workspace_id
+
     def record_perimeter_access(self, workspace_id: str, record: PerimeterAccessRecord) -> None:
         """A perimeter's diagnostic setting writes one decision to the workspace; the first row
         creates ``NSPAccessLogs`` there, as Azure creates a resource-specific table."""
@@ -214,6 +235,7 @@ class LogAnalyticsEmulator:
             if estate is not None:
                 self.estate = estate
             self._workspaces.clear()
+            self._perimeter_logs.clear()
             self.queries.clear()
         self.server.clear_faults()
         self.server.request_counts.clear()

@@ -299,3 +299,24 @@ def test_the_emulator_answers_only_kvmons_perimeter_query(
             with pytest.raises(HttpResponseError) as caught:
                 client.query_workspace(WORKSPACE, query, timespan=WINDOW)
             assert caught.value.status_code == 400
+
+
+def test_a_decision_reaches_only_the_workspace_the_perimeters_diagnostic_setting_names(
+    make_reader: Reader, emulator: LogAnalyticsEmulator, se_vault: dict
+) -> None:
+    """The lab's data plane reports every decision; without a diagnostic setting (or to a workspace
+    outside the perimeter) it goes nowhere, and the workspace answers as one that never got a row."""
+    assert emulator.perimeter_decided(access(se_vault)) is None
+    (error,) = read(make_reader(), se_vault).errors
+    assert error.code == NSP_TABLE_MISSING
+
+    emulator.send_perimeter_logs(PERIMETER.upper(), WORKSPACE)
+    assert emulator.perimeter_decided(access(se_vault)) == WORKSPACE
+    result = read(make_reader(), se_vault)
+    assert result.errors == [] and [row.count for row in result.evidence[se_vault["id"].lower()].access] == [
+        1
+    ]
+
+    emulator.send_perimeter_logs(PERIMETER, None)
+    assert emulator.perimeter_decided(access(se_vault)) is None
+    assert [row.count for row in read(make_reader(), se_vault).evidence[se_vault["id"].lower()].access] == [1]
