@@ -162,7 +162,7 @@ def test_kv205_reads_no_evidence_where_none_was_read() -> None:
     ],
     ids=["associated", "association-unreadable", "secured-by-perimeter-not-looked-up"],
 )
-def test_kv206_an_empty_perimeter_log_of_a_governed_vault_is_no_evidence(vault: VaultPosture) -> None:
+def test_kv207_an_empty_perimeter_log_of_a_governed_vault_is_no_evidence(vault: VaultPosture) -> None:
     (finding,) = findings(logged(), posture=vault)
     assert finding.rule_id == "KV207" and finding.severity is Severity.MEDIUM
     assert "no evidence, not no access" in finding.summary
@@ -186,7 +186,7 @@ def test_an_empty_perimeter_log_of_a_vault_no_perimeter_governs_is_just_empty(va
     assert vault.key not in _coverage(vault, perimeter=logged()).fell_short
 
 
-def test_kv206_stays_quiet_on_rows_and_on_an_incomplete_read() -> None:
+def test_kv207_stays_quiet_on_rows_and_on_an_incomplete_read() -> None:
     assert [
         f.rule_id for f in findings(logged(seen(category=PerimeterLogCategory.PRIVATE_INBOUND_ALLOWED)))
     ] == []
@@ -279,7 +279,7 @@ def test_rows_the_perimeter_wrote_reach_kv205_through_the_sdk(
     assert finding.evidence["matched_rules"] == [{"rule": "allow-all", "requests": 2}]
 
 
-def test_an_empty_table_gives_kv206_and_a_missing_table_gives_an_error_and_no_finding(
+def test_an_empty_table_gives_kv207_and_a_missing_table_gives_an_error_and_no_finding(
     make_reader: Callable[..., LogsReader], emulator: LogAnalyticsEmulator, se_vault: dict
 ) -> None:
     reader = make_reader()
@@ -296,7 +296,7 @@ def test_an_empty_table_gives_kv206_and_a_missing_table_gives_an_error_and_no_fi
     assert [f.rule_id for f in findings(read())] == ["KV207"]
 
 
-def test_kv206_whatever_the_access_mode() -> None:
+def test_kv207_whatever_the_access_mode() -> None:
     """Audit mode logs too: a vault associated in any mode has perimeter rows to show."""
     for mode in ("Learning", "Enforced", "Audit"):
         vault = perimetered(POSTURE, association(mode))

@@ -92,8 +92,8 @@ def test_perimeter_admissions_open_kv205_and_an_empty_or_missing_log_resolves_no
     second = scan(capsys)
     assert second["errors"] == []
     assert "resolved" not in changes_of(second, "KV205")
-    (kv206,) = findings_of(second, "KV207")
-    assert kv206["vault"] == "kv-se-demo" and "no evidence, not no access" in kv206["summary"]
+    (kv207,) = findings_of(second, "KV207")
+    assert kv207["vault"] == "kv-se-demo" and "no evidence, not no access" in kv207["summary"]
 
     # The table is gone (a workspace no perimeter writes to): a named error, nothing resolves.
     lab.logs.set_tables(NSP_WORKSPACE, "AZKVAuditLogs")
