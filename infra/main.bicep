@@ -62,6 +62,9 @@ param workspaceRetentionDays int = 30
 @description('Resource ids of vaults whose audit logs this deployment should send to the workspace (optional).')
 param diagnosticVaultIds array = []
 
+@description('Resource ids of Network Security Perimeters whose access logs (NSPAccessLogs) this deployment should send to the workspace (optional); the workspace must sit inside each perimeter. Non-empty: the monitor reads them (KVMON_NSP_WORKSPACES).')
+param diagnosticPerimeterIds array = []
+
 @description('NCRONTAB schedule of the scheduled scan (six fields).')
 param scanSchedule string = '0 */15 * * * *'
 
@@ -201,6 +204,20 @@ module workspaceAccess 'modules/workspace-reader.bicep' = {
     workspace
   ]
 }
+
+module perimeterDiagnostics 'modules/perimeter-diagnostics.bicep' = [
+  for perimeterId in diagnosticPerimeterIds: {
+    name: 'kvmon-nspdiag-${uniqueString(perimeterId)}'
+    scope: resourceGroup(split(perimeterId, '/')[2], split(perimeterId, '/')[4])
+    params: {
+      perimeterName: last(split(perimeterId, '/'))
+      workspaceResourceId: workspaceResourceId
+    }
+    dependsOn: [
+      workspace
+    ]
+  }
+]
 
 module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [
   for vaultId in diagnosticVaultIds: {
@@ -406,6 +423,8 @@ module monitorApp 'modules/function-app.bicep' = {
       KVMON_EVENT_FEED: (eventDelivery == 'none') ? 'false' : 'true'
       KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint
       KVMON_WORKSPACES: workspaceAccess.outputs.customerId
+      // The perimeters' access logs go to the same workspace when this deployment sends them.
+      KVMON_NSP_WORKSPACES: empty(diagnosticPerimeterIds) ? '' : workspaceAccess.outputs.customerId
       KVMON_BASELINE: baseline
       KVMON_CHANNELS: string(concat(teamsChannel, slackChannel))
       KVMON_TEAMS_URL: teamsWebhookUrl

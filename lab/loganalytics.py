@@ -16,6 +16,16 @@ each table's columns, plus rows a test ingests directly (``ingest``) to exercise
 Per workspace a test chooses which tables exist (``set_tables``), makes answers partial
 (``set_partial``: a 200 with tables and an ``error`` object, as the service reports non-fatal
 errors), and injects throttling or stalls through ``server.inject``.
+
+The perimeters' access log ``NSPAccessLogs`` is answered the same way for kvmon's perimeter query
+(``monitor.sources.nsp_kql.build_perimeter_query``). Its rows are what a perimeter's diagnostic
+setting writes: the lab's data plane reports each decision (``PerimeterAccessRecord``) to
+``perimeter_decided``, which writes it to the workspace the perimeter's diagnostic setting names
+(``send_perimeter_logs``), or nowhere, as Azure does for a workspace outside the perimeter;
+``record_perimeter_access`` writes one to a workspace directly and creates the table with its first
+row as Azure does; ``ingest`` adds raw rows. A workspace without the table answers
+kvmon's perimeter query with Log Analytics' "Failed to resolve table" error: the query is no fuzzy
+union.
 """
 
 from __future__ import annotations
@@ -31,15 +41,18 @@ from typing import Any
 
 from lab.estate import AccessRecord, Estate
 from lab.http import LabServer, Request, Response
+from monitor.sources import nsp_kql
 from monitor.sources.keyvault.kql import (
     TABLE_AUTO,
     TABLE_LEGACY,
     TABLE_RESOURCE_SPECIFIC,
     build_summary_query,
 )
-from monitor.sources.logs import SUMMARY_COLUMNS
+from monitor.sources.logs import PERIMETER_SUMMARY_COLUMNS, SUMMARY_COLUMNS
 
-TABLES = (TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)
+TABLES = (TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)  # Key Vault's own access-log tables
+NSP_TABLE = nsp_kql.TABLE
+KNOWN_TABLES = (*TABLES, NSP_TABLE)
 QUERY_PATH = r"/v1/workspaces/(?P<workspace>[^/]+)/query"
 
 RawRow = dict[str, Any]
@@ -60,6 +73,49 @@ class RecordedQuery:
     body: Mapping[str, Any]
 
 
+@dataclass(frozen=True)
+class PerimeterAccessRecord:
+    """One inbound decision a perimeter took for a vault, as its diagnostic setting writes it to
+    ``NSPAccessLogs`` (Microsoft's "Diagnostic logs for Network Security Perimeter": ``count`` and
+    ``time_end`` only on an aggregate of identical decisions)."""
+
+    time: dt.datetime
+    vault_id: str  # ServiceResourceId
+    perimeter_id: str  # _ResourceId: the perimeter's diagnostic setting writes the row
+    category: str  # NspPublicInboundPerimeterRulesAllowed, ...
+    source_address: str = ""
+    source_app_id: str = ""
+    matched_rule: str = ""  # the access rule's name, written as {"accessRule": name}
+    traffic_type: str = "Public"
+    profile: str = "defaultProfile"
+    access_rules_version: str = "1"
+    location: str = "westeurope"
+    operation: str = "SecretGet"
+    count: int | None = None
+    time_end: dt.datetime | None = None
+
+    def row(self) -> RawRow:
+        """The row in the table's own column names."""
+        return {
+            "TimeGenerated": self.time,
+            "TimeGeneratedEndTime": self.time_end,
+            "Count": self.count,
+            "_ResourceId": self.perimeter_id.lower(),
+            "Location": self.location,
+            "OperationName": self.operation,
+            "Category": self.category,
+            "ResultDirection": "Inbound",
+            "ResultAction": "Approved" if self.category.endswith("Allowed") else "Denied",
+            "ServiceResourceId": self.vault_id,
+            "Profile": self.profile,
+            "AccessRuleVersion": self.access_rules_version,
+            "MatchedRule": json.dumps({"accessRule": self.matched_rule}) if self.matched_rule else None,
+            "SourceIpAddress": self.source_address or None,
+            "SourceAppId": self.source_app_id or None,
+            "TrafficType": self.traffic_type,
+        }
+
+
 @dataclass
 class _PartialMode:
     message: str
@@ -69,7 +125,7 @@ class _PartialMode:
 @dataclass
 class _Workspace:
     tables: tuple[str, ...] = (TABLE_RESOURCE_SPECIFIC,)
-    ingested: dict[str, list[RawRow]] = field(default_factory=lambda: {name: [] for name in TABLES})
+    ingested: dict[str, list[RawRow]] = field(default_factory=lambda: {name: [] for name in KNOWN_TABLES})
     partial: _PartialMode | None = None
 
 
@@ -95,6 +151,7 @@ class LogAnalyticsEmulator:
         self.server.route("POST", QUERY_PATH, self._query, name="query")
         self.queries: list[RecordedQuery] = []
         self._workspaces: dict[str, _Workspace] = {}
+        self._perimeter_logs: dict[str, str] = {}  # lower-cased perimeter id -> workspace id
         self._lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -122,9 +179,9 @@ class LogAnalyticsEmulator:
     def set_tables(self, workspace_id: str, *tables: str) -> None:
         """Which access-log tables exist in the workspace (default: ``AZKVAuditLogs`` only; none
         at all is a workspace no diagnostic setting ever wrote to)."""
-        unknown = [name for name in tables if name not in TABLES]
+        unknown = [name for name in tables if name not in KNOWN_TABLES]
         if unknown:
-            raise ValueError(f"tables must be some of {', '.join(TABLES)}, got {tables!r}")
+            raise ValueError(f"tables must be some of {', '.join(KNOWN_TABLES)}, got {tables!r}")
         with self._lock:
             self._workspace(workspace_id).tables = tuple(tables)
 
@@ -137,11 +194,39 @@ class LogAnalyticsEmulator:
             )
 
     def ingest(self, workspace_id: str, table: str, row: Mapping[str, Any]) -> None:
-        """Add one raw row in ``table``'s own column names; absent columns are null."""
-        if table not in TABLES:
-            raise ValueError(f"table must be one of {', '.join(TABLES)}, got {table!r}")
+        """Add one raw row in ``table``'s own column names; absent columns are null. The row is
+        read only while the workspace has the table (``set_tables``)."""
+        if table not in KNOWN_TABLES:
+            raise ValueError(f"table must be one of {', '.join(KNOWN_TABLES)}, got {table!r}")
         with self._lock:
             self._workspace(workspace_id).ingested[table].append(dict(row))
+
+    def send_perimeter_logs(self, perimeter_id: str, workspace_id: str | None) -> None:
+        """A diagnostic setting on the perimeter sends its access log to ``workspace_id`` (None: no
+        setting, or one to a workspace outside the perimeter, which Azure never delivers to)."""
+        with self._lock:
+            if workspace_id is None:
+                self._perimeter_logs.pop(perimeter_id.lower(), None)
+            else:
+                self._perimeter_logs[perimeter_id.lower()] = workspace_id
+
+    def perimeter_decided(self, record: PerimeterAccessRecord) -> str | None:
+        """What the lab's data plane calls for each inbound decision a perimeter takes: the row goes
+        to the workspace the perimeter's diagnostic setting names (returned), or nowhere (None)."""
+        with self._lock:
+            workspace_id = self._perimeter_logs.get(record.perimeter_id.lower())
+        if workspace_id is not None:
+            self.record_perimeter_access(workspace_id, record)
+        return workspace_id
+
+    def record_perimeter_access(self, workspace_id: str, record: PerimeterAccessRecord) -> None:
+        """A perimeter's diagnostic setting writes one decision to the workspace; the first row
+        creates ``NSPAccessLogs`` there, as Azure creates a resource-specific table."""
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            if NSP_TABLE not in workspace.tables:
+                workspace.tables = (*workspace.tables, NSP_TABLE)
+            workspace.ingested[NSP_TABLE].append(record.row())
 
     def reset(self, estate: Estate | None = None) -> None:
         """Forget workspace settings, ingested rows, recorded queries, request counts and faults
@@ -150,6 +235,7 @@ class LogAnalyticsEmulator:
             if estate is not None:
                 self.estate = estate
             self._workspaces.clear()
+            self._perimeter_logs.clear()
             self.queries.clear()
         self.server.clear_faults()
         self.server.request_counts.clear()
@@ -187,13 +273,19 @@ class LogAnalyticsEmulator:
                 workspace = self._workspace(workspace_id)
                 tables, partial = workspace.tables, workspace.partial
                 ingested = {name: list(rows) for name, rows in workspace.ingested.items()}
-            table, vault_ids = recognise(body["query"])
             start, end = parse_timespan(timespan, now=self.estate.now())
-            rows = self._evaluate(workspace_id, tables, ingested, table, vault_ids, start, end)
+            if body["query"].startswith(nsp_kql.HEADER):
+                vault_ids = recognise_perimeter(body["query"])
+                rows = _evaluate_perimeter(tables, ingested[NSP_TABLE], vault_ids, start, end)
+                columns = PERIMETER_SUMMARY_COLUMNS
+            else:
+                table, vault_ids = recognise(body["query"])
+                rows = self._evaluate(workspace_id, tables, ingested, table, vault_ids, start, end)
+                columns = SUMMARY_COLUMNS
         except BadQuery as exc:
             return Response(exc.status, exc.body)
         answer: dict[str, Any] = {
-            "tables": [_primary_result(rows if partial is None else rows[: partial.keep_rows])]
+            "tables": [_primary_result(columns, rows if partial is None else rows[: partial.keep_rows])]
         }
         if partial is not None:
             answer["error"] = {
@@ -272,6 +364,23 @@ def recognise(query: str) -> tuple[str, tuple[str, ...]]:
             "This lab endpoint evaluates only kvmon's access summary query (monitor.sources.keyvault.kql.build_summary_query).",
         )
     return table, vault_ids
+
+
+def recognise_perimeter(query: str) -> tuple[str, ...]:
+    """The vault ids of a kvmon perimeter query; BadQuery for anything else."""
+    vault_list = _VAULT_LIST.search(query)
+    try:
+        vault_ids = tuple(json.loads(vault_list.group(1))) if vault_list else ()
+        expected = nsp_kql.build_perimeter_query(vault_ids=vault_ids)
+    except ValueError:
+        expected = None
+    if expected != query:
+        raise _bad_argument(
+            "SyntaxError",
+            "This lab endpoint evaluates only kvmon's perimeter access summary query "
+            "(monitor.sources.nsp_kql.build_perimeter_query).",
+        )
+    return vault_ids
 
 
 def parse_timespan(
@@ -482,10 +591,76 @@ def _summarise(rows: Iterable[dict[str, Any]]) -> list[list[Any]]:
     return [[*key, counts[key], _iso(first[key]), _iso(last[key])] for key in sorted(counts)]
 
 
-def _primary_result(rows: list[list[Any]]) -> dict[str, Any]:
+# -- the perimeter query's meaning, in Python -----------------------------------------------------
+
+_CATEGORIES = frozenset(category.lower() for category in nsp_kql.CATEGORIES)
+_PERIMETER_GROUP_BY = tuple(name for name, _ in PERIMETER_SUMMARY_COLUMNS[:8])
+
+
+def _evaluate_perimeter(
+    tables: tuple[str, ...],
+    raw: Iterable[RawRow],
+    vault_ids: tuple[str, ...],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> list[list[Any]]:
+    if NSP_TABLE not in tables:
+        raise _bad_argument(
+            "SemanticError",
+            f"'where' operator: Failed to resolve table or column expression named '{NSP_TABLE}'",
+        )
+    wanted = frozenset(v.lower() for v in vault_ids)
+    counts: Counter[tuple[Any, ...]] = Counter()
+    first: dict[tuple[Any, ...], dt.datetime] = {}
+    last: dict[tuple[Any, ...], dt.datetime] = {}
+    for row in raw:
+        service = _s(row.get("ServiceResourceId")).lower()
+        in_scope = service in wanted if wanted else "/providers/microsoft.keyvault/vaults/" in service
+        if not in_scope or _s(row.get("Category")).lower() not in _CATEGORIES:
+            continue
+        moment = row.get("TimeGenerated")
+        if not _in_window(moment, start, end):
+            continue
+        assert isinstance(moment, dt.datetime)
+        projected = {
+            "VaultId": service,
+            "Category": _s(row.get("Category")),
+            "SourceAddress": _s(row.get("SourceIpAddress")),
+            "SourceAppId": _s(row.get("SourceAppId")),
+            "MatchedRule": _matched_rule(row.get("MatchedRule")),
+            "TrafficType": _s(row.get("TrafficType")),
+            "Profile": _s(row.get("Profile")),
+            "AccessRulesVersion": _s(row.get("AccessRuleVersion")),
+        }
+        key = tuple(projected[name] for name in _PERIMETER_GROUP_BY)
+        events = row.get("Count")
+        counts[key] += 1 if events is None else int(events)
+        ended = row.get("TimeGeneratedEndTime")
+        ended = ended if isinstance(ended, dt.datetime) else moment
+        first[key] = min(first.get(key, moment), moment)
+        last[key] = max(last.get(key, ended), ended)
+    return [[*key, counts[key], _iso(first[key]), _iso(last[key])] for key in sorted(counts)]
+
+
+def _matched_rule(raw: Any) -> str:
+    """``coalesce(tostring(parse_json(MatchedRule).accessRule), MatchedRule)``: the rule's name
+    from the property bag, else the text as written."""
+    text = _s(raw)
+    try:
+        bag = json.loads(text)
+    except ValueError:
+        return text
+    name = bag.get("accessRule") if isinstance(bag, dict) else None
+    if name is None:
+        return text
+    named = name if isinstance(name, str) else json.dumps(name)  # tostring() of a non-string
+    return named or text
+
+
+def _primary_result(columns: Iterable[tuple[str, str]], rows: list[list[Any]]) -> dict[str, Any]:
     return {
         "name": "PrimaryResult",
-        "columns": [{"name": name, "type": kind} for name, kind in SUMMARY_COLUMNS],
+        "columns": [{"name": name, "type": kind} for name, kind in columns],
         "rows": rows,
     }
 

@@ -251,12 +251,16 @@ class VaultPosture:
 
 
 class EvidenceSource(StrEnum):
-    """The three sources of truth a rule can read. A finding may resolve only in a scan in which its
-    source answered for its vault (``ScanReport.incomplete``, ``ScanReport.skipped_sources``)."""
+    """The three sources of truth a rule can read, the logs in two streams. A finding may resolve
+    only in a scan in which its source answered for its vault (``ScanReport.incomplete``,
+    ``ScanReport.skipped_sources``)."""
 
     CONFIGURATION = "configuration"
     PROBES = "probes"
-    LOGS = "logs"
+    LOGS = "logs"  # the vault's own access log (AZKVAuditLogs / AzureDiagnostics)
+    # The perimeter's access log (NSPAccessLogs): another resource's diagnostic setting, often
+    # another workspace, so it answers (or not) on its own.
+    PERIMETER_LOGS = "perimeter-logs"
 
 
 class Verdict(StrEnum):
@@ -440,6 +444,72 @@ class LogEvidence:
     window_start: dt.datetime
     window_end: dt.datetime
     activity: tuple[CallerActivity, ...] = ()
+    complete: bool = True
+    notes: tuple[str, ...] = ()
+
+
+class PerimeterLogCategory(StrEnum):
+    """The inbound categories of ``NSPAccessLogs`` (Microsoft's "Diagnostic logs for Network Security
+    Perimeter"): which layer decided, and how."""
+
+    # A perimeter access rule admitted a public caller (Transition/Learning and Enforced).
+    PUBLIC_PERIMETER_RULES_ALLOWED = "NspPublicInboundPerimeterRulesAllowed"
+    PUBLIC_PERIMETER_RULES_DENIED = "NspPublicInboundPerimeterRulesDenied"  # Enforced
+    # The perimeter's rules denied, then the vault's own firewall admitted (Transition/Learning only).
+    PUBLIC_RESOURCE_RULES_ALLOWED = "NspPublicInboundResourceRulesAllowed"
+    PUBLIC_RESOURCE_RULES_DENIED = "NspPublicInboundResourceRulesDenied"
+    PRIVATE_INBOUND_ALLOWED = "NspPrivateInboundAllowed"  # through a private endpoint
+    INTRA_PERIMETER_INBOUND_ALLOWED = "NspIntraPerimeterInboundAllowed"  # a resource of the same perimeter
+    CROSS_PERIMETER_INBOUND_ALLOWED = "NspCrossPerimeterInboundAllowed"  # through a perimeter link
+
+    @classmethod
+    def parse(cls, text: str) -> PerimeterLogCategory:
+        """Case-insensitive (the query matches with ``in~``); ValueError for any other text."""
+        folded = str(text).strip().lower()
+        for category in cls:
+            if category.value.lower() == folded:
+                return category
+        raise ValueError(f"not an inbound NSPAccessLogs category: {text!r}")
+
+    @property
+    def public(self) -> bool:
+        return self.value.startswith("NspPublicInbound")
+
+    @property
+    def admitted(self) -> bool:
+        return self.value.endswith("Allowed")
+
+
+@dataclass(frozen=True)
+class PerimeterAccess:
+    """Inbound decisions of one kind for one source on one vault in the window, summarised
+    server-side from ``NSPAccessLogs``."""
+
+    vault_id: str  # lower-cased resource id (the row's ServiceResourceId)
+    category: PerimeterLogCategory
+    source_address: str  # "" when the row names none (a subscription rule admits by identity)
+    address_private: bool
+    source_app_id: str | None
+    matched_rule: str | None  # the access rule (or the vault's resource rule) that decided
+    traffic_type: str | None  # Public | Private | Intra | Cross
+    profile: str | None
+    access_rules_version: str | None
+    count: int
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+
+
+@dataclass(frozen=True)
+class PerimeterLogEvidence:
+    """What one workspace's perimeter access logs say about one vault over a window. No rows is no
+    evidence, not "nobody got in": the workspace may sit outside the vault's perimeter, whose logs
+    then never reach it."""
+
+    vault_id: str  # lower-cased resource id
+    workspace_id: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    access: tuple[PerimeterAccess, ...] = ()
     complete: bool = True
     notes: tuple[str, ...] = ()
 
@@ -676,6 +746,7 @@ class ScanReport:
     postures: list[VaultPosture] = field(default_factory=list)
     probes: list[ProbeResult] = field(default_factory=list)
     evidence: list[LogEvidence] = field(default_factory=list)
+    perimeter_evidence: list[PerimeterLogEvidence] = field(default_factory=list)
     findings: list[Finding] = field(default_factory=list)
     changes: list[FindingChange] = field(default_factory=list)
     errors: list[ScanError] = field(default_factory=list)

@@ -323,6 +323,7 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
             "vault": posture,
             "probes": {r.vantage: result_to_json(r) for r in report.probes},
             "evidence": report.evidence,
+            "perimeter_evidence": report.perimeter_evidence,
             "findings": [formats.finding_json(f) for f in formats.ordered(report.findings)],
             "changes": [formats.change_json(c) for c in report.changes],
             "errors": [formats.error_json(e) for e in report.errors],

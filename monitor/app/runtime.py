@@ -105,7 +105,7 @@ def build_runtime(
         function_keys=function_keys,
     )
     evidence = None
-    if settings.workspaces:
+    if settings.workspaces or settings.perimeter_workspaces:
         evidence = LogsReader(
             credential,
             endpoint=settings.logs_endpoint,
@@ -126,6 +126,7 @@ def build_runtime(
         prober=prober,
         evidence=evidence,
         workspaces=settings.workspaces,
+        perimeter_workspaces=settings.perimeter_workspaces,
         store=store if with_store else None,
         notifier=notifier,
         change_history=build_change_history(settings, credential=credential),

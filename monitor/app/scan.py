@@ -21,8 +21,8 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass, field, replace
+from typing import Protocol, TypeVar
 
 from monitor.app.collector import scan_collector
 from monitor.config.policy import Vantage, VaultPolicy
@@ -39,6 +39,7 @@ from monitor.model import (
     FindingRecord,
     FindingStatus,
     LogEvidence,
+    PerimeterLogEvidence,
     ProbeResult,
     ScanError,
     ScanReport,
@@ -50,7 +51,7 @@ from monitor.outputs.report import build_report_document
 from monitor.sources.arm import VaultRead, vault_id_parts
 from monitor.sources.change_history import ChangeHistory
 from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader
-from monitor.sources.logs import LogsReadResult, logs_window
+from monitor.sources.logs import LogsReadResult, PerimeterLogsReadResult, logs_window
 from monitor.sources.perimeters import PerimeterSource
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 from monitor.store.reconcile import apply_reconciliation
@@ -71,6 +72,15 @@ class LogsReader(Protocol):
         window_start: dt.datetime,
         window_end: dt.datetime,
     ) -> LogsReadResult: ...
+
+    def read_perimeter_workspace(
+        self,
+        workspace_id: str,
+        vault_ids: Sequence[str],
+        *,
+        window_start: dt.datetime,
+        window_end: dt.datetime,
+    ) -> PerimeterLogsReadResult: ...
 
 
 class Notifier(Protocol):
@@ -132,7 +142,8 @@ class ScanRuntime:
     vantages: tuple[Vantage, ...] = ()
     prober: ProbeRunner | None = None
     evidence: LogsReader | None = None
-    workspaces: tuple[str, ...] = ()
+    workspaces: tuple[str, ...] = ()  # the vaults' audit logs
+    perimeter_workspaces: tuple[str, ...] = ()  # the perimeters' access logs (NSPAccessLogs)
     store: Store | None = None
     notifier: Notifier | None = None
     # Who changed a vault where its posture does not say (Resource Graph's rows carry no systemData).
@@ -188,15 +199,24 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         report.probes = _probe_all(runtime, [p.name for p in report.postures])
         report.errors.extend(_probe_errors(report.postures, report.probes))
 
-    # 3. What has happened: one query per workspace for all its vaults.
+    # 3. What has happened: one query per workspace for all its vaults, per log (the vaults' own,
+    # the perimeters').
     logs_read = request.logs and runtime.evidence is not None and bool(runtime.workspaces)
+    perimeter_logs_read = request.logs and runtime.evidence is not None and bool(runtime.perimeter_workspaces)
     evidence: dict[str, LogEvidence] = {}
+    perimeter_evidence: dict[str, PerimeterLogEvidence] = {}
     logs_until: dt.datetime | None = None
-    if logs_read and report.postures:
-        tell(f"reading access logs from {len(runtime.workspaces)} workspace(s)")
-        evidence, logs_until = _read_logs(runtime, report, request.scope)
+    if (logs_read or perimeter_logs_read) and report.postures:
+        workspaces = {*runtime.workspaces, *runtime.perimeter_workspaces}
+        tell(f"reading access logs from {len(workspaces)} workspace(s)")
+        evidence, perimeter_evidence, logs_until = _read_logs(
+            runtime, report, request.scope, audit=logs_read, perimeter=perimeter_logs_read
+        )
     report.evidence = list(evidence.values())
-    if not all(found.complete for found in evidence.values()):
+    report.perimeter_evidence = list(perimeter_evidence.values())
+    complete = [found.complete for found in evidence.values()]
+    complete.extend(found.complete for found in perimeter_evidence.values())
+    if not all(complete):
         logs_until = None  # the next scan reads this window again
 
     # 4. Judge, against the stored past.
@@ -210,6 +230,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             runtime,
             policies=policies,
             evidence=evidence,
+            perimeter_evidence=perimeter_evidence,
             previous=previous,
             actors=actors,
             request=request,
@@ -244,6 +265,8 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         logs_read=logs_read,
         subscriptions_complete=inventory.subscriptions_complete,
         disappeared={f.vault_id.lower() for f in gone},
+        perimeter_evidence=perimeter_evidence,
+        perimeter_logs_read=perimeter_logs_read,
     )
     report.incomplete = dict(coverage.fell_short)
     report.skipped_sources = coverage.skipped
@@ -371,6 +394,7 @@ def _vault_facts(
     *,
     policies: Mapping[str, VaultPolicy],
     evidence: Mapping[str, LogEvidence],
+    perimeter_evidence: Mapping[str, PerimeterLogEvidence],
     previous: Mapping[str, VaultPosture],
     actors: Mapping[str, ChangeActor],
     request: ScanRequest,
@@ -386,6 +410,7 @@ def _vault_facts(
             probes=tuple(by_vault.get(posture.name.lower(), ())),
             vantages=runtime.vantages,
             evidence=evidence.get(posture.key),
+            perimeter_evidence=perimeter_evidence.get(posture.key),
             previous=previous.get(posture.key),
             actor=actors.get(posture.key),
             event_feed=runtime.event_feed and request.trigger is not ScanTrigger.EVENT,
@@ -487,11 +512,12 @@ def _probe_errors(postures: Sequence[VaultPosture], probes: Sequence[ProbeResult
 
 
 def _read_logs(
-    runtime: ScanRuntime, report: ScanReport, subscriptions: Sequence[str]
-) -> tuple[dict[str, LogEvidence], dt.datetime]:
-    """Evidence per vault key, and where the window ended. It ends now, not at the scan's start:
-    this scan's own probes are evidence too. It starts where the last scan of these subscriptions
-    that read logs stopped, whatever other subscriptions' workers recorded since."""
+    runtime: ScanRuntime, report: ScanReport, subscriptions: Sequence[str], *, audit: bool, perimeter: bool
+) -> tuple[dict[str, LogEvidence], dict[str, PerimeterLogEvidence], dt.datetime]:
+    """Evidence per vault key from the vaults' audit logs (``audit``) and the perimeters' access
+    logs (``perimeter``), and where the window ended. It ends now, not at the scan's start: this
+    scan's own probes are evidence too. It starts where the last scan of these subscriptions that
+    read logs stopped, whatever other subscriptions' workers recorded since."""
     assert runtime.evidence is not None
     previous_end = _logs_read_until(runtime.store, subscriptions) if runtime.store is not None else None
     window_start, window_end = logs_window(
@@ -499,14 +525,22 @@ def _read_logs(
     )
     vault_ids = [p.id for p in report.postures]
     merged: dict[str, LogEvidence] = {}
-    for workspace in runtime.workspaces:
+    for workspace in runtime.workspaces if audit else ():
         result = runtime.evidence.read_workspace(
             workspace, vault_ids, window_start=window_start, window_end=window_end
         )
         report.errors.extend(result.errors)
         for key, found in result.evidence.items():
             merged[key] = _merge_evidence(merged.get(key), found)
-    return merged, window_end
+    merged_perimeter: dict[str, PerimeterLogEvidence] = {}
+    for workspace in runtime.perimeter_workspaces if perimeter else ():
+        seen = runtime.evidence.read_perimeter_workspace(
+            workspace, vault_ids, window_start=window_start, window_end=window_end
+        )
+        report.errors.extend(seen.errors)
+        for key, found_perimeter in seen.evidence.items():
+            merged_perimeter[key] = _merge_evidence(merged_perimeter.get(key), found_perimeter)
+    return merged, merged_perimeter, window_end
 
 
 # Recent scan records searched for the last logs read of a subscription: one per subscription per
@@ -522,17 +556,22 @@ def _logs_read_until(store: Store, subscriptions: Sequence[str]) -> dt.datetime 
     return None
 
 
-def _merge_evidence(first: LogEvidence | None, second: LogEvidence) -> LogEvidence:
+_Evidence = TypeVar("_Evidence", LogEvidence, PerimeterLogEvidence)
+
+
+def _merge_evidence(first: _Evidence | None, second: _Evidence) -> _Evidence:
+    """One vault's evidence from two workspaces: every row of both, complete only if both are."""
     if first is None:
         return second
-    return LogEvidence(
-        vault_id=first.vault_id,
+    rows = "activity" if isinstance(second, LogEvidence) else "access"
+    return replace(
+        first,
         workspace_id=f"{first.workspace_id},{second.workspace_id}",
         window_start=min(first.window_start, second.window_start),
         window_end=max(first.window_end, second.window_end),
-        activity=first.activity + second.activity,
         complete=first.complete and second.complete,
         notes=first.notes + second.notes,
+        **{rows: getattr(first, rows) + getattr(second, rows)},
     )
 
 

@@ -1,6 +1,7 @@
 """``kvmon logs``: print the summarised access-log evidence of one workspace, or the KQL kvmon sends.
 
-Defaults come from the settings (``KVMON_LOGS_ENDPOINT``, ``KVMON_LOGS_TABLE``,
+The vaults' audit logs by default; with ``--perimeter`` the Network Security Perimeters' access log
+(``NSPAccessLogs``). Defaults come from the settings (``KVMON_LOGS_ENDPOINT``, ``KVMON_LOGS_TABLE``,
 ``KVMON_LOGS_FIRST_WINDOW``, ``KVMON_PRIVATE_RANGES``, ``KVMON_CA_BUNDLE``); flags override them.
 Exit 0 when the read was complete, 3 when it failed or was partial (what was read is printed and
 the reason goes to stderr), 2 for a usage error.
@@ -21,13 +22,14 @@ from azure.core.credentials import TokenCredential
 from monitor.cli import common
 from monitor.config.settings import Settings, SettingsError, parse_duration
 from monitor.jsonable import to_jsonable
+from monitor.sources import nsp_kql
 from monitor.sources.keyvault.kql import (
     PLACEHOLDER_VAULT_ID,
     TABLE_CHOICES,
     build_summary_query,
     normalise_vault_ids,
 )
-from monitor.sources.logs import LogsReader, LogsReadResult
+from monitor.sources.logs import LogsReader, LogsReadResult, PerimeterLogsReadResult
 
 EXIT_INCOMPLETE = 3
 
@@ -37,8 +39,9 @@ _WORKSPACE_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         "Summarise a workspace's Key Vault access logs by vault, caller address, address "
-        "authorisation type, subnet, outcome and identity: one query for all vaults. Exit 3 "
-        "when the read failed or was partial."
+        "authorisation type, subnet, outcome and identity (with --perimeter: the perimeters' "
+        "NSPAccessLogs by vault, category, source and matched rule): one query for all vaults. "
+        "Exit 3 when the read failed or was partial."
     )
     parser.add_argument("--workspace", metavar="ID", help="Log Analytics workspace id (a GUID)")
     parser.add_argument(
@@ -55,6 +58,11 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--table", choices=TABLE_CHOICES, help="where the audit events are (default: KVMON_LOGS_TABLE, auto)"
+    )
+    parser.add_argument(
+        "--perimeter",
+        action="store_true",
+        help="read the Network Security Perimeters' access log (NSPAccessLogs) instead of the vaults' audit logs",
     )
     parser.add_argument(
         "--endpoint", metavar="URL", help="Log Analytics endpoint (default: KVMON_LOGS_ENDPOINT)"
@@ -89,14 +97,20 @@ def execute(
         settings = Settings.from_environ(environ)
     except SettingsError as exc:
         raise common.UsageError(str(exc)) from None
-    table = args.table or settings.logs_table
+    if args.perimeter and args.table:
+        raise common.UsageError("--table names a Key Vault table; --perimeter reads NSPAccessLogs: give one")
+    table = nsp_kql.TABLE if args.perimeter else args.table or settings.logs_table
     try:
         vault_ids = normalise_vault_ids(args.vault)
     except ValueError as exc:
         raise common.UsageError(f"--vault: {exc}") from None
 
     if args.print_query:
-        print(build_summary_query(table=table, vault_ids=vault_ids or (PLACEHOLDER_VAULT_ID,)))
+        shown = vault_ids or (PLACEHOLDER_VAULT_ID,)
+        if args.perimeter:
+            print(nsp_kql.build_perimeter_query(vault_ids=shown))
+        else:
+            print(build_summary_query(table=table, vault_ids=shown))
         return common.EXIT_OK
 
     if not args.workspace:
@@ -115,17 +129,19 @@ def execute(
     reader = LogsReader(
         credential,
         endpoint=args.endpoint or settings.logs_endpoint,
-        table=table,
+        table=settings.logs_table if args.perimeter else table,
         address_space=settings.address_space,
         connection_verify=settings.connection_verify,
     )
+    result: LogsReadResult | PerimeterLogsReadResult
     with reader:
-        result = reader.read_workspace(
-            args.workspace.strip(), vault_ids, window_start=now - since, window_end=now
-        )
+        read = reader.read_perimeter_workspace if args.perimeter else reader.read_workspace
+        result = read(args.workspace.strip(), vault_ids, window_start=now - since, window_end=now)
 
     if args.format == "json":
         common.print_json(_as_json(result, table))
+    elif isinstance(result, PerimeterLogsReadResult):
+        _print_perimeter_table(result)
     else:
         _print_table(result)
     for error in result.errors:
@@ -134,24 +150,29 @@ def execute(
     return EXIT_INCOMPLETE if incomplete else common.EXIT_OK
 
 
-def _as_json(result: LogsReadResult, table: str) -> dict[str, Any]:
+def _as_json(result: LogsReadResult | PerimeterLogsReadResult, table: str) -> dict[str, Any]:
+    evidence: Mapping[str, Any] = result.evidence
     return {
         "workspace_id": result.workspace_id,
         "table": table,
-        "source_tables": list(result.source_tables),
-        "evidence": [to_jsonable(result.evidence[key]) for key in sorted(result.evidence)],
+        "source_tables": list(result.source_tables) if isinstance(result, LogsReadResult) else [table],
+        "evidence": [to_jsonable(evidence[key]) for key in sorted(evidence)],
         "errors": [to_jsonable(error) for error in result.errors],
     }
 
 
-def _print_table(result: LogsReadResult) -> None:
+def _console() -> Any:
     from rich.console import Console
+
+    # Piped: wide enough that addresses and ids are never cut (they are what the reader greps for).
+    return Console(soft_wrap=not common.is_terminal(), width=None if common.is_terminal() else 250)
+
+
+def _print_table(result: LogsReadResult) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    terminal = common.is_terminal()
-    # Piped: wide enough that addresses and ids are never cut (they are what the reader greps for).
-    console = Console(soft_wrap=not terminal, width=None if terminal else 250)
+    console = _console()
     for key in sorted(result.evidence):
         evidence = result.evidence[key]
         name = key.rsplit("/", 1)[-1]
@@ -185,6 +206,50 @@ def _print_table(result: LogsReadResult) -> None:
             table.add_row(*(escape(cell) for cell in cells))
         if not evidence.activity:
             table.caption = "no rows in the window" if evidence.complete else "nothing read"
+        console.print(table)
+        for note in evidence.notes:
+            console.print(f"  note: {note}", markup=False, highlight=False)
+
+
+def _print_perimeter_table(result: PerimeterLogsReadResult) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    for key in sorted(result.evidence):
+        evidence = result.evidence[key]
+        name = key.rsplit("/", 1)[-1]
+        window = f"{_short(evidence.window_start)} .. {_short(evidence.window_end)}"
+        state = "" if evidence.complete else " (incomplete)"
+        table = Table(title=escape(f"{name} (NSPAccessLogs): {window}{state}"), title_justify="left")
+        for column in (
+            "Source",
+            "Category",
+            "Matched rule",
+            "Traffic",
+            "App id",
+            "Requests",
+            "First",
+            "Last",
+        ):
+            table.add_column(column, justify="right" if column == "Requests" else "left")
+        for item in evidence.access:
+            cells = (
+                item.source_address or "(none)",
+                item.category.value,
+                item.matched_rule or "",
+                item.traffic_type or "",
+                item.source_app_id or "",
+                str(item.count),
+                _short(item.first_seen),
+                _short(item.last_seen),
+            )
+            table.add_row(*(escape(cell) for cell in cells))
+        if not evidence.access:
+            # An empty perimeter log is no evidence: the workspace may sit outside the perimeter.
+            table.caption = (
+                "no rows in the window: no evidence, not no access" if evidence.complete else "nothing read"
+            )
         console.print(table)
         for note in evidence.notes:
             console.print(f"  note: {note}", markup=False, highlight=False)

@@ -256,6 +256,13 @@ class Settings(BaseModel):
         default=(),
         shown="(none: no log evidence)",
     )
+    perimeter_workspaces: CommaList = setting(
+        "KVMON_NSP_WORKSPACES",
+        "Log Analytics workspace ids holding the Network Security Perimeters' access logs (`NSPAccessLogs`, "
+        "from a diagnostic setting on each perimeter), comma-separated; one query each per scan.",
+        default=(),
+        shown="(none: no perimeter log evidence)",
+    )
     logs_endpoint: Annotated[str, AfterValidator(_endpoint)] = setting(
         "KVMON_LOGS_ENDPOINT",
         "Log Analytics query endpoint (sovereign clouds, lab).",

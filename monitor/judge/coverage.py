@@ -8,7 +8,10 @@ never read as "the problem went away", so a timeout or partial logs never resolv
 - a probe that ended in an error or reached nothing (the vantage point did not answer, DNS or TCP
   timed out, TLS failed, the connection dropped) proved nothing about what the vault admits:
   probe findings of that vault stay as they were (KV102 and KV106 still report the failure);
-- logs a workspace could not read completely hold back that vault's log findings;
+- logs a workspace could not read completely hold back that vault's log findings; so does an empty
+  log of a vault a perimeter governs (or may govern): its logs reach only workspaces inside its
+  perimeter, so no rows is no evidence, never "nobody got in". The perimeter's own access log
+  (``PERIMETER_LOGS``) answers on its own, by the same two tests;
 - a vault whose configuration was read with problems (fields judged on Azure's defaults) holds
   back every finding of that vault: each rule judges what it sees against the configuration;
 - a vault whose Network Security Perimeter association could not be read has an unknown exposure:
@@ -32,7 +35,15 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from enum import StrEnum
 
-from monitor.model import EvidenceSource, LogEvidence, PerimeterLookup, ProbeResult, VaultPosture
+from monitor.judge.perimeter import perimeter_may_govern
+from monitor.model import (
+    EvidenceSource,
+    LogEvidence,
+    PerimeterLogEvidence,
+    PerimeterLookup,
+    ProbeResult,
+    VaultPosture,
+)
 
 
 class SourceState(StrEnum):
@@ -60,6 +71,7 @@ class VaultSources:
     perimeter: SourceReading
     probes: SourceReading
     logs: SourceReading
+    perimeter_logs: SourceReading  # the perimeter's NSPAccessLogs for this vault
 
     def readings(self) -> Iterator[tuple[str, SourceReading]]:
         """(name, reading) in a fixed order: the names ``kvmon scan --format json`` uses."""
@@ -67,6 +79,7 @@ class VaultSources:
         yield "perimeter", self.perimeter
         yield "probes", self.probes
         yield "logs", self.logs
+        yield "perimeter_logs", self.perimeter_logs
 
     @property
     def complete(self) -> bool:
@@ -84,6 +97,8 @@ class VaultSources:
             short.add(EvidenceSource.PROBES)
         if self.logs.state is SourceState.INCOMPLETE:
             short.add(EvidenceSource.LOGS)
+        if self.perimeter_logs.state is SourceState.INCOMPLETE:
+            short.add(EvidenceSource.PERIMETER_LOGS)
         return frozenset(short)
 
 
@@ -98,19 +113,26 @@ def vault_sources(
     evidence: LogEvidence | None,
     probed: bool,
     logs_read: bool,
+    perimeter_evidence: PerimeterLogEvidence | None = None,
+    perimeter_logs_read: bool = False,
 ) -> VaultSources:
     """``probes``: this vault's results; ``vantages``: the vantage points the scan probed from,
     each owing the vault a result; ``evidence``: its logs, merged over the workspaces read;
-    ``probed`` and ``logs_read``: whether those stages ran at all."""
+    ``perimeter_evidence``: what the perimeters' logs said of it; ``probed``, ``logs_read`` and
+    ``perimeter_logs_read``: whether those stages ran at all."""
+    governed = perimeter_may_govern(posture)
     return VaultSources(
         configuration=_configuration(posture),
         perimeter=_perimeter(posture),
         probes=_probes(probes, vantages)
         if probed
         else SourceReading(SourceState.NOT_READ, ("this scan ran no probes",)),
-        logs=_logs(evidence)
+        logs=_logs(evidence, governed=governed)
         if logs_read
         else SourceReading(SourceState.NOT_READ, ("this scan read no access logs",)),
+        perimeter_logs=_perimeter_logs(perimeter_evidence, governed=governed)
+        if perimeter_logs_read
+        else SourceReading(SourceState.NOT_READ, ("this scan read no perimeter access logs",)),
     )
 
 
@@ -142,16 +164,40 @@ def _probes(results: Sequence[ProbeResult], vantages: Sequence[str]) -> SourceRe
     return SourceReading(SourceState.INCOMPLETE, tuple(notes)) if notes else _COMPLETE
 
 
-def _logs(evidence: LogEvidence | None) -> SourceReading:
+# A perimeter's resources send their logs only to workspaces inside the perimeter.
+_OUTSIDE_THE_PERIMETER = "no rows for a vault a perimeter governs: the workspace may sit outside the perimeter (no evidence, not no access)"
+
+
+def _logs(evidence: LogEvidence | None, *, governed: bool) -> SourceReading:
     if evidence is None:
         # Every workspace read answers for every vault asked about; none was asked about this one.
         return SourceReading(SourceState.NOT_READ, ("no workspace was queried for this vault",))
+    if evidence.complete and not evidence.activity and governed:
+        return SourceReading(
+            SourceState.INCOMPLETE, (f"logs of workspace {evidence.workspace_id}: {_OUTSIDE_THE_PERIMETER}",)
+        )
     if evidence.complete:
         return _COMPLETE
     return SourceReading(
         SourceState.INCOMPLETE,
         evidence.notes or (f"logs of workspace {evidence.workspace_id} incomplete: no reason given",),
     )
+
+
+def _perimeter_logs(seen: PerimeterLogEvidence | None, *, governed: bool) -> SourceReading:
+    if seen is None:
+        return SourceReading(SourceState.NOT_READ, ("no perimeter log workspace was queried for this vault",))
+    if not seen.complete:
+        return SourceReading(
+            SourceState.INCOMPLETE,
+            seen.notes or (f"perimeter logs of workspace {seen.workspace_id} incomplete: no reason given",),
+        )
+    if not seen.access and governed:
+        return SourceReading(
+            SourceState.INCOMPLETE,
+            (f"perimeter logs of workspace {seen.workspace_id}: {_OUTSIDE_THE_PERIMETER}",),
+        )
+    return _COMPLETE
 
 
 @dataclass(frozen=True)
@@ -179,9 +225,12 @@ def assess_coverage(
     subscriptions_complete: AbstractSet[str],
     disappeared: AbstractSet[str],
     vantages: Sequence[str] = (),
+    perimeter_evidence: Mapping[str, PerimeterLogEvidence] | None = None,
+    perimeter_logs_read: bool = False,
 ) -> Coverage:
-    """``postures``: the vaults listed; ``probes`` and ``evidence`` (by vault key): what the probes
-    and the logs said of them; ``probed`` and ``logs_read``: whether those stages ran at all;
+    """``postures``: the vaults listed; ``probes``, ``evidence`` and ``perimeter_evidence`` (by vault
+    key): what the probes, the vaults' logs and the perimeters' logs said of them; ``probed``,
+    ``logs_read`` and ``perimeter_logs_read``: whether those stages ran at all;
     ``subscriptions_complete``: the subscriptions listed completely; ``disappeared``: the keys of
     stored vaults missing from a complete listing; ``vantages``: the vantage points probed from,
     each owing every vault a result."""
@@ -189,6 +238,7 @@ def assess_coverage(
     gone = frozenset(key.lower() for key in disappeared)
     by_vault = probes_by_vault(probes)
     evidence_by_key = {key.lower(): found for key, found in evidence.items()}
+    perimeter_by_key = {key.lower(): seen for key, seen in (perimeter_evidence or {}).items()}
 
     fell_short: dict[str, frozenset[EvidenceSource]] = {}
     for posture in postures:
@@ -199,6 +249,8 @@ def assess_coverage(
             evidence=evidence_by_key.get(posture.key),
             probed=probed,
             logs_read=logs_read,
+            perimeter_evidence=perimeter_by_key.get(posture.key),
+            perimeter_logs_read=perimeter_logs_read,
         )
         if sources.fell_short:
             fell_short[posture.key] = sources.fell_short
@@ -208,6 +260,8 @@ def assess_coverage(
         skipped.add(EvidenceSource.PROBES)
     if not logs_read:
         skipped.add(EvidenceSource.LOGS)
+    if not perimeter_logs_read:
+        skipped.add(EvidenceSource.PERIMETER_LOGS)
 
     return Coverage(
         assessed=frozenset(posture.key for posture in postures) | gone,

@@ -111,6 +111,17 @@ def _public_access(posture: VaultPosture) -> _Access:
     return _Access(folded) if folded in {access.value for access in _Access} else _Access.ENABLED
 
 
+def perimeter_may_govern(posture: VaultPosture) -> bool:
+    """A perimeter governs the vault, or may: it is associated (in any access mode), its association
+    could not be read, or it is SecuredByPerimeter and nobody looked. Such a vault's logs reach only
+    workspaces inside its perimeter (Microsoft: "the log destinations must be within the same network
+    security perimeter as the PaaS resource"), so an empty log of it is no evidence of anything."""
+    lookup = posture.perimeter.lookup
+    if lookup in (PerimeterLookup.ASSOCIATED, PerimeterLookup.UNREADABLE):
+        return True
+    return lookup == PerimeterLookup.NOT_LOOKED_UP and _public_access(posture) == _Access.SECURED_BY_PERIMETER
+
+
 def firewall_open(posture: VaultPosture) -> bool:
     """No networkAcls, or a defaultAction other than Deny: the firewall admits every address."""
     return not posture.network_acls_present or posture.default_action.lower() != "deny"

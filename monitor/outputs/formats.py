@@ -30,6 +30,7 @@ from monitor.model import (
     Finding,
     FindingChange,
     LogEvidence,
+    PerimeterLogEvidence,
     ProbeResult,
     ScanError,
     ScanReport,
@@ -97,19 +98,34 @@ class Observed:
         report = self.report
         probed = EvidenceSource.PROBES not in report.skipped_sources
         logs_read = EvidenceSource.LOGS not in report.skipped_sources
+        perimeter_logs_read = EvidenceSource.PERIMETER_LOGS not in report.skipped_sources
         names = [vantage.name for vantage, configured in self.columns if configured] if probed else []
         order = {vantage.name: index for index, (vantage, _) in enumerate(self.columns)}
         by_vault = probes_by_vault(report.probes)
         evidence = {found.vault_id.lower(): found for found in report.evidence}
+        perimeter_evidence = {seen.vault_id.lower(): seen for seen in report.perimeter_evidence}
         observed = []
         for posture in report.postures:
             results = sorted(by_vault.get(posture.name.lower(), ()), key=lambda r: order.get(r.vantage, 0))
             found = evidence.get(posture.key)
             sources = vault_sources(
-                posture, probes=results, vantages=names, evidence=found, probed=probed, logs_read=logs_read
+                posture,
+                probes=results,
+                vantages=names,
+                evidence=found,
+                probed=probed,
+                logs_read=logs_read,
+                perimeter_evidence=perimeter_evidence.get(posture.key),
+                perimeter_logs_read=perimeter_logs_read,
             )
             observed.append(
-                VaultObserved(posture=posture, sources=sources, probes=tuple(results), evidence=found)
+                VaultObserved(
+                    posture=posture,
+                    sources=sources,
+                    probes=tuple(results),
+                    evidence=found,
+                    perimeter_evidence=perimeter_evidence.get(posture.key),
+                )
             )
         return observed
 
@@ -138,6 +154,7 @@ class VaultObserved:
     sources: VaultSources
     probes: tuple[ProbeResult, ...]  # one per vantage point, in the vantage points' order
     evidence: LogEvidence | None = None  # its logs, merged over the workspaces read
+    perimeter_evidence: PerimeterLogEvidence | None = None  # its perimeter's NSPAccessLogs
 
     def gaps(self) -> list[str]:
         """Each incomplete source in words: ``probes: internet: error, DNS: ...``."""
@@ -287,6 +304,12 @@ def observed_vault_json(vault: VaultObserved) -> dict[str, Any]:
             "workspace_id": vault.evidence.workspace_id,
             "window_start": to_jsonable(vault.evidence.window_start),
             "window_end": to_jsonable(vault.evidence.window_end),
+        }
+    if vault.perimeter_evidence is not None:
+        sources["perimeter_logs"] |= {
+            "workspace_id": vault.perimeter_evidence.workspace_id,
+            "window_start": to_jsonable(vault.perimeter_evidence.window_start),
+            "window_end": to_jsonable(vault.perimeter_evidence.window_end),
         }
     posture = vault.posture
     return {

@@ -18,7 +18,7 @@ import jinja2
 from monitor.config.policy import DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
-from monitor.judge.perimeter import effective_exposure
+from monitor.judge.perimeter import effective_exposure, perimeter_may_govern
 from monitor.model import (
     ChangeKind,
     ErrorSource,
@@ -26,6 +26,8 @@ from monitor.model import (
     FindingChange,
     LogEvidence,
     Outcome,
+    PerimeterLogCategory,
+    PerimeterLogEvidence,
     ProbeResult,
     ScanError,
     ScanReport,
@@ -82,6 +84,7 @@ def build_report_document(
     findings = _by_vault(report.findings, key=lambda f: f.vault_id)
     changes = _by_vault(report.changes, key=lambda c: c.finding.vault_id)
     evidence = _by_vault(report.evidence, key=lambda e: e.vault_id)
+    perimeter_evidence = _by_vault(report.perimeter_evidence, key=lambda e: e.vault_id)
     incomplete = {key.lower() for key in report.incomplete_vaults}
     # Grouped once: a scan whose vantage point is down has an error per vault, and matching every
     # vault against every error would be quadratic.
@@ -98,6 +101,7 @@ def build_report_document(
             findings=findings.get(posture.key, []),
             changes=changes.get(posture.key, []),
             evidence=evidence.get(posture.key, []),
+            perimeter_evidence=perimeter_evidence.get(posture.key, []),
             errors=_vault_errors(report.errors, error_positions, posture),
             marked_incomplete=posture.key in incomplete,
         )
@@ -191,6 +195,7 @@ def _vault_entry(
     findings: list[Finding],
     changes: list[FindingChange],
     evidence: list[LogEvidence],
+    perimeter_evidence: list[PerimeterLogEvidence],
     errors: list[ScanError],
     marked_incomplete: bool,
 ) -> dict[str, Any]:
@@ -205,6 +210,20 @@ def _vault_entry(
         for vantage, configured in columns
     }
     notes = _evidence_notes(marked_incomplete, evidence)
+    notes.extend(
+        f"perimeter logs of workspace {item.workspace_id} incomplete: {'; '.join(item.notes) or 'no reason given'}"
+        for item in perimeter_evidence
+        if not item.complete
+    )
+    if perimeter_may_govern(posture):
+        # A perimeter's resources log only to workspaces inside it: no rows says nothing.
+        empty = [item.workspace_id for item in evidence if item.complete and not item.activity]
+        empty += [item.workspace_id for item in perimeter_evidence if item.complete and not item.access]
+        notes.extend(
+            f"no log rows in workspace {workspace}: a perimeter governs the vault and the workspace may sit "
+            "outside it; no evidence, not no access"
+            for workspace in dict.fromkeys(empty)
+        )
     notes.extend(f"{error.source} error: {error.message}" for error in errors)
     return {
         "name": posture.name,
@@ -220,6 +239,7 @@ def _vault_entry(
         "findings": _findings(findings),
         "changes": _changes(changes),
         "logs": [_log_highlights(item) for item in evidence],
+        "perimeter_logs": [_perimeter_log_highlights(item) for item in perimeter_evidence],
         "evidence": {"complete": not notes, "notes": notes},
     }
 
@@ -242,6 +262,7 @@ def _absent_vault_entry(
         "findings": _findings(findings),
         "changes": _changes(changes),
         "logs": [],
+        "perimeter_logs": [],
         "evidence": {"complete": not notes, "notes": notes},
     }
 
@@ -451,6 +472,40 @@ def _log_highlights(evidence: LogEvidence) -> dict[str, Any]:
                 "outcome": a.outcome.value,
                 "auth_type": a.address_auth_type,
                 "identity": a.identity,
+                "count": a.count,
+                "last_seen": to_jsonable(a.last_seen),
+            }
+            for a in top
+        ],
+    }
+
+
+def _perimeter_log_highlights(evidence: PerimeterLogEvidence) -> dict[str, Any]:
+    """What the perimeter logged of the vault: who its rules let in from the public side, who the
+    vault's own rules did (Learning mode), who was denied, and the busiest sources."""
+    access = evidence.access
+    top = sorted(access, key=lambda a: (-a.count, a.source_address, a.category.value))[:TOP_CALLERS]
+
+    def requests(*categories: PerimeterLogCategory) -> int:
+        return sum(a.count for a in access if a.category in categories)
+
+    return {
+        "workspace_id": evidence.workspace_id,
+        "window_start": to_jsonable(evidence.window_start),
+        "window_end": to_jsonable(evidence.window_end),
+        "complete": evidence.complete,
+        "notes": list(evidence.notes),
+        "requests": sum(a.count for a in access),
+        "public_admitted_by_perimeter_rules": requests(PerimeterLogCategory.PUBLIC_PERIMETER_RULES_ALLOWED),
+        "public_admitted_by_vault_rules": requests(PerimeterLogCategory.PUBLIC_RESOURCE_RULES_ALLOWED),
+        "public_denied": sum(a.count for a in access if a.category.public and not a.category.admitted),
+        "not_public": sum(a.count for a in access if not a.category.public),
+        "top_sources": [
+            {
+                "source": a.source_address or a.source_app_id,
+                "category": a.category.value,
+                "matched_rule": a.matched_rule,
+                "app_id": a.source_app_id,
                 "count": a.count,
                 "last_seen": to_jsonable(a.last_seen),
             }

@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
@@ -29,8 +29,18 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTab
 
 from monitor.azure_errors import error_code, first_line, service_error
 from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
-from monitor.model import CallerActivity, ErrorSource, LogEvidence, Outcome, ScanError
+from monitor.model import (
+    CallerActivity,
+    ErrorSource,
+    LogEvidence,
+    Outcome,
+    PerimeterAccess,
+    PerimeterLogCategory,
+    PerimeterLogEvidence,
+    ScanError,
+)
 from monitor.netaddr import AddressSpace
+from monitor.sources import nsp_kql
 from monitor.sources.keyvault.kql import (
     TABLE_AUTO,
     TABLE_LEGACY,
@@ -52,6 +62,21 @@ SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Outcome", "string"),
     ("AppId", "string"),
     ("ObjectId", "string"),
+    ("Requests", "long"),
+    ("FirstSeen", "datetime"),
+    ("LastSeen", "datetime"),
+)
+
+# The perimeter summary's columns (``monitor.sources.nsp_kql``), in the order its query groups them.
+PERIMETER_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("VaultId", "string"),
+    ("Category", "string"),
+    ("SourceAddress", "string"),
+    ("SourceAppId", "string"),
+    ("MatchedRule", "string"),
+    ("TrafficType", "string"),
+    ("Profile", "string"),
+    ("AccessRulesVersion", "string"),
     ("Requests", "long"),
     ("FirstSeen", "datetime"),
     ("LastSeen", "datetime"),
@@ -153,17 +178,118 @@ class LogsReader:
         window_end: dt.datetime,
     ) -> LogsReadResult:
         """One query for all ``vault_ids`` (empty: every vault the workspace has rows for)."""
-        if window_start.tzinfo is None or window_end.tzinfo is None:
-            raise ValueError("window_start and window_end must be timezone-aware")
-        if window_start >= window_end:
-            raise ValueError(
-                f"empty window: {window_start.isoformat()} is not before {window_end.isoformat()}"
-            )
+        _check_window(window_start, window_end)
         keys = normalise_vault_ids(vault_ids)
         query = build_summary_query(table=self.table, vault_ids=keys)
         result = LogsReadResult(workspace_id=workspace_id, query=query)
         window = _Window(workspace_id, window_start, window_end)
 
+        answer = self._send(workspace_id, query, window_start, window_end)
+        if answer.failed is not None:
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, answer.failed, answer.code))
+            note = (f"evidence incomplete: {answer.failed}",)
+            result.evidence = {key: window.evidence(key, complete=False, notes=note) for key in keys}
+            return result
+        if answer.partial is not None:
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, answer.partial, "PartialError"))
+
+        parsed = _parse_tables(
+            answer.tables, SUMMARY_COLUMNS, lambda values: _activity(values, self.address_space)
+        )
+        if parsed.problem is not None:
+            result.errors.append(
+                ScanError(ErrorSource.LOGS, workspace_id, parsed.problem, "UnexpectedResult")
+            )
+        result.source_tables = tuple(
+            sorted({table for by_table in parsed.rows.values() for table in by_table})
+        )
+
+        wanted = keys or tuple(sorted(set(parsed.rows) | parsed.bad_vaults))
+        for key in wanted:
+            by_table = parsed.rows.get(key, {})
+            notes: list[str] = []
+            if len(by_table) > 1:
+                notes.append(
+                    f"rows in both {TABLE_RESOURCE_SPECIFIC} and {TABLE_LEGACY} (two diagnostic settings?): "
+                    f"counted {TABLE_RESOURCE_SPECIFIC} only"
+                )
+            chosen = by_table.get(TABLE_RESOURCE_SPECIFIC) or next(iter(by_table.values()), [])
+            reasons = parsed.reasons_for(key, partial=answer.partial)
+            notes.extend(f"evidence incomplete: {reason}" for reason in reasons)
+            result.evidence[key] = window.evidence(
+                key, activity=tuple(_ordered(chosen)), complete=not reasons, notes=tuple(notes)
+            )
+        return result
+
+    def read_perimeter_workspace(
+        self,
+        workspace_id: str,
+        vault_ids: Sequence[str],
+        *,
+        window_start: dt.datetime,
+        window_end: dt.datetime,
+    ) -> PerimeterLogsReadResult:
+        """One ``NSPAccessLogs`` query for all ``vault_ids`` (empty: every vault the workspace has
+        perimeter rows for). A workspace without the table is a scan error with the code
+        ``NSP_TABLE_MISSING``, and every requested vault's evidence incomplete."""
+        _check_window(window_start, window_end)
+        keys = normalise_vault_ids(vault_ids)
+        query = nsp_kql.build_perimeter_query(vault_ids=keys)
+        result = PerimeterLogsReadResult(workspace_id=workspace_id, query=query)
+
+        def evidence(
+            key: str, access: Sequence[PerimeterAccess] = (), *, reasons: Sequence[str] = ()
+        ) -> PerimeterLogEvidence:
+            return PerimeterLogEvidence(
+                vault_id=key,
+                workspace_id=workspace_id,
+                window_start=window_start,
+                window_end=window_end,
+                access=tuple(access),
+                complete=not reasons,
+                notes=tuple(f"evidence incomplete: {reason}" for reason in reasons),
+            )
+
+        answer = self._send(workspace_id, query, window_start, window_end)
+        if answer.failed is not None:
+            reason, code = answer.failed, answer.code
+            if answer.missing_table:
+                code = NSP_TABLE_MISSING
+                reason = (
+                    f"workspace {workspace_id} has no {nsp_kql.TABLE} table: no perimeter's diagnostic "
+                    "setting has written to it (add one on the vaults' perimeter, to a workspace inside "
+                    "that perimeter); no perimeter log evidence from it"
+                )
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, reason, code))
+            result.evidence = {key: evidence(key, reasons=(reason,)) for key in keys}
+            return result
+        if answer.partial is not None:
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, answer.partial, "PartialError"))
+
+        parsed = _parse_tables(
+            answer.tables,
+            PERIMETER_SUMMARY_COLUMNS,
+            lambda values: _perimeter_access(values, self.address_space),
+        )
+        if parsed.problem is not None:
+            result.errors.append(
+                ScanError(ErrorSource.LOGS, workspace_id, parsed.problem, "UnexpectedResult")
+            )
+        for key in keys or tuple(sorted(set(parsed.rows) | parsed.bad_vaults)):
+            rows = [item for group in parsed.rows.get(key, {}).values() for item in group]
+            result.evidence[key] = evidence(
+                key,
+                sorted(
+                    rows, key=lambda a: (-a.count, a.source_address, a.category.value, a.source_app_id or "")
+                ),
+                reasons=parsed.reasons_for(key, partial=answer.partial),
+            )
+        return result
+
+    def _send(
+        self, workspace_id: str, query: str, window_start: dt.datetime, window_end: dt.datetime
+    ) -> _Answer:
+        """The query's answer, or why there is none: faults become words, never exceptions."""
         statuses: list[int] = []  # of every answer, retries included: a failure's status
         try:
             response = self._client.query_workspace(
@@ -178,69 +304,58 @@ class LogsReader:
                 ),
             )
         except HttpResponseError as exc:
-            return self._failed(result, window, keys, _http_reason(exc), error_code(exc))
+            reason = _http_reason(exc)
+            return _Answer(failed=reason, code=error_code(exc), missing_table=_missing_table(exc, reason))
         except AzureError as exc:
             reason = f"query failed: {first_line(str(exc)) or type(exc).__name__}"
-            return self._failed(result, window, keys, reason, type(exc).__name__)
+            return _Answer(failed=reason, code=type(exc).__name__)
         except OffEndpointRequest as exc:
-            return self._failed(result, window, keys, f"query stopped: {exc}", exc.code)
+            return _Answer(failed=f"query stopped: {exc}", code=exc.code)
         except ValueError:
             # The SDK decodes error bodies as JSON; a gateway's HTML page or an empty body
             # raises here, outside its own error types.
             status = statuses[-1] if statuses else None
             reason = f"query failed (HTTP {status}): the answer was not JSON"
-            return self._failed(result, window, keys, reason, str(status) if status else "InvalidResponse")
-
-        incomplete_reason: str | None = None
+            return _Answer(failed=reason, code=str(status) if status else "InvalidResponse")
         if isinstance(response, LogsQueryPartialResult):
-            tables = response.partial_data or []
-            incomplete_reason = _partial_reason(response)
-            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, incomplete_reason, "PartialError"))
-        else:
-            tables = response.tables
+            return _Answer(tables=response.partial_data or [], partial=_partial_reason(response))
+        return _Answer(tables=response.tables)
 
-        parsed = _parse_tables(tables, self.address_space)
-        if parsed.problem is not None:
-            result.errors.append(
-                ScanError(ErrorSource.LOGS, workspace_id, parsed.problem, "UnexpectedResult")
-            )
-        result.source_tables = tuple(
-            sorted({table for by_table in parsed.rows.values() for table in by_table})
-        )
 
-        everywhere = [
-            reason
-            for reason in (incomplete_reason, parsed.problem if parsed.unattributed else None)
-            if reason
-        ]
-        wanted = keys or tuple(sorted(set(parsed.rows) | parsed.bad_vaults))
-        for key in wanted:
-            by_table = parsed.rows.get(key, {})
-            notes: list[str] = []
-            if len(by_table) > 1:
-                notes.append(
-                    f"rows in both {TABLE_RESOURCE_SPECIFIC} and {TABLE_LEGACY} (two diagnostic settings?): "
-                    f"counted {TABLE_RESOURCE_SPECIFIC} only"
-                )
-            chosen = by_table.get(TABLE_RESOURCE_SPECIFIC) or next(iter(by_table.values()), [])
-            reasons = list(everywhere)
-            if parsed.problem is not None and not parsed.unattributed and key in parsed.bad_vaults:
-                reasons.append(parsed.problem)
-            notes.extend(f"evidence incomplete: {reason}" for reason in reasons)
-            result.evidence[key] = window.evidence(
-                key, activity=tuple(_ordered(chosen)), complete=not reasons, notes=tuple(notes)
-            )
-        return result
+# The code of the scan error for a workspace without NSPAccessLogs.
+NSP_TABLE_MISSING = "NSPAccessLogsNotFound"
 
-    @staticmethod
-    def _failed(
-        result: LogsReadResult, window: _Window, keys: Sequence[str], reason: str, code: str | None
-    ) -> LogsReadResult:
-        """Nothing was read: every requested vault's evidence is incomplete, with the reason."""
-        result.errors.append(ScanError(ErrorSource.LOGS, result.workspace_id, reason, code))
-        note = (f"evidence incomplete: {reason}",)
-        result.evidence = {key: window.evidence(key, complete=False, notes=note) for key in keys}
-        return result
+
+@dataclass
+class PerimeterLogsReadResult:
+    """One workspace's perimeter access logs: evidence for every requested vault, and what went wrong."""
+
+    workspace_id: str
+    query: str
+    evidence: dict[str, PerimeterLogEvidence] = field(default_factory=dict)  # lower-cased vault id ->
+    errors: list[ScanError] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    tables: Sequence[LogsTable] = ()
+    partial: str | None = None  # a partial result: why
+    failed: str | None = None  # nothing was read: why
+    code: str | None = None
+    missing_table: bool = False  # "Failed to resolve table": the queried table does not exist
+
+
+def _check_window(window_start: dt.datetime, window_end: dt.datetime) -> None:
+    if window_start.tzinfo is None or window_end.tzinfo is None:
+        raise ValueError("window_start and window_end must be timezone-aware")
+    if window_start >= window_end:
+        raise ValueError(f"empty window: {window_start.isoformat()} is not before {window_end.isoformat()}")
+
+
+def _missing_table(exc: HttpResponseError, reason: str) -> bool:
+    """Log Analytics' semantic error for a table the workspace does not have: "'where' operator:
+    Failed to resolve table or column expression named 'NSPAccessLogs'"."""
+    return exc.status_code == 400 and "failed to resolve table" in reason.lower()
 
 
 @dataclass(frozen=True)
@@ -268,21 +383,38 @@ class _Window:
         )
 
 
+_Item = TypeVar("_Item", CallerActivity, PerimeterAccess)
+
+
 @dataclass
-class _Parsed:
-    rows: dict[str, dict[str, list[CallerActivity]]] = field(default_factory=lambda: defaultdict(dict))
+class _Parsed(Generic[_Item]):
+    rows: dict[str, dict[str, list[_Item]]] = field(default_factory=lambda: defaultdict(dict))
     problem: str | None = None
     bad_vaults: set[str] = field(default_factory=set)
     unattributed: bool = False  # a bad row whose vault is unknown: every vault may be affected
 
+    def reasons_for(self, key: str, *, partial: str | None) -> list[str]:
+        """Why ``key``'s evidence is incomplete: a partial answer or a bad row whose vault is
+        unknown concern every vault, a bad row of its own only this one."""
+        reasons = [partial] if partial else []
+        if self.problem is not None and (self.unattributed or key in self.bad_vaults):
+            reasons.append(self.problem)
+        return reasons
 
-def _parse_tables(tables: Sequence[LogsTable], space: AddressSpace) -> _Parsed:
-    parsed = _Parsed()
+
+def _parse_tables(
+    tables: Sequence[LogsTable],
+    columns: Sequence[tuple[str, str]],
+    read_row: Callable[[Mapping[str, Any]], tuple[str, _Item] | None],
+) -> _Parsed[_Item]:
+    """Rows by vault and by ``SourceTable`` (one group when the result has no such column);
+    ``read_row`` gives (vault, item), None for a row it cannot read."""
+    parsed: _Parsed[_Item] = _Parsed()
     bad_rows = 0
     for table in tables:
         if not table.rows:
             continue
-        missing = [name for name, _ in SUMMARY_COLUMNS if name not in table.columns]
+        missing = [name for name, _ in columns if name not in table.columns]
         if missing:
             parsed.problem = f"result table {table.name!r} lacks columns {', '.join(missing)}"
             parsed.unattributed = True
@@ -290,8 +422,8 @@ def _parse_tables(tables: Sequence[LogsTable], space: AddressSpace) -> _Parsed:
         for row in table.rows:
             values = dict(zip(table.columns, row, strict=False))
             vault = _text(values.get("VaultId")).lower()
-            activity = _activity(values, vault, space)
-            if activity is None:
+            read = read_row(values) if vault else None
+            if read is None:
                 bad_rows += 1
                 if vault:
                     parsed.bad_vaults.add(vault)
@@ -299,24 +431,23 @@ def _parse_tables(tables: Sequence[LogsTable], space: AddressSpace) -> _Parsed:
                     parsed.unattributed = True
                 continue
             source = _text(values.get("SourceTable")) or "unknown"
-            parsed.rows[vault].setdefault(source, []).append(activity)
+            parsed.rows[vault].setdefault(source, []).append(read[1])
     if bad_rows:
         parsed.problem = f"{bad_rows} result row(s) could not be read"
     return parsed
 
 
-def _activity(values: Mapping[str, Any], vault: str, space: AddressSpace) -> CallerActivity | None:
+def _activity(values: Mapping[str, Any], space: AddressSpace) -> tuple[str, CallerActivity] | None:
     try:
         outcome = Outcome(_text(values.get("Outcome")))
         count = int(values.get("Requests") or 0)
     except (TypeError, ValueError):
         return None
-    if not vault:
-        return None
+    vault = _text(values.get("VaultId")).lower()
     caller = _text(values.get("CallerAddress"))
     app_id = _text(values.get("AppId")) or None
     object_id = _text(values.get("ObjectId")) or None
-    return CallerActivity(
+    return vault, CallerActivity(
         vault_id=vault,
         caller_address=caller,
         address_private=space.is_private(caller),
@@ -328,6 +459,30 @@ def _activity(values: Mapping[str, Any], vault: str, space: AddressSpace) -> Cal
         first_seen=_moment(values.get("FirstSeen")),
         last_seen=_moment(values.get("LastSeen")),
         identity_object_id=object_id,
+    )
+
+
+def _perimeter_access(values: Mapping[str, Any], space: AddressSpace) -> tuple[str, PerimeterAccess] | None:
+    try:
+        category = PerimeterLogCategory.parse(_text(values.get("Category")))
+        count = int(values.get("Requests") or 0)
+    except (TypeError, ValueError):
+        return None
+    vault = _text(values.get("VaultId")).lower()
+    source = _text(values.get("SourceAddress"))
+    return vault, PerimeterAccess(
+        vault_id=vault,
+        category=category,
+        source_address=source,
+        address_private=bool(source) and space.is_private(source),
+        source_app_id=_text(values.get("SourceAppId")) or None,
+        matched_rule=_text(values.get("MatchedRule")) or None,
+        traffic_type=_text(values.get("TrafficType")) or None,
+        profile=_text(values.get("Profile")) or None,
+        access_rules_version=_text(values.get("AccessRulesVersion")) or None,
+        count=count,
+        first_seen=_moment(values.get("FirstSeen")),
+        last_seen=_moment(values.get("LastSeen")),
     )
 
 

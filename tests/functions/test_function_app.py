@@ -216,6 +216,37 @@ def test_check_returns_posture_probes_evidence_and_findings(app_settings) -> Non
     assert document["probes"]["se-subnet"]["data_plane"]["verdict"] == "admitted"
     assert {"KV001", "KV002", "KV101"} <= {f["rule"] for f in document["findings"]}
     assert {c["change"] for c in document["changes"]} == {"opened"}
+    assert document["perimeter_evidence"] == []  # no KVMON_NSP_WORKSPACES
+
+
+def test_check_answers_with_the_perimeter_log_evidence(lab: LabServices, app_settings, monkeypatch) -> None:
+    """KVMON_NSP_WORKSPACES set: the check reads the perimeter's log too and answers with it."""
+    from lab.loganalytics import PerimeterAccessRecord
+
+    vault = lab.estate.vault_by_name("kv-se-demo")
+    assert vault is not None
+    monkeypatch.setenv("KVMON_NSP_WORKSPACES", "nsp-workspace")
+    lab.logs.record_perimeter_access(
+        "nsp-workspace",
+        PerimeterAccessRecord(
+            time=lab.estate.now(),
+            vault_id=vault["id"],
+            perimeter_id=vault["id"].split("/providers/")[0]
+            + "/providers/Microsoft.Network/networkSecurityPerimeters/nsp",
+            category="NspPublicInboundPerimeterRulesAllowed",
+            source_address="203.0.113.7",
+            matched_rule="allow-all",
+        ),
+    )
+    status, document = answer(
+        call("check_vault", http("GET", "/api/vaults/kv-se-demo/check", route={"name": "kv-se-demo"}))
+    )
+    assert status == 200
+    (evidence,) = document["perimeter_evidence"]
+    assert evidence["workspace_id"] == "nsp-workspace" and evidence["complete"] is True
+    (row,) = evidence["access"]
+    assert (row["source_address"], row["matched_rule"]) == ("203.0.113.7", "allow-all")
+    assert "KV205" in {f["rule"] for f in document["findings"]}
 
 
 def test_check_stores_but_notifies_only_when_asked(lab: LabServices, app_settings) -> None:

@@ -186,3 +186,14 @@ def test_the_event_feed_is_on_exactly_when_events_are_delivered() -> None:
     for delivery, expected in (("function", "true"), ("queue", "true"), ("none", "false")):
         assert evaluate(feed, {**_symbols(), "eventDelivery": delivery}) == expected
     assert Settings.from_environ({"KVMON_EVENT_FEED": "true"}).event_feed is True
+
+
+def test_the_monitor_reads_perimeter_logs_exactly_when_the_deployment_sends_them() -> None:
+    setting = _settings("monitorApp")["KVMON_NSP_WORKSPACES"]
+    workspace = "11111111-2222-3333-4444-555555555555"
+    symbols = {**_symbols(), "workspaceAccess.outputs.customerId": workspace}
+    assert evaluate(setting, symbols) == ""
+    assert Settings.from_environ({"KVMON_NSP_WORKSPACES": ""}).perimeter_workspaces == ()
+    perimeter = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityPerimeters/nsp"
+    assert evaluate(setting, {**symbols, "diagnosticPerimeterIds": [perimeter]}) == workspace
+    assert Settings.from_environ({"KVMON_NSP_WORKSPACES": workspace}).perimeter_workspaces == (workspace,)

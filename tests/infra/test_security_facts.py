@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from monitor.model import PerimeterLogCategory
 from tests.infra.bicep import INFRA, bicep_files, dotted, module_params, resources, template, walk
 
 # Every built-in role that acts on Key Vault data (or can grant such access): the monitor's identity
@@ -258,4 +259,26 @@ def test_main_can_send_monitored_vaults_logs_to_the_workspace() -> None:
     diagnostics = template("main.bicep")["modules"]["vaultDiagnostics"]
     assert diagnostics["detail"]["path"] == "modules/vault-diagnostics.bicep"
     assert diagnostics["config"]["loop_type"]["detail"]["array_name"] == "diagnosticVaultIds"
+    assert any(node == "workspaceResourceId" for node in walk(diagnostics["config"]["config"]["params"]))
+
+
+def test_perimeter_access_logs_go_to_the_workspace_with_every_inbound_category() -> None:
+    """The diagnostic setting sits on the perimeter (the perimeter, not the vault, logs who its
+    rules admit) and names exactly the categories kvmon's perimeter query reads."""
+    parsed = template("modules/perimeter-diagnostics.bicep")
+    (setting,) = resources(parsed, "Microsoft.Insights/diagnosticSettings").values()
+    assert setting["scope"] == "perimeter"
+    (perimeter,) = resources(parsed, "Microsoft.Network/networkSecurityPerimeters").values()
+    assert perimeter["name"] == "perimeterName"
+    properties = setting["properties"]
+    assert properties["workspaceId"] == "workspaceResourceId"
+    assert properties["logs"]["loop_type"]["detail"]["array_name"] == "inboundCategories"
+    categories = parsed["variables"]["inboundCategories"]["value"]
+    assert sorted(categories) == sorted(category.value for category in PerimeterLogCategory)
+
+
+def test_main_can_send_perimeters_access_logs_to_the_workspace() -> None:
+    diagnostics = template("main.bicep")["modules"]["perimeterDiagnostics"]
+    assert diagnostics["detail"]["path"] == "modules/perimeter-diagnostics.bicep"
+    assert diagnostics["config"]["loop_type"]["detail"]["array_name"] == "diagnosticPerimeterIds"
     assert any(node == "workspaceResourceId" for node in walk(diagnostics["config"]["config"]["params"]))

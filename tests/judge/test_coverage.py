@@ -12,6 +12,7 @@ from monitor.model import (
     DataPlaneStep,
     EvidenceSource,
     LogEvidence,
+    PerimeterLogEvidence,
     PerimeterLookup,
     PerimeterReading,
     ProbeResult,
@@ -57,6 +58,8 @@ def cover(
     subscriptions_complete: AbstractSet[str] = frozenset({SUB_A, SUB_B}),
     disappeared: AbstractSet[str] = frozenset(),
     vantages: Sequence[str] = (),
+    perimeter_evidence: Sequence[PerimeterLogEvidence] = (),
+    perimeter_logs_read: bool = True,
 ) -> Coverage:
     by_vault: Mapping[str, LogEvidence] = {found.vault_id: found for found in evidence}
     return assess_coverage(
@@ -68,6 +71,8 @@ def cover(
         subscriptions_complete=subscriptions_complete,
         disappeared=disappeared,
         vantages=vantages,
+        perimeter_evidence={found.vault_id: found for found in perimeter_evidence},
+        perimeter_logs_read=perimeter_logs_read,
     )
 
 
@@ -110,6 +115,27 @@ def test_incomplete_logs_hold_back_log_findings_of_that_vault() -> None:
     coverage = cover(evidence=[logs(APP, complete=False), logs(DATA, complete=True)])
     assert coverage.fell_short == {APP.key: {LOGS}}
     assert coverage.incomplete_sources[DATA.key] == frozenset()
+
+
+def perimeter_logs(vault: VaultPosture, *, complete: bool) -> PerimeterLogEvidence:
+    return PerimeterLogEvidence(
+        vault_id=vault.key,
+        workspace_id="workspace-nsp",
+        window_start=T0 - dt.timedelta(hours=1),
+        window_end=T0,
+        complete=complete,
+    )
+
+
+def test_the_perimeters_logs_answer_on_their_own() -> None:
+    """An incomplete NSPAccessLogs read holds back KV205/KV207 (PERIMETER_LOGS), not the vault's own
+    log findings; not reading them at all skips them for every vault."""
+    coverage = cover(
+        evidence=[logs(APP, complete=True), logs(DATA, complete=True)],
+        perimeter_evidence=[perimeter_logs(APP, complete=False), perimeter_logs(DATA, complete=True)],
+    )
+    assert coverage.fell_short == {APP.key: {EvidenceSource.PERIMETER_LOGS}}
+    assert cover(perimeter_logs_read=False).skipped == {EvidenceSource.PERIMETER_LOGS}
 
 
 def test_configuration_read_with_problems_holds_back_configuration() -> None:
@@ -207,5 +233,6 @@ def test_vault_sources_not_read_are_said_and_leave_the_vault_complete() -> None:
         ("perimeter", SourceState.NOT_READ),  # no perimeter reader ran
         ("probes", SourceState.NOT_READ),
         ("logs", SourceState.NOT_READ),
+        ("perimeter_logs", SourceState.NOT_READ),
     ]
     assert sources.complete and sources.fell_short == frozenset()

@@ -1,9 +1,10 @@
 // Checks KQL with Microsoft's Kusto language service (npm @kusto/language-service-next) against
 // the schemas kvmon queries: a Log Analytics workspace with the two Key Vault access-log tables
-// (as AZURE-NOTES.md lists their columns and Azure Monitor's table reference types them), or, with
-// the argument "resourcegraph", Resource Graph's Resources, ResourceContainers and resourcechanges tables.
+// (as AZURE-NOTES.md lists their columns and Azure Monitor's table reference types them) and the
+// perimeters' NSPAccessLogs; with "workspace-2024", NSPAccessLogs as its reference of 2024 listed it;
+// with "resourcegraph", Resource Graph's Resources, ResourceContainers and resourcechanges tables.
 //
-// Usage: node check_kql.js [workspace|resourcegraph]
+// Usage: node check_kql.js [workspace|workspace-2024|resourcegraph]
 // Input on stdin: JSON [{"name": "...", "query": "..."}, ...]
 // Output on stdout: JSON [{"name": "...", "diagnostics": [{"severity", "code", "message", "start", "length"}],
 //                         "columns": [[name, type], ...] (the result's schema, or null when not a table)}]
@@ -69,6 +70,58 @@ const AZURE_DIAGNOSTICS = {
   DurationMs: T.Long,
 };
 
+// A perimeter's access log (Azure Monitor reference: NSPAccessLogs, as
+// https://learn.microsoft.com/en-us/azure/azure-monitor/reference/tables/nspaccesslogs lists it;
+// MicrosoftDocs/azure-reference-other azure-monitor-ref/tables/includes/nspaccesslogs-include.md at
+// f2e3534e is the list of 2024, without Count and TimeGeneratedEndTime: NSP_ACCESS_LOGS_2024).
+const NSP_ACCESS_LOGS_2024 = {
+  _BilledSize: T.Real,
+  _IsBillable: T.String,
+  _ResourceId: T.String,
+  _SubscriptionId: T.String,
+  AccessRuleVersion: T.String,
+  AppId: T.String,
+  Category: T.String,
+  DestinationEmailAddress: T.String,
+  DestinationFqdn: T.String,
+  DestinationParameters: T.String,
+  DestinationPhoneNumber: T.String,
+  DestinationPort: T.String,
+  DestinationProtocol: T.String,
+  DestinationResourceId: T.String,
+  Location: T.String,
+  MatchedRule: T.String,
+  OperationName: T.String,
+  OperationVersion: T.String,
+  Parameters: T.String,
+  Profile: T.String,
+  ResultAction: T.String,
+  ResultDescription: T.String,
+  ResultDirection: T.String,
+  RuleType: T.String,
+  ServiceFqdn: T.String,
+  ServiceResourceId: T.String,
+  SourceAppId: T.String,
+  SourceIpAddress: T.String,
+  SourceParameters: T.String,
+  SourcePerimeterGuids: T.String,
+  SourcePort: T.String,
+  SourceProtocol: T.String,
+  SourceResourceId: T.String,
+  SourceSystem: T.String,
+  TenantId: T.String,
+  TimeGenerated: T.DateTime,
+  TrafficType: T.String,
+  Type: T.String,
+};
+
+// Aggregated rows: the events counted and the last one's time.
+const NSP_ACCESS_LOGS = {
+  ...NSP_ACCESS_LOGS_2024,
+  Count: T.Int,
+  TimeGeneratedEndTime: T.DateTime,
+};
+
 // Resource Graph's resource tables share one shape; systemData is not among the columns.
 const RESOURCE_GRAPH_RESOURCES = {
   id: T.String,
@@ -98,6 +151,11 @@ const DATABASES = {
   workspace: () => new Symbols.DatabaseSymbol.ctor("workspace", [
     table("AZKVAuditLogs", AZKV_AUDIT_LOGS),
     table("AzureDiagnostics", AZURE_DIAGNOSTICS),
+    table("NSPAccessLogs", NSP_ACCESS_LOGS),
+  ]),
+  // A workspace whose perimeter access log has the columns of 2024 only.
+  "workspace-2024": () => new Symbols.DatabaseSymbol.ctor("workspace", [
+    table("NSPAccessLogs", NSP_ACCESS_LOGS_2024),
   ]),
   resourcegraph: () => new Symbols.DatabaseSymbol.ctor("resourcegraph", [
     table("Resources", RESOURCE_GRAPH_RESOURCES),

@@ -2,8 +2,9 @@
 
 ``check_kql.js`` loads ``@kusto/language-service-next`` under node with schemas of
 ``AZKVAuditLogs`` and ``AzureDiagnostics`` (columns from AZURE-NOTES.md, types from Azure
-Monitor's table reference). Any diagnostic fails, and the result's schema must be the one the
-reader parses (``SUMMARY_COLUMNS``).
+Monitor's table reference) and of ``NSPAccessLogs`` (Azure Monitor's table reference, cited in
+the checker). Any diagnostic fails, and the result's schema must be the one the reader parses
+(``SUMMARY_COLUMNS``, ``PERIMETER_SUMMARY_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import pytest
 from monitor.cli import build_parser
 from monitor.cli.logs import execute
 from monitor.sources.keyvault.kql import PLACEHOLDER_VAULT_ID, TABLE_CHOICES, build_summary_query
-from monitor.sources.logs import SUMMARY_COLUMNS
+from monitor.sources.logs import PERIMETER_SUMMARY_COLUMNS, SUMMARY_COLUMNS
+from monitor.sources.nsp_kql import build_perimeter_query
 
 pytestmark = pytest.mark.node
 
@@ -87,6 +89,9 @@ def test_the_print_query_output_is_checked_too(capsys: pytest.CaptureFixture[str
         args = build_parser("logs").parse_args(["logs", "--print-query", "--table", table])
         assert execute(args, credential=None, now=_NOW, environ={}) == 0
         printed[f"cli/{table}"] = capsys.readouterr().out.rstrip("\n")
+    args = build_parser("logs").parse_args(["logs", "--print-query", "--perimeter"])
+    assert execute(args, credential=None, now=_NOW, environ={}) == 0
+    printed["cli/perimeter"] = capsys.readouterr().out.rstrip("\n")
     results = run_checker(printed)
     for name, result in results.items():
         assert result["diagnostics"] == [], f"{name}: {result['diagnostics']}"
@@ -124,6 +129,56 @@ def test_the_checker_catches_what_it_must() -> None:
         broken[str(index)] = original.replace(text, replacement, 1)
     results = run_checker(broken)
     for index, (_, _, replacement, expected) in enumerate(MUTATIONS):
+        errors = [d for d in results[str(index)]["diagnostics"] if d["severity"] == "Error"]
+        assert errors, replacement
+        if expected is not None:
+            assert any(expected in d["message"] for d in errors), errors
+
+
+# -- the perimeter's access log (NSPAccessLogs) ------------------------------------------------------
+
+
+def perimeter_queries() -> dict[str, str]:
+    return {f"nsp/{shape}": build_perimeter_query(vault_ids=ids) for shape, ids in VAULT_LISTS.items()}
+
+
+@pytest.mark.parametrize("schema", ["workspace", "workspace-2024"])
+def test_the_perimeter_query_is_valid_kql_with_its_summary_schema(schema: str) -> None:
+    """Against the table as its reference lists it now (with the aggregation columns Count and
+    TimeGeneratedEndTime) and as it listed it in 2024 (without them): ``column_ifexists`` reads
+    both."""
+    queries = perimeter_queries()
+    results = run_checker(queries, schema=schema)
+    assert set(results) == set(queries)
+    for name, result in results.items():
+        assert result["diagnostics"] == [], f"{name}: {result['diagnostics']}\n{queries[name]}"
+        assert [tuple(c) for c in result["columns"]] == list(PERIMETER_SUMMARY_COLUMNS), name
+
+
+# (text in kvmon's perimeter query, replacement, the name the error must mention or None)
+PERIMETER_MUTATIONS = (
+    # The Key Vault table's spelling and column names in the perimeter's table.
+    ("SourceAddress = SourceIpAddress", "SourceAddress = CallerIpAddress", "CallerIpAddress"),
+    ("SourceAddress = SourceIpAddress", "SourceAddress = SourceIPAddress", "SourceIPAddress"),
+    ("where ServiceResourceId in~", "where _ResourceIds in~", "_ResourceIds"),
+    (
+        "AccessRulesVersion = AccessRuleVersion",
+        "AccessRulesVersion = AccessRulesVersion",
+        "AccessRulesVersion",
+    ),
+    ("NSPAccessLogs\n", "NspAccessLog\n", "NspAccessLog"),
+    ("sum(coalesce(Events, 1))", 'sum(coalesce(Events, "1"))', None),
+)
+
+
+def test_the_checker_catches_what_it_must_in_the_perimeter_query() -> None:
+    broken = {}
+    for index, (text, replacement, _) in enumerate(PERIMETER_MUTATIONS):
+        original = build_perimeter_query(vault_ids=ONE_VAULT)
+        assert text in original, text
+        broken[str(index)] = original.replace(text, replacement, 1)
+    results = run_checker(broken)
+    for index, (_, replacement, expected) in enumerate(PERIMETER_MUTATIONS):
         errors = [d for d in results[str(index)]["diagnostics"] if d["severity"] == "Error"]
         assert errors, replacement
         if expected is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from typing import Any
 
@@ -10,11 +11,12 @@ import pytest
 from lab.credential import LabCredential
 from lab.estate import INTERNET_CLIENT, LAB_PRIVATE_RANGES, Estate
 from lab.http import Fault
-from lab.loganalytics import LogAnalyticsEmulator
+from lab.loganalytics import LogAnalyticsEmulator, PerimeterAccessRecord
 from lab.tls import LabPki
 from monitor.cli import build_parser, main
 from monitor.cli.logs import EXIT_INCOMPLETE, execute
 from monitor.sources.keyvault.kql import PLACEHOLDER_VAULT_ID, build_summary_query
+from monitor.sources.nsp_kql import HEADER, build_perimeter_query
 from tests.logs.conftest import NOW, SE_CLIENT, WORKSPACE, record
 
 
@@ -72,6 +74,10 @@ def test_print_query_follows_the_table_setting(capsys: pytest.CaptureFixture[str
         ([], "--workspace is required (or use --print-query)"),
         (["--print-query", "--vault", "kv-se-demo"], "--vault: not a Key Vault resource id: 'kv-se-demo'"),
         (["--print-query", "--table", "AzureActivity"], "argument --table: invalid choice"),
+        (
+            ["--print-query", "--perimeter", "--table", "AZKVAuditLogs"],
+            "--table names a Key Vault table; --perimeter reads NSPAccessLogs: give one",
+        ),
     ],
 )
 def test_usage_errors_are_one_line_and_exit_2(
@@ -148,3 +154,71 @@ def test_table_output_and_an_incomplete_read(
     assert captured.err.startswith(
         f"kvmon: logs: {WORKSPACE}: query failed (HTTP 400): BadArgumentError: bad"
     )
+
+
+# -- --perimeter: the perimeters' access log ---------------------------------------------------------
+
+
+def test_print_query_of_the_perimeter_log(
+    capsys: pytest.CaptureFixture[str], se_vault: dict[str, Any]
+) -> None:
+    assert main(["logs", "--print-query", "--perimeter"]) == 0
+    assert capsys.readouterr().out == build_perimeter_query(vault_ids=[PLACEHOLDER_VAULT_ID]) + "\n"
+    assert main(["logs", "--print-query", "--perimeter", "--vault", se_vault["id"]]) == 0
+    assert capsys.readouterr().out == build_perimeter_query(vault_ids=[se_vault["id"]]) + "\n"
+
+
+def test_perimeter_evidence_as_json_and_as_a_table(
+    capsys: pytest.CaptureFixture[str], emulator: LogAnalyticsEmulator, se_vault: dict, pki: LabPki
+) -> None:
+    emulator.record_perimeter_access(
+        WORKSPACE,
+        PerimeterAccessRecord(
+            time=NOW - dt.timedelta(minutes=10),
+            vault_id=se_vault["id"],
+            perimeter_id="/subscriptions/s/resourceGroups/rg/providers/Microsoft.Network/networkSecurityPerimeters/nsp",
+            category="NspPublicInboundPerimeterRulesAllowed",
+            source_address=INTERNET_CLIENT,
+            matched_rule="allow-all",
+        ),
+    )
+    base = ["--workspace", WORKSPACE, "--endpoint", emulator.endpoint, "--perimeter"]
+    assert run([*base, "--format", "json"], **lab_environ(pki)) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["table"] == "NSPAccessLogs" and document["errors"] == []
+    (evidence,) = document["evidence"]
+    (row,) = evidence["access"]
+    assert (row["source_address"], row["category"], row["matched_rule"]) == (
+        INTERNET_CLIENT,
+        "NspPublicInboundPerimeterRulesAllowed",
+        "allow-all",
+    )
+    assert all(query.query.startswith(HEADER) for query in emulator.queries)
+
+    assert run([*base, "--vault", se_vault["id"]], **lab_environ(pki)) == 0
+    out = capsys.readouterr().out
+    assert "kv-se-demo (NSPAccessLogs)" in out and "allow-all" in out and INTERNET_CLIENT in out
+
+
+def test_a_workspace_without_the_perimeter_log_exits_3_naming_it(
+    capsys: pytest.CaptureFixture[str], emulator: LogAnalyticsEmulator, se_vault: dict, pki: LabPki
+) -> None:
+    argv = [
+        "--workspace",
+        WORKSPACE,
+        "--endpoint",
+        emulator.endpoint,
+        "--perimeter",
+        "--vault",
+        se_vault["id"],
+    ]
+    assert run(argv, **lab_environ(pki)) == EXIT_INCOMPLETE
+    captured = capsys.readouterr()
+    assert "nothing read" in captured.out
+    assert captured.err.startswith(
+        f"kvmon: logs: {WORKSPACE}: workspace {WORKSPACE} has no NSPAccessLogs table"
+    )
+
+    emulator.set_tables(WORKSPACE, "AZKVAuditLogs", "NSPAccessLogs")
+    assert run(argv, **lab_environ(pki)) == 0
+    assert "no rows in the window: no evidence, not no access" in capsys.readouterr().out

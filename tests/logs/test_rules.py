@@ -89,15 +89,20 @@ def by_rule(found: list[Finding]) -> dict[str, list[Finding]]:
 
 
 def test_catalog_entries() -> None:
-    assert [r.id for r in RULES] == ["KV201", "KV202", "KV203", "KV204"]
+    assert [r.id for r in RULES] == ["KV201", "KV202", "KV203", "KV204", "KV205", "KV207"]
     assert {r.id: r.severity for r in RULES} == {
         "KV201": Severity.HIGH,
         "KV202": Severity.MEDIUM,
         "KV203": Severity.HIGH,
         "KV204": Severity.MEDIUM,
+        "KV205": Severity.HIGH,
+        "KV207": Severity.MEDIUM,
     }
     for rule in RULES:
-        assert rule.source is EvidenceSource.LOGS and rule.references and rule.rationale
+        # The vault's audit log, or (KV205, KV207) the perimeter's.
+        perimeter = rule.id in ("KV205", "KV207")
+        assert rule.source is (EvidenceSource.PERIMETER_LOGS if perimeter else EvidenceSource.LOGS)
+        assert rule.references and rule.rationale
         rule.remediation_for(POSTURE, "203.0.113.7")  # formats without a KeyError
 
 
@@ -197,6 +202,7 @@ def test_kv204_only_on_complete_empty_evidence() -> None:
         "workspace_id": WORKSPACE,
         "window_start": "2025-03-14T11:00:00Z",
         "window_end": "2025-03-14T12:00:00Z",
+        "perimeter_governed": False,
     }
     assert "KV204" not in by_rule(findings(evidence(complete=False)))
     assert "KV204" not in by_rule(findings(evidence(activity("", outcome=Outcome.REFUSED_OTHER))))

@@ -26,6 +26,8 @@ from monitor.model import (
 )
 from monitor.netaddr import parse_network
 from tests.judge.test_perimeter import EVERYONE, NARROW, association, perimetered, unreadable
+from tests.logs.test_perimeter_rules import REOPENED, seen
+from tests.logs.test_perimeter_rules import logged as perimeter_logged
 from tests.logs.test_rules import APP_ID, POSTURE, activity, evidence
 from tests.probes.test_probe_rules import INTERNET, NOW, PL, SE, VANTAGES, _posture, _result
 from tests.rules.test_config_rules import SUBNET, connection, firewalled, ip, posture
@@ -297,6 +299,18 @@ CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
         logged(evidence(activity("10.1.1.4", private=True)), VaultPolicy(private_path_identities=(APP_ID,))),
     ),
     "KV204": (logged(evidence()), logged(evidence(complete=False))),
+    "KV205": (
+        configured(REOPENED, perimeter_evidence=perimeter_logged(seen("203.0.113.7"))),
+        configured(
+            REOPENED,
+            VaultPolicy(allowed_ip_ranges=(parse_network("203.0.113.0/24"),)),
+            perimeter_evidence=perimeter_logged(seen("203.0.113.7")),
+        ),
+    ),
+    "KV207": (
+        configured(REOPENED, perimeter_evidence=perimeter_logged()),
+        configured(perimetered(posture(), None), perimeter_evidence=perimeter_logged()),
+    ),
     "KV206": (
         configured(
             perimetered(posture(), association("Enforced", NARROW)),

@@ -80,6 +80,7 @@ def test_json_carries_every_probe_result_and_each_vaults_completeness(
         "perimeter": "complete",  # read from the lab's ARM: associated with none
         "probes": "complete",
         "logs": "complete",
+        "perimeter_logs": "not-read",  # no KVMON_NSP_WORKSPACES here
     }
     logs = whole["sources"]["logs"]
     assert logs["workspace_id"] == WALKTHROUGH_WORKSPACE and logs["window_start"] < logs["window_end"]

@@ -27,7 +27,15 @@ from enum import StrEnum
 from typing import Any
 
 from monitor.config.policy import Vantage, VaultPolicy
-from monitor.model import ChangeActor, EvidenceSource, LogEvidence, ProbeResult, Severity, VaultPosture
+from monitor.model import (
+    ChangeActor,
+    EvidenceSource,
+    LogEvidence,
+    PerimeterLogEvidence,
+    ProbeResult,
+    Severity,
+    VaultPosture,
+)
 from monitor.netaddr import AddressSpace
 
 
@@ -40,6 +48,8 @@ class VaultFacts:
     probes: tuple[ProbeResult, ...] = ()
     vantages: tuple[Vantage, ...] = ()  # the vantage points configured (probes name them)
     evidence: LogEvidence | None = None  # None: no workspace covers this vault
+    # The perimeter's access log (NSPAccessLogs); None: no perimeter workspace was read.
+    perimeter_evidence: PerimeterLogEvidence | None = None
     previous: VaultPosture | None = None  # the stored posture of the last scan (drift)
     # True when the store knew nothing of this vault's scope before this scan: a vault without a
     # ``previous`` is then not "new" (KV302 says "appeared" only when this is False).
