@@ -32,6 +32,7 @@ from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
 from monitor.azure_errors import describe_azure_error, describe_exception, error_code
+from monitor.config.budget import RequestBudget
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 
@@ -127,15 +128,18 @@ class ArmConnection:
             "base_url": self.arm_endpoint,
             "credential_scopes": [self.credential_scope],
             "connection_verify": self.connection_verify,
-            "connection_timeout": self.timeout_s,
-            "read_timeout": self.timeout_s,
-            "retry_total": self.retry_total,
-            "retry_status": self.retry_total,
-            "retry_connect": self.retry_total,
-            "retry_read": self.retry_total,
-            "retry_backoff_factor": self.retry_backoff_factor,
-            "retry_backoff_max": self.retry_backoff_max,
+            **self.budget.azure_core_options(),
         }
+
+    @property
+    def budget(self) -> RequestBudget:
+        """Each request's timeouts and retries (``KVMON_ARM_TIMEOUT``, ``KVMON_ARM_RETRIES``)."""
+        return RequestBudget(
+            timeout_s=self.timeout_s,
+            retries=self.retry_total,
+            backoff_factor_s=self.retry_backoff_factor,
+            backoff_max_s=self.retry_backoff_max,
+        )
 
 
 class ArmInventory:
