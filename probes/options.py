@@ -51,7 +51,8 @@ class ProbeOptions:
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProbeOptions:
         """Options from kvmon's settings: the cloud's suffix (plus an emulator's, which bare names
-        then default to), port, concurrency, one timeout per step, address space, CA bundle."""
+        then default to), port, concurrency, one timeout per step, a remote vantage point's
+        timeout, address space, CA bundle."""
         suffixes = settings.vault_suffixes
         values: dict[str, Any] = {
             "port": settings.probe_port,
@@ -60,6 +61,7 @@ class ProbeOptions:
             "scope": ProbeScope(suffixes=suffixes, default_suffix=suffixes[-1]),
             "address_space": settings.address_space,
             "ca_bundle": settings.ca_bundle,
+            "remote_timeout_s": settings.remote_probe_timeout_s,
         }
         values.update(overrides)
         return cls.with_timeout(settings.probe_timeout_s, **values)
