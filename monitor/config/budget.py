@@ -12,9 +12,8 @@ ends after ``worst_case_s``. Not counted there, and bounded by the scan's deadli
 says), and a body that trickles in faster than the read timeout.
 
 Clients built on azure-core's ``RetryPolicy`` (the management clients, azure-identity,
-azure-monitor-query, azure-data-tables, azure-keyvault-secrets) take ``azure_core_options()``
-whole; azure-storage-queue takes its timeouts and retry counts (its own policy backs off 15 s,
-then 18 s, ... with a jitter of 3 s).
+azure-monitor-query, azure-data-tables) take ``azure_core_options()`` whole; azure-storage-queue
+takes its timeouts and retry counts and backs off by its own rule (``monitor.app.queue``).
 """
 
 from __future__ import annotations
