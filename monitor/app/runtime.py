@@ -132,4 +132,5 @@ def build_runtime(
         scan_interval=settings.scan_interval,
         event_feed=settings.event_feed,
         logs_first_window=settings.logs_first_window,
+        deadline=settings.scan_deadline,
     )
