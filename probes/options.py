@@ -48,6 +48,15 @@ class ProbeOptions:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds")
 
+    @property
+    def vault_worst_case_s(self) -> float:
+        """One vault's probe when every step hangs: DNS, then for each of its three requests
+        (healthstatus, the secret read, and the read again with a token after Key Vault's
+        challenge) a connection, its handshake and the answer. The token itself is the
+        credential's budget (``KVMON_TOKEN_TIMEOUT``); ``concurrency`` vaults are probed at once."""
+        per_request = self.connect_timeout_s + self.tls_timeout_s + self.http_timeout_s
+        return self.dns_timeout_s + 3 * per_request
+
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProbeOptions:
         """Options from kvmon's settings: the cloud's suffix (plus an emulator's, which bare names

@@ -11,6 +11,7 @@ hung is a scan error naming the service, never a verdict.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +29,8 @@ from monitor.config.settings import Settings
 from monitor.model import FindingStatus
 from monitor.sources.logs import LogsReader
 from monitor.store import open_store
-from tests.faults.conftest import SUB_A, SUB_B, WORKSPACE, fault_environ
+from probes.options import ProbeOptions
+from tests.faults.conftest import REMOTE_KEY, SUB_A, SUB_B, WORKSPACE, RemoteVantage, fault_environ
 
 # Loopback, threads and the SDKs' own work, on a machine shared with other tests.
 MARGIN_S = 1.5
@@ -56,6 +58,11 @@ def identity(monkeypatch: pytest.MonkeyPatch) -> Iterator[IdentityEndpoint]:
         for name, value in endpoint.environ().items():
             monkeypatch.setenv(name, value)
         yield endpoint
+        # A read the deadline cut off goes on in the background until its own budget ends; it
+        # still needs its tokens, and the next test must not see its requests.
+        for thread in threading.enumerate():
+            if thread.name == "kvmon-scan-source":
+                thread.join(timeout=30)
 
 
 def _kvmon_scan(
@@ -108,6 +115,14 @@ def test_a_hanging_token_endpoint_ends_the_scan_within_the_stated_bound(
     assert identity.server.request_counts["token"] - before == 2 * budget.tries
     assert elapsed < bound + MARGIN_S
     observe(f"exit 3 in {elapsed:.1f} s (bound {bound:.1f} s); {errors[SUB_A]['message'][:90]}")
+
+
+def _stored_vaults(path: Path) -> set[str]:
+    store = open_store(sqlite_path=path)
+    try:
+        return set(store.load_postures(subscriptions=(SUB_A, SUB_B)))
+    finally:
+        store.close()
 
 
 def _open_findings(path: Path) -> set[str]:
@@ -196,3 +211,155 @@ def test_a_hanging_log_analytics_query_ends_within_its_budget_and_resolves_nothi
     # The listing took its time too: the whole scan within the logs' bound and the margin.
     assert elapsed < bound + MARGIN_S
     observe(f"ended in {elapsed:.1f} s (bound {bound:.1f} s): {errors[0]['message'][:60]}; 0 resolved")
+
+
+@pytest.mark.fault("Probes", "data plane answers its headers, then its body stalls (KVMON_PROBE_TIMEOUT)")
+def test_a_data_plane_whose_answers_stall_is_probed_within_the_probe_bound(
+    lab: LabServices,
+    identity: IdentityEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    database = tmp_path / "kvmon.db"
+    environ = fault_environ(lab, sqlite_path=database, KVMON_PROBE_TIMEOUT="0.5")
+    _, good, _ = _kvmon_scan(environ, monkeypatch, capsys, "--no-logs")
+    assert good["errors"] == [] and any(f["rule"] == "KV101" for f in good["findings"])
+    before = _open_findings(database)
+    for server in lab.world.keyvault.servers.values():
+        server.inject(r"^/", Fault(stall_body_s=5, times=0))
+
+    _, document, elapsed = _kvmon_scan(environ, monkeypatch, capsys, "--no-logs")
+
+    # Every vault from every vantage point at once (fewer than KVMON_PROBE_CONCURRENCY of them).
+    bound = ProbeOptions.from_settings(Settings.from_environ(environ)).vault_worst_case_s
+    errors = [e for e in document["errors"] if e["source"] == "probe"]
+    vaults = _stored_vaults(database)
+    assert len(vaults) == 4 and len(errors) == len(lab.vantages()) * len(vaults)
+    assert {e["scope"].lower() for e in errors} == vaults
+    assert all("data plane: no answer from" in e["message"] and "in time" in e["message"] for e in errors)
+    # Every vault whose KV101 the good scan opened is named, and its KV101 stays open.
+    assert {f["vault_id"] for f in good["findings"] if f["rule"] == "KV101"} <= {e["scope"] for e in errors}
+    assert before <= _open_findings(database)
+    assert elapsed < bound + MARGIN_S
+    observe(
+        f"ended in {elapsed:.1f} s (bound {bound:.1f} s); {len(errors)} probe errors: {errors[0]['message'][:60]}"
+    )
+
+
+@pytest.mark.fault("Probes", "remote vantage point accepts and never answers (KVMON_REMOTE_PROBE_TIMEOUT)")
+def test_a_remote_vantage_point_that_hangs_is_kv106_within_its_timeout(
+    lab: LabServices,
+    identity: IdentityEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    remote = RemoteVantage(lab)
+    with remote.server:  # started first: its address has its port only once it listens
+        environ = fault_environ(
+            lab,
+            sqlite_path=tmp_path / "kvmon.db",
+            KVMON_OUTSIDE_KEY=REMOTE_KEY,
+            KVMON_REMOTE_PROBE_TIMEOUT="0.5",
+            KVMON_VANTAGES=json.dumps([remote.vantage_json()]),
+        )
+        _, good, _ = _kvmon_scan(environ, monkeypatch, capsys, "--no-logs")
+        assert good["errors"] == [] and remote.server.request_counts["/api/probe"] == 1
+        remote.server.inject(r"^/api/probe$", Fault(delay_s=5, times=0))
+
+        _, document, elapsed = _kvmon_scan(environ, monkeypatch, capsys, "--no-logs")
+
+    options = ProbeOptions.from_settings(Settings.from_environ(environ))
+    bound = options.connect_timeout_s + options.remote_timeout_s
+    kv106 = [f for f in document["findings"] if f["rule"] == "KV106"]
+    assert {f["vault"] for f in kv106} == {"kv-se-demo", "kv-pl-demo", "kv-b-open", "kv-b-wide"}
+    errors = [e for e in document["errors"] if e["source"] == "probe"]
+    assert len(errors) == 4
+    assert all("no answer from the probe endpoint within 0.5s" in e["message"] for e in errors)
+    assert elapsed < bound + MARGIN_S
+    observe(f"KV106 on 4 vaults in {elapsed:.1f} s (bound {bound:.1f} s): {errors[0]['message'][:70]}")
+
+
+@pytest.mark.fault(
+    "Deadline", "every listing trickles in, each piece within the read timeout (KVMON_SCAN_DEADLINE)"
+)
+def test_the_scan_deadline_cuts_off_a_listing_no_request_timeout_ends(
+    lab: LabServices,
+    identity: IdentityEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    database = tmp_path / "kvmon.db"
+    environ = fault_environ(lab, sqlite_path=database)
+    _, good, _ = _kvmon_scan(environ, monkeypatch, capsys, "--no-probes", "--no-logs")
+    assert good["errors"] == []
+    before = _open_findings(database)
+    # Each page in 20 pieces 0.1 s apart: 2 s a page, never 1 s of silence (KVMON_ARM_TIMEOUT).
+    lab.arm.server.inject(r"(?i)^/subscriptions/", Fault(trickle_s=0.1, times=0))
+    environ.update(KVMON_SCAN_DEADLINE="1s", KVMON_ARM_TIMEOUT="1", KVMON_ARM_RETRIES="0")
+
+    code, document, elapsed = _kvmon_scan(environ, monkeypatch, capsys, "--no-probes", "--no-logs")
+
+    deadline = Settings.from_environ(environ).scan_deadline.total_seconds()
+    assert code == 3
+    assert {(e["scope"], e["code"]) for e in document["errors"]} == {
+        (SUB_A, "ScanDeadline"),
+        (SUB_B, "ScanDeadline"),
+    }
+    assert (
+        "the vault listing not read: the scan's deadline passed (1 s after"
+        in document["errors"][0]["message"]
+    )
+    assert document["findings"] == []
+    assert before == _open_findings(database)  # nothing resolved, nothing judged gone
+    assert elapsed < deadline + MARGIN_S
+    observe(
+        f"exit 3 in {elapsed:.1f} s (deadline {deadline:g} s, a page takes 2 s): {document['errors'][0]['message'][:60]}"
+    )
+
+
+@pytest.mark.fault("Deadline", "probes outlast the deadline: probes and logs unread, named, nothing resolves")
+def test_sources_the_deadline_cuts_off_are_errors_and_resolve_nothing(
+    lab: LabServices,
+    identity: IdentityEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    database = tmp_path / "kvmon.db"
+    environ = fault_environ(lab, sqlite_path=database)
+    _, good, _ = _kvmon_scan(environ, monkeypatch, capsys)
+    assert good["errors"] == []
+    before = _open_findings(database)
+    # Every data-plane answer takes 1.5 s, within each probe step's 5 s but past the deadline.
+    for server in lab.world.keyvault.servers.values():
+        server.inject(r"^/", Fault(delay_s=1.5, times=0))
+    environ.update(KVMON_SCAN_DEADLINE="1s", KVMON_PROBE_TIMEOUT="5")
+
+    _, document, elapsed = _kvmon_scan(environ, monkeypatch, capsys)
+
+    deadline = Settings.from_environ(environ).scan_deadline.total_seconds()
+    vaults = _stored_vaults(database)
+    by_source: dict[str, list[dict]] = {}
+    for error in document["errors"]:
+        by_source.setdefault(error["source"], []).append(error)
+    # The listing was read; every vault's probes from every vantage point, and the workspace's
+    # logs, were not: each named, with the deadline as the reason.
+    assert set(by_source) == {"probe", "logs"}
+    assert len(by_source["probe"]) == len(vaults) * len(lab.vantages())
+    assert {e["scope"].lower() for e in by_source["probe"]} == vaults
+    assert all("not probed: the probes from" in e["message"] for e in by_source["probe"])
+    assert [(e["scope"], e["code"]) for e in by_source["logs"]] == [(WORKSPACE, "ScanDeadline")]
+    assert all(change["change"] != "resolved" for change in document.get("changes", []))
+    assert before <= _open_findings(database)
+    assert elapsed < deadline + MARGIN_S
+    observe(
+        f"ended in {elapsed:.1f} s (deadline {deadline:g} s): {len(by_source['probe'])} probe errors, "
+        f"logs: {by_source['logs'][0]['message'][:50]}; 0 resolved"
+    )
