@@ -349,8 +349,9 @@ class Settings(BaseModel):
         "KVMON_SCAN_DEADLINE",
         "How long a scan may spend reading its sources (ARM, probes, Log Analytics, change history). "
         "A source unfinished when it passes is a scan error naming what was not read, and nothing "
-        "resolves on it; the scan then judges, stores and notifies what it has.",
-        default=dt.timedelta(minutes=5),
+        "resolves on it; the scan then judges, stores and notifies what it has (within the Functions "
+        "host's 10 minutes: docs/reliability.md).",
+        default=dt.timedelta(minutes=4),
     )
     scan_queue: str = setting(
         "KVMON_SCAN_QUEUE", "Storage queue the scheduled scan fans out to.", default="kvmon-scan-jobs"

@@ -10,6 +10,7 @@ hung is a scan error naming the service, never a verdict.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import threading
 import time
@@ -17,20 +18,36 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from azure.core.exceptions import AzureError
 
+from lab.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY
 from lab.credential import IdentityEndpoint, LabCredential
-from lab.http import Fault
+from lab.http import Fault, LabServer
 from lab.resourcegraph import QUERY_ROUTE
 from lab.services import LabServices
+from lab.tls import lab_pki
+from monitor.app.queue import scan_queue
 from monitor.cli import main
 from monitor.config.budget import RequestBudget
+from monitor.config.channels import ChannelConfig, ChannelKind
 from monitor.config.identity import token_budget
+from monitor.config.secret import Secret
 from monitor.config.settings import Settings
-from monitor.model import FindingStatus
+from monitor.model import ChangeKind, FindingStatus
+from monitor.outputs.notify.deliver import DeliveryPolicy, Notifier, default_session
 from monitor.sources.logs import LogsReader
-from monitor.store import open_store
+from monitor.store import Store, open_store
 from probes.options import ProbeOptions
-from tests.faults.conftest import REMOTE_KEY, SUB_A, SUB_B, WORKSPACE, RemoteVantage, fault_environ
+from tests.faults.conftest import (
+    REMOTE_KEY,
+    SUB_A,
+    SUB_B,
+    WEBHOOK_SECRET,
+    WORKSPACE,
+    RemoteVantage,
+    fault_environ,
+)
+from tests.notify.factories import change
 
 # Loopback, threads and the SDKs' own work, on a machine shared with other tests.
 MARGIN_S = 1.5
@@ -362,4 +379,116 @@ def test_sources_the_deadline_cuts_off_are_errors_and_resolve_nothing(
     observe(
         f"ended in {elapsed:.1f} s (deadline {deadline:g} s): {len(by_source['probe'])} probe errors, "
         f"logs: {by_source['logs'][0]['message'][:50]}; 0 resolved"
+    )
+
+
+def _silent(name: str) -> LabServer:
+    """A storage endpoint that takes every request and never answers it."""
+    server = LabServer(name=name, tls=False)
+    server.inject(r"", Fault(delay_s=10, times=0))
+    return server
+
+
+@pytest.mark.fault("Store", "Table storage accepts and never answers (STORE_BUDGET made small)")
+def test_a_table_store_that_hangs_fails_the_scan_within_its_budget(
+    lab: LabServices,
+    identity: IdentityEndpoint,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    budget = RequestBudget(timeout_s=0.3, retries=1, backoff_factor_s=0.05)
+    monkeypatch.setattr("monitor.store.tables.STORE_BUDGET", budget)
+    with _silent("silent-tables") as tables:
+        environ = fault_environ(
+            lab,
+            KVMON_STORAGE=(
+                f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};"
+                f"TableEndpoint={tables.url}/{DEV_ACCOUNT};"
+            ),
+        )
+        for name, value in environ.items():
+            monkeypatch.setenv(name, value)
+        started = time.monotonic()
+        code = main(["scan", "--no-notify", "--no-probes", "--no-logs"])
+        elapsed = time.monotonic() - started
+        tries = tables.total_requests
+
+    stderr = capsys.readouterr().err
+    # The scan reads the store once before it judges: that first request fails the scan, loudly.
+    assert code == 3
+    assert "the store is unavailable" in stderr and "Azure Table storage at" in stderr
+    assert tries == budget.tries
+    assert elapsed < budget.worst_case_s + MARGIN_S
+    observe(
+        f"exit 3 in {elapsed:.1f} s (bound {budget.worst_case_s:.1f} s, {tries} tries): {stderr.strip()[:80]}"
+    )
+
+
+@pytest.mark.fault("Store", "the scan queue accepts and never answers (QUEUE_BUDGET made small)")
+def test_a_queue_that_hangs_fails_the_enqueue_within_its_budget(
+    monkeypatch: pytest.MonkeyPatch, observe: Callable[[str], None]
+) -> None:
+    # No retry: the queue SDK's own backoff before one is 18 s.
+    budget = RequestBudget(timeout_s=0.3, retries=0)
+    monkeypatch.setattr("monitor.app.queue.QUEUE_BUDGET", budget)
+    with _silent("silent-queues") as queues:
+        environ = {
+            "AzureWebJobsStorage": (
+                f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_ACCOUNT_KEY};"
+                f"QueueEndpoint={queues.url}/{DEV_ACCOUNT};"
+            )
+        }
+        started = time.monotonic()
+        with pytest.raises(AzureError) as caught:
+            scan_queue(environ, "kvmon-scan-jobs", credential=LabCredential)
+        elapsed = time.monotonic() - started
+
+    assert queues.total_requests == budget.tries
+    assert elapsed < budget.worst_case_s + MARGIN_S
+    observe(f"{type(caught.value).__name__} in {elapsed:.1f} s (bound {budget.worst_case_s:.1f} s)")
+
+
+@pytest.mark.fault("Store + webhooks", "webhook hangs with messages held in the outbox (run_budget_s)")
+def test_a_hanging_webhook_costs_a_run_its_delivery_budget_and_no_more(
+    lab: LabServices, sqlite_store: Store, observe: Callable[[str], None]
+) -> None:
+    policy = DeliveryPolicy(
+        connect_timeout_s=0.3,
+        read_timeout_s=0.3,
+        attempts=2,
+        backoff_s=0.05,
+        max_backoff_s=0.05,
+        max_retry_after_s=0.05,
+        run_budget_s=1.0,
+    )
+    channel = ChannelConfig(
+        name="siem",
+        kind=ChannelKind.WEBHOOK,
+        url=Secret(lab.sinks.webhook_url()),
+        secret=Secret(WEBHOOK_SECRET),
+    )
+    notifier = Notifier(
+        sqlite_store, [channel], session=default_session(verify=lab_pki().ca_path), policy=policy
+    )
+    now = dt.datetime.now(dt.UTC)
+    for scan in range(5):  # five runs' messages, held while the webhook was away
+        notifier.enqueue(
+            [change(ChangeKind.OPENED, vault=f"kv-held-{scan}")], scan_id=f"scan-{scan}", now=now
+        )
+    lab.sinks.stall("webhook", seconds=10, times=0)
+
+    started = time.monotonic()
+    report = notifier.deliver_pending(now)
+    elapsed = time.monotonic() - started
+
+    timeouts = [e for e in report.errors if e.code == "timeout"]
+    [budget] = [e for e in report.errors if e.code == "delivery-budget"]
+    assert len(timeouts) == len(report.pending) >= 1 and report.delivered == ()
+    assert budget.message.startswith(f"{5 - len(report.pending)} message(s) not sent by this run")
+    assert len(sqlite_store.pending_messages()) == 5  # every one kept for the next run
+    assert elapsed < policy.run_worst_case_s + MARGIN_S
+    observe(
+        f"{len(timeouts)} tried, {5 - len(timeouts)} left pending in {elapsed:.1f} s "
+        f"(bound {policy.run_worst_case_s:.2f} s): {budget.message[:60]}"
     )
