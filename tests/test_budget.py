@@ -10,9 +10,13 @@ import pytest
 from azure.core.pipeline.policies import RetryPolicy
 from azure.core.pipeline.transport import RequestsTransport
 
+from lab.credential import LabCredential
+from monitor.app.runtime import build_runtime
 from monitor.config.budget import RequestBudget
 from monitor.config.settings import Settings
 from monitor.outputs.notify.deliver import DeliveryPolicy
+from monitor.sources.arm import ArmInventory
+from monitor.sources.inventory import ThresholdInventory
 from monitor.store.tables import STORE_BUDGET
 from tests.conftest import REPO
 
@@ -59,3 +63,16 @@ def test_a_scan_worker_ends_within_the_functions_timeout_whatever_hangs() -> Non
     deadline_s = Settings.from_environ({}).scan_deadline.total_seconds()
     after_deadline_s = max(STORE_BUDGET.worst_case_s, DeliveryPolicy().run_worst_case_s)
     assert deadline_s + after_deadline_s < function_timeout_s - 30  # 30 s for judging and writing
+
+
+def test_every_client_on_arms_endpoint_takes_the_arm_settings() -> None:
+    settings = Settings.from_environ({"KVMON_ARM_TIMEOUT": "7", "KVMON_ARM_RETRIES": "3"})
+    expected = RequestBudget(timeout_s=7, retries=3)
+    runtime = build_runtime(settings, environ={}, credential=LabCredential(), with_store=False)
+    assert isinstance(runtime.inventory, ThresholdInventory)
+    assert runtime.inventory.arm.connection.budget == expected
+    assert runtime.inventory.graph.connection.budget == expected
+    assert (
+        isinstance(runtime.vault_reader, ArmInventory) and runtime.vault_reader.connection.budget == expected
+    )
+    assert runtime.change_history is not None and runtime.change_history.connection.budget == expected
