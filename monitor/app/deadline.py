@@ -49,12 +49,12 @@ class _Read(Generic[T]):
         with self._lock:
             self._value, self._done = value, True
 
-    def outcome(self) -> tuple[bool, T | None]:
-        """(finished, value); the read's own exception is raised here."""
+    def outcome(self) -> T | None:
+        """What the read returned, None while it runs; its own exception is raised here."""
         with self._lock:
             if self._error is not None:
                 raise self._error
-            return self._done, self._value
+            return self._value if self._done else None
 
 
 class Deadline:
@@ -68,18 +68,18 @@ class Deadline:
     def passed(self) -> bool:
         return self._end is not None and time.monotonic() >= self._end
 
-    def within(self, read: Callable[[], T]) -> tuple[bool, T | None]:
-        """(True, what ``read()`` returned), or (False, None) when the deadline passed first."""
+    def within(self, read: Callable[[], T]) -> T | None:
+        """What ``read()`` returned, or None when the deadline passed first (every source's read
+        returns a result, never None)."""
         [outcome] = self.within_all([read])
         return outcome
 
-    def within_all(self, reads: Sequence[Callable[[], T]]) -> list[tuple[bool, T | None]]:
-        """Every read at once (one alone, with no deadline, in this thread), each (finished,
-        value) as ``within``."""
+    def within_all(self, reads: Sequence[Callable[[], T]]) -> list[T | None]:
+        """Every read at once (one alone, with no deadline, in this thread), each as ``within``."""
         if self._end is None and len(reads) == 1:
-            return [(True, reads[0]())]
+            return [reads[0]()]
         if self.passed:
-            return [(False, None) for _ in reads]
+            return [None for _ in reads]
         running = [_Read(read) for read in reads]
         for one in running:
             one.thread.start()

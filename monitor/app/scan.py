@@ -282,7 +282,7 @@ def _read_inventory(
         reader, vault_id = runtime.vault_reader, request.vault_id
         if reader is None:
             raise InputError("this runtime has no way to read one vault by id (no ARM vault reader)")
-        _, vault_read = deadline.within(lambda: reader.get_vault(vault_id))
+        vault_read = deadline.within(lambda: reader.get_vault(vault_id))
         if vault_read is None:
             vault_read = VaultRead(
                 vault_id=vault_id, errors=[deadline.error(ErrorSource.ARM, vault_id, "the vault")]
@@ -290,7 +290,7 @@ def _read_inventory(
         inventory = _Listing.of(vault_read, request.scope[0])
     else:
         name, source = request.vault_name, runtime.inventory
-        _, inventory = deadline.within(
+        inventory = deadline.within(
             (lambda: source.list_vaults(request.subscriptions))
             if name is None
             else (lambda: source.find_vault(name, request.subscriptions))
@@ -371,7 +371,7 @@ def _change_actors(
     }
     if not unnamed:
         return request.actors
-    _, history = deadline.within(lambda: history_source.network_actors(unnamed))
+    history = deadline.within(lambda: history_source.network_actors(unnamed))
     if history is None:
         report.errors.extend(
             deadline.error(ErrorSource.RESOURCE_GRAPH, vault_id, "who changed the vault (change history)")
@@ -490,7 +490,7 @@ def _probe_all(runtime: ScanRuntime, names: list[str], deadline: Deadline) -> li
     prober = runtime.prober
     batches = deadline.within_all([functools.partial(prober, names, vantage) for vantage in runtime.vantages])
     results: list[ProbeResult] = []
-    for vantage, (_, batch) in zip(runtime.vantages, batches, strict=True):
+    for vantage, batch in zip(runtime.vantages, batches, strict=True):
         if batch is None:
             reason = deadline.reason(f"the probes from {vantage.name}")
             batch = [not_probed(name, vantage, reason) for name in names]
@@ -556,7 +556,7 @@ def _read_logs(
     vault_ids = [p.id for p in report.postures]
     merged: dict[str, LogEvidence] = {}
     for workspace in runtime.workspaces:
-        _, result = deadline.within(
+        result = deadline.within(
             functools.partial(
                 reader.read_workspace, workspace, vault_ids, window_start=window_start, window_end=window_end
             )
