@@ -313,7 +313,12 @@ class Settings(BaseModel):
         le=64,
     )
     probe_timeout_s: float = setting(
-        "KVMON_PROBE_TIMEOUT", "Timeout of each probe step, seconds.", default=5.0, gt=0, le=120
+        "KVMON_PROBE_TIMEOUT",
+        "Timeout of each probe step (DNS, TCP connect, TLS handshake, each data-plane request), seconds; "
+        "one vault's probe ends within 10 × this, plus its token.",
+        default=5.0,
+        gt=0,
+        le=120,
     )
     remote_probe_timeout_s: float = setting(
         "KVMON_REMOTE_PROBE_TIMEOUT",
