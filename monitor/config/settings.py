@@ -323,10 +323,11 @@ class Settings(BaseModel):
     remote_probe_timeout_s: float = setting(
         "KVMON_REMOTE_PROBE_TIMEOUT",
         "How long a remote vantage point (`endpoint` in KVMON_VANTAGES) may take to answer, seconds: it "
-        "probes every vault it is sent before it answers.",
+        "probes every vault it is sent before it answers. At most 230: Azure's front end ends an HTTP "
+        "request to a function app after 230 s.",
         default=120.0,
         gt=0,
-        le=600,
+        le=230,
     )
     private_ranges: Annotated[CommaList, AfterValidator(_cidrs)] = setting(
         "KVMON_PRIVATE_RANGES",
