@@ -105,8 +105,8 @@ class ArmConnection:
     arm_endpoint: str = PUBLIC_ARM_ENDPOINT
     credential_scope: str | None = None  # None: the one that belongs to ``arm_endpoint``
     connection_verify: str | bool = True
-    timeout_s: float = 30
-    retry_total: int = 4
+    timeout_s: float = 10  # KVMON_ARM_TIMEOUT's default
+    retry_total: int = 2  # KVMON_ARM_RETRIES'
     retry_backoff_factor: float = 0.8
     retry_backoff_max: float = 60
 
@@ -163,9 +163,9 @@ class ArmInventory:
         arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
         credential_scope: str | None = None,
         connection_verify: str | bool = True,
-        timeout_s: float = 30,
+        timeout_s: float = 10,
         max_concurrency: int = 8,
-        retry_total: int = 4,
+        retry_total: int = 2,
         retry_backoff_factor: float = 0.8,
         retry_backoff_max: float = 60,
     ) -> None:
