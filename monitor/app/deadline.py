@@ -8,7 +8,8 @@ source through ``Deadline.within``: the read runs in a thread of its own and the
 waiting for it when the deadline passes. A read that did not finish gives nothing, and the scan
 records what it did not read (``ScanError`` with code ``ScanDeadline``) and judges, stores and
 notifies the rest; whatever the read brings back later is dropped. The abandoned thread ends at
-its own requests' budgets (a daemon thread: it never holds a process that is done).
+its own requests' budgets; it is a daemon thread, but the thread pools a read runs (the ARM
+listing's, the probes') are joined when the interpreter exits, so ``kvmon scan`` ends after them.
 
 Monotonic time, not the scan's clock: a test's or the demo's clock stands still between scans.
 """
