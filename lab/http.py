@@ -2,8 +2,9 @@
 
 It gives each service the same three things: routing to plain handler functions, a count of
 requests per route (the benchmarks read it), and injected latency and faults (the fault tests
-use them): a status with headers and body, a redirect to another server, a connection reset, or a
-stall. ``LinkFault`` names the ways a paged answer can misdirect its client (the ARM and Resource
+use them): a status with headers and body, a redirect to another server, a connection reset, a
+stall before the answer, an answer whose body stalls after its headers, or one that trickles in.
+``LinkFault`` names the ways a paged answer can misdirect its client (the ARM and Resource
 Graph emulators serve them), and ``RecordingServer`` plays the other host such an answer points
 to, keeping every request it gets.
 """
@@ -86,10 +87,19 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False  # close the connection without an answer
     delay_s: float = 0.0  # stall before acting (past a client's timeout = a timeout)
+    # The answer (the fault's status, or the route's), sent slowly: the status line, the headers
+    # and half the body, then nothing for ``stall_body_s``; or the body in ``TRICKLE_PIECES``
+    # pieces, ``trickle_s`` apart (each gap shorter than a read timeout, the whole longer).
+    stall_body_s: float = 0.0
+    trickle_s: float = 0.0
     times: int = 1
     # Answer ``status`` (307 when None) with ``Location`` on this origin ("https://host:port"),
     # the request's own path and query kept: a redirect of the same call to another server.
     redirect_to: str | None = None
+
+    @property
+    def slow(self) -> bool:
+        return bool(self.stall_body_s or self.trickle_s)
 
 
 class LinkFault(StrEnum):
@@ -99,6 +109,9 @@ class LinkFault(StrEnum):
     SELF = "self"  # every page's link points back at that page itself
     CYCLE = "cycle"  # the last page links back to the first: the pages go round in a ring
     ENDLESS = "endless"  # every page links to a further one, empty past the end: it never ends
+
+
+TRICKLE_PIECES = 20
 
 
 @dataclass
@@ -232,13 +245,17 @@ class LabServer:
         )
         if self.latency_s:
             time.sleep(self.latency_s)
-        response = self._answer(request, h)
+        fault = self._take_fault(request.path)
+        response = self._answer(request, h, fault)
         if response is None:
             return
         payload, headers = response.encoded()
-        h.send_whole_response(response.status, headers, payload)
+        if fault is not None and fault.slow:
+            h.send_slowly(response.status, headers, payload, fault)
+        else:
+            h.send_whole_response(response.status, headers, payload)
 
-    def _answer(self, request: Request, h: _ConnectionHandler) -> Response | None:
+    def _answer(self, request: Request, h: _ConnectionHandler, fault: Fault | None) -> Response | None:
         route = next(
             (
                 r
@@ -249,7 +266,6 @@ class LabServer:
         )
         with self._lock:
             self.request_counts[route.name if route else "unrouted"] += 1
-        fault = self._take_fault(request.path)
         if fault is not None:
             if fault.delay_s:
                 time.sleep(fault.delay_s)
@@ -395,6 +411,29 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
     def send_whole_response(self, status: int, headers: Mapping[str, str], payload: bytes) -> None:
         """What ``send_response``, ``send_header`` for each header and Content-Length,
         ``end_headers`` and writing the body send, in one write."""
+        head = self._head(status, headers, len(payload))
+        self.wfile.write(head + payload if self.command != "HEAD" else head)
+
+    def send_slowly(self, status: int, headers: Mapping[str, str], payload: bytes, fault: Fault) -> None:
+        """The answer as ``send_whole_response`` writes it, but slowly (``Fault.stall_body_s``,
+        ``Fault.trickle_s``); a client that stopped listening ends it."""
+        head = self._head(status, headers, len(payload))
+        self.close_connection = True  # what a client read of it is not worth another request
+        with contextlib.suppress(OSError):
+            if fault.stall_body_s:
+                half = len(payload) // 2
+                self.wfile.write(head + payload[:half])
+                time.sleep(fault.stall_body_s)
+                self.wfile.write(payload[half:])
+                return
+            self.wfile.write(head)
+            size = max(1, -(-len(payload) // TRICKLE_PIECES))
+            for start in range(0, len(payload), size):
+                time.sleep(fault.trickle_s)
+                self.wfile.write(payload[start : start + size])
+
+    def _head(self, status: int, headers: Mapping[str, str], length: int) -> bytes:
+        """The status line and headers (Content-Length ``length``), logged as the request's answer."""
         self.log_request(status)
         if self.request_version == "HTTP/0.9":
             lines = []  # HTTP/0.9 answers are the body alone
@@ -405,7 +444,7 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
                 f"Server: {self.version_string()}\r\n",
                 f"Date: {self.date_time_string()}\r\n",
             ]
-            for key, value in (*headers.items(), ("Content-Length", str(len(payload)))):
+            for key, value in (*headers.items(), ("Content-Length", str(length))):
                 lines.append(f"{key}: {value}\r\n")
             lines.append("\r\n")
         for key, value in headers.items():
@@ -414,8 +453,7 @@ class _ConnectionHandler(BaseHTTPRequestHandler):
                     self.close_connection = True
                 elif value.lower() == "keep-alive":
                     self.close_connection = False
-        head = "".join(lines).encode("latin-1", "strict")
-        self.wfile.write(head + payload if self.command != "HEAD" else head)
+        return "".join(lines).encode("latin-1", "strict")
 
 
 # http.client's limits: a header line, and the number of header lines.

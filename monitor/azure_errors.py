@@ -99,10 +99,26 @@ def service_error(exc: HttpResponseError, *, limit: int = MESSAGE_LIMIT) -> str 
 def describe_azure_error(exc: HttpResponseError, *, limit: int = MESSAGE_LIMIT) -> str:
     """One line for an ``HttpResponseError``: the service's error (``service_error``); the HTTP
     status and reason when the body held none; the exception itself when no answer came (a
-    credential that could not get a token raises one without a status)."""
+    credential that could not get a token raises one without a status: ``describe_token_failure``)."""
     if exc.status_code is None:
+        if any(cls.__name__ == "ClientAuthenticationError" for cls in type(exc).__mro__):
+            return describe_token_failure(exc, limit=limit)
         return describe_exception(exc, limit=limit)
     return service_error(exc, limit=limit) or f"HTTP {exc.status_code} {exc.reason or ''}".strip()
+
+
+def describe_token_failure(exc: BaseException, *, limit: int = MESSAGE_LIMIT) -> str:
+    """``the token request failed: why``. DefaultAzureCredential's message names each credential
+    of its chain on a line of its own, the unavailable ones too; the last one that was available is
+    the one whose request failed, and its line says how (``ManagedIdentityCredential: ... Read
+    timed out. (read timeout=5)``). Any other credential's message: its first line."""
+    tried = [
+        line.strip()
+        for line in str(exc).splitlines()
+        if line.startswith("\t") and "unavailable" not in line.lower()
+    ]
+    reason = redact(tried[-1]) if tried else first_line(str(exc), limit=limit) or type(exc).__name__
+    return _cut(f"the token request failed: {reason}", limit)
 
 
 def _cut(line: str, limit: int) -> str:

@@ -48,10 +48,20 @@ class ProbeOptions:
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds")
 
+    @property
+    def vault_worst_case_s(self) -> float:
+        """One vault's probe when every step hangs: DNS, then for each of its three requests
+        (healthstatus, the secret read, and the read again with a token after Key Vault's
+        challenge) a connection, its handshake and the answer. The token itself is the
+        credential's budget (``KVMON_TOKEN_TIMEOUT``); ``concurrency`` vaults are probed at once."""
+        per_request = self.connect_timeout_s + self.tls_timeout_s + self.http_timeout_s
+        return self.dns_timeout_s + 3 * per_request
+
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> ProbeOptions:
         """Options from kvmon's settings: the cloud's suffix (plus an emulator's, which bare names
-        then default to), port, concurrency, one timeout per step, address space, CA bundle."""
+        then default to), port, concurrency, one timeout per step, a remote vantage point's
+        timeout, address space, CA bundle."""
         suffixes = settings.vault_suffixes
         values: dict[str, Any] = {
             "port": settings.probe_port,
@@ -60,6 +70,7 @@ class ProbeOptions:
             "scope": ProbeScope(suffixes=suffixes, default_suffix=suffixes[-1]),
             "address_space": settings.address_space,
             "ca_bundle": settings.ca_bundle,
+            "remote_timeout_s": settings.remote_probe_timeout_s,
         }
         values.update(overrides)
         return cls.with_timeout(settings.probe_timeout_s, **values)

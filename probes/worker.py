@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from azure.core.credentials import TokenCredential
 
+from monitor.config.identity import default_credential
 from monitor.config.policy import Vantage
+from monitor.config.settings import Settings
 from monitor.model import ProbeResult
 from probes.options import ProbeOptions
 from probes.threads import probe_in_threads
@@ -87,11 +89,10 @@ def main() -> int:
 
 
 def _default_credential() -> TokenCredential:
-    """The parent's DefaultAzureCredential, built again here from the same environment (it holds
-    locks and pipelines, so it does not travel). Imported only then: azure.identity is heavy."""
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()
+    """The parent's DefaultAzureCredential, built again here from the same environment and
+    settings (it holds locks and pipelines, so it does not travel)."""
+    credential: TokenCredential = default_credential(Settings.from_environ(os.environ))
+    return credential
 
 
 if __name__ == "__main__":

@@ -136,9 +136,25 @@ def test_describe_azure_error_reads_the_body_status_and_reason() -> None:
     )
     assert describe_azure_error(http_error(403, {"error": {"message": "only a message"}})) == "only a message"
     assert describe_azure_error(http_error(502, None, reason="Bad Gateway")) == "HTTP 502 Bad Gateway"
-    refused = ClientAuthenticationError("DefaultAzureCredential failed to retrieve a token\nattempts: ...")
-    assert describe_azure_error(refused) == (
-        "ClientAuthenticationError: DefaultAzureCredential failed to retrieve a token"
+    refused = ClientAuthenticationError("Authentication failed: connection refused\nattempts: ...")
+    assert (
+        describe_azure_error(refused) == "the token request failed: Authentication failed: connection refused"
+    )
+    # DefaultAzureCredential's message as azure-identity 1.27 writes it: the credential that was
+    # available and failed says why.
+    chain = ClientAuthenticationError(
+        "DefaultAzureCredential failed to retrieve a token from the included credentials.\n"
+        "Attempted credentials:\n"
+        "\tEnvironmentCredential: EnvironmentCredential authentication unavailable. Environment "
+        "variables are not fully configured.\n"
+        "Visit https://aka.ms/azsdk/python/identity/environmentcredential/troubleshoot to troubleshoot.\n"
+        "\tManagedIdentityCredential: HTTPConnectionPool(host='127.0.0.1', port=8081): Read timed out. "
+        "(read timeout=5)\n"
+        "To mitigate this issue, please refer to the troubleshooting guidelines here at https://aka.ms/..."
+    )
+    assert describe_azure_error(chain) == (
+        "the token request failed: ManagedIdentityCredential: HTTPConnectionPool(host='127.0.0.1', "
+        "port=8081): Read timed out. (read timeout=5)"
     )
     assert describe_exception(ValueError("  ")) == "ValueError: no detail"
 

@@ -7,9 +7,11 @@ of the monitor than its settings.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 from typing import Any
 
+from monitor.config.identity import default_credential
 from monitor.config.policy import Vantage
 from monitor.config.settings import Role, Settings, SettingsError
 
@@ -34,20 +36,15 @@ def startup_role(environ: Mapping[str, str]) -> Role:
         return Role.MONITOR
 
 
-def default_credential() -> Any:
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()
-
-
 _CREDENTIAL: Any = None
 
 
 def credential() -> Any:
-    """One credential per worker process: it caches tokens."""
+    """One credential per worker process: it caches tokens. Built with the app settings' token
+    budget (``Settings.from_environ`` raises ``SettingsError`` for a setting it cannot use)."""
     global _CREDENTIAL
     if _CREDENTIAL is None:
-        _CREDENTIAL = default_credential()
+        _CREDENTIAL = default_credential(Settings.from_environ(os.environ))
     return _CREDENTIAL
 
 

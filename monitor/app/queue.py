@@ -13,6 +13,13 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
 from monitor.app.deployment import QUEUE_CONNECTION
+from monitor.config.budget import RequestBudget
+
+# Each request to the queue: a message is enqueued in milliseconds; 15 s of silence is an outage,
+# and the trigger that enqueues (the timer, an event's probe follow-up) fails so the platform tries
+# it again, rather than waiting out the SDK's default (60 s reads, three retries). The storage SDK
+# backs off by its own rule (18 s ± 3 s before the first retry), so one retry: 2 × (5 + 15) + 21 s.
+QUEUE_BUDGET = RequestBudget(timeout_s=5, read_timeout_s=15, retries=1)
 
 
 def scan_queue(environ: Mapping[str, str], queue_name: str, *, credential: Callable[[], Any]) -> QueueClient:
@@ -24,6 +31,7 @@ def scan_queue(environ: Mapping[str, str], queue_name: str, *, credential: Calla
     policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),
+        **QUEUE_BUDGET.azure_core_options(),
     }
     connection_string = (environ.get(QUEUE_CONNECTION) or "").strip()
     if connection_string:

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from monitor.app.deployment import default_credential, local_vantage
+from monitor.app.deployment import local_vantage
 from monitor.app.scan import ScanRuntime
 from monitor.config.baseline import Baseline, load_baseline
+from monitor.config.identity import default_credential
 from monitor.config.policy import Vantage
 from monitor.config.settings import InventoryChoice, Settings
 from monitor.judge.rules.catalog import RULES_BY_ID
@@ -55,7 +56,11 @@ def build_inventory(settings: Settings, *, credential: Any) -> InventorySource:
     if settings.inventory_source is InventoryChoice.ARM:
         return arm
     graph = ResourceGraphInventory(
-        credential, arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+        credential,
+        arm_endpoint=settings.arm_endpoint,
+        connection_verify=settings.connection_verify,
+        timeout_s=settings.arm_timeout_s,
+        retry_total=settings.arm_retries,
     )
     if settings.inventory_source is InventoryChoice.RESOURCE_GRAPH:
         return graph
@@ -80,7 +85,10 @@ def build_change_history(settings: Settings, *, credential: Any) -> ResourceGrap
     return ResourceGraphChangeHistory(
         credential,
         connection=ArmConnection(
-            arm_endpoint=settings.arm_endpoint, connection_verify=settings.connection_verify
+            arm_endpoint=settings.arm_endpoint,
+            connection_verify=settings.connection_verify,
+            timeout_s=settings.arm_timeout_s,
+            retry_total=settings.arm_retries,
         ),
     )
 
@@ -95,7 +103,7 @@ def build_runtime(
 ) -> ScanRuntime:
     """Adapters for ``run_scan``. ``store`` overrides the one the environment names;
     ``with_store=False`` scans without memory (no drift, no lifecycle, no notifications)."""
-    credential = credential if credential is not None else default_credential()
+    credential = credential if credential is not None else default_credential(settings)
     baseline = load_policy_source(settings)
     vantages = scan_vantages(settings)
     function_keys = {v.key_setting: environ.get(v.key_setting, "") for v in vantages if v.key_setting}
@@ -112,6 +120,7 @@ def build_runtime(
             table=settings.logs_table,
             address_space=settings.address_space,
             connection_verify=settings.connection_verify,
+            timeout_s=settings.logs_timeout_s,
         )
     if with_store and store is None:
         store = store_from_environment(environ, credential=credential)
@@ -135,4 +144,5 @@ def build_runtime(
         scan_interval=settings.scan_interval,
         event_feed=settings.event_feed,
         logs_first_window=settings.logs_first_window,
+        deadline=settings.scan_deadline,
     )

@@ -18,13 +18,14 @@ the stored one, by its scan's start, is dropped), so whichever scan started late
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
 from monitor.app.collector import scan_collector
+from monitor.app.deadline import Deadline
 from monitor.config.policy import Vantage, VaultPolicy
 from monitor.errors import InputError
 from monitor.judge.coverage import Coverage, assess_coverage, probes_by_vault
@@ -40,6 +41,8 @@ from monitor.model import (
     FindingStatus,
     LogEvidence,
     PerimeterLogEvidence,
+    PerimeterLookup,
+    PerimeterReading,
     ProbeResult,
     ScanError,
     ScanReport,
@@ -51,10 +54,12 @@ from monitor.outputs.report import build_report_document
 from monitor.sources.arm import VaultRead, vault_id_parts
 from monitor.sources.change_history import ChangeHistory
 from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader
+from monitor.sources.keyvault.kql import normalise_vault_ids
 from monitor.sources.logs import LogsReadResult, PerimeterLogsReadResult, logs_window
-from monitor.sources.perimeters import PerimeterSource
+from monitor.sources.perimeters import PerimeterRead, PerimeterSource
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 from monitor.store.reconcile import apply_reconciliation
+from probes.vault import not_probed
 
 
 class ProbeRunner(Protocol):
@@ -153,6 +158,8 @@ class ScanRuntime:
     scan_interval: dt.timedelta = dt.timedelta(minutes=15)
     event_feed: bool = False  # an Event Grid subscription announces ARM writes (KV303)
     logs_first_window: dt.timedelta = dt.timedelta(hours=24)
+    # How long reading the sources may take (KVMON_SCAN_DEADLINE); None: as long as they take.
+    deadline: dt.timedelta | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
 
 
@@ -175,28 +182,22 @@ def run_scan(
 
 def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None]) -> ScanOutcome:
     started = runtime.clock()
+    deadline = Deadline(runtime.deadline)
     report = ScanReport(scan_id=_scan_id(started), started_at=started, scope=request.scope)
 
     # 1. What is configured.
     tell("reading vault configuration from ARM")
-    inventory, vault_read = _read_inventory(request, runtime, report)
+    inventory, vault_read = _read_inventory(request, runtime, report, deadline)
     if runtime.perimeters is not None and report.postures:
         tell("reading network security perimeters from ARM")
-        # A subscription of which no vault could be read is an error already; its perimeters are
-        # not asked for (nothing read there could be judged on them).
-        unread = {subscription.lower() for subscription in report.unread_subscriptions}
-        perimeters = runtime.perimeters.read_perimeters(
-            report.postures, subscriptions=[s for s in request.scope if s.lower() not in unread]
-        )
-        report.postures = perimeters.apply(report.postures)
-        report.errors.extend(perimeters.errors)
+        report.postures = _read_perimeters(runtime.perimeters, request, report, deadline)
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
 
     # 2. What actually happens, from every vantage point at once.
     probed = request.probe and runtime.prober is not None and bool(runtime.vantages)
     if probed and report.postures:
         tell(f"probing {len(report.postures)} vault(s) from {len(runtime.vantages)} vantage point(s)")
-        report.probes = _probe_all(runtime, [p.name for p in report.postures])
+        report.probes = _probe_all(runtime, [p.name for p in report.postures], deadline)
         report.errors.extend(_probe_errors(report.postures, report.probes))
 
     # 3. What has happened: one query per workspace for all its vaults, per log (the vaults' own,
@@ -210,7 +211,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         workspaces = {*runtime.workspaces, *runtime.perimeter_workspaces}
         tell(f"reading access logs from {len(workspaces)} workspace(s)")
         evidence, perimeter_evidence, logs_until = _read_logs(
-            runtime, report, request.scope, audit=logs_read, perimeter=perimeter_logs_read
+            runtime, report, request.scope, deadline, audit=logs_read, perimeter=perimeter_logs_read
         )
     report.evidence = list(evidence.values())
     report.perimeter_evidence = list(perimeter_evidence.values())
@@ -223,7 +224,7 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     tell("evaluating")
     stored = _stored_postures(runtime.store, request) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
-    actors = _change_actors(request, runtime, report, stored)
+    actors = _change_actors(request, runtime, report, stored, deadline)
     evaluation = evaluate(
         _vault_facts(
             report,
@@ -285,16 +286,17 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
 
 
 @dataclass
-class _OneVaultInventory:
-    """A one-vault GET seen as an inventory: its subscription counts as read completely for that
-    vault only when ARM answered (the posture, or 404); coverage then makes that vault complete."""
+class _Listing:
+    """An inventory result the scan made itself: a one-vault GET, whose subscription counts as
+    read completely for that vault only when ARM answered (the posture, or 404; coverage then makes
+    that vault complete), or a listing the deadline cut off, which read nothing."""
 
     postures: list[VaultPosture]
     errors: list[ScanError]
     subscriptions_complete: set[str]
 
     @classmethod
-    def of(cls, read: VaultRead, subscription: str) -> _OneVaultInventory:
+    def of(cls, read: VaultRead, subscription: str) -> _Listing:
         return cls(
             postures=[read.posture] if read.posture is not None else [],
             errors=list(read.errors),
@@ -303,19 +305,33 @@ class _OneVaultInventory:
 
 
 def _read_inventory(
-    request: ScanRequest, runtime: ScanRuntime, report: ScanReport
+    request: ScanRequest, runtime: ScanRuntime, report: ScanReport, deadline: Deadline
 ) -> tuple[InventoryResultLike, VaultRead | None]:
     vault_read: VaultRead | None = None
-    inventory: InventoryResultLike
+    inventory: InventoryResultLike | None
     if request.vault_id is not None:
-        if runtime.vault_reader is None:
+        reader, vault_id = runtime.vault_reader, request.vault_id
+        if reader is None:
             raise InputError("this runtime has no way to read one vault by id (no ARM vault reader)")
-        vault_read = runtime.vault_reader.get_vault(request.vault_id)
-        inventory = _OneVaultInventory.of(vault_read, request.scope[0])
-    elif request.vault_name is not None:
-        inventory = runtime.inventory.find_vault(request.vault_name, request.subscriptions)
+        vault_read = deadline.within(lambda: reader.get_vault(vault_id))
+        if vault_read is None:
+            vault_read = VaultRead(
+                vault_id=vault_id, errors=[deadline.error(ErrorSource.ARM, vault_id, "the vault")]
+            )
+        inventory = _Listing.of(vault_read, request.scope[0])
     else:
-        inventory = runtime.inventory.list_vaults(request.subscriptions)
+        name, source = request.vault_name, runtime.inventory
+        inventory = deadline.within(
+            (lambda: source.list_vaults(request.subscriptions))
+            if name is None
+            else (lambda: source.find_vault(name, request.subscriptions))
+        )
+        if inventory is None:
+            inventory = _Listing(
+                postures=[],
+                errors=[deadline.error(ErrorSource.ARM, s, "the vault listing") for s in request.scope],
+                subscriptions_complete=set(),
+            )
     report.postures = list(inventory.postures)
     report.errors.extend(inventory.errors)
     read = {p.subscription_id.lower() for p in report.postures} | {
@@ -365,13 +381,18 @@ def _drift_kept_open(stored: Mapping[str, FindingRecord], report: ScanReport) ->
 
 
 def _change_actors(
-    request: ScanRequest, runtime: ScanRuntime, report: ScanReport, stored: Mapping[str, PostureSnapshot]
+    request: ScanRequest,
+    runtime: ScanRuntime,
+    report: ScanReport,
+    stored: Mapping[str, PostureSnapshot],
+    deadline: Deadline,
 ) -> Mapping[str, ChangeActor]:
     """Who changed each vault: the request's actors (an event's claims), and, for a vault whose
     network configuration moved since it was stored while its posture names no modifier, the
     change history's newest network change since then. The request's actor wins: it is the write
     itself, the history trails it by minutes."""
-    if runtime.change_history is None:
+    history_source = runtime.change_history
+    if history_source is None:
         return request.actors
     unnamed = {
         posture.id: stored[posture.key].seen_at
@@ -383,7 +404,13 @@ def _change_actors(
     }
     if not unnamed:
         return request.actors
-    history = runtime.change_history.network_actors(unnamed)
+    history = deadline.within(lambda: history_source.network_actors(unnamed))
+    if history is None:
+        report.errors.extend(
+            deadline.error(ErrorSource.RESOURCE_GRAPH, vault_id, "who changed the vault (change history)")
+            for vault_id in unnamed
+        )
+        return request.actors
     report.errors.extend(history.errors)
     return {**history.actors, **request.actors}
 
@@ -487,12 +514,19 @@ def _scan_id(started: dt.datetime) -> str:
     return f"{started.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}"
 
 
-def _probe_all(runtime: ScanRuntime, names: list[str]) -> list[ProbeResult]:
+def _probe_all(runtime: ScanRuntime, names: list[str], deadline: Deadline) -> list[ProbeResult]:
+    """Every vantage point at once; one the deadline cut off gives each vault a result that
+    proved nothing (named in the errors, holding its probe findings open)."""
     assert runtime.prober is not None
     prober = runtime.prober
-    with ThreadPoolExecutor(max_workers=max(1, len(runtime.vantages))) as pool:
-        batches = pool.map(lambda vantage: prober(names, vantage), runtime.vantages)
-        return [result for batch in batches for result in batch]
+    batches = deadline.within_all([functools.partial(prober, names, vantage) for vantage in runtime.vantages])
+    results: list[ProbeResult] = []
+    for vantage, batch in zip(runtime.vantages, batches, strict=True):
+        if batch is None:
+            reason = deadline.reason(f"the probes from {vantage.name}")
+            batch = [not_probed(name, vantage, reason) for name in names]
+        results.extend(batch)
+    return results
 
 
 def _probe_errors(postures: Sequence[VaultPosture], probes: Sequence[ProbeResult]) -> list[ScanError]:
@@ -504,7 +538,8 @@ def _probe_errors(postures: Sequence[VaultPosture], probes: Sequence[ProbeResult
         ScanError(
             ErrorSource.PROBE,
             ids.get(result.vault_name.lower(), result.vault_name),
-            f"{result.hostname} from {result.vantage}: {result.verdict.value}, {result.failure}",
+            f"{result.hostname or result.vault_name} from {result.vantage}: {result.verdict.value}, "
+            f"{result.failure}",
         )
         for result in probes
         if not result.conclusive
@@ -512,13 +547,20 @@ def _probe_errors(postures: Sequence[VaultPosture], probes: Sequence[ProbeResult
 
 
 def _read_logs(
-    runtime: ScanRuntime, report: ScanReport, subscriptions: Sequence[str], *, audit: bool, perimeter: bool
+    runtime: ScanRuntime,
+    report: ScanReport,
+    subscriptions: Sequence[str],
+    deadline: Deadline,
+    *,
+    audit: bool,
+    perimeter: bool,
 ) -> tuple[dict[str, LogEvidence], dict[str, PerimeterLogEvidence], dt.datetime]:
     """Evidence per vault key from the vaults' audit logs (``audit``) and the perimeters' access
     logs (``perimeter``), and where the window ended. It ends now, not at the scan's start: this
     scan's own probes are evidence too. It starts where the last scan of these subscriptions that
     read logs stopped, whatever other subscriptions' workers recorded since."""
-    assert runtime.evidence is not None
+    reader = runtime.evidence
+    assert reader is not None
     previous_end = _logs_read_until(runtime.store, subscriptions) if runtime.store is not None else None
     window_start, window_end = logs_window(
         now=runtime.clock(), previous_scan_end=previous_end, first_run=runtime.logs_first_window
@@ -526,21 +568,102 @@ def _read_logs(
     vault_ids = [p.id for p in report.postures]
     merged: dict[str, LogEvidence] = {}
     for workspace in runtime.workspaces if audit else ():
-        result = runtime.evidence.read_workspace(
-            workspace, vault_ids, window_start=window_start, window_end=window_end
+        result = deadline.within(
+            functools.partial(
+                reader.read_workspace, workspace, vault_ids, window_start=window_start, window_end=window_end
+            )
         )
+        if result is None:
+            result = _logs_not_read(workspace, vault_ids, window_start, window_end, deadline)
         report.errors.extend(result.errors)
         for key, found in result.evidence.items():
             merged[key] = _merge_evidence(merged.get(key), found)
     merged_perimeter: dict[str, PerimeterLogEvidence] = {}
     for workspace in runtime.perimeter_workspaces if perimeter else ():
-        seen = runtime.evidence.read_perimeter_workspace(
-            workspace, vault_ids, window_start=window_start, window_end=window_end
+        seen = deadline.within(
+            functools.partial(
+                reader.read_perimeter_workspace,
+                workspace,
+                vault_ids,
+                window_start=window_start,
+                window_end=window_end,
+            )
         )
+        if seen is None:
+            seen = _perimeter_logs_not_read(workspace, vault_ids, window_start, window_end, deadline)
         report.errors.extend(seen.errors)
         for key, found_perimeter in seen.evidence.items():
             merged_perimeter[key] = _merge_evidence(merged_perimeter.get(key), found_perimeter)
     return merged, merged_perimeter, window_end
+
+
+def _read_perimeters(
+    reader: PerimeterSource, request: ScanRequest, report: ScanReport, deadline: Deadline
+) -> list[VaultPosture]:
+    """The postures with their perimeter association. A subscription of which no vault could be
+    read is an error already; its perimeters are not asked for (nothing read there could be judged
+    on them). Cut off by the deadline, every association is unreadable: unknown, never "none"."""
+    unread = {subscription.lower() for subscription in report.unread_subscriptions}
+    subscriptions = [s for s in request.scope if s.lower() not in unread]
+    postures = report.postures
+    perimeters = deadline.within(lambda: reader.read_perimeters(postures, subscriptions=subscriptions))
+    if perimeters is None:
+        errors = [
+            deadline.error(ErrorSource.ARM, s, "the network security perimeters") for s in subscriptions
+        ]
+        unknown = PerimeterReading(
+            lookup=PerimeterLookup.UNREADABLE, error=errors[0].message if errors else ""
+        )
+        perimeters = PerimeterRead(readings={p.key: unknown for p in postures}, errors=errors)
+    report.errors.extend(perimeters.errors)
+    return perimeters.apply(postures)
+
+
+def _logs_not_read(
+    workspace: str, vault_ids: Sequence[str], start: dt.datetime, end: dt.datetime, deadline: Deadline
+) -> LogsReadResult:
+    """A workspace the deadline cut off: every vault's evidence incomplete, saying why."""
+    error = deadline.error(ErrorSource.LOGS, workspace, "the access logs")
+    note = (f"evidence incomplete: {error.message}",)
+    return LogsReadResult(
+        workspace_id=workspace,
+        query="",
+        evidence={
+            key: LogEvidence(
+                vault_id=key,
+                workspace_id=workspace,
+                window_start=start,
+                window_end=end,
+                complete=False,
+                notes=note,
+            )
+            for key in normalise_vault_ids(vault_ids)
+        },
+        errors=[error],
+    )
+
+
+def _perimeter_logs_not_read(
+    workspace: str, vault_ids: Sequence[str], start: dt.datetime, end: dt.datetime, deadline: Deadline
+) -> PerimeterLogsReadResult:
+    """A perimeter log workspace the deadline cut off: every vault's evidence incomplete."""
+    error = deadline.error(ErrorSource.LOGS, workspace, "the perimeter access logs")
+    return PerimeterLogsReadResult(
+        workspace_id=workspace,
+        query="",
+        evidence={
+            key: PerimeterLogEvidence(
+                vault_id=key,
+                workspace_id=workspace,
+                window_start=start,
+                window_end=end,
+                complete=False,
+                notes=(f"evidence incomplete: {error.message}",),
+            )
+            for key in normalise_vault_ids(vault_ids)
+        },
+        errors=[error],
+    )
 
 
 # Recent scan records searched for the last logs read of a subscription: one per subscription per

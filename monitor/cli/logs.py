@@ -20,6 +20,7 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from monitor.cli import common
+from monitor.config.identity import default_credential
 from monitor.config.settings import Settings, SettingsError, parse_duration
 from monitor.jsonable import to_jsonable
 from monitor.sources import nsp_kql
@@ -79,9 +80,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.print_query:
         return execute(args, credential=None, now=dt.datetime.now(dt.UTC), environ=os.environ)
-    from azure.identity import DefaultAzureCredential
-
-    with DefaultAzureCredential() as credential:
+    with default_credential(Settings.from_environ(os.environ)) as credential:
         return execute(args, credential=credential, now=dt.datetime.now(dt.UTC), environ=os.environ)
 
 

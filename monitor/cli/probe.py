@@ -18,6 +18,7 @@ from typing import Any
 from azure.core.credentials import TokenCredential
 
 from monitor.cli import common
+from monitor.config.identity import default_credential
 from monitor.config.policy import Vantage
 from monitor.config.settings import Settings, SettingsError
 from monitor.config.vantages import VantageConfigError, load_vantages, parse_resolver
@@ -55,9 +56,7 @@ def register(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from azure.identity import DefaultAzureCredential
-
-    with DefaultAzureCredential() as credential:
+    with default_credential(Settings.from_environ(os.environ)) as credential:
         return execute(args, credential=credential, environ=os.environ)
 
 

@@ -200,8 +200,9 @@ class Settings(BaseModel):
     )
     arm_timeout_s: float = setting(
         "KVMON_ARM_TIMEOUT",
-        "Connect and read timeout of each ARM request, seconds. A request that hangs on every try ends "
-        "after (KVMON_ARM_RETRIES + 1) × 2 × this, plus the backoff between tries (none, then 1.6 s, 3.2 s, ...).",
+        "Connect and read timeout of each ARM request (listings, Resource Graph, its change history), "
+        "seconds. A request that hangs on every try ends after (KVMON_ARM_RETRIES + 1) × 2 × this, plus "
+        "the backoff between tries (none, then 1.6 s, 3.2 s, ...).",
         default=10.0,
         gt=0,
         le=300,
@@ -212,6 +213,15 @@ class Settings(BaseModel):
         default=2,
         ge=0,
         le=10,
+    )
+    token_timeout_s: float = setting(
+        "KVMON_TOKEN_TIMEOUT",
+        "Connect and read timeout of each token request (the managed identity endpoint, or Microsoft "
+        "Entra ID for a service principal), seconds. A token request that hangs on every try ends after "
+        "3 × 2 × this + 1.6 s (two retries); a service principal's first token takes two such requests.",
+        default=5.0,
+        gt=0,
+        le=120,
     )
     inventory_source: Annotated[InventoryChoice, choice(InventoryChoice)] = setting(
         "KVMON_INVENTORY_SOURCE",
@@ -268,6 +278,15 @@ class Settings(BaseModel):
         "Log Analytics query endpoint (sovereign clouds, lab).",
         default="https://api.loganalytics.io/v1",
     )
+    logs_timeout_s: float = setting(
+        "KVMON_LOGS_TIMEOUT",
+        "How long kvmon waits for the answer to each Log Analytics query, seconds; the query's own time "
+        "limit on the server is 10 s less (at least 1 s), so the service's error arrives first. A query is "
+        "tried again only after a 500, 503 or 504, once: one that hangs on every try ends after 2 × (this + 10) s.",
+        default=130.0,
+        gt=0,
+        le=610,
+    )
     logs_table: Annotated[LogsTable, choice(LogsTable)] = setting(
         "KVMON_LOGS_TABLE", "`auto`, `AZKVAuditLogs` or `AzureDiagnostics`.", default=LogsTable.AUTO
     )
@@ -309,7 +328,21 @@ class Settings(BaseModel):
         le=64,
     )
     probe_timeout_s: float = setting(
-        "KVMON_PROBE_TIMEOUT", "Timeout of each probe step, seconds.", default=5.0, gt=0, le=120
+        "KVMON_PROBE_TIMEOUT",
+        "Timeout of each probe step (DNS, TCP connect, TLS handshake, each data-plane request), seconds; "
+        "one vault's probe ends within 10 × this, plus its token.",
+        default=5.0,
+        gt=0,
+        le=120,
+    )
+    remote_probe_timeout_s: float = setting(
+        "KVMON_REMOTE_PROBE_TIMEOUT",
+        "How long a remote vantage point (`endpoint` in KVMON_VANTAGES) may take to answer, seconds: it "
+        "probes every vault it is sent before it answers. At most 230: Azure's front end ends an HTTP "
+        "request to a function app after 230 s.",
+        default=120.0,
+        gt=0,
+        le=230,
     )
     private_ranges: Annotated[CommaList, AfterValidator(_cidrs)] = setting(
         "KVMON_PRIVATE_RANGES",
@@ -332,6 +365,14 @@ class Settings(BaseModel):
         "KVMON_SCAN_INTERVAL",
         "The schedule's interval, for judging stale probe results (KV106).",
         default=dt.timedelta(minutes=15),
+    )
+    scan_deadline: Annotated[Duration, _between(dt.timedelta(seconds=1), dt.timedelta(hours=24))] = setting(
+        "KVMON_SCAN_DEADLINE",
+        "How long a scan may spend reading its sources (ARM, probes, Log Analytics, change history). "
+        "A source unfinished when it passes is a scan error naming what was not read, and nothing "
+        "resolves on it; the scan then judges, stores and notifies what it has (within the Functions "
+        "host's 10 minutes: docs/reliability.md).",
+        default=dt.timedelta(minutes=4),
     )
     scan_queue: str = setting(
         "KVMON_SCAN_QUEUE", "Storage queue the scheduled scan fans out to.", default="kvmon-scan-jobs"

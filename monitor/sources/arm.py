@@ -38,6 +38,7 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 
 from monitor.azure_errors import describe_azure_error, describe_exception, error_code
 from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
+from monitor.config.budget import RequestBudget
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 from monitor.sources.paging import MAX_PAGES, PageGuard, PagingStopped
@@ -111,8 +112,8 @@ class ArmConnection:
     arm_endpoint: str = PUBLIC_ARM_ENDPOINT
     credential_scope: str | None = None  # None: the one that belongs to ``arm_endpoint``
     connection_verify: str | bool = True
-    timeout_s: float = 30
-    retry_total: int = 4
+    timeout_s: float = 10  # KVMON_ARM_TIMEOUT's default
+    retry_total: int = 2  # KVMON_ARM_RETRIES'
     retry_backoff_factor: float = 0.8
     retry_backoff_max: float = 60
 
@@ -136,15 +137,18 @@ class ArmConnection:
             "per_retry_policies": [EndpointPolicy(self.arm_endpoint)],
             "credential_scopes": [self.credential_scope],
             "connection_verify": self.connection_verify,
-            "connection_timeout": self.timeout_s,
-            "read_timeout": self.timeout_s,
-            "retry_total": self.retry_total,
-            "retry_status": self.retry_total,
-            "retry_connect": self.retry_total,
-            "retry_read": self.retry_total,
-            "retry_backoff_factor": self.retry_backoff_factor,
-            "retry_backoff_max": self.retry_backoff_max,
+            **self.budget.azure_core_options(),
         }
+
+    @property
+    def budget(self) -> RequestBudget:
+        """Each request's timeouts and retries (``KVMON_ARM_TIMEOUT``, ``KVMON_ARM_RETRIES``)."""
+        return RequestBudget(
+            timeout_s=self.timeout_s,
+            retries=self.retry_total,
+            backoff_factor_s=self.retry_backoff_factor,
+            backoff_max_s=self.retry_backoff_max,
+        )
 
 
 class ArmInventory:
@@ -169,9 +173,9 @@ class ArmInventory:
         arm_endpoint: str = PUBLIC_ARM_ENDPOINT,
         credential_scope: str | None = None,
         connection_verify: str | bool = True,
-        timeout_s: float = 30,
+        timeout_s: float = 10,
         max_concurrency: int = 8,
-        retry_total: int = 4,
+        retry_total: int = 2,
         retry_backoff_factor: float = 0.8,
         retry_backoff_max: float = 60,
         max_pages: int = MAX_PAGES,

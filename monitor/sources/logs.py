@@ -29,6 +29,7 @@ from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsTab
 
 from monitor.azure_errors import error_code, first_line, service_error
 from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
+from monitor.config.budget import RequestBudget
 from monitor.model import (
     CallerActivity,
     ErrorSource,
@@ -51,6 +52,14 @@ from monitor.sources.keyvault.kql import (
 )
 
 DEFAULT_ENDPOINT = "https://api.loganalytics.io/v1"
+# A connection opens in milliseconds or not at all; the answer may take as long as the query.
+CONNECT_TIMEOUT_S = 10.0
+# A query's own time limit on the server is this much inside kvmon's wait (KVMON_LOGS_TIMEOUT), so
+# Log Analytics' error, which says the query ran out of time, arrives before kvmon stops listening.
+ANSWER_MARGIN_S = 10
+# azure-core tries a POST again only after a 500, 503 or 504 (never after a timeout or a 429), and
+# a query that failed twice on the server is better reported than repeated.
+RETRIES = 1
 
 # The summary's columns, in the order the query groups them; the reader and the lab both use it.
 SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -142,22 +151,29 @@ class LogsReader:
         table: str = TABLE_AUTO,
         address_space: AddressSpace | None = None,
         connection_verify: str | bool = True,
-        timeout_s: float = 120.0,
-        retry_total: int = 3,
+        timeout_s: float = 130.0,
+        retry_total: int = RETRIES,
         retry_backoff_factor: float = 0.8,
     ) -> None:
+        """``timeout_s``: how long to wait for a query's answer (``KVMON_LOGS_TIMEOUT``)."""
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be positive, got {timeout_s}")
         self.table = normalise_table(table)
         self.address_space = address_space or AddressSpace()
-        self.timeout_s = timeout_s
+        self.budget = RequestBudget(
+            timeout_s=min(CONNECT_TIMEOUT_S, timeout_s),
+            read_timeout_s=timeout_s,
+            retries=retry_total,
+            backoff_factor_s=retry_backoff_factor,
+        )
+        # Log Analytics allows 1 to 600 seconds.
+        self.server_timeout_s = max(1, min(600, math.floor(timeout_s) - ANSWER_MARGIN_S))
         self._client = LogsQueryClient(
             credential,
             endpoint=endpoint.rstrip("/"),
             per_retry_policies=[EndpointPolicy(endpoint)],
             connection_verify=connection_verify,
-            retry_total=retry_total,
-            retry_backoff_factor=retry_backoff_factor,
+            **self.budget.azure_core_options(),
         )
 
     def close(self) -> None:
@@ -296,9 +312,7 @@ class LogsReader:
                 workspace_id,
                 query,
                 timespan=(window_start, window_end),
-                server_timeout=min(600, max(1, math.ceil(self.timeout_s))),
-                connection_timeout=self.timeout_s,
-                read_timeout=self.timeout_s,
+                server_timeout=self.server_timeout_s,
                 raw_response_hook=lambda pipeline_response: statuses.append(
                     pipeline_response.http_response.status_code
                 ),

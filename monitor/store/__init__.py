@@ -4,8 +4,8 @@
 Functions app and the CLI share:
 
 1. ``KVMON_STORAGE``: a storage connection string (Table storage);
-2. ``KVMON_STORAGE_ACCOUNT_URL``: a table endpoint, used with the managed identity
-   (``DefaultAzureCredential``);
+2. ``KVMON_STORAGE_ACCOUNT_URL``: a table endpoint, used with the managed identity (the
+   credential given, else kvmon's ``DefaultAzureCredential`` with its token budget);
 3. ``AzureWebJobsStorage``: the Functions host's storage, as a connection string or, for an
    identity-based connection, ``AzureWebJobsStorage__tableServiceUri`` /
    ``AzureWebJobsStorage__accountName``;
@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from monitor.config.identity import default_credential
+from monitor.config.settings import Settings
 from monitor.store.base import (
     ConcurrentUpdate,
     OutboxMessage,
@@ -39,8 +41,8 @@ def open_store(
 ) -> Store:
     """Table storage when a connection string or an account URL is given, else SQLite.
 
-    ``credential`` goes with ``account_url`` (a ``TokenCredential``; ``DefaultAzureCredential``
-    when None). A malformed connection string raises ValueError without quoting it.
+    ``credential`` goes with ``account_url`` (a ``TokenCredential``). A malformed connection
+    string raises ValueError without quoting it.
     """
     if connection_string:
         from monitor.store.tables import TableStore
@@ -50,21 +52,23 @@ def open_store(
         from monitor.store.tables import TableStore
 
         if credential is None:
-            from azure.identity import DefaultAzureCredential
-
-            credential = DefaultAzureCredential()
+            raise ValueError("a table endpoint (account_url) needs a credential")
         return TableStore.from_account_url(account_url, credential=credential, table_prefix=table_prefix)
     return SqliteStore(sqlite_path if sqlite_path is not None else DEFAULT_SQLITE_PATH)
 
 
 def store_from_environment(environ: Mapping[str, str], *, credential: Any = None) -> Store:
     """The store the settings in ``environ`` name (see the module's docstring for the order)."""
+
+    def identity() -> Any:
+        return credential if credential is not None else default_credential(Settings.from_environ(environ))
+
     connection_string = environ.get("KVMON_STORAGE", "").strip()
     if connection_string:
         return open_store(connection_string=connection_string)
     account_url = environ.get("KVMON_STORAGE_ACCOUNT_URL", "").strip()
     if account_url:
-        return open_store(account_url=account_url, credential=credential)
+        return open_store(account_url=account_url, credential=identity())
     host_storage = environ.get("AzureWebJobsStorage", "").strip()
     if host_storage:
         return open_store(connection_string=host_storage)
@@ -73,7 +77,7 @@ def store_from_environment(environ: Mapping[str, str], *, credential: Any = None
     if not table_uri and account_name:
         table_uri = f"https://{account_name}.table.core.windows.net"
     if table_uri:
-        return open_store(account_url=table_uri, credential=credential)
+        return open_store(account_url=table_uri, credential=identity())
     sqlite_path = environ.get("KVMON_SQLITE_PATH", "").strip()
     return open_store(sqlite_path=sqlite_path or DEFAULT_SQLITE_PATH)
 

@@ -26,14 +26,17 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from monitor.azure_errors import first_line, redact
+from monitor.config.budget import RequestBudget
 from monitor.store.base import StoreUnavailable
 from monitor.store.entities import MAX_BATCH, Entity, EntityConflict, EntityStore, Operation
 
 _CONFLICT_CODES = {"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound", "EntityNotFound"}
 _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
-# Fail over to StoreUnavailable in seconds, not the SDK default of minutes, when the service is gone.
-_CONNECTION_TIMEOUT_S = 10
-_READ_TIMEOUT_S = 30
+# Each request to Table storage: StoreUnavailable in about a minute when the service is gone or
+# silent, not the SDK's default of minutes per request (300 s reads, 10 retries backing off up to
+# 120 s). A batch of 100 entities or a page of 1,000 answers within a second or two; 20 s of silence
+# is an outage, and the third try that meets one fails the scan (it must not go on unrecorded).
+STORE_BUDGET = RequestBudget(timeout_s=5, read_timeout_s=20, retries=2)
 # Tables this process made sure exist, by account endpoint: a Functions instance builds a store
 # per invocation, and a create call per table and invocation was a round trip on every event.
 _TABLES_PRESENT: set[tuple[str, str]] = set()
@@ -58,7 +61,7 @@ class TableBackend:
     def from_connection_string(cls, connection_string: str, *, table_prefix: str = "kvmon") -> TableBackend:
         try:
             service = TableServiceClient.from_connection_string(
-                connection_string, connection_timeout=_CONNECTION_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+                connection_string, **STORE_BUDGET.azure_core_options()
             )
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string itself: say what is wrong, not what it was.
@@ -76,8 +79,7 @@ class TableBackend:
         service = TableServiceClient(
             endpoint=account_url,
             credential=credential,
-            connection_timeout=_CONNECTION_TIMEOUT_S,
-            read_timeout=_READ_TIMEOUT_S,
+            **STORE_BUDGET.azure_core_options(),
         )
         return cls(service, table_prefix=table_prefix, auth="Microsoft Entra ID")
 

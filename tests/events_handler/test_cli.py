@@ -23,7 +23,7 @@ def cli_environ(lab: LabServices, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     environ = lab.environ(sqlite_path=tmp_path / "kvmon.db")
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("monitor.app.runtime.default_credential", LabCredential)
+    monkeypatch.setattr("monitor.app.runtime.default_credential", lambda settings: LabCredential())
     return environ
 
 

@@ -72,7 +72,7 @@ class _Row:
 
 _ROWS: dict[str, _Row] = {}
 # The table's order: the issue's.
-AREAS = ("ARM", "Log Analytics", "Probes", "Store", "Store + webhooks", "Concurrency")
+AREAS = ("ARM", "Log Analytics", "Probes", "Store", "Store + webhooks", "Concurrency", "Deadline")
 
 
 def pytest_configure(config: pytest.Config) -> None:

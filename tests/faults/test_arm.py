@@ -258,12 +258,15 @@ def test_a_page_that_is_not_json_is_an_error(
 
 
 def _token_endpoint_down(lab: LabServices) -> TokenCredential:
-    """azure-identity's own client, asking a token endpoint nobody listens on."""
+    """azure-identity's own client, asking a token endpoint nobody listens on. Without
+    ``disable_instance_discovery`` MSAL would first ask login.microsoftonline.com whether that
+    authority is known: traffic off loopback."""
     return ClientSecretCredential(
         "00000000-0000-0000-0000-0000000000aa",
         "00000000-0000-0000-0000-0000000000bb",
         "not-a-secret",
         authority=f"https://127.0.0.1:{free_loopback_port()}",
+        disable_instance_discovery=True,
         retry_total=0,
         connection_timeout=FAULT_TIMEOUT_S,
     )

@@ -133,7 +133,7 @@ def test_kvmon_scan_exits_3_with_the_error_when_the_store_goes_away(
     environ["KVMON_STORAGE"] = azurite_for_faults.connection_string
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("monitor.app.runtime.default_credential", LabCredential)
+    monkeypatch.setattr("monitor.app.runtime.default_credential", lambda settings: LabCredential())
 
     try:
         with azurite_stops_mid_scan(lab, azurite_for_faults) as seen, caplog.at_level(logging.ERROR):

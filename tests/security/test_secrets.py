@@ -158,7 +158,7 @@ def test_no_secret_appears_in_any_log_output_report_record_or_answer(
     environ = _environ(lab, remote, silent)
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setattr("monitor.app.runtime.default_credential", lambda: credential)
+    monkeypatch.setattr("monitor.app.runtime.default_credential", lambda settings: credential)
     monkeypatch.setattr("monitor.app.deployment._CREDENTIAL", credential)
     caplog.set_level(logging.DEBUG)
     outputs: dict[str, str] = {}

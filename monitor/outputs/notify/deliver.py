@@ -77,14 +77,26 @@ class DeliveryPolicy:
     max_backoff_s: float = 30.0
     # A Retry-After longer than this ends the tries of this run; the next run tries again.
     max_retry_after_s: float = 60.0
+    # How long one run spends delivering: the messages it has not started by then stay pending for
+    # the next run. An outbox holds every message a run could not send, so a webhook that hangs
+    # would otherwise cost a scan each held message's tries.
+    run_budget_s: float = 60.0
+
+    @property
+    def message_worst_case_s(self) -> float:
+        """One message whose every try hangs, or is throttled for as long as a run waits."""
+        waits = (self.attempts - 1) * max(self.max_backoff_s, self.max_retry_after_s)
+        return self.attempts * (self.connect_timeout_s + self.read_timeout_s) + waits
+
+    @property
+    def run_worst_case_s(self) -> float:
+        """One run: its budget, and the message it started last."""
+        return self.run_budget_s + self.message_worst_case_s
 
     @property
     def lease(self) -> dt.timedelta:
         """Longer than one message's worst case, so no one else sends while a sender may."""
-        worst = self.attempts * (self.connect_timeout_s + self.read_timeout_s) + (self.attempts - 1) * max(
-            self.max_backoff_s, self.max_retry_after_s
-        )
-        return dt.timedelta(seconds=worst + 60)
+        return dt.timedelta(seconds=self.message_worst_case_s + 60)
 
 
 @dataclass(frozen=True)
@@ -297,7 +309,10 @@ class Notifier:
         failed: list[str] = []
         skipped: list[str] = []
         errors: list[ScanError] = []
-        for message in pending:
+        for index, message in enumerate(pending):
+            if self._clock.monotonic() - started >= self._policy.run_budget_s:
+                errors.append(self._budget_spent(len(pending) - index))
+                break
             channel = self._channels.get(message.channel)
             if channel is None:
                 skipped.append(message.id)
@@ -369,6 +384,15 @@ class Notifier:
     def _at(self, now: dt.datetime, started: float) -> dt.datetime:
         """``now`` moved on by the time this run has spent (leases are taken as it goes)."""
         return now + dt.timedelta(seconds=self._clock.monotonic() - started)
+
+    def _budget_spent(self, left: int) -> ScanError:
+        return ScanError(
+            source=ErrorSource.NOTIFY,
+            scope="outbox",
+            message=f"{left} message(s) not sent by this run, which spent its {self._policy.run_budget_s:g} s "
+            "of delivery: they stay pending for the next run",
+            code="delivery-budget",
+        )
 
     def _outbox_error(self, exc: Exception) -> ScanError:
         secrets = [secret for channel in self._channels.values() for secret in channel.secrets]
