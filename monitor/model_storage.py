@@ -213,7 +213,7 @@ class StorageAccountPosture:
     last_modified_by_type: str | None = None
     last_modified_at: dt.datetime | None = None
     problems: tuple[str, ...] = ()
-    perimeter: PerimeterReading = PerimeterReading()
+    perimeter: PerimeterReading = field(default_factory=PerimeterReading)
     unread: frozenset[str] = frozenset()
 
     def could_not_read(self, path: str) -> bool:
