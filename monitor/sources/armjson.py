@@ -15,9 +15,11 @@ import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final, TypeVar
+from typing import Any, Final, NamedTuple, TypeVar
 
 from monitor.errors import InputError
+from monitor.model import IpRule, PrivateEndpointConnection
+from monitor.netaddr import parse_network
 
 MISSING: Final = object()
 
@@ -175,6 +177,125 @@ def moment(value: Any, path: str, reader: Reader) -> dt.datetime | None:
     except (ValueError, OverflowError):  # not ISO 8601, or out of range once moved to UTC
         reader.note(f"{path} is {value!r}, not an ISO 8601 time Python can represent: ignored")
         return None
+
+
+class ResourceIdParts(NamedTuple):
+    subscription_id: str
+    resource_group: str
+    name: str
+    matches: bool  # the id has the expected shape and provider type
+
+
+def parse_resource_id(resource_id: str, *, provider: str, resource_type: str) -> ResourceIdParts:
+    """Subscription, resource group and name from a resource id, and whether it is
+    ``/subscriptions/SUB/resourceGroups/RG/providers/PROVIDER/TYPE/NAME``; ARM may return the
+    segment names in any case (``resourcegroups``, ``microsoft.keyvault``)."""
+    segments = [s for s in resource_id.split("/") if s]
+    folded = [s.lower() for s in segments]
+
+    def after(segment: str) -> str:
+        if segment in folded:
+            index = folded.index(segment)
+            if index + 1 < len(segments):
+                return segments[index + 1]
+        return ""
+
+    # Subscription ids are GUIDs, case-insensitive: kept lower-cased (ARM's usual spelling) so
+    # they compare with the inventory's ``subscriptions_complete`` whatever case a source used.
+    subscription_id = after("subscriptions").lower()
+    resource_group = after("resourcegroups")
+    name = segments[-1] if segments else resource_id
+    provider_at = folded.index("providers") if "providers" in folded else -1
+    matches = (
+        bool(subscription_id)
+        and bool(resource_group)
+        and provider_at >= 0
+        and folded[provider_at + 1 : provider_at + 3] == [provider.lower(), resource_type.lower()]
+        and len(segments) == provider_at + 4
+    )
+    return ResourceIdParts(subscription_id, resource_group, name, matches)
+
+
+def ip_rules(
+    container: Mapping[Any, Any],
+    key: str,
+    path: str,
+    reader: Reader,
+    *,
+    value_keys: tuple[str, ...] = ("value",),
+) -> list[tuple[IpRule, Mapping[Any, Any] | None]]:
+    """The IP rules under ``container[key]``, each with its item (None when the item is not an
+    object). A value that is not text is kept, unparsed, rather than dropped: a rule nobody can
+    read is itself a finding. ``value_keys``: the names the address may have (REST ``value``, the
+    SDK's ``ip_address_or_range``)."""
+    rules: list[tuple[IpRule, Mapping[Any, Any] | None]] = []
+    for index, item in enumerate(reader.items(container, key, path)):
+        item_path = f"{path}[{index}]"
+        if isinstance(item, Mapping):
+            _, value = reader.first(item, *value_keys)
+        else:
+            reader.note(f"{item_path} is {kind(item)}, expected an object with 'value'")
+            value = item
+        mapping = item if isinstance(item, Mapping) else None
+        if not isinstance(value, str):
+            if mapping is not None:
+                reader.note(f"{item_path}.value is {kind(value)}, expected an address or CIDR string")
+            rules.append((IpRule(json.dumps(value, default=str), None), mapping))
+            continue
+        try:
+            network = parse_network(value)
+        except ValueError:
+            network = None
+        rules.append((IpRule(value, network), mapping))
+    return rules
+
+
+_CONNECTION_STATUS = {v.lower(): v for v in ("Pending", "Approved", "Rejected", "Disconnected")}
+_PROVISIONING_STATES = {
+    v.lower(): v for v in ("Succeeded", "Creating", "Updating", "Deleting", "Failed", "Disconnected")
+}
+
+
+def private_endpoint_connections(
+    container: Mapping[Any, Any], path: str, reader: Reader
+) -> list[tuple[PrivateEndpointConnection, Mapping[Any, Any]]]:
+    """The private endpoint connections under ``container``, ARM's common shape, each with the
+    mapping that holds its fields (for a service's own additions)."""
+    connections: list[tuple[PrivateEndpointConnection, Mapping[Any, Any]]] = []
+    for index, item in enumerate(reader.items(container, "privateEndpointConnections", path)):
+        item_path = f"{path}[{index}]"
+        if not isinstance(item, Mapping):
+            reader.note(f"{item_path} is {kind(item)}, expected an object: ignored")
+            continue
+        # REST and SDK >= 13 nest the fields under "properties"; az CLI output and older SDK
+        # models carry them on the item itself.
+        nested = reader.mapping(item, "properties", f"{item_path}.properties")
+        fields, fields_path = (nested, f"{item_path}.properties") if nested is not None else (item, item_path)
+        endpoint = reader.mapping(fields, "privateEndpoint", f"{fields_path}.privateEndpoint") or {}
+        endpoint_id = reader.text(endpoint, "id", f"{fields_path}.privateEndpoint.id")
+        state_path = f"{fields_path}.privateLinkServiceConnectionState"
+        state = reader.mapping(fields, "privateLinkServiceConnectionState", state_path) or {}
+        status = reader.text(state, "status", f"{state_path}.status")
+        if status is not None:
+            status = reader.choice(status, _CONNECTION_STATUS, default=status, path=f"{state_path}.status")
+        provisioning_state = reader.text(fields, "provisioningState", f"{fields_path}.provisioningState")
+        if provisioning_state is None and nested is not None:
+            provisioning_state = reader.text(item, "provisioningState", f"{item_path}.provisioningState")
+        if provisioning_state is not None:
+            provisioning_state = _PROVISIONING_STATES.get(provisioning_state.lower(), provisioning_state)
+        connection_id = reader.text(item, "id", f"{item_path}.id")
+        if not connection_id:
+            connection_id = endpoint_id or f"privateEndpointConnections[{index}]"
+            reader.note(f"{item_path} has no 'id': identified as {connection_id!r}")
+        connection = PrivateEndpointConnection(
+            id=connection_id,
+            private_endpoint_id=endpoint_id,
+            status=status,
+            provisioning_state=provisioning_state,
+            description=reader.text(state, "description", f"{state_path}.description"),
+        )
+        connections.append((connection, fields))
+    return connections
 
 
 # ---------------------------------------------------------------------------------------------

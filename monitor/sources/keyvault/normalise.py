@@ -22,25 +22,31 @@ at all (``InvalidVault``). Pure: no I/O, except ``load_vault_file`` which reads 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
 
 from monitor.errors import InputError
 from monitor.model import IpRule, PrivateEndpointConnection, VaultPosture, VirtualNetworkRule
-from monitor.netaddr import parse_network
-from monitor.sources.armjson import MISSING, Reader, kind, lookup, moment, read_entries, tags
+from monitor.sources.armjson import (
+    MISSING,
+    Reader,
+    ResourceIdParts,
+    ip_rules,
+    kind,
+    lookup,
+    moment,
+    parse_resource_id,
+    private_endpoint_connections,
+    read_entries,
+    tags,
+)
 
 VAULT_TYPE: Final = "Microsoft.KeyVault/vaults"
 
 _PUBLIC_NETWORK_ACCESS = {v.lower(): v for v in ("Enabled", "Disabled", "SecuredByPerimeter")}
 _DEFAULT_ACTIONS = {v.lower(): v for v in ("Allow", "Deny")}
 _BYPASS = {v.lower(): v for v in ("AzureServices", "None")}
-_CONNECTION_STATUS = {v.lower(): v for v in ("Pending", "Approved", "Rejected", "Disconnected")}
-_PROVISIONING_STATES = {
-    v.lower(): v for v in ("Succeeded", "Creating", "Updating", "Deleting", "Failed", "Disconnected")
-}
 
 
 class InvalidVault(InputError, ValueError):
@@ -134,67 +140,18 @@ def normalise_vault(raw: Mapping[str, Any]) -> VaultPosture:
     )
 
 
-class _IdParts(NamedTuple):
-    subscription_id: str
-    resource_group: str
-    name: str
-
-
-def _parse_vault_id(vault_id: str, reader: Reader) -> _IdParts:
-    """Subscription, resource group and name from the id; ARM may return the segment names in any
-    case (``resourcegroups``, ``microsoft.keyvault``)."""
-    segments = [s for s in vault_id.split("/") if s]
-    folded = [s.lower() for s in segments]
-
-    def after(segment: str) -> str:
-        if segment in folded:
-            index = folded.index(segment)
-            if index + 1 < len(segments):
-                return segments[index + 1]
-        return ""
-
-    # Subscription ids are GUIDs, case-insensitive: kept lower-cased (ARM's usual spelling) so
-    # they compare with the inventory's ``subscriptions_complete`` whatever case a source used.
-    subscription_id = after("subscriptions").lower()
-    resource_group = after("resourcegroups")
-    name = segments[-1] if segments else vault_id
-    provider_at = folded.index("providers") if "providers" in folded else -1
-    is_vault_id = (
-        bool(subscription_id)
-        and bool(resource_group)
-        and provider_at >= 0
-        and folded[provider_at + 1 : provider_at + 3] == ["microsoft.keyvault", "vaults"]
-        and len(segments) == provider_at + 4
-    )
-    if not is_vault_id:
+def _parse_vault_id(vault_id: str, reader: Reader) -> ResourceIdParts:
+    parts = parse_resource_id(vault_id, provider="Microsoft.KeyVault", resource_type="vaults")
+    if not parts.matches:
         reader.note(
             f"id {vault_id!r} is not a Key Vault resource id "
             "(/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/NAME)"
         )
-    return _IdParts(subscription_id, resource_group, name)
+    return parts
 
 
 def _ip_rules(acls: Mapping[Any, Any], reader: Reader) -> tuple[IpRule, ...]:
-    rules: list[IpRule] = []
-    for index, item in enumerate(reader.items(acls, "ipRules", "properties.networkAcls.ipRules")):
-        path = f"properties.networkAcls.ipRules[{index}]"
-        if isinstance(item, Mapping):
-            value = reader.get(item, "value")
-        else:
-            reader.note(f"{path} is {kind(item)}, expected an object with 'value'")
-            value = item
-        if not isinstance(value, str):
-            # Kept (unparsed) rather than dropped: a rule nobody can read is itself a finding.
-            if isinstance(item, Mapping):
-                reader.note(f"{path}.value is {kind(value)}, expected an address or CIDR string")
-            rules.append(IpRule(json.dumps(value, default=str), None))
-            continue
-        try:
-            network = parse_network(value)
-        except ValueError:
-            network = None
-        rules.append(IpRule(value, network))
-    return tuple(rules)
+    return tuple(rule for rule, _ in ip_rules(acls, "ipRules", "properties.networkAcls.ipRules", reader))
 
 
 def _flag(value: Any, path: str, reader: Reader) -> bool:
@@ -233,43 +190,12 @@ def _virtual_network_rules(acls: Mapping[Any, Any], reader: Reader) -> tuple[Vir
 def _private_endpoint_connections(
     properties: Mapping[Any, Any], reader: Reader
 ) -> tuple[PrivateEndpointConnection, ...]:
-    connections: list[PrivateEndpointConnection] = []
-    path = "properties.privateEndpointConnections"
-    for index, item in enumerate(reader.items(properties, "privateEndpointConnections", path)):
-        item_path = f"{path}[{index}]"
-        if not isinstance(item, Mapping):
-            reader.note(f"{item_path} is {kind(item)}, expected an object: ignored")
-            continue
-        # REST and SDK >= 13 nest the fields under "properties"; az CLI output and older SDK
-        # models carry them on the item itself.
-        nested = reader.mapping(item, "properties", f"{item_path}.properties")
-        fields, fields_path = (nested, f"{item_path}.properties") if nested is not None else (item, item_path)
-        endpoint = reader.mapping(fields, "privateEndpoint", f"{fields_path}.privateEndpoint") or {}
-        endpoint_id = reader.text(endpoint, "id", f"{fields_path}.privateEndpoint.id")
-        state_path = f"{fields_path}.privateLinkServiceConnectionState"
-        state = reader.mapping(fields, "privateLinkServiceConnectionState", state_path) or {}
-        status = reader.text(state, "status", f"{state_path}.status")
-        if status is not None:
-            status = reader.choice(status, _CONNECTION_STATUS, default=status, path=f"{state_path}.status")
-        provisioning_state = reader.text(fields, "provisioningState", f"{fields_path}.provisioningState")
-        if provisioning_state is None and nested is not None:
-            provisioning_state = reader.text(item, "provisioningState", f"{item_path}.provisioningState")
-        if provisioning_state is not None:
-            provisioning_state = _PROVISIONING_STATES.get(provisioning_state.lower(), provisioning_state)
-        connection_id = reader.text(item, "id", f"{item_path}.id")
-        if not connection_id:
-            connection_id = endpoint_id or f"privateEndpointConnections[{index}]"
-            reader.note(f"{item_path} has no 'id': identified as {connection_id!r}")
-        connections.append(
-            PrivateEndpointConnection(
-                id=connection_id,
-                private_endpoint_id=endpoint_id,
-                status=status,
-                provisioning_state=provisioning_state,
-                description=reader.text(state, "description", f"{state_path}.description"),
-            )
+    return tuple(
+        connection
+        for connection, _ in private_endpoint_connections(
+            properties, "properties.privateEndpointConnections", reader
         )
-    return tuple(connections)
+    )
 
 
 # ---------------------------------------------------------------------------------------------
