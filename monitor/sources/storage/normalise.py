@@ -177,8 +177,10 @@ def _public_network_access(properties: Mapping[Any, Any], reader: Reader) -> Pub
     if value is None:
         return PublicNetworkAccess.ABSENT
     member = reader.member(value, PublicNetworkAccess, path)
-    if member in (None, PublicNetworkAccess.ABSENT, PublicNetworkAccess.UNKNOWN):
-        # kvmon's own markers are no values Azure writes.
+    if member is None:
+        return PublicNetworkAccess.UNKNOWN  # noted, and unread
+    if member in (PublicNetworkAccess.ABSENT, PublicNetworkAccess.UNKNOWN):
+        reader.note(f"{path} is {value!r}, not a value Azure writes: not judged")
         reader.unread.add(path)
         return PublicNetworkAccess.UNKNOWN
     return member
@@ -203,7 +205,7 @@ def _bypass(acls: Mapping[Any, Any], reader: Reader) -> frozenset[StorageBypass]
     for part in value.split(","):
         if not part.strip():
             continue
-        member = reader.member(part, StorageBypass, path)
+        member = reader.member(part.strip(), StorageBypass, path)
         if member is None:  # noted and unread: the set is not what Azure applies
             return frozenset({StorageBypass.AZURE_SERVICES})
         members.add(member)
