@@ -457,7 +457,9 @@ class Baseline:
         suppressions = tuple(s.to_suppression() for s in spec.suppressions)
         return cls(
             path=path,
-            entries=tuple(_Entry(e.match, e.to_policy(e.name, suppressions), e.service) for e in spec.entries),
+            entries=tuple(
+                _Entry(e.match, e.to_policy(e.name, suppressions), e.service) for e in spec.entries
+            ),
             defaults=spec.defaults.to_policy(DEFAULTS_ENTRY, suppressions) if spec.defaults else None,
             suppressions=suppressions,
             logs_refused_threshold=spec.logs.refused_threshold,
