@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Exposure, Rule, RuleCategory
 from monitor.judge.rules.keyvault import config, drift, logs, perimeter, probes
+from monitor.judge.rules.storage import config as storage_config
 from monitor.model import EvidenceSource, Service, Severity
 
 # Each service's rule ids: its prefix and three digits.
@@ -40,13 +41,13 @@ def build_catalog(*families: Iterable[Rule[Any]]) -> tuple[Rule[Any], ...]:
     return tuple(sorted(by_id.values(), key=lambda rule: rule.id))
 
 
-def _validate(rule: Rule) -> None:
+def _validate(rule: Rule[Any]) -> None:
     problem = _problem(rule)
     if problem is not None:
         raise InvalidRule(f"{_named(rule)}: {problem}")
 
 
-def _problem(rule: Rule) -> str | None:
+def _problem(rule: Rule[Any]) -> str | None:
     if not isinstance(rule.service, Service):
         return f"the service {rule.service!r} is not a Service"
     prefix = RULE_PREFIXES[rule.service]
@@ -85,11 +86,11 @@ def _problem(rule: Rule) -> str | None:
     return None
 
 
-def _named(rule: Rule) -> str:
+def _named(rule: Rule[Any]) -> str:
     return f"rule {rule.id!r} ({rule.check.__module__}.{rule.check.__qualname__})"
 
 
-CATALOG: tuple[Rule, ...] = build_catalog(
-    config.RULES, perimeter.RULES, probes.RULES, logs.RULES, drift.RULES
+CATALOG: tuple[Rule[Any], ...] = build_catalog(
+    config.RULES, perimeter.RULES, probes.RULES, logs.RULES, drift.RULES, storage_config.RULES
 )
-RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}
+RULES_BY_ID: dict[str, Rule[Any]] = {rule.id: rule for rule in CATALOG}
