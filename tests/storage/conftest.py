@@ -6,6 +6,10 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tests.output.conftest import sarif_multitool
+
+__all__ = ["example", "sarif_multitool"]
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "arm"
 
 
