@@ -435,6 +435,14 @@ CASES: dict[str, tuple[VaultFacts | StorageFacts, VaultFacts | StorageFacts]] = 
         stored(st.firewalled(), VaultPolicy(baseline_given=True)),
         stored(st.firewalled(), VaultPolicy(entry="everything", baseline_given=True)),
     ),
+    "ST301": (
+        stored(st.account(), previous=st.firewalled()),
+        stored(st.firewalled(), previous=st.firewalled()),
+    ),
+    "ST302": (
+        stored(st.firewalled(), first_scan_of_scope=False),
+        stored(st.firewalled(), first_scan_of_scope=True),
+    ),
     "ST018": (
         stored(st.closed(private_endpoint_connections=(st.connection(None),)), st.PRIVATE_LINK),
         stored(st.closed(private_endpoint_connections=(st.connection(None),)), VaultPolicy(entry="e")),

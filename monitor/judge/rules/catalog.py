@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Exposure, Rule, RuleCategory
 from monitor.judge.rules.keyvault import config, drift, logs, perimeter, probes
 from monitor.judge.rules.storage import config as storage_config
+from monitor.judge.rules.storage import drift as storage_drift
 from monitor.model import EvidenceSource, Service, Severity
 
 # Each service's rule ids: its prefix and three digits.
@@ -91,6 +92,12 @@ def _named(rule: Rule[Any]) -> str:
 
 
 CATALOG: tuple[Rule[Any], ...] = build_catalog(
-    config.RULES, perimeter.RULES, probes.RULES, logs.RULES, drift.RULES, storage_config.RULES
+    config.RULES,
+    perimeter.RULES,
+    probes.RULES,
+    logs.RULES,
+    drift.RULES,
+    storage_config.RULES,
+    storage_drift.RULES,
 )
 RULES_BY_ID: dict[str, Rule[Any]] = {rule.id: rule for rule in CATALOG}
