@@ -403,3 +403,27 @@ def test_no_storage_entry() -> None:
 
 def test_key_vault_rules_never_judge_an_account_and_storage_rules_never_a_vault() -> None:
     assert all(f.rule_id.startswith("ST") for f in judged(account(allow_blob_public_access=True)))
+
+
+@pytest.mark.parametrize(
+    "gap", ["properties", "properties.privateEndpointConnections", "properties.primaryEndpoints"]
+)
+def test_no_private_link_verdict_from_what_could_not_be_read(gap: str) -> None:
+    garbled = closed(
+        unread=frozenset({gap}),
+        primary_endpoints={} if gap != "properties.privateEndpointConnections" else ENDPOINTS,
+    )
+    findings = judged(garbled, replace(PRIVATE_LINK, subresources=()))
+    assert of("ST011", findings) == [] and of("ST018", findings) == []
+
+
+def test_a_garbled_document_gives_no_verdict_at_all() -> None:
+    """properties missing: every field holds Azure's default, which nobody saw."""
+    garbled = normalise_storage_account({"id": ACCOUNT_ID, "type": "Microsoft.Storage/storageAccounts"})
+    policy = VaultPolicy(
+        entry="e",
+        mode=Mode.PRIVATE_LINK,
+        subresources=(StorageSubresource.BLOB,),
+        allow_shared_key_access=False,
+    )
+    assert judged(garbled, policy) == []

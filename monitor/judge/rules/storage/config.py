@@ -606,6 +606,13 @@ def _uncovered(facts: StorageFacts) -> list[StorageSubresource]:
     return [sub for sub in _in_use(facts) if sub not in served]
 
 
+def _connections_unread(facts: StorageFacts) -> bool:
+    """The connections, or the endpoints that say what is in use, could not be read: no verdict."""
+    return facts.posture.could_not_read("properties.privateEndpointConnections") or (
+        not facts.policy.subresources and facts.posture.could_not_read("properties.primaryEndpoints")
+    )
+
+
 def _unnamed_working(facts: StorageFacts) -> list[str]:
     return [c.id for c in facts.posture.private_endpoint_connections if c.working and c.subresource is None]
 
@@ -648,7 +655,7 @@ def subresource_without_private_endpoint(facts: StorageFacts) -> Iterator[Hit]:
     Only sub-resources proven uncovered are reported: connections whose sub-resource the document does
     not name leave the question open (ST018).
     """
-    if facts.policy.mode != Mode.PRIVATE_LINK or _unnamed_working(facts):
+    if facts.policy.mode != Mode.PRIVATE_LINK or _unnamed_working(facts) or _connections_unread(facts):
         return
     posture = facts.posture
     exposure = _exposure(facts)
@@ -980,7 +987,7 @@ def subresources_unknown(facts: StorageFacts) -> Iterator[Hit]:
     Until it is read there, kvmon cannot tell which of the sub-resources in use are private, so ST011
     does not judge them: this says so rather than guessing either way.
     """
-    if facts.policy.mode != Mode.PRIVATE_LINK:
+    if facts.policy.mode != Mode.PRIVATE_LINK or _connections_unread(facts):
         return
     unnamed = _unnamed_working(facts)
     undecided = _uncovered(facts)
