@@ -49,6 +49,24 @@ _SEVERITY_RANK = {
 }
 
 
+class Service(StrEnum):
+    """The Azure services kvmon judges. Each has its own posture record (``VaultPosture``,
+    ``monitor.model_storage.StorageAccountPosture``), normaliser, rules and facts; a rule judges one
+    service, and a baseline entry applies to one."""
+
+    KEYVAULT = "keyvault"
+    STORAGE = "storage"
+
+
+def unread_covers(unread: frozenset[str], path: str) -> bool:
+    """True when ``path`` (e.g. ``properties.networkAcls.defaultAction``), a field around it or one
+    inside it is among the ``unread`` paths of a posture."""
+    return any(
+        path == gap or path.startswith((f"{gap}.", f"{gap}[")) or gap.startswith((f"{path}.", f"{path}["))
+        for gap in unread
+    )
+
+
 # ---------------------------------------------------------------------------
 # Configuration (from ARM)
 # ---------------------------------------------------------------------------
@@ -221,10 +239,7 @@ class VaultPosture:
     def could_not_read(self, path: str) -> bool:
         """True when ``path`` (e.g. ``properties.networkAcls.defaultAction``), a field around it
         or one inside it could not be read."""
-        return any(
-            path == gap or path.startswith((f"{gap}.", f"{gap}[")) or gap.startswith((f"{path}.", f"{path}["))
-            for gap in self.unread
-        )
+        return unread_covers(self.unread, path)
 
     @property
     def key(self) -> str:
@@ -234,6 +249,11 @@ class VaultPosture:
     @property
     def public_access_disabled(self) -> bool:
         return self.public_network_access.lower() in ("disabled", "securedbyperimeter")
+
+    @property
+    def trusted_services_bypass(self) -> bool:
+        """networkAcls.bypass lets Microsoft's trusted services through the firewall."""
+        return self.bypass.lower() == "azureservices"
 
     @property
     def publicly_open(self) -> bool:

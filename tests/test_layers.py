@@ -31,6 +31,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 STAGES = ("shared", "config", "sources", "judge", "store", "outputs", "app", "cli")
 SHARED = (
     "monitor.model",
+    "monitor.model_storage",
     "monitor.netaddr",
     "monitor.jsonable",
     "monitor.errors",

@@ -1,4 +1,5 @@
-"""``kvmon evaluate``: judge offline vault JSON against the rule catalog and a baseline.
+"""``kvmon evaluate``: judge offline vault and storage account JSON against the rule catalog and a
+baseline.
 
 Also the option handling ``kvmon scan`` shares: ``add_baseline_argument`` / ``load_baseline_option``
 for ``--baseline``, and ``add_output_arguments`` / ``emit_report`` for ``--format``, ``--fail-on``
@@ -19,24 +20,27 @@ from typing import TextIO
 
 from monitor.cli import common
 from monitor.config.baseline import Baseline, BaselineError, load_baseline
+from monitor.errors import InputError
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
-from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.base import Facts, StorageFacts, VaultFacts
 from monitor.judge.rules.catalog import RULES_BY_ID
 from monitor.model import ErrorSource, Finding, FindingChange, ScanError, Severity, VaultPosture
+from monitor.model_storage import StorageAccountPosture
 from monitor.outputs.formats import FORMATS, Observed, SourceLocation, at_or_above, write_report
-from monitor.sources.keyvault.normalise import InputError, load_vault_file
+from monitor.sources.documents import load_resource_file
 
 DEFAULT_FAIL_ON = Severity.HIGH
 
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Judge vaults read from JSON files (a vault object as 'az keyvault show' prints it, a JSON "
-        "array as 'az keyvault list' prints it, or an ARM list page {\"value\": [...]}) against the "
-        "rule catalog and, when given, a baseline. Exit 0 when nothing active is at or above "
+        "Judge Key Vaults and storage accounts read from JSON files (an object as 'az keyvault show' "
+        "or 'az storage account show' prints it, a JSON array as 'az ... list' prints it, or an ARM "
+        'list page {"value": [...]}; each entry\'s type, or its id, says which service it is) against '
+        "the rule catalog and, when given, a baseline. Exit 0 when nothing active is at or above "
         "--fail-on, 1 when something is, 2 on a usage or input error."
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="vault JSON files")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="vault or storage account JSON files")
     add_baseline_argument(parser)
     add_output_arguments(parser)
     parser.set_defaults(handler=run)
@@ -133,30 +137,33 @@ def emit_report(
 
 def run(args: argparse.Namespace) -> int:
     baseline = load_baseline_option(args.baseline)
-    postures: dict[str, VaultPosture] = {}
+    postures: dict[str, VaultPosture | StorageAccountPosture] = {}
     sources: dict[str, SourceLocation] = {}
     errors: list[ScanError] = []
     for name in args.files:
         path = Path(name)
         try:
-            loaded, problems = load_vault_file(path)
+            loaded = load_resource_file(path)
         except InputError as exc:
             raise common.UsageError(str(exc)) from None
         errors += [
-            ScanError(source=ErrorSource.INPUT, scope=str(path), message=problem) for problem in problems
+            ScanError(source=ErrorSource.INPUT, scope=str(path), message=problem)
+            for problem in loaded.problems
         ]
         lines, line_count = _id_lines(path)
-        for posture in loaded:
+        resources: list[VaultPosture | StorageAccountPosture] = [*loaded.vaults, *loaded.accounts]
+        for posture in resources:
             errors += [
                 ScanError(source=ErrorSource.INPUT, scope=f"{path}: {posture.name}", message=problem)
                 for problem in posture.problems
             ]
             if posture.key in postures:
+                what = "storage account" if isinstance(posture, StorageAccountPosture) else "vault"
                 errors.append(
                     ScanError(
                         source=ErrorSource.INPUT,
                         scope=str(path),
-                        message=f"vault {posture.id} was already read from {sources[posture.key].uri}; "
+                        message=f"{what} {posture.id} was already read from {sources[posture.key].uri}; "
                         "this copy is ignored",
                     )
                 )
@@ -168,8 +175,10 @@ def run(args: argparse.Namespace) -> int:
                 start_line=line or 1,
                 end_line=line or line_count,
             )
-    facts = [
-        VaultFacts(
+    facts: list[Facts] = [
+        StorageFacts(posture=posture, policy=baseline.policy_for(posture))
+        if isinstance(posture, StorageAccountPosture)
+        else VaultFacts(
             posture=posture,
             policy=baseline.policy_for(posture),
             logs_refused_threshold=baseline.logs_refused_threshold,
@@ -197,11 +206,13 @@ def _uri(path: Path) -> str:
         return resolved.as_uri()
 
 
-_ID_LINE = re.compile(r'"id"\s*:\s*"(/subscriptions/[^"]+?/vaults/[^"/]+)"', re.IGNORECASE)
+_ID_LINE = re.compile(
+    r'"id"\s*:\s*"(/subscriptions/[^"]+?/(?:vaults|storageAccounts)/[^"/]+)"', re.IGNORECASE
+)
 
 
 def _id_lines(path: Path) -> tuple[dict[str, int], int | None]:
-    """The line each vault's ``"id"`` is on (by lower-cased id) and the file's line count, for
+    """The line each vault's or account's ``"id"`` is on (by lower-cased id) and the file's line count, for
     SARIF locations. Best effort: the file was already read and judged; this only points at it."""
     try:
         data = path.read_bytes()

@@ -6,10 +6,12 @@ Format (``version: 1``)::
     defaults:                      # optional: the policy for vaults no entry matches
       mode: service-endpoint
       min_prefix_length: 24
-    entries:                       # first matching entry wins
+    entries:                       # first matching entry (of the resource's service) wins
       - name: walkthrough-se       # reported in findings (KV010, KV013...)
+        service: keyvault          # keyvault (the default) | storage: what the entry applies to
         match: {name: "kv-se-*"}   # exactly one of: name (glob, case-insensitive),
-                                   #   id (a vault's resource id), tag ("key=value" or "key")
+                                   #   id (a vault's, or for storage an account's, resource id),
+                                   #   tag ("key=value" or "key")
         mode: service-endpoint     # private-link | service-endpoint | ip-firewall | public
         justification: "..."      # required when mode is public
         allowed_subnets: ["/subscriptions/.../virtualNetworks/v/subnets/s"]
@@ -26,11 +28,23 @@ Format (``version: 1``)::
         suppressions:
           - {rule: KV007, vault: "kv-legacy-*", reason: "...", owner: "team@contoso.example",
              expires: 2027-01-31}
-    suppressions: []               # global: apply to every vault, same shape
+      - name: data-lake            # a storage account entry: the same keys, and three of its own
+        service: storage
+        match: {tag: "data=lake"}
+        mode: private-link
+        bypass: "Logging, Metrics" # ST008: a set of None | Logging | Metrics | AzureServices
+        allow_shared_key_access: false   # ST014: shared-key authorisation must be off
+        subresources: [blob, dfs]  # ST011: the sub-resources in use (default: primaryEndpoints)
+    suppressions: []               # global: apply to every vault and account, same shape
     logs: {refused_threshold: 10}  # KV202: refused requests per window before it fires
 
 ``defaults`` has the same keys as an entry except ``name`` and ``match``; it does not fill in keys
-an entry leaves out (an entry is the whole policy for the vaults it matches). A suppression's
+an entry leaves out (an entry is the whole policy for the vaults it matches). ``defaults`` apply to
+Key Vaults only, so a baseline written before storage accounts were judged means what it meant: an
+entry applies to its ``service`` alone (keyvault unless stated), and an entry ``service: storage``
+matching ``name: "*"`` last is the storage accounts' defaults. ``allow_shared_key_access`` and
+``subresources`` are storage keys (refused on a keyvault entry); ``bypass`` is validated for the
+entry's service. A suppression's
 ``vault`` is a glob matched against the vault's name or resource id (default ``*``); ``rule`` is a
 rule id of the catalog or ``*``; ``expires`` is a date (``YYYY-MM-DD``) after which it stops
 suppressing and is reported.
@@ -48,7 +62,7 @@ import difflib
 import fnmatch
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,14 +75,17 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     ValidationError,
     ValidationInfo,
+    field_validator,
     model_validator,
 )
 
 from monitor.config.policy import DnsAnswer, Mode, Reach, VantageExpectation, VaultPolicy
 from monitor.errors import ConfigurationError
-from monitor.model import IPNetwork, Severity, Suppression, VaultPosture
+from monitor.model import IPNetwork, Service, Severity, Suppression, VaultPosture
+from monitor.model_storage import StorageAccountPosture, StorageBypass, StorageSubresource
 
 DEFAULTS_ENTRY = "defaults"
 
@@ -80,8 +97,9 @@ class BaselineError(ConfigurationError):
 # -- value checks (each raises ValueError with the message the user sees) ------------------------
 
 
-def _choice(accepted: Iterable[str], what: str) -> Any:
-    """One of ``accepted`` (texts, or a StrEnum's members), case-insensitively, as it is spelled there."""
+def _chooser(accepted: Iterable[str], what: str) -> Callable[[Any], Any]:
+    """A check for one of ``accepted`` (texts, or a StrEnum's members), case-insensitively, giving it
+    as it is spelled there."""
     canonical = {value.lower(): value for value in accepted}
     shown = ", ".join(canonical.values())
 
@@ -91,7 +109,11 @@ def _choice(accepted: Iterable[str], what: str) -> Any:
             raise ValueError(f"unknown {what} {value!r}: use one of {shown}")
         return found
 
-    return BeforeValidator(check)
+    return check
+
+
+def _choice(accepted: Iterable[str], what: str) -> Any:
+    return BeforeValidator(_chooser(accepted, what))
 
 
 def _network(text: str) -> IPNetwork:
@@ -140,20 +162,48 @@ _VAULT_ID = re.compile(
     r"/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.keyvault/vaults/[a-z0-9-]{3,24}",
     re.IGNORECASE,
 )
+_STORAGE_ACCOUNT_ID = re.compile(
+    r"/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.storage/storageaccounts/[a-z0-9]{3,24}",
+    re.IGNORECASE,
+)
 _SUBNET_ID = re.compile(
     r"/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.network/virtualnetworks/[^/]+/subnets/[^/]+",
     re.IGNORECASE,
 )
 
 
-def _vault_id(text: str) -> str:
+def _resource_id(text: str) -> str:
+    """A vault's or a storage account's resource id (which of them the entry's ``service`` says)."""
     text = text.strip().rstrip("/")
-    if not _VAULT_ID.fullmatch(text):
+    if not (_VAULT_ID.fullmatch(text) or _STORAGE_ACCOUNT_ID.fullmatch(text)):
         raise ValueError(
             f"{text!r} is not a vault resource id "
-            "(/subscriptions/ID/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/NAME)"
+            "(/subscriptions/ID/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/NAME) nor a storage "
+            "account's (.../providers/Microsoft.Storage/storageAccounts/NAME)"
         )
     return text
+
+
+def _service_of_id(resource_id: str) -> Service:
+    return Service.STORAGE if _STORAGE_ACCOUNT_ID.fullmatch(resource_id) else Service.KEYVAULT
+
+
+def _storage_bypass(value: Any) -> str:
+    """A storage bypass set as Azure writes it ("Logging, Metrics"), from that text or a YAML list."""
+    parts = value if isinstance(value, list) else str(value).split(",") if isinstance(value, str) else None
+    if parts is None:
+        raise ValueError(f"bypass {value!r} must be a comma-separated text or a list")
+    canonical = {member.value.lower(): member for member in StorageBypass}
+    members: set[StorageBypass] = set()
+    for part in parts:
+        found = canonical.get(str(part).strip().lower())
+        if found is None:
+            shown = ", ".join(member.value for member in StorageBypass)
+            raise ValueError(f"unknown bypass {str(part).strip()!r}: use any of {shown}, comma-separated")
+        members.add(found)
+    if StorageBypass.NONE in members and len(members) > 1:
+        raise ValueError("bypass None cannot be combined with Logging, Metrics or AzureServices")
+    return ", ".join(member.value for member in StorageBypass if member in members)
 
 
 def _subnet_id(text: str) -> str:
@@ -207,7 +257,7 @@ class _Spec(BaseModel):
 
 class MatchSpec(_Spec):
     name: Annotated[str, AfterValidator(_name_glob)] | None = None
-    id: Annotated[str, AfterValidator(_vault_id)] | None = None
+    id: Annotated[str, AfterValidator(_resource_id)] | None = None
     tag: Annotated[str, AfterValidator(_tag)] | None = None
 
     @model_validator(mode="after")
@@ -217,7 +267,7 @@ class MatchSpec(_Spec):
             raise ValueError(f"give exactly one of name, id or tag (got {', '.join(given) or 'none'})")
         return self
 
-    def matches(self, posture: VaultPosture) -> bool:
+    def matches(self, posture: VaultPosture | StorageAccountPosture) -> bool:
         if self.name is not None:
             return fnmatch.fnmatchcase(posture.name.lower(), self.name.lower())
         if self.id is not None:
@@ -259,18 +309,46 @@ class ExpectSpec(_Spec):
     ) = None
 
 
+_KEYVAULT_BYPASS = _chooser(("AzureServices", "None"), "bypass")
+
+
 class PolicySpec(_Spec):
+    # First, so that the keys after it are validated for the service it names.
+    service: Annotated[Service, _choice(Service, "service")] = Service.KEYVAULT
     mode: Annotated[Mode, _choice(Mode, "mode")] | None = None
     justification: Text | None = None
     allowed_subnets: list[SubnetId] = Field(default_factory=list)
     allowed_ip_ranges: list[Cidr] = Field(default_factory=list)
     min_prefix_length: int = Field(default=24, ge=0, le=32, strict=True)
-    bypass: Annotated[str, _choice(("AzureServices", "None"), "bypass")] | None = None
+    bypass: str | None = None
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
     drift_severity: Annotated[str, AfterValidator(_severity)] = Severity.MEDIUM
     vantages: dict[Text, VantageSpec] = Field(default_factory=dict)
     private_path_identities: list[Text] = Field(default_factory=list)
     suppressions: list[SuppressionSpec] = Field(default_factory=list)
+    # Storage accounts only.
+    allow_shared_key_access: StrictBool | None = None
+    subresources: list[Annotated[StorageSubresource, _choice(StorageSubresource, "sub-resource")]] = Field(
+        default_factory=list
+    )
+
+    @field_validator("bypass", mode="before")
+    @classmethod
+    def _bypass_of_the_service(cls, value: Any, info: ValidationInfo) -> Any:
+        """Key Vault's bypass is AzureServices or None; a storage account's a set of None, Logging,
+        Metrics and AzureServices."""
+        if value is None:
+            return None
+        if info.data.get("service") is Service.STORAGE:
+            return _storage_bypass(value)
+        return _KEYVAULT_BYPASS(value)
+
+    @field_validator("allow_shared_key_access", "subresources")
+    @classmethod
+    def _storage_only(cls, value: Any, info: ValidationInfo) -> Any:
+        if value not in (None, []) and info.data.get("service") is not Service.STORAGE:
+            raise ValueError(f"{info.field_name} applies to storage accounts only: add 'service: storage'")
+        return value
 
     @model_validator(mode="after")
     def _public_needs_justification(self) -> PolicySpec:
@@ -286,7 +364,7 @@ class PolicySpec(_Spec):
             allowed_subnets=tuple(self.allowed_subnets),
             allowed_ip_ranges=tuple(_network(text) for text in self.allowed_ip_ranges),
             min_prefix_length=self.min_prefix_length,
-            bypass=self.bypass,
+            bypass=self.bypass if self.service is Service.KEYVAULT else None,
             default_action=self.expect.default_action,
             public_network_access=self.expect.public_network_access,
             drift_severity=Severity(self.drift_severity),
@@ -297,12 +375,27 @@ class PolicySpec(_Spec):
             private_path_identities=tuple(self.private_path_identities),
             suppressions=(*(s.to_suppression() for s in self.suppressions), *global_suppressions),
             baseline_given=True,
+            storage_bypass=(
+                frozenset(StorageBypass(part.strip()) for part in self.bypass.split(","))
+                if self.service is Service.STORAGE and self.bypass is not None
+                else None
+            ),
+            allow_shared_key_access=self.allow_shared_key_access,
+            subresources=tuple(self.subresources),
         )
 
 
 class EntrySpec(PolicySpec):
     name: Text
     match: MatchSpec
+
+    @field_validator("match")
+    @classmethod
+    def _id_of_the_service(cls, match: MatchSpec, info: ValidationInfo) -> MatchSpec:
+        service = info.data.get("service")
+        if match.id is not None and service is not None and _service_of_id(match.id) is not service:
+            raise ValueError(f"id {match.id!r} is not of the entry's service {service.value}")
+        return match
 
 
 class LogsSpec(_Spec):
@@ -324,6 +417,7 @@ class BaselineSpec(_Spec):
 class _Entry:
     match: MatchSpec
     policy: VaultPolicy
+    service: Service = Service.KEYVAULT
 
 
 @dataclass(frozen=True)
@@ -346,12 +440,15 @@ class Baseline:
     def given(self) -> bool:
         return self.path is not None
 
-    def policy_for(self, posture: VaultPosture) -> VaultPolicy:
-        """The first entry matching the vault, else ``defaults``, else a policy with no entry."""
+    def policy_for(self, posture: VaultPosture | StorageAccountPosture) -> VaultPolicy:
+        """The first entry of the resource's service matching it, else (for a vault) ``defaults``,
+        else a policy with no entry. ``defaults`` are Key Vault's: a storage account no entry matches
+        has no entry (an entry ``service: storage, match: {name: "*"}`` is the accounts' defaults)."""
+        service = Service.STORAGE if isinstance(posture, StorageAccountPosture) else Service.KEYVAULT
         for entry in self.entries:
-            if entry.match.matches(posture):
+            if entry.service is service and entry.match.matches(posture):
                 return entry.policy
-        if self.defaults is not None:
+        if self.defaults is not None and service is Service.KEYVAULT:
             return self.defaults
         return self._no_entry
 
@@ -360,7 +457,9 @@ class Baseline:
         suppressions = tuple(s.to_suppression() for s in spec.suppressions)
         return cls(
             path=path,
-            entries=tuple(_Entry(e.match, e.to_policy(e.name, suppressions)) for e in spec.entries),
+            entries=tuple(
+                _Entry(e.match, e.to_policy(e.name, suppressions), e.service) for e in spec.entries
+            ),
             defaults=spec.defaults.to_policy(DEFAULTS_ENTRY, suppressions) if spec.defaults else None,
             suppressions=suppressions,
             logs_refused_threshold=spec.logs.refused_threshold,
@@ -396,10 +495,16 @@ def parse_baseline(text: str, *, source: str, known_rules: AbstractSet[str]) -> 
         spec = BaselineSpec.model_validate(document, context={"known_rules": known_rules})
     except ValidationError as exc:
         raise BaselineError(_describe(exc, lines, source)) from None
+    if spec.defaults is not None and spec.defaults.service is not Service.KEYVAULT:
+        location: Location = ("defaults", "service")
+        raise BaselineError(
+            f"{source}:{_line_of(location, lines)}: {_dotted(location)}: defaults apply to Key Vaults only; "
+            "give storage accounts an entry with 'service: storage' and 'match: {name: \"*\"}'"
+        )
     seen: set[str] = {DEFAULTS_ENTRY}
     for index, entry in enumerate(spec.entries):
         if entry.name.lower() in seen:
-            location: Location = ("entries", index, "name")
+            location = ("entries", index, "name")
             raise BaselineError(
                 f"{source}:{_line_of(location, lines)}: {_dotted(location)}: entry name {entry.name!r} is "
                 "already used (names are case-insensitive; 'defaults' is reserved)"

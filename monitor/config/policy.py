@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from monitor.model import IPNetwork, Severity, Suppression
+from monitor.model_storage import StorageBypass, StorageSubresource
 
 
 class Mode(StrEnum):
@@ -65,7 +66,8 @@ class VantageExpectation:
 
 @dataclass(frozen=True)
 class VaultPolicy:
-    """The baseline's verdict on what one vault should look like. ``entry`` None: no entry matched."""
+    """The baseline's verdict on what one vault (or, from an entry with ``service: storage``, one
+    storage account) should look like. ``entry`` None: no entry matched."""
 
     entry: str | None = None
     mode: Mode | None = None
@@ -81,6 +83,12 @@ class VaultPolicy:
     private_path_identities: tuple[str, ...] = ()  # app/object ids that must arrive privately (KV203)
     suppressions: tuple[Suppression, ...] = ()
     baseline_given: bool = False  # a baseline file was given at all (KV013 only fires then)
+    # Storage accounts only (an entry with ``service: storage``): the bypass set expected (ST008),
+    # whether shared-key authorisation may be allowed (ST014: False forbids it), and the
+    # sub-resources workloads use (ST011; empty: those the account's primaryEndpoints list).
+    storage_bypass: frozenset[StorageBypass] | None = None
+    allow_shared_key_access: bool | None = None
+    subresources: tuple[StorageSubresource, ...] = ()
 
     def expectation_for(self, vantage: Vantage, *, vault_subnets: tuple[str, ...] = ()) -> VantageExpectation:
         """Explicit expectations win; otherwise the walkthrough's defaults for the mode.

@@ -26,7 +26,9 @@ Each change is judged:
   association replacing an Enabled vault's firewall, the accessRulesVersion itself.
 
 KV301 (``monitor.judge.rules.keyvault.drift``) is high when anything loosens (mixed included), info when
-it only tightens. Pure: no I/O, no clock.
+it only tightens. ``storage_network_diff`` does the same for a storage account (ST301), with Storage's
+own fields (its docstring lists them), sharing the judgement of each kind of change. Pure: no I/O, no
+clock.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from monitor.judge.perimeter import NetworkPosture
 from monitor.model import (
     ChangeActor,
     IpRule,
@@ -47,6 +50,7 @@ from monitor.model import (
     PrivateEndpointConnection,
     VaultPosture,
 )
+from monitor.model_storage import StorageAccountPosture, StorageBypass
 
 _PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
 _SUMMARY_CHANGES = 4
@@ -172,7 +176,13 @@ def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:
     if readable("networkAcls.virtualNetworkRules"):
         changes.extend(_subnets(before, after))
     if readable("privateEndpointConnections") and readable("publicNetworkAccess"):
-        changes.extend(_private_endpoints(before, after))
+        changes.extend(
+            _private_endpoints(
+                before.private_endpoint_connections,
+                after.private_endpoint_connections,
+                public_disabled=after.public_access_disabled,
+            )
+        )
     changes.extend(_perimeter(before, after))
     return NetworkDiff(
         changes=tuple(changes),
@@ -182,7 +192,7 @@ def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:
     )
 
 
-def _public_network_access(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+def _public_network_access(before: NetworkPosture, after: NetworkPosture) -> list[FieldChange]:
     # Unknown values rank as Enabled: Azure admits public traffic unless told otherwise.
     return _ranked(
         "publicNetworkAccess",
@@ -274,11 +284,16 @@ def _subnets(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
     return changes
 
 
-def _private_endpoints(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
-    old = {pec.id.lower(): pec for pec in before.private_endpoint_connections}
-    new = {pec.id.lower(): pec for pec in after.private_endpoint_connections}
+def _private_endpoints(
+    before: Iterable[PrivateEndpointConnection],
+    after: Iterable[PrivateEndpointConnection],
+    *,
+    public_disabled: bool,
+) -> list[FieldChange]:
+    old = {pec.id.lower(): pec for pec in before}
+    new = {pec.id.lower(): pec for pec in after}
     field = "privateEndpointConnections"
-    lost = _lost_private_path(after)
+    lost = _lost_private_path(public_disabled)
     changes: list[FieldChange] = []
     for key in sorted(new.keys() - old.keys()):
         pec = new[key]
@@ -304,8 +319,8 @@ def _private_endpoints(before: VaultPosture, after: VaultPosture) -> list[FieldC
     return changes
 
 
-def _lost_private_path(after: VaultPosture) -> tuple[Direction, str]:
-    if after.public_access_disabled:
+def _lost_private_path(public_disabled: bool) -> tuple[Direction, str]:
+    if public_disabled:
         return Direction.TIGHTENING, "its callers lose access (public network access is disabled)"
     return Direction.LOOSENING, "its callers now reach the vault over the public endpoint"
 
@@ -317,7 +332,7 @@ _PERIMETER = "networkSecurityPerimeter"
 _ACCESS_MODE_RANK = {PerimeterAccessMode.ENFORCED: 0, PerimeterAccessMode.LEARNING: 1}
 
 
-def _perimeter(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+def _perimeter(before: NetworkPosture, after: NetworkPosture) -> list[FieldChange]:
     """Changes only where both scans read the association: one not looked up or unreadable is no
     evidence of a change."""
     read = (PerimeterLookup.NONE, PerimeterLookup.ASSOCIATED)
@@ -356,7 +371,7 @@ def _perimeter(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
 
 
 def _association_change(
-    association: PerimeterAssociation, *, added: bool, vault: VaultPosture
+    association: PerimeterAssociation, *, added: bool, vault: NetworkPosture
 ) -> FieldChange:
     """An association added or removed. Learning, and Enforced where publicNetworkAccess is not
     Enabled, admit where the vault alone was closed (or admitted less); Enforced over an Enabled
@@ -437,3 +452,178 @@ def _describe_pec(pec: PrivateEndpointConnection) -> str:
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage accounts
+# ---------------------------------------------------------------------------------------------
+
+
+def storage_network_diff(before: StorageAccountPosture, after: StorageAccountPosture) -> NetworkDiff:
+    """A storage account's network and access configuration, field by field, judged as a vault's
+    is, with Storage's own fields: the bypass set (a member added loosens), IPv6 rules, resource
+    instance rules (added loosens), a subnet rule's state (neutral: the rule itself did not change),
+    anonymous blob access and shared-key access turned on (loosening), the minimum TLS version lowered
+    and HTTP allowed (loosening), allowedCopyScope removed (loosening). Never from a field that could
+    not be read on either side."""
+
+    def readable(path: str) -> bool:
+        return not before.could_not_read(f"properties.{path}") and not after.could_not_read(
+            f"properties.{path}"
+        )
+
+    changes: list[FieldChange] = []
+    if readable("publicNetworkAccess"):
+        changes.extend(_public_network_access(before, after))
+    if readable("networkAcls.defaultAction"):
+        changes.extend(
+            _ranked(
+                "networkAcls.defaultAction",
+                before.default_action,
+                after.default_action,
+                {"deny": 0, "allow": 1},
+                unknown_rank=1,
+            )
+        )
+    if readable("networkAcls.bypass"):
+        changes.extend(_bypass_set(before, after))
+    for key, field in (("ipRules", "ip_rules"), ("ipv6Rules", "ipv6_rules")):
+        if readable(f"networkAcls.{key}"):
+            changes.extend(
+                _ip_rules(
+                    tuple(rule.value for rule in getattr(before, field)),
+                    tuple(rule.value for rule in getattr(after, field)),
+                    field=f"networkAcls.{key}",
+                )
+            )
+    if readable("networkAcls.virtualNetworkRules"):
+        changes.extend(_storage_subnets(before, after))
+    if readable("networkAcls.resourceAccessRules"):
+        changes.extend(_resource_access_rules(before, after))
+    if readable("privateEndpointConnections") and readable("publicNetworkAccess"):
+        changes.extend(
+            _private_endpoints(
+                (c.connection for c in before.private_endpoint_connections),
+                (c.connection for c in after.private_endpoint_connections),
+                public_disabled=after.public_access_disabled,
+            )
+        )
+    if readable("allowBlobPublicAccess"):
+        changes.extend(
+            _flag(
+                "allowBlobPublicAccess", before.blob_public_access_allowed, after.blob_public_access_allowed
+            )
+        )
+    if readable("allowSharedKeyAccess"):
+        changes.extend(_flag("allowSharedKeyAccess", before.shared_key_allowed, after.shared_key_allowed))
+    if readable("supportsHttpsTrafficOnly"):
+        # HTTP allowed is what admits more: the flag's false loosens.
+        shown = (str(before.https_only).lower(), str(after.https_only).lower())
+        changes.extend(
+            _flag("supportsHttpsTrafficOnly", not before.https_only, not after.https_only, shown=shown)
+        )
+    if readable("minimumTlsVersion"):
+        old_tls, new_tls = before.effective_minimum_tls, after.effective_minimum_tls
+        if old_tls is not new_tls:
+            direction = Direction.LOOSENING if new_tls.rank < old_tls.rank else Direction.TIGHTENING
+            changes.append(
+                FieldChange("minimumTlsVersion", "changed", old_tls.value, new_tls.value, direction)
+            )
+    if readable("allowedCopyScope") and before.allowed_copy_scope is not after.allowed_copy_scope:
+        old_scope, new_scope = before.allowed_copy_scope, after.allowed_copy_scope
+        if new_scope is None:
+            direction = Direction.LOOSENING  # copies to and from any account
+        elif old_scope is None:
+            direction = Direction.TIGHTENING
+        else:
+            direction = Direction.NEUTRAL
+        changes.append(
+            FieldChange(
+                "allowedCopyScope",
+                "changed",
+                old_scope.value if old_scope else "absent",
+                new_scope.value if new_scope else "absent",
+                direction,
+            )
+        )
+    changes.extend(_perimeter(before, after))
+    return NetworkDiff(
+        changes=tuple(changes),
+        last_modified_by=after.last_modified_by,
+        last_modified_by_type=after.last_modified_by_type,
+        last_modified_at=after.last_modified_at,
+    )
+
+
+def _flag(field: str, old: bool, new: bool, *, shown: tuple[str, str] | None = None) -> list[FieldChange]:
+    """A setting whose ``True`` admits more (as read with Azure's default for absent)."""
+    if old == new:
+        return []
+    before_text, after_text = shown or (str(old).lower(), str(new).lower())
+    direction = Direction.LOOSENING if new else Direction.TIGHTENING
+    return [FieldChange(field, "changed", before_text, after_text, direction)]
+
+
+def _bypass_set(before: StorageAccountPosture, after: StorageAccountPosture) -> list[FieldChange]:
+    field = "networkAcls.bypass"
+    old = before.bypass - {StorageBypass.NONE}
+    new = after.bypass - {StorageBypass.NONE}
+    changes = [
+        FieldChange(field, "added", None, member.value, Direction.LOOSENING)
+        for member in StorageBypass
+        if member in new - old
+    ]
+    changes += [
+        FieldChange(field, "removed", member.value, None, Direction.TIGHTENING)
+        for member in StorageBypass
+        if member in old - new
+    ]
+    return changes
+
+
+def _storage_subnets(before: StorageAccountPosture, after: StorageAccountPosture) -> list[FieldChange]:
+    old = {rule.key: rule for rule in before.virtual_network_rules}
+    new = {rule.key: rule for rule in after.virtual_network_rules}
+    field = "networkAcls.virtualNetworkRules"
+    changes = [
+        FieldChange(field, "added", None, new[key].subnet_id, Direction.LOOSENING)
+        for key in sorted(new.keys() - old.keys())
+    ]
+    changes += [
+        FieldChange(field, "removed", old[key].subnet_id, None, Direction.TIGHTENING)
+        for key in sorted(old.keys() - new.keys())
+    ]
+    for key in sorted(old.keys() & new.keys()):
+        was, now = old[key].state, new[key].state
+        if was is not now and was is not None and now is not None:
+            changes.append(
+                FieldChange(
+                    f"{field}.state",
+                    "changed",
+                    f"{old[key].subnet_id}: {was.value}",
+                    f"{new[key].subnet_id}: {now.value}",
+                    Direction.NEUTRAL,
+                    "the rule's state, not the rule, changed",
+                )
+            )
+    return changes
+
+
+def _resource_access_rules(before: StorageAccountPosture, after: StorageAccountPosture) -> list[FieldChange]:
+    def keyed(posture: StorageAccountPosture) -> dict[tuple[str, str], str]:
+        return {
+            ((rule.tenant_id or "").lower(), rule.resource_id.lower()): rule.resource_id
+            for rule in posture.resource_access_rules
+        }
+
+    old, new = keyed(before), keyed(after)
+    field = "networkAcls.resourceAccessRules"
+    changes = [
+        FieldChange(field, "added", None, new[key], Direction.LOOSENING)
+        for key in sorted(new.keys() - old.keys())
+    ]
+    changes += [
+        FieldChange(field, "removed", old[key], None, Direction.TIGHTENING)
+        for key in sorted(old.keys() - new.keys())
+    ]
+    return changes

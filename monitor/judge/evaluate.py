@@ -6,8 +6,9 @@ import datetime as dt
 import fnmatch
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
-from monitor.judge.rules.base import Rule, VaultFacts
+from monitor.judge.rules.base import Facts, Rule
 from monitor.judge.rules.catalog import CATALOG
 from monitor.model import Finding, Suppression
 
@@ -27,11 +28,16 @@ class Evaluation:
     expired_suppressions: list[ExpiredSuppression] = field(default_factory=list)
 
 
-def evaluate(facts: Iterable[VaultFacts], *, today: dt.date, rules: Iterable[Rule] = CATALOG) -> Evaluation:
+def evaluate(facts: Iterable[Facts], *, today: dt.date, rules: Iterable[Rule[Any]] = CATALOG) -> Evaluation:
+    """Each resource judged by the rules of its service (a vault's ``VaultFacts`` by Key Vault's, an
+    account's ``StorageFacts`` by storage's); its findings carry its id and name as ``vault_id`` and
+    ``vault_name``, the store's keys for any resource."""
     rules = tuple(rules)
     result = Evaluation()
     for vault in facts:
         for rule in rules:
+            if rule.service is not vault.service:
+                continue
             for hit in rule.check(vault):
                 finding = Finding(
                     rule_id=rule.id,
@@ -57,7 +63,7 @@ def evaluate(facts: Iterable[VaultFacts], *, today: dt.date, rules: Iterable[Rul
     return result
 
 
-def _matching_suppression(vault: VaultFacts, finding: Finding) -> Suppression | None:
+def _matching_suppression(vault: Facts, finding: Finding) -> Suppression | None:
     for suppression in vault.policy.suppressions:
         if suppression.rule.upper() != finding.rule_id and suppression.rule != "*":
             continue

@@ -1,4 +1,5 @@
-"""What a vault admits from the public side once Network Security Perimeter is in play.
+"""What a vault or a storage account admits from the public side once Network Security Perimeter is
+in play.
 
 ``effective_exposure`` decides, from publicNetworkAccess and the association as read, which set of
 rules admits public callers (Microsoft's documentation; the Audit column is inferred and says so):
@@ -15,7 +16,12 @@ Private endpoints always pass; Service Endpoint traffic is not supported under a
 Learning or Enforced mode; the trusted-services bypass does not apply where only perimeter rules
 do. An association that could not be read, an access mode kvmon does not know, and
 SecuredByPerimeter on a vault whose association was not looked up are unknown, never closed.
-Pure: no I/O, no clock.
+
+The table is the perimeter documentation's for every associated PaaS resource, so a storage account
+(``NetworkPosture``) is read with it too; for storage, Microsoft documents that trusted-service access
+and resource instance rules stay in effect after publicNetworkAccess is Disabled, which is the table's
+Disabled row (the bypass applies, the firewall does not), and that an account with Disabled and a
+defaultAction left at Allow is closed: the firewall's default no longer applies. Pure: no I/O, no clock.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.config.policy import VaultPolicy
 from monitor.model import (
@@ -31,8 +37,29 @@ from monitor.model import (
     PerimeterAccessMode,
     PerimeterAssociation,
     PerimeterLookup,
-    VaultPosture,
+    PerimeterReading,
 )
+
+
+class NetworkPosture(Protocol):
+    """What the table reads of a resource: a vault's ``VaultPosture`` and a storage account's
+    ``StorageAccountPosture`` both answer it (publicNetworkAccess in Azure's spelling; kvmon's own
+    "absent" counts as Enabled, as any value the table does not know)."""
+
+    @property
+    def public_network_access(self) -> str: ...
+
+    @property
+    def network_acls_present(self) -> bool: ...
+
+    @property
+    def default_action(self) -> str: ...
+
+    @property
+    def trusted_services_bypass(self) -> bool: ...
+
+    @property
+    def perimeter(self) -> PerimeterReading: ...
 
 
 class InboundSet(StrEnum):
@@ -105,14 +132,14 @@ class _Access(StrEnum):
     SECURED_BY_PERIMETER = "securedbyperimeter"
 
 
-def _public_access(posture: VaultPosture) -> _Access:
+def _public_access(posture: NetworkPosture) -> _Access:
     # Unknown values count as Enabled: Azure admits public traffic unless told otherwise.
     folded = posture.public_network_access.strip().lower()
     return _Access(folded) if folded in {access.value for access in _Access} else _Access.ENABLED
 
 
-def perimeter_may_govern(posture: VaultPosture) -> bool:
-    """A perimeter governs the vault, or may: it is associated (in any access mode), its association
+def perimeter_may_govern(posture: NetworkPosture) -> bool:
+    """A perimeter governs the resource, or may: it is associated (in any access mode), its association
     could not be read, or it is SecuredByPerimeter and nobody looked. Such a vault's logs reach only
     workspaces inside its perimeter (Microsoft: "the log destinations must be within the same network
     security perimeter as the PaaS resource"), so an empty log of it is no evidence of anything."""
@@ -122,7 +149,7 @@ def perimeter_may_govern(posture: VaultPosture) -> bool:
     return lookup == PerimeterLookup.NOT_LOOKED_UP and _public_access(posture) == _Access.SECURED_BY_PERIMETER
 
 
-def firewall_open(posture: VaultPosture) -> bool:
+def firewall_open(posture: NetworkPosture) -> bool:
     """No networkAcls, or a defaultAction other than Deny: the firewall admits every address."""
     return not posture.network_acls_present or posture.default_action.lower() != "deny"
 
@@ -169,11 +196,11 @@ def open_entries(association: PerimeterAssociation, policy: VaultPolicy) -> Iter
             yield OpenEntry(access_rule.name, "serviceTag", tag, "every address of the service tag")
 
 
-def effective_exposure(*, posture: VaultPosture, policy: VaultPolicy) -> EffectiveExposure:
+def effective_exposure(*, posture: NetworkPosture, policy: VaultPolicy) -> EffectiveExposure:
     access = _public_access(posture)
     reading = posture.perimeter
     firewall = firewall_open(posture)
-    bypass = posture.bypass.lower() == "azureservices"
+    bypass = posture.trusted_services_bypass
     if reading.lookup == PerimeterLookup.UNREADABLE:
         return _unknown(posture, f"the perimeter association could not be read: {reading.error}")
     association = reading.association
@@ -279,7 +306,7 @@ def _without_perimeter(access: _Access, *, firewall: bool, bypass: bool) -> Effe
     )
 
 
-def _unknown(posture: VaultPosture, error: str) -> EffectiveExposure:
+def _unknown(posture: NetworkPosture, error: str) -> EffectiveExposure:
     return EffectiveExposure(
         inbound=InboundSet.UNKNOWN,
         firewall_applies=False,

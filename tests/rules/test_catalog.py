@@ -11,7 +11,7 @@ import pytest
 
 from monitor.config.policy import VaultPolicy
 from monitor.judge.evaluate import evaluate
-from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, StorageFacts, VaultFacts, rule
 from monitor.judge.rules.catalog import RULES_BY_ID, InvalidRule, build_catalog
 from monitor.model import (
     EvidenceSource,
@@ -19,10 +19,19 @@ from monitor.model import (
     Outcome,
     PerimeterProvisioningIssue,
     ProbeResult,
+    Service,
     Severity,
     VaultPosture,
     Verdict,
     VirtualNetworkRule,
+)
+from monitor.model_storage import (
+    ResourceAccessRule,
+    StorageBypass,
+    StorageSubresource,
+    StorageVirtualNetworkRule,
+    TlsVersion,
+    VirtualNetworkRuleState,
 )
 from monitor.netaddr import parse_network
 from tests.judge.test_perimeter import EVERYONE, NARROW, association, perimetered, unreadable
@@ -31,6 +40,7 @@ from tests.logs.test_perimeter_rules import logged as perimeter_logged
 from tests.logs.test_rules import APP_ID, POSTURE, activity, evidence
 from tests.probes.test_probe_rules import INTERNET, NOW, PL, SE, VANTAGES, _posture, _result
 from tests.rules.test_config_rules import SUBNET, connection, firewalled, ip, posture
+from tests.storage import test_rules as st
 
 
 @rule(
@@ -67,6 +77,12 @@ BAD: dict[str, tuple[dict[str, Any], str]] = {
     "id too long": ({"id": "KV9000"}, "the id must be KV and three digits"),
     "id lower case": ({"id": "kv900"}, "the id must be KV and three digits"),
     "id of another prefix": ({"id": "SA001"}, "the id must be KV and three digits"),
+    "id of another service": ({"id": "ST001"}, "the id must be KV and three digits"),
+    "storage rule with a vault id": (
+        {"service": Service.STORAGE, "id": "KV900"},
+        "the id must be ST and three digits",
+    ),
+    "service as text": ({"service": "storage"}, "the service 'storage' is not a Service"),
     "severity as text": ({"severity": "high"}, "the severity 'high' is not a Severity"),
     "source as text": ({"source": "probes"}, "the source 'probes' is not an EvidenceSource"),
     "category as text": ({"category": "drift"}, "the category 'drift' is not a RuleCategory"),
@@ -173,12 +189,16 @@ def logged(found: LogEvidence, policy: VaultPolicy | None = None) -> VaultFacts:
     )
 
 
+def stored(account: Any, policy: VaultPolicy | None = None, **facts: Any) -> StorageFacts:
+    return StorageFacts(posture=account, policy=policy or VaultPolicy(), **facts)
+
+
 OPEN = {"public_network_access": "Enabled", "default_action": "Allow"}
 PRIVATE_LINK = VaultPolicy(entry="pl", mode="private-link")
 REFUSED = Outcome.REFUSED_FIREWALL
 
 # rule id -> (facts on which it fires, the nearest facts on which it stays quiet)
-CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
+CASES: dict[str, tuple[VaultFacts | StorageFacts, VaultFacts | StorageFacts]] = {
     "KV001": (configured(posture(**OPEN)), configured(firewalled())),
     "KV002": (
         configured(posture(**OPEN, virtual_network_rules=(VirtualNetworkRule(SUBNET),))),
@@ -330,10 +350,121 @@ CASES: dict[str, tuple[VaultFacts, VaultFacts]] = {
         configured(firewalled(), previous=posture(), event_feed=True),
         configured(firewalled(), previous=posture(), event_feed=False),
     ),
+    # Storage accounts
+    "ST001": (stored(st.account()), stored(st.closed())),
+    "ST002": (
+        stored(
+            st.account(
+                network_acls_present=True, virtual_network_rules=(StorageVirtualNetworkRule(st.SUBNET),)
+            )
+        ),
+        stored(st.firewalled(virtual_network_rules=(StorageVirtualNetworkRule(st.SUBNET),))),
+    ),
+    "ST003": (
+        stored(st.firewalled(ip_rules=(st.ip("0.0.0.0/0"),))),
+        stored(st.firewalled(ip_rules=(st.ip("203.0.113.0/28"),))),
+    ),
+    "ST004": (
+        stored(st.firewalled(ip_rules=(st.ip("2001:db8::/64"),))),
+        stored(st.firewalled(ipv6_rules=(st.ip("2001:db8::/64"),))),
+    ),
+    "ST005": (
+        stored(st.firewalled(ip_rules=(st.ip("10.0.0.0/24"),))),
+        stored(st.firewalled(ip_rules=(st.ip("203.0.113.0/24"),))),
+    ),
+    "ST006": (
+        stored(st.firewalled(ip_rules=(st.ip("203.0.113.7/32"),))),
+        stored(st.firewalled(ip_rules=(st.ip("203.0.113.7"),))),
+    ),
+    "ST007": (
+        stored(
+            st.firewalled(
+                virtual_network_rules=(
+                    StorageVirtualNetworkRule(
+                        st.SUBNET, state=VirtualNetworkRuleState.NETWORK_SOURCE_DELETED
+                    ),
+                )
+            )
+        ),
+        stored(
+            st.firewalled(
+                virtual_network_rules=(
+                    StorageVirtualNetworkRule(st.SUBNET, state=VirtualNetworkRuleState.SUCCEEDED),
+                )
+            )
+        ),
+    ),
+    "ST008": (
+        stored(st.firewalled(), VaultPolicy(storage_bypass=frozenset({StorageBypass.NONE}))),
+        stored(st.firewalled(), VaultPolicy(storage_bypass=frozenset({StorageBypass.AZURE_SERVICES}))),
+    ),
+    "ST009": (
+        stored(st.firewalled(private_endpoint_connections=(st.connection(),))),
+        stored(st.closed(private_endpoint_connections=(st.connection(),))),
+    ),
+    "ST010": (
+        stored(st.closed(private_endpoint_connections=(st.connection(status="Rejected"),))),
+        stored(st.closed(private_endpoint_connections=(st.connection(),))),
+    ),
+    "ST011": (
+        stored(
+            st.closed(private_endpoint_connections=(st.connection(StorageSubresource.BLOB),)), st.PRIVATE_LINK
+        ),
+        stored(
+            st.closed(
+                private_endpoint_connections=(
+                    st.connection(StorageSubresource.BLOB),
+                    st.connection(StorageSubresource.DFS),
+                )
+            ),
+            st.PRIVATE_LINK,
+        ),
+    ),
+    "ST012": (
+        stored(
+            st.closed(
+                resource_access_rules=(ResourceAccessRule("t", st.SYNAPSE),),
+                bypass=frozenset({StorageBypass.NONE}),
+            )
+        ),
+        stored(st.firewalled(resource_access_rules=(ResourceAccessRule("t", st.SYNAPSE),))),
+    ),
+    "ST013": (
+        stored(st.firewalled(allow_blob_public_access=True)),
+        stored(st.firewalled(allow_blob_public_access=False)),
+    ),
+    "ST014": (
+        stored(st.firewalled(allow_shared_key_access=True), VaultPolicy(allow_shared_key_access=False)),
+        stored(st.firewalled(allow_shared_key_access=False), VaultPolicy(allow_shared_key_access=False)),
+    ),
+    "ST015": (
+        stored(st.firewalled(minimum_tls_version=TlsVersion.TLS1_1)),
+        stored(st.firewalled(minimum_tls_version=TlsVersion.TLS1_2)),
+    ),
+    "ST016": (
+        stored(st.firewalled(), VaultPolicy(entry="e", public_network_access="Disabled")),
+        stored(st.closed(), VaultPolicy(entry="e", public_network_access="Disabled")),
+    ),
+    "ST017": (
+        stored(st.firewalled(), VaultPolicy(baseline_given=True)),
+        stored(st.firewalled(), VaultPolicy(entry="everything", baseline_given=True)),
+    ),
+    "ST301": (
+        stored(st.account(), previous=st.firewalled()),
+        stored(st.firewalled(), previous=st.firewalled()),
+    ),
+    "ST302": (
+        stored(st.firewalled(), first_scan_of_scope=False),
+        stored(st.firewalled(), first_scan_of_scope=True),
+    ),
+    "ST018": (
+        stored(st.closed(private_endpoint_connections=(st.connection(None),)), st.PRIVATE_LINK),
+        stored(st.closed(private_endpoint_connections=(st.connection(None),)), VaultPolicy(entry="e")),
+    ),
 }
 
 
-def fired(facts: VaultFacts) -> set[str]:
+def fired(facts: VaultFacts | StorageFacts) -> set[str]:
     return {finding.rule_id for finding in evaluate([facts], today=NOW.date()).findings}
 
 

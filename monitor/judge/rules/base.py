@@ -1,15 +1,19 @@
-"""What a rule is: ``Rule`` (its metadata and its check), ``Hit``, ``VaultFacts``, and ``rule``, the
-decorator that makes a check a ``Rule``.
+"""What a rule is: ``Rule`` (its metadata and its check), ``Hit``, the facts a check reads
+(``VaultFacts`` for Key Vault, ``StorageFacts`` for storage accounts), and ``rule``, the decorator
+that makes a check a ``Rule``.
 
 To add a rule, in the family module for its service and what it reads (Key Vault's:
-``keyvault/config.py`` KV0xx, ``probes.py`` KV1xx, ``logs.py`` KV2xx, ``drift.py`` KV3xx):
+``keyvault/config.py`` KV0xx, ``probes.py`` KV1xx, ``logs.py`` KV2xx, ``drift.py`` KV3xx; storage's:
+``storage/config.py`` ST0xx, ``storage/drift.py`` ST3xx):
 
-1. write the check, a pure function of ``VaultFacts`` that yields ``Hit``s, with the rationale (why
-   the finding matters, one paragraph) as its docstring;
+1. write the check, a pure function of its service's facts that yields ``Hit``s, with the rationale
+   (why the finding matters, one paragraph) as its docstring;
 2. put ``@rule(id=..., severity=..., title=..., source=..., category=..., remediation_cli=...,
-   remediation_bicep=..., references=(...), baseline_keys=(...), exposure=...)`` on it: ``source``
-   is the evidence that must have answered before its findings may resolve, ``exposure`` whether
-   its finding claims or proves that the vault admits too much (``Exposure``);
+   remediation_bicep=..., references=(...), baseline_keys=(...), exposure=..., service=...)`` on it:
+   ``source`` is the evidence that must have answered before its findings may resolve, ``exposure``
+   whether its finding claims or proves that the resource admits too much (``Exposure``),
+   ``service`` the service it judges (Key Vault unless stated; its id then starts with that
+   service's prefix, KV or ST);
 3. add it to the module's ``RULES``;
 4. give it a case where it fires and one where it stays quiet in ``tests/rules/test_catalog.py``
    (that test fails until it has them), and tests of its own beside its family's.
@@ -24,7 +28,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, ClassVar, Generic, Protocol, TypeVar
 
 from monitor.config.policy import Vantage, VaultPolicy
 from monitor.model import (
@@ -33,15 +37,19 @@ from monitor.model import (
     LogEvidence,
     PerimeterLogEvidence,
     ProbeResult,
+    Service,
     Severity,
     VaultPosture,
 )
+from monitor.model_storage import StorageAccountPosture
 from monitor.netaddr import AddressSpace
 
 
 @dataclass(frozen=True)
 class VaultFacts:
     """Everything known about one vault in one scan; rules read nothing else."""
+
+    service: ClassVar[Service] = Service.KEYVAULT
 
     posture: VaultPosture
     policy: VaultPolicy
@@ -69,6 +77,30 @@ class VaultFacts:
 
 
 @dataclass(frozen=True)
+class StorageFacts:
+    """Everything known about one storage account in one scan; storage rules read nothing else.
+
+    Beside ``VaultFacts`` rather than a generalisation of it: storage is judged on its configuration
+    only for now (no probes or logs yet), its posture is another record, and Key Vault's rules keep
+    the facts they were written against. The fields mean what ``VaultFacts``'s of the same name mean.
+    """
+
+    service: ClassVar[Service] = Service.STORAGE
+
+    posture: StorageAccountPosture
+    policy: VaultPolicy
+    previous: StorageAccountPosture | None = None  # the stored posture of the last scan (drift)
+    first_scan_of_scope: bool = True
+    actor: ChangeActor | None = None
+    event_feed: bool = False
+    scan_started_at: dt.datetime | None = None
+
+
+Facts = VaultFacts | StorageFacts
+F = TypeVar("F", VaultFacts, StorageFacts)
+
+
+@dataclass(frozen=True)
 class Hit:
     """One occurrence of a rule on a vault. ``subject`` tells occurrences apart (and keys the
     finding), ``summary`` is the decisive evidence in one line."""
@@ -79,7 +111,17 @@ class Hit:
     severity: Severity | None = None  # overrides the rule's default
 
 
-Check = Callable[[VaultFacts], Iterable[Hit]]
+class Resource(Protocol):
+    """What a remediation names of the resource it fixes."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def resource_group(self) -> str: ...
+
+    @property
+    def subscription_id(self) -> str: ...
 
 
 # What ``Rule.remediation_for`` fills into a remediation command.
@@ -109,7 +151,9 @@ class Exposure(StrEnum):
 
 
 @dataclass(frozen=True)
-class Rule:
+class Rule(Generic[F]):
+    """A check and its metadata; ``service`` is the service whose facts ``check`` judges."""
+
     id: str
     severity: Severity
     title: str
@@ -119,11 +163,12 @@ class Rule:
     remediation_cli: str  # may use the REMEDIATION_PLACEHOLDERS, e.g. {name}
     remediation_bicep: str
     references: tuple[str, ...]
-    check: Check
+    check: Callable[[F], Iterable[Hit]]
     baseline_keys: tuple[str, ...] = ()  # the baseline keys the check reads, e.g. "expect.default_action"
     exposure: Exposure = Exposure.NONE
+    service: Service = Service.KEYVAULT
 
-    def remediation_for(self, posture: VaultPosture, subject: str = "") -> str:
+    def remediation_for(self, posture: Resource, subject: str = "") -> str:
         return self.remediation_cli.format(
             name=posture.name,
             resource_group=posture.resource_group,
@@ -152,6 +197,7 @@ class Rule:
             "source": self.source.value,
             "baseline_keys": list(self.baseline_keys),
             "exposure": self.exposure.value,
+            "service": self.service.value,
         }
 
 
@@ -167,11 +213,13 @@ def rule(
     references: tuple[str, ...],
     baseline_keys: tuple[str, ...] = (),
     exposure: Exposure = Exposure.NONE,
-) -> Callable[[Check], Rule]:
-    """Make the decorated check a ``Rule``; its docstring is the rationale (one paragraph: the
+    service: Service = Service.KEYVAULT,
+) -> Callable[[Callable[[F], Iterable[Hit]]], Rule[F]]:
+    """Make the decorated check a ``Rule`` of ``service`` (whose facts it takes: ``VaultFacts`` for
+    Key Vault, ``StorageFacts`` for storage); its docstring is the rationale (one paragraph: the
     lines are joined with single spaces, as ``kvmon rules`` and SARIF show it)."""
 
-    def build(check: Check) -> Rule:
+    def build(check: Callable[[F], Iterable[Hit]]) -> Rule[F]:
         return Rule(
             id=id,
             severity=severity,
@@ -185,6 +233,7 @@ def rule(
             check=check,
             baseline_keys=baseline_keys,
             exposure=exposure,
+            service=service,
         )
 
     return build

@@ -1,8 +1,8 @@
 """The catalog: every rule of every family, validated, in ID order; ``kvmon rules`` prints it.
 
-The families are named here, one argument each to ``build_catalog`` (a second service's rules are
-one more). Each rule is checked as the catalog is built, so a faulty one stops the import with
-``InvalidRule`` naming it: the id is KV and three digits, severity, source and category are their
+The families are named here, one argument each to ``build_catalog``: Key Vault's, then storage's.
+Each rule is checked as the catalog is built, so a faulty one stops the import with ``InvalidRule``
+naming it: the id is its service's prefix (KV, ST) and three digits, severity, source and category are their
 enums, the rationale (the check's docstring) is there, the CLI remediation uses only
 ``REMEDIATION_PLACEHOLDERS``, every reference is an https URL, and no id is used twice. How to add a
 rule: ``monitor.judge.rules.base``.
@@ -13,22 +13,26 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Exposure, Rule, RuleCategory
 from monitor.judge.rules.keyvault import config, drift, logs, perimeter, probes
-from monitor.model import EvidenceSource, Severity
+from monitor.judge.rules.storage import config as storage_config
+from monitor.judge.rules.storage import drift as storage_drift
+from monitor.model import EvidenceSource, Service, Severity
 
-_RULE_ID = re.compile(r"KV\d{3}")
+# Each service's rule ids: its prefix and three digits.
+RULE_PREFIXES: dict[Service, str] = {Service.KEYVAULT: "KV", Service.STORAGE: "ST"}
 
 
 class InvalidRule(ValueError):
     """A rule that cannot join the catalog; the message names the rule, its check and the problem."""
 
 
-def build_catalog(*families: Iterable[Rule]) -> tuple[Rule, ...]:
+def build_catalog(*families: Iterable[Rule[Any]]) -> tuple[Rule[Any], ...]:
     """The rules of the families, each validated, in ID order; ``InvalidRule`` for the first fault."""
-    by_id: dict[str, Rule] = {}
+    by_id: dict[str, Rule[Any]] = {}
     for family in families:
         for rule in family:
             _validate(rule)
@@ -38,15 +42,18 @@ def build_catalog(*families: Iterable[Rule]) -> tuple[Rule, ...]:
     return tuple(sorted(by_id.values(), key=lambda rule: rule.id))
 
 
-def _validate(rule: Rule) -> None:
+def _validate(rule: Rule[Any]) -> None:
     problem = _problem(rule)
     if problem is not None:
         raise InvalidRule(f"{_named(rule)}: {problem}")
 
 
-def _problem(rule: Rule) -> str | None:
-    if not _RULE_ID.fullmatch(rule.id):
-        return "the id must be KV and three digits"
+def _problem(rule: Rule[Any]) -> str | None:
+    if not isinstance(rule.service, Service):
+        return f"the service {rule.service!r} is not a Service"
+    prefix = RULE_PREFIXES[rule.service]
+    if not re.fullmatch(rf"{prefix}\d{{3}}", rule.id):
+        return f"the id must be {prefix} and three digits"
     if not isinstance(rule.severity, Severity):
         return f"the severity {rule.severity!r} is not a Severity"
     if not isinstance(rule.source, EvidenceSource):
@@ -80,11 +87,17 @@ def _problem(rule: Rule) -> str | None:
     return None
 
 
-def _named(rule: Rule) -> str:
+def _named(rule: Rule[Any]) -> str:
     return f"rule {rule.id!r} ({rule.check.__module__}.{rule.check.__qualname__})"
 
 
-CATALOG: tuple[Rule, ...] = build_catalog(
-    config.RULES, perimeter.RULES, probes.RULES, logs.RULES, drift.RULES
+CATALOG: tuple[Rule[Any], ...] = build_catalog(
+    config.RULES,
+    perimeter.RULES,
+    probes.RULES,
+    logs.RULES,
+    drift.RULES,
+    storage_config.RULES,
+    storage_drift.RULES,
 )
-RULES_BY_ID: dict[str, Rule] = {rule.id: rule for rule in CATALOG}
+RULES_BY_ID: dict[str, Rule[Any]] = {rule.id: rule for rule in CATALOG}

@@ -6,9 +6,7 @@ already applied by the normaliser, and the baseline's ``VaultPolicy``).
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Iterator
-from dataclasses import replace
+from collections.abc import Iterator
 from typing import Any
 
 from monitor.config.policy import Mode
@@ -20,6 +18,7 @@ from monitor.judge.perimeter import (
     within_any,
 )
 from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.firewall import dead_under_perimeter, reserved_range_of, set_difference_summary
 from monitor.model import EvidenceSource, IPNetwork, IpRule, PerimeterLookup, Severity, VaultPosture
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
@@ -44,30 +43,7 @@ CLI_PRIVATE_ENDPOINT_CONNECTION = (
     "https://learn.microsoft.com/en-us/cli/azure/network/private-endpoint-connection"
 )
 
-# Key Vault IP rules are matched against the public address a request arrives from, so a rule
-# inside one of these ranges never admits anything (traffic from private space arrives through a
-# Service Endpoint or Private Endpoint and is judged by those). This is a fixed list about Key
-# Vault's IP rules, not the configurable private space of ``monitor.netaddr.AddressSpace``.
-IP_RULE_RESERVED_RANGES: tuple[IPNetwork, ...] = tuple(
-    ipaddress.ip_network(text)
-    for text in (
-        "10.0.0.0/8",
-        "172.16.0.0/12",
-        "192.168.0.0/16",
-        "100.64.0.0/10",
-        "127.0.0.0/8",
-        "169.254.0.0/16",
-    )
-)
-
 _UNHEALTHY_STATUSES = ("pending", "rejected", "disconnected")
-
-
-def _reserved_range_of(network: IPNetwork) -> IPNetwork | None:
-    for reserved in IP_RULE_RESERVED_RANGES:
-        if network.version == reserved.version and network.subnet_of(reserved):  # type: ignore[arg-type]
-            return reserved
-    return None
 
 
 def _firewall_in_force(posture: VaultPosture) -> bool:
@@ -103,25 +79,6 @@ def _perimeter_evidence(posture: VaultPosture, exposure: EffectiveExposure) -> d
     if posture.perimeter.lookup == PerimeterLookup.NOT_LOOKED_UP:
         return {}
     return {"perimeter": exposure.as_evidence()}
-
-
-def _dead_under_perimeter(exposure: EffectiveExposure, hits: Iterable[Hit]) -> Iterator[Hit]:
-    """The vault's networkAcls findings where a perimeter's rules replaced them: kept as an
-    informational note (the configuration misleads whoever reads it) rather than exposure."""
-    for hit in hits:
-        if not exposure.firewall_dead:
-            yield hit
-            continue
-        yield replace(
-            hit,
-            summary=f"dead configuration: {hit.summary}; {exposure.reason}, so networkAcls admit nobody",
-            evidence={
-                **hit.evidence,
-                "dead_configuration": "the perimeter's rules decide inbound access, not networkAcls",
-                "perimeter": exposure.as_evidence(),
-            },
-            severity=Severity.INFO,
-        )
 
 
 def _open_reason(posture: VaultPosture) -> str:
@@ -216,7 +173,7 @@ def service_endpoint_without_deny(facts: VaultFacts) -> Iterator[Hit]:
     that subnet. While defaultAction is Allow (or networkAcls are absent) and public access is on, every
     other address is still admitted: the rule looks like isolation and provides none.
     """
-    yield from _dead_under_perimeter(_exposure(facts), _vnet_rules_without_deny(facts.posture))
+    yield from dead_under_perimeter(_exposure(facts), _vnet_rules_without_deny(facts.posture))
 
 
 def _vnet_rules_without_deny(posture: VaultPosture) -> Iterator[Hit]:
@@ -260,7 +217,7 @@ def ip_rule_too_broad(facts: VaultFacts) -> Iterator[Hit]:
     looks firewalled. Rules wholly inside reserved ranges admit nothing and are reported by KV005
     instead.
     """
-    yield from _dead_under_perimeter(_exposure(facts), _broad_ip_rules(facts))
+    yield from dead_under_perimeter(_exposure(facts), _broad_ip_rules(facts))
 
 
 def _broad_ip_rules(facts: VaultFacts) -> Iterator[Hit]:
@@ -276,7 +233,7 @@ def _broad_ip_rules(facts: VaultFacts) -> Iterator[Hit]:
                 severity=Severity.CRITICAL,
             )
             continue
-        if _reserved_range_of(network) is not None:
+        if reserved_range_of(network) is not None:
             continue  # admits nothing at all: KV005's business, not "too much"
         reasons = broad_prefix_reasons(network, policy)
         if reasons:
@@ -317,7 +274,7 @@ def ip_rule_unparsable(facts: VaultFacts) -> Iterator[Hit]:
     wrapped in quotes) does not admit what its author meant, and tools that parse networkAcls strictly
     may fail on the whole subscription because of it.
     """
-    yield from _dead_under_perimeter(
+    yield from dead_under_perimeter(
         _exposure(facts),
         (
             Hit(
@@ -356,12 +313,12 @@ def ip_rule_reserved_range(facts: VaultFacts) -> Iterator[Hit]:
     Private Endpoint, which IP rules do not govern, so such a rule admits nothing and suggests access
     that does not exist.
     """
-    yield from _dead_under_perimeter(_exposure(facts), _reserved_ip_rules(facts.posture))
+    yield from dead_under_perimeter(_exposure(facts), _reserved_ip_rules(facts.posture))
 
 
 def _reserved_ip_rules(posture: VaultPosture) -> Iterator[Hit]:
     for ip_rule, network in _parsed_rules(posture):
-        reserved = _reserved_range_of(network)
+        reserved = reserved_range_of(network)
         if reserved is not None:
             yield Hit(
                 summary=(
@@ -400,7 +357,7 @@ def ignore_missing_service_endpoint(facts: VaultFacts) -> Iterator[Hit]:
     its public address and is refused (or, worse, admitted by a broad IP rule), and nothing in the
     vault's configuration shows it.
     """
-    yield from _dead_under_perimeter(_exposure(facts), _ignoring_missing_endpoint(facts.posture))
+    yield from dead_under_perimeter(_exposure(facts), _ignoring_missing_endpoint(facts.posture))
 
 
 def _ignoring_missing_endpoint(posture: VaultPosture) -> Iterator[Hit]:
@@ -655,7 +612,7 @@ def baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
         unexpected = sorted(actual_subnets - expected_subnets)
         if missing or unexpected:
             yield Hit(
-                summary=_set_difference_summary("virtual network rules", missing, unexpected),
+                summary=set_difference_summary("virtual network rules", missing, unexpected),
                 subject="allowed_subnets",
                 evidence={
                     "field": "allowed_subnets",
@@ -676,7 +633,7 @@ def baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
         ]
         if missing or unexpected:
             yield Hit(
-                summary=_set_difference_summary("IP rules", missing, unexpected),
+                summary=set_difference_summary("IP rules", missing, unexpected),
                 subject="allowed_ip_ranges",
                 evidence={
                     "field": "allowed_ip_ranges",
@@ -687,15 +644,6 @@ def baseline_drift(facts: VaultFacts) -> Iterator[Hit]:
                 },
                 severity=severity,
             )
-
-
-def _set_difference_summary(what: str, missing: list[str], unexpected: list[str]) -> str:
-    parts = []
-    if missing:
-        parts.append(f"missing {', '.join(missing)} (expected by the baseline)")
-    if unexpected:
-        parts.append(f"unexpected {', '.join(unexpected)} (not in the baseline)")
-    return f"{what} differ from the baseline: {'; '.join(parts)}"
 
 
 @rule(

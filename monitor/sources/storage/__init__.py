@@ -1,0 +1,1 @@
+"""Storage accounts' own reading: the ARM account document normalised to ``StorageAccountPosture``."""
