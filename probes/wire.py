@@ -22,7 +22,6 @@ from monitor.config.validation import describe
 from monitor.errors import SourceError
 from monitor.model import ProbeResult
 
-
 # What one ``POST /api/probe`` may carry: the endpoint (``probes.endpoint``) refuses more, and a
 # monitor (``probes.remote``) sends bigger runs in batches within both.
 MAX_REQUEST_BYTES = 64 * 1024

@@ -112,7 +112,9 @@ def _names(world: LabWorld) -> tuple[list[str], dict[int, str]]:
     spacing = VAULTS // len(real)
     placed = {index * spacing + spacing // 2: name for index, name in enumerate(real)}
     names = [
-        f"{placed[index]}.{LAB_VAULT_SUFFIX}" if index in placed else f"kv-absent-{index:05d}.{LAB_VAULT_SUFFIX}"
+        f"{placed[index]}.{LAB_VAULT_SUFFIX}"
+        if index in placed
+        else f"kv-absent-{index:05d}.{LAB_VAULT_SUFFIX}"
         for index in range(VAULTS)
     ]
     return names, placed
@@ -159,7 +161,9 @@ def test_5000_vaults_go_in_batches_within_the_limit_and_a_failed_batch_blinds_on
     answered = [result for index, result in enumerate(results) if index not in blind]
     absent = [result for result in answered if result.vault_name.startswith("kv-absent-")]
     assert len(absent) == len(answered) - sum(1 for index in placed if index not in blind)
-    assert all(result.dns is not None and (result.dns.error or "").startswith("NXDOMAIN") for result in absent)
+    assert all(
+        result.dns is not None and (result.dns.error or "").startswith("NXDOMAIN") for result in absent
+    )
     seen_remotely = {
         results[index].vault_name: (results[index].verdict, results[index].seen_address)
         for index in placed
