@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceExistsError, ResourceNotFoundError
-from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings, ExponentialRetry
 
 from monitor.azure_errors import storage_error_code
 from monitor.store.base import DEFAULT_REPORT_CONTAINER, StoreUnavailable, check_container_name
@@ -25,6 +25,15 @@ from monitor.store.base import DEFAULT_REPORT_CONTAINER, StoreUnavailable, check
 # As the Table backend: fail over to StoreUnavailable in seconds, not the SDK default of minutes.
 _CONNECTION_TIMEOUT_S = 10
 _READ_TIMEOUT_S = 60  # a 10,000-vault report is a few megabytes compressed
+
+
+def _retry() -> ExponentialRetry:
+    """Three retries after about 1, 3 and 5 s (plus up to 1 s of jitter), some 10 s in all, as the
+    Table SDK's budget: the SDK's own default (15, 18 and 24 s) kept a scan whose blob endpoint
+    was gone waiting a minute and a half before it failed."""
+    return ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3, random_jitter_range=1)
+
+
 # Containers this process made sure exist, by account endpoint (as the Table backend's tables).
 _CONTAINERS_PRESENT: set[tuple[str, str]] = set()
 _CONTAINERS_PRESENT_LOCK = threading.Lock()
@@ -46,7 +55,10 @@ class BlobDocuments:
     ) -> BlobDocuments:
         try:
             service = BlobServiceClient.from_connection_string(
-                connection_string, connection_timeout=_CONNECTION_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+                connection_string,
+                connection_timeout=_CONNECTION_TIMEOUT_S,
+                read_timeout=_READ_TIMEOUT_S,
+                retry_policy=_retry(),
             )
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string itself: say what is wrong, not what it was.
@@ -66,6 +78,7 @@ class BlobDocuments:
             credential=credential,
             connection_timeout=_CONNECTION_TIMEOUT_S,
             read_timeout=_READ_TIMEOUT_S,
+            retry_policy=_retry(),
         )
         return cls(service, container=container, auth="Microsoft Entra ID")
 
@@ -83,16 +96,20 @@ class BlobDocuments:
 
     def put(self, name: str, data: bytes, *, content_type: str) -> None:
         """Write ``name`` whole (replacing one of that name): a blob is committed at once or not
-        at all, so a reader never sees half of it."""
-        container = self._open()
-        try:
-            container.upload_blob(
-                name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
-            )
-        except AzureError as exc:
-            if storage_error_code(exc) == "ContainerNotFound":
-                self._forget()  # deleted behind our back: created again on the next write
-            raise self._unavailable(f"cannot write blob {name}", exc) from exc
+        at all, so a reader never sees half of it. A container deleted behind this process's back
+        is created again, once."""
+        for attempt in (1, 2):
+            container = self._open()
+            try:
+                container.upload_blob(
+                    name, data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+                )
+                return
+            except AzureError as exc:
+                if storage_error_code(exc) == "ContainerNotFound" and attempt == 1:
+                    self._forget()
+                    continue
+                raise self._unavailable(f"cannot write blob {name}", exc) from exc
 
     def get(self, name: str) -> bytes | None:
         """The blob's bytes; None when there is no blob of that name (or no container)."""

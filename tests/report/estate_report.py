@@ -31,8 +31,8 @@ from monitor.model import (
     ProbeResult,
     ScanError,
     ScanReport,
-    Verdict,
     VaultPosture,
+    Verdict,
 )
 from monitor.outputs.report import build_report_document
 from monitor.sources.keyvault.normalise import normalise_vault

@@ -96,7 +96,9 @@ def test_kvmon_storage_wins_over_the_host_storage(azurite) -> None:
         ),
     ],
 )
-def test_identity_settings_choose_table_and_blob_storage_with_the_credential(environ, endpoint, blobs) -> None:
+def test_identity_settings_choose_table_and_blob_storage_with_the_credential(
+    environ, endpoint, blobs
+) -> None:
     # Built, not contacted: no request leaves the machine here.
     store = store_from_environment(environ, credential=LabCredential())
     try:
@@ -111,7 +113,8 @@ def test_identity_settings_choose_table_and_blob_storage_with_the_credential(env
 def test_a_table_endpoint_of_no_known_shape_needs_the_blob_endpoint_stated() -> None:
     with pytest.raises(SettingsError) as caught:
         store_from_environment(
-            {"KVMON_STORAGE_ACCOUNT_URL": "https://127.0.0.1:10002/devstoreaccount1"}, credential=LabCredential()
+            {"KVMON_STORAGE_ACCOUNT_URL": "https://127.0.0.1:10002/devstoreaccount1"},
+            credential=LabCredential(),
         )
     assert str(caught.value).startswith(
         "KVMON_BLOB_ACCOUNT_URL: the blob endpoint for report documents cannot be inferred from the "
@@ -122,7 +125,9 @@ def test_a_table_endpoint_of_no_known_shape_needs_the_blob_endpoint_stated() -> 
 @pytest.mark.parametrize("name", ["Reports", "ab", "kvmon--reports", "-kvmon", "x" * 64, "kvmon_reports"])
 def test_a_report_container_blob_storage_would_refuse_is_a_settings_error(name: str) -> None:
     with pytest.raises(SettingsError) as caught:
-        store_from_environment({"KVMON_REPORT_CONTAINER": name, "KVMON_STORAGE": "UseDevelopmentStorage=true"})
+        store_from_environment(
+            {"KVMON_REPORT_CONTAINER": name, "KVMON_STORAGE": "UseDevelopmentStorage=true"}
+        )
     assert str(caught.value).startswith(f"KVMON_REPORT_CONTAINER: {name!r} is not a blob container name")
 
 
