@@ -109,6 +109,9 @@ var roles = {
 var token = uniqueString(resourceGroup().id, namePrefix)
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'kvmon-dead-letters'
+// Each scan's whole report document (KVMON_REPORT_CONTAINER); kvmon would create it, the
+// deployment does so the identity's role need not.
+var reportContainerName = 'kvmon-reports'
 var monitorAppName = 'func-${namePrefix}-monitor-${token}'
 var probeAppName = 'func-${namePrefix}-probe-${token}'
 var workspaceName = 'log-${namePrefix}-${token}'
@@ -239,6 +242,7 @@ module monitorStorage 'modules/storage.bicep' = {
     containers: [
       deploymentContainerName
       deadLetterContainerName
+      reportContainerName
     ]
     queues: [
       scanQueueName
@@ -249,7 +253,7 @@ module monitorStorage 'modules/storage.bicep' = {
       {
         principalId: monitorIdentity.properties.principalId
         roleDefinitionId: roles.storageBlobDataOwner
-        description: 'kvmon monitor: deployment package and Functions host state (AzureWebJobsStorage)'
+        description: 'kvmon monitor: deployment package, Functions host state (AzureWebJobsStorage) and whole report documents (KVMON_REPORT_CONTAINER)'
       }
       {
         principalId: monitorIdentity.properties.principalId
@@ -389,6 +393,8 @@ module monitorApp 'modules/function-app.bicep' = {
       // With an event subscription delivering, a change only the timer finds is reported (KV303).
       KVMON_EVENT_FEED: (eventDelivery == 'none') ? 'false' : 'true'
       KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint
+      KVMON_BLOB_ACCOUNT_URL: monitorStorage.outputs.blobEndpoint
+      KVMON_REPORT_CONTAINER: reportContainerName
       KVMON_WORKSPACES: workspaceAccess.outputs.customerId
       KVMON_BASELINE: baseline
       KVMON_CHANNELS: string(concat(teamsChannel, slackChannel))
