@@ -516,7 +516,9 @@ def _page(document: Mapping[str, Any]) -> dict[str, Any]:
         worst = min(open_severities, key=_SEVERITY_ORDER.index, default=CLEAN)
         mismatches = sum(1 for cell in vault["reachability"].values() if cell["state"] == CONTRADICTED)
         incomplete = not vault["evidence"]["complete"]
-        positions = sorted({*by_scope.get(str(vault["id"]).lower(), ()), *by_scope.get(vault["name"].lower(), ())})
+        positions = sorted(
+            {*by_scope.get(str(vault["id"]).lower(), ()), *by_scope.get(vault["name"].lower(), ())}
+        )
         owned.update(positions)
         units.append(
             {
@@ -535,7 +537,9 @@ def _page(document: Mapping[str, Any]) -> dict[str, Any]:
         unit["index"] = index  # its place in that order: what the page's script pages by
     overview: dict[str, dict[str, int]] = {}
     for unit in units:
-        row = overview.setdefault(unit["subscription"], dict.fromkeys((*_BUCKETS, "mismatch", "incomplete"), 0))
+        row = overview.setdefault(
+            unit["subscription"], dict.fromkeys((*_BUCKETS, "mismatch", "incomplete"), 0)
+        )
         row[unit["severity"]] += 1
         row["mismatch"] += bool(unit["mismatches"])
         row["incomplete"] += unit["incomplete"]

@@ -7,7 +7,6 @@ import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
-
 _TEMPLATE_CONTENT = re.compile(r"(<template\b[^>]*>).*?</template>", re.DOTALL)
 
 
