@@ -74,8 +74,8 @@ _Result = TypeVar("_Result")
 _REPORTS_PARTITION = "reports"
 _EVENTS_PARTITION = "events"
 REPORT_CONTENT_TYPE = "application/gzip"  # gzip-compressed JSON: `gunzip` reads a downloaded blob
-# gzip's default level 9 against 6 on a 10,000-vault report (36 MB of JSON): a few percent
-# smaller for twice the CPU of a step every scan takes.
+# Level 6 against gzip's default 9 on the 10,000-vault report of tests/report/estate_report.py
+# (35 MB of JSON): 1.77 MB in 0.30 s against 1.65 MB in 0.52 s.
 _REPORT_COMPRESSION = 6
 
 
