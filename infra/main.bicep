@@ -115,6 +115,9 @@ var roles = {
 var token = uniqueString(resourceGroup().id, namePrefix)
 var deploymentContainerName = 'app-package'
 var deadLetterContainerName = 'kvmon-dead-letters'
+// Each scan's whole report document (KVMON_REPORT_CONTAINER); kvmon would create it, the
+// deployment does so the identity's role need not.
+var reportContainerName = 'kvmon-reports'
 var monitorAppName = 'func-${namePrefix}-monitor-${token}'
 var probeAppName = 'func-${namePrefix}-probe-${token}'
 var workspaceName = 'log-${namePrefix}-${token}'
@@ -271,6 +274,7 @@ module monitorStorage 'modules/storage.bicep' = {
     containers: [
       deploymentContainerName
       deadLetterContainerName
+      reportContainerName
     ]
     queues: [
       scanQueueName
@@ -281,7 +285,7 @@ module monitorStorage 'modules/storage.bicep' = {
       {
         principalId: monitorIdentity.properties.principalId
         roleDefinitionId: roles.storageBlobDataOwner
-        description: 'kvmon monitor: deployment package and Functions host state (AzureWebJobsStorage)'
+        description: 'kvmon monitor: deployment package, Functions host state (AzureWebJobsStorage) and whole report documents (KVMON_REPORT_CONTAINER)'
       }
       {
         principalId: monitorIdentity.properties.principalId
@@ -422,6 +426,8 @@ module monitorApp 'modules/function-app.bicep' = {
       // With an event subscription delivering, a change only the timer finds is reported (KV303).
       KVMON_EVENT_FEED: (eventDelivery == 'none') ? 'false' : 'true'
       KVMON_STORAGE_ACCOUNT_URL: monitorStorage.outputs.tableEndpoint
+      KVMON_BLOB_ACCOUNT_URL: monitorStorage.outputs.blobEndpoint
+      KVMON_REPORT_CONTAINER: reportContainerName
       KVMON_WORKSPACES: workspaceAccess.outputs.customerId
       // The perimeters' access logs go to the same workspace when this deployment sends them.
       KVMON_NSP_WORKSPACES: empty(diagnosticPerimeterIds) ? '' : workspaceAccess.outputs.customerId

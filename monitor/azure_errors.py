@@ -71,6 +71,13 @@ def error_code(exc: HttpResponseError) -> str | None:
     return exc.error.code if exc.error is not None else None
 
 
+def storage_error_code(exc: BaseException) -> str:
+    """The Storage service's error code of an azure-data-tables, -storage-blob or -storage-queue
+    error ("" when it has none): each SDK gives an enum member or a plain string."""
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or "")
+
+
 def service_error(exc: HttpResponseError, *, limit: int = MESSAGE_LIMIT) -> str | None:
     """What the answer's error body said, in one line; None when it held no error.
 

@@ -17,10 +17,7 @@ from monitor.config.policy import Vantage
 from probes.options import ProbeOptions
 from probes.pool import probe_vaults
 from probes.scope import OutOfScope
-from probes.wire import result_to_json
-
-MAX_REQUEST_BYTES = 64 * 1024
-MAX_VAULTS_PER_REQUEST = 1000
+from probes.wire import MAX_REQUEST_BYTES, MAX_VAULTS_PER_REQUEST, result_to_json
 
 
 def handle_probe_request(

@@ -4,7 +4,7 @@ Decoding treats the JSON as untrusted (it comes over the network): pydantic vali
 ``ProbeResult`` as strict JSON (a number is a number, never ``"443"``; true is true, never ``1``),
 with no unknown field in any record and no date-time without its UTC offset. A ``WireError``
 names the result, the field and the problem: ``results[3]: data_plane.verdict: 'maybe' is not
-one of admitted, ...``.
+one of admitted, ...``. The request's limits live here too: both ends of the wire read them.
 """
 
 from __future__ import annotations
@@ -21,6 +21,11 @@ from pydantic_core import SchemaValidator, to_json
 from monitor.config.validation import describe
 from monitor.errors import SourceError
 from monitor.model import ProbeResult
+
+# What one ``POST /api/probe`` may carry: the endpoint (``probes.endpoint``) refuses more, and a
+# monitor (``probes.remote``) sends bigger runs in batches within both.
+MAX_REQUEST_BYTES = 64 * 1024
+MAX_VAULTS_PER_REQUEST = 1000
 
 
 class WireError(SourceError):

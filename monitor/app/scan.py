@@ -490,6 +490,13 @@ def _record_scan(
     logs_until: dt.datetime | None,
 ) -> None:
     assert report.finished_at is not None
+    # The report first: a scan whose report could not be kept (ReportNotStored) is not recorded
+    # either, so the next scan reads its logs window again, and the last report stays the latest.
+    store.save_report(
+        report.scan_id,
+        build_report_document(report, vantages=vantages, policies=policies, generated_at=report.finished_at),
+        started_at=report.started_at,
+    )
     store.record_scan(
         ScanRun(
             scan_id=report.scan_id,
@@ -502,11 +509,6 @@ def _record_scan(
             vault=request.one_vault,
             logs_until=logs_until,
         )
-    )
-    store.save_report(
-        report.scan_id,
-        build_report_document(report, vantages=vantages, policies=policies, generated_at=report.finished_at),
-        started_at=report.started_at,
     )
 
 

@@ -455,7 +455,7 @@ OTHER_SETTINGS: tuple[SettingDoc, ...] = (
     ),
     SettingDoc(
         "KVMON_STORAGE",
-        "Storage connection string for findings (Table storage); never the queues, which stay on AzureWebJobsStorage where their triggers listen.",
+        "Storage connection string for findings (Table storage) and report documents (Blob storage); never the queues, which stay on AzureWebJobsStorage where their triggers listen.",
         "falls back to AzureWebJobsStorage",
         "no",
     ),
@@ -463,6 +463,21 @@ OTHER_SETTINGS: tuple[SettingDoc, ...] = (
         "KVMON_STORAGE_ACCOUNT_URL",
         "Table endpoint used with the managed identity instead of a connection string.",
         "(none)",
+        "no",
+    ),
+    SettingDoc(
+        "KVMON_BLOB_ACCOUNT_URL",
+        "Blob endpoint for whole report documents, used with the managed identity beside "
+        "KVMON_STORAGE_ACCOUNT_URL (a connection string names its own).",
+        "the blob endpoint of KVMON_STORAGE_ACCOUNT_URL's account (https://<account>.blob.<suffix>)",
+        "no",
+    ),
+    SettingDoc(
+        "KVMON_REPORT_CONTAINER",
+        "Blob container of the findings' storage account that keeps each scan's report document "
+        "whole (gzip-compressed JSON, one blob per scan); created when missing. A report that "
+        "cannot be written fails the scan (ReportNotStored, exit 3); the reports before it stay.",
+        "kvmon-reports",
         "no",
     ),
     SettingDoc(

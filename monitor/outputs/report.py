@@ -3,7 +3,16 @@
 ``build_report_document`` turns a ``ScanReport`` plus what it was judged against (vantage points,
 policies) into plain JSON that the store keeps per scan, so any stored scan can be rendered
 again later without the records it came from. ``render_html`` turns such a document into one
-self-contained page (inline CSS, no scripts, no external assets). Both are pure.
+self-contained page (inline CSS, no external assets, nothing fetched). Both are pure.
+
+The page shows the vaults needing attention first (open findings, changes, mismatches, evidence
+incomplete; the worst severity first), and an overview of the vaults by subscription and worst
+severity. A report of up to ``PAGE_SIZE`` vaults is plain HTML with no script. A bigger one (a
+10,000-vault estate is tens of megabytes of markup) keeps its initial DOM bounded: the first
+``PAGE_SIZE`` vaults are on the page, every other vault's markup waits in an inert ``<template>``,
+and one inline script filters (subscription, worst severity, state, name) and pages through them
+in the browser, with the filter in the address's fragment (``#sev=high&page=2``) so a link keeps
+it; no request leaves the page.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from monitor.outputs.formats import vantage_columns, vantage_json
 
 SCHEMA = "kvmon.report/v1"
 TOP_CALLERS = 10
+PAGE_SIZE = 100  # vaults on the page at once; a report with more pages them (render_html)
+CLEAN = "none"  # the worst severity of a vault with no open finding
 
 # Errors from these sources mean something was not seen, so the scan's evidence is incomplete;
 # store and notification faults do not change what was seen.
@@ -527,11 +538,69 @@ def render_html(document: Mapping[str, Any]) -> str:
     if schema != SCHEMA:
         raise ReportDocumentError(f"schema is {schema!r}, expected {SCHEMA!r}")
     try:
-        return _environment().get_template("report.html.j2").render(doc=document)
+        return _environment().get_template("report.html.j2").render(doc=document, view=_page(document))
     except jinja2.UndefinedError as exc:
         raise ReportDocumentError(f"the document lacks a field the report shows: {exc.message}") from None
+    except KeyError as exc:  # read by _page before the template
+        raise ReportDocumentError(f"the document lacks a field the report shows: {exc}") from None
     except (TypeError, AttributeError) as exc:
         raise ReportDocumentError(f"a field of the document has the wrong shape: {exc}") from None
+
+
+_SEVERITY_ORDER = tuple(severity.value for severity in sorted(Severity, key=lambda s: s.rank, reverse=True))
+_BUCKETS = (*_SEVERITY_ORDER, CLEAN)
+
+
+def _page(document: Mapping[str, Any]) -> dict[str, Any]:
+    """What the page needs beyond the document: the vaults in the order shown (attention first),
+    each with what the filter reads, the overview by subscription, and the errors no vault owns."""
+    units = []
+    owned: set[int] = set()
+    by_scope: dict[str, list[int]] = {}
+    for position, error in enumerate(document["errors"]):
+        by_scope.setdefault(str(error["scope"]).lower(), []).append(position)
+    for vault in document["vaults"]:
+        open_severities = [f["severity"] for f in vault["findings"] if not f["suppressed"]]
+        worst = min(open_severities, key=_SEVERITY_ORDER.index, default=CLEAN)
+        mismatches = sum(1 for cell in vault["reachability"].values() if cell["state"] == CONTRADICTED)
+        incomplete = not vault["evidence"]["complete"]
+        positions = sorted(
+            {*by_scope.get(str(vault["id"]).lower(), ()), *by_scope.get(vault["name"].lower(), ())}
+        )
+        owned.update(positions)
+        units.append(
+            {
+                "vault": vault,
+                "subscription": vault["subscription_id"] or "(not in the inventory)",
+                "severity": worst,
+                "mismatches": mismatches,
+                "incomplete": incomplete,
+                "attention": bool(open_severities or vault["changes"] or mismatches or incomplete),
+                "errors": [document["errors"][position] for position in positions],
+            }
+        )
+    # Stable: within a severity and a subscription, the vaults stay in the scan's order.
+    units.sort(key=lambda u: (not u["attention"], _BUCKETS.index(u["severity"]), u["subscription"]))
+    for index, unit in enumerate(units):
+        unit["index"] = index  # its place in that order: what the page's script pages by
+    overview: dict[str, dict[str, int]] = {}
+    for unit in units:
+        row = overview.setdefault(
+            unit["subscription"], dict.fromkeys((*_BUCKETS, "mismatch", "incomplete"), 0)
+        )
+        row[unit["severity"]] += 1
+        row["mismatch"] += bool(unit["mismatches"])
+        row["incomplete"] += unit["incomplete"]
+    return {
+        "units": units,
+        "paged": len(units) > PAGE_SIZE,
+        "page_size": PAGE_SIZE,
+        "attention": sum(1 for unit in units if unit["attention"]),
+        "buckets": _BUCKETS,
+        # The subscriptions with the most severe vaults first.
+        "overview": sorted(overview.items(), key=lambda item: ([-item[1][b] for b in _BUCKETS], item[0])),
+        "unowned_errors": [e for position, e in enumerate(document["errors"]) if position not in owned],
+    }
 
 
 @functools.cache

@@ -18,16 +18,53 @@ the new one). tests/store/test_write_counts.py checks these numbers on both back
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from monitor.errors import StoreError
+from monitor.azure_errors import first_line, redact, storage_error_code
+from monitor.errors import SourceError, StoreError
 from monitor.model import FindingRecord, FindingStatus, ScanError, ScanTrigger, VaultPosture
+
+DEFAULT_REPORT_CONTAINER = "kvmon-reports"  # KVMON_REPORT_CONTAINER
+# Blob storage's rule: 3-63 lower-case letters, digits and single hyphens, starting and ending
+# with a letter or a digit.
+_CONTAINER_NAME = re.compile(r"^(?=.{3,63}$)[a-z0-9]+(-[a-z0-9]+)*$")
+
+
+def check_container_name(name: str) -> str:
+    """``name`` when Blob storage accepts it as a container name; ValueError saying why not."""
+    if not _CONTAINER_NAME.match(name):
+        raise ValueError(
+            f"{name!r} is not a blob container name: 3-63 lower-case letters, digits and single "
+            "hyphens, starting and ending with a letter or a digit"
+        )
+    return name
 
 
 class StoreUnavailable(StoreError):
     """The store cannot be reached or refused the write: the scan must fail loudly."""
+
+    @classmethod
+    def from_storage_error(cls, what: str, where: str, exc: BaseException) -> StoreUnavailable:
+        """A Storage SDK's error as what failed, where (described without a secret), and the
+        service's first line and error code, redacted."""
+        line = first_line(str(exc)) or type(exc).__name__
+        code = storage_error_code(exc)
+        detail = f"{line} [{code}]" if code else line
+        return cls(redact(f"{what} ({where}): {detail}"))
+
+
+class ReportNotStored(StoreUnavailable):
+    """A scan's report document could not be written whole. The reports stored before it are
+    untouched: each scan's document has a name of its own, and the store points to it only once
+    it is written."""
+
+
+class ReportUnreadable(SourceError):
+    """The store points to a report document that cannot be read back whole (gone, cut off, not
+    what was written): the message names the scan and where the document was."""
 
 
 @dataclass(frozen=True)

@@ -122,10 +122,10 @@ def put_text(properties: Properties, name: str, text: str) -> None:
     packed = zlib.compress(text.encode("utf-8"), COMPRESSION_LEVEL)
     if len(packed) > MAX_PACKED_BYTES:
         raise RecordTooLarge(f"{name}: {len(text)} characters do not fit one entity even compressed")
-    put_packed(properties, name, packed)
+    _put_packed(properties, name, packed)
 
 
-def put_packed(properties: Properties, name: str, packed: bytes) -> None:
+def _put_packed(properties: Properties, name: str, packed: bytes) -> None:
     """Text compressed at ``COMPRESSION_LEVEL`` (at most ``MAX_PACKED_BYTES``) split over ``name_z0..``."""
     encoded = base64.b64encode(packed).decode("ascii")
     chunks = [encoded[i : i + TEXT_LIMIT] for i in range(0, len(encoded), TEXT_LIMIT)]

@@ -6,7 +6,9 @@ every write is one ``BEGIN IMMEDIATE`` transaction whose etag checks happen insi
 processes (a scheduled scan and a manual one) can share the file safely.
 
 It stores the same entities as Table storage (``monitor.store.entities``) in one table, so the
-two backends behave alike and pass the same contract suite.
+two backends behave alike and pass the same contract suite; documents too big for an entity (a
+scan's whole report) go in a second table of the same file, where Table storage puts them in Blob
+storage.
 """
 
 from __future__ import annotations
@@ -36,6 +38,14 @@ CREATE TABLE IF NOT EXISTS entities (
     PRIMARY KEY (tbl, pk, rk)
 ) WITHOUT ROWID
 """
+# A rowid table: SQLite advises against WITHOUT ROWID for rows of megabytes.
+_DOCUMENTS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS documents (
+    name TEXT PRIMARY KEY,
+    content_type TEXT NOT NULL,
+    data BLOB NOT NULL
+)
+"""
 
 
 class SqliteBackend:
@@ -64,6 +74,7 @@ class SqliteBackend:
                 self._connection.execute("PRAGMA journal_mode=WAL")
                 self._connection.execute("PRAGMA synchronous=NORMAL")
                 self._connection.execute(_SCHEMA)
+                self._connection.execute(_DOCUMENTS_SCHEMA)
                 return
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -162,6 +173,43 @@ class SqliteBackend:
         return [Entity(pk, rk, json.loads(props), etag) for pk, rk, etag, props in rows]
 
 
+class SqliteDocuments:
+    """Whole documents in the ``documents`` table of the backend's file, on its connection."""
+
+    def __init__(self, backend: SqliteBackend) -> None:
+        self._backend = backend
+
+    def put(self, name: str, data: bytes, *, content_type: str) -> None:
+        backend = self._backend
+        with backend._lock:
+            try:
+                backend._connection.execute(
+                    "INSERT INTO documents (name, content_type, data) VALUES (?, ?, ?) "
+                    "ON CONFLICT (name) DO UPDATE SET content_type = excluded.content_type, data = excluded.data",
+                    (name, content_type, data),
+                )
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"the SQLite store at {backend.path} refused a write: {exc}") from exc
+
+    def get(self, name: str) -> bytes | None:
+        backend = self._backend
+        with backend._lock:
+            try:
+                row = backend._connection.execute(
+                    "SELECT data FROM documents WHERE name = ?", (name,)
+                ).fetchone()
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"cannot read the SQLite store at {backend.path}: {exc}") from exc
+        return None if row is None else bytes(row[0])
+
+    def describe(self) -> str:
+        return self._backend.describe()
+
+    def close(self) -> None:
+        """The backend's connection: closed with the backend."""
+
+
 class SqliteStore(EntityStore):
     def __init__(self, path: str | Path = DEFAULT_SQLITE_PATH) -> None:
-        super().__init__(SqliteBackend(path))
+        backend = SqliteBackend(path)
+        super().__init__(backend, SqliteDocuments(backend))

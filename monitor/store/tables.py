@@ -1,7 +1,8 @@
-"""Azure Table storage (azure-data-tables): the store the Functions app uses.
+"""Azure Table storage (azure-data-tables): the store the Functions app uses, with the documents too
+big for an entity (whole reports) in Blob storage of the same account (``monitor.store.blobs``).
 
 Built from a connection string (``KVMON_STORAGE`` / ``AzureWebJobsStorage``) or from a table
-endpoint plus a credential (the managed identity). Batches are ``submit_transaction`` calls of at
+endpoint and a blob endpoint plus a credential (the managed identity). Batches are ``submit_transaction`` calls of at
 most 100 operations in one partition; conditional writes use the entity's ETag with
 ``MatchConditions.IfNotModified``. Faults of the service become ``StoreUnavailable`` with a
 message that never carries the account key or a SAS token.
@@ -25,9 +26,10 @@ from azure.core.exceptions import (
 )
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from monitor.azure_errors import first_line, redact
+from monitor.azure_errors import first_line, storage_error_code
 from monitor.config.budget import RequestBudget
-from monitor.store.base import StoreUnavailable
+from monitor.store.base import DEFAULT_REPORT_CONTAINER, StoreUnavailable
+from monitor.store.blobs import BlobDocuments
 from monitor.store.entities import MAX_BATCH, Entity, EntityConflict, EntityStore, Operation
 
 _CONFLICT_CODES = {"EntityAlreadyExists", "UpdateConditionNotSatisfied", "ResourceNotFound", "EntityNotFound"}
@@ -115,10 +117,7 @@ class TableBackend:
             return client
 
     def _unavailable(self, what: str, exc: Exception) -> StoreUnavailable:
-        line = first_line(str(exc)) or type(exc).__name__
-        code = _error_code(exc)
-        detail = f"{line} [{code}]" if code else line
-        return StoreUnavailable(redact(f"{what} ({self.describe()}): {detail}"))
+        return StoreUnavailable.from_storage_error(what, self.describe(), exc)
 
     def _forget(self, table: str) -> None:
         """The table vanished (deleted, or an emulator restarted): open it again on next use."""
@@ -195,7 +194,7 @@ class TableBackend:
         except TableTransactionError as exc:
             if _table_missing(exc):
                 raise _TableMissing(str(exc)) from exc
-            if _error_code(exc) in _CONFLICT_CODES:
+            if storage_error_code(exc) in _CONFLICT_CODES:
                 raise EntityConflict(first_line(str(exc)), index=exc.index) from exc
             raise self._unavailable(f"a transaction on {table} failed", exc) from exc
         except AzureError as exc:
@@ -223,13 +222,8 @@ class _TableMissing(Exception):
     pass
 
 
-def _error_code(exc: Exception) -> str:
-    code = getattr(exc, "error_code", None)
-    return str(getattr(code, "value", code) or "")  # the SDK gives a TableErrorCode or a plain string
-
-
 def _table_missing(exc: Exception) -> bool:
-    return _error_code(exc) == "TableNotFound"
+    return storage_error_code(exc) == "TableNotFound"
 
 
 def _condition(entity: Entity) -> dict[str, Any]:
@@ -260,17 +254,35 @@ def _entity(found: Mapping[str, Any]) -> Entity:
 
 
 class TableStore(EntityStore):
-    def __init__(self, backend: TableBackend) -> None:
-        super().__init__(backend)
+    def __init__(self, backend: TableBackend, documents: BlobDocuments) -> None:
+        super().__init__(backend, documents)
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, *, table_prefix: str = "kvmon") -> TableStore:
-        return cls(TableBackend.from_connection_string(connection_string, table_prefix=table_prefix))
+    def from_connection_string(
+        cls,
+        connection_string: str,
+        *,
+        table_prefix: str = "kvmon",
+        report_container: str = DEFAULT_REPORT_CONTAINER,
+    ) -> TableStore:
+        return cls(
+            TableBackend.from_connection_string(connection_string, table_prefix=table_prefix),
+            BlobDocuments.from_connection_string(connection_string, container=report_container),
+        )
 
     @classmethod
     def from_account_url(
-        cls, account_url: str, *, credential: TokenCredential, table_prefix: str = "kvmon"
+        cls,
+        account_url: str,
+        *,
+        blob_account_url: str,
+        credential: TokenCredential,
+        table_prefix: str = "kvmon",
+        report_container: str = DEFAULT_REPORT_CONTAINER,
     ) -> TableStore:
         return cls(
-            TableBackend.from_account_url(account_url, credential=credential, table_prefix=table_prefix)
+            TableBackend.from_account_url(account_url, credential=credential, table_prefix=table_prefix),
+            BlobDocuments.from_account_url(
+                blob_account_url, credential=credential, container=report_container
+            ),
         )

@@ -10,13 +10,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
 from azure.data.tables import TableServiceClient
 
-from lab.azurite import DEV_ACCOUNT_KEY, Azurite
+from lab.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY, Azurite
 from lab.credential import LabCredential
 from lab.http import Fault
 from lab.loganalytics import QUERY_PATH
@@ -28,7 +29,7 @@ from monitor.cli.scan import EXIT_SCAN_FAILED
 from monitor.config.settings import Settings
 from monitor.model import ScanReport
 from monitor.store import Store, StoreUnavailable, open_store
-from tests.faults.conftest import SUB_A, SUB_B, fault_environ
+from tests.faults.conftest import SUB_A, SUB_B, fault_environ, free_loopback_port
 
 REQUEST = ScanRequest(subscriptions=(SUB_A, SUB_B))
 HOLD_S = 2.0  # how long Log Analytics holds its answer while Azurite is stopped
@@ -158,4 +159,45 @@ def test_kvmon_scan_exits_3_with_the_error_when_the_store_goes_away(
     assert rows and len(rows) == len(set(rows)) == len(store.load_findings())
     assert len(store.scan_runs()) == 1
     observe(f"next kvmon scan: exit {code}, {len(rows)} findings stored once")
+    store.close()
+
+
+@pytest.mark.fault("Store", "Blob storage out of reach: the report cannot be written (kvmon scan)")
+def test_kvmon_scan_exits_3_naming_the_report_when_blob_storage_is_out_of_reach(
+    lab: LabServices,
+    azurite_for_faults: Azurite,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    observe: Callable[[str], None],
+) -> None:
+    prefix = f"b{uuid.uuid4().hex[:12]}"
+    environ = fault_environ(lab)
+    del environ["KVMON_SQLITE_PATH"]
+    environ["KVMON_STORAGE"] = azurite_for_faults.connection_string
+    environ["KVMON_REPORT_CONTAINER"] = prefix
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr("monitor.app.runtime.default_credential", lambda settings: LabCredential())
+    store = open_store(connection_string=azurite_for_faults.connection_string, report_container=prefix)
+    assert main(["scan", "--format", "json", "--no-notify"]) == 1
+    good = store.load_report()
+    assert good is not None
+    capsys.readouterr()
+
+    dead = f"http://127.0.0.1:{free_loopback_port()}/{DEV_ACCOUNT}"
+    monkeypatch.setenv(
+        "KVMON_STORAGE", azurite_for_faults.connection_string.replace(azurite_for_faults.blob_endpoint, dead)
+    )
+    code = main(["scan", "--format", "json", "--no-notify"])
+
+    err = capsys.readouterr().err
+    assert code == EXIT_SCAN_FAILED == 3
+    assert "kvmon: scan failed: the store is unavailable: the report of scan " in err
+    assert f"was not stored: cannot open container {prefix} (Blob storage at {dead}/{prefix}" in err
+    assert DEV_ACCOUNT_KEY not in err
+    assert store.load_report() == good  # the last report is still the latest, whole
+    failed = err.split("the report of scan ", 1)[1].split(" ", 1)[0]
+    runs = [run.scan_id for run in store.scan_runs()]
+    assert good["scan"]["id"] in runs and failed not in runs  # the failed scan is not recorded
+    observe(f"exit {code}; {err.strip().splitlines()[-1][:90]}; the previous report still served")
     store.close()
