@@ -178,6 +178,10 @@ class ArmInventory:
             retry_backoff_max=retry_backoff_max,
         )
         self.max_concurrency = max_concurrency
+        # One client per subscription for one-vault reads (the event path's GETs): built once, so
+        # a GET reuses its connection instead of a client and a TLS handshake per event.
+        self._getters: dict[str, KeyVaultManagementClient] = {}
+        self._getters_lock = threading.Lock()
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
         """Every vault of every subscription, subscriptions in the order given."""
@@ -200,9 +204,8 @@ class ArmInventory:
         read = VaultRead(vault_id=vault_id)
         counter = RequestCounter()
         try:
-            with self._client(subscription_id, counter) as client:
-                vault = client.vaults.get(resource_group, name)
-                read.posture = normalise_vault(vault.as_dict() if hasattr(vault, "as_dict") else vault)
+            vault = self._getter(subscription_id).vaults.get(resource_group, name, raw_request_hook=counter)
+            read.posture = normalise_vault(vault.as_dict() if hasattr(vault, "as_dict") else vault)
         except ResourceNotFoundError as exc:
             if error_code_of_service(exc) in _GONE_CODES:
                 read.gone = True
@@ -239,6 +242,15 @@ class ArmInventory:
                 result.subscriptions_complete.add(subscription_id)
         result.requests = counter.count
         return result
+
+    def _getter(self, subscription_id: str) -> KeyVaultManagementClient:
+        with self._getters_lock:
+            client = self._getters.get(subscription_id)
+            if client is None:
+                client = self._getters[subscription_id] = KeyVaultManagementClient(
+                    self.credential, subscription_id, **self.connection.client_options()
+                )
+            return client
 
     def _client(self, subscription_id: str, counter: RequestCounter) -> KeyVaultManagementClient:
         return KeyVaultManagementClient(

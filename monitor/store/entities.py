@@ -322,20 +322,28 @@ class EntityStore:
 
     # -- notification outbox ----------------------------------------------------------------------
 
-    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
-        creates = [
-            (
-                message.id,
+    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> list[OutboxMessage]:
+        stored: list[OutboxMessage] = []
+        for batch in _batches(list(messages)):
+            creates = [
                 Operation(
                     "create",
                     Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message)),
-                ),
-            )
-            for message in messages
-        ]
-        # One transaction for a scan's messages; one already enqueued (a scan told again) is skipped:
-        # idempotent by id.
-        self._submit_all_on_conflict(OUTBOX, creates)
+                )
+                for message in batch
+            ]
+            # One transaction for a scan's messages; one already enqueued (a scan told again) is
+            # skipped: idempotent by id.
+            try:
+                etags = self.backend.submit(OUTBOX, creates)
+                stored.extend(replace(m, etag=etag) for m, etag in zip(batch, etags, strict=True))
+            except EntityConflict:
+                for message, create in zip(batch, creates, strict=True):
+                    try:
+                        stored.append(replace(message, etag=self.backend.submit(OUTBOX, [create])[0]))
+                    except EntityConflict:
+                        continue
+        return stored
 
     def pending_messages(self) -> list[OutboxMessage]:
         entities = self._query(OUTBOX, partition=_OUTBOX_PARTITION, equals={"state": MessageState.PENDING})

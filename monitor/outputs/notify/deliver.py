@@ -249,11 +249,24 @@ class Notifier:
         self._channels = {channel.name: channel for channel in channels}
         self._clock = clock or SystemClock()
         self._policy = policy or DeliveryPolicy()
-        self._sender = Sender(session=session or default_session(), clock=self._clock, policy=self._policy)
+        self._session = session or default_session()
+        self._sender = Sender(session=self._session, clock=self._clock, policy=self._policy)
 
     @property
     def channels(self) -> tuple[ChannelConfig, ...]:
         return tuple(self._channels.values())
+
+    def for_another_run(self) -> Notifier:
+        """The same store, channels and connections (the session's pool), with pacing of its own:
+        a process that notifies for several runs at once paces each run as before, and reuses the
+        connections instead of a TLS handshake per message."""
+        return Notifier(
+            self._store,
+            tuple(self._channels.values()),
+            session=self._session,
+            clock=self._clock,
+            policy=self._policy,
+        )
 
     def enqueue(
         self,
@@ -262,8 +275,10 @@ class Notifier:
         scan_id: str,
         now: dt.datetime,
         open_by_severity: Mapping[Severity, int] | None = None,
+        lease_until: dt.datetime | None = None,
     ) -> list[OutboxMessage]:
-        """Store one message per channel that has something to be told; returns them."""
+        """Store one message per channel that has something to be told; returns them.
+        ``lease_until``: stored leased to this sender until then (see ``notify``)."""
         digest = ScanDigest(
             scan_id=scan_id,
             scanned_at=now,
@@ -280,14 +295,19 @@ class Notifier:
                         channel=channel.name,
                         payload=payload,
                         created_at=now,
+                        lease_until=lease_until,
                     )
                 )
         if messages:
-            self._store.enqueue_messages(messages)
+            stored = {message.id: message for message in self._store.enqueue_messages(messages)}
+            messages = [stored.get(message.id, message) for message in messages]
         return messages
 
-    def deliver_pending(self, now: dt.datetime) -> DeliveryReport:
-        """Send every pending message of the outbox once; failures stay pending for the next run."""
+    def deliver_pending(self, now: dt.datetime, *, held: Sequence[OutboxMessage] = ()) -> DeliveryReport:
+        """Send every pending message of the outbox once; failures stay pending for the next run.
+        ``held``: messages this sender stored leased to itself (as the store gave them back, with
+        their etags): sent in their turn without a claim."""
+        own = {message.id: message for message in held}
         try:
             pending = sorted(self._store.pending_messages(), key=lambda m: (m.created_at, m.id))
         except StoreUnavailable as exc:
@@ -313,8 +333,9 @@ class Notifier:
                 continue
             try:
                 claim_time = self._at(now, started)
-                # With ``now`` the store also refuses a message whose lease another run still holds.
-                claimed = self._store.claim_message(
+                # With ``now`` the store also refuses a message whose lease another run still holds
+                # (one that run stored leased to itself, too), without a request.
+                claimed = own.get(message.id) or self._store.claim_message(
                     message, lease_until=claim_time + self._policy.lease, now=claim_time
                 )
             except StoreUnavailable as exc:
@@ -355,15 +376,25 @@ class Notifier:
         )
 
     def notify(self, report: ScanReport, *, now: dt.datetime) -> list[ScanError]:
-        """The scan's hook (``monitor.app.scan.Notifier``): enqueue this scan, deliver all pending."""
+        """The scan's hook (``monitor.app.scan.Notifier``): enqueue this scan, deliver all pending.
+
+        This scan's messages are stored leased to this run, as a claim would leave them, so the
+        run sends them without claiming them first, and other runs sweeping the outbox at the same
+        time (a burst of events) leave them alone without a request. A run that dies between the
+        two leaves them to the next sweep after the lease, as a claimed message was."""
         errors: list[ScanError] = []
+        held: list[OutboxMessage] = []
         try:
-            self.enqueue(
-                report.changes, scan_id=report.scan_id, now=now, open_by_severity=open_counts(report.findings)
+            held = self.enqueue(
+                report.changes,
+                scan_id=report.scan_id,
+                now=now,
+                open_by_severity=open_counts(report.findings),
+                lease_until=now + self._policy.lease,
             )
         except StoreUnavailable as exc:
             errors.append(self._outbox_error(exc))
-        errors.extend(self.deliver_pending(now).errors)
+        errors.extend(self.deliver_pending(now, held=held).errors)
         return errors
 
     def _at(self, now: dt.datetime, started: float) -> dt.datetime:
