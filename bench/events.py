@@ -213,7 +213,8 @@ class QueueHost:
     message, doubling while the queue stays empty up to ``maxPollingInterval``), takes up to
     ``batchSize`` messages and runs them at once, and fetches the next batch as soon as no more
     than ``newBatchThreshold`` are still running (at most the two together in flight, as the host
-    does); deletes each one that succeeded; a failed one becomes visible again after the
+    does); renews a running message's invisibility every half visibility timeout, as the host
+    does; deletes each one that succeeded; a failed one becomes visible again after the
     visibility timeout, as on the platform."""
 
     def __init__(
@@ -279,11 +280,19 @@ class QueueHost:
 
     def _one(self, message: Any) -> None:
         failure = None
+        done = threading.Event()
+        held = [message]  # the receipt the latest visibility update gave back
+        keeper = threading.Thread(target=self._keep_invisible, args=(held, done), daemon=True)
+        keeper.start()
         try:
             self._worker(func.QueueMessage(id=message.id, body=message.content.encode()))
-            self._queue.delete_message(message)
+            done.set()
+            keeper.join()
+            self._queue.delete_message(held[0])
         except Exception as exc:
             failure = f"{type(exc).__name__}: {exc}"
+        finally:
+            done.set()
         with self._running:
             if failure is None:
                 self.processed += 1
@@ -291,6 +300,17 @@ class QueueHost:
                 self.failures.append(failure)
             self._in_flight -= 1
             self._running.notify_all()
+
+    def _keep_invisible(self, held: list[Any], done: threading.Event) -> None:
+        """As the host does for a function that runs longer than the visibility timeout: the
+        message's invisibility is renewed every half timeout, so no other instance takes it."""
+        while not done.wait(self.visibility_timeout_s / 2):
+            try:
+                held[0] = self._queue.update_message(held[0], visibility_timeout=self.visibility_timeout_s)
+            except Exception as exc:  # the delete that follows reports a lost message
+                with self._running:
+                    self.failures.append(f"visibility not renewed: {type(exc).__name__}: {exc}")
+                return
 
 
 def cpu_seconds(pid: int | None = None) -> float:

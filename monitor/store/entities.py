@@ -59,6 +59,7 @@ TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX, REPORTS, EVENTS)
 MAX_BATCH = 100  # Table storage: at most 100 operations per transaction
 _HISTORY_VAULT_CHARS = MAX_KEY_CHARS // 2  # of a history row key; a typical vault key needs 150-250
 _POINT_READS_UP_TO = 4  # fewer wanted vaults in a partition than this: read them one by one
+_ALONE_UP_TO = 2  # operations written one by one rather than as a transaction (see _submit_each_on_conflict)
 _MARKER_ATTEMPTS = 10
 _SCANS_PARTITION = "scans"
 _OUTBOX_PARTITION = "outbox"
@@ -394,15 +395,18 @@ class EntityStore:
             ]
             # One transaction for a scan's messages; one already enqueued (a scan told again) is
             # skipped: idempotent by id.
-            try:
-                etags = self.backend.submit(OUTBOX, creates)
-                stored.extend(replace(m, etag=etag) for m, etag in zip(batch, etags, strict=True))
-            except EntityConflict:
-                for message, create in zip(batch, creates, strict=True):
-                    try:
-                        stored.append(replace(message, etag=self.backend.submit(OUTBOX, [create])[0]))
-                    except EntityConflict:
-                        continue
+            if len(creates) > _ALONE_UP_TO:  # a pair goes alone (see _submit_each_on_conflict)
+                try:
+                    etags = self.backend.submit(OUTBOX, creates)
+                    stored.extend(replace(m, etag=etag) for m, etag in zip(batch, etags, strict=True))
+                    continue
+                except EntityConflict:
+                    pass
+            for message, create in zip(batch, creates, strict=True):
+                try:
+                    stored.append(replace(message, etag=self.backend.submit(OUTBOX, [create])[0]))
+                except EntityConflict:
+                    continue
         return stored
 
     def pending_messages(self) -> list[OutboxMessage]:
@@ -554,17 +558,21 @@ class EntityStore:
         self, table: str, batch: Sequence[tuple[str, Operation]], conflicts: set[str]
     ) -> int:
         """One transaction; when it conflicts, each operation alone, to find which ones did (their
-        names go to ``conflicts``): the others are still this scan's to write."""
-        try:
-            return self._submit(table, [operation for _, operation in batch])
-        except EntityConflict:
-            written = 0
-            for name, operation in batch:
-                try:
-                    written += self._submit(table, [operation])
-                except EntityConflict:
-                    conflicts.add(name)
-            return written
+        names go to ``conflicts``): the others are still this scan's to write. A pair goes alone
+        from the start: nothing here needs it atomic, and a Table storage transaction of two
+        costs the SDK about twice two single requests (its multipart body)."""
+        if len(batch) > _ALONE_UP_TO:
+            try:
+                return self._submit(table, [operation for _, operation in batch])
+            except EntityConflict:
+                pass
+        written = 0
+        for name, operation in batch:
+            try:
+                written += self._submit(table, [operation])
+            except EntityConflict:
+                conflicts.add(name)
+        return written
 
     def _iterate(
         self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
