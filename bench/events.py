@@ -163,11 +163,12 @@ class TimedSink(WebhookSink):
 
 @dataclass
 class CpuMeter:
-    """Thread CPU seconds of each call of a wrapped function; with ``profile``, also a cProfile of
+    """Thread CPU seconds and wall seconds of each call of a wrapped function (the difference is
+    waiting: for the services' answers, for the interpreter's lock); with ``profile``, also a cProfile of
     each call (a profiler sees only the thread that enabled it, and calls run on several threads at
     once: one profiler per call, merged in ``dump``)."""
 
-    calls: list[float] = field(default_factory=list)
+    calls: list[tuple[float, float]] = field(default_factory=list)  # (CPU, wall) seconds
     lock: threading.Lock = field(default_factory=threading.Lock)
     profile: bool = False
     profiles: list[cProfile.Profile] = field(default_factory=list)
@@ -175,13 +176,13 @@ class CpuMeter:
     def wrap(self, function: Callable[..., Any]) -> Callable[..., Any]:
         def timed(*args: Any, **kwargs: Any) -> Any:
             profiler = cProfile.Profile(time.thread_time) if self.profile else None
-            started = time.thread_time()
+            started, wall = time.thread_time(), time.monotonic()
             try:
                 if profiler is None:
                     return function(*args, **kwargs)
                 return profiler.runcall(function, *args, **kwargs)
             finally:
-                spent = time.thread_time() - started
+                spent = (time.thread_time() - started, time.monotonic() - wall)
                 with self.lock:
                     self.calls.append(spent)
                     if profiler is not None:
@@ -193,7 +194,7 @@ class CpuMeter:
         with self.lock:
             return len(self.calls)
 
-    def since(self, mark: int) -> list[float]:
+    def since(self, mark: int) -> list[tuple[float, float]]:
         with self.lock:
             return self.calls[mark:]
 
@@ -218,7 +219,12 @@ class QueueHost:
     visibility timeout, as on the platform."""
 
     def __init__(
-        self, *, connection_string: str, queue_name: str, worker: Callable[[func.QueueMessage], None]
+        self,
+        *,
+        connection_string: str,
+        queue_name: str,
+        worker: Callable[[func.QueueMessage], None],
+        invocations: ThreadPoolExecutor,
     ):
         self.batch_size = int(QUEUES["batchSize"])
         self.new_batch_threshold = int(QUEUES["newBatchThreshold"])
@@ -228,6 +234,7 @@ class QueueHost:
             connection_string, queue_name, message_decode_policy=TextBase64DecodePolicy()
         )
         self._worker = worker
+        self._invocations = invocations  # the worker's threads, shared with the other triggers
         self._stop = threading.Event()
         self._idle = threading.Event()
         self._running = threading.Condition()
@@ -252,31 +259,29 @@ class QueueHost:
 
     def _run(self) -> None:
         wait_s = 0.1
-        workers = self.batch_size + self.new_batch_threshold
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="bench-queue-job") as pool:
-            while not self._stop.is_set():
-                with self._running:
-                    self._running.wait_for(lambda: self._in_flight <= self.new_batch_threshold)
-                try:
-                    messages = list(
-                        self._queue.receive_messages(
-                            max_messages=self.batch_size, visibility_timeout=self.visibility_timeout_s
-                        )
+        while not self._stop.is_set():
+            with self._running:
+                self._running.wait_for(lambda: self._in_flight <= self.new_batch_threshold)
+            try:
+                messages = list(
+                    self._queue.receive_messages(
+                        max_messages=self.batch_size, visibility_timeout=self.visibility_timeout_s
                     )
-                except ResourceNotFoundError:  # no job was ever sent: the host sees an empty queue
-                    messages = []
-                if not messages:
-                    with self._running:
-                        if self._in_flight == 0:
-                            self._idle.set()
-                    self._stop.wait(wait_s)
-                    wait_s = min(wait_s * 2, self.max_polling_s)
-                    continue
-                wait_s = 0.1
+                )
+            except ResourceNotFoundError:  # no job was ever sent: the host sees an empty queue
+                messages = []
+            if not messages:
                 with self._running:
-                    self._in_flight += len(messages)
-                for message in messages:
-                    pool.submit(self._one, message)
+                    if self._in_flight == 0:
+                        self._idle.set()
+                self._stop.wait(wait_s)
+                wait_s = min(wait_s * 2, self.max_polling_s)
+                continue
+            wait_s = 0.1
+            with self._running:
+                self._in_flight += len(messages)
+            for message in messages:
+                self._invocations.submit(self._one, message)
 
     def _one(self, message: Any) -> None:
         failure = None
@@ -479,14 +484,19 @@ def _percentile(ordered: Sequence[float], fraction: float) -> float:
     return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
 
 
-def cpu_summary(calls: Sequence[float]) -> dict[str, Any]:
+def cpu_summary(calls: Sequence[tuple[float, float]]) -> dict[str, Any]:
+    """Thread CPU per call (mean, max, total) and the calls' wall time (mean, max)."""
     if not calls:
-        return {"calls": 0, "total_s": 0.0, "mean_ms": None, "max_ms": None}
+        return {"calls": 0, "total_s": 0.0, "mean_ms": None, "max_ms": None, "wall_mean_ms": None}
+    cpu = [spent for spent, _ in calls]
+    wall = [took for _, took in calls]
     return {
         "calls": len(calls),
-        "total_s": round(sum(calls), 3),
-        "mean_ms": round(1000 * sum(calls) / len(calls), 2),
-        "max_ms": round(1000 * max(calls), 2),
+        "total_s": round(sum(cpu), 3),
+        "mean_ms": round(1000 * sum(cpu) / len(cpu), 2),
+        "max_ms": round(1000 * max(cpu), 2),
+        "wall_mean_ms": round(1000 * sum(wall) / len(wall), 1),
+        "wall_max_ms": round(1000 * max(wall), 1),
     }
 
 
@@ -576,7 +586,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         environ["KVMON_SLACK_URL"] = sink.slack_url()
         progress(f"kvmon: {args.instances} Functions instance(s), one worker process each")
         instances = [
-            Instance(InstanceSpec(index=i, environ=environ, profile=args.profile is not None))
+            Instance(
+                InstanceSpec(
+                    index=i, environ=environ, profile=args.profile is not None, threads=args.worker_threads
+                )
+            )
             for i in range(args.instances)
         ]
         for instance in instances:
@@ -593,7 +607,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise SystemExit(f"the timer's scan jobs did not finish: {_failures(instances)[:3]}")
         timer_scan_s = time.monotonic() - timer_started
         timer_jobs = cpu_summary([c for i in instances for c in i.ask("calls", (0, 0))[1]])
-        subscription = {"instances": [instance.address for instance in instances], "seed": args.seed}
+        subscription = {
+            "instances": [instance.address for instance in instances],
+            "seed": args.seed,
+            "workers": args.eventgrid_concurrency,
+        }
 
         progress(f"single writes: {len(singles)}, one after another")
         lab.ask("subscribe", dict(subscription))
@@ -689,6 +707,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "lab": "one process: ARM (with Resource Graph), Event Grid, DNS, Key Vault data plane, Log Analytics",
             "azurite": "a node process of its own",
             "kvmon_instances": args.instances,
+            "worker_threads": args.worker_threads,
+            "eventgrid_concurrency": args.eventgrid_concurrency,
             "kvmon_instance": "one worker process each: function_app indexed once, the host's Event Grid "
             "endpoint and queue trigger emulated in it",
             "harness": "this process: Mallory's writes through ARM, the Teams and Slack sinks",
@@ -723,8 +743,8 @@ def _wait_empty(instances: Sequence[Instance], timeout: float) -> None:
 
 
 def _calls(instances: Sequence[Instance], marks: Sequence[tuple[int, int]]) -> dict[str, Any]:
-    events: list[float] = []
-    jobs: list[float] = []
+    events: list[tuple[float, float]] = []
+    jobs: list[tuple[float, float]] = []
     for instance, mark in zip(instances, marks, strict=True):
         event_calls, job_calls = instance.ask("calls", mark)
         events += event_calls
@@ -887,6 +907,7 @@ class InstanceSpec:
     index: int
     environ: dict[str, str]
     profile: bool
+    threads: int  # the worker's invocation threads (PYTHON_THREADPOOL_THREAD_COUNT)
 
 
 class Instance:
@@ -935,14 +956,17 @@ def _serve_instance(spec: InstanceSpec, conn: Connection, authkey: bytes) -> Non
 
     functions = {str(f.get_function_name()): f for f in app.get_functions()}
     target = FunctionTarget(functions["vault_changed"])
+    # The Python worker runs a synchronous function on its thread pool, whatever the trigger.
+    invocations = ThreadPoolExecutor(max_workers=spec.threads, thread_name_prefix="bench-worker")
     host = QueueHost(
         connection_string=spec.environ["AzureWebJobsStorage"],
         queue_name=spec.environ["KVMON_SCAN_QUEUE"],
         worker=functions["scan_worker"].get_user_function(),
+        invocations=invocations,
     )
     listener = Listener(("127.0.0.1", 0), authkey=authkey)
     threading.Thread(
-        target=_accept, args=(listener, target), name="bench-host-eventgrid", daemon=True
+        target=_accept, args=(listener, target, invocations), name="bench-host-eventgrid", daemon=True
     ).start()
     try:
         while True:
@@ -983,25 +1007,26 @@ def _serve_instance(spec: InstanceSpec, conn: Connection, authkey: bytes) -> Non
         listener.close()
 
 
-def _accept(listener: Listener, target: FunctionTarget) -> None:
+def _accept(listener: Listener, target: FunctionTarget, invocations: ThreadPoolExecutor) -> None:
     """The host's Event Grid endpoint: each connection from the lab's Event Grid served on a thread
-    of its own (deliveries run concurrently, as the host invokes functions concurrently)."""
+    of its own; each delivery invoked on the worker's thread pool (``invocations``), which the
+    queue trigger's invocations share."""
     while True:
         try:
             connection = listener.accept()
         except OSError:
             return  # closed
-        threading.Thread(target=_invocations, args=(connection, target), daemon=True).start()
+        threading.Thread(target=_deliveries, args=(connection, target, invocations), daemon=True).start()
 
 
-def _invocations(connection: Connection, target: FunctionTarget) -> None:
+def _deliveries(connection: Connection, target: FunctionTarget, invocations: ThreadPoolExecutor) -> None:
     with connection:
         while True:
             try:
                 events, headers = connection.recv()
             except (EOFError, OSError):
                 return
-            answer = target.deliver(events, headers=headers)
+            answer = invocations.submit(target.deliver, events, headers=headers).result()
             connection.send((answer.status, answer.detail))
 
 
@@ -1093,8 +1118,9 @@ def print_table(result: dict[str, Any]) -> None:
             f"alerts missing {measured['alerts_missing']}, confirmations missing "
             f"{measured['confirmations_missing']}, findings told more than once "
             f"{len(measured['findings_announced_more_than_once'])}; deliveries {measured['deliveries']}; "
-            f"kvmon CPU per event {cpu['vault_changed']['mean_ms']} ms (vault_changed), "
-            f"per follow-up {cpu['scan_worker']['mean_ms']} ms (scan_worker)"
+            f"kvmon CPU per event {cpu['vault_changed']['mean_ms']} ms (vault_changed, wall "
+            f"{cpu['vault_changed']['wall_mean_ms']} ms), per follow-up {cpu['scan_worker']['mean_ms']} ms "
+            f"(scan_worker, wall {cpu['scan_worker']['wall_mean_ms']} ms)"
         )
     burst = result["burst"]
     print(
@@ -1139,6 +1165,19 @@ def main(argv: list[str] | None = None) -> int:
         default=min(2, os.cpu_count() or 1),
         help="kvmon's Functions instances, one worker process each (default: 2, at most the CPUs)",
     )
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=min(32, (os.cpu_count() or 1) + 4),
+        help="invocations each instance's worker runs at once, any trigger (PYTHON_THREADPOOL_THREAD_COUNT's "
+        "default: min(32, CPUs + 4))",
+    )
+    parser.add_argument(
+        "--eventgrid-concurrency",
+        type=int,
+        default=64,
+        help="deliveries Event Grid has under way at once (it does not wait for one answer before the next)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="the estate, the vaults written, the deliveries")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(
@@ -1149,13 +1188,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if (
-        min(args.vaults, args.subscriptions, args.writes, args.burst, args.instances) < 1
+        min(
+            args.vaults,
+            args.subscriptions,
+            args.writes,
+            args.burst,
+            args.instances,
+            args.worker_threads,
+            args.eventgrid_concurrency,
+        )
+        < 1
         or args.subscriptions > args.vaults
     ):
-        parser.error(
-            "--vaults, --subscriptions, --writes, --burst and --instances must be at least 1, "
-            "subscriptions <= vaults"
-        )
+        parser.error("counts must be at least 1, --subscriptions at most --vaults")
     if not 0 <= args.duplicates <= 1 or min(args.latency_ms, args.reorder_window_ms, args.burst_seconds) < 0:
         parser.error("--duplicates is a share (0 to 1); times must not be negative")
     result = run(args)
