@@ -26,7 +26,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The monitor's stages, lowest first: a module may import its own stage and the ones before it.
-# The shared records (model, netaddr, jsonable, errors, azure_errors, naming) sit below every stage.
+# The shared records (model, netaddr, jsonable, errors, azure_errors, httpsession, naming) sit below
+# every stage.
 STAGES = ("shared", "config", "sources", "judge", "store", "outputs", "app", "cli")
 SHARED = (
     "monitor.model",
@@ -34,6 +35,7 @@ SHARED = (
     "monitor.jsonable",
     "monitor.errors",
     "monitor.azure_errors",
+    "monitor.httpsession",
     "monitor.naming",
     "monitor.naming.keyvault",
 )

@@ -13,6 +13,8 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.queue import QueueClient, TextBase64DecodePolicy, TextBase64EncodePolicy
 
+from monitor.httpsession import settled_transport
+
 # Queue clients this process opened (and made sure their queue exists), by storage and queue
 # name: the event path queues a follow-up per event, and building a client and sending a create
 # before every message was a round trip and a new connection on each one.
@@ -45,6 +47,7 @@ def scan_queue(environ: Mapping[str, str], queue_name: str, *, credential: Calla
     policies: dict[str, Any] = {
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": TextBase64DecodePolicy(),
+        "transport": settled_transport(),
     }
     if connection_string:
         queue = QueueClient.from_connection_string(connection_string, queue_name, **policies)

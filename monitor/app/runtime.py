@@ -143,14 +143,17 @@ class SharedRuntime:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._key: tuple[Any, ...] | None = None
+        self._credential: Any = None
         self._runtime: ScanRuntime | None = None
 
     def get(self, settings: Settings, *, environ: Mapping[str, str], credential: Any) -> ScanRuntime:
+        """The runtime for these settings, environment and credential: the one built before while
+        they are the same (the credential the same object: the process's), else a new one."""
         key = (tuple(sorted(environ.items())), _file_state(settings.baseline_path))
         with self._lock:
-            if key != self._key or self._runtime is None:
+            if key != self._key or credential is not self._credential or self._runtime is None:
                 self._runtime = build_runtime(settings, environ=environ, credential=credential)
-                self._key = key
+                self._key, self._credential = key, credential
             runtime = self._runtime
         if isinstance(runtime.notifier, Notifier):
             return dataclasses.replace(runtime, notifier=runtime.notifier.for_another_run())

@@ -32,6 +32,7 @@ from azure.mgmt.core.tools import get_arm_endpoints
 from azure.mgmt.keyvault import KeyVaultManagementClient
 
 from monitor.azure_errors import describe_azure_error, describe_exception, error_code
+from monitor.httpsession import settled_transport
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 
@@ -248,7 +249,14 @@ class ArmInventory:
             client = self._getters.get(subscription_id)
             if client is None:
                 client = self._getters[subscription_id] = KeyVaultManagementClient(
-                    self.credential, subscription_id, **self.connection.client_options()
+                    self.credential,
+                    subscription_id,
+                    **self.connection.client_options(),
+                    transport=settled_transport(
+                        connection_verify=self.connection.connection_verify,
+                        connection_timeout=self.connection.timeout_s,
+                        read_timeout=self.connection.timeout_s,
+                    ),
                 )
             return client
 

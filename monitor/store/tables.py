@@ -26,6 +26,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from monitor.azure_errors import first_line, redact
+from monitor.httpsession import settled_transport
 from monitor.store.base import StoreUnavailable
 from monitor.store.entities import MAX_BATCH, Entity, EntityConflict, EntityStore, Operation
 
@@ -58,7 +59,12 @@ class TableBackend:
     def from_connection_string(cls, connection_string: str, *, table_prefix: str = "kvmon") -> TableBackend:
         try:
             service = TableServiceClient.from_connection_string(
-                connection_string, connection_timeout=_CONNECTION_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+                connection_string,
+                connection_timeout=_CONNECTION_TIMEOUT_S,
+                read_timeout=_READ_TIMEOUT_S,
+                transport=settled_transport(
+                    connection_timeout=_CONNECTION_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+                ),
             )
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string itself: say what is wrong, not what it was.
@@ -78,6 +84,9 @@ class TableBackend:
             credential=credential,
             connection_timeout=_CONNECTION_TIMEOUT_S,
             read_timeout=_READ_TIMEOUT_S,
+            transport=settled_transport(
+                connection_timeout=_CONNECTION_TIMEOUT_S, read_timeout=_READ_TIMEOUT_S
+            ),
         )
         return cls(service, table_prefix=table_prefix, auth="Microsoft Entra ID")
 

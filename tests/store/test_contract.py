@@ -528,7 +528,9 @@ def test_a_posture_written_by_another_scan_after_our_load_is_not_lost(
     assert theirs.load_postures()[first.key].posture == ours_read
 
 
-def test_two_scans_marking_one_subscription_from_their_loads_keep_both_marks(make_store: StoreFactory) -> None:
+def test_two_scans_marking_one_subscription_from_their_loads_keep_both_marks(
+    make_store: StoreFactory,
+) -> None:
     """The last-seen marker is merged from the copy a load read; the write is conditional on it,
     so a scan that merged into a copy another scan made stale merges again (nothing lost)."""
     ours, theirs = make_store(), make_store()

@@ -29,6 +29,7 @@ import requests
 
 from monitor.config.channels import ChannelConfig, ChannelKind, load_channels
 from monitor.config.secret import Secret
+from monitor.httpsession import SettledSession
 from monitor.model import ErrorSource, FindingChange, ScanError, ScanReport, Severity
 from monitor.outputs.notify.compose import ScanDigest, body_bytes, compose, message_id, open_counts
 from monitor.outputs.notify.redact import redact, redacting_logs
@@ -112,7 +113,7 @@ def sign(secret: Secret, body: bytes, *, timestamp: int) -> str:
 
 def default_session(*, verify: str | bool = True) -> requests.Session:
     """A session for webhooks; ``verify`` is a CA bundle path where the system's CAs do not apply."""
-    session = requests.Session()
+    session = SettledSession()  # the environment's proxy settings read once per host
     session.verify = verify
     session.headers["User-Agent"] = USER_AGENT
     return session
