@@ -129,6 +129,12 @@ def build_runtime(
     )
 
 
+# How often the runs of one worker process sweep the outbox for messages other runs left pending
+# (each run sends its own at once): a message whose delivery failed is tried again this much later
+# at worst, while the process keeps notifying (else by the next run, or the timer's).
+OUTBOX_SWEEP_S = 10.0
+
+
 class SharedRuntime:
     """The Functions app's adapters, built once per worker process and shared by its invocations
     (concurrent ones too) for as long as the environment and the baseline file stay the same.
@@ -138,7 +144,8 @@ class SharedRuntime:
     a run (the store's concurrency is its etags, the clients are thread-safe), except the
     notifier's pacing, which stays per run: ``get`` gives each call a notifier of its own over
     the shared connections. A changed app setting or baseline builds a new runtime; the platform
-    restarts the worker on a settings change anyway."""
+    restarts the worker on a settings change anyway. The runs' notifiers sweep the outbox for
+    other runs' leftovers at most every ``OUTBOX_SWEEP_S`` between them."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -152,7 +159,10 @@ class SharedRuntime:
         key = (tuple(sorted(environ.items())), _file_state(settings.baseline_path))
         with self._lock:
             if key != self._key or credential is not self._credential or self._runtime is None:
-                self._runtime = build_runtime(settings, environ=environ, credential=credential)
+                runtime = build_runtime(settings, environ=environ, credential=credential)
+                if isinstance(runtime.notifier, Notifier):
+                    runtime.notifier = runtime.notifier.sweeping_every(OUTBOX_SWEEP_S)
+                self._runtime = runtime
                 self._key, self._credential = key, credential
             runtime = self._runtime
         if isinstance(runtime.notifier, Notifier):
