@@ -26,7 +26,8 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 # The monitor's stages, lowest first: a module may import its own stage and the ones before it.
-# The shared records (model, netaddr, jsonable, errors, azure_errors, azure_origin, naming) sit below
+# The shared records (model, netaddr, jsonable, errors, azure_errors, azure_origin, httpsession,
+# naming) sit below
 # every stage.
 STAGES = ("shared", "config", "sources", "judge", "store", "outputs", "app", "cli")
 SHARED = (
@@ -37,6 +38,7 @@ SHARED = (
     "monitor.errors",
     "monitor.azure_errors",
     "monitor.azure_origin",
+    "monitor.httpsession",
     "monitor.naming",
     "monitor.naming.keyvault",
 )

@@ -1,8 +1,9 @@
 """The event path: vault changes Event Grid announced, each read again and judged through ``run_scan``.
 
 For each ``VaultChange`` (``monitor.sources.events`` makes them from Event Grid payloads): fold it
-if its event id was handled already (in this batch, or recorded in the store within the last
-``retention``), else claim the id in the store (a record that holds it for ``CLAIM_LEASE``), scan
+if its event id was handled already in this batch, else claim the id in the store (one create of
+a record that holds it for ``CLAIM_LEASE``; a live record of the id, recorded within the last
+``retention`` or being handled, makes it a duplicate or in progress instead), scan
 that one vault by id (``ScanRequest.vault_id``: one GET, judged against the stored posture with the
 event's actor, stored, notified on a finding's state transition) and record the event as
 processed. Two deliveries of one id at the same instant: the one that lost the claim reads no
@@ -163,15 +164,16 @@ def handle_vault_changes(
     outcome = HandledEvents()
     now = runtime.clock()
     store = runtime.store
-    seen = store.processed_events([c.event_id for c in changes], now=now) if store else {}
     handled_here: set[str] = set()
     for change in changes:
         if change.event_id in handled_here:
             outcome.results.append(ChangeOutcome(change=change, status=EventStatus.DUPLICATE))
             continue
-        holder = seen.get(change.event_id)
-        if holder is None and store is not None:
-            # Two deliveries of one id at the same instant: one claims it, the other is told so.
+        holder = None
+        if store is not None:
+            # The claim is the check: it creates the record unless a live one exists, and then
+            # returns that one (handled already: a duplicate; being handled: in progress). Two
+            # deliveries of one id at the same instant: one claims it, the other is told so.
             claim = ProcessedEvent(
                 event_id=change.event_id,
                 vault_key=change.vault_key,

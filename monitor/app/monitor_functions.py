@@ -5,7 +5,8 @@ and the HTTP functions over the scan and the store (check, findings, report). Fr
 ``function_app.py`` parses each trigger and calls one of these, and imports this module only in
 the monitor role (``probe_functions`` has what every deployment answers). They call the same
 ``monitor``/``probes`` functions the CLI calls and return an ``Answer`` for HTTP. Settings are
-read from the environment on each call (the platform may change app settings between calls).
+read from the environment on each call (the platform may change app settings between calls); the
+adapters built from them are kept for the process while they stay the same (``SharedRuntime``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from azure.core.exceptions import AzureError
 from monitor.app.answers import Answer, answers_errors, error_answer, json_answer
 from monitor.app.deployment import credential
 from monitor.app.events import HandledEvents, handle_delivery
-from monitor.app.runtime import build_runtime
+from monitor.app.runtime import SharedRuntime
 from monitor.app.scan import ScanRequest, run_scan
 from monitor.azure_errors import describe_exception
 from monitor.config.channels import ChannelConfigError, load_channels
@@ -44,6 +45,8 @@ from probes.wire import result_to_json
 
 log = logging.getLogger("kvmon.functions")
 
+# The adapters of this worker process's invocations (see SharedRuntime).
+_RUNTIME = SharedRuntime()
 _SUBSCRIPTION = re.compile(r"[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 _STATUSES = ("open", "resolved", "suppressed", "all")
 
@@ -88,13 +91,13 @@ def scheduled_scan(*, past_due: bool = False, now: dt.datetime | None = None) ->
     if not settings.subscriptions:
         log.error("KVMON_SUBSCRIPTIONS is empty: nothing to scan")
         return 0
-    from monitor.app.queue import scan_queue
+    from monitor.app.queue import send_scan_job
 
-    queue = scan_queue(os.environ, settings.scan_queue, credential=credential)
     moment = now or dt.datetime.now(dt.UTC)
     scheduled_at = moment.isoformat()
     for subscription in settings.subscriptions:
-        queue.send_message(json.dumps({"subscription": subscription, "scheduled_at": scheduled_at}))
+        job = json.dumps({"subscription": subscription, "scheduled_at": scheduled_at})
+        send_scan_job(os.environ, settings.scan_queue, job, credential=credential)
     log.info("enqueued %d scan job(s) on %s", len(settings.subscriptions), settings.scan_queue)
     # Housekeeping: the record of processed events only has to outlive Event Grid's retries. A store
     # that is down now is the scan jobs' to report; the next tick purges.
@@ -156,7 +159,7 @@ def scan_worker(body: bytes, *, dequeue_count: int = 1) -> None:
             scope=subscription, message="scan job for a subscription outside KVMON_SUBSCRIPTIONS dropped"
         )
         return
-    scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
+    scan_runtime = _RUNTIME.get(settings, environ=os.environ, credential=credential())
     # A follow-up reads the vault again (one GET) with the probes: the posture it judges them
     # against is the current one, whatever happened since the event.
     request = ScanRequest(
@@ -227,7 +230,7 @@ def vault_changed(event: Any, *, source: str = "event") -> HandledEvents:
         event,
         source=source,
         subscriptions=settings.subscriptions,
-        runtime=lambda: build_runtime(settings, environ=os.environ, credential=credential()),
+        runtime=lambda: _RUNTIME.get(settings, environ=os.environ, credential=credential()),
         follow_up=_probe_follow_up(settings),
     )
     handled.raise_for_retry()
@@ -255,12 +258,12 @@ def poison_vault_change(body: bytes, *, message_id: str) -> None:
 
 def _probe_follow_up(settings: Settings) -> Callable[[VaultChange], None]:
     """Queues the probes of a vault an event changed on the scan-job queue, for ``scan_worker``."""
-    from monitor.app.queue import scan_queue
+    from monitor.app.queue import send_scan_job
 
     def enqueue(change: VaultChange) -> None:
         job = ScanJob(subscription=change.subscription_id, vault_id=change.vault_id)
         try:
-            scan_queue(os.environ, settings.scan_queue, credential=credential).send_message(job.message())
+            send_scan_job(os.environ, settings.scan_queue, job.message(), credential=credential)
         except (AzureError, ValueError) as exc:  # the queue's service, or no storage configured
             # The event was judged and told; the timer's next scan probes the vault.
             log.warning("probes of %s not queued: %s", change.vault_id, describe_exception(exc))
@@ -299,7 +302,7 @@ def check_vault(name: str, params: Mapping[str, str]) -> Answer:
             )
     if not scope:
         raise SettingsError("KVMON_SUBSCRIPTIONS is empty: no subscription to look the vault up in")
-    scan_runtime = build_runtime(settings, environ=os.environ, credential=credential())
+    scan_runtime = _RUNTIME.get(settings, environ=os.environ, credential=credential())
     request = ScanRequest(
         subscriptions=scope, vault_name=name, notify=notify == "true", trigger=ScanTrigger.HTTP
     )

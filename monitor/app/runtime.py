@@ -6,6 +6,9 @@ and the environment (for secrets such as webhook URLs and remote vantage keys).
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,7 +19,7 @@ from monitor.config.identity import default_credential
 from monitor.config.policy import Vantage
 from monitor.config.settings import InventoryChoice, Settings
 from monitor.judge.rules.catalog import RULES_BY_ID
-from monitor.outputs.notify import notifier_from_environ
+from monitor.outputs.notify import Notifier, notifier_from_environ
 from monitor.sources.arm import ArmConnection, ArmInventory
 from monitor.sources.change_history import ResourceGraphChangeHistory
 from monitor.sources.inventory import InventorySource, ThresholdInventory
@@ -146,3 +149,55 @@ def build_runtime(
         logs_first_window=settings.logs_first_window,
         deadline=settings.scan_deadline,
     )
+
+
+# How often the runs of one worker process sweep the outbox for messages other runs left pending
+# (each run sends its own at once): a message whose delivery failed is tried again this much later
+# at worst, while the process keeps notifying (else by the next run, or the timer's).
+OUTBOX_SWEEP_S = 10.0
+
+
+class SharedRuntime:
+    """The Functions app's adapters, built once per worker process and shared by its invocations
+    (concurrent ones too) for as long as the environment and the baseline file stay the same.
+
+    Each invocation built its own runtime: the baseline parsed again, new SDK clients, a new
+    connection (and TLS handshake) to every service, per event. The adapters hold no state of
+    a run (the store's concurrency is its etags, the clients are thread-safe), except the
+    notifier's pacing, which stays per run: ``get`` gives each call a notifier of its own over
+    the shared connections. A changed app setting or baseline builds a new runtime; the platform
+    restarts the worker on a settings change anyway. The runs' notifiers sweep the outbox for
+    other runs' leftovers at most every ``OUTBOX_SWEEP_S`` between them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple[Any, ...] | None = None
+        self._credential: Any = None
+        self._runtime: ScanRuntime | None = None
+
+    def get(self, settings: Settings, *, environ: Mapping[str, str], credential: Any) -> ScanRuntime:
+        """The runtime for these settings, environment and credential: the one built before while
+        they are the same (the credential the same object: the process's), else a new one."""
+        key = (tuple(sorted(environ.items())), _file_state(settings.baseline_path))
+        with self._lock:
+            if key != self._key or credential is not self._credential or self._runtime is None:
+                runtime = build_runtime(settings, environ=environ, credential=credential)
+                if isinstance(runtime.notifier, Notifier):
+                    runtime.notifier = runtime.notifier.sweeping_every(OUTBOX_SWEEP_S)
+                self._runtime = runtime
+                self._key, self._credential = key, credential
+            runtime = self._runtime
+        if isinstance(runtime.notifier, Notifier):
+            return dataclasses.replace(runtime, notifier=runtime.notifier.for_another_run())
+        return runtime
+
+
+def _file_state(path: str | None) -> tuple[int, int, int] | None:
+    """What tells a changed file (inode, size, modification time), None when there is none."""
+    if not path:
+        return None
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None  # build_runtime names the file it cannot read
+    return (found.st_ino, found.st_size, found.st_mtime_ns)

@@ -39,6 +39,7 @@ from azure.mgmt.keyvault import KeyVaultManagementClient
 from monitor.azure_errors import describe_azure_error, describe_exception, error_code
 from monitor.azure_origin import EndpointPolicy, OffEndpointRequest
 from monitor.config.budget import RequestBudget
+from monitor.httpsession import settled_transport
 from monitor.model import ErrorSource, ScanError, VaultPosture
 from monitor.sources.keyvault.normalise import InvalidVault, normalise_vault
 from monitor.sources.paging import MAX_PAGES, PageGuard, PagingStopped
@@ -196,6 +197,10 @@ class ArmInventory:
         )
         self.max_concurrency = max_concurrency
         self.max_pages = max_pages
+        # One client per subscription for one-vault reads (the event path's GETs): built once, so
+        # a GET reuses its connection instead of a client and a TLS handshake per event.
+        self._getters: dict[str, KeyVaultManagementClient] = {}
+        self._getters_lock = threading.Lock()
 
     def list_vaults(self, subscription_ids: Sequence[str]) -> InventoryResult:
         """Every vault of every subscription, subscriptions in the order given."""
@@ -218,9 +223,8 @@ class ArmInventory:
         read = VaultRead(vault_id=vault_id)
         counter = RequestCounter()
         try:
-            with self._client(subscription_id, counter) as client:
-                vault = client.vaults.get(resource_group, name)
-                read.posture = normalise_vault(vault.as_dict() if hasattr(vault, "as_dict") else vault)
+            vault = self._getter(subscription_id).vaults.get(resource_group, name, raw_request_hook=counter)
+            read.posture = normalise_vault(vault.as_dict() if hasattr(vault, "as_dict") else vault)
         except ResourceNotFoundError as exc:
             if error_code_of_service(exc) in _GONE_CODES:
                 read.gone = True
@@ -259,6 +263,22 @@ class ArmInventory:
                 result.subscriptions_complete.add(subscription_id)
         result.requests = counter.count
         return result
+
+    def _getter(self, subscription_id: str) -> KeyVaultManagementClient:
+        with self._getters_lock:
+            client = self._getters.get(subscription_id)
+            if client is None:
+                client = self._getters[subscription_id] = KeyVaultManagementClient(
+                    self.credential,
+                    subscription_id,
+                    **self.connection.client_options(),
+                    transport=settled_transport(
+                        connection_verify=self.connection.connection_verify,
+                        connection_timeout=self.connection.timeout_s,
+                        read_timeout=self.connection.timeout_s,
+                    ),
+                )
+            return client
 
     def _client(self, subscription_id: str, counter: RequestCounter) -> KeyVaultManagementClient:
         return KeyVaultManagementClient(

@@ -371,7 +371,7 @@ def _read(item: Any, *, source: str, position: str, index: int | None, scope: fr
     schema, model = shape
     location = () if index is None else (index,)
     try:
-        envelope = _validated(model[Any], item, source=source, location=location).envelope()
+        envelope = _validated(_PARAMETRIZED[model][0], item, source=source, location=location).envelope()
     except _Invalid as problem:
         return EventOutcome(
             position=position,
@@ -398,7 +398,8 @@ def _read(item: Any, *, source: str, position: str, index: int | None, scope: fr
     if event_kind is None:
         return outcome(Verdict.IGNORED, f"{envelope.event_type} is not a succeeded ARM write or delete")
     try:
-        data = _validated(model[_ResourceData], item, source=source, location=location).envelope().data
+        read = _validated(_PARAMETRIZED[model][1], item, source=source, location=location)
+        data = read.envelope().data
     except _Invalid as problem:
         return outcome(Verdict.INVALID, str(problem))
     data_path = field_path([*location, *envelope.data_location])
@@ -734,5 +735,10 @@ class _CloudDeadLetter(BaseModel, Generic[DataT]):
         return replace(inner, data_location=("event", "data"), dead_letter=dead_letter)
 
 
+# Each shape's model for the envelope and for a resource event, parametrized once: subscripting a
+# pydantic generic looks its parametrization up again each time, which was a share of every event.
+_PARAMETRIZED: dict[Any, tuple[Any, Any]] = {
+    model: (model[Any], model[_ResourceData]) for model in (_EventGridEvent, _CloudEvent, _CloudDeadLetter)
+}
 _AnyEvent = TypeVar("_AnyEvent", bound=BaseModel)
 _NO_CLAIMS = _Claims.model_validate({})

@@ -172,8 +172,9 @@ class Store(Protocol):
         ...
 
     # notification outbox ----------------------------------------------------------------------
-    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
-        """Idempotent by message id: enqueuing a known id changes nothing."""
+    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> list[OutboxMessage]:
+        """Idempotent by message id: enqueuing a known id changes nothing. Returns the messages
+        this call stored, each with its etag (a known id is left out)."""
         ...
 
     def pending_messages(self) -> list[OutboxMessage]: ...

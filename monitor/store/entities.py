@@ -30,8 +30,9 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import threading
 import typing
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -66,6 +67,7 @@ TABLES = (POSTURES, HISTORY, FINDINGS, SEEN, SCANS, OUTBOX, REPORTS, EVENTS)
 MAX_BATCH = 100  # Table storage: at most 100 operations per transaction
 _HISTORY_VAULT_CHARS = MAX_KEY_CHARS // 2  # of a history row key; a typical vault key needs 150-250
 _POINT_READS_UP_TO = 4  # fewer wanted vaults in a partition than this: read them one by one
+_ALONE_UP_TO = 2  # operations written one by one rather than as a transaction (see _submit_each_on_conflict)
 _MARKER_ATTEMPTS = 10
 _SCANS_PARTITION = "scans"
 _OUTBOX_PARTITION = "outbox"
@@ -131,6 +133,37 @@ class EntityBackend(Protocol):
     def close(self) -> None: ...
 
 
+class _LastReads:
+    """Entities a one-vault scan read a moment ago (its vault's posture, its subscription's
+    last-seen markers), kept so that the same scan writes them back without reading them again.
+    A copy is taken once. Writes made from it are conditional (replace on its etag, or create where
+    nothing was found), so a copy another writer made stale fails its write, and the entity is
+    read afresh and decided again: it never overwrites what another scan wrote. Small reads only
+    (point reads), a bounded number: a full scan's partitions are read and written as before."""
+
+    _LIMIT = 1024
+    _MISSING = object()
+
+    def __init__(self) -> None:
+        self._entities: OrderedDict[tuple[str, str, str], Entity | None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, table: str, partition: str, row: str, entity: Entity | None) -> None:
+        with self._lock:
+            self._entities[(table, partition, row)] = entity
+            self._entities.move_to_end((table, partition, row))
+            while len(self._entities) > self._LIMIT:
+                self._entities.popitem(last=False)
+
+    def take(self, table: str, partition: str, row: str) -> tuple[bool, Entity | None]:
+        """(True, the copy) once after ``remember``, else (False, None)."""
+        with self._lock:
+            found = self._entities.pop((table, partition, row), self._MISSING)
+        if found is self._MISSING:
+            return False, None
+        return True, found  # type: ignore[return-value]
+
+
 class DocumentBackend(Protocol):
     """Whole documents by name, of any size (a report is tens of megabytes at 10,000 vaults)."""
 
@@ -155,6 +188,7 @@ class EntityStore:
     def __init__(self, backend: EntityBackend, documents: DocumentBackend) -> None:
         self.backend = backend
         self.documents = documents
+        self._last_reads = _LastReads()
 
     def describe(self) -> str:
         entities, documents = self.backend.describe(), self.documents.describe()
@@ -179,7 +213,8 @@ class EntityStore:
                 for entity in share
             ]
         else:
-            latest = self._read_vault_records(POSTURES, vault_keys)
+            # A few vaults' postures (a one-vault scan's) are kept for its save_postures.
+            latest = self._read_vault_records(POSTURES, vault_keys, remember=True)
         markers = self._markers("postures", {entity.partition for entity in latest})
         snapshots: dict[str, PostureSnapshot] = {}
         for entity in latest:
@@ -203,11 +238,10 @@ class EntityStore:
         fingerprints = {key: codec.posture_fingerprint(snapshot.posture) for key, snapshot in pending.items()}
         unchanged: dict[str, dict[str, tuple[str, str]]] = defaultdict(dict)
         written = 0
+        first = True
         for _ in range(_MARKER_ATTEMPTS):
-            stored = {
-                entity.properties["vault_key"]: entity
-                for entity in self._read_vault_records(POSTURES, pending)
-            }
+            stored = self._current_postures(pending, fingerprints, use_copies=first)
+            first = False
             superseded: dict[str, list[Operation]] = defaultdict(list)
             latest: dict[str, list[tuple[str, Operation]]] = defaultdict(list)
             for key, snapshot in pending.items():
@@ -251,6 +285,33 @@ class EntityStore:
             )
         )
         return written
+
+    def _current_postures(
+        self, pending: Mapping[str, PostureSnapshot], fingerprints: Mapping[str, str], *, use_copies: bool
+    ) -> dict[str, Entity]:
+        """The stored current version of each pending vault that has one. Where this store read
+        it a moment ago (``_LastReads``) and the copy calls for a write, the copy: that write is
+        conditional on it (create, or replace on its etag). A copy that calls for no write
+        (unchanged, or a later scan's) is confirmed by a read now, as nothing conditional follows
+        that decision."""
+        stored: dict[str, Entity] = {}
+        unread: list[str] = []
+        for key, snapshot in pending.items():
+            known, entity = (
+                self._last_reads.take(POSTURES, partition_for_vault(key), encode_key(key))
+                if use_copies
+                else (False, None)
+            )
+            if not known or (entity is not None and not _posture_moves(entity, snapshot, fingerprints[key])):
+                unread.append(key)
+            elif entity is not None:
+                stored[key] = entity
+        if unread:
+            stored.update(
+                (entity.properties["vault_key"], entity)
+                for entity in self._read_vault_records(POSTURES, unread)
+            )
+        return stored
 
     def posture_history(self, vault_key: str) -> list[PostureSnapshot]:
         """The superseded versions and the current one. A version can be in both: stores written
@@ -391,20 +452,31 @@ class EntityStore:
 
     # -- notification outbox ----------------------------------------------------------------------
 
-    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> None:
-        creates = [
-            (
-                message.id,
+    def enqueue_messages(self, messages: Iterable[OutboxMessage]) -> list[OutboxMessage]:
+        stored: list[OutboxMessage] = []
+        for batch in _batches(list(messages)):
+            creates = [
                 Operation(
                     "create",
                     Entity(_OUTBOX_PARTITION, encode_key(message.id), codec.message_to_properties(message)),
-                ),
-            )
-            for message in messages
-        ]
-        # One transaction for a scan's messages; one already enqueued (a scan told again) is skipped:
-        # idempotent by id.
-        self._submit_all_on_conflict(OUTBOX, creates)
+                )
+                for message in batch
+            ]
+            # One transaction for a scan's messages; one already enqueued (a scan told again) is
+            # skipped: idempotent by id.
+            if len(creates) > _ALONE_UP_TO:  # a pair goes alone (see _submit_each_on_conflict)
+                try:
+                    etags = self.backend.submit(OUTBOX, creates)
+                    stored.extend(replace(m, etag=etag) for m, etag in zip(batch, etags, strict=True))
+                    continue
+                except EntityConflict:
+                    pass
+            for message, create in zip(batch, creates, strict=True):
+                try:
+                    stored.append(replace(message, etag=self.backend.submit(OUTBOX, [create])[0]))
+                except EntityConflict:
+                    continue
+        return stored
 
     def pending_messages(self) -> list[OutboxMessage]:
         entities = self._query(OUTBOX, partition=_OUTBOX_PARTITION, equals={"state": MessageState.PENDING})
@@ -555,17 +627,21 @@ class EntityStore:
         self, table: str, batch: Sequence[tuple[str, Operation]], conflicts: set[str]
     ) -> int:
         """One transaction; when it conflicts, each operation alone, to find which ones did (their
-        names go to ``conflicts``): the others are still this scan's to write."""
-        try:
-            return self._submit(table, [operation for _, operation in batch])
-        except EntityConflict:
-            written = 0
-            for name, operation in batch:
-                try:
-                    written += self._submit(table, [operation])
-                except EntityConflict:
-                    conflicts.add(name)
-            return written
+        names go to ``conflicts``): the others are still this scan's to write. A pair goes alone
+        from the start: nothing here needs it atomic, and a Table storage transaction of two
+        costs the SDK about twice two single requests (its multipart body)."""
+        if len(batch) > _ALONE_UP_TO:
+            try:
+                return self._submit(table, [operation for _, operation in batch])
+            except EntityConflict:
+                pass
+        written = 0
+        for name, operation in batch:
+            try:
+                written += self._submit(table, [operation])
+            except EntityConflict:
+                conflicts.add(name)
+        return written
 
     def _iterate(
         self, table: str, *, partition: str | None = None, equals: Mapping[str, str] | None = None
@@ -584,10 +660,11 @@ class EntityStore:
         *,
         one_row_per_vault: bool = True,
         equals: Mapping[str, str] | None = None,
+        remember: bool = False,
     ) -> list[Entity]:
         """The entities of ``table`` (partitioned by subscription, each with a ``vault_key``) of
         these vaults, or all. ``one_row_per_vault``: the row key is the vault key (postures), else a
-        vault has several rows (findings)."""
+        vault has several rows (findings). ``remember``: point reads are kept (``_LastReads``)."""
         if vault_keys is None:
             return self._query(table, equals=equals)
         by_partition: dict[str, set[str]] = defaultdict(set)
@@ -599,8 +676,15 @@ class EntityStore:
                 found = self._iterate(table, partition=partition, equals=equals)
                 return [entity for entity in found if entity.properties.get("vault_key") in keys]
             if one_row_per_vault:
-                point_reads = (self.backend.get(table, partition, encode_key(key)) for key in sorted(keys))
-                return [entity for entity in point_reads if entity is not None]
+                found_rows = []
+                for key in sorted(keys):
+                    row = encode_key(key)
+                    entity = self.backend.get(table, partition, row)
+                    if remember:
+                        self._last_reads.remember(table, partition, row, entity)
+                    if entity is not None:
+                        found_rows.append(entity)
+                return found_rows
             # A few vaults' rows among a subscription's hundreds (an event's one-vault scan): the
             # service filters them, one query per vault.
             return [
@@ -621,16 +705,26 @@ class EntityStore:
         if not partitions:
             return {}
         if len(partitions) < _POINT_READS_UP_TO:
-            entities = [e for p in sorted(partitions) if (e := self.backend.get(SEEN, kind, p)) is not None]
+            entities = []
+            for partition in sorted(partitions):
+                entity = self.backend.get(SEEN, kind, partition)
+                self._last_reads.remember(SEEN, kind, partition, entity)
+                if entity is not None:
+                    entities.append(entity)
         else:
             entities = [e for e in self._iterate(SEEN, partition=kind) if e.row in partitions]
         return {entity.row: codec.marker_from_properties(entity.properties) for entity in entities}
 
     def _advance_marker(self, kind: str, partition: str, entries: Mapping[str, tuple[str, str]]) -> int:
         """Merge ``entries`` into the partition's marker (later times win); 1 entity written, or 0
-        when nothing moved. Two scans merging at once: the loser re-reads and merges again."""
+        when nothing moved. Two scans merging at once: the write is conditional (replace on the
+        etag read, create where there was none), so the loser re-reads and merges again. The first
+        try merges into the copy this store read a moment ago, where it has one."""
+        known, current = self._last_reads.take(SEEN, kind, partition)
         for _ in range(_MARKER_ATTEMPTS):
-            current = self.backend.get(SEEN, kind, partition)
+            if not known:
+                current = self.backend.get(SEEN, kind, partition)
+            known = False
             seen = codec.marker_from_properties(current.properties) if current is not None else {}
             merged = dict(seen)
             for key, (seen_at, scan_id) in entries.items():
@@ -642,11 +736,18 @@ class EntityStore:
                 kind, partition, codec.marker_to_properties(merged), current.etag if current else None
             )
             try:
-                self.backend.submit(SEEN, [Operation("upsert", entity)])
+                self.backend.submit(SEEN, [Operation("replace" if current else "create", entity)])
                 return 1
             except EntityConflict:
                 continue
         raise StoreUnavailable(f"the last-seen marker of partition {partition} kept changing under this scan")
+
+
+def _posture_moves(current: Entity, snapshot: PostureSnapshot, fingerprint: str) -> bool:
+    """Whether ``snapshot`` replaces the stored ``current``: it is not older, and it differs."""
+    if codec.required_time(current.properties["seen_at"]) > snapshot.seen_at:
+        return False
+    return not codec.stored_posture_matches(current.properties, fingerprint)
 
 
 def _history_row(vault_key: str, version: Mapping[str, Any]) -> str:

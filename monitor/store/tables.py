@@ -28,6 +28,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from monitor.azure_errors import first_line, storage_error_code
 from monitor.config.budget import RequestBudget
+from monitor.httpsession import settled_transport
 from monitor.store.base import DEFAULT_REPORT_CONTAINER, StoreUnavailable
 from monitor.store.blobs import BlobDocuments
 from monitor.store.entities import MAX_BATCH, Entity, EntityConflict, EntityStore, Operation
@@ -39,6 +40,19 @@ _TABLE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]{2,62}$")
 # 120 s). A batch of 100 entities or a page of 1,000 answers within a second or two; 20 s of silence
 # is an outage, and the third try that meets one fails the scan (it must not go on unrecorded).
 STORE_BUDGET = RequestBudget(timeout_s=5, read_timeout_s=20, retries=2)
+
+
+def _store_client_options() -> dict[str, Any]:
+    """STORE_BUDGET's keywords, and a transport that takes its timeouts (a given transport ignores
+    the client's) over a session that reads the environment's proxy and CA settings once."""
+    return {
+        **STORE_BUDGET.azure_core_options(),
+        "transport": settled_transport(
+            connection_timeout=STORE_BUDGET.timeout_s, read_timeout=STORE_BUDGET.read_s
+        ),
+    }
+
+
 # Tables this process made sure exist, by account endpoint: a Functions instance builds a store
 # per invocation, and a create call per table and invocation was a round trip on every event.
 _TABLES_PRESENT: set[tuple[str, str]] = set()
@@ -62,9 +76,7 @@ class TableBackend:
     @classmethod
     def from_connection_string(cls, connection_string: str, *, table_prefix: str = "kvmon") -> TableBackend:
         try:
-            service = TableServiceClient.from_connection_string(
-                connection_string, **STORE_BUDGET.azure_core_options()
-            )
+            service = TableServiceClient.from_connection_string(connection_string, **_store_client_options())
         except (ValueError, AzureError) as exc:
             # The SDK's message may quote the string itself: say what is wrong, not what it was.
             raise ValueError(
@@ -81,7 +93,7 @@ class TableBackend:
         service = TableServiceClient(
             endpoint=account_url,
             credential=credential,
-            **STORE_BUDGET.azure_core_options(),
+            **_store_client_options(),
         )
         return cls(service, table_prefix=table_prefix, auth="Microsoft Entra ID")
 

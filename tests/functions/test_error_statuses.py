@@ -46,7 +46,7 @@ def test_a_configuration_error_quoting_a_webhook_url_answers_it_redacted(app_set
     def misconfigured(*_: object, **__: object) -> None:
         raise ConfigurationError(f"KVMON_TEAMS_URL: {url} answered 404")
 
-    monkeypatch.setattr("monitor.app.monitor_functions.build_runtime", misconfigured)
+    monkeypatch.setattr("monitor.app.runtime.build_runtime", misconfigured)
     response = call("check_vault", http("GET", "/api/vaults/kv-se-demo/check", route={"name": "kv-se-demo"}))
     status, document = answer(response)
     assert (status, document["error"]["code"]) == (500, "Misconfigured")

@@ -410,6 +410,89 @@ def test_the_scan_hook_enqueues_and_delivers(
     assert document["open_by_severity"] == {"critical": 1, "high": 2, "medium": 0, "low": 1, "info": 1}
 
 
+def test_the_scan_hook_sends_its_messages_without_claiming_them_and_other_runs_leave_them_alone(
+    open_outbox: StoreFactory, sink: WebhookSink, session: requests.Session
+) -> None:
+    """A scan's messages are stored leased to its run: it sends them without a claim, and a run
+    sweeping the outbox meanwhile (another event's) skips them, while a message left pending by
+    an earlier failed run is still swept, oldest first."""
+    hook = channels_for(sink)[2]
+    store = open_outbox()
+    earlier = SCAN_TIME - dt.timedelta(minutes=1)
+    (leftover,) = notifier(store, [hook], session, StepClock()).enqueue(
+        [change(ChangeKind.OPENED)], scan_id="scan-earlier", now=earlier
+    )
+    claims: list[str] = []
+    original = store.claim_message
+
+    def counted(message: Any, **kwargs: Any) -> Any:
+        claims.append(message.id)
+        return original(message, **kwargs)
+
+    store.claim_message = counted  # type: ignore[method-assign]
+    changes = [change(ChangeKind.OPENED)]
+    report = ScanReport(
+        scan_id="scan-own",
+        started_at=SCAN_TIME,
+        finished_at=SCAN_TIME,
+        findings=[c.finding for c in changes],
+        changes=changes,
+    )
+    run = notifier(store, [hook], session, StepClock())
+    held = run.enqueue(
+        report.changes, scan_id=report.scan_id, now=SCAN_TIME, lease_until=SCAN_TIME + POLICY.lease
+    )
+    sweeper = notifier(open_outbox(), [hook], session, StepClock()).deliver_pending(SCAN_TIME)
+    assert sweeper.delivered == (leftover.id,)  # the earlier run's message, not this run's
+    assert sweeper.skipped == (held[0].id,)
+
+    assert run.deliver_pending(SCAN_TIME, held=held).delivered == (held[0].id,)
+    assert claims == []  # its own message needed no claim; the leftover was delivered already
+    # The scan told again: its messages are stored already, nothing is sent twice.
+    assert notifier(store, [hook], session, StepClock()).notify(report, now=SCAN_TIME) == []
+    received = [item.json()["message_id"] for item in sink.messages("webhook")]
+    assert received == [leftover.id, held[0].id]
+
+
+def test_runs_sharing_a_sweep_pace_send_their_own_at_once_and_sweep_leftovers_in_turn(
+    open_outbox: StoreFactory, sink: WebhookSink, session: requests.Session
+) -> None:
+    """The Functions app's runs (SharedRuntime) sweep the outbox for other runs' leftovers at most
+    once a pace between them; each run's own messages go at once."""
+    hook = channels_for(sink)[2]
+    store, clock = open_outbox(), StepClock()
+
+    def report(scan_id: str) -> ScanReport:
+        changes = [change(ChangeKind.OPENED)]
+        return ScanReport(
+            scan_id=scan_id,
+            started_at=SCAN_TIME,
+            finished_at=SCAN_TIME,
+            findings=[c.finding for c in changes],
+            changes=changes,
+        )
+
+    def leftover(scan_id: str) -> str:
+        (message,) = notifier(store, [hook], session, clock).enqueue(
+            [change(ChangeKind.OPENED)], scan_id=scan_id, now=SCAN_TIME - dt.timedelta(minutes=5)
+        )
+        return message.id
+
+    first = notifier(store, [hook], session, clock).sweeping_every(60)
+    early = leftover("scan-failed-before")
+    assert first.notify(report("scan-a"), now=SCAN_TIME) == []  # the first run sweeps
+    late = leftover("scan-failed-meanwhile")
+    assert first.for_another_run().notify(report("scan-b"), now=SCAN_TIME) == []  # its own only
+    received = [item.json()["message_id"] for item in sink.messages("webhook")]
+    assert received == [early, message_id("scan-a", "siem"), message_id("scan-b", "siem")]
+
+    clock.sleep(61)  # the pace has passed: the next run sweeps again
+    assert first.for_another_run().notify(report("scan-c"), now=SCAN_TIME) == []
+    received = [item.json()["message_id"] for item in sink.messages("webhook")]
+    assert received[3:] == [late, message_id("scan-c", "siem")]
+    assert store.pending_messages() == []
+
+
 def test_the_notifier_is_built_from_settings(open_outbox: StoreFactory, sink: WebhookSink, pki: Any) -> None:
     store = open_outbox()
     assert notifier_from_environ(store, {}) is None

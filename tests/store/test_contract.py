@@ -506,6 +506,46 @@ def test_a_change_another_scan_made_meanwhile_stays_in_history(make_store: Store
     assert theirs.load_postures()[first.key].posture == locked
 
 
+@pytest.mark.parametrize("ours_changes", [True, False], ids=["ours-changed", "ours-as-read"])
+def test_a_posture_written_by_another_scan_after_our_load_is_not_lost(
+    make_store: StoreFactory, ours_changes: bool
+) -> None:
+    """A one-vault scan saves from the copy its load read (no second read), on the copy's etag:
+    another scan's write in between fails that write and the vault is decided again on a fresh
+    read. A copy that says "unchanged" is confirmed by a read, so the later scan still wins."""
+    ours, theirs = make_store(), make_store()
+    first = posture()
+    theirs.save_postures([PostureSnapshot(first, scan_id="s1", seen_at=T0)])
+    assert ours.load_postures(vault_keys=[first.key])[first.key].posture == first  # our copy
+    loosened = dataclasses.replace(first, default_action="Allow")
+    theirs.save_postures([PostureSnapshot(loosened, scan_id="s2", seen_at=T0 + HOUR)])
+
+    ours_read = dataclasses.replace(first, public_network_access="Disabled") if ours_changes else first
+    ours.save_postures([PostureSnapshot(ours_read, scan_id="s3", seen_at=T0 + 2 * HOUR)])
+
+    history = theirs.posture_history(first.id)
+    assert [(s.scan_id, s.posture) for s in history] == [("s1", first), ("s2", loosened), ("s3", ours_read)]
+    assert theirs.load_postures()[first.key].posture == ours_read
+
+
+def test_two_scans_marking_one_subscription_from_their_loads_keep_both_marks(
+    make_store: StoreFactory,
+) -> None:
+    """The last-seen marker is merged from the copy a load read; the write is conditional on it,
+    so a scan that merged into a copy another scan made stale merges again (nothing lost)."""
+    ours, theirs = make_store(), make_store()
+    mine, other = finding("kv-mine"), finding("kv-other")
+    ours.save_findings([record(mine), record(other)])
+    assert len(ours.load_findings(vault_keys=[mine.vault_id.lower()])) == 1  # reads the marker, kept
+
+    assert theirs.mark_findings_seen([other.vault_id.lower()], seen_at=T0 + HOUR, scan_id="s-theirs") == 1
+    assert ours.mark_findings_seen([mine.vault_id.lower()], seen_at=T0 + HOUR, scan_id="s-ours") == 1
+
+    loaded = theirs.load_findings()
+    assert loaded[record(mine).id].last_seen == T0 + HOUR
+    assert loaded[record(other).id].last_seen == T0 + HOUR
+
+
 def test_history_rows_of_a_long_vault_key_and_a_long_scan_id_fit(store: EntityStore) -> None:
     group = "rg-" + "\u00e9" * 87  # 90 characters; each "\u00e9" is 6 in a key ("!C3!A9")
     vault = posture(id=vault_id("kv-long", resource_group=group))

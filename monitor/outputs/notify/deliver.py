@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import re
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import requests
 
 from monitor.config.channels import ChannelConfig, ChannelKind, load_channels
 from monitor.config.secret import Secret
+from monitor.httpsession import SettledSession
 from monitor.model import ErrorSource, FindingChange, ScanError, ScanReport, Severity
 from monitor.outputs.notify.compose import ScanDigest, body_bytes, compose, message_id, open_counts
 from monitor.outputs.notify.redact import redact, redacting_logs
@@ -124,7 +126,7 @@ def sign(secret: Secret, body: bytes, *, timestamp: int) -> str:
 
 def default_session(*, verify: str | bool = True) -> requests.Session:
     """A session for webhooks; ``verify`` is a CA bundle path where the system's CAs do not apply."""
-    session = requests.Session()
+    session = SettledSession()  # the environment's proxy settings read once per host
     session.verify = verify
     session.headers["User-Agent"] = USER_AGENT
     return session
@@ -245,6 +247,25 @@ def _retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
+class SweepPacer:
+    """Says when a sweep of the outbox is due again: at most once every ``every_s``, whichever
+    run asks (thread-safe)."""
+
+    def __init__(self, every_s: float, *, clock: Clock) -> None:
+        self._every_s = every_s
+        self._clock = clock
+        self._last: float | None = None
+        self._lock = threading.Lock()
+
+    def due(self) -> bool:
+        with self._lock:
+            now = self._clock.monotonic()
+            if self._last is not None and now - self._last < self._every_s:
+                return False
+            self._last = now
+            return True
+
+
 class Notifier:
     """Composes and delivers a scan's notifications through ``store``'s outbox."""
 
@@ -256,16 +277,49 @@ class Notifier:
         session: requests.Session | None = None,
         clock: Clock | None = None,
         policy: DeliveryPolicy | None = None,
+        sweeps: SweepPacer | None = None,
     ) -> None:
+        """``sweeps``: how often ``notify`` sweeps the whole outbox, shared by the runs of one
+        process (``for_another_run``); None: every run does."""
         self._store = store
+        self._sweeps = sweeps
         self._channels = {channel.name: channel for channel in channels}
         self._clock = clock or SystemClock()
         self._policy = policy or DeliveryPolicy()
-        self._sender = Sender(session=session or default_session(), clock=self._clock, policy=self._policy)
+        self._session = session or default_session()
+        self._sender = Sender(session=self._session, clock=self._clock, policy=self._policy)
 
     @property
     def channels(self) -> tuple[ChannelConfig, ...]:
         return tuple(self._channels.values())
+
+    def for_another_run(self) -> Notifier:
+        """The same store, channels and connections (the session's pool), with pacing of its own:
+        a process that notifies for several runs at once paces each run as before, and reuses the
+        connections instead of a TLS handshake per message."""
+        return Notifier(
+            self._store,
+            tuple(self._channels.values()),
+            session=self._session,
+            clock=self._clock,
+            policy=self._policy,
+            sweeps=self._sweeps,
+        )
+
+    def sweeping_every(self, seconds: float) -> Notifier:
+        """This notifier, its runs (``for_another_run``) sweeping the outbox for other runs'
+        leftovers at most once every ``seconds`` between them; each still sends its own messages.
+        For a process that notifies for many runs (the Functions app in a burst of events): one
+        query of the outbox per run, and the pending messages of every run running at once in
+        its answer, was a share of every event's CPU."""
+        return Notifier(
+            self._store,
+            tuple(self._channels.values()),
+            session=self._session,
+            clock=self._clock,
+            policy=self._policy,
+            sweeps=SweepPacer(seconds, clock=self._clock),
+        )
 
     def enqueue(
         self,
@@ -274,8 +328,10 @@ class Notifier:
         scan_id: str,
         now: dt.datetime,
         open_by_severity: Mapping[Severity, int] | None = None,
+        lease_until: dt.datetime | None = None,
     ) -> list[OutboxMessage]:
-        """Store one message per channel that has something to be told; returns them."""
+        """Store one message per channel that has something to be told; returns them.
+        ``lease_until``: stored leased to this sender until then (see ``notify``)."""
         digest = ScanDigest(
             scan_id=scan_id,
             scanned_at=now,
@@ -292,18 +348,28 @@ class Notifier:
                         channel=channel.name,
                         payload=payload,
                         created_at=now,
+                        lease_until=lease_until,
                     )
                 )
         if messages:
-            self._store.enqueue_messages(messages)
+            stored = {message.id: message for message in self._store.enqueue_messages(messages)}
+            messages = [stored.get(message.id, message) for message in messages]
         return messages
 
-    def deliver_pending(self, now: dt.datetime) -> DeliveryReport:
-        """Send every pending message of the outbox once; failures stay pending for the next run."""
+    def deliver_pending(self, now: dt.datetime, *, held: Sequence[OutboxMessage] = ()) -> DeliveryReport:
+        """Send every pending message of the outbox once; failures stay pending for the next run.
+        ``held``: messages this sender stored leased to itself (as the store gave them back, with
+        their etags): sent in their turn without a claim."""
         try:
             pending = sorted(self._store.pending_messages(), key=lambda m: (m.created_at, m.id))
         except StoreUnavailable as exc:
             return DeliveryReport(errors=(self._outbox_error(exc),))
+        return self._deliver(pending, now, own={message.id: message for message in held})
+
+    def _deliver(
+        self, pending: Sequence[OutboxMessage], now: dt.datetime, *, own: Mapping[str, OutboxMessage]
+    ) -> DeliveryReport:
+        """Claim (unless ``own``), send and finish each message in turn."""
         started = self._clock.monotonic()
         delivered: list[str] = []
         failed: list[str] = []
@@ -328,8 +394,9 @@ class Notifier:
                 continue
             try:
                 claim_time = self._at(now, started)
-                # With ``now`` the store also refuses a message whose lease another run still holds.
-                claimed = self._store.claim_message(
+                # With ``now`` the store also refuses a message whose lease another run still holds
+                # (one that run stored leased to itself, too), without a request.
+                claimed = own.get(message.id) or self._store.claim_message(
                     message, lease_until=claim_time + self._policy.lease, now=claim_time
                 )
             except StoreUnavailable as exc:
@@ -370,15 +437,28 @@ class Notifier:
         )
 
     def notify(self, report: ScanReport, *, now: dt.datetime) -> list[ScanError]:
-        """The scan's hook (``monitor.app.scan.Notifier``): enqueue this scan, deliver all pending."""
+        """The scan's hook (``monitor.app.scan.Notifier``): enqueue this scan, deliver all pending.
+
+        This scan's messages are stored leased to this run, as a claim would leave them, so the
+        run sends them without claiming them first, and other runs sweeping the outbox at the same
+        time (a burst of events) leave them alone without a request. A run that dies between the
+        two leaves them to the next sweep after the lease, as a claimed message was."""
         errors: list[ScanError] = []
+        held: list[OutboxMessage] = []
         try:
-            self.enqueue(
-                report.changes, scan_id=report.scan_id, now=now, open_by_severity=open_counts(report.findings)
+            held = self.enqueue(
+                report.changes,
+                scan_id=report.scan_id,
+                now=now,
+                open_by_severity=open_counts(report.findings),
+                lease_until=now + self._policy.lease,
             )
         except StoreUnavailable as exc:
             errors.append(self._outbox_error(exc))
-        errors.extend(self.deliver_pending(now).errors)
+        if self._sweeps is None or self._sweeps.due():
+            errors.extend(self.deliver_pending(now, held=held).errors)
+        else:  # another run of this process swept the outbox a moment ago
+            errors.extend(self._deliver(held, now, own={message.id: message for message in held}).errors)
         return errors
 
     def _at(self, now: dt.datetime, started: float) -> dt.datetime:
