@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
+from azure.mgmt.storage import StorageManagementClient
 
 from lab.arm import PRIVATE_ENDPOINTS_ROUTE, STORAGE_LIST_ROUTE, ArmEmulator
 from lab.credential import LabCredential
@@ -260,3 +262,19 @@ def test_an_account_without_an_id_hides_no_other(estate: Estate, inventory: Stor
     [error] = result.errors
     assert error.scope == SUB_A and "storage account #1 of the list is unusable" in error.message
     assert result.subscriptions_complete == set()
+
+
+def test_the_lab_serves_one_account_as_get_properties_reads_it(
+    estate: Estate, arm: ArmEmulator, pki: LabPki
+) -> None:
+    """``storage_accounts.get_properties`` through the real client: the account, or ARM's 404."""
+    [name] = add_accounts(estate, SUB_A, 1)
+    options = ArmConnection(arm_endpoint=arm.url, connection_verify=pki.ca_path).client_options()
+    with StorageManagementClient(LabCredential(), SUB_A, **options) as client:
+        account = client.storage_accounts.get_properties(resource_group_name="rg-data", account_name=name)
+        assert account.as_dict() == estate.storage_account(account_id(SUB_A, name))
+        assert account.properties is not None and account.properties.network_rule_set is not None
+        assert account.properties.network_rule_set.default_action == "Deny"
+        with pytest.raises(ResourceNotFoundError) as raised:
+            client.storage_accounts.get_properties(resource_group_name="rg-data", account_name="stnone")
+    assert raised.value.error is not None and raised.value.error.code == "ResourceNotFound"
