@@ -27,6 +27,17 @@ the shapes of Azure's published examples, each list paged like the vaults' (``$s
   (PUT answers 200 or 201 with the association, provisioned at once, so the SDK's poller is done);
 - ``GET  .../{perimeter}/links``.
 
+And Microsoft.Storage's accounts from ``estate.storage_accounts`` in the shapes of Azure's published
+examples (api-version 2025-06-01; ``lab.estate.Estate.add_storage_account``), with the private
+endpoints that say which sub-resource each serves:
+
+- ``GET  /subscriptions/{sub}/providers/Microsoft.Storage/storageAccounts`` (``storage_accounts.list``),
+  paged like the vaults' (``$skipToken``, and ``mislink`` bends it too);
+- ``GET  .../resourceGroups/{rg}/providers/Microsoft.Storage/storageAccounts/{name}``
+  (``storage_accounts.get_properties``);
+- ``GET  /subscriptions/{sub}/providers/Microsoft.Network/privateEndpoints``
+  (``private_endpoints.list_by_subscription``): the endpoints in that subscription.
+
 A read under a perimeter or profile in ``estate.perimeters.forbidden`` answers 403
 ``AuthorizationFailed``, as ARM answers a reader without permission there. Perimeter writes are
 not announced to ``publish`` (kvmon's event subscription asks for Key Vault's operations only).
@@ -89,6 +100,9 @@ ASSOCIATION_ROUTE = "arm.network_security_perimeter_associations.get"
 ASSOCIATION_PUT_ROUTE = "arm.network_security_perimeter_associations.create_or_update"
 ASSOCIATION_DELETE_ROUTE = "arm.network_security_perimeter_associations.delete"
 LINKS_ROUTE = "arm.network_security_perimeter_links.list"
+STORAGE_LIST_ROUTE = "arm.storage_accounts.list"
+STORAGE_GET_ROUTE = "arm.storage_accounts.get_properties"
+PRIVATE_ENDPOINTS_ROUTE = "arm.private_endpoints.list_by_subscription"
 # Every request to a perimeter's routes: what a perimeter reader sent.
 PERIMETER_ROUTES = (
     PERIMETERS_ROUTE,
@@ -132,6 +146,12 @@ _VAULT = (
 )
 _CONNECTION = _VAULT + r"/privateEndpointConnections/(?P<connection>[^/]+)"
 _PERIMETERS = _SUBSCRIPTION + r"/providers/Microsoft\.Network/networkSecurityPerimeters"
+_STORAGE_ACCOUNTS = _SUBSCRIPTION + r"/providers/Microsoft\.Storage/storageAccounts"
+_STORAGE_ACCOUNT = (
+    _SUBSCRIPTION
+    + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.Storage/storageAccounts/(?P<name>[^/]+)"
+)
+_PRIVATE_ENDPOINTS = _SUBSCRIPTION + r"/providers/Microsoft\.Network/privateEndpoints"
 _PERIMETER = (
     _SUBSCRIPTION
     + r"/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.Network/networkSecurityPerimeters/(?P<perimeter>[^/]+)"
@@ -140,6 +160,8 @@ _PROFILE = _PERIMETER + r"/profiles/(?P<profile>[^/]+)"
 _ACCESS_RULE = _PROFILE + r"/accessRules/(?P<rule>[^/]+)"
 _ASSOCIATION = _PERIMETER + r"/resourceAssociations/(?P<association>[^/]+)"
 _PERIMETER_READ = "Microsoft.Network/networkSecurityPerimeters/read"
+_PRIVATE_ENDPOINT_READ = "Microsoft.Network/privateEndpoints/read"
+_STORAGE_READ = "Microsoft.Storage/storageAccounts/read"
 # What a vault owner may set a connection to (Pending is the endpoint's request, Disconnected
 # the endpoint's removal: neither is the owner's to set).
 _OWNER_CONNECTION_STATES = ("Approved", "Rejected")
@@ -198,6 +220,9 @@ class ArmEmulator:
         self._route("PUT", _ASSOCIATION, self._put_association, name=ASSOCIATION_PUT_ROUTE)
         self._route("DELETE", _ASSOCIATION, self._delete_association, name=ASSOCIATION_DELETE_ROUTE)
         self._route("GET", _PERIMETER + r"/links", self._list_links, name=LINKS_ROUTE)
+        self._route("GET", _STORAGE_ACCOUNTS, self._list_storage_accounts, name=STORAGE_LIST_ROUTE)
+        self._route("GET", _STORAGE_ACCOUNT, self._get_storage_account, name=STORAGE_GET_ROUTE)
+        self._route("GET", _PRIVATE_ENDPOINTS, self._list_private_endpoints, name=PRIVATE_ENDPOINTS_ROUTE)
 
     @property
     def url(self) -> str:
@@ -255,7 +280,7 @@ class ArmEmulator:
         subscription = request.params["subscription"]
         known = {s.lower(): s for s in self.estate.subscriptions}
         network = "/providers/microsoft.network/" in request.path.lower()
-        action = _PERIMETER_READ if network else "Microsoft.KeyVault/vaults/read"
+        action = _read_action(request.path)
         if subscription.lower() in {s.lower() for s in self.estate.forbidden_subscriptions}:
             return _forbidden(request, action=action, scope=f"/subscriptions/{subscription}")
         if subscription.lower() not in known:
@@ -594,6 +619,34 @@ class ArmEmulator:
 
     # -- what every served write does last -----------------------------------------------------
 
+    def _list_storage_accounts(self, request: Request) -> Response:
+        return self._page(
+            request,
+            self.estate.storage_accounts_in(self._subscription(request)),
+            token="$skipToken",
+            link_fault=self._link_faults.get(request.params["subscription"].lower()),
+        )
+
+    def _get_storage_account(self, request: Request) -> Response:
+        subscription = self._subscription(request)
+        account = self.estate.storage_account(
+            f"/subscriptions/{subscription}/resourceGroups/{request.params['group']}"
+            f"/providers/Microsoft.Storage/storageAccounts/{request.params['name']}"
+        )
+        if account is not None:
+            return Response(200, account)
+        return _error(
+            404,
+            "ResourceNotFound",
+            f"The Resource 'Microsoft.Storage/storageAccounts/{request.params['name']}' under resource "
+            f"group '{request.params['group']}' was not found.",
+        )
+
+    def _list_private_endpoints(self, request: Request) -> Response:
+        return self._page(
+            request, self.estate.private_endpoints_in(self._subscription(request)), token="$skipToken"
+        )
+
     def _announced(
         self, request: Request, answer: Response, *, resource_id: str, operation: str, update: bool
     ) -> Response:
@@ -660,6 +713,18 @@ def _forbidden(request: Request, *, action: str, scope: str) -> Response:
         f"have authorization to perform action '{action}' over scope '{scope}' or the scope is invalid. "
         "If access was recently granted, please refresh your credentials.",
     )
+
+
+def _read_action(path: str) -> str:
+    """The permission a GET of ``path`` needs, as ARM names it in a 403."""
+    lowered = path.lower()
+    if "/providers/microsoft.network/privateendpoints" in lowered:
+        return _PRIVATE_ENDPOINT_READ
+    if "/providers/microsoft.network/" in lowered:
+        return _PERIMETER_READ
+    if "/providers/microsoft.storage/" in lowered:
+        return _STORAGE_READ
+    return "Microsoft.KeyVault/vaults/read"
 
 
 def _published_claims(claims: Mapping[str, Any]) -> dict[str, str]:

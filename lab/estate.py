@@ -31,6 +31,9 @@ LAB_VAULT_SUFFIX = "vault.lab.test"
 LAB_VAULTCORE_SUFFIX = "vaultcore.lab.test"
 LAB_PRIVATELINK_ZONE = "privatelink.vaultcore.lab.test"
 LAB_PRIVATE_RANGES = ("127.10.0.0/16", "127.11.0.0/16")
+# The lab's storage endpoints: <account>.<sub-resource>.<suffix> (Azure's is core.windows.net).
+LAB_STORAGE_SUFFIX = "core.lab.test"
+STORAGE_SUBRESOURCES = ("blob", "dfs", "file", "queue", "table", "web")
 LAB_TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 PUBLIC_INGRESS = "127.40.0.10"  # the region's public Key Vault front end (shared by all vaults)
 INGRESS_NAME = f"kvlab-prod.ingress.{LAB_VAULTCORE_SUFFIX}"
@@ -164,6 +167,12 @@ class Estate:
         self.forbidden_subscriptions: set[str] = set()
         self.vaults: dict[str, dict[str, Any]] = {}  # lower-cased id -> ARM resource JSON
         self.private_endpoint_addresses: dict[str, str] = {}  # lower-cased PE id -> address
+        # Storage accounts (lower-cased id -> ARM resource JSON) and each subscription's, in order.
+        self.storage_accounts: dict[str, dict[str, Any]] = {}
+        self.storage_subscriptions: dict[str, list[str]] = {}
+        # Microsoft.Network/privateEndpoints resources (lower-cased id -> ARM resource JSON): the
+        # storage endpoints', which name the sub-resource the account's connection does not.
+        self.private_endpoints: dict[str, dict[str, Any]] = {}
         self.vnets: list[VirtualNetwork] = []
         self.diagnostics: dict[str, str] = {}  # vault key -> workspace id
         self.access_log: list[AccessRecord] = []
@@ -272,6 +281,139 @@ class Estate:
             self.private_endpoint_addresses[endpoint_id.lower()] = address
             return endpoint_id
 
+    def add_storage_account(
+        self,
+        *,
+        subscription_id: str,
+        resource_group: str,
+        name: str,
+        location: str = "westeurope",
+        kind: str = "StorageV2",
+        properties: Mapping[str, Any] | None = None,
+        tags: dict[str, str] | None = None,
+        modified_by: str = "alice@contoso.example",
+        modified_by_type: str = "User",
+    ) -> dict[str, Any]:
+        """Add a storage account as ``storage_accounts.list()`` returns it (api-version 2025-06-01):
+        Azure's read-only fields and defaults, then ``properties`` over them (``networkAcls``,
+        ``publicNetworkAccess``...: what the test or demo configures)."""
+        account_id = (
+            f"/subscriptions/{subscription_id}/resourceGroups/{resource_group}"
+            f"/providers/Microsoft.Storage/storageAccounts/{name}"
+        )
+        now = _iso(self.now())
+        account = {
+            "id": account_id,
+            "name": name,
+            "type": "Microsoft.Storage/storageAccounts",
+            "kind": kind,
+            "sku": {"name": "Standard_LRS", "tier": "Standard"},
+            "location": location,
+            "tags": tags or {},
+            "systemData": {
+                "createdBy": modified_by,
+                "createdByType": modified_by_type,
+                "createdAt": now,
+                "lastModifiedBy": modified_by,
+                "lastModifiedByType": modified_by_type,
+                "lastModifiedAt": now,
+            },
+            "properties": {
+                "provisioningState": "Succeeded",
+                "creationTime": now,
+                "primaryLocation": location,
+                "statusOfPrimary": "available",
+                "primaryEndpoints": {
+                    sub: f"https://{name}.{sub}.{LAB_STORAGE_SUFFIX}/" for sub in STORAGE_SUBRESOURCES
+                },
+                "supportsHttpsTrafficOnly": True,
+                "minimumTlsVersion": "TLS1_2",
+                "allowBlobPublicAccess": False,
+                "networkAcls": {
+                    "bypass": "AzureServices",
+                    "defaultAction": "Allow",
+                    "ipRules": [],
+                    "virtualNetworkRules": [],
+                },
+                "privateEndpointConnections": [],
+                **_copied(dict(properties or {})),
+            },
+        }
+        with self._lock:
+            self.add_subscription(subscription_id)
+            self.storage_accounts[account_id.lower()] = account
+            self.storage_subscriptions.setdefault(subscription_id, []).append(account_id.lower())
+        return account
+
+    def add_storage_private_endpoint(
+        self,
+        account_id: str,
+        *,
+        subresource: str,
+        address: str,
+        subnet_id: str,
+        status: str = "Approved",
+        name: str = "pe",
+    ) -> str:
+        """A private endpoint for one sub-resource of a storage account, as Azure records it: the
+        endpoint resource (in the subnet's subscription and group) names the account and the
+        sub-resource in ``privateLinkServiceConnections``, the account's connection names only the
+        endpoint. Returns the endpoint's id."""
+        with self._lock:
+            account = self.storage_accounts[account_id.lower()]
+            sub, rg = subnet_id.split("/")[2], subnet_id.split("/")[4]
+            endpoint_id = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Network/privateEndpoints/{name}"
+            state = {
+                "status": status,
+                "description": "Auto-Approved" if status == "Approved" else "",
+                "actionsRequired": "None",
+            }
+            # Azure names an account's connection after the endpoint and a GUID.
+            connection_name = f"{name}.{uuid.uuid4()}"
+            account["properties"]["privateEndpointConnections"].append(
+                {
+                    "id": f"{account['id']}/privateEndpointConnections/{connection_name}",
+                    "name": connection_name,
+                    "type": "Microsoft.Storage/storageAccounts/privateEndpointConnections",
+                    "properties": {
+                        "privateEndpoint": {"id": endpoint_id},
+                        "privateLinkServiceConnectionState": state,
+                        "provisioningState": "Succeeded",
+                    },
+                }
+            )
+            self.private_endpoints[endpoint_id.lower()] = {
+                "id": endpoint_id,
+                "name": name,
+                "type": "Microsoft.Network/privateEndpoints",
+                "location": account["location"],
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "subnet": {"id": subnet_id},
+                    "privateLinkServiceConnections": [
+                        {
+                            "id": f"{endpoint_id}/privateLinkServiceConnections/{name}",
+                            "name": name,
+                            "properties": {
+                                "provisioningState": "Succeeded",
+                                "privateLinkServiceId": account["id"],
+                                "groupIds": [subresource],
+                                "privateLinkServiceConnectionState": dict(state),
+                            },
+                        }
+                    ],
+                    "manualPrivateLinkServiceConnections": [],
+                    "customDnsConfigs": [
+                        {
+                            "fqdn": f"{account['name']}.{subresource}.{LAB_STORAGE_SUFFIX}",
+                            "ipAddresses": [address],
+                        }
+                    ],
+                },
+            }
+            self.private_endpoint_addresses[endpoint_id.lower()] = address
+            return endpoint_id
+
     def add_perimeter(
         self, *, subscription_id: str, resource_group: str, name: str, location: str = "westeurope"
     ) -> str:
@@ -312,6 +454,21 @@ class Estate:
         with self._lock:
             vault = self.vaults.get(key) if key is not None else None
             return {field: vault[field] for field in _SUMMARY_FIELDS if field in vault} if vault else None
+
+    def storage_account(self, account_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self.storage_accounts.get(account_id.lower())
+            return _copied(found) if found else None
+
+    def storage_accounts_in(self, subscription_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            keys = self.storage_subscriptions.get(subscription_id, [])
+            return [_copied(self.storage_accounts[k]) for k in keys]
+
+    def private_endpoints_in(self, subscription_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            prefix = f"/subscriptions/{subscription_id.lower()}/"
+            return [_copied(e) for k, e in self.private_endpoints.items() if k.startswith(prefix)]
 
     def vaults_in(self, subscription_id: str) -> list[dict[str, Any]]:
         with self._lock:

@@ -299,7 +299,7 @@ class ArmInventory:
         )
         try:
             with self._client(subscription_id, counter) as client:
-                for index, vault in enumerate(_guarded(client.vaults.list_by_subscription(), guard)):
+                for index, vault in enumerate(guarded_items(client.vaults.list_by_subscription(), guard)):
                     # azure-mgmt-keyvault 14's models are mappings over the response JSON, and
                     # as_dict() gives that JSON back whole, unknown fields included, so the
                     # normaliser sees exactly what a file or `az` would show (a test pins this).
@@ -344,7 +344,7 @@ class ArmInventory:
         return read
 
 
-def _guarded(pager: ItemPaged[Any], guard: PageGuard) -> Iterator[Any]:
+def guarded_items(pager: ItemPaged[Any], guard: PageGuard) -> Iterator[Any]:
     """The items of ``pager``, page by page, each page's ``nextLink`` shown to ``guard`` before its
     items are used and before the SDK may request it (the page iterator's continuation token is
     the ``nextLink`` of the page just read)."""
