@@ -42,6 +42,7 @@ class Governing:
     profile: str
     access_mode: str  # Learning | Enforced | Audit
     inbound_rules: tuple[dict[str, Any], ...]  # the profile's Inbound access rules (ARM JSON)
+    access_rules_version: str = "0"  # the profile's, as its access log rows carry it
 
 
 class PerimeterError(ValueError):
@@ -284,6 +285,7 @@ class Perimeters:
                         profile=profile,
                         access_mode=properties["accessMode"],
                         inbound_rules=inbound,
+                        access_rules_version=perimeter.profiles[profile]["properties"]["accessRulesVersion"],
                     )
         return None
 

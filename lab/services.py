@@ -80,6 +80,8 @@ class LabServices:
         self.resource_graph = ResourceGraphEmulator(estate, server=self.arm.server)
         self.world = LabWorld(estate, blackholed=blackholed)
         self.logs = LogAnalyticsEmulator(estate, latency_s=latency_s)
+        # The data plane's perimeter decisions reach the workspace a perimeter's diagnostic setting names.
+        self.world.keyvault.perimeter_logs = self.logs.perimeter_decided
         self.sinks = WebhookSink()
         self._with_azurite = azurite
         self.azurite: Azurite | None = None
