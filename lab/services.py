@@ -157,6 +157,7 @@ class LabServices:
         *,
         subscriptions: Sequence[str] = (WALKTHROUGH_SUBSCRIPTION,),
         workspaces: Sequence[str] = (WALKTHROUGH_WORKSPACE,),
+        perimeter_workspaces: Sequence[str] = (),
         baseline: Path | None = WALKTHROUGH_BASELINE,
         sqlite_path: Path | None = None,
         channels: bool = True,
@@ -177,6 +178,8 @@ class LabServices:
             "KVMON_EVENT_QUEUE": "kvmon-vault-events",
             "KVMON_SCAN_SCHEDULE": "0 */15 * * * *",
         }
+        if perimeter_workspaces:
+            environ["KVMON_NSP_WORKSPACES"] = ",".join(perimeter_workspaces)
         if baseline is not None:
             environ["KVMON_BASELINE"] = str(baseline)
         if self.azurite is not None:
