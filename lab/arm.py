@@ -67,7 +67,7 @@ from urllib.parse import urlencode
 from lab.estate import LAB_TENANT, Estate, token_claims
 from lab.eventgrid import PublishedEvent, ResourceEventType
 from lab.http import LabServer, LinkFault, Request, Response
-from lab.nsp import PerimeterError
+from lab.nsp import LAB_MODIFIER, PerimeterError
 
 LIST_ROUTE = "arm.vaults.list_by_subscription"
 GET_ROUTE = "arm.vaults.get"
@@ -103,7 +103,7 @@ PERIMETER_ROUTES = (
 )
 
 # Who a change is stamped with when the token names nobody (the lab's fixed operator).
-FALLBACK_MODIFIED_BY = "alice@contoso.example"
+FALLBACK_MODIFIED_BY = LAB_MODIFIER
 # The role assignment every write is authorised by, as the event's authorization evidence says
 # (the lab has no role assignments to look up).
 LAB_WRITER_ROLE = "Key Vault Contributor"
@@ -510,6 +510,7 @@ class ArmEmulator:
         )
         existed = self.estate.perimeters.access_rule(perimeter_id, profile, name) is not None
         subscriptions = properties.get("subscriptions") or []
+        modified_by, modified_by_type = _caller(request)
         try:
             rule = self.estate.perimeters.put_access_rule(
                 perimeter_id,
@@ -524,6 +525,8 @@ class ArmEmulator:
                 fully_qualified_domain_names=[
                     str(n) for n in properties.get("fullyQualifiedDomainNames") or []
                 ],
+                modified_by=modified_by,
+                modified_by_type=modified_by_type,
             )
         except PerimeterError as exc:
             return _error(400, "InvalidRequestContent", str(exc))
@@ -567,6 +570,7 @@ class ArmEmulator:
             )
         perimeter_id, name = self._perimeter_id(request), request.params["association"]
         existed = self.estate.perimeters.association(perimeter_id, name) is not None
+        modified_by, modified_by_type = _caller(request)
         try:
             association = self.estate.perimeters.associate(
                 perimeter_id,
@@ -574,6 +578,8 @@ class ArmEmulator:
                 resource_id=str(resource.get("id", "")),
                 profile=str(profile.get("id", "")),
                 access_mode=str(properties.get("accessMode") or "Learning"),
+                modified_by=modified_by,
+                modified_by_type=modified_by_type,
             )
         except PerimeterError as exc:
             return _error(400, "InvalidRequestContent", str(exc))

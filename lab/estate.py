@@ -176,7 +176,7 @@ class Estate:
         # timespans read it, so a demo can move time on for the whole lab at once (aware, UTC).
         self.clock: Callable[[], dt.datetime] = utcnow
         # Network Security Perimeters (``lab.nsp``), under the same lock as the vaults they govern.
-        self.perimeters = Perimeters(self._lock)
+        self.perimeters = Perimeters(self._lock, clock=self.now)
         self.perimeter_refusal_code = PERIMETER_REFUSAL_CODE
 
     def now(self) -> dt.datetime:
