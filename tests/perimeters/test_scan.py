@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 from azure.mgmt.network import NetworkManagementClient
-from azure.mgmt.network.models import NspAccessRule, NspAccessRuleProperties
+from azure.mgmt.network.models import (
+    NspAccessRule,
+    NspAccessRuleProperties,
+    NspAssociation,
+    NspAssociationProperties,
+    SubResource,
+)
 
 from lab.credential import LabCredential
 from lab.estate import Estate
@@ -21,6 +27,8 @@ from monitor.store import Store, open_store
 from tests.perimeters.conftest import PERIMETER_GROUP, SUB_A, perimeter
 
 VAULT = "kv-nsp-demo"
+# The perimeter's owner: a pipeline's service principal, which ARM stamps by application id.
+NETWORK_PIPELINE_APP_ID = "5d7f9b12-0000-4000-8000-00000000a5e7"
 
 
 def locked_and_perimetered() -> tuple[Estate, str, str]:
@@ -143,6 +151,88 @@ def test_a_rule_edit_is_drift_of_the_profiles_access_rules_version(lab: LabServi
     changed = {change["field"]: change for change in kv301.evidence["changes"]}
     version = changed["networkSecurityPerimeter.accessRulesVersion"]
     assert (version["before"], version["after"]) == ("1", "2")
+
+
+def network_client(lab: LabServices) -> NetworkManagementClient:
+    """azure-mgmt-network as the perimeter's owner, not the vault's."""
+    settings = Settings.from_environ(lab.environ(subscriptions=(SUB_A,)))
+    return NetworkManagementClient(
+        LabCredential(app_id=NETWORK_PIPELINE_APP_ID, object_id="5d7f9b12-0000-4000-8000-00000000b5e7"),
+        SUB_A,
+        base_url=settings.arm_endpoint,
+        credential_scopes=[f"{settings.arm_endpoint}/.default"],
+        connection_verify=settings.connection_verify,
+    )
+
+
+def test_kv301_names_who_changed_the_association_not_the_vaults_last_modifier(
+    lab: LabServices, store: Store
+) -> None:
+    estate, vault_id, _ = locked_and_perimetered()
+    lab.use(estate)
+    runtime = runtime_for(lab, store)
+    [first] = scan(runtime).report.postures
+    assert first.last_modified_by == "alice@contoso.example"  # the vault's creator; it never moves here
+    association = first.perimeter.association
+    assert association is not None and association.modified is not None and association.created is not None
+    assert association.modified.by == "alice@contoso.example"
+
+    with network_client(lab) as network:
+        profile = network.network_security_perimeter_profiles.get(PERIMETER_GROUP, "nsp-app", "default")
+        network.network_security_perimeter_associations.begin_create_or_update(
+            PERIMETER_GROUP,
+            "nsp-app",
+            "assoc-kv",
+            NspAssociation(
+                properties=NspAssociationProperties(
+                    private_link_resource=SubResource(id=vault_id),
+                    profile=SubResource(id=profile.id),
+                    access_mode="Enforced",
+                )
+            ),
+        ).result()
+    second = scan(runtime)
+
+    [kv301] = [f for f in second.report.findings if f.rule_id == "KV301"]
+    assert [c["field"] for c in kv301.evidence["changes"]] == ["networkSecurityPerimeter.accessMode"]
+    assert (kv301.evidence["last_modified_by"], kv301.evidence["last_modified_by_type"]) == (
+        NETWORK_PIPELINE_APP_ID,
+        "Application",
+    )
+    assert kv301.evidence["last_modified_of"] == "networkSecurityPerimeter"
+    assert f"the perimeter last modified by {NETWORK_PIPELINE_APP_ID} at " in kv301.summary
+    [posture] = second.report.postures
+    assert posture.perimeter.association is not None and posture.perimeter.association.created is not None
+    assert (
+        posture.perimeter.association.created.by == "alice@contoso.example"
+    )  # a replacement keeps its creator
+    # Stored and read back by the next scan: the stamps survive the store.
+    stored = store.load_postures(vault_keys=[vault_id.lower()])[vault_id.lower()].posture
+    assert stored.perimeter == posture.perimeter
+
+
+def test_kv301_names_who_edited_the_profiles_rules_for_an_access_rules_version_change(
+    lab: LabServices, store: Store
+) -> None:
+    estate, _, _ = locked_and_perimetered()
+    lab.use(estate)
+    runtime = runtime_for(lab, store)
+    scan(runtime)
+    with network_client(lab) as network:
+        network.network_security_perimeter_access_rules.create_or_update(
+            PERIMETER_GROUP,
+            "nsp-app",
+            "default",
+            "office",
+            NspAccessRule(
+                properties=NspAccessRuleProperties(direction="Inbound", address_prefixes=["203.0.113.0/28"])
+            ),
+        )
+    [kv301] = [f for f in scan(runtime).report.findings if f.rule_id == "KV301"]
+    assert "networkSecurityPerimeter.accessRulesVersion" in {c["field"] for c in kv301.evidence["changes"]}
+    # The association itself was not written: its modifier (alice) did not make this change.
+    assert kv301.evidence["last_modified_by"] == NETWORK_PIPELINE_APP_ID
+    assert kv301.evidence["last_modified_of"] == "networkSecurityPerimeter"
 
 
 def test_the_one_vault_read_of_an_event_reads_its_perimeter(lab: LabServices, store: Store) -> None:
