@@ -3,6 +3,7 @@ azure-mgmt-keyvault (or Resource Graph) and azure-mgmt-network, judged, stored i
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,13 +19,15 @@ from azure.mgmt.network.models import (
 
 from lab.credential import LabCredential
 from lab.estate import Estate
+from lab.http import Fault
 from lab.services import LabServices
+from monitor.app.deadline import DEADLINE_CODE
 from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanOutcome, ScanRequest, ScanRuntime, run_scan
 from monitor.config.settings import Settings
 from monitor.model import ChangeKind, ErrorSource, PerimeterLookup
 from monitor.store import Store, open_store
-from tests.perimeters.conftest import PERIMETER_GROUP, SUB_A, perimeter
+from tests.perimeters.conftest import PERIMETER_GROUP, SUB_A, SUB_B, perimeter
 
 VAULT = "kv-nsp-demo"
 # The perimeter's owner: a pipeline's service principal, which ARM stamps by application id.
@@ -70,9 +73,11 @@ def runtime_for(lab: LabServices, store: Store, **settings: str) -> ScanRuntime:
     )
 
 
-def scan(runtime: ScanRuntime, **request: object) -> ScanOutcome:
+def scan(
+    runtime: ScanRuntime, *, subscriptions: tuple[str, ...] = (SUB_A,), **request: object
+) -> ScanOutcome:
     return run_scan(
-        ScanRequest(subscriptions=(SUB_A,), probe=False, logs=False, notify=False, **request),  # type: ignore[arg-type]
+        ScanRequest(subscriptions=subscriptions, probe=False, logs=False, notify=False, **request),  # type: ignore[arg-type]
         runtime,
     )
 
@@ -241,3 +246,50 @@ def test_the_one_vault_read_of_an_event_reads_its_perimeter(lab: LabServices, st
     outcome = scan(runtime_for(lab, store), vault_id=vault_id)
     [posture] = outcome.report.postures
     assert posture.perimeter.lookup == PerimeterLookup.ASSOCIATED and "KV015" in rule_ids(outcome)
+
+
+def test_a_perimeter_read_that_outlasts_the_scan_deadline_is_unreadable_everywhere_and_resolves_nothing(
+    lab: LabServices, store: Store
+) -> None:
+    estate, vault_id, _ = locked_and_perimetered()
+    other_id = estate.add_vault(
+        subscription_id=SUB_B, resource_group="rg-app", name="kv-other", public_network_access="Disabled"
+    )["id"]
+    estate.perimeters.associate(
+        perimeter(estate, SUB_B, "nsp-b"),
+        "assoc-b",
+        resource_id=other_id,
+        profile="default",
+        access_mode="Enforced",
+    )
+    lab.use(estate)
+    both = {"KVMON_SUBSCRIPTIONS": f"{SUB_A},{SUB_B}"}
+    first = scan(runtime_for(lab, store, **both), subscriptions=(SUB_A, SUB_B))
+    assert first.report.errors == [] and "KV001" in rule_ids(first)
+
+    # Every perimeter route stalls 3 s, within ARM's own timeout but past the scan's 1 s deadline.
+    lab.arm.server.inject(
+        r"(?i)/providers/Microsoft\.Network/networkSecurityPerimeters", Fault(delay_s=3, times=0)
+    )
+    try:
+        second = scan(
+            runtime_for(lab, store, KVMON_SCAN_DEADLINE="1s", KVMON_ARM_TIMEOUT="10", **both),
+            subscriptions=(SUB_A, SUB_B),
+        )
+    finally:
+        lab.arm.server.clear_faults()
+        for thread in threading.enumerate():  # the cut-off read finishes in the background
+            if thread.name == "kvmon-scan-source":
+                thread.join(timeout=30)
+
+    assert {p.key: p.perimeter.lookup for p in second.report.postures} == {
+        vault_id.lower(): PerimeterLookup.UNREADABLE,
+        other_id.lower(): PerimeterLookup.UNREADABLE,
+    }
+    errors = {(e.source, e.scope, e.code) for e in second.report.errors}
+    assert errors == {(ErrorSource.ARM, SUB_A, DEADLINE_CODE), (ErrorSource.ARM, SUB_B, DEADLINE_CODE)}
+    assert all("the network security perimeters not read" in e.message for e in second.report.errors)
+    kv018 = {f.vault_id.lower() for f in second.report.findings if f.rule_id == "KV018"}
+    assert kv018 == {vault_id.lower(), other_id.lower()}
+    assert "KV001" not in rule_ids(second)  # unknown, never closed or open on a read that did not end
+    assert [c for c in second.report.changes if c.kind is ChangeKind.RESOLVED] == []
