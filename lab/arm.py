@@ -78,7 +78,7 @@ from urllib.parse import urlencode
 from lab.estate import LAB_TENANT, Estate, token_claims
 from lab.eventgrid import PublishedEvent, ResourceEventType
 from lab.http import LabServer, LinkFault, Request, Response
-from lab.nsp import PerimeterError
+from lab.nsp import LAB_MODIFIER, PerimeterError
 
 LIST_ROUTE = "arm.vaults.list_by_subscription"
 GET_ROUTE = "arm.vaults.get"
@@ -117,7 +117,7 @@ PERIMETER_ROUTES = (
 )
 
 # Who a change is stamped with when the token names nobody (the lab's fixed operator).
-FALLBACK_MODIFIED_BY = "alice@contoso.example"
+FALLBACK_MODIFIED_BY = LAB_MODIFIER
 # The role assignment every write is authorised by, as the event's authorization evidence says
 # (the lab has no role assignments to look up).
 LAB_WRITER_ROLE = "Key Vault Contributor"
@@ -535,6 +535,7 @@ class ArmEmulator:
         )
         existed = self.estate.perimeters.access_rule(perimeter_id, profile, name) is not None
         subscriptions = properties.get("subscriptions") or []
+        modified_by, modified_by_type = _caller(request)
         try:
             rule = self.estate.perimeters.put_access_rule(
                 perimeter_id,
@@ -549,6 +550,8 @@ class ArmEmulator:
                 fully_qualified_domain_names=[
                     str(n) for n in properties.get("fullyQualifiedDomainNames") or []
                 ],
+                modified_by=modified_by,
+                modified_by_type=modified_by_type,
             )
         except PerimeterError as exc:
             return _error(400, "InvalidRequestContent", str(exc))
@@ -592,6 +595,7 @@ class ArmEmulator:
             )
         perimeter_id, name = self._perimeter_id(request), request.params["association"]
         existed = self.estate.perimeters.association(perimeter_id, name) is not None
+        modified_by, modified_by_type = _caller(request)
         try:
             association = self.estate.perimeters.associate(
                 perimeter_id,
@@ -599,6 +603,8 @@ class ArmEmulator:
                 resource_id=str(resource.get("id", "")),
                 profile=str(profile.get("id", "")),
                 access_mode=str(properties.get("accessMode") or "Learning"),
+                modified_by=modified_by,
+                modified_by_type=modified_by_type,
             )
         except PerimeterError as exc:
             return _error(400, "InvalidRequestContent", str(exc))

@@ -34,8 +34,9 @@ settings) through the walkthrough:
    azure-mgmt-network client's ``network_security_perimeter_associations.begin_create_or_update``).
    The vault's own document still says Disabled, and a configuration scanner reading it calls
    the vault closed; kvmon reads the association and the profile's rules, so its configuration
-   verdict says open (KV001, KV014, KV015, KV301 naming the association), and its internet probe
-   is admitted (KV101).
+   verdict says open (KV001, KV014, KV015, KV301 naming the association), its internet probe
+   is admitted (KV101), and the perimeter's access log (a diagnostic setting to the network team's
+   workspace, ``KVMON_NSP_WORKSPACES``) shows that probe let in by the 0.0.0.0/0 rule (KV205).
 
 The function of step 4 is the demo's own, not the app's ``vault_changed``: that one reads its
 settings, credential and clock from the process (the environment, ``DefaultAzureCredential``,
@@ -87,8 +88,9 @@ from rich.text import Text
 
 from lab.azurite import AzuriteUnavailable
 from lab.credential import LabCredential
-from lab.estate import WALKTHROUGH_SUBSCRIPTION, WALKTHROUGH_WORKSPACE, Estate, walkthrough_estate
+from lab.estate import WALKTHROUGH_SUBSCRIPTION, WALKTHROUGH_WORKSPACE, walkthrough_estate
 from lab.eventgrid import DeliveryAttempt, EventGridEmulator, FunctionTarget, PublishedEvent
+from lab.loganalytics import NSP_TABLE
 from lab.services import LabServices
 from lab.sinks import Received
 from lab.tls import lab_pki
@@ -122,6 +124,8 @@ PERIMETER = "nsp-walkthrough"
 PERIMETER_PROFILE = "defaultProfile"
 PERIMETER_RULE = "allow-all-inbound"
 PERIMETER_OWNER_OBJECT_ID = "1f4a6c80-0000-4000-8000-0000000005e7"
+# The perimeter's diagnostic setting sends its access log (NSPAccessLogs) to the network team's workspace.
+PERIMETER_WORKSPACE = "66666666-7777-8888-9999-000000000a5e"
 ASSOCIATE_AFTER = dt.timedelta(minutes=6)  # after step 5's first scan
 SINKS = ("teams", "slack")
 # Step 2's fix is deployed by the platform team's pipeline, a service principal: ARM stamps
@@ -347,7 +351,10 @@ def run_demo(*, report_path: Path, display: Display) -> DemoResult:
     try:
         with display.progress("Starting the lab: ARM, DNS, Key Vault, Log Analytics, Teams, Slack, Azurite"):
             lab.start()
-        environ = lab.environ()
+        # The network team's workspace has held the perimeter's access log (its other resources'
+        # rows) since long before the walkthrough: the table is there from scan 1.
+        lab.logs.set_tables(PERIMETER_WORKSPACE, NSP_TABLE)
+        environ = lab.environ(perimeter_workspaces=(PERIMETER_WORKSPACE,))
         settings = Settings.from_environ(environ)
         runtime = build_runtime(settings, environ=environ, credential=LabCredential())
         runtime.clock = clock
@@ -618,11 +625,12 @@ def _walkthrough(
         5, f"{NSP_VAULT}: public access Disabled, then a Learning perimeter admitting 0.0.0.0/0", NSP_VAULT
     )
     display.heading(f"Step 5 · {step.title}")
-    _add_locked_vault_and_perimeter(lab.estate)
+    _add_locked_vault_and_perimeter(lab)
     display.line(
         f"What is there: {NSP_VAULT} has publicNetworkAccess Disabled and no private endpoint: locked. "
         f"In {PERIMETER_GROUP}, another team's Network Security Perimeter {PERIMETER} has a profile "
-        f"{PERIMETER_PROFILE} whose inbound rule {PERIMETER_RULE} admits 0.0.0.0/0 while they onboard."
+        f"{PERIMETER_PROFILE} whose inbound rule {PERIMETER_RULE} admits 0.0.0.0/0 while they onboard; "
+        f"its diagnostic setting sends its access log to workspace {PERIMETER_WORKSPACE}."
     )
     clock.advance_to(first + 4 * interval)
     step.scans.append(scan("Scan 5"))
@@ -652,9 +660,10 @@ def _walkthrough(
     return steps
 
 
-def _add_locked_vault_and_perimeter(estate: Estate) -> None:
+def _add_locked_vault_and_perimeter(lab: LabServices) -> None:
     """Step 5's world: the locked vault (its requests logged to the walkthrough's workspace) and the
-    other team's perimeter, with no association yet."""
+    other team's perimeter, with no association yet, logging its decisions to its team's workspace."""
+    estate = lab.estate
     estate.add_vault(
         subscription_id=WALKTHROUGH_SUBSCRIPTION,
         resource_group="rg-walkthrough",
@@ -676,6 +685,7 @@ def _add_locked_vault_and_perimeter(estate: Estate) -> None:
     estate.perimeters.put_access_rule(
         perimeter, PERIMETER_PROFILE, PERIMETER_RULE, address_prefixes=["0.0.0.0/0"]
     )
+    lab.logs.send_perimeter_logs(perimeter, PERIMETER_WORKSPACE)
 
 
 def _associate(lab: LabServices, *, vault_name: str, access_mode: str) -> None:
@@ -721,6 +731,12 @@ def _show_perimeter_verdict(display: Display, view: ScanView, *, vault: str) -> 
         display.line(
             f"  internet probe: {internet.verdict.value} (the vault saw {internet.seen_address or 'no address'})",
             style="bold red" if internet.verdict.value == "admitted" else "green",
+        )
+    admitted = sorted(str(f.subject) for f in view.findings(vault) if f.rule_id == "KV205")
+    if admitted:
+        display.line(
+            f"  perimeter access log: public source(s) {', '.join(admitted)} admitted by a perimeter rule (KV205)",
+            style="bold red",
         )
 
 

@@ -21,11 +21,12 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
 from lab.nsp import Governing, Perimeters
+from monitor.model import PerimeterLogCategory
 
 LAB_VAULT_SUFFIX = "vault.lab.test"
 LAB_VAULTCORE_SUFFIX = "vaultcore.lab.test"
@@ -115,8 +116,10 @@ class AccessDecision:
     subnet_id: str
     private_endpoint_id: str
     refusal: Refusal | None = None  # None when admitted
-    # The perimeter whose association governed the request, and the inbound rule that admitted it.
-    perimeter_id: str = ""
+    # The association that governed the request (Learning or Enforced), the NSPAccessLogs category
+    # its perimeter writes for the decision, and the inbound rule that admitted it.
+    perimeter: Governing | None = None
+    perimeter_log: PerimeterLogCategory | None = None
     matched_rule: str = ""
     bypass_none: bool = False  # networkAcls.bypass is None: a firewall refusal then names NSP rules
 
@@ -182,7 +185,7 @@ class Estate:
         # timespans read it, so a demo can move time on for the whole lab at once (aware, UTC).
         self.clock: Callable[[], dt.datetime] = utcnow
         # Network Security Perimeters (``lab.nsp``), under the same lock as the vaults they govern.
-        self.perimeters = Perimeters(self._lock)
+        self.perimeters = Perimeters(self._lock, clock=self.now)
         self.perimeter_refusal_code = PERIMETER_REFUSAL_CODE
 
     def now(self) -> dt.datetime:
@@ -618,6 +621,11 @@ class Estate:
             vault = self.vaults[vault_key]
             props = vault["properties"]
             located = self.locate(client_address)
+            governing = self.perimeters.governing(vault["id"])
+            if governing is not None and governing.access_mode not in ("Learning", "Enforced"):
+                # Audit mode logs and does not enforce (inferred: it is undocumented for Key Vault);
+                # what it would log is unknown, so the lab writes no access-log row for it.
+                governing = None
             if local_address != PUBLIC_INGRESS:
                 # Private endpoints always pass, perimeter or not.
                 endpoint = self.private_endpoint_at(local_address)
@@ -632,7 +640,16 @@ class Estate:
                 )
                 if approved and located is not None:
                     assert endpoint is not None
-                    return AccessDecision(True, client_address, None, "PrivateEndpoint", "", endpoint[1])
+                    return AccessDecision(
+                        True,
+                        client_address,
+                        None,
+                        "PrivateEndpoint",
+                        "",
+                        endpoint[1],
+                        perimeter=governing,
+                        perimeter_log=PerimeterLogCategory.PRIVATE_INBOUND_ALLOWED if governing else None,
+                    )
                 return AccessDecision(
                     False, client_address, "ForbiddenByConnection", "", "", "", Refusal.CONNECTION
                 )
@@ -645,8 +662,7 @@ class Estate:
             else:
                 seen = located[1].nat_public_address
             access = str(props.get("publicNetworkAccess") or "Enabled").lower()
-            governing = self.perimeters.governing(vault["id"])
-            if governing is not None and governing.access_mode in ("Learning", "Enforced"):
+            if governing is not None:
                 return self._perimeter_decides(
                     governing,
                     props,
@@ -655,8 +671,7 @@ class Estate:
                     subnet_id=subnet_id,
                     caller_subscription=caller_subscription,
                 )
-            # No perimeter, or one in Audit mode, which logs and does not enforce (inferred: it is
-            # undocumented for Key Vault); SecuredByPerimeter then admits private endpoints only.
+            # No perimeter, or one in Audit mode: SecuredByPerimeter then admits private endpoints only.
             if access in ("disabled", "securedbyperimeter"):
                 return AccessDecision(
                     False, seen, "ForbiddenByConnection", "", subnet_id, "", Refusal.CONNECTION
@@ -675,7 +690,9 @@ class Estate:
     ) -> AccessDecision:
         """Learning or Enforced: the profile's inbound rules admit; in Learning mode with public access
         Enabled the vault's firewall admits too. Service Endpoint traffic is not supported under a
-        perimeter: refused whatever the rules say."""
+        perimeter: refused whatever the rules say. Each decision names its access-log category; a
+        refusal in Learning mode is the resource rules' (the perimeter's rules fell back to them)."""
+        learning = governing.access_mode == "Learning"
         refused = AccessDecision(
             False,
             seen,
@@ -684,19 +701,34 @@ class Estate:
             subnet_id,
             "",
             Refusal.PERIMETER,
-            perimeter_id=governing.perimeter_id,
+            perimeter=governing,
+            perimeter_log=PerimeterLogCategory.PUBLIC_RESOURCE_RULES_DENIED
+            if learning
+            else PerimeterLogCategory.PUBLIC_PERIMETER_RULES_DENIED,
         )
         if subnet_id:
             return refused
         matched = _matching_rule(governing.inbound_rules, seen=seen, caller_subscription=caller_subscription)
         if matched is not None:
             return AccessDecision(
-                True, seen, None, "", "", "", perimeter_id=governing.perimeter_id, matched_rule=matched
+                True,
+                seen,
+                None,
+                "",
+                "",
+                "",
+                perimeter=governing,
+                perimeter_log=PerimeterLogCategory.PUBLIC_PERIMETER_RULES_ALLOWED,
+                matched_rule=matched,
             )
-        if governing.access_mode == "Learning" and access == "enabled":
+        if learning and access == "enabled":
             by_firewall = _firewall_decides(props, seen=seen, subnet_id=subnet_id)
             if by_firewall.admitted:
-                return by_firewall
+                return replace(
+                    by_firewall,
+                    perimeter=governing,
+                    perimeter_log=PerimeterLogCategory.PUBLIC_RESOURCE_RULES_ALLOWED,
+                )
         return refused
 
     # -- DNS -----------------------------------------------------------------------------------

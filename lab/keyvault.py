@@ -4,7 +4,10 @@ It answers like Key Vault (see AZURE-NOTES.md): a 401 challenge without a token,
 with the network-info header, and for ``GET /secrets/{name}`` the network's verdict from
 ``Estate.decide`` (403 ForbiddenByFirewall / ForbiddenByConnection, a perimeter's refusal) or 404
 SecretNotFound. The vault is the one the Host header names, as in Azure, and every secret request
-is appended to the estate's access log, which the Log Analytics emulator serves.
+is appended to the estate's access log, which the Log Analytics emulator serves. A request to a
+vault a perimeter governs (Learning or Enforced) also goes to ``perimeter_logs`` as the
+``NSPAccessLogs`` row that perimeter writes (``LogAnalyticsEmulator.perimeter_decided`` in
+``LabServices``), with the category of the decision.
 
 Refusal texts are Azure's. A Network Security Perimeter in Learning or Enforced mode refuses with
 "Request was not allowed by NSP rules and the client address is not authorized and caller was
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -36,6 +39,7 @@ from lab.estate import (
     token_claims,
 )
 from lab.http import LabServer, Request, Response
+from lab.loganalytics import PerimeterAccessRecord
 from lab.tls import LAB_HOSTNAMES
 
 NETWORK_INFO_HEADER = "x-ms-keyvault-network-info"
@@ -53,7 +57,8 @@ class KeyVaultDataPlane:
 
     ``addresses`` defaults to ``estate.listening_addresses()`` at start; ``certificates`` gives
     some addresses a different certificate (the names it covers), e.g. to play a TLS-intercepting
-    middlebox with a certificate for another name.
+    middlebox with a certificate for another name. ``perimeter_logs`` receives each perimeter
+    decision's access-log row (None: perimeters log nowhere).
     """
 
     def __init__(
@@ -64,8 +69,10 @@ class KeyVaultDataPlane:
         addresses: Sequence[str] | None = None,
         certificates: Mapping[str, tuple[str, ...]] | None = None,
         latency_s: float = 0.0,
+        perimeter_logs: Callable[[PerimeterAccessRecord], object] | None = None,
     ) -> None:
         self.estate = estate
+        self.perimeter_logs = perimeter_logs
         self.port = port
         self._addresses = tuple(addresses) if addresses is not None else None
         self._certificates = dict(certificates or {})
@@ -223,9 +230,33 @@ class KeyVaultDataPlane:
         started: float,
     ) -> None:
         query = f"?{urlencode(request.query)}" if request.query else ""
+        now = self.estate.now()
+        governing, category = decision.perimeter, decision.perimeter_log
+        # The network check runs after the token's: a 401 challenge took no perimeter decision.
+        if (
+            self.perimeter_logs is not None
+            and governing is not None
+            and category is not None
+            and status != 401
+        ):
+            self.perimeter_logs(
+                PerimeterAccessRecord(
+                    time=now,
+                    vault_id=vault["id"],
+                    perimeter_id=governing.perimeter_id,
+                    category=category.value,
+                    source_address=decision.seen_address,
+                    source_app_id=str((claims or {}).get("appid", "")),
+                    matched_rule=decision.matched_rule,
+                    traffic_type="Private" if decision.private_endpoint_id else "Public",
+                    profile=governing.profile,
+                    access_rules_version=governing.access_rules_version,
+                    location=vault["location"],
+                )
+            )
         self.estate.record(
             AccessRecord(
-                time=self.estate.now(),
+                time=now,
                 vault_id=vault["id"],
                 vault_name=vault["name"],
                 operation="SecretGet",

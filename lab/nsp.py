@@ -6,20 +6,23 @@ examples for Microsoft.Network 2024-07-01 and later: ``NetworkSecurityPerimeterL
 ``Perimeters`` is held by the ``Estate`` (``estate.perimeters``) and shares its lock: the ARM
 emulator serves it and the Key Vault data plane asks it which perimeter governs a vault
 (``governing``). Every access rule written or deleted bumps its profile's ``accessRulesVersion``,
-as Azure does. ``forbid`` makes reads under a perimeter or a profile answer 403, as a reader
-without permission there gets.
+as Azure does. Associations and access rules carry ARM's ``systemData`` (who created and last
+modified them, when, on the estate's clock). ``forbid`` makes reads under a perimeter or a profile
+answer 403, as a reader without permission there gets.
 """
 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import threading
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 PERIMETER_TYPE = "Microsoft.Network/networkSecurityPerimeters"
+LAB_MODIFIER = "alice@contoso.example"  # who a write through the lab's Python API is stamped with
 ACCESS_MODES = ("Learning", "Enforced", "Audit")
 LINK_STATES = ("Approved", "Pending", "Rejected", "Disconnected")
 
@@ -42,6 +45,7 @@ class Governing:
     profile: str
     access_mode: str  # Learning | Enforced | Audit
     inbound_rules: tuple[dict[str, Any], ...]  # the profile's Inbound access rules (ARM JSON)
+    access_rules_version: str = "0"  # the profile's, as its access log rows carry it
 
 
 class PerimeterError(ValueError):
@@ -49,8 +53,14 @@ class PerimeterError(ValueError):
 
 
 class Perimeters:
-    def __init__(self, lock: threading.RLock | None = None) -> None:
+    def __init__(
+        self,
+        lock: threading.RLock | None = None,
+        *,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
         self._lock = lock or threading.RLock()
+        self._clock = clock  # stamps systemData
         self._perimeters: dict[str, _Perimeter] = {}  # lower-cased id -> perimeter
         self.forbidden: set[str] = (
             set()
@@ -99,9 +109,12 @@ class Perimeters:
         subscriptions: Iterable[str] = (),
         service_tags: Iterable[str] = (),
         fully_qualified_domain_names: Iterable[str] = (),
+        modified_by: str = LAB_MODIFIER,
+        modified_by_type: str = "User",
     ) -> dict[str, Any]:
         """Create or replace an access rule (``subscriptions``: subscription resource ids,
-        ``/subscriptions/{id}``) and bump the profile's accessRulesVersion."""
+        ``/subscriptions/{id}``), stamped as ``modified_by`` did it, and bump the profile's
+        accessRulesVersion."""
         if direction not in ("Inbound", "Outbound"):
             raise PerimeterError(f"direction must be Inbound or Outbound, not {direction!r}")
         with self._lock:
@@ -123,7 +136,9 @@ class Perimeters:
                     "serviceTags": list(service_tags),
                 },
             }
-            perimeter.rules[profile.lower()][name.lower()] = rule
+            rules = perimeter.rules[profile.lower()]
+            rule["systemData"] = self._stamp(rules.get(name.lower()), modified_by, modified_by_type)
+            rules[name.lower()] = rule
             _bump(found)
             return copy.deepcopy(rule)
 
@@ -137,10 +152,18 @@ class Perimeters:
             return removed
 
     def associate(
-        self, perimeter_id: str, name: str, *, resource_id: str, profile: str, access_mode: str
+        self,
+        perimeter_id: str,
+        name: str,
+        *,
+        resource_id: str,
+        profile: str,
+        access_mode: str,
+        modified_by: str = LAB_MODIFIER,
+        modified_by_type: str = "User",
     ) -> dict[str, Any]:
         """Create or replace the association ``name`` of ``resource_id`` with ``profile`` (a name or
-        the profile's id)."""
+        the profile's id), stamped as ``modified_by`` did it."""
         mode = next((m for m in ACCESS_MODES if m.lower() == access_mode.lower()), None)
         if mode is None:
             raise PerimeterError(f"accessMode must be one of {', '.join(ACCESS_MODES)}, not {access_mode!r}")
@@ -159,6 +182,9 @@ class Perimeters:
                     "hasProvisioningIssues": "no",
                 },
             }
+            association["systemData"] = self._stamp(
+                perimeter.associations.get(name.lower()), modified_by, modified_by_type
+            )
             perimeter.associations[name.lower()] = association
             return copy.deepcopy(association)
 
@@ -284,10 +310,30 @@ class Perimeters:
                         profile=profile,
                         access_mode=properties["accessMode"],
                         inbound_rules=inbound,
+                        access_rules_version=perimeter.profiles[profile]["properties"]["accessRulesVersion"],
                     )
         return None
 
     # -- internals -----------------------------------------------------------------------------
+
+    def _stamp(
+        self, replaced: dict[str, Any] | None, modified_by: str, modified_by_type: str
+    ) -> dict[str, str]:
+        """ARM's systemData for a write: a replacement keeps its creator."""
+        now = self._clock().astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+        created = (replaced or {}).get("systemData") or {
+            "createdBy": modified_by,
+            "createdByType": modified_by_type,
+            "createdAt": now,
+        }
+        return {
+            "createdBy": created["createdBy"],
+            "createdByType": created["createdByType"],
+            "createdAt": created["createdAt"],
+            "lastModifiedBy": modified_by,
+            "lastModifiedByType": modified_by_type,
+            "lastModifiedAt": now,
+        }
 
     def _get(self, perimeter_id: str) -> _Perimeter:
         found = self._perimeters.get(perimeter_id.lower())

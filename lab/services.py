@@ -80,6 +80,8 @@ class LabServices:
         self.resource_graph = ResourceGraphEmulator(estate, server=self.arm.server)
         self.world = LabWorld(estate, blackholed=blackholed)
         self.logs = LogAnalyticsEmulator(estate, latency_s=latency_s)
+        # The data plane's perimeter decisions reach the workspace a perimeter's diagnostic setting names.
+        self.world.keyvault.perimeter_logs = self.logs.perimeter_decided
         self.sinks = WebhookSink()
         self._with_azurite = azurite
         self.azurite: Azurite | None = None
@@ -155,6 +157,7 @@ class LabServices:
         *,
         subscriptions: Sequence[str] = (WALKTHROUGH_SUBSCRIPTION,),
         workspaces: Sequence[str] = (WALKTHROUGH_WORKSPACE,),
+        perimeter_workspaces: Sequence[str] = (),
         baseline: Path | None = WALKTHROUGH_BASELINE,
         sqlite_path: Path | None = None,
         channels: bool = True,
@@ -175,6 +178,8 @@ class LabServices:
             "KVMON_EVENT_QUEUE": "kvmon-vault-events",
             "KVMON_SCAN_SCHEDULE": "0 */15 * * * *",
         }
+        if perimeter_workspaces:
+            environ["KVMON_NSP_WORKSPACES"] = ",".join(perimeter_workspaces)
         if baseline is not None:
             environ["KVMON_BASELINE"] = str(baseline)
         if self.azurite is not None:

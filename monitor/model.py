@@ -148,6 +148,15 @@ class PerimeterAccessRule:
 
 
 @dataclass(frozen=True)
+class ArmStamp:
+    """Who wrote an ARM resource and when, from its ``systemData`` (any part may be missing)."""
+
+    by: str | None = None
+    by_type: str | None = None  # User | Application | ManagedIdentity | Key
+    at: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
 class PerimeterProvisioningIssue:
     """What Azure reports it could not apply of the perimeter's configuration to the vault."""
 
@@ -169,6 +178,11 @@ class PerimeterAssociation:
     access_rules_version: int | None = None  # the profile's, bumped by Azure on every rule edit
     inbound_rules: tuple[PerimeterAccessRule, ...] = ()
     provisioning_issues: tuple[PerimeterProvisioningIssue, ...] = ()
+    # The association's systemData, and the newest lastModified of the profile's access rules (who
+    # moved accessRulesVersion: a deleted rule leaves none, so a deletion's author can be unknown).
+    created: ArmStamp | None = None
+    modified: ArmStamp | None = None
+    rules_modified: ArmStamp | None = None
 
     @property
     def access_mode(self) -> PerimeterAccessMode:

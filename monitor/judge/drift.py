@@ -42,6 +42,7 @@ from typing import Any
 
 from monitor.judge.perimeter import NetworkPosture
 from monitor.model import (
+    ArmStamp,
     ChangeActor,
     IpRule,
     PerimeterAccessMode,
@@ -99,6 +100,9 @@ class NetworkDiff:
     last_modified_by: str | None = None
     last_modified_by_type: str | None = None
     last_modified_at: dt.datetime | None = None
+    # Only the perimeter moved: who and when are the association's (or its rules') systemData, and an
+    # actor named for the vault's own writes did not make this change.
+    perimeter_only: bool = False
 
     @property
     def loosening(self) -> bool:
@@ -119,13 +123,15 @@ class NetworkDiff:
         if len(self.changes) > _SUMMARY_CHANGES:
             parts.append(f"and {len(self.changes) - _SUMMARY_CHANGES} more")
         text = "; ".join(parts)
+        actor = None if self.perimeter_only else actor
         if actor is not None:
             moment = actor.changed_at or self.last_modified_at
             when = _iso(moment) if moment else "an unknown time"
             return f"{text} (changed by {actor.describe()} at {when})"
         who = self.last_modified_by or "unknown"
         when = _iso(self.last_modified_at) if self.last_modified_at else "an unknown time"
-        return f"{text} (last modified by {who} at {when})"
+        what = "the perimeter last modified" if self.perimeter_only else "last modified"
+        return f"{text} ({what} by {who} at {when})"
 
     def as_evidence(self, *, actor: ChangeActor | None = None) -> dict[str, Any]:
         evidence: dict[str, Any] = {
@@ -135,7 +141,9 @@ class NetworkDiff:
             "last_modified_by_type": self.last_modified_by_type,
             "last_modified_at": _iso(self.last_modified_at) if self.last_modified_at else None,
         }
-        if actor is not None:
+        if self.perimeter_only:
+            evidence["last_modified_of"] = "networkSecurityPerimeter"
+        elif actor is not None:
             evidence["actor"] = actor.as_evidence()
         return evidence
 
@@ -183,7 +191,17 @@ def network_diff(before: VaultPosture, after: VaultPosture) -> NetworkDiff:
                 public_disabled=after.public_access_disabled,
             )
         )
-    changes.extend(_perimeter(before, after))
+    perimeter = _perimeter(before, after)
+    if perimeter and not changes:
+        stamp = _perimeter_stamp(before, after)
+        return NetworkDiff(
+            changes=tuple(perimeter),
+            last_modified_by=stamp.by if stamp else None,
+            last_modified_by_type=stamp.by_type if stamp else None,
+            last_modified_at=stamp.at if stamp else None,
+            perimeter_only=True,
+        )
+    changes.extend(perimeter)
     return NetworkDiff(
         changes=tuple(changes),
         last_modified_by=after.last_modified_by,
@@ -370,6 +388,24 @@ def _perimeter(before: NetworkPosture, after: NetworkPosture) -> list[FieldChang
     return changes
 
 
+def _perimeter_stamp(before: NetworkPosture, after: NetworkPosture) -> ArmStamp | None:
+    """Who made a perimeter change: the association's systemData when it was created, replaced
+    (mode, profile) or re-created, else (only the profile's rules moved) the newest access rule's.
+    None for a removed association: ARM keeps no systemData of a deleted resource."""
+    old, new = before.perimeter.association, after.perimeter.association
+    if new is None:
+        return None
+    association_written = (
+        old is None
+        or (old.modified is not None and old.modified != new.modified)
+        or old.profile_id.lower() != new.profile_id.lower()
+        or old.access_mode_text.strip().lower() != new.access_mode_text.strip().lower()
+    )
+    if association_written or new.rules_modified is None:
+        return new.modified
+    return new.rules_modified
+
+
 def _association_change(
     association: PerimeterAssociation, *, added: bool, vault: NetworkPosture
 ) -> FieldChange:
@@ -546,7 +582,17 @@ def storage_network_diff(before: StorageAccountPosture, after: StorageAccountPos
                 direction,
             )
         )
-    changes.extend(_perimeter(before, after))
+    perimeter = _perimeter(before, after)
+    if perimeter and not changes:
+        stamp = _perimeter_stamp(before, after)
+        return NetworkDiff(
+            changes=tuple(perimeter),
+            last_modified_by=stamp.by if stamp else None,
+            last_modified_by_type=stamp.by_type if stamp else None,
+            last_modified_at=stamp.at if stamp else None,
+            perimeter_only=True,
+        )
+    changes.extend(perimeter)
     return NetworkDiff(
         changes=tuple(changes),
         last_modified_by=after.last_modified_by,

@@ -48,6 +48,7 @@ from azure.mgmt.network import NetworkManagementClient
 
 from monitor.azure_errors import describe_exception, error_code
 from monitor.model import (
+    ArmStamp,
     ErrorSource,
     IpRule,
     PerimeterAccessRule,
@@ -275,7 +276,7 @@ class ArmPerimeterReader:
         if not ours:
             return
         profiles, links, failure = self._profiles_and_links(client, perimeter)
-        rules: dict[str, tuple[PerimeterAccessRule, ...] | str] = {}
+        rules: dict[str, tuple[tuple[PerimeterAccessRule, ...], ArmStamp | None] | str] = {}
         for fields in ours:
             found = _Found(vault_key=fields.resource_id.lower(), perimeter=perimeter)
             read.found.append(found)
@@ -289,10 +290,11 @@ class ArmPerimeterReader:
                 continue
             if profile_name.lower() not in rules:
                 rules[profile_name.lower()] = self._inbound_rules(client, perimeter, profile.name)
-            inbound = rules[profile_name.lower()]
-            if isinstance(inbound, str):
-                found.error = inbound
+            read_rules = rules[profile_name.lower()]
+            if isinstance(read_rules, str):
+                found.error = read_rules
                 continue
+            inbound, rules_modified = read_rules
             found.association = PerimeterAssociation(
                 perimeter_id=perimeter.id,
                 perimeter_name=perimeter.name,
@@ -302,6 +304,9 @@ class ArmPerimeterReader:
                 access_rules_version=profile.access_rules_version,
                 inbound_rules=inbound + _linked(links, profile.name),
                 provisioning_issues=fields.issues,
+                created=fields.created,
+                modified=fields.modified,
+                rules_modified=rules_modified,
             )
 
     def _profiles_and_links(
@@ -326,15 +331,21 @@ class ArmPerimeterReader:
 
     def _inbound_rules(
         self, client: NetworkManagementClient, perimeter: _Perimeter, profile: str
-    ) -> tuple[PerimeterAccessRule, ...] | str:
-        """The profile's Inbound rules, or why they could not be read."""
+    ) -> tuple[tuple[PerimeterAccessRule, ...], ArmStamp | None] | str:
+        """The profile's Inbound rules and the newest rule write (any direction: each moves
+        accessRulesVersion), or why they could not be read."""
         try:
             items = list(
                 client.network_security_perimeter_access_rules.list(
                     perimeter.resource_group, perimeter.name, profile
                 )
             )
-            return tuple(rule for rule in (_inbound_rule(item) for item in items) if rule is not None)
+            inbound = tuple(rule for rule in (_inbound_rule(item) for item in items) if rule is not None)
+            written = [
+                stamp for stamp in (_modified(item.system_data) for item in items) if stamp is not None
+            ]
+            dated = [(stamp.at, stamp) for stamp in written if stamp.at is not None]
+            return inbound, max(dated, key=lambda pair: pair[0])[1] if dated else None
         except Exception as exc:
             return f"the access rules of profile {profile} could not be read: {_describe(exc)}"
 
@@ -353,6 +364,8 @@ class _AssociationFields:
     profile_id: str
     access_mode: str
     issues: tuple[PerimeterProvisioningIssue, ...]
+    created: ArmStamp | None = None
+    modified: ArmStamp | None = None
 
 
 def _value(value: Any) -> str:
@@ -360,6 +373,28 @@ def _value(value: Any) -> str:
     if value is None:
         return ""
     return str(getattr(value, "value", value))
+
+
+def _created(system_data: Any) -> ArmStamp | None:
+    """ARM's systemData creator (None: the service sent no systemData)."""
+    if system_data is None:
+        return None
+    return ArmStamp(
+        by=system_data.created_by,
+        by_type=_value(system_data.created_by_type) or None,
+        at=system_data.created_at,
+    )
+
+
+def _modified(system_data: Any) -> ArmStamp | None:
+    """ARM's systemData last modifier (None: the service sent no systemData)."""
+    if system_data is None:
+        return None
+    return ArmStamp(
+        by=system_data.last_modified_by,
+        by_type=_value(system_data.last_modified_by_type) or None,
+        at=system_data.last_modified_at,
+    )
 
 
 def _is(value: Any, expected: str) -> bool:
@@ -427,6 +462,8 @@ def _association_fields(item: Any) -> _AssociationFields:
         resource_id=_value(resource.id if resource is not None else None),
         profile_id=_value(profile.id if profile is not None else None),
         access_mode=_value(properties.access_mode),
+        created=_created(item.system_data),
+        modified=_modified(item.system_data),
         issues=tuple(issues),
     )
 

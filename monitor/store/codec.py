@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from monitor.errors import StoreError
 from monitor.jsonable import to_jsonable
 from monitor.model import (
+    ArmStamp,
     ErrorSource,
     Finding,
     FindingRecord,
@@ -344,8 +345,18 @@ def _perimeter_from_json(data: Mapping[str, Any] | None) -> PerimeterReading:
             )
             for issue in found.get("provisioning_issues") or ()
         ),
+        created=_stamp_from_json(found.get("created")),
+        modified=_stamp_from_json(found.get("modified")),
+        rules_modified=_stamp_from_json(found.get("rules_modified")),
     )
     return PerimeterReading(lookup=lookup, association=association)
+
+
+def _stamp_from_json(data: Mapping[str, Any] | None) -> ArmStamp | None:
+    """Absent in records written before kvmon kept the association's systemData: unknown."""
+    if not data:
+        return None
+    return ArmStamp(by=data.get("by"), by_type=data.get("by_type"), at=parse_time(data.get("at")))
 
 
 def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from monitor.model import (
+    ArmStamp,
     ErrorSource,
     FindingRecord,
     FindingStatus,
@@ -92,6 +93,9 @@ def test_posture_round_trips_exactly(store: EntityStore) -> None:
                 provisioning_issues=(
                     PerimeterProvisioningIssue("i1", "ConfigurationPropagationFailure", "Error", "d"),
                 ),
+                created=ArmStamp("alice@contoso.example", "User", T0),
+                modified=ArmStamp("3c5e7a90-0000-4000-8000-0000000f1a7e", "Application", T0),
+                rules_modified=ArmStamp("bob@contoso.example", None, None),
             ),
         ),
     ],
@@ -107,6 +111,18 @@ def test_a_posture_stored_before_perimeters_were_read_has_its_association_not_lo
     stored = codec.posture_to_json(posture())
     del stored["perimeter"]
     assert codec.posture_from_json(stored).perimeter == PerimeterReading()
+
+
+def test_an_association_stored_before_kvmon_kept_its_system_data_reads_with_no_author() -> None:
+    stamped = association(
+        created=ArmStamp("alice@contoso.example", "User", T0), modified=ArmStamp("a", "User", T0)
+    )
+    stored = codec.posture_to_json(posture(perimeter=PerimeterReading(PerimeterLookup.ASSOCIATED, stamped)))
+    for key in ("created", "modified", "rules_modified"):
+        del stored["perimeter"]["association"][key]
+    read = codec.posture_from_json(stored).perimeter.association
+    assert read is not None and (read.created, read.modified, read.rules_modified) == (None, None, None)
+    assert read == association()
 
 
 def test_a_vault_whose_key_needs_more_than_512_characters_round_trips(store: EntityStore) -> None:
