@@ -6,12 +6,13 @@ dead configuration under a perimeter, and the words of a set difference against 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
+from typing import Any
 
-from monitor.judge.perimeter import EffectiveExposure
+from monitor.judge.perimeter import EffectiveExposure, InboundSet, NetworkPosture
 from monitor.judge.rules.base import Hit
-from monitor.model import IPNetwork, Severity
+from monitor.model import IPNetwork, PerimeterLookup, Severity
 
 # IP rules of Key Vault and Storage are matched against the public address a request arrives from,
 # so a rule inside one of these ranges never admits anything (traffic from private space arrives
@@ -36,6 +37,41 @@ def reserved_range_of(network: IPNetwork) -> IPNetwork | None:
         if network.version == reserved.version and network.subnet_of(reserved):  # type: ignore[arg-type]
             return reserved
     return None
+
+
+def perimeter_evidence(posture: NetworkPosture, exposure: EffectiveExposure) -> dict[str, Any]:
+    """The perimeter's part of a finding's evidence; none where no reader looked (a document
+    judged as before)."""
+    if posture.perimeter.lookup == PerimeterLookup.NOT_LOOKED_UP:
+        return {}
+    return {"perimeter": exposure.as_evidence()}
+
+
+def public_exposure(
+    exposure: EffectiveExposure,
+    *,
+    open_reason: str,
+    evidence: Mapping[str, Any],
+    resource: str,
+    reaches: str,
+) -> Iterator[Hit]:
+    """KV001's and ST001's decision on fields that were read: open to the public through the
+    resource's own firewall (``open_reason``, what any address ``reaches``), or, under a perimeter
+    in force, through the perimeter's open entries (and the ``resource``'s firewall too, in Learning
+    mode with public access Enabled)."""
+    if not exposure.public:
+        return
+    if not exposure.perimeter_in_force:
+        yield Hit(
+            summary=f"{open_reason}: any address on the internet reaches {reaches}", evidence=dict(evidence)
+        )
+        return
+    opened = [entry.describe() for entry in exposure.open_entries]
+    if exposure.inbound == InboundSet.RULES_OR_FIREWALL and exposure.firewall_open:
+        opened.append(f"the {resource}'s firewall ({open_reason})")
+    yield Hit(
+        summary=f"{exposure.reason}: open to the public through {'; '.join(opened)}", evidence=dict(evidence)
+    )
 
 
 def dead_under_perimeter(exposure: EffectiveExposure, hits: Iterable[Hit]) -> Iterator[Hit]:

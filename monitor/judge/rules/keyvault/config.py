@@ -7,7 +7,6 @@ already applied by the normaliser, and the baseline's ``VaultPolicy``).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from monitor.config.policy import Mode
 from monitor.judge.perimeter import (
@@ -18,8 +17,14 @@ from monitor.judge.perimeter import (
     within_any,
 )
 from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, VaultFacts, rule
-from monitor.judge.rules.firewall import dead_under_perimeter, reserved_range_of, set_difference_summary
-from monitor.model import EvidenceSource, IPNetwork, IpRule, PerimeterLookup, Severity, VaultPosture
+from monitor.judge.rules.firewall import (
+    dead_under_perimeter,
+    perimeter_evidence,
+    public_exposure,
+    reserved_range_of,
+    set_difference_summary,
+)
+from monitor.model import EvidenceSource, IPNetwork, IpRule, Severity, VaultPosture
 
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 NETWORK_SECURITY = f"{_LEARN}/key-vault/general/network-security"
@@ -73,14 +78,6 @@ def _exposure(facts: VaultFacts) -> EffectiveExposure:
     return effective_exposure(posture=facts.posture, policy=facts.policy)
 
 
-def _perimeter_evidence(posture: VaultPosture, exposure: EffectiveExposure) -> dict[str, Any]:
-    """The perimeter's part of a finding's evidence; none where no reader looked (a vault document
-    judged as before)."""
-    if posture.perimeter.lookup == PerimeterLookup.NOT_LOOKED_UP:
-        return {}
-    return {"perimeter": exposure.as_evidence()}
-
-
 def _open_reason(posture: VaultPosture) -> str:
     if not posture.network_acls_present:
         return f"publicNetworkAccess is {posture.public_network_access} and there are no networkAcls"
@@ -132,20 +129,12 @@ def public_network_open(facts: VaultFacts) -> Iterator[Hit]:
     ):
         return  # Azure's defaults stand in for what could not be read: no evidence of an open vault
     exposure = _exposure(facts)
-    if not exposure.public:
-        return
-    if not exposure.perimeter_in_force:
-        yield Hit(
-            summary=f"{_open_reason(posture)}: any address on the internet reaches the data plane",
-            evidence={**_open_evidence(posture), **_perimeter_evidence(posture, exposure)},
-        )
-        return
-    opened = [entry.describe() for entry in exposure.open_entries]
-    if exposure.inbound == InboundSet.RULES_OR_FIREWALL and exposure.firewall_open:
-        opened.append(f"the vault's firewall ({_open_reason(posture)})")
-    yield Hit(
-        summary=f"{exposure.reason}: open to the public through {'; '.join(opened)}",
-        evidence={**_open_evidence(posture), **_perimeter_evidence(posture, exposure)},
+    yield from public_exposure(
+        exposure,
+        open_reason=_open_reason(posture),
+        evidence={**_open_evidence(posture), **perimeter_evidence(posture, exposure)},
+        resource="vault",
+        reaches="the data plane",
     )
 
 
@@ -432,7 +421,7 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
             evidence={
                 **_open_evidence(posture),
                 "approved_connections": approved,
-                **_perimeter_evidence(posture, exposure),
+                **perimeter_evidence(posture, exposure),
             },
             severity=Severity.HIGH if exposure.public else None,
         )
@@ -455,7 +444,7 @@ def private_endpoint_not_enforced(facts: VaultFacts) -> Iterator[Hit]:
         evidence={
             **_open_evidence(posture),
             "approved_connections": approved,
-            **_perimeter_evidence(posture, exposure),
+            **perimeter_evidence(posture, exposure),
         },
         severity=Severity.HIGH if also_open else None,
     )

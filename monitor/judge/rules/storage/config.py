@@ -23,8 +23,14 @@ from monitor.judge.perimeter import (
     within_any,
 )
 from monitor.judge.rules.base import Exposure, Hit, Rule, RuleCategory, StorageFacts, rule
-from monitor.judge.rules.firewall import dead_under_perimeter, reserved_range_of, set_difference_summary
-from monitor.model import EvidenceSource, IPNetwork, PerimeterLookup, Service, Severity
+from monitor.judge.rules.firewall import (
+    dead_under_perimeter,
+    perimeter_evidence,
+    public_exposure,
+    reserved_range_of,
+    set_difference_summary,
+)
+from monitor.model import EvidenceSource, IPNetwork, Service, Severity
 from monitor.model_storage import (
     PublicNetworkAccess,
     StorageAccountPosture,
@@ -105,12 +111,6 @@ def _open_evidence(posture: StorageAccountPosture) -> dict[str, Any]:
     }
 
 
-def _perimeter_evidence(posture: StorageAccountPosture, exposure: EffectiveExposure) -> dict[str, Any]:
-    if posture.perimeter.lookup == PerimeterLookup.NOT_LOOKED_UP:
-        return {}
-    return {"perimeter": exposure.as_evidence()}
-
-
 def _all_ip_rules(posture: StorageAccountPosture) -> Iterator[tuple[str, int, StorageIpRule]]:
     """Every IP rule with the list it is in and the address family that list takes."""
     for rule_ in posture.ip_rules:
@@ -170,20 +170,12 @@ def public_network_open(facts: StorageFacts) -> Iterator[Hit]:
     ):
         return  # Azure's defaults stand in for what could not be read: no evidence of an open account
     exposure = _exposure(facts)
-    if not exposure.public:
-        return
-    if not exposure.perimeter_in_force:
-        yield Hit(
-            summary=f"{_open_reason(posture)}: any address on the internet reaches {_endpoints(posture)}",
-            evidence={**_open_evidence(posture), **_perimeter_evidence(posture, exposure)},
-        )
-        return
-    opened = [entry.describe() for entry in exposure.open_entries]
-    if exposure.inbound == InboundSet.RULES_OR_FIREWALL and exposure.firewall_open:
-        opened.append(f"the account's firewall ({_open_reason(posture)})")
-    yield Hit(
-        summary=f"{exposure.reason}: open to the public through {'; '.join(opened)}",
-        evidence={**_open_evidence(posture), **_perimeter_evidence(posture, exposure)},
+    yield from public_exposure(
+        exposure,
+        open_reason=_open_reason(posture),
+        evidence={**_open_evidence(posture), **perimeter_evidence(posture, exposure)},
+        resource="account",
+        reaches=_endpoints(posture),
     )
 
 
@@ -537,7 +529,7 @@ def private_endpoint_not_enforced(facts: StorageFacts) -> Iterator[Hit]:
         evidence={
             **_open_evidence(posture),
             "approved_connections": working,
-            **_perimeter_evidence(posture, exposure),
+            **perimeter_evidence(posture, exposure),
         },
         severity=Severity.HIGH if exposure.public else None,
     )
