@@ -50,8 +50,9 @@ from monitor.model import (
     PerimeterLookup,
     PrivateEndpointConnection,
     VaultPosture,
+    VirtualNetworkRule,
 )
-from monitor.model_storage import StorageAccountPosture, StorageBypass
+from monitor.model_storage import StorageAccountPosture, StorageBypass, StorageVirtualNetworkRule
 
 _PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
 _SUMMARY_CHANGES = 4
@@ -276,10 +277,14 @@ def _ip_rules(
     return changes
 
 
-def _subnets(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
-    old = {rule.key: rule for rule in before.virtual_network_rules}
-    new = {rule.key: rule for rule in after.virtual_network_rules}
-    field = "networkAcls.virtualNetworkRules"
+# Either service's virtual network rule: each names its subnet.
+SubnetRule = VirtualNetworkRule | StorageVirtualNetworkRule
+
+
+def _subnets_added_or_removed(
+    field: str, old: Mapping[str, SubnetRule], new: Mapping[str, SubnetRule]
+) -> list[FieldChange]:
+    """Subnets a virtual network rule admits now and did not (loosening), and the reverse; by key."""
     changes = [
         FieldChange(field, "added", None, new[key].subnet_id, Direction.LOOSENING)
         for key in sorted(new.keys() - old.keys())
@@ -288,6 +293,14 @@ def _subnets(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
         FieldChange(field, "removed", old[key].subnet_id, None, Direction.TIGHTENING)
         for key in sorted(old.keys() - new.keys())
     ]
+    return changes
+
+
+def _subnets(before: VaultPosture, after: VaultPosture) -> list[FieldChange]:
+    old = {rule.key: rule for rule in before.virtual_network_rules}
+    new = {rule.key: rule for rule in after.virtual_network_rules}
+    field = "networkAcls.virtualNetworkRules"
+    changes = _subnets_added_or_removed(field, old, new)
     for key in sorted(old.keys() & new.keys()):
         if old[key].ignore_missing_service_endpoint != new[key].ignore_missing_service_endpoint:
             changes.append(
@@ -631,14 +644,7 @@ def _storage_subnets(before: StorageAccountPosture, after: StorageAccountPosture
     old = {rule.key: rule for rule in before.virtual_network_rules}
     new = {rule.key: rule for rule in after.virtual_network_rules}
     field = "networkAcls.virtualNetworkRules"
-    changes = [
-        FieldChange(field, "added", None, new[key].subnet_id, Direction.LOOSENING)
-        for key in sorted(new.keys() - old.keys())
-    ]
-    changes += [
-        FieldChange(field, "removed", old[key].subnet_id, None, Direction.TIGHTENING)
-        for key in sorted(old.keys() - new.keys())
-    ]
+    changes = _subnets_added_or_removed(field, old, new)
     for key in sorted(old.keys() & new.keys()):
         was, now = old[key].state, new[key].state
         if was is not now and was is not None and now is not None:
