@@ -33,6 +33,7 @@ STAGES = ("shared", "config", "sources", "judge", "store", "outputs", "app", "cl
 SHARED = (
     "monitor.model",
     "monitor.model_storage",
+    "monitor.scan_report",
     "monitor.netaddr",
     "monitor.jsonable",
     "monitor.errors",

@@ -45,12 +45,12 @@ from monitor.model import (
     PerimeterReading,
     ProbeResult,
     ScanError,
-    ScanReport,
     ScanTrigger,
     VaultPosture,
 )
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
+from monitor.scan_report import ScanReport
 from monitor.sources.arm import VaultRead, vault_id_parts
 from monitor.sources.change_history import ChangeHistory
 from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader

@@ -33,10 +33,10 @@ from monitor.model import (
     PerimeterLogEvidence,
     ProbeResult,
     ScanError,
-    ScanReport,
     Severity,
     VaultPosture,
 )
+from monitor.scan_report import ScanReport
 
 FORMATS = ("table", "json", "sarif", "markdown")
 

@@ -39,12 +39,12 @@ from monitor.model import (
     PerimeterLogEvidence,
     ProbeResult,
     ScanError,
-    ScanReport,
     Severity,
     VaultPosture,
     Verdict,
 )
 from monitor.outputs.formats import vantage_columns, vantage_json
+from monitor.scan_report import ScanReport
 
 SCHEMA = "kvmon.report/v1"
 TOP_CALLERS = 10

@@ -22,7 +22,8 @@ from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.cli import main
 from monitor.config.settings import Settings
-from monitor.model import ChangeKind, FindingStatus, ScanReport
+from monitor.model import ChangeKind, FindingStatus
+from monitor.scan_report import ScanReport
 from monitor.store import Store
 from tests.faults.conftest import (
     FAULT_TIMEOUT_S,

@@ -17,8 +17,9 @@ from lab.estate import PUBLIC_INGRESS
 from lab.http import Fault
 from lab.services import LabServices, _vantage_json
 from monitor.app.scan import ScanRequest, run_scan
-from monitor.model import ChangeKind, ErrorSource, FindingStatus, ScanReport, Verdict
+from monitor.model import ChangeKind, ErrorSource, FindingStatus, Verdict
 from monitor.outputs.formats import FORMATS, write_report
+from monitor.scan_report import ScanReport
 from monitor.store import Store
 from tests.faults.conftest import (
     REMOTE_KEY,

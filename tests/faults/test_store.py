@@ -27,7 +27,7 @@ from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.cli import main
 from monitor.cli.scan import EXIT_SCAN_FAILED
 from monitor.config.settings import Settings
-from monitor.model import ScanReport
+from monitor.scan_report import ScanReport
 from monitor.store import Store, StoreUnavailable, open_store
 from tests.faults.conftest import SUB_A, SUB_B, fault_environ, free_loopback_port
 

@@ -23,7 +23,7 @@ from lab.http import Fault
 from lab.sinks import WebhookSink
 from monitor.config.channels import ChannelConfig, ChannelKind
 from monitor.config.secret import Secret
-from monitor.model import ChangeKind, ScanReport, Severity
+from monitor.model import ChangeKind, Severity
 from monitor.outputs.notify.compose import WEBHOOK_SCHEMA, message_id
 from monitor.outputs.notify.deliver import (
     MESSAGE_ID_HEADER,
@@ -33,6 +33,7 @@ from monitor.outputs.notify.deliver import (
     Notifier,
     notifier_from_environ,
 )
+from monitor.scan_report import ScanReport
 from monitor.store import open_store
 from monitor.store.base import Store
 from tests.notify.factories import SCAN_TIME, change, mixed_changes

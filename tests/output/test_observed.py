@@ -27,11 +27,11 @@ from monitor.model import (
     PerimeterLookup,
     PerimeterReading,
     ProbeResult,
-    ScanReport,
     Severity,
     Verdict,
 )
 from monitor.outputs.formats import FORMATS, Observed, to_json, to_markdown, to_sarif, write_report
+from monitor.scan_report import ScanReport
 from tests.conftest import REPO
 from tests.store.helpers import SUB_A, SUB_B, T0, posture
 

@@ -30,11 +30,11 @@ from monitor.model import (
     HealthStep,
     ProbeResult,
     ScanError,
-    ScanReport,
     VaultPosture,
     Verdict,
 )
 from monitor.outputs.report import build_report_document
+from monitor.scan_report import ScanReport
 from monitor.sources.keyvault.normalise import normalise_vault
 from tests.report.scenario import SE_SUBNET
 

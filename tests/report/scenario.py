@@ -26,7 +26,6 @@ from monitor.model import (
     PrivateEndpointConnection,
     ProbeResult,
     ScanError,
-    ScanReport,
     Severity,
     Suppression,
     TlsStep,
@@ -34,6 +33,7 @@ from monitor.model import (
     Verdict,
     VirtualNetworkRule,
 )
+from monitor.scan_report import ScanReport
 
 STARTED = dt.datetime(2025, 3, 14, 9, 30, 0, tzinfo=dt.UTC)
 FINISHED = STARTED + dt.timedelta(seconds=4.2)

@@ -19,11 +19,11 @@ from monitor.model import (
     FindingChange,
     ProbeResult,
     ScanError,
-    ScanReport,
     Severity,
     Verdict,
 )
 from monitor.outputs.report import SCHEMA, build_report_document
+from monitor.scan_report import ScanReport
 from tests.report import scenario
 from tests.report.scenario import GENERATED, POLICIES, VANTAGES, walkthrough_report
 

@@ -6,8 +6,9 @@ import dataclasses
 import json
 from typing import Any
 
-from monitor.model import PerimeterLogCategory, PerimeterLogEvidence, ScanReport
+from monitor.model import PerimeterLogCategory, PerimeterLogEvidence
 from monitor.outputs.report import build_report_document, render_html
+from monitor.scan_report import ScanReport
 from tests.logs.test_perimeter_rules import seen
 from tests.report.dom import ReportDom
 from tests.report.scenario import GENERATED, POLICIES, VANTAGES, walkthrough_report

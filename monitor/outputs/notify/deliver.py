@@ -31,9 +31,10 @@ import requests
 from monitor.config.channels import ChannelConfig, ChannelKind, load_channels
 from monitor.config.secret import Secret
 from monitor.httpsession import SettledSession
-from monitor.model import ErrorSource, FindingChange, ScanError, ScanReport, Severity
+from monitor.model import ErrorSource, FindingChange, ScanError, Severity
 from monitor.outputs.notify.compose import ScanDigest, body_bytes, compose, message_id, open_counts
 from monitor.outputs.notify.redact import redact, redacting_logs
+from monitor.scan_report import ScanReport
 from monitor.store.base import OutboxMessage, Store, StoreUnavailable
 
 logger = logging.getLogger("monitor.outputs.notify")
