@@ -14,8 +14,8 @@ import datetime as dt
 import os
 import re
 import sys
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from azure.core.credentials import TokenCredential
 
@@ -23,6 +23,7 @@ from monitor.cli import common
 from monitor.config.identity import default_credential
 from monitor.config.settings import Settings, SettingsError, parse_duration
 from monitor.jsonable import to_jsonable
+from monitor.model import LogEvidence, PerimeterLogEvidence
 from monitor.sources import nsp_kql
 from monitor.sources.keyvault.kql import (
     PLACEHOLDER_VAULT_ID,
@@ -168,17 +169,10 @@ def _console() -> Any:
 
 
 def _print_table(result: LogsReadResult) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = _console()
-    for key in sorted(result.evidence):
-        evidence = result.evidence[key]
-        name = key.rsplit("/", 1)[-1]
-        window = f"{_short(evidence.window_start)} .. {_short(evidence.window_end)}"
-        state = "" if evidence.complete else " (incomplete)"
-        table = Table(title=escape(f"{name}: {window}{state}"), title_justify="left")
-        for column in (
+    _print_evidence(
+        result.evidence,
+        log="",
+        columns=(
             "Caller",
             "Space",
             "Auth type",
@@ -188,10 +182,9 @@ def _print_table(result: LogsReadResult) -> None:
             "Requests",
             "First",
             "Last",
-        ):
-            table.add_column(column, justify="right" if column == "Requests" else "left")
-        for item in evidence.activity:
-            cells = (
+        ),
+        rows=lambda evidence: [
+            (
                 item.caller_address or "(none)",
                 "private" if item.address_private else "public",
                 item.address_auth_type or "",
@@ -202,38 +195,19 @@ def _print_table(result: LogsReadResult) -> None:
                 _short(item.first_seen),
                 _short(item.last_seen),
             )
-            table.add_row(*(escape(cell) for cell in cells))
-        if not evidence.activity:
-            table.caption = "no rows in the window" if evidence.complete else "nothing read"
-        console.print(table)
-        for note in evidence.notes:
-            console.print(f"  note: {note}", markup=False, highlight=False)
+            for item in evidence.activity
+        ],
+        empty="no rows in the window",
+    )
 
 
 def _print_perimeter_table(result: PerimeterLogsReadResult) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = _console()
-    for key in sorted(result.evidence):
-        evidence = result.evidence[key]
-        name = key.rsplit("/", 1)[-1]
-        window = f"{_short(evidence.window_start)} .. {_short(evidence.window_end)}"
-        state = "" if evidence.complete else " (incomplete)"
-        table = Table(title=escape(f"{name} (NSPAccessLogs): {window}{state}"), title_justify="left")
-        for column in (
-            "Source",
-            "Category",
-            "Matched rule",
-            "Traffic",
-            "App id",
-            "Requests",
-            "First",
-            "Last",
-        ):
-            table.add_column(column, justify="right" if column == "Requests" else "left")
-        for item in evidence.access:
-            cells = (
+    _print_evidence(
+        result.evidence,
+        log=" (NSPAccessLogs)",
+        columns=("Source", "Category", "Matched rule", "Traffic", "App id", "Requests", "First", "Last"),
+        rows=lambda evidence: [
+            (
                 item.source_address or "(none)",
                 item.category.value,
                 item.matched_rule or "",
@@ -243,12 +217,42 @@ def _print_perimeter_table(result: PerimeterLogsReadResult) -> None:
                 _short(item.first_seen),
                 _short(item.last_seen),
             )
-            table.add_row(*(escape(cell) for cell in cells))
-        if not evidence.access:
-            # An empty perimeter log is no evidence: the workspace may sit outside the perimeter.
-            table.caption = (
-                "no rows in the window: no evidence, not no access" if evidence.complete else "nothing read"
-            )
+            for item in evidence.access
+        ],
+        # An empty perimeter log is no evidence: the workspace may sit outside the perimeter.
+        empty="no rows in the window: no evidence, not no access",
+    )
+
+
+_Evidence = TypeVar("_Evidence", LogEvidence, PerimeterLogEvidence)
+
+
+def _print_evidence(
+    evidence_by_vault: Mapping[str, _Evidence],
+    *,
+    log: str,
+    columns: Sequence[str],
+    rows: Callable[[_Evidence], list[tuple[str, ...]]],
+    empty: str,
+) -> None:
+    """One table per vault: its rows of one log, the window and whether it was read completely."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = _console()
+    for key in sorted(evidence_by_vault):
+        evidence = evidence_by_vault[key]
+        name = key.rsplit("/", 1)[-1]
+        window = f"{_short(evidence.window_start)} .. {_short(evidence.window_end)}"
+        state = "" if evidence.complete else " (incomplete)"
+        table = Table(title=escape(f"{name}{log}: {window}{state}"), title_justify="left")
+        for column in columns:
+            table.add_column(column, justify="right" if column == "Requests" else "left")
+        cells = rows(evidence)
+        for row in cells:
+            table.add_row(*(escape(cell) for cell in row))
+        if not cells:
+            table.caption = empty if evidence.complete else "nothing read"
         console.print(table)
         for note in evidence.notes:
             console.print(f"  note: {note}", markup=False, highlight=False)
