@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 from monitor.judge.drift import network_diff
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
+from monitor.judge.rules.drift import change_hits
 from monitor.model import EvidenceSource, Finding, Severity, VaultPosture
 
 
@@ -47,14 +48,7 @@ def network_changed(facts: VaultFacts) -> Iterator[Hit]:
     """
     if facts.previous is None:
         return
-    diff = network_diff(facts.previous, facts.posture)
-    if not diff.changes:
-        return
-    yield Hit(
-        summary=diff.summary(actor=facts.actor),
-        evidence=diff.as_evidence(actor=facts.actor),
-        severity=Severity.HIGH if diff.loosening else Severity.INFO,
-    )
+    yield from change_hits(network_diff(facts.previous, facts.posture), actor=facts.actor)
 
 
 @rule(

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 from monitor.judge.drift import storage_network_diff
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, StorageFacts, rule
+from monitor.judge.rules.drift import change_hits
 from monitor.judge.rules.storage.config import ACCOUNT_ID, BICEP_ACCOUNTS, NETWORK_SECURITY
 from monitor.model import EvidenceSource, Service, Severity
 
@@ -58,14 +59,7 @@ def network_changed(facts: StorageFacts) -> Iterator[Hit]:
     """
     if facts.previous is None:
         return
-    diff = storage_network_diff(facts.previous, facts.posture)
-    if not diff.changes:
-        return
-    yield Hit(
-        summary=diff.summary(actor=facts.actor),
-        evidence=diff.as_evidence(actor=facts.actor),
-        severity=Severity.HIGH if diff.loosening else Severity.INFO,
-    )
+    yield from change_hits(storage_network_diff(facts.previous, facts.posture), actor=facts.actor)
 
 
 @rule(
