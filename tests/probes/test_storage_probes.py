@@ -11,7 +11,7 @@ import pytest
 
 from lab.credential import LabCredential
 from lab.estate import INTERNET_CLIENT, Estate, walkthrough_network
-from lab.http import Response
+from lab.http import Fault, Response
 from lab.services import walkthrough_vantages
 from lab.storage import STORAGE_INGRESS
 from lab.world import LabWorld
@@ -316,3 +316,32 @@ def test_a_vantage_region_is_validated() -> None:
         VantageConfigError, match=r"vantages\[0\]\.region: 'West Europe' is not an Azure region name"
     ):
         parse_vantages([{"name": "fn", "inside": False, "region": "West Europe"}], source="KVMON_VANTAGES")
+
+
+def test_an_account_dns_does_not_know_is_unreachable_and_sends_nothing(
+    world: LabWorld, vantages: dict[str, Vantage], options: ProbeOptions
+) -> None:
+    gone = dataclasses.replace(
+        _posture(world, "stallow"),
+        name="stgone",
+        primary_endpoints={StorageSubresource.BLOB: "https://stgone.blob.core.lab.test/"},
+    )
+    before = len(world.storage.requests)
+    [result] = probe_account(gone, vantage=vantages["internet"], options=options, credential=LabCredential())
+    assert result.verdict is StorageVerdict.UNREACHABLE
+    assert "NXDOMAIN" in (result.data_plane.message or "")
+    assert len(world.storage.requests) == before
+
+
+def test_a_connection_dropped_before_the_answer_is_unknown(
+    world: LabWorld, vantages: dict[str, Vantage], options: ProbeOptions
+) -> None:
+    world.storage.servers[STORAGE_INGRESS].inject(r"/", Fault(reset=True))
+    try:
+        result = _probe(world, "stallow", vantages["internet"], options, StorageSubresource.BLOB)[
+            StorageSubresource.BLOB
+        ]
+    finally:
+        world.storage.servers[STORAGE_INGRESS].clear_faults()
+    assert result.verdict is StorageVerdict.UNKNOWN
+    assert "dropped before an answer" in (result.data_plane.message or "")
