@@ -30,7 +30,8 @@ import ssl
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -69,39 +70,48 @@ REFUSED_CODE = "AuthorizationFailure"
 _SEEN_BYTES = 80  # how much of an answer that proves nothing the verdict quotes
 
 
-def probe_account(
-    posture: StorageAccountPosture,
+def probe_accounts(
+    postures: Sequence[StorageAccountPosture],
     *,
     vantage: Vantage,
     options: ProbeOptions,
     credential: TokenCredential,
-    subresources: Sequence[StorageSubresource] = (),
-    reachability: Reachability | None = None,
+    subresources: Mapping[str, Sequence[StorageSubresource]] | None = None,
 ) -> list[StorageProbeResult]:
-    """One result per endpoint the account uses (``primary_endpoints``; ``subresources``, when
-    given, limits them, e.g. to the baseline's), in the account's order. Never raises for what the
-    network does; an endpoint URL outside ``options.storage_suffixes`` or not the account's own is
-    not contacted and comes back unknown with the reason."""
-    wanted = set(subresources)
+    """One result per endpoint each account uses (``primary_endpoints``, in the account's order;
+    ``subresources``, by lower-cased account id, limits an account's to those given, e.g. the
+    baseline's), accounts in the order given; ``options.concurrency`` endpoints at once, sharing one
+    ``Reachability`` and one TLS context as the vault probes do (``probes.threads``).
+
+    Never raises for what the network does; an endpoint URL outside ``options.storage_suffixes`` or
+    not the account's own is not contacted and comes back unknown with the reason.
+    """
+    chosen = {key.lower(): set(subs) for key, subs in (subresources or {}).items()}
+    endpoints = [
+        (posture, subresource, url)
+        for posture in postures
+        for subresource, url in posture.primary_endpoints.items()
+        if subresource in chosen.get(posture.id.lower(), {subresource})
+    ]
+    if not endpoints:
+        return []
+    reachability = Reachability()
     context = tls_context(options.ca_bundle)
-    reach = reachability or Reachability()
-    results = []
-    for subresource, url in posture.primary_endpoints.items():
-        if wanted and subresource not in wanted:
-            continue
-        results.append(
-            probe_endpoint(
-                posture,
-                subresource,
-                url,
-                vantage=vantage,
-                options=options,
-                credential=credential,
-                reachability=reach,
-                context=context,
+    workers = min(options.concurrency, len(endpoints))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"storage-probe-{vantage.name}") as pool:
+        return list(
+            pool.map(
+                lambda endpoint: probe_endpoint(
+                    *endpoint,
+                    vantage=vantage,
+                    options=options,
+                    credential=credential,
+                    reachability=reachability,
+                    context=context,
+                ),
+                endpoints,
             )
         )
-    return results
 
 
 def probe_endpoint(

@@ -17,10 +17,15 @@ from lab.storage import STORAGE_INGRESS
 from lab.world import LabWorld
 from monitor.config.policy import Vantage
 from monitor.config.vantages import VantageConfigError, parse_vantages
-from monitor.model_storage import StorageAccountPosture, StorageSubresource, StorageVerdict
+from monitor.model_storage import (
+    StorageAccountPosture,
+    StorageProbeResult,
+    StorageSubresource,
+    StorageVerdict,
+)
 from monitor.sources.storage.normalise import normalise_storage_account
 from probes.options import ProbeOptions
-from probes.storage import probe_account
+from probes.storage import probe_accounts
 from tests.probes.conftest import lab_options
 
 SUB = "00000000-0000-0000-0000-00000000a001"
@@ -101,15 +106,17 @@ def _posture(world: LabWorld, name: str) -> StorageAccountPosture:
     return normalise_storage_account(raw)
 
 
-def _probe(world: LabWorld, name: str, vantage: Vantage, options: ProbeOptions, *subs: StorageSubresource):
+def _probe(
+    world: LabWorld, name: str, vantage: Vantage, options: ProbeOptions, *subs: StorageSubresource
+) -> dict[StorageSubresource, StorageProbeResult]:
     return {
         r.subresource: r
-        for r in probe_account(
-            _posture(world, name),
+        for r in probe_accounts(
+            [_posture(world, name)],
             vantage=vantage,
             options=options,
             credential=LabCredential(),
-            subresources=subs,
+            subresources={_id(name): subs} if subs else None,
         )
     }
 
@@ -298,8 +305,8 @@ def test_an_endpoint_outside_the_storage_suffixes_is_not_contacted(
         },
     )
     before = (world.dns.total_queries, len(world.storage.requests))
-    results = probe_account(
-        posture, vantage=vantages["internet"], options=options, credential=LabCredential()
+    results = probe_accounts(
+        [posture], vantage=vantages["internet"], options=options, credential=LabCredential()
     )
     assert [r.verdict for r in results] == [StorageVerdict.UNKNOWN, StorageVerdict.UNKNOWN]
     assert "not under a storage DNS suffix" in (results[0].data_plane.message or "")
@@ -327,7 +334,9 @@ def test_an_account_dns_does_not_know_is_unreachable_and_sends_nothing(
         primary_endpoints={StorageSubresource.BLOB: "https://stgone.blob.core.lab.test/"},
     )
     before = len(world.storage.requests)
-    [result] = probe_account(gone, vantage=vantages["internet"], options=options, credential=LabCredential())
+    [result] = probe_accounts(
+        [gone], vantage=vantages["internet"], options=options, credential=LabCredential()
+    )
     assert result.verdict is StorageVerdict.UNREACHABLE
     assert "NXDOMAIN" in (result.data_plane.message or "")
     assert len(world.storage.requests) == before
@@ -345,3 +354,23 @@ def test_a_connection_dropped_before_the_answer_is_unknown(
         world.storage.servers[STORAGE_INGRESS].clear_faults()
     assert result.verdict is StorageVerdict.UNKNOWN
     assert "dropped before an answer" in (result.data_plane.message or "")
+
+
+def test_many_accounts_at_once_keep_their_order_and_their_own_subresources(
+    world: LabWorld, vantages: dict[str, Vantage], options: ProbeOptions
+) -> None:
+    postures = [_posture(world, "stdeny"), _posture(world, "stallow")]
+    results = probe_accounts(
+        postures,
+        vantage=vantages["internet"],
+        options=options,
+        credential=LabCredential(),
+        subresources={_id("stdeny").upper(): (StorageSubresource.TABLE,)},
+    )
+    assert [(r.account_name, r.subresource.value, r.verdict) for r in results] == [
+        ("stdeny", "table", StorageVerdict.REFUSED),
+        *(
+            ("stallow", sub, StorageVerdict.ADMITTED)
+            for sub in ("blob", "dfs", "file", "queue", "table", "web")
+        ),
+    ]
