@@ -5,6 +5,7 @@ network rules."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
@@ -15,8 +16,10 @@ from lab.http import Fault, Response
 from lab.services import walkthrough_vantages
 from lab.storage import STORAGE_INGRESS
 from lab.world import LabWorld
-from monitor.config.policy import Vantage
+from monitor.config.policy import Mode, Vantage, VaultPolicy
 from monitor.config.vantages import VantageConfigError, parse_vantages
+from monitor.judge.evaluate import evaluate
+from monitor.judge.rules.base import StorageFacts
 from monitor.model_storage import (
     StorageAccountPosture,
     StorageProbeResult,
@@ -374,3 +377,35 @@ def test_many_accounts_at_once_keep_their_order_and_their_own_subresources(
             for sub in ("blob", "dfs", "file", "queue", "table", "web")
         ),
     ]
+
+
+def test_probe_results_through_the_rules(
+    world: LabWorld, vantages: dict[str, Vantage], options: ProbeOptions
+) -> None:
+    """From the lab to the findings: a Private Link account whose blob endpoint works inside while
+    dfs has no endpoint."""
+    posture = _posture(world, "stprivate")
+    places = (vantages["internet"], vantages["pl-subnet"])
+    results = [
+        r
+        for vantage in places
+        for r in probe_accounts(
+            [posture],
+            vantage=vantage,
+            options=options,
+            credential=LabCredential(),
+            subresources={posture.id: (StorageSubresource.BLOB, StorageSubresource.DFS)},
+        )
+    ]
+    facts = StorageFacts(
+        posture=posture,
+        policy=VaultPolicy(entry="pl", mode=Mode.PRIVATE_LINK),
+        probes=tuple(results),
+        vantages=places,
+    )
+    found = sorted(
+        (f.rule_id, f.subject)
+        for f in evaluate([facts], today=dt.date.today()).findings
+        if f.rule_id.startswith("ST1")
+    )
+    assert found == [("ST102", "pl-subnet/dfs"), ("ST103", "pl-subnet/dfs")]
