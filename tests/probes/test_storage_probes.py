@@ -167,6 +167,8 @@ def test_a_reader_gets_the_list_which_is_admitted_too(
     assert result.verdict is StorageVerdict.ADMITTED
     assert result.data_plane.status_code == 200
     assert result.data_plane.error_code is None
+    [answered] = [r for r in world.storage.requests if r.client_request_id == result.client_request_id]
+    assert (answered.status, answered.error_code) == (200, None)
 
 
 def test_default_deny_refuses_with_authorization_failure(
