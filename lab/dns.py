@@ -1,7 +1,7 @@
 """Split-horizon DNS for the lab (dnslib), on 127.0.0.1 over UDP and TCP on one free port.
 
-Answers come from ``Estate.resolve`` (``lab.storage.resolve`` for Storage's names) for the query's SOURCE address: a client in a VNet whose
-private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
+Answers come from ``Estate.resolve`` (``lab.storage.resolve`` for Storage's names) for the query's
+SOURCE address: a client in a VNet whose private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
 as Azure DNS does. Modes for fault tests: ``silent`` (never answers), ``truncate`` (every UDP
 answer truncated, so clients must retry over TCP), ``servfail`` (every answer SERVFAIL) and
 ``empty`` (every answer NOERROR with no record); ``mode`` sets one for every name,
