@@ -4,8 +4,8 @@ Each entry is ``name``, ``inside`` (in the VNet or not), and optionally ``subnet
 ``endpoint`` + ``key_setting`` (a remote deployment's ``/api/probe`` and the app setting holding
 its function key), ``source_address``, ``resolver`` ("IP[:PORT]") and ``region`` (the Azure region
 it runs in, ``westeurope``: Storage's IP rules do not apply to callers in the account's region).
-``VantagePoints`` is the pydantic model of the whole list; errors are one line naming the file or setting, the entry's
-field and the problem: ``vantages.yaml: vantages[2].source_address: '10.0.0' is not an IP address``.
+``VantagePoints`` is the pydantic model of the whole list; errors are one line naming the file or
+setting, the entry's field and the problem: ``vantages.yaml: vantages[2].source_address: '10.0.0' is not an IP address``.
 """
 
 from __future__ import annotations
