@@ -79,13 +79,22 @@ def probe_accounts(
     subresources: Mapping[str, Sequence[StorageSubresource]] | None = None,
 ) -> list[StorageProbeResult]:
     """One result per endpoint each account uses (``primary_endpoints``, in the account's order;
-    ``subresources``, by lower-cased account id, limits an account's to those given, e.g. the
+    ``subresources``, by account id in any case, limits an account's to those given, e.g. the
     baseline's), accounts in the order given; ``options.concurrency`` endpoints at once, sharing one
     ``Reachability`` and one TLS context as the vault probes do (``probes.threads``).
+
+    Probes from this process, as ``vantage`` (its source address and resolver): a remote vantage
+    point's ``/api/probe`` takes vault names only, so a caller must not pass one whose ``endpoint``
+    is set (ValueError).
 
     Never raises for what the network does; an endpoint URL outside ``options.storage_suffixes`` or
     not the account's own is not contacted and comes back unknown with the reason.
     """
+    if vantage.endpoint:
+        raise ValueError(
+            f"vantage point {vantage.name} probes through {vantage.endpoint}, which takes vault names only: "
+            "storage accounts are probed from this process's vantage points"
+        )
     chosen = {key.lower(): set(subs) for key, subs in (subresources or {}).items()}
     endpoints = [
         (posture, subresource, url)

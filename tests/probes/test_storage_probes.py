@@ -411,3 +411,15 @@ def test_probe_results_through_the_rules(
         if f.rule_id.startswith("ST1")
     )
     assert found == [("ST102", "pl-subnet/dfs"), ("ST103", "pl-subnet/dfs")]
+
+
+def test_a_remote_vantage_point_is_refused_before_anything_is_sent(
+    world: LabWorld, vantages: dict[str, Vantage], options: ProbeOptions
+) -> None:
+    remote = dataclasses.replace(vantages["internet"], endpoint="https://kvmon-probe.example/api/probe")
+    before = (world.dns.total_queries, len(world.storage.requests))
+    with pytest.raises(ValueError, match="takes vault names only"):
+        probe_accounts(
+            [_posture(world, "stallow")], vantage=remote, options=options, credential=LabCredential()
+        )
+    assert (world.dns.total_queries, len(world.storage.requests)) == before
