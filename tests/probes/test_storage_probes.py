@@ -21,6 +21,7 @@ from monitor.config.vantages import VantageConfigError, parse_vantages
 from monitor.judge.evaluate import evaluate
 from monitor.judge.rules.base import StorageFacts
 from monitor.model_storage import (
+    PRIMARY_SUBRESOURCES,
     StorageAccountPosture,
     StorageProbeResult,
     StorageSubresource,
@@ -129,14 +130,7 @@ def test_an_open_account_admits_on_every_endpoint_and_each_probe_has_its_own_req
 ) -> None:
     before = len(world.storage.requests)
     results = _probe(world, "stallow", vantages["internet"], options)
-    assert set(results) == set(StorageSubresource) & {
-        StorageSubresource.BLOB,
-        StorageSubresource.DFS,
-        StorageSubresource.FILE,
-        StorageSubresource.QUEUE,
-        StorageSubresource.TABLE,
-        StorageSubresource.WEB,
-    }
+    assert tuple(results) == PRIMARY_SUBRESOURCES  # every endpoint primaryEndpoints lists, in its order
     for sub, result in results.items():
         assert result.verdict is StorageVerdict.ADMITTED, result
         assert result.data_plane.error_code == "AuthorizationPermissionMismatch"
