@@ -1,7 +1,7 @@
 """Split-horizon DNS for the lab (dnslib), on 127.0.0.1 over UDP and TCP on one free port.
 
-Answers come from ``Estate.resolve`` for the query's SOURCE address: a client in a VNet whose
-private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
+Answers come from ``Estate.resolve`` (``lab.storage.resolve`` for Storage's names) for the query's
+SOURCE address: a client in a VNet whose private DNS zone is linked gets the Private Endpoint's address, everyone else the public chain,
 as Azure DNS does. Modes for fault tests: ``silent`` (never answers), ``truncate`` (every UDP
 answer truncated, so clients must retry over TCP), ``servfail`` (every answer SERVFAIL) and
 ``empty`` (every answer NOERROR with no record); ``mode`` sets one for every name,
@@ -19,6 +19,7 @@ from collections import Counter
 from dnslib import CNAME, QTYPE, RCODE, RR, A, DNSRecord
 from dnslib.server import DNSError, DNSHandler, DNSLogger, DNSServer
 
+from lab import storage
 from lab.estate import INGRESS_NAME, PUBLIC_INGRESS, Estate
 
 LOOPBACK = "127.0.0.1"
@@ -52,7 +53,9 @@ class _EstateResolver:
             chain: tuple[str, ...] = (INGRESS_NAME,)
             addresses: tuple[str, ...] = (PUBLIC_INGRESS,)
         else:
-            resolution = lab.estate.resolve(qname, source_address=source)
+            resolution = lab.estate.resolve(qname, source_address=source) or storage.resolve(
+                lab.estate, qname, source_address=source
+            )
             if resolution is None:
                 reply.header.rcode = RCODE.NXDOMAIN
                 return reply

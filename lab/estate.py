@@ -55,6 +55,7 @@ class Subnet:
     prefix: str
     client_address: str  # a machine in this subnet (the lab binds it as a source address)
     service_endpoint_keyvault: bool = False
+    service_endpoint_storage: bool = False  # Microsoft.Storage: the account's VNet rules can see it
     nat_public_address: str = ""  # what the internet sees when this subnet leaves by the public path
 
     def contains(self, address: str) -> bool:
@@ -68,6 +69,9 @@ class VirtualNetwork:
     prefix: str
     subnets: list[Subnet]
     private_dns_zone_linked: bool = False  # privatelink zone linked to this VNet
+    # Storage's private DNS zones linked to this VNet, by name (privatelink.blob.core.lab.test):
+    # one per sub-resource, each linked or not (``lab.storage``).
+    storage_zones: tuple[str, ...] = ()
 
 
 @dataclass
@@ -187,6 +191,10 @@ class Estate:
         # Network Security Perimeters (``lab.nsp``), under the same lock as the vaults they govern.
         self.perimeters = Perimeters(self._lock, clock=self.now)
         self.perimeter_refusal_code = PERIMETER_REFUSAL_CODE
+        # The Azure region callers come from (CIDR of their source address -> region), for Storage:
+        # its IP rules do not apply to callers in the account's region (``lab.storage``). A caller
+        # no range holds is outside Azure.
+        self.caller_regions: dict[str, str] = {}
 
     def now(self) -> dt.datetime:
         return self.clock()
@@ -602,9 +610,15 @@ class Estate:
         return None
 
     def listening_addresses(self) -> list[str]:
-        """Where the data plane must listen: the public front end and every Private Endpoint."""
+        """Where Key Vault's data plane must listen: its public front end and every vault's Private
+        Endpoint (storage accounts' endpoints are ``lab.storage``'s)."""
         with self._lock:
-            return [PUBLIC_INGRESS, *sorted(set(self.private_endpoint_addresses.values()))]
+            vaults = {
+                address
+                for endpoint_id, address in self.private_endpoint_addresses.items()
+                if endpoint_id not in self.private_endpoints
+            }
+            return [PUBLIC_INGRESS, *sorted(vaults)]
 
     def decide(
         self,

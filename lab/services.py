@@ -211,5 +211,6 @@ def _vantage_json(vantage: Vantage) -> dict[str, object]:
         "key_setting": vantage.key_setting,
         "source_address": vantage.source_address,
         "resolver": vantage.resolver,
+        "region": vantage.region,
     }
     return {key: value for key, value in fields.items() if value is not None}

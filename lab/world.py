@@ -1,7 +1,8 @@
-"""The lab's network for probes in one object: split-horizon DNS plus the Key Vault data plane.
+"""The lab's network for probes in one object: split-horizon DNS plus the Key Vault and Storage data planes.
 
 ``with LabWorld(estate) as world:`` gives ``world.resolver`` ("127.0.0.1:<port>") and
-``world.port`` (the data plane's port on every listening address). Addresses listed in
+``world.port`` (the data planes' port on every listening address: Storage listens on its own
+addresses, ``lab.storage.listening_addresses``, on Key Vault's port). Addresses listed in
 ``blackholed`` get a ``Blackhole`` instead of the data plane: a listener that never completes
 another TCP handshake, so connecting to it times out as to a dropped route.
 """
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from lab.dns import LabDns
 from lab.estate import Estate
 from lab.keyvault import KeyVaultDataPlane
+from lab.storage import StorageDataPlane
+from lab.storage import listening_addresses as storage_addresses
 from lab.tls import lab_pki
 
 
@@ -65,6 +68,9 @@ class LabWorld:
         self.dns = LabDns(estate, mode=dns_mode)
         listening = [a for a in estate.listening_addresses() if a not in set(blackholed)]
         self.keyvault = KeyVaultDataPlane(estate, addresses=listening, certificates=certificates)
+        self.storage = StorageDataPlane(
+            estate, addresses=[a for a in storage_addresses(estate) if a not in set(blackholed)]
+        )
         self._blackholed = tuple(blackholed)
         self.blackholes: list[Blackhole] = []
 
@@ -87,15 +93,18 @@ class LabWorld:
         The data plane keeps listening where it listens: ``estate`` must need no other address.
         """
         missing = set(estate.listening_addresses()) - set(self.keyvault.servers) - set(self._blackholed)
+        missing |= set(storage_addresses(estate)) - set(self.storage.servers) - set(self._blackholed)
         if self.keyvault.servers and missing:
             raise ValueError(f"the running data plane does not listen on {', '.join(sorted(missing))}")
-        self.estate = self.dns.estate = self.keyvault.estate = estate
+        self.estate = self.dns.estate = self.keyvault.estate = self.storage.estate = estate
         self.dns.clear_faults()
         return self
 
     def start(self) -> LabWorld:
         self.keyvault.start()
         try:
+            self.storage.port = self.keyvault.port
+            self.storage.start()
             self.blackholes = [Blackhole(a, self.keyvault.port).start() for a in self._blackholed]
             self.dns.start()
         except BaseException:
@@ -110,6 +119,7 @@ class LabWorld:
         # Both wait for their servers' poll interval: wait once, not twice.
         dns_stop = threading.Thread(target=self.dns.stop)
         dns_stop.start()
+        self.storage.stop()
         self.keyvault.stop()
         dns_stop.join()
 

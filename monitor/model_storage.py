@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitor.model import IpRule, PerimeterReading, PrivateEndpointConnection, unread_covers
+from monitor.model import DnsStep, IpRule, PerimeterReading, PrivateEndpointConnection, TlsStep, unread_covers
 
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
 
@@ -251,3 +251,53 @@ class StorageAccountPosture:
     @property
     def https_only(self) -> bool:
         return self.supports_https_traffic_only is not False
+
+
+class StorageVerdict(StrEnum):
+    """What a storage endpoint's data plane said to a probe about its network rules.
+
+    Its own set rather than Key Vault's ``Verdict``: Storage's refusal (AuthorizationFailure) does not
+    say which rule refused (public access disabled or the firewall), and Storage gives that code for
+    some other failures too, so "refused" is all an answer can prove.
+    """
+
+    ADMITTED = "admitted"  # AuthorizationPermissionMismatch (no data role), or the list itself
+    REFUSED = "refused"  # AuthorizationFailure
+    UNREACHABLE = "unreachable"  # DNS, TCP or TLS did not get as far as a request
+    UNKNOWN = "unknown"  # an answer that proves neither: the step's message says what was seen
+
+
+@dataclass(frozen=True)
+class StorageDataPlaneStep:
+    verdict: StorageVerdict = StorageVerdict.UNKNOWN
+    status_code: int | None = None
+    error_code: str | None = None  # exactly as the answer gave it (x-ms-error-code, else the XML Code)
+    request_id: str | None = None  # the service's x-ms-request-id: the access log's correlation
+    message: str | None = None  # the first line of Storage's message, or why the verdict is unknown
+
+
+@dataclass(frozen=True)
+class StorageProbeResult:
+    """One endpoint (sub-resource) of one storage account probed from one vantage point."""
+
+    account_id: str
+    account_name: str
+    subresource: StorageSubresource
+    vantage: str
+    hostname: str
+    started_at: dt.datetime
+    # Sent as x-ms-client-request-id, unique per probe: Storage logs it (StorageBlobLogs'
+    # ClientRequestId), so the probe's own request can be found in the account's log.
+    client_request_id: str
+    dns: DnsStep | None = None
+    tls: TlsStep | None = None
+    data_plane: StorageDataPlaneStep = field(default_factory=StorageDataPlaneStep)
+    # Set when this result cannot speak for the account's IP rules: an outside vantage point in the
+    # account's region (Storage does not apply IP rules to its region's callers), or one whose
+    # region nobody stated while the account has IP rules.
+    ip_rules_untested: str | None = None
+    duration_ms: float | None = None
+
+    @property
+    def verdict(self) -> StorageVerdict:
+        return self.data_plane.verdict

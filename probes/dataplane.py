@@ -310,6 +310,12 @@ class _PinnedHttpResponse(HttpResponse):
     def read(self) -> bytes:
         return self._answer.body
 
+    def body(self) -> bytes:
+        """The legacy transport response's name for the content: azure-storage-blob's generated
+        deserializer reads a response with ``body()`` by its Content-Type, and anything else as
+        bytes it cannot parse."""
+        return self._answer.body
+
     def iter_raw(self, **kwargs: Any) -> Iterator[bytes]:
         yield self._answer.body
 

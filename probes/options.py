@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.config.settings import Settings
+from monitor.naming.storage import PRODUCTION_SUFFIXES as STORAGE_SUFFIXES
+from monitor.naming.storage import checked_suffix
 from monitor.netaddr import AddressSpace
 from probes.scope import ProbeScope
 
@@ -30,6 +32,9 @@ class ProbeOptions:
     ca_bundle: str | None = None  # None: the system's trust store
     resolver: str | None = None  # for vantage points that name none; None: the system's
     remote_timeout_s: float = 120.0  # a remote vantage point's whole answer
+    # The storage DNS suffixes a storage probe may contact (probes.storage): an endpoint ARM lists
+    # under any other suffix gets no token.
+    storage_suffixes: tuple[str, ...] = STORAGE_SUFFIXES
 
     def __post_init__(self) -> None:
         if not 0 < self.port < 65536:
@@ -47,6 +52,7 @@ class ProbeOptions:
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name}: must be a positive number of seconds")
+        object.__setattr__(self, "storage_suffixes", tuple(checked_suffix(s) for s in self.storage_suffixes))
 
     @property
     def vault_worst_case_s(self) -> float:

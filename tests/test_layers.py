@@ -42,6 +42,7 @@ SHARED = (
     "monitor.httpsession",
     "monitor.naming",
     "monitor.naming.keyvault",
+    "monitor.naming.storage",
 )
 
 # What a pure decision may not touch: the SDKs and network clients, the store, and the clock.

@@ -56,6 +56,9 @@ class Vantage:
     key_setting: str | None = None  # app setting that holds that endpoint's function key
     source_address: str | None = None  # bind here (tests and lab: several loopback addresses)
     resolver: str | None = None  # "IP[:PORT]"; None = the system's
+    # The Azure region it runs in (None: not stated, or outside Azure). Storage's IP rules do not
+    # apply to callers in the account's region, so such a probe cannot test them (probes.storage).
+    region: str | None = None
 
 
 @dataclass(frozen=True)

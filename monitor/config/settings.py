@@ -307,7 +307,7 @@ class Settings(BaseModel):
     )
     vantages: Vantages = setting(
         "KVMON_VANTAGES",
-        "JSON list of vantage points (name, inside, subnet_id, endpoint, key_setting, ...).",
+        "JSON list of vantage points (name, inside, subnet_id, endpoint, key_setting, source_address, resolver, region).",
         default=(),
         shown="(only this deployment)",
     )

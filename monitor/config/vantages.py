@@ -2,9 +2,10 @@
 
 Each entry is ``name``, ``inside`` (in the VNet or not), and optionally ``subnet_id``,
 ``endpoint`` + ``key_setting`` (a remote deployment's ``/api/probe`` and the app setting holding
-its function key), ``source_address`` and ``resolver`` ("IP[:PORT]"). ``VantagePoints`` is the
-pydantic model of the whole list; errors are one line naming the file or setting, the entry's
-field and the problem: ``vantages.yaml: vantages[2].source_address: '10.0.0' is not an IP address``.
+its function key), ``source_address``, ``resolver`` ("IP[:PORT]") and ``region`` (the Azure region
+it runs in, ``westeurope``: Storage's IP rules do not apply to callers in the account's region).
+``VantagePoints`` is the pydantic model of the whole list; errors are one line naming the file or
+setting, the entry's field and the problem: ``vantages.yaml: vantages[2].source_address: '10.0.0' is not an IP address``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,10 @@ def parse_resolver(text: str) -> tuple[str, int]:
     return address, int(port_text)
 
 
+# An Azure region as ARM's ``location`` writes it (westeurope, usgovvirginia, eastus2euap).
+_REGION = re.compile(r"[a-z][a-z0-9]{2,29}")
+
+
 # -- value checks (each raises ValueError with the problem the operator sees) --------------------
 
 
@@ -100,6 +105,15 @@ def _resolver(value: str) -> str:
     return value
 
 
+def _region(value: str) -> str:
+    if not _REGION.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not an Azure region name (lower-case letters and digits as ARM writes "
+            "them, e.g. westeurope, eastus2)"
+        )
+    return value
+
+
 # -- the document ---------------------------------------------------------------------------------
 
 
@@ -116,6 +130,7 @@ class VantagePoint(BaseModel):
     key_setting: SettingName | None = Field(default=None, validate_default=True)
     source_address: Annotated[Text, AfterValidator(_address)] | None = None
     resolver: Annotated[Text, AfterValidator(_resolver)] | None = None
+    region: Annotated[Text, AfterValidator(_region)] | None = None
 
     @field_validator("key_setting", mode="after")
     @classmethod

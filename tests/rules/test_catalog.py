@@ -29,6 +29,7 @@ from monitor.model_storage import (
     ResourceAccessRule,
     StorageBypass,
     StorageSubresource,
+    StorageVerdict,
     StorageVirtualNetworkRule,
     TlsVersion,
     VirtualNetworkRuleState,
@@ -39,6 +40,7 @@ from tests.logs.test_perimeter_rules import REOPENED, seen
 from tests.logs.test_perimeter_rules import logged as perimeter_logged
 from tests.logs.test_rules import APP_ID, POSTURE, activity, evidence
 from tests.probes.test_probe_rules import INTERNET, NOW, PL, SE, VANTAGES, _posture, _result
+from tests.probes.test_storage_probe_rules import storage_probed, storage_result
 from tests.rules.test_config_rules import SUBNET, connection, firewalled, ip, posture
 from tests.storage import test_rules as st
 
@@ -448,6 +450,22 @@ CASES: dict[str, tuple[VaultFacts | StorageFacts, VaultFacts | StorageFacts]] = 
     "ST017": (
         stored(st.firewalled(), VaultPolicy(baseline_given=True)),
         stored(st.firewalled(), VaultPolicy(entry="everything", baseline_given=True)),
+    ),
+    "ST101": (
+        storage_probed(storage_result(INTERNET, StorageVerdict.ADMITTED)),
+        storage_probed(storage_result(INTERNET, StorageVerdict.REFUSED)),
+    ),
+    "ST102": (
+        storage_probed(storage_result(PL, StorageVerdict.REFUSED, addresses=("10.1.2.60",))),
+        storage_probed(storage_result(PL, StorageVerdict.ADMITTED, addresses=("10.1.2.60",))),
+    ),
+    "ST103": (
+        storage_probed(storage_result(PL, StorageVerdict.ADMITTED)),
+        storage_probed(storage_result(PL, StorageVerdict.ADMITTED, addresses=("10.1.2.60",))),
+    ),
+    "ST104": (
+        storage_probed(storage_result(INTERNET, StorageVerdict.REFUSED, untested="in the account's region")),
+        storage_probed(storage_result(INTERNET, StorageVerdict.REFUSED)),
     ),
     "ST301": (
         stored(st.account(), previous=st.firewalled()),

@@ -41,7 +41,7 @@ from monitor.model import (
     Severity,
     VaultPosture,
 )
-from monitor.model_storage import StorageAccountPosture
+from monitor.model_storage import StorageAccountPosture, StorageProbeResult
 from monitor.netaddr import AddressSpace
 
 
@@ -81,7 +81,7 @@ class StorageFacts:
     """Everything known about one storage account in one scan; storage rules read nothing else.
 
     Beside ``VaultFacts`` rather than a generalisation of it: storage is judged on its configuration
-    only for now (no probes or logs yet), its posture is another record, and Key Vault's rules keep
+    and its probes (no access logs yet), its posture is another record, and Key Vault's rules keep
     the facts they were written against. The fields mean what ``VaultFacts``'s of the same name mean.
     """
 
@@ -89,6 +89,10 @@ class StorageFacts:
 
     posture: StorageAccountPosture
     policy: VaultPolicy
+    # What each vantage point's probe of each endpoint saw (``probes.storage``), and the vantage
+    # points configured, which the results name (ST1xx).
+    probes: tuple[StorageProbeResult, ...] = ()
+    vantages: tuple[Vantage, ...] = ()
     previous: StorageAccountPosture | None = None  # the stored posture of the last scan (drift)
     first_scan_of_scope: bool = True
     actor: ChangeActor | None = None
