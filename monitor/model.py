@@ -57,6 +57,16 @@ class Service(StrEnum):
     KEYVAULT = "keyvault"
     STORAGE = "storage"
 
+    @classmethod
+    def of_resource_id(cls, resource_id: str) -> Service:
+        """The service a resource id names: a storage account's (its provider and type), else a
+        vault's."""
+        return (
+            cls.STORAGE
+            if "/providers/microsoft.storage/storageaccounts/" in resource_id.lower()
+            else cls.KEYVAULT
+        )
+
 
 def unread_covers(unread: frozenset[str], path: str) -> bool:
     """True when ``path`` (e.g. ``properties.networkAcls.defaultAction``), a field around it or one

@@ -184,10 +184,6 @@ def _resource_id(text: str) -> str:
     return text
 
 
-def _service_of_id(resource_id: str) -> Service:
-    return Service.STORAGE if _STORAGE_ACCOUNT_ID.fullmatch(resource_id) else Service.KEYVAULT
-
-
 def _storage_bypass(value: Any) -> str:
     """A storage bypass set as Azure writes it ("Logging, Metrics"), from that text or a YAML list."""
     parts = value if isinstance(value, list) else str(value).split(",") if isinstance(value, str) else None
@@ -393,7 +389,7 @@ class EntrySpec(PolicySpec):
     @classmethod
     def _id_of_the_service(cls, match: MatchSpec, info: ValidationInfo) -> MatchSpec:
         service = info.data.get("service")
-        if match.id is not None and service is not None and _service_of_id(match.id) is not service:
+        if match.id is not None and service is not None and Service.of_resource_id(match.id) is not service:
             raise ValueError(f"id {match.id!r} is not of the entry's service {service.value}")
         return match
 

@@ -39,10 +39,12 @@ from monitor.model import (
     PerimeterLogEvidence,
     ProbeResult,
     ScanError,
+    Service,
     Severity,
     VaultPosture,
     Verdict,
 )
+from monitor.model_storage import StorageAccountPosture
 from monitor.outputs.formats import vantage_columns, vantage_json
 from monitor.scan_report import ScanReport
 
@@ -118,28 +120,41 @@ def build_report_document(
         )
         for posture in report.postures
     ]
-    # Findings and changes of vaults the inventory no longer returned (deleted, out of reach):
-    # their resolutions belong in the report too.
-    known = {posture.key for posture in report.postures}
+    accounts = [
+        _account_entry(
+            account,
+            policy=policies.get(account.key) or VaultPolicy(),
+            findings=findings.get(account.key, []),
+            changes=changes.get(account.key, []),
+            errors=_vault_errors(report.errors, error_positions, account),
+            marked_incomplete=account.key in incomplete,
+        )
+        for account in report.accounts
+    ]
+    # Findings and changes of resources the inventory no longer returned (deleted, out of reach):
+    # their resolutions belong in the report too, under their service.
+    known = {posture.key for posture in report.postures} | {account.key for account in report.accounts}
     for key in dict.fromkeys([*findings, *changes]):
         if key in known:
             continue
         vault_findings, vault_changes = findings.get(key, []), changes.get(key, [])
         sample = vault_findings[0] if vault_findings else vault_changes[0].finding
-        vaults.append(
-            _absent_vault_entry(
-                sample,
-                findings=vault_findings,
-                changes=vault_changes,
-                marked_incomplete=key in incomplete,
-            )
+        absent = _absent_vault_entry(
+            sample,
+            findings=vault_findings,
+            changes=vault_changes,
+            marked_incomplete=key in incomplete,
         )
+        if Service.of_resource_id(sample.vault_id) is Service.STORAGE:
+            accounts.append(absent)
+        else:
+            vaults.append(absent)
 
     errors = [to_jsonable(error) for error in report.errors]
     open_findings = [f for f in report.findings if not f.suppressed]
     evidence_complete = (
         not incomplete
-        and all(entry["evidence"]["complete"] for entry in vaults)
+        and all(entry["evidence"]["complete"] for entry in [*vaults, *accounts])
         and not any(error.source in EVIDENCE_SOURCES for error in report.errors)
     )
     return {
@@ -155,6 +170,7 @@ def build_report_document(
         "evidence_complete": evidence_complete,
         "counts": {
             "vaults": len(vaults),
+            "accounts": len(accounts),
             "open": len(open_findings),
             "suppressed": len(report.findings) - len(open_findings),
             "by_severity": {
@@ -173,6 +189,7 @@ def build_report_document(
         "vantages": [vantage_json(v, configured=configured) for v, configured in columns],
         "errors": errors,
         "vaults": vaults,
+        "accounts": accounts,
     }
 
 
@@ -189,9 +206,11 @@ def _by_vault(items: Iterable[T], *, key: Callable[[T], str]) -> dict[str, list[
 
 
 def _vault_errors(
-    errors: Sequence[ScanError], positions: Mapping[str, list[int]], posture: VaultPosture
+    errors: Sequence[ScanError],
+    positions: Mapping[str, list[int]],
+    posture: VaultPosture | StorageAccountPosture,
 ) -> list[ScanError]:
-    """The errors scoped to the vault's key or name, in the order the scan recorded them."""
+    """The errors scoped to the resource's key or name, in the order the scan recorded them."""
     scopes = dict.fromkeys((posture.key, posture.name.lower()))
     found = sorted(index for scope in scopes for index in positions.get(scope, ()))
     return [errors[index] for index in found]
@@ -275,6 +294,93 @@ def _absent_vault_entry(
         "logs": [],
         "perimeter_logs": [],
         "evidence": {"complete": not notes, "notes": notes},
+    }
+
+
+def _account_entry(
+    account: StorageAccountPosture,
+    *,
+    policy: VaultPolicy,
+    findings: list[Finding],
+    changes: list[FindingChange],
+    errors: list[ScanError],
+    marked_incomplete: bool,
+) -> dict[str, Any]:
+    """A storage account as a vault is shown, with its own configuration summary. Storage has no
+    reachability matrix in the report yet: its probes are not part of the scan (``reachability``
+    stays empty rather than claiming a vantage point's view)."""
+    notes = _evidence_notes(marked_incomplete, [])
+    notes.extend(f"{error.source} error: {error.message}" for error in errors)
+    return {
+        "name": account.name,
+        "id": account.id,
+        "subscription_id": account.subscription_id,
+        "resource_group": account.resource_group,
+        "present": True,
+        "mode": policy.mode,
+        "baseline_entry": policy.entry,
+        "tags": dict(account.tags),
+        "config": _account_config_summary(account, policy),
+        "reachability": {},
+        "findings": _findings(findings),
+        "changes": _changes(changes),
+        "logs": [],
+        "perimeter_logs": [],
+        "evidence": {"complete": not notes, "notes": notes},
+    }
+
+
+def _account_config_summary(account: StorageAccountPosture, policy: VaultPolicy) -> dict[str, Any]:
+    # Open to the public as ST001 judges it (effective exposure, perimeter included); None when that
+    # cannot be known.
+    exposure = effective_exposure(posture=account, policy=policy)
+    association = account.perimeter.association
+    return {
+        "public_network_access": account.public_network_access.value,
+        "network_acls_present": account.network_acls_present,
+        "default_action": account.default_action.value,
+        "bypass": sorted(member.value for member in account.bypass),
+        "publicly_open": exposure.public,
+        "perimeter": {
+            "lookup": account.perimeter.lookup.value,
+            "perimeter": association.perimeter_name if association else None,
+            "profile": association.profile_name if association else None,
+            "access_mode": association.access_mode_text if association else None,
+            "effective_inbound": exposure.inbound.value,
+            "reason": exposure.reason,
+            "error": exposure.error or account.perimeter.error,
+        },
+        "ip_rules": [
+            {"value": rule.raw, "parsed": rule.value.parsed}
+            for rule in (*account.ip_rules, *account.ipv6_rules)
+        ],
+        "subnets": [
+            {"id": rule.subnet_id, "state": rule.state.value if rule.state else None}
+            for rule in account.virtual_network_rules
+        ],
+        "resource_access_rules": [
+            {"tenant_id": rule.tenant_id, "resource_id": rule.resource_id}
+            for rule in account.resource_access_rules
+        ],
+        "private_endpoints": [
+            {
+                "id": pec.id,
+                "private_endpoint_id": pec.connection.private_endpoint_id,
+                "subresource": pec.subresource.value if pec.subresource else None,
+                "status": pec.connection.status,
+                "approved": pec.connection.approved,
+                "provisioning_state": pec.connection.provisioning_state,
+            }
+            for pec in account.private_endpoint_connections
+        ],
+        "subresources": sorted(subresource.value for subresource in account.primary_endpoints),
+        "allow_blob_public_access": account.blob_public_access_allowed,
+        "allow_shared_key_access": account.shared_key_allowed,
+        "minimum_tls_version": account.effective_minimum_tls.value,
+        "https_only": account.https_only,
+        "last_modified_by": account.last_modified_by,
+        "last_modified_at": to_jsonable(account.last_modified_at),
+        "problems": list(account.problems),
     }
 
 
