@@ -22,6 +22,7 @@ import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
@@ -222,15 +223,23 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
 
     # 1. What is configured. Each service's listing answers for its own resources only: a
     # subscription whose accounts could not be listed still has its vaults read, and the reverse.
+    # The two listings run at once, so a scan of both services takes as long as the slower one.
     inventory: InventoryResultLike = _Listing(postures=[], errors=[], subscriptions_complete=set())
     vault_read: VaultRead | None = None
-    if Service.KEYVAULT in services:
-        tell("reading vault configuration from ARM")
-        inventory, vault_read = _read_inventory(request, runtime, report, deadline)
     accounts = StorageInventoryResult()
-    if Service.STORAGE in services:
-        tell("reading storage account configuration from ARM")
-        accounts = _read_accounts(request, runtime, report, deadline)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvmon-accounts") as pool:
+        listing = (
+            pool.submit(_list_accounts, request, runtime, deadline) if Service.STORAGE in services else None
+        )
+        if Service.KEYVAULT in services:
+            tell("reading vault configuration from ARM")
+            inventory, vault_read = _read_inventory(request, runtime, report, deadline)
+        if listing is not None:
+            tell("reading storage account configuration from ARM")
+            accounts = listing.result()
+    report.accounts = list(accounts.postures)
+    report.errors.extend(accounts.errors)
+    report.errors.extend(_problems(report.accounts))
     vaults_unread = _unread(request.scope, report.postures, inventory.subscriptions_complete)
     _mark_subscriptions(
         request,
@@ -424,9 +433,7 @@ def _read_inventory(
     return inventory, vault_read
 
 
-def _read_accounts(
-    request: ScanRequest, runtime: ScanRuntime, report: ScanReport, deadline: Deadline
-) -> StorageInventoryResult:
+def _list_accounts(request: ScanRequest, runtime: ScanRuntime, deadline: Deadline) -> StorageInventoryResult:
     """The storage accounts of the scope, under the deadline like the vaults' listing; one the
     deadline cut off read nothing, and names each subscription."""
     source = runtime.storage_inventory
@@ -436,9 +443,6 @@ def _read_accounts(
         result = StorageInventoryResult(
             errors=[deadline.error(ErrorSource.ARM, s, "the storage account listing") for s in request.scope]
         )
-    report.accounts = list(result.postures)
-    report.errors.extend(result.errors)
-    report.errors.extend(_problems(report.accounts))
     return result
 
 
