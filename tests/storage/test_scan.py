@@ -5,6 +5,7 @@ finding opened then resolved reaches the lab's webhook sink through the real not
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from monitor.app.runtime import build_runtime
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.cli import main
 from monitor.config.settings import Settings
+from monitor.errors import InputError
 from monitor.model import ChangeKind, FindingStatus, Service
 from monitor.scan_report import ScanReport
 
@@ -249,3 +251,19 @@ def test_kvmon_scan_of_storage_exits_1_on_findings_and_3_on_an_unread_listing(
     assert main(flags) == 3
     document = json.loads(capsys.readouterr().out)
     assert [e["scope"] for e in document["errors"]] == [SUB]
+
+
+def test_a_request_for_storage_needs_a_runtime_that_reads_it_and_one_vault_reads_key_vault(
+    runtime: ScanRuntime,
+) -> None:
+    storage = frozenset({Service.STORAGE})
+    with pytest.raises(InputError, match="Key Vault"):
+        ScanRequest(subscriptions=(SUB,), vault_name="kv-se-demo", services=storage)
+    with pytest.raises(InputError, match="at least one service"):
+        ScanRequest(subscriptions=(SUB,), services=frozenset())
+    without_storage = dataclasses.replace(runtime, storage_inventory=None)
+    with pytest.raises(InputError, match="storage accounts"):
+        run_scan(ScanRequest(subscriptions=(SUB,), services=storage), without_storage)
+    # Not asked for: a runtime without storage scans the vaults, as before.
+    report = run_scan(REQUEST, without_storage).report
+    assert report.accounts == [] and report.postures and report.unread_subscriptions == ()
