@@ -27,8 +27,9 @@ EXIT_SCAN_FAILED = 3
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Read every vault of the subscriptions from ARM, probe them from the configured vantage "
-        "points, read their access logs, judge everything against the baseline, store the "
+        "Read every vault and storage account of the subscriptions from ARM (--service narrows), "
+        "probe the vaults from the configured vantage points, read their access logs, judge "
+        "everything against the baseline, store the "
         "findings and print what opened, changed and resolved since the last scan. Settings come "
         "from the environment (see the README's settings table); flags override them. Exit 0 when "
         "nothing active is at or above --fail-on, 1 when something is, 2 on a usage error, 3 when "
