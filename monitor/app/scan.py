@@ -228,19 +228,23 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     vault_read: VaultRead | None = None
     accounts = StorageInventoryResult()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvmon-accounts") as pool:
-        listing = (
+        pending = (
             pool.submit(_list_accounts, request, runtime, deadline) if Service.STORAGE in services else None
         )
         if Service.KEYVAULT in services:
             tell("reading vault configuration from ARM")
             inventory, vault_read = _read_inventory(request, runtime, report, deadline)
-        if listing is not None:
+        # The vaults' perimeters while the accounts may still be listed: they wait for no account.
+        vaults_unread = _unread(request.scope, report.postures, inventory.subscriptions_complete)
+        if runtime.perimeters is not None and report.postures:
+            tell("reading network security perimeters from ARM")
+            report.postures = _read_perimeters(runtime.perimeters, request, report, vaults_unread, deadline)
+        if pending is not None:
             tell("reading storage account configuration from ARM")
-            accounts = listing.result()
+            accounts = pending.result()
     report.accounts = list(accounts.postures)
     report.errors.extend(accounts.errors)
     report.errors.extend(_problems(report.accounts))
-    vaults_unread = _unread(request.scope, report.postures, inventory.subscriptions_complete)
     _mark_subscriptions(
         request,
         report,
@@ -251,14 +255,11 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             else set()
         ),
         listed=[
-            listing.subscriptions_complete
-            for service, listing in ((Service.KEYVAULT, inventory), (Service.STORAGE, accounts))
+            listed.subscriptions_complete
+            for service, listed in ((Service.KEYVAULT, inventory), (Service.STORAGE, accounts))
             if service in services
         ],
     )
-    if runtime.perimeters is not None and report.postures:
-        tell("reading network security perimeters from ARM")
-        report.postures = _read_perimeters(runtime.perimeters, request, report, vaults_unread, deadline)
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
     account_policies = {account.key: runtime.policy_for(account) for account in report.accounts}
 

@@ -6,7 +6,9 @@ finding opened then resolved reaches the lab's webhook sink through the real not
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -267,3 +269,22 @@ def test_a_request_for_storage_needs_a_runtime_that_reads_it_and_one_vault_reads
     # Not asked for: a runtime without storage scans the vaults, as before.
     report = run_scan(REQUEST, without_storage).report
     assert report.accounts == [] and report.postures and report.unread_subscriptions == ()
+
+
+def test_the_scan_deadline_cuts_off_a_hanging_account_listing_and_keeps_the_vaults(
+    lab: LabServices, runtime: ScanRuntime
+) -> None:
+    run_scan(REQUEST, runtime)
+    before = open_rules(runtime, "stopen")
+    lab.arm.server.inject(STORAGE_LIST, Fault(delay_s=5, times=0))
+    hurried = dataclasses.replace(runtime, deadline=dt.timedelta(seconds=1))
+
+    started = time.monotonic()
+    report = run_scan(REQUEST, hurried).report
+
+    assert time.monotonic() - started < 4
+    assert [e.scope for e in report.errors] == [SUB]
+    assert "storage account listing" in report.errors[0].message and "deadline" in report.errors[0].message
+    assert report.accounts == [] and report.unread_subscriptions == (SUB,)
+    assert {p.name for p in report.postures} >= {"kv-se-demo", "kv-pl-demo"}
+    assert open_rules(runtime, "stopen") == before
