@@ -26,6 +26,7 @@ from monitor.sources.inventory import InventorySource, ThresholdInventory
 from monitor.sources.logs import LogsReader
 from monitor.sources.perimeters import ArmPerimeterReader
 from monitor.sources.resource_graph import ResourceGraphInventory
+from monitor.sources.storage.arm import StorageArmInventory
 from monitor.store import Store, store_from_environment
 from probes.options import ProbeOptions
 from probes.prober import Prober
@@ -76,6 +77,14 @@ def build_perimeter_reader(settings: Settings, *, credential: Any) -> ArmPerimet
         credential,
         connection=build_arm_inventory(settings, credential=credential).connection,
         perimeter_subscriptions=settings.perimeter_subscriptions,
+    )
+
+
+def build_storage_inventory(settings: Settings, *, credential: Any) -> StorageArmInventory:
+    """The storage accounts' reader, on the vault inventory's ARM connection (endpoint, trust,
+    timeout, retries): one ARM, one credential, for both services."""
+    return StorageArmInventory(
+        credential, connection=build_arm_inventory(settings, credential=credential).connection
     )
 
 
@@ -132,6 +141,7 @@ def build_runtime(
         inventory=build_inventory(settings, credential=credential),
         # One vault by id is always one ARM GET, whatever source lists the estate.
         vault_reader=build_arm_inventory(settings, credential=credential),
+        storage_inventory=build_storage_inventory(settings, credential=credential),
         perimeters=build_perimeter_reader(settings, credential=credential),
         policy_for=baseline.policy_for,
         vantages=vantages,

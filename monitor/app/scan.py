@@ -21,6 +21,8 @@ import datetime as dt
 import functools
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TypeVar
 
@@ -31,8 +33,9 @@ from monitor.errors import InputError
 from monitor.judge.coverage import Coverage, assess_coverage, probes_by_vault
 from monitor.judge.drift import network_diff
 from monitor.judge.evaluate import ExpiredSuppression, evaluate
-from monitor.judge.rules.base import VaultFacts
+from monitor.judge.rules.base import Facts, StorageFacts, VaultFacts
 from monitor.judge.rules.keyvault.drift import disappeared_vault_findings, network_changed
+from monitor.judge.rules.storage.drift import disappeared_account_findings
 from monitor.model import (
     ChangeActor,
     ErrorSource,
@@ -46,17 +49,25 @@ from monitor.model import (
     ProbeResult,
     ScanError,
     ScanTrigger,
+    Service,
     VaultPosture,
 )
+from monitor.model_storage import StorageAccountPosture
 from monitor.netaddr import AddressSpace
 from monitor.outputs.report import build_report_document
 from monitor.scan_report import ScanReport
 from monitor.sources.arm import VaultRead, vault_id_parts
 from monitor.sources.change_history import ChangeHistory
-from monitor.sources.inventory import InventoryResultLike, InventorySource, VaultReader
+from monitor.sources.inventory import (
+    InventoryResultLike,
+    InventorySource,
+    StorageInventorySource,
+    VaultReader,
+)
 from monitor.sources.keyvault.kql import normalise_vault_ids
 from monitor.sources.logs import LogsReadResult, PerimeterLogsReadResult, logs_window
 from monitor.sources.perimeters import PerimeterRead, PerimeterSource
+from monitor.sources.storage.arm import StorageInventoryResult
 from monitor.store.base import PostureSnapshot, ScanRun, Store
 from monitor.store.reconcile import apply_reconciliation
 from probes.vault import not_probed
@@ -96,7 +107,9 @@ class Notifier(Protocol):
 class ScanRequest:
     """``subscriptions``: the configured scope. ``vault_name``: an on-demand check of one vault;
     ``vault_id``: one vault by resource id, read with one GET, which must lie in ``subscriptions``
-    (``InputError`` otherwise: kvmon never reads outside its scope)."""
+    (``InputError`` otherwise: kvmon never reads outside its scope). ``services``: the services
+    whose resources are read (``kvmon scan --service``); None: every service the runtime can read.
+    A one-vault scan reads Key Vault only."""
 
     subscriptions: tuple[str, ...]
     vault_name: str | None = None  # an on-demand check of one vault
@@ -107,8 +120,13 @@ class ScanRequest:
     trigger: ScanTrigger = ScanTrigger.CLI
     # Who changed which vault (vault key -> actor), where the trigger knows: an event's claims.
     actors: Mapping[str, ChangeActor] = field(default_factory=dict)
+    services: frozenset[Service] | None = None
 
     def __post_init__(self) -> None:
+        if self.services is not None and not self.services:
+            raise InputError("a scan reads at least one service")
+        if self.one_vault is not None and self.services is not None and Service.KEYVAULT not in self.services:
+            raise InputError("a scan of one vault reads Key Vault: it cannot leave the service out")
         if self.vault_id is None:
             return
         if self.vault_name is not None:
@@ -134,13 +152,27 @@ class ScanRequest:
         """The vault a one-vault scan names (id or name), None for whole subscriptions."""
         return self.vault_id or self.vault_name
 
+    def services_read(self, *, storage_readable: bool) -> frozenset[Service]:
+        """The services this scan reads: those asked for, of a runtime that can read storage
+        (``storage_readable``) or not; a one-vault scan reads its vault only."""
+        if self.one_vault is not None:
+            return frozenset({Service.KEYVAULT})
+        if self.services is None:
+            return frozenset(Service) if storage_readable else frozenset({Service.KEYVAULT})
+        if Service.STORAGE in self.services and not storage_readable:
+            raise InputError("this runtime has no way to read storage accounts (no storage inventory)")
+        return self.services
+
 
 @dataclass
 class ScanRuntime:
     """The adapters and knobs a scan runs with; built from settings by ``monitor.app.runtime``."""
 
     inventory: InventorySource
-    policy_for: Callable[[VaultPosture], VaultPolicy]
+    # The baseline's policy for a vault or a storage account (``Baseline.policy_for``).
+    policy_for: Callable[[VaultPosture | StorageAccountPosture], VaultPolicy]
+    # The storage accounts (None: this runtime reads Key Vault only).
+    storage_inventory: StorageInventorySource | None = None
     vault_reader: VaultReader | None = None  # one vault by id (``ScanRequest.vault_id``)
     # The vaults' Network Security Perimeter associations (None: not looked up, as offline).
     perimeters: PerimeterSource | None = None
@@ -168,6 +200,8 @@ class ScanOutcome:
     report: ScanReport
     expired_suppressions: list[ExpiredSuppression]
     policies: Mapping[str, VaultPolicy]
+    # The baseline's policy of each storage account judged, by account key.
+    account_policies: Mapping[str, VaultPolicy] = field(default_factory=dict)
 
 
 def run_scan(
@@ -185,13 +219,49 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     deadline = Deadline(runtime.deadline)
     report = ScanReport(scan_id=_scan_id(started), started_at=started, scope=request.scope)
 
-    # 1. What is configured.
-    tell("reading vault configuration from ARM")
-    inventory, vault_read = _read_inventory(request, runtime, report, deadline)
-    if runtime.perimeters is not None and report.postures:
-        tell("reading network security perimeters from ARM")
-        report.postures = _read_perimeters(runtime.perimeters, request, report, deadline)
+    services = request.services_read(storage_readable=runtime.storage_inventory is not None)
+
+    # 1. What is configured. Each service's listing answers for its own resources only: a
+    # subscription whose accounts could not be listed still has its vaults read, and the reverse.
+    # The two listings run at once, so a scan of both services takes as long as the slower one.
+    inventory: InventoryResultLike = _Listing(postures=[], errors=[], subscriptions_complete=set())
+    vault_read: VaultRead | None = None
+    accounts = StorageInventoryResult()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvmon-accounts") as pool:
+        pending = (
+            pool.submit(_list_accounts, request, runtime, deadline) if Service.STORAGE in services else None
+        )
+        if Service.KEYVAULT in services:
+            tell("reading vault configuration from ARM")
+            inventory, vault_read = _read_inventory(request, runtime, report, deadline)
+        # The vaults' perimeters while the accounts may still be listed: they wait for no account.
+        vaults_unread = _unread(request.scope, report.postures, inventory.subscriptions_complete)
+        if runtime.perimeters is not None and report.postures:
+            tell("reading network security perimeters from ARM")
+            report.postures = _read_perimeters(runtime.perimeters, request, report, vaults_unread, deadline)
+        if pending is not None:
+            tell("reading storage account configuration from ARM")
+            accounts = pending.result()
+    report.accounts = list(accounts.postures)
+    report.errors.extend(accounts.errors)
+    report.errors.extend(_problems(report.accounts))
+    _mark_subscriptions(
+        request,
+        report,
+        unread=(vaults_unread if Service.KEYVAULT in services else set())
+        | (
+            _unread(request.scope, report.accounts, accounts.subscriptions_complete)
+            if Service.STORAGE in services
+            else set()
+        ),
+        listed=[
+            listed.subscriptions_complete
+            for service, listed in ((Service.KEYVAULT, inventory), (Service.STORAGE, accounts))
+            if service in services
+        ],
+    )
     policies = {posture.key: runtime.policy_for(posture) for posture in report.postures}
+    account_policies = {account.key: runtime.policy_for(account) for account in report.accounts}
 
     # 2. What actually happens, from every vantage point at once.
     probed = request.probe and runtime.prober is not None and bool(runtime.vantages)
@@ -224,9 +294,15 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
     tell("evaluating")
     stored = _stored_postures(runtime.store, request) if runtime.store else {}
     previous = {key: snapshot.posture for key, snapshot in stored.items()}
+    stored_accounts: Mapping[str, PostureSnapshot[StorageAccountPosture]] = (
+        runtime.store.load_postures(subscriptions=request.scope, service=Service.STORAGE)
+        if runtime.store is not None and Service.STORAGE in services
+        else {}
+    )
+    previous_accounts = {key: snapshot.posture for key, snapshot in stored_accounts.items()}
     actors = _change_actors(request, runtime, report, stored, deadline)
-    evaluation = evaluate(
-        _vault_facts(
+    facts: list[Facts] = [
+        *_vault_facts(
             report,
             runtime,
             policies=policies,
@@ -236,8 +312,9 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             actors=actors,
             request=request,
         ),
-        today=started.date(),
-    )
+        *_account_facts(report, policies=account_policies, previous=previous_accounts, request=request),
+    ]
+    evaluation = evaluate(facts, today=started.date())
     report.findings = list(evaluation.findings)
     gone: list[Finding] = []
     vault_findings: Mapping[str, FindingRecord] | None = None  # a one-vault read's stored findings
@@ -257,6 +334,17 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
             complete_subscriptions=inventory.subscriptions_complete,
         )
     report.findings.extend(gone)
+    # An account missing from its subscription's complete account listing is gone (ST302).
+    accounts_gone = (
+        disappeared_account_findings(
+            previous=previous_accounts,
+            current_keys={account.key for account in report.accounts},
+            complete_subscriptions=accounts.subscriptions_complete,
+        )
+        if runtime.store is not None and Service.STORAGE in services
+        else []
+    )
+    report.findings.extend(accounts_gone)
     coverage = assess_coverage(
         postures=report.postures,
         probes=report.probes,
@@ -268,6 +356,9 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         disappeared={f.vault_id.lower() for f in gone},
         perimeter_evidence=perimeter_evidence,
         perimeter_logs_read=perimeter_logs_read,
+        accounts=report.accounts,
+        account_subscriptions_complete=accounts.subscriptions_complete,
+        accounts_disappeared={f.vault_id.lower() for f in accounts_gone},
     )
     report.incomplete = dict(coverage.fell_short)
     report.skipped_sources = coverage.skipped
@@ -282,7 +373,12 @@ def _scan(request: ScanRequest, runtime: ScanRuntime, tell: Callable[[str], None
         report.errors.extend(runtime.notifier.notify(report, now=report.finished_at))
     if runtime.store is not None:
         _record_scan(runtime.store, request, report, runtime.vantages, policies, logs_until=logs_until)
-    return ScanOutcome(report=report, expired_suppressions=evaluation.expired_suppressions, policies=policies)
+    return ScanOutcome(
+        report=report,
+        expired_suppressions=evaluation.expired_suppressions,
+        policies=policies,
+        account_policies=account_policies,
+    )
 
 
 @dataclass
@@ -334,20 +430,52 @@ def _read_inventory(
             )
     report.postures = list(inventory.postures)
     report.errors.extend(inventory.errors)
-    read = {p.subscription_id.lower() for p in report.postures} | {
-        s.lower() for s in inventory.subscriptions_complete
-    }
-    report.unread_subscriptions = tuple(s for s in request.scope if s.lower() not in read)
-    listed = {s.lower() for s in inventory.subscriptions_complete}
-    report.listed_subscriptions = tuple(s for s in request.scope if s.lower() in listed)
-    # Fields ARM returned that could not be read were judged on Azure's defaults: the report says
-    # so, vault by vault, as the offline evaluator does.
-    report.errors.extend(
-        ScanError(ErrorSource.ARM, posture.id, problem)
-        for posture in report.postures
-        for problem in posture.problems
-    )
+    report.errors.extend(_problems(report.postures))
     return inventory, vault_read
+
+
+def _list_accounts(request: ScanRequest, runtime: ScanRuntime, deadline: Deadline) -> StorageInventoryResult:
+    """The storage accounts of the scope, under the deadline like the vaults' listing; one the
+    deadline cut off read nothing, and names each subscription."""
+    source = runtime.storage_inventory
+    assert source is not None
+    result = deadline.within(lambda: source.list_accounts(request.scope))
+    if result is None:
+        result = StorageInventoryResult(
+            errors=[deadline.error(ErrorSource.ARM, s, "the storage account listing") for s in request.scope]
+        )
+    return result
+
+
+def _problems(postures: Sequence[VaultPosture | StorageAccountPosture]) -> list[ScanError]:
+    """Fields ARM returned that could not be read were judged on Azure's defaults: the report says
+    so, resource by resource, as the offline evaluator does."""
+    return [
+        ScanError(ErrorSource.ARM, posture.id, problem)
+        for posture in postures
+        for problem in posture.problems
+    ]
+
+
+def _unread(
+    scope: Sequence[str], postures: Sequence[VaultPosture | StorageAccountPosture], complete: AbstractSet[str]
+) -> set[str]:
+    """The subscriptions (lower-cased) of which one service's listing read nothing: no resource,
+    and not listed completely (a complete listing of nothing read the subscription)."""
+    read = {p.subscription_id.lower() for p in postures} | {s.lower() for s in complete}
+    return {s.lower() for s in scope if s.lower() not in read}
+
+
+def _mark_subscriptions(
+    request: ScanRequest, report: ScanReport, *, unread: AbstractSet[str], listed: Sequence[AbstractSet[str]]
+) -> None:
+    """A subscription is unread when a service the scan reads read nothing of it (the scan says
+    nothing of that service's resources there: ``kvmon scan`` exits 3), and listed when every
+    service listed it completely."""
+    report.unread_subscriptions = tuple(s for s in request.scope if s.lower() in unread)
+    report.listed_subscriptions = tuple(
+        s for s in request.scope if all(s.lower() in {c.lower() for c in complete} for complete in listed)
+    )
 
 
 def _stored_postures(store: Store, request: ScanRequest) -> Mapping[str, PostureSnapshot]:
@@ -451,6 +579,31 @@ def _vault_facts(
     ]
 
 
+def _account_facts(
+    report: ScanReport,
+    *,
+    policies: Mapping[str, VaultPolicy],
+    previous: Mapping[str, StorageAccountPosture],
+    request: ScanRequest,
+) -> list[StorageFacts]:
+    """The accounts' facts: their configuration and its stored past. A subscription with no stored
+    account is scanned for storage for the first time, so its accounts did not "appear" (ST302),
+    whatever the store knows of its vaults. ``event_feed`` stays off: the event subscription
+    announces Key Vault's writes only."""
+    known_subscriptions = {posture.subscription_id.lower() for posture in previous.values()}
+    return [
+        StorageFacts(
+            posture=account,
+            policy=policies[account.key],
+            previous=previous.get(account.key),
+            first_scan_of_scope=account.subscription_id.lower() not in known_subscriptions,
+            actor=request.actors.get(account.key),
+            scan_started_at=report.started_at,
+        )
+        for account in report.accounts
+    ]
+
+
 def _remember(
     store: Store,
     request: ScanRequest,
@@ -476,7 +629,7 @@ def _remember(
     if request.vault_name is None:
         store.save_postures(
             PostureSnapshot(posture=p, scan_id=report.scan_id, seen_at=report.started_at)
-            for p in report.postures
+            for p in [*report.postures, *report.accounts]
         )
 
 
@@ -600,13 +753,16 @@ def _read_logs(
 
 
 def _read_perimeters(
-    reader: PerimeterSource, request: ScanRequest, report: ScanReport, deadline: Deadline
+    reader: PerimeterSource,
+    request: ScanRequest,
+    report: ScanReport,
+    vaults_unread: AbstractSet[str],
+    deadline: Deadline,
 ) -> list[VaultPosture]:
     """The postures with their perimeter association. A subscription of which no vault could be
     read is an error already; its perimeters are not asked for (nothing read there could be judged
     on them). Cut off by the deadline, every association is unreadable: unknown, never "none"."""
-    unread = {subscription.lower() for subscription in report.unread_subscriptions}
-    subscriptions = [s for s in request.scope if s.lower() not in unread]
+    subscriptions = [s for s in request.scope if s.lower() not in vaults_unread]
     postures = report.postures
     perimeters = deadline.within(lambda: reader.read_perimeters(postures, subscriptions=subscriptions))
     if perimeters is None:
@@ -703,6 +859,7 @@ def _merge_evidence(first: _Evidence | None, second: _Evidence) -> _Evidence:
 def _counts(report: ScanReport) -> dict[str, int]:
     counts: dict[str, int] = {
         "vaults": len(report.postures),
+        "accounts": len(report.accounts),
         "findings": len(report.findings),
         "errors": len(report.errors),
     }

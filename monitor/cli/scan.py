@@ -18,7 +18,7 @@ from monitor.cli.evaluate import add_baseline_argument, add_output_arguments, em
 from monitor.config.baseline import BaselineError
 from monitor.config.channels import ChannelConfigError
 from monitor.config.settings import Settings, SettingsError
-from monitor.model import ScanTrigger
+from monitor.model import ScanTrigger, Service
 from monitor.outputs.formats import Observed
 from monitor.store import StoreUnavailable
 
@@ -27,8 +27,9 @@ EXIT_SCAN_FAILED = 3
 
 def register(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Read every vault of the subscriptions from ARM, probe them from the configured vantage "
-        "points, read their access logs, judge everything against the baseline, store the "
+        "Read every vault and storage account of the subscriptions from ARM (--service narrows), "
+        "probe the vaults from the configured vantage points, read their access logs, judge "
+        "everything against the baseline, store the "
         "findings and print what opened, changed and resolved since the last scan. Settings come "
         "from the environment (see the README's settings table); flags override them. Exit 0 when "
         "nothing active is at or above --fail-on, 1 when something is, 2 on a usage error, 3 when "
@@ -42,6 +43,14 @@ def register(parser: argparse.ArgumentParser) -> None:
         help="a subscription to scan (repeatable; default: KVMON_SUBSCRIPTIONS)",
     )
     parser.add_argument("--vault", metavar="NAME", help="check only this vault (an on-demand check)")
+    parser.add_argument(
+        "--service",
+        action="append",
+        type=Service,
+        choices=list(Service),
+        default=[],
+        help="a service to scan: keyvault or storage (repeatable; default: both)",
+    )
     parser.add_argument("--arm-endpoint", metavar="URL", help="ARM endpoint (default: KVMON_ARM_ENDPOINT)")
     add_baseline_argument(parser)
     parser.add_argument("--no-store", action="store_true", help="do not read or write the store")
@@ -76,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         runtime = build_runtime(settings, environ=environ, with_store=not args.no_store)
     except (BaselineError, ChannelConfigError, ValueError) as exc:
         raise common.UsageError(str(exc)) from None
+    if args.vault is not None and args.service and Service.KEYVAULT not in args.service:
+        raise common.UsageError("--vault checks a vault: it cannot go with --service storage only")
     request = ScanRequest(
         subscriptions=settings.subscriptions,
         vault_name=args.vault,
@@ -83,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
         logs=not args.no_logs,
         notify=not args.no_notify,
         trigger=ScanTrigger.CLI,
+        services=frozenset(args.service) or None,
     )
     try:
         outcome = _run_with_progress(request, runtime)

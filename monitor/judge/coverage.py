@@ -21,7 +21,12 @@ never read as "the problem went away", so a timeout or partial logs never resolv
 - a stored vault missing from a complete listing is gone (KV302): it is assessed completely, so
   its other findings resolve;
 - a vantage point the scan probed from that gave no result for a vault is as blind as one that
-  failed.
+  failed;
+- a storage account is assessed by its configuration alone, by the same tests as a vault's (read
+  with problems, or its perimeter unreadable: its findings stay as they were), complete when its
+  subscription's *account* listing was, whatever the vault listing did there. Storage has no probes
+  or logs yet, so no storage rule reads them and nothing is held back for an account when a scan
+  skips them: the sources skipped apply to every assessed key, and match none of its findings.
 
 ``vault_sources`` says the same per vault and per source in words (what ``kvmon scan --format
 json`` reports as a vault's ``sources``), and ``assess_coverage`` decides from it, so the report and
@@ -44,6 +49,7 @@ from monitor.model import (
     ProbeResult,
     VaultPosture,
 )
+from monitor.model_storage import StorageAccountPosture
 
 
 class SourceState(StrEnum):
@@ -136,13 +142,13 @@ def vault_sources(
     )
 
 
-def _configuration(posture: VaultPosture) -> SourceReading:
+def _configuration(posture: VaultPosture | StorageAccountPosture) -> SourceReading:
     if not posture.problems:
         return _COMPLETE
     return SourceReading(SourceState.INCOMPLETE, posture.problems)
 
 
-def _perimeter(posture: VaultPosture) -> SourceReading:
+def _perimeter(posture: VaultPosture | StorageAccountPosture) -> SourceReading:
     reading = posture.perimeter
     if reading.lookup is PerimeterLookup.UNREADABLE:
         return SourceReading(SourceState.INCOMPLETE, (f"perimeter association unreadable: {reading.error}",))
@@ -227,13 +233,17 @@ def assess_coverage(
     vantages: Sequence[str] = (),
     perimeter_evidence: Mapping[str, PerimeterLogEvidence] | None = None,
     perimeter_logs_read: bool = False,
+    accounts: Sequence[StorageAccountPosture] = (),
+    account_subscriptions_complete: AbstractSet[str] = frozenset(),
+    accounts_disappeared: AbstractSet[str] = frozenset(),
 ) -> Coverage:
     """``postures``: the vaults listed; ``probes``, ``evidence`` and ``perimeter_evidence`` (by vault
     key): what the probes, the vaults' logs and the perimeters' logs said of them; ``probed``,
     ``logs_read`` and ``perimeter_logs_read``: whether those stages ran at all;
     ``subscriptions_complete``: the subscriptions listed completely; ``disappeared``: the keys of
     stored vaults missing from a complete listing; ``vantages``: the vantage points probed from,
-    each owing every vault a result."""
+    each owing every vault a result. ``accounts``, ``account_subscriptions_complete`` and
+    ``accounts_disappeared``: the same of the storage accounts and their listing."""
     listed = {subscription.lower() for subscription in subscriptions_complete}
     gone = frozenset(key.lower() for key in disappeared)
     by_vault = probes_by_vault(probes)
@@ -255,6 +265,13 @@ def assess_coverage(
         if sources.fell_short:
             fell_short[posture.key] = sources.fell_short
 
+    for account in accounts:
+        configuration = {_configuration(account).state, _perimeter(account).state}
+        if SourceState.INCOMPLETE in configuration:
+            fell_short[account.key] = frozenset({EvidenceSource.CONFIGURATION})
+    account_listed = {subscription.lower() for subscription in account_subscriptions_complete}
+    accounts_gone = frozenset(key.lower() for key in accounts_disappeared)
+
     skipped = set()
     if not probed:
         skipped.add(EvidenceSource.PROBES)
@@ -264,9 +281,14 @@ def assess_coverage(
         skipped.add(EvidenceSource.PERIMETER_LOGS)
 
     return Coverage(
-        assessed=frozenset(posture.key for posture in postures) | gone,
+        assessed=frozenset(posture.key for posture in postures)
+        | gone
+        | frozenset(account.key for account in accounts)
+        | accounts_gone,
         complete=frozenset(posture.key for posture in postures if posture.subscription_id.lower() in listed)
-        | gone,
+        | gone
+        | frozenset(account.key for account in accounts if account.subscription_id.lower() in account_listed)
+        | accounts_gone,
         fell_short=fell_short,
         skipped=frozenset(skipped),
     )

@@ -38,12 +38,13 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from monitor.judge.perimeter import NetworkPosture
 from monitor.model import (
     ArmStamp,
     ChangeActor,
+    Finding,
     IpRule,
     PerimeterAccessMode,
     PerimeterAssociation,
@@ -53,6 +54,9 @@ from monitor.model import (
     VirtualNetworkRule,
 )
 from monitor.model_storage import StorageAccountPosture, StorageBypass, StorageVirtualNetworkRule
+
+if TYPE_CHECKING:  # the rules import this module: only their types are needed here
+    from monitor.judge.rules.base import Rule
 
 _PUBLIC_ACCESS_RANK = {"disabled": 0, "securedbyperimeter": 1, "enabled": 2}
 _SUMMARY_CHANGES = 4
@@ -679,3 +683,42 @@ def _resource_access_rules(before: StorageAccountPosture, after: StorageAccountP
         for key in sorted(old.keys() - new.keys())
     ]
     return changes
+
+
+def disappeared_findings(
+    rule: Rule[Any],
+    noun: str,
+    *,
+    previous: Mapping[str, VaultPosture | StorageAccountPosture],
+    current_keys: Iterable[str],
+    complete_subscriptions: Iterable[str],
+) -> list[Finding]:
+    """``rule``'s "disappeared" finding for each stored resource (key -> last posture) missing from
+    this scan's listing of its service; ``noun`` names the resource ("vault", "storage account").
+
+    Only subscriptions listed completely count: a resource is never declared gone because its
+    subscription's listing failed."""
+    present = {key.lower() for key in current_keys}
+    listed = {subscription.lower() for subscription in complete_subscriptions}
+    findings = []
+    for key, posture in sorted(previous.items()):
+        if key.lower() in present or posture.subscription_id.lower() not in listed:
+            continue
+        findings.append(
+            Finding(
+                rule_id=rule.id,
+                severity=rule.severity,
+                title=rule.title,
+                vault_id=posture.id,
+                vault_name=posture.name,
+                subject="disappeared",
+                evidence={
+                    "event": "disappeared",
+                    "subscription_id": posture.subscription_id,
+                    "resource_group": posture.resource_group,
+                },
+                summary=f"{noun} {posture.name} is no longer listed in subscription {posture.subscription_id}",
+                remediation=rule.remediation_for(posture, "disappeared"),
+            )
+        )
+    return findings

@@ -3,7 +3,8 @@
 ``run_scan`` reads vaults through an ``InventorySource``. Three satisfy it: ``ArmInventory``
 (``monitor.sources.arm``: one request per subscription, with ``systemData``),
 ``ResourceGraphInventory`` (``monitor.sources.resource_graph``: one query for all), and
-``ThresholdInventory``, which picks one of the two by the size of each scan.
+``ThresholdInventory``, which picks one of the two by the size of each scan. Storage accounts are
+read through a ``StorageInventorySource`` (``monitor.sources.storage.arm.StorageArmInventory``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Protocol
 from monitor.model import ScanError, VaultPosture
 from monitor.sources.arm import ArmInventory, InventoryResult, VaultRead, unique_subscriptions
 from monitor.sources.resource_graph import ResourceGraphInventory
+from monitor.sources.storage.arm import StorageInventoryResult
 
 
 class InventoryResultLike(Protocol):
@@ -32,6 +34,13 @@ class VaultReader(Protocol):
     """Reads one vault by resource id (``ArmInventory.get_vault``): the event path's one GET."""
 
     def get_vault(self, vault_id: str) -> VaultRead: ...
+
+
+class StorageInventorySource(Protocol):
+    """Lists the storage accounts of subscriptions (``StorageArmInventory``), on the vault
+    inventory's ARM connection."""
+
+    def list_accounts(self, subscription_ids: Sequence[str]) -> StorageInventoryResult: ...
 
 
 class ThresholdInventory:

@@ -21,11 +21,12 @@ import datetime as dt
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from monitor.azure_errors import first_line, redact, storage_error_code
 from monitor.errors import SourceError, StoreError
-from monitor.model import FindingRecord, FindingStatus, ScanError, ScanTrigger, VaultPosture
+from monitor.model import FindingRecord, FindingStatus, ScanError, ScanTrigger, Service, VaultPosture
+from monitor.model_storage import StorageAccountPosture
 
 DEFAULT_REPORT_CONTAINER = "kvmon-reports"  # KVMON_REPORT_CONTAINER
 # Blob storage's rule: 3-63 lower-case letters, digits and single hyphens, starting and ending
@@ -67,9 +68,15 @@ class ReportUnreadable(SourceError):
     what was written): the message names the scan and where the document was."""
 
 
+P = TypeVar("P", VaultPosture, StorageAccountPosture)
+
+
 @dataclass(frozen=True)
-class PostureSnapshot:
-    posture: VaultPosture
+class PostureSnapshot(Generic[P]):
+    """A resource's stored posture: a vault's or a storage account's, side by side in the store
+    (both keyed by their lower-cased resource id, partitioned by subscription)."""
+
+    posture: P
     scan_id: str
     seen_at: dt.datetime
     etag: str | None = None
@@ -128,14 +135,20 @@ class ProcessedEvent:
 class Store(Protocol):
     # postures ---------------------------------------------------------------------------------
     def load_postures(
-        self, *, vault_keys: Iterable[str] | None = None, subscriptions: Iterable[str] | None = None
-    ) -> dict[str, PostureSnapshot]:
-        """Latest snapshot per vault key (lower-cased id): of ``vault_keys``, or of every vault of
-        ``subscriptions`` (one partition read each), or all when neither is given."""
+        self,
+        *,
+        vault_keys: Iterable[str] | None = None,
+        subscriptions: Iterable[str] | None = None,
+        service: Service = Service.KEYVAULT,
+    ) -> dict[str, PostureSnapshot[Any]]:
+        """Latest snapshot per resource key (lower-cased id) of ``service``'s resources (vaults, or
+        storage accounts): of ``vault_keys``, or of every resource of ``subscriptions`` (one
+        partition read each), or all when neither is given."""
         ...
 
-    def save_postures(self, snapshots: Iterable[PostureSnapshot]) -> int:
-        """Write the snapshots that changed (and last-seen markers); returns entities written."""
+    def save_postures(self, snapshots: Iterable[PostureSnapshot[Any]]) -> int:
+        """Write the snapshots (vaults' and accounts') that changed (and last-seen markers);
+        returns entities written."""
         ...
 
     def posture_history(self, vault_key: str) -> list[PostureSnapshot]:

@@ -36,10 +36,27 @@ from monitor.model import (
     PrivateEndpointConnection,
     ScanError,
     ScanTrigger,
+    Service,
     Severity,
     Suppression,
     VaultPosture,
     VirtualNetworkRule,
+)
+from monitor.model_storage import (
+    AllowedCopyScope,
+    DefaultAction,
+    DnsEndpointType,
+    PublicNetworkAccess,
+    ResourceAccessRule,
+    RuleAction,
+    StorageAccountPosture,
+    StorageBypass,
+    StorageIpRule,
+    StoragePrivateEndpointConnection,
+    StorageSubresource,
+    StorageVirtualNetworkRule,
+    TlsVersion,
+    VirtualNetworkRuleState,
 )
 from monitor.store.base import OutboxMessage, PostureSnapshot, ProcessedEvent, ScanRun
 
@@ -400,13 +417,112 @@ def posture_from_json(data: Mapping[str, Any]) -> VaultPosture:
     )
 
 
-def posture_fingerprint(posture: VaultPosture) -> str:
+# A storage account's stored posture says so (``"service": "storage"``) in its JSON and in its
+# entity; a vault's says nothing, as it always did, so the vaults' stored text (their fingerprints)
+# and entities are unchanged.
+_SERVICE = "service"
+
+
+def account_to_json(posture: StorageAccountPosture) -> dict[str, Any]:
+    data: dict[str, Any] = to_jsonable(posture)
+    data[_SERVICE] = Service.STORAGE.value
+    return data
+
+
+def _storage_ip_rules_from_json(rules: Any) -> tuple[StorageIpRule, ...]:
+    return tuple(
+        StorageIpRule(
+            value=_ip_rules_from_json([rule["value"]])[0],
+            action=RuleAction(rule["action"]) if rule.get("action") else None,
+        )
+        for rule in rules or ()
+    )
+
+
+def _optional(kind: Callable[[Any], Known], text: Any) -> Known | None:
+    return kind(text) if text is not None else None
+
+
+def account_from_json(data: Mapping[str, Any]) -> StorageAccountPosture:
+    return StorageAccountPosture(
+        id=data["id"],
+        name=data["name"],
+        subscription_id=data["subscription_id"],
+        resource_group=data["resource_group"],
+        location=data["location"],
+        public_network_access=_known(
+            PublicNetworkAccess, data.get("public_network_access"), unknown=PublicNetworkAccess.UNKNOWN
+        ),
+        network_acls_present=bool(data["network_acls_present"]),
+        default_action=DefaultAction(data["default_action"]),
+        bypass=frozenset(StorageBypass(member) for member in data.get("bypass") or ()),
+        ip_rules=_storage_ip_rules_from_json(data.get("ip_rules")),
+        ipv6_rules=_storage_ip_rules_from_json(data.get("ipv6_rules")),
+        virtual_network_rules=tuple(
+            StorageVirtualNetworkRule(
+                subnet_id=rule["subnet_id"],
+                action=_optional(RuleAction, rule.get("action")),
+                state=_optional(VirtualNetworkRuleState, rule.get("state")),
+            )
+            for rule in data.get("virtual_network_rules") or ()
+        ),
+        resource_access_rules=tuple(
+            ResourceAccessRule(tenant_id=rule.get("tenant_id"), resource_id=rule["resource_id"])
+            for rule in data.get("resource_access_rules") or ()
+        ),
+        private_endpoint_connections=tuple(
+            StoragePrivateEndpointConnection(
+                connection=PrivateEndpointConnection(
+                    id=pec["connection"]["id"],
+                    private_endpoint_id=pec["connection"].get("private_endpoint_id"),
+                    status=pec["connection"].get("status"),
+                    provisioning_state=pec["connection"].get("provisioning_state"),
+                    description=pec["connection"].get("description"),
+                ),
+                subresource=_optional(StorageSubresource, pec.get("subresource")),
+            )
+            for pec in data.get("private_endpoint_connections") or ()
+        ),
+        primary_endpoints={
+            StorageSubresource(name): url for name, url in (data.get("primary_endpoints") or {}).items()
+        },
+        allow_blob_public_access=data.get("allow_blob_public_access"),
+        allow_shared_key_access=data.get("allow_shared_key_access"),
+        minimum_tls_version=_optional(TlsVersion, data.get("minimum_tls_version")),
+        supports_https_traffic_only=data.get("supports_https_traffic_only"),
+        allowed_copy_scope=_optional(AllowedCopyScope, data.get("allowed_copy_scope")),
+        dns_endpoint_type=_optional(DnsEndpointType, data.get("dns_endpoint_type")),
+        tags=dict(data.get("tags") or {}),
+        last_modified_by=data.get("last_modified_by"),
+        last_modified_by_type=data.get("last_modified_by_type"),
+        last_modified_at=parse_time(data.get("last_modified_at")),
+        problems=tuple(data.get("problems") or ()),
+        perimeter=_perimeter_from_json(data.get("perimeter")),
+        unread=frozenset(data.get("unread") or ()),
+    )
+
+
+def resource_from_json(data: Mapping[str, Any]) -> VaultPosture | StorageAccountPosture:
+    """A stored posture of either service, by what its JSON says (a vault's says nothing)."""
+    if data.get(_SERVICE) == Service.STORAGE.value:
+        return account_from_json(data)
+    return posture_from_json(data)
+
+
+def posture_fingerprint(posture: VaultPosture | StorageAccountPosture) -> str:
     """Equal for equal configurations: decides whether a snapshot is new history. It is also the
     JSON text the store keeps, so a stored posture is compared without decoding it."""
+    if isinstance(posture, StorageAccountPosture):
+        return _dumps(account_to_json(posture))
     return _dumps(posture_to_json(posture))
 
 
-def snapshot_to_properties(snapshot: PostureSnapshot, *, fingerprint: str | None = None) -> Properties:
+def snapshot_service(properties: Mapping[str, Any]) -> Service:
+    """The service of a stored posture entity (one without the property is a vault's)."""
+    return Service.STORAGE if properties.get(_SERVICE) == Service.STORAGE.value else Service.KEYVAULT
+
+
+def snapshot_to_properties(snapshot: PostureSnapshot[Any], *, fingerprint: str | None = None) -> Properties:
     """``fingerprint``: the posture's, when the caller already has it (it is the stored text)."""
     properties: Properties = {
         "vault_id": snapshot.posture.id,
@@ -415,6 +531,8 @@ def snapshot_to_properties(snapshot: PostureSnapshot, *, fingerprint: str | None
         "scan_id": snapshot.scan_id,
         "seen_at": iso(snapshot.seen_at),
     }
+    if isinstance(snapshot.posture, StorageAccountPosture):
+        properties[_SERVICE] = Service.STORAGE.value
     text = fingerprint if fingerprint is not None else posture_fingerprint(snapshot.posture)
     put_text(properties, "posture", text)
     return properties
@@ -431,12 +549,12 @@ def stored_posture_matches(properties: Mapping[str, Any], fingerprint: str) -> b
         return True
     if text is None:
         return False
-    return posture_fingerprint(posture_from_json(json.loads(text))) == fingerprint
+    return posture_fingerprint(resource_from_json(json.loads(text))) == fingerprint
 
 
-def snapshot_from_properties(properties: Mapping[str, Any], etag: str | None) -> PostureSnapshot:
+def snapshot_from_properties(properties: Mapping[str, Any], etag: str | None) -> PostureSnapshot[Any]:
     return PostureSnapshot(
-        posture=posture_from_json(get_json(properties, "posture")),
+        posture=resource_from_json(get_json(properties, "posture")),
         scan_id=properties["scan_id"],
         seen_at=required_time(properties["seen_at"]),
         etag=etag,

@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol, TypeVar
 
 from monitor.errors import StoreError
-from monitor.model import FindingRecord, FindingStatus
+from monitor.model import FindingRecord, FindingStatus, Service
 from monitor.store import codec
 from monitor.store.base import (
     ConcurrentUpdate,
@@ -201,8 +201,14 @@ class EntityStore:
     # -- postures ---------------------------------------------------------------------------------
 
     def load_postures(
-        self, *, vault_keys: Iterable[str] | None = None, subscriptions: Iterable[str] | None = None
-    ) -> dict[str, PostureSnapshot]:
+        self,
+        *,
+        vault_keys: Iterable[str] | None = None,
+        subscriptions: Iterable[str] | None = None,
+        service: Service = Service.KEYVAULT,
+    ) -> dict[str, PostureSnapshot[Any]]:
+        # Vaults and storage accounts share the subscription's partition (one read gives both); the
+        # entity says whose it is, so the other service's rows are left undecoded.
         if subscriptions is not None:
             latest = [
                 entity
@@ -215,8 +221,9 @@ class EntityStore:
         else:
             # A few vaults' postures (a one-vault scan's) are kept for its save_postures.
             latest = self._read_vault_records(POSTURES, vault_keys, remember=True)
+        latest = [entity for entity in latest if codec.snapshot_service(entity.properties) is service]
         markers = self._markers("postures", {entity.partition for entity in latest})
-        snapshots: dict[str, PostureSnapshot] = {}
+        snapshots: dict[str, PostureSnapshot[Any]] = {}
         for entity in latest:
             snapshot = codec.snapshot_from_properties(entity.properties, entity.etag)
             seen = markers.get(entity.partition, {}).get(snapshot.posture.key)
@@ -225,7 +232,7 @@ class EntityStore:
             snapshots[snapshot.posture.key] = snapshot
         return snapshots
 
-    def save_postures(self, snapshots: Iterable[PostureSnapshot]) -> int:
+    def save_postures(self, snapshots: Iterable[PostureSnapshot[Any]]) -> int:
         """A temporal table, like SQL Server's system-versioned tables: ``Postures`` holds each
         vault's current version, ``PostureHistory`` the versions it superseded, each written when
         it is replaced. A new vault or an unchanged one writes no history (a first scan writes each

@@ -76,7 +76,9 @@ def test_a_subscription_that_refuses_is_an_error_and_the_rest_is_scanned(
         "00000000-0000-0000-0000-0000000000ff",
     )
 
-    assert [e["scope"] for e in document["errors"]] == ["00000000-0000-0000-0000-0000000000ff"]
+    # One error per service's listing, each naming the subscription.
+    assert [e["scope"] for e in document["errors"]] == ["00000000-0000-0000-0000-0000000000ff"] * 2
+    assert "storage accounts" in document["errors"][1]["message"]
     assert rules_of(document, "kv-se-demo")
 
 

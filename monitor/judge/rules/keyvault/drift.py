@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Mapping
 
-from monitor.judge.drift import network_diff
+from monitor.judge.drift import disappeared_findings, network_diff
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.judge.rules.drift import change_hits
 from monitor.model import EvidenceSource, Finding, Severity, VaultPosture
@@ -109,30 +109,13 @@ def disappeared_vault_findings(
     subscription's listing failed. Pass the gone vaults' keys to the lifecycle as assessed and
     complete so their other findings resolve; KV302 stays open while the vault stays away.
     """
-    present = {key.lower() for key in current_keys}
-    listed = {subscription.lower() for subscription in complete_subscriptions}
-    findings = []
-    for key, posture in sorted(previous.items()):
-        if key.lower() in present or posture.subscription_id.lower() not in listed:
-            continue
-        findings.append(
-            Finding(
-                rule_id=vault_appeared_or_disappeared.id,
-                severity=vault_appeared_or_disappeared.severity,
-                title=vault_appeared_or_disappeared.title,
-                vault_id=posture.id,
-                vault_name=posture.name,
-                subject="disappeared",
-                evidence={
-                    "event": "disappeared",
-                    "subscription_id": posture.subscription_id,
-                    "resource_group": posture.resource_group,
-                },
-                summary=f"vault {posture.name} is no longer listed in subscription {posture.subscription_id}",
-                remediation=vault_appeared_or_disappeared.remediation_for(posture, "disappeared"),
-            )
-        )
-    return findings
+    return disappeared_findings(
+        vault_appeared_or_disappeared,
+        "vault",
+        previous=previous,
+        current_keys=current_keys,
+        complete_subscriptions=complete_subscriptions,
+    )
 
 
 # How long after an ARM write its event may still be on its way: Event Grid delivers in seconds and

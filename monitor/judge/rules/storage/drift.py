@@ -9,13 +9,14 @@ vault's. Pure.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 
-from monitor.judge.drift import storage_network_diff
+from monitor.judge.drift import disappeared_findings, storage_network_diff
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, StorageFacts, rule
 from monitor.judge.rules.drift import change_hits
 from monitor.judge.rules.storage.config import ACCOUNT_ID, BICEP_ACCOUNTS, NETWORK_SECURITY
-from monitor.model import EvidenceSource, Service, Severity
+from monitor.model import EvidenceSource, Finding, Service, Severity
+from monitor.model_storage import StorageAccountPosture
 
 ACTIVITY_LOG = "https://learn.microsoft.com/azure/azure-resource-manager/management/view-activity-logs"
 LOCKS = "https://learn.microsoft.com/azure/azure-resource-manager/management/lock-resources"
@@ -65,7 +66,7 @@ def network_changed(facts: StorageFacts) -> Iterator[Hit]:
 @rule(
     id="ST302",
     severity=Severity.INFO,
-    title="Storage account appeared since the last scan",
+    title="Storage account appeared or disappeared since the last scan",
     source=EvidenceSource.CONFIGURATION,
     category=RuleCategory.DRIFT,
     service=Service.STORAGE,
@@ -84,9 +85,10 @@ def network_changed(facts: StorageFacts) -> Iterator[Hit]:
 def account_appeared(facts: StorageFacts) -> Iterator[Hit]:
     """The estate is what is being watched: a new account arrives with whatever network and access
     settings its creator chose, and Azure's own defaults leave its firewall open to all networks and
-    shared-key access on. An account appears only where the store already knew the scope, so a first
-    scan reports none. (That an account disappeared needs the stored postures of a scope listed
-    completely: it comes with the storage inventory.)
+    shared-key access on; an account that vanishes was deleted (its data with it, unless soft delete
+    or a lock protected it) or moved out of the monitored scope. An account appears only where the
+    store already knew the scope, so a first scan reports none, and is declared gone only when its
+    subscription's accounts were listed completely.
     """
     if facts.previous is not None or facts.first_scan_of_scope:
         return
@@ -101,6 +103,24 @@ def account_appeared(facts: StorageFacts) -> Iterator[Hit]:
             "created_or_modified_by": posture.last_modified_by,
             "last_modified_at": posture.last_modified_at.isoformat() if posture.last_modified_at else None,
         },
+    )
+
+
+def disappeared_account_findings(
+    *,
+    previous: Mapping[str, StorageAccountPosture],
+    current_keys: Iterable[str],
+    complete_subscriptions: Iterable[str],
+) -> list[Finding]:
+    """ST302 for each stored account (key -> last posture) missing from this scan's account listing,
+    in the subscriptions whose accounts were listed completely. Pass the gone accounts' keys to the
+    lifecycle as assessed and complete so their other findings resolve."""
+    return disappeared_findings(
+        account_appeared,
+        "storage account",
+        previous=previous,
+        current_keys=current_keys,
+        complete_subscriptions=complete_subscriptions,
     )
 
 
