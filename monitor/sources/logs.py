@@ -91,6 +91,25 @@ PERIMETER_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("LastSeen", "datetime"),
 )
 
+# The storage summary's columns (``monitor.sources.storage.kql``): the grouping, then the aggregates.
+STORAGE_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("SourceTable", "string"),
+    ("AccountId", "string"),
+    ("CallerAddress", "string"),
+    ("Outcome", "string"),
+    ("StatusCode", "string"),
+    ("StatusText", "string"),
+    ("AuthenticationType", "string"),
+    ("AppId", "string"),
+    ("ObjectId", "string"),
+    ("TlsVersion", "string"),
+    ("Requests", "long"),
+    ("FirstSeen", "datetime"),
+    ("LastSeen", "datetime"),
+    ("SampleClientRequestId", "string"),
+    ("SampleUri", "string"),
+)
+
 # ---------------------------------------------------------------------------
 # The window
 # ---------------------------------------------------------------------------
