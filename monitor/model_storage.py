@@ -258,6 +258,15 @@ class StorageAccountPosture:
 # ---------------------------------------------------------------------------
 
 
+# The resource-specific tables the storage services' diagnostic settings write, one per service.
+STORAGE_LOG_TABLES: tuple[str, ...] = (
+    "StorageBlobLogs",
+    "StorageFileLogs",
+    "StorageQueueLogs",
+    "StorageTableLogs",
+)
+
+
 @dataclass(frozen=True)
 class StorageRequestActivity:
     """Requests of one kind from one caller address to one account in the window, summarised

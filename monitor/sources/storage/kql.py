@@ -42,9 +42,10 @@ import re
 from collections.abc import Iterable, Sequence
 
 from monitor.model import Outcome
+from monitor.model_storage import STORAGE_LOG_TABLES
 from monitor.sources.keyvault.kql import parenthesised
 
-TABLES: tuple[str, ...] = ("StorageBlobLogs", "StorageFileLogs", "StorageQueueLogs", "StorageTableLogs")
+TABLES = STORAGE_LOG_TABLES
 HEADER = "// kvmon: Storage access summary (tables: " + ", ".join(TABLES) + ")"
 
 # The StatusText of a 403 that says the network rules refused the caller, and of one that says they

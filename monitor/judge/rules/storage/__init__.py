@@ -1,1 +1,1 @@
-"""Storage accounts' rules: ``config`` ST0xx (configuration and baseline), ``drift`` ST3xx."""
+"""Storage accounts' rules: ``config`` ST0xx (configuration and baseline), ``logs`` ST2xx, ``drift`` ST3xx."""
