@@ -9,15 +9,18 @@ What is documented, and what is not, about what Storage logs (the rationales rel
 
 - Documented: the tables' columns (Azure Monitor's table reference: ``CallerIpAddress`` "including the
   port number", ``StatusCode`` a string that "might be set to Unknown", ``StatusText`` "the status of
-  the requested operation", without a list of values); the classic Storage Analytics log's status
-  messages (Success, AuthorizationError, NetworkError, ...: "Storage Analytics logged operations and
-  status messages"), which are not what ``StatusText`` of the resource logs holds.
+  the requested operation", with no list of values). The classic Storage Analytics log has its own
+  status messages (Success, SASSuccess, ThrottlingError, ClientOtherError, ...: "Storage Analytics
+  logged operations and status messages"). Azure Monitor's sample queries for StorageBlobLogs filter
+  ``StatusText contains "ServerBusy"``, a REST error code: the resource logs' StatusText holds the
+  response's error code, not those messages, though no page says so in words.
 - Observed, not documented as such: a request the network rules refuse is answered 403 with
-  ``x-ms-error-code: AuthorizationFailure`` (AZURE-NOTES.md), and one the network admits but RBAC
-  refuses 403 ``AuthorizationPermissionMismatch``; kvmon reads the same words in ``StatusText``
-  (``monitor.sources.storage.kql`` derives the outcome). Microsoft documents neither that
-  ``AuthorizationFailure`` has no other cause nor that every refused request is logged (anonymous
-  refusals in particular): this session could not find a page that says so.
+  ``x-ms-error-code: AuthorizationFailure`` (AZURE-NOTES.md), one the network admits but RBAC refuses
+  403 ``AuthorizationPermissionMismatch``; kvmon reads the same words in ``StatusText``
+  (``monitor.sources.storage.kql`` derives the outcome). No page found (the table references, the
+  status messages, the Blob service error codes, Storage's network security pages) says that
+  ``AuthorizationFailure`` has no other cause, or that every request the network refuses is logged
+  (anonymous ones in particular).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from monitor.model_storage import STORAGE_LOG_TABLES, StorageRequestActivity
 _LEARN = "https://learn.microsoft.com/en-us/azure"
 MONITOR_BLOB_STORAGE = f"{_LEARN}/storage/blobs/monitor-blob-storage"
 STORAGE_BLOB_LOGS = f"{_LEARN}/azure-monitor/reference/tables/storagebloblogs"
+SAMPLE_QUERIES = f"{_LEARN}/azure-monitor/reference/queries/storagebloblogs"
 STATUS_MESSAGES = "https://learn.microsoft.com/en-us/rest/api/storageservices/storage-analytics-logged-operations-and-status-messages"
 BLOB_ERROR_CODES = "https://learn.microsoft.com/en-us/rest/api/storageservices/blob-service-error-codes"
 DIAGNOSTIC_SETTINGS = f"{_LEARN}/azure-monitor/essentials/diagnostic-settings"
@@ -139,7 +143,7 @@ def admitted_public_not_allowed(facts: StorageFacts) -> Iterator[Hit]:
         "is needed beyond keeping defaultAction Deny"
     ),
     remediation_bicep="// no account change: fix the client's network path (subnet service endpoint or private DNS zone link)",
-    references=(MONITOR_BLOB_STORAGE, STATUS_MESSAGES, BLOB_ERROR_CODES, NETWORK_SECURITY),
+    references=(MONITOR_BLOB_STORAGE, SAMPLE_QUERIES, STATUS_MESSAGES, BLOB_ERROR_CODES, NETWORK_SECURITY),
     baseline_keys=("logs.refused_threshold",),
 )
 def refused_by_network(facts: StorageFacts) -> Iterator[Hit]:
@@ -147,8 +151,9 @@ def refused_by_network(facts: StorageFacts) -> Iterator[Hit]:
     is configured wrongly (wrong route, missing service endpoint or private DNS link) or someone is probing
     it. A refusal is a 403 whose StatusText is AuthorizationFailure, the code Storage answers a caller its
     network rules refuse with. That reading is observed, not documented: Microsoft's table reference lists
-    no StatusText values, its list of error codes describes AuthorizationFailure only as "This request is
-    not authorized to perform this operation", and no page found says every refused request is logged
+    no StatusText values (its sample queries match error codes such as ServerBusy in it), its list of
+    error codes describes AuthorizationFailure only as "This request is not authorized to perform this
+    operation", and no page found says it has no other cause or that every refused request is logged
     (anonymous ones may not be). Other 403s (AuthenticationFailed, KeyBasedAuthenticationNotPermitted)
     are not counted. The threshold is configurable (KVMON_REFUSED_THRESHOLD).
     """
