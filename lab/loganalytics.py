@@ -29,7 +29,10 @@ union.
 
 The storage services' tables (``StorageBlobLogs``, ``StorageFileLogs``, ``StorageQueueLogs``,
 ``StorageTableLogs``) answer kvmon's storage query (``monitor.sources.storage.kql.build_storage_query``)
-as a fuzzy union: ``record_storage_request`` writes one request's row (``StorageRequestRecord``, in the
+as a fuzzy union: the lab's Storage data plane reports each request it answers to
+``storage_request_served``, which writes it to the workspace the service's diagnostic setting names
+(``send_storage_logs``, per account and table), or nowhere; ``record_storage_request`` writes one
+request's row directly (``StorageRequestRecord``, in the
 table's own columns: the caller with its port, the status as a string) and creates the table with
 its first row; ``ingest`` adds raw rows. The port stripping and outcome derivation are the query's,
 in Python (``storage_caller``, ``storage_outcome``).
@@ -212,6 +215,8 @@ class LogAnalyticsEmulator:
         self.queries: list[RecordedQuery] = []
         self._workspaces: dict[str, _Workspace] = {}
         self._perimeter_logs: dict[str, str] = {}  # lower-cased perimeter id -> workspace id
+        # (lower-cased account id, table) -> workspace id: a diagnostic setting per service
+        self._storage_logs: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -288,6 +293,32 @@ class LogAnalyticsEmulator:
                 workspace.tables = (*workspace.tables, NSP_TABLE)
             workspace.ingested[NSP_TABLE].append(record.row())
 
+    def send_storage_logs(
+        self, account_id: str, workspace_id: str | None, *, tables: Iterable[str] = STORAGE_TABLES
+    ) -> None:
+        """Diagnostic settings on the account's services (one per table's service) send their logs to
+        ``workspace_id`` (None: no setting, or one to a workspace outside the account's perimeter)."""
+        chosen = tuple(tables)
+        unknown = [name for name in chosen if name not in STORAGE_TABLES]
+        if unknown:
+            raise ValueError(f"tables must be some of {', '.join(STORAGE_TABLES)}, got {chosen!r}")
+        with self._lock:
+            for table in chosen:
+                key = (account_id.lower(), table)
+                if workspace_id is None:
+                    self._storage_logs.pop(key, None)
+                else:
+                    self._storage_logs[key] = workspace_id
+
+    def storage_request_served(self, record: StorageRequestRecord) -> str | None:
+        """What the lab's Storage data plane calls for each request it answers: the row goes to the
+        workspace the service's diagnostic setting names (returned), or nowhere (None)."""
+        with self._lock:
+            workspace_id = self._storage_logs.get((record.account_id.lower(), record.table))
+        if workspace_id is not None:
+            self.record_storage_request(workspace_id, record)
+        return workspace_id
+
     def record_storage_request(self, workspace_id: str, record: StorageRequestRecord) -> None:
         """A storage service's diagnostic setting writes one request to the workspace; the first
         row creates the service's table there, as Azure creates a resource-specific table."""
@@ -306,6 +337,7 @@ class LogAnalyticsEmulator:
                 self.estate = estate
             self._workspaces.clear()
             self._perimeter_logs.clear()
+            self._storage_logs.clear()
             self.queries.clear()
         self.server.clear_faults()
         self.server.request_counts.clear()

@@ -262,3 +262,20 @@ def test_the_emulator_answers_only_kvmons_storage_query(emulator: LogAnalyticsEm
             with pytest.raises(HttpResponseError) as caught:
                 client.query_workspace(WORKSPACE, query, timespan=WINDOW)
             assert caught.value.status_code == 400
+
+
+def test_a_request_reaches_only_the_workspace_its_services_diagnostic_setting_names(
+    make_reader: Reader, emulator: LogAnalyticsEmulator
+) -> None:
+    """Blob's setting sends here, queue's nowhere: the queue request is in no workspace."""
+    emulator.send_storage_logs(ACCOUNT, WORKSPACE, tables=("StorageBlobLogs",))
+    assert emulator.storage_request_served(request()) == WORKSPACE
+    assert emulator.storage_request_served(request(table="StorageQueueLogs")) is None
+    emulator.send_storage_logs(OTHER, "other-workspace")
+    assert emulator.storage_request_served(request(OTHER, table="StorageTableLogs")) == "other-workspace"
+    (activity,) = read(make_reader()).evidence[ACCOUNT.lower()].activity
+    assert activity.source_table == "StorageBlobLogs"
+    emulator.send_storage_logs(ACCOUNT, None)
+    assert emulator.storage_request_served(request()) is None
+    with pytest.raises(ValueError, match="tables must be some of"):
+        emulator.send_storage_logs(ACCOUNT, WORKSPACE, tables=("AZKVAuditLogs",))
