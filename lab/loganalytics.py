@@ -26,6 +26,16 @@ setting writes: the lab's data plane reports each decision (``PerimeterAccessRec
 row as Azure does; ``ingest`` adds raw rows. A workspace without the table answers
 kvmon's perimeter query with Log Analytics' "Failed to resolve table" error: the query is no fuzzy
 union.
+
+The storage services' tables (``StorageBlobLogs``, ``StorageFileLogs``, ``StorageQueueLogs``,
+``StorageTableLogs``) answer kvmon's storage query (``monitor.sources.storage.kql.build_storage_query``)
+as a fuzzy union: the lab's Storage data plane reports each request it answers to
+``storage_request_served``, which writes it to the workspace the service's diagnostic setting names
+(``send_storage_logs``, per account and table), or nowhere; ``record_storage_request`` writes one
+request's row directly (``StorageRequestRecord``, in the
+table's own columns: the caller with its port, the status as a string) and creates the table with
+its first row; ``ingest`` adds raw rows. The port stripping and outcome derivation are the query's,
+in Python (``storage_caller``, ``storage_outcome``).
 """
 
 from __future__ import annotations
@@ -48,15 +58,18 @@ from monitor.sources.keyvault.kql import (
     TABLE_RESOURCE_SPECIFIC,
     build_summary_query,
 )
-from monitor.sources.logs import PERIMETER_SUMMARY_COLUMNS, SUMMARY_COLUMNS
+from monitor.sources.logs import PERIMETER_SUMMARY_COLUMNS, STORAGE_SUMMARY_COLUMNS, SUMMARY_COLUMNS
+from monitor.sources.storage import kql as storage_kql
 
 TABLES = (TABLE_RESOURCE_SPECIFIC, TABLE_LEGACY)  # Key Vault's own access-log tables
 NSP_TABLE = nsp_kql.TABLE
-KNOWN_TABLES = (*TABLES, NSP_TABLE)
+STORAGE_TABLES = storage_kql.TABLES
+KNOWN_TABLES = (*TABLES, NSP_TABLE, *STORAGE_TABLES)
 QUERY_PATH = r"/v1/workspaces/(?P<workspace>[^/]+)/query"
 
 RawRow = dict[str, Any]
 
+_ACCOUNT_LIST = re.compile(r"^let KvmonAccounts = dynamic\((\[.*?\])\);$", re.MULTILINE)
 _VAULT_LIST = re.compile(r"^let KvmonVaults = dynamic\((\[.*?\])\);$", re.MULTILINE)
 _TABLE_LINE = re.compile(r"^// kvmon: Key Vault access summary \(table: (\w+)\)$", re.MULTILINE)
 _OBJECT_ID_CLAIM = "http://schemas.microsoft.com/identity/claims/objectidentifier"
@@ -116,6 +129,56 @@ class PerimeterAccessRecord:
         }
 
 
+# The service of a storage table, as its diagnostic setting's resource (the row's _ResourceId) names it.
+_STORAGE_SERVICE = {
+    "StorageBlobLogs": "blobServices",
+    "StorageFileLogs": "fileServices",
+    "StorageQueueLogs": "queueServices",
+    "StorageTableLogs": "tableServices",
+}
+
+
+@dataclass(frozen=True)
+class StorageRequestRecord:
+    """One request a storage account's service logged, as its diagnostic setting writes it to the
+    service's table (Azure Monitor's reference for StorageBlobLogs and its siblings): the caller's
+    address with its port, the status as a string, the requester's ids from the OAuth token."""
+
+    time: dt.datetime
+    account_id: str
+    table: str = "StorageBlobLogs"
+    caller_address: str = ""  # "a.b.c.d:port" or "[v6]:port", as Storage writes it
+    status_code: str = "200"
+    status_text: str = "Success"
+    authentication_type: str = "OAuth"
+    requester_app_id: str = ""
+    requester_object_id: str = ""
+    client_request_id: str = ""
+    uri: str = ""
+    tls_version: str = "TLS 1.2"
+    operation: str = "GetBlob"
+
+    def row(self) -> RawRow:
+        """The row in the table's own column names; the row's resource is the account's service."""
+        if self.table not in _STORAGE_SERVICE:
+            raise ValueError(f"table must be one of {', '.join(STORAGE_TABLES)}, got {self.table!r}")
+        return {
+            "TimeGenerated": self.time,
+            "_ResourceId": f"{self.account_id}/{_STORAGE_SERVICE[self.table]}/default".lower(),
+            "AccountName": storage_kql.account_name(self.account_id),
+            "OperationName": self.operation,
+            "CallerIpAddress": self.caller_address or None,
+            "StatusCode": self.status_code or None,
+            "StatusText": self.status_text or None,
+            "AuthenticationType": self.authentication_type or None,
+            "RequesterAppId": self.requester_app_id or None,
+            "RequesterObjectId": self.requester_object_id or None,
+            "ClientRequestId": self.client_request_id or None,
+            "Uri": self.uri or None,
+            "TlsVersion": self.tls_version or None,
+        }
+
+
 @dataclass
 class _PartialMode:
     message: str
@@ -152,6 +215,8 @@ class LogAnalyticsEmulator:
         self.queries: list[RecordedQuery] = []
         self._workspaces: dict[str, _Workspace] = {}
         self._perimeter_logs: dict[str, str] = {}  # lower-cased perimeter id -> workspace id
+        # (lower-cased account id, table) -> workspace id: a diagnostic setting per service
+        self._storage_logs: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -228,6 +293,42 @@ class LogAnalyticsEmulator:
                 workspace.tables = (*workspace.tables, NSP_TABLE)
             workspace.ingested[NSP_TABLE].append(record.row())
 
+    def send_storage_logs(
+        self, account_id: str, workspace_id: str | None, *, tables: Iterable[str] = STORAGE_TABLES
+    ) -> None:
+        """Diagnostic settings on the account's services (one per table's service) send their logs to
+        ``workspace_id`` (None: no setting, or one to a workspace outside the account's perimeter)."""
+        chosen = tuple(tables)
+        unknown = [name for name in chosen if name not in STORAGE_TABLES]
+        if unknown:
+            raise ValueError(f"tables must be some of {', '.join(STORAGE_TABLES)}, got {chosen!r}")
+        with self._lock:
+            for table in chosen:
+                key = (account_id.lower(), table)
+                if workspace_id is None:
+                    self._storage_logs.pop(key, None)
+                else:
+                    self._storage_logs[key] = workspace_id
+
+    def storage_request_served(self, record: StorageRequestRecord) -> str | None:
+        """What the lab's Storage data plane calls for each request it answers: the row goes to the
+        workspace the service's diagnostic setting names (returned), or nowhere (None)."""
+        with self._lock:
+            workspace_id = self._storage_logs.get((record.account_id.lower(), record.table))
+        if workspace_id is not None:
+            self.record_storage_request(workspace_id, record)
+        return workspace_id
+
+    def record_storage_request(self, workspace_id: str, record: StorageRequestRecord) -> None:
+        """A storage service's diagnostic setting writes one request to the workspace; the first
+        row creates the service's table there, as Azure creates a resource-specific table."""
+        row = record.row()
+        with self._lock:
+            workspace = self._workspace(workspace_id)
+            if record.table not in workspace.tables:
+                workspace.tables = (*workspace.tables, record.table)
+            workspace.ingested[record.table].append(row)
+
     def reset(self, estate: Estate | None = None) -> None:
         """Forget workspace settings, ingested rows, recorded queries, request counts and faults
         (and answer from ``estate`` when given): one running server serves many tests."""
@@ -236,6 +337,7 @@ class LogAnalyticsEmulator:
                 self.estate = estate
             self._workspaces.clear()
             self._perimeter_logs.clear()
+            self._storage_logs.clear()
             self.queries.clear()
         self.server.clear_faults()
         self.server.request_counts.clear()
@@ -274,7 +376,11 @@ class LogAnalyticsEmulator:
                 tables, partial = workspace.tables, workspace.partial
                 ingested = {name: list(rows) for name, rows in workspace.ingested.items()}
             start, end = parse_timespan(timespan, now=self.estate.now())
-            if body["query"].startswith(nsp_kql.HEADER):
+            if body["query"].startswith(storage_kql.HEADER):
+                account_ids = recognise_storage(body["query"])
+                rows = _evaluate_storage(tables, ingested, account_ids, start, end)
+                columns = STORAGE_SUMMARY_COLUMNS
+            elif body["query"].startswith(nsp_kql.HEADER):
                 vault_ids = recognise_perimeter(body["query"])
                 rows = _evaluate_perimeter(tables, ingested[NSP_TABLE], vault_ids, start, end)
                 columns = PERIMETER_SUMMARY_COLUMNS
@@ -381,6 +487,23 @@ def recognise_perimeter(query: str) -> tuple[str, ...]:
             "(monitor.sources.nsp_kql.build_perimeter_query).",
         )
     return vault_ids
+
+
+def recognise_storage(query: str) -> tuple[str, ...]:
+    """The account ids of a kvmon storage query; BadQuery for anything else."""
+    account_list = _ACCOUNT_LIST.search(query)
+    try:
+        account_ids = tuple(json.loads(account_list.group(1))) if account_list else ()
+        expected = storage_kql.build_storage_query(account_ids=account_ids)
+    except ValueError:
+        expected = None
+    if expected != query:
+        raise _bad_argument(
+            "SyntaxError",
+            "This lab endpoint evaluates only kvmon's storage access summary query "
+            "(monitor.sources.storage.kql.build_storage_query).",
+        )
+    return account_ids
 
 
 def parse_timespan(
@@ -655,6 +778,88 @@ def _matched_rule(raw: Any) -> str:
         return text
     named = name if isinstance(name, str) else json.dumps(name)  # tostring() of a non-string
     return named or text
+
+
+# -- the storage query's meaning, in Python ------------------------------------------------------
+
+_STORAGE_GROUP_BY = tuple(name for name, _ in STORAGE_SUMMARY_COLUMNS[:10])
+_ACCOUNT_OF_SERVICE = re.compile(
+    r"^(/subscriptions/[^/]+/resourcegroups/[^/]+/providers/microsoft\.storage/storageaccounts/[^/]+)"
+)
+_CALLER_V6 = re.compile(r"^\[([^\]]+)\](:[0-9]+)?$")
+_CALLER_V4 = re.compile(r"^([0-9]{1,3}(\.[0-9]{1,3}){3})(:[0-9]+)?$")
+
+
+def storage_caller(raw: Any) -> str:
+    """The query's ``CallerAddress``: the address without its port; any other shape as written."""
+    text = _s(raw)
+    for pattern in (_CALLER_V6, _CALLER_V4):
+        match = pattern.match(text)
+        if match:
+            return match.group(1)
+    return text
+
+
+def storage_outcome(status: Any, text: Any) -> str:
+    """``KvmonStorageOutcome`` of the query: ``toint`` of the string status (null when not a number)."""
+    try:
+        code: int | None = int(_s(status))
+    except ValueError:
+        code = None
+    folded = _s(text).lower()
+    if code == 403 and folded in {t.lower() for t in storage_kql.REFUSED_BY_NETWORK_TEXTS}:
+        return "refused-firewall"
+    if code == 403 and folded in {t.lower() for t in storage_kql.ADMITTED_403_TEXTS}:
+        return "admitted"
+    if code is not None and 200 <= code <= 499 and code not in (401, 403, 429):
+        return "admitted"
+    return "refused-other"
+
+
+def _evaluate_storage(
+    tables: tuple[str, ...],
+    ingested: Mapping[str, list[RawRow]],
+    account_ids: tuple[str, ...],
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> list[list[Any]]:
+    """The fuzzy union of the four tables: one the workspace lacks contributes nothing."""
+    wanted = frozenset(account_ids)
+    names = frozenset(storage_kql.account_name(key) for key in account_ids)
+    counts: Counter[tuple[Any, ...]] = Counter()
+    first: dict[tuple[Any, ...], dt.datetime] = {}
+    last: dict[tuple[Any, ...], dt.datetime] = {}
+    samples: dict[tuple[Any, ...], tuple[str, str]] = {}
+    for table in STORAGE_TABLES:
+        if table not in tables:
+            continue
+        for row in ingested[table]:
+            moment = row.get("TimeGenerated")
+            if _s(row.get("AccountName")).lower() not in names or not _in_window(moment, start, end):
+                continue
+            assert isinstance(moment, dt.datetime)
+            match = _ACCOUNT_OF_SERVICE.match(_s(row.get("_ResourceId")).lower())
+            account = match.group(1) if match else ""
+            if account not in wanted:
+                continue
+            projected = {
+                "SourceTable": table,
+                "AccountId": account,
+                "CallerAddress": storage_caller(row.get("CallerIpAddress")),
+                "Outcome": storage_outcome(row.get("StatusCode"), row.get("StatusText")),
+                "StatusCode": _s(row.get("StatusCode")),
+                "StatusText": _s(row.get("StatusText")),
+                "AuthenticationType": _s(row.get("AuthenticationType")),
+                "AppId": _s(row.get("RequesterAppId")),
+                "ObjectId": _s(row.get("RequesterObjectId")),
+                "TlsVersion": _s(row.get("TlsVersion")),
+            }
+            key = tuple(projected[name] for name in _STORAGE_GROUP_BY)
+            counts[key] += 1
+            first[key] = min(first.get(key, moment), moment)
+            last[key] = max(last.get(key, moment), moment)
+            samples.setdefault(key, (_s(row.get("ClientRequestId")), _s(row.get("Uri")).split("?")[0]))
+    return [[*key, counts[key], _iso(first[key]), _iso(last[key]), *samples[key]] for key in sorted(counts)]
 
 
 def _primary_result(columns: Iterable[tuple[str, str]], rows: list[list[Any]]) -> dict[str, Any]:

@@ -19,7 +19,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from monitor.model import DnsStep, IpRule, PerimeterReading, PrivateEndpointConnection, TlsStep, unread_covers
+from monitor.model import (
+    DnsStep,
+    IpRule,
+    Outcome,
+    PerimeterReading,
+    PrivateEndpointConnection,
+    TlsStep,
+    unread_covers,
+)
 
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
 
@@ -301,3 +309,59 @@ class StorageProbeResult:
     @property
     def verdict(self) -> StorageVerdict:
         return self.data_plane.verdict
+
+
+# ---------------------------------------------------------------------------
+# Access logs
+# ---------------------------------------------------------------------------
+
+
+# The resource-specific tables the storage services' diagnostic settings write, one per service.
+STORAGE_LOG_TABLES: tuple[str, ...] = (
+    "StorageBlobLogs",
+    "StorageFileLogs",
+    "StorageQueueLogs",
+    "StorageTableLogs",
+)
+
+
+@dataclass(frozen=True)
+class StorageRequestActivity:
+    """Requests of one kind from one caller address to one account in the window, summarised
+    server-side from the storage services' resource logs (``monitor.sources.storage.kql``).
+
+    A record of its own rather than Key Vault's ``CallerActivity``: Storage logs no address
+    authorisation type or subnet, and says instead what Key Vault's log does not (the status text,
+    the authentication type, the TLS version, a client request id to find a probe's request by).
+    """
+
+    account_id: str  # lower-cased resource id, derived from the row's service resource id
+    source_table: str  # StorageBlobLogs | StorageFileLogs | StorageQueueLogs | StorageTableLogs
+    caller_address: str  # without its port; "" when the row names none
+    address_private: bool
+    outcome: Outcome
+    status_code: str | None  # a string in the table ("Unknown" for an interrupted request)
+    status_text: str | None
+    authentication_type: str | None  # OAuth | SAS | AccountKey | Anonymous | ...
+    identity: str | None  # RequesterAppId, else RequesterObjectId
+    identity_object_id: str | None
+    tls_version: str | None
+    count: int
+    first_seen: dt.datetime | None
+    last_seen: dt.datetime | None
+    sample_client_request_id: str | None = None
+    sample_uri: str | None = None  # the path only: a SAS query string never leaves the workspace
+
+
+@dataclass(frozen=True)
+class StorageLogEvidence:
+    """What one workspace's storage logs say about one account over a window (``LogEvidence``'s
+    sibling: the same window, completeness and notes, with the account's activity)."""
+
+    account_id: str  # lower-cased resource id
+    workspace_id: str
+    window_start: dt.datetime
+    window_end: dt.datetime
+    activity: tuple[StorageRequestActivity, ...] = ()
+    complete: bool = True
+    notes: tuple[str, ...] = ()

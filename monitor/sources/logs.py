@@ -1,10 +1,12 @@
-"""Access-log evidence: who really reached each vault, read from Log Analytics.
+"""Access-log evidence: who really reached each vault, and each storage account, read from Log Analytics.
 
 One query per workspace per scan covers every vault in it, summarised server-side by vault,
 caller address, address authorisation type, subnet, outcome and identity, so what crosses the
 wire is a few rows per caller, never the raw log. The query is Key Vault's
 (``monitor.sources.keyvault.kql``: its tables, their columns and the outcome derivation); this
-module sends it, reads the answer and copes with faults.
+module sends it, reads the answer and copes with faults. Storage accounts' logs are read the same
+way (``read_storage_workspace``, the query of ``monitor.sources.storage.kql``) into
+``StorageLogEvidence``, with the same faults.
 
 The window of a scan is pure (``logs_window``): since the previous scan with a small overlap,
 capped, and a configurable look-back on the first run. Faults (partial results, HTTP errors, 429
@@ -40,6 +42,7 @@ from monitor.model import (
     PerimeterLogEvidence,
     ScanError,
 )
+from monitor.model_storage import StorageLogEvidence, StorageRequestActivity
 from monitor.netaddr import AddressSpace
 from monitor.sources import nsp_kql
 from monitor.sources.keyvault.kql import (
@@ -50,6 +53,7 @@ from monitor.sources.keyvault.kql import (
     normalise_table,
     normalise_vault_ids,
 )
+from monitor.sources.storage.kql import build_storage_query, normalise_account_ids
 
 DEFAULT_ENDPOINT = "https://api.loganalytics.io/v1"
 # A connection opens in milliseconds or not at all; the answer may take as long as the query.
@@ -89,6 +93,25 @@ PERIMETER_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
     ("Requests", "long"),
     ("FirstSeen", "datetime"),
     ("LastSeen", "datetime"),
+)
+
+# The storage summary's columns (``monitor.sources.storage.kql``): the grouping, then the aggregates.
+STORAGE_SUMMARY_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("SourceTable", "string"),
+    ("AccountId", "string"),
+    ("CallerAddress", "string"),
+    ("Outcome", "string"),
+    ("StatusCode", "string"),
+    ("StatusText", "string"),
+    ("AuthenticationType", "string"),
+    ("AppId", "string"),
+    ("ObjectId", "string"),
+    ("TlsVersion", "string"),
+    ("Requests", "long"),
+    ("FirstSeen", "datetime"),
+    ("LastSeen", "datetime"),
+    ("SampleClientRequestId", "string"),
+    ("SampleUri", "string"),
 )
 
 # ---------------------------------------------------------------------------
@@ -302,6 +325,75 @@ class LogsReader:
             )
         return result
 
+    def read_storage_workspace(
+        self,
+        workspace_id: str,
+        account_ids: Sequence[str],
+        *,
+        window_start: dt.datetime,
+        window_end: dt.datetime,
+    ) -> StorageLogsReadResult:
+        """One query over the four storage tables for all ``account_ids`` (at least one). Faults
+        are the vault read's: a failed read makes every account's evidence incomplete, a partial
+        one or a bad row marks the accounts it may concern."""
+        _check_window(window_start, window_end)
+        keys = normalise_account_ids(account_ids)
+        query = build_storage_query(account_ids=keys)
+        result = StorageLogsReadResult(workspace_id=workspace_id, query=query)
+
+        def evidence(
+            key: str, activity: Sequence[StorageRequestActivity] = (), *, reasons: Sequence[str] = ()
+        ) -> StorageLogEvidence:
+            return StorageLogEvidence(
+                account_id=key,
+                workspace_id=workspace_id,
+                window_start=window_start,
+                window_end=window_end,
+                activity=tuple(activity),
+                complete=not reasons,
+                notes=tuple(f"evidence incomplete: {reason}" for reason in reasons),
+            )
+
+        answer = self._send(workspace_id, query, window_start, window_end)
+        if answer.failed is not None:
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, answer.failed, answer.code))
+            result.evidence = {key: evidence(key, reasons=(answer.failed,)) for key in keys}
+            return result
+        if answer.partial is not None:
+            result.errors.append(ScanError(ErrorSource.LOGS, workspace_id, answer.partial, "PartialError"))
+
+        parsed = _parse_tables(
+            answer.tables,
+            STORAGE_SUMMARY_COLUMNS,
+            lambda values: _storage_activity(values, self.address_space),
+            key_column="AccountId",
+        )
+        if parsed.problem is not None:
+            result.errors.append(
+                ScanError(ErrorSource.LOGS, workspace_id, parsed.problem, "UnexpectedResult")
+            )
+        result.source_tables = tuple(
+            sorted({table for by_table in parsed.rows.values() for table in by_table})
+        )
+        for key in keys:
+            # Each table is another service of the account: every row counts.
+            rows = [item for group in parsed.rows.get(key, {}).values() for item in group]
+            result.evidence[key] = evidence(
+                key,
+                sorted(
+                    rows,
+                    key=lambda a: (
+                        -a.count,
+                        a.caller_address,
+                        a.source_table,
+                        a.outcome.value,
+                        a.identity or "",
+                    ),
+                ),
+                reasons=parsed.reasons_for(key, partial=answer.partial),
+            )
+        return result
+
     def _send(
         self, workspace_id: str, query: str, window_start: dt.datetime, window_end: dt.datetime
     ) -> _Answer:
@@ -348,6 +440,17 @@ class PerimeterLogsReadResult:
     query: str
     evidence: dict[str, PerimeterLogEvidence] = field(default_factory=dict)  # lower-cased vault id ->
     errors: list[ScanError] = field(default_factory=list)
+
+
+@dataclass
+class StorageLogsReadResult:
+    """One workspace's storage logs: evidence for every requested account, and what went wrong."""
+
+    workspace_id: str
+    query: str
+    evidence: dict[str, StorageLogEvidence] = field(default_factory=dict)  # lower-cased account id ->
+    errors: list[ScanError] = field(default_factory=list)
+    source_tables: tuple[str, ...] = ()  # the tables rows came from
 
 
 @dataclass(frozen=True)
@@ -397,7 +500,7 @@ class _Window:
         )
 
 
-_Item = TypeVar("_Item", CallerActivity, PerimeterAccess)
+_Item = TypeVar("_Item", CallerActivity, PerimeterAccess, StorageRequestActivity)
 
 
 @dataclass
@@ -420,9 +523,12 @@ def _parse_tables(
     tables: Sequence[LogsTable],
     columns: Sequence[tuple[str, str]],
     read_row: Callable[[Mapping[str, Any]], tuple[str, _Item] | None],
+    *,
+    key_column: str = "VaultId",
 ) -> _Parsed[_Item]:
-    """Rows by vault and by ``SourceTable`` (one group when the result has no such column);
-    ``read_row`` gives (vault, item), None for a row it cannot read."""
+    """Rows by resource (``key_column``: the vault's, or the account's) and by ``SourceTable``
+    (one group when the result has no such column); ``read_row`` gives (resource, item), None for
+    a row it cannot read."""
     parsed: _Parsed[_Item] = _Parsed()
     bad_rows = 0
     for table in tables:
@@ -435,7 +541,7 @@ def _parse_tables(
             return parsed
         for row in table.rows:
             values = dict(zip(table.columns, row, strict=False))
-            vault = _text(values.get("VaultId")).lower()
+            vault = _text(values.get(key_column)).lower()
             read = read_row(values) if vault else None
             if read is None:
                 bad_rows += 1
@@ -497,6 +603,38 @@ def _perimeter_access(values: Mapping[str, Any], space: AddressSpace) -> tuple[s
         count=count,
         first_seen=_moment(values.get("FirstSeen")),
         last_seen=_moment(values.get("LastSeen")),
+    )
+
+
+def _storage_activity(
+    values: Mapping[str, Any], space: AddressSpace
+) -> tuple[str, StorageRequestActivity] | None:
+    try:
+        outcome = Outcome(_text(values.get("Outcome")))
+        count = int(values.get("Requests") or 0)
+    except (TypeError, ValueError):
+        return None
+    account = _text(values.get("AccountId")).lower()
+    caller = _text(values.get("CallerAddress"))
+    app_id = _text(values.get("AppId")) or None
+    object_id = _text(values.get("ObjectId")) or None
+    return account, StorageRequestActivity(
+        account_id=account,
+        source_table=_text(values.get("SourceTable")) or "unknown",
+        caller_address=caller,
+        address_private=bool(caller) and space.is_private(caller),
+        outcome=outcome,
+        status_code=_text(values.get("StatusCode")) or None,
+        status_text=_text(values.get("StatusText")) or None,
+        authentication_type=_text(values.get("AuthenticationType")) or None,
+        identity=app_id or object_id,
+        identity_object_id=object_id,
+        tls_version=_text(values.get("TlsVersion")) or None,
+        count=count,
+        first_seen=_moment(values.get("FirstSeen")),
+        last_seen=_moment(values.get("LastSeen")),
+        sample_client_request_id=_text(values.get("SampleClientRequestId")) or None,
+        sample_uri=_text(values.get("SampleUri")) or None,
     )
 
 

@@ -1,7 +1,8 @@
 // Checks KQL with Microsoft's Kusto language service (npm @kusto/language-service-next) against
 // the schemas kvmon queries: a Log Analytics workspace with the two Key Vault access-log tables
 // (as AZURE-NOTES.md lists their columns and Azure Monitor's table reference types them) and the
-// perimeters' NSPAccessLogs; with "workspace-2024", NSPAccessLogs as its reference of 2024 listed it;
+// perimeters' NSPAccessLogs and the storage services' StorageBlobLogs, StorageFileLogs, StorageQueueLogs
+// and StorageTableLogs; with "workspace-2024", NSPAccessLogs as its reference of 2024 listed it;
 // with "resourcegraph", Resource Graph's Resources, ResourceContainers and resourcechanges tables.
 //
 // Usage: node check_kql.js [workspace|workspace-2024|resourcegraph]
@@ -122,6 +123,91 @@ const NSP_ACCESS_LOGS = {
   TimeGeneratedEndTime: T.DateTime,
 };
 
+// The storage services' resource logs, as Azure Monitor's table reference lists them
+// (https://learn.microsoft.com/en-us/azure/azure-monitor/reference/tables/storagebloblogs and
+// storagefilelogs, storagequeuelogs, storagetablelogs; the column lists are MicrosoftDocs/
+// azure-reference-other azure-monitor-ref/tables/includes/storage{blob,file,queue,table}logs-include.md
+// at 0f8cea78, 431071fd, 0fc1b861, c770f3fe). Queue and Table have these columns; Blob and File add
+// their own. StatusCode is a string (the reference: "Unknown" when the request was interrupted).
+const STORAGE_LOGS_COMMON = {
+  AccountName: T.String,
+  AuthenticationHash: T.String,
+  AuthenticationType: T.String,
+  AuthorizationDetails: T.Dynamic,
+  _BilledSize: T.Real,
+  CallerIpAddress: T.String,
+  Category: T.String,
+  ClientRequestId: T.String,
+  ConditionsUsed: T.String,
+  ContentLengthHeader: T.Long,
+  CorrelationId: T.String,
+  DurationMs: T.Real,
+  Etag: T.String,
+  _IsBillable: T.String,
+  LastModifiedTime: T.DateTime,
+  Location: T.String,
+  MetricResponseType: T.String,
+  ObjectKey: T.String,
+  OperationCount: T.Int,
+  OperationName: T.String,
+  OperationVersion: T.String,
+  Protocol: T.String,
+  ReferrerHeader: T.String,
+  RequestBodySize: T.Long,
+  RequesterAppId: T.String,
+  RequesterAudience: T.String,
+  RequesterObjectId: T.String,
+  RequesterTenantId: T.String,
+  RequesterTokenIssuer: T.String,
+  RequesterUpn: T.String,
+  RequestHeaderSize: T.Long,
+  RequestMd5: T.String,
+  _ResourceId: T.String,
+  ResponseBodySize: T.Long,
+  ResponseHeaderSize: T.Long,
+  ResponseMd5: T.String,
+  SasExpiryStatus: T.String,
+  SchemaVersion: T.String,
+  ServerLatencyMs: T.Real,
+  ServiceType: T.String,
+  SourceSystem: T.String,
+  StatusCode: T.String,
+  StatusText: T.String,
+  _SubscriptionId: T.String,
+  TenantId: T.String,
+  TimeGenerated: T.DateTime,
+  TlsVersion: T.String,
+  Type: T.String,
+  Uri: T.String,
+  UserAgentHeader: T.String,
+};
+
+const STORAGE_BLOB_LOGS = {
+  ...STORAGE_LOGS_COMMON,
+  AccessTier: T.String,
+  DestinationUri: T.String,
+  RehydratePriority: T.String,
+  SourceAccessTier: T.String,
+  SourceUri: T.String,
+};
+
+const STORAGE_FILE_LOGS = {
+  ...STORAGE_LOGS_COMMON,
+  RequesterUserName: T.String,
+  SmbCommandDetail: T.String,
+  SmbCommandMajor: T.Int,
+  SmbCommandMinor: T.String,
+  SmbCreditsConsumed: T.Int,
+  SmbFileId: T.String,
+  SmbMessageID: T.String,
+  SmbPersistentHandleID: T.String,
+  SmbPrimarySID: T.String,
+  SmbSessionID: T.String,
+  SmbStatusCode: T.String,
+  SmbTreeConnectID: T.String,
+  SmbVolatileHandleID: T.String,
+};
+
 // Resource Graph's resource tables share one shape; systemData is not among the columns.
 const RESOURCE_GRAPH_RESOURCES = {
   id: T.String,
@@ -152,6 +238,10 @@ const DATABASES = {
     table("AZKVAuditLogs", AZKV_AUDIT_LOGS),
     table("AzureDiagnostics", AZURE_DIAGNOSTICS),
     table("NSPAccessLogs", NSP_ACCESS_LOGS),
+    table("StorageBlobLogs", STORAGE_BLOB_LOGS),
+    table("StorageFileLogs", STORAGE_FILE_LOGS),
+    table("StorageQueueLogs", STORAGE_LOGS_COMMON),
+    table("StorageTableLogs", STORAGE_LOGS_COMMON),
   ]),
   // A workspace whose perimeter access log has the columns of 2024 only.
   "workspace-2024": () => new Symbols.DatabaseSymbol.ctor("workspace", [

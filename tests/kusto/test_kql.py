@@ -2,9 +2,9 @@
 
 ``check_kql.js`` loads ``@kusto/language-service-next`` under node with schemas of
 ``AZKVAuditLogs`` and ``AzureDiagnostics`` (columns from AZURE-NOTES.md, types from Azure
-Monitor's table reference) and of ``NSPAccessLogs`` (Azure Monitor's table reference, cited in
-the checker). Any diagnostic fails, and the result's schema must be the one the reader parses
-(``SUMMARY_COLUMNS``, ``PERIMETER_SUMMARY_COLUMNS``).
+Monitor's table reference), of ``NSPAccessLogs`` and of the four storage tables (Azure Monitor's
+table reference, cited in the checker). Any diagnostic fails, and the result's schema must be the
+one the reader parses (``SUMMARY_COLUMNS``, ``PERIMETER_SUMMARY_COLUMNS``, ``STORAGE_SUMMARY_COLUMNS``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ import pytest
 from monitor.cli import build_parser
 from monitor.cli.logs import execute
 from monitor.sources.keyvault.kql import PLACEHOLDER_VAULT_ID, TABLE_CHOICES, build_summary_query
-from monitor.sources.logs import PERIMETER_SUMMARY_COLUMNS, SUMMARY_COLUMNS
+from monitor.sources.logs import PERIMETER_SUMMARY_COLUMNS, STORAGE_SUMMARY_COLUMNS, SUMMARY_COLUMNS
 from monitor.sources.nsp_kql import build_perimeter_query
+from monitor.sources.storage.kql import build_storage_query
 
 pytestmark = pytest.mark.node
 
@@ -179,6 +180,58 @@ def test_the_checker_catches_what_it_must_in_the_perimeter_query() -> None:
         broken[str(index)] = original.replace(text, replacement, 1)
     results = run_checker(broken)
     for index, (_, replacement, expected) in enumerate(PERIMETER_MUTATIONS):
+        errors = [d for d in results[str(index)]["diagnostics"] if d["severity"] == "Error"]
+        assert errors, replacement
+        if expected is not None:
+            assert any(expected in d["message"] for d in errors), errors
+
+
+# -- the storage services' resource logs (StorageBlobLogs, ...FileLogs, ...QueueLogs, ...TableLogs) ----
+
+_ACCOUNT = "/subscriptions/00000000-0000-0000-0000-00000000a001/resourceGroups/rg-walkthrough/providers/Microsoft.Storage/storageAccounts/{}"
+ACCOUNT_LISTS = {
+    "one": (_ACCOUNT.format("stsedemo"),),
+    "several": (
+        _ACCOUNT.format("stsedemo"),
+        _ACCOUNT.format("stpldemo"),
+        "/SUBSCRIPTIONS/1D3F0000-AAAA-4BBB-8CCC-0123456789AB/RESOURCEGROUPS/Team_(Prod).1/PROVIDERS/MICROSOFT.STORAGE/STORAGEACCOUNTS/STUPPER01",
+    ),
+}
+
+
+def test_the_storage_query_is_valid_kql_with_its_summary_schema() -> None:
+    queries = {
+        f"storage/{shape}": build_storage_query(account_ids=ids) for shape, ids in ACCOUNT_LISTS.items()
+    }
+    results = run_checker(queries)
+    assert set(results) == set(queries)
+    for name, result in results.items():
+        assert result["diagnostics"] == [], f"{name}: {result['diagnostics']}\n{queries[name]}"
+        assert [tuple(c) for c in result["columns"]] == list(STORAGE_SUMMARY_COLUMNS), name
+
+
+# (text in kvmon's storage query, replacement, the name the error must mention or None)
+STORAGE_MUTATIONS = (
+    # Key Vault's column names in the storage tables, and the tables' own names misspelt.
+    ("AppId = RequesterAppId", "AppId = RequesterAppID", "RequesterAppID"),
+    ("KvmonStorageOutcome(StatusCode,", "KvmonStorageOutcome(HttpStatusCode,", "HttpStatusCode"),
+    ("AuthenticationType,\n", "AuthenticationTypes,\n", "AuthenticationTypes"),
+    # A misspelt table is a leg the fuzzy union drops (by design); a misspelt result column is not.
+    ("by SourceTable, AccountId,", "by SourceTable, AccountID,", "AccountID"),
+    ("where AccountName in~", "where StorageAccountName in~", "StorageAccountName"),
+    # StatusCode is a string: comparing it with a number unconverted is a type error.
+    ("let code = toint(status);", "let code = status;", None),
+)
+
+
+def test_the_checker_catches_what_it_must_in_the_storage_query() -> None:
+    broken = {}
+    for index, (text, replacement, _) in enumerate(STORAGE_MUTATIONS):
+        original = build_storage_query(account_ids=ACCOUNT_LISTS["one"])
+        assert text in original, text
+        broken[str(index)] = original.replace(text, replacement, 1)
+    results = run_checker(broken)
+    for index, (_, replacement, expected) in enumerate(STORAGE_MUTATIONS):
         errors = [d for d in results[str(index)]["diagnostics"] if d["severity"] == "Error"]
         assert errors, replacement
         if expected is not None:

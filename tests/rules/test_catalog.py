@@ -39,6 +39,9 @@ from tests.judge.test_perimeter import EVERYONE, NARROW, association, perimetere
 from tests.logs.test_perimeter_rules import REOPENED, seen
 from tests.logs.test_perimeter_rules import logged as perimeter_logged
 from tests.logs.test_rules import APP_ID, POSTURE, activity, evidence
+from tests.logs.test_storage_rules import activity as request_activity
+from tests.logs.test_storage_rules import evidence as storage_evidence
+from tests.logs.test_storage_rules import logged as storage_logged
 from tests.probes.test_probe_rules import INTERNET, NOW, PL, SE, VANTAGES, _posture, _result
 from tests.probes.test_storage_probe_rules import storage_probed, storage_result
 from tests.rules.test_config_rules import SUBNET, connection, firewalled, ip, posture
@@ -467,6 +470,27 @@ CASES: dict[str, tuple[VaultFacts | StorageFacts, VaultFacts | StorageFacts]] = 
         storage_probed(storage_result(INTERNET, StorageVerdict.REFUSED, untested="in the account's region")),
         storage_probed(storage_result(INTERNET, StorageVerdict.REFUSED)),
     ),
+    "ST201": (
+        storage_logged(storage_evidence(request_activity("203.0.113.7"))),
+        storage_logged(
+            storage_evidence(request_activity("203.0.113.7")),
+            VaultPolicy(allowed_ip_ranges=(parse_network("203.0.113.0/24"),)),
+        ),
+    ),
+    "ST202": (
+        storage_logged(storage_evidence(request_activity("198.51.100.9", outcome=REFUSED, count=10))),
+        storage_logged(storage_evidence(request_activity("198.51.100.9", outcome=REFUSED, count=9))),
+    ),
+    "ST203": (
+        storage_logged(
+            storage_evidence(request_activity("203.0.113.7")), VaultPolicy(private_path_identities=(APP_ID,))
+        ),
+        storage_logged(
+            storage_evidence(request_activity("10.1.1.4", private=True)),
+            VaultPolicy(private_path_identities=(APP_ID,)),
+        ),
+    ),
+    "ST204": (storage_logged(storage_evidence()), storage_logged(storage_evidence(complete=False))),
     "ST301": (
         stored(st.account(), previous=st.firewalled()),
         stored(st.firewalled(), previous=st.firewalled()),

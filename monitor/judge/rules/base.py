@@ -4,7 +4,7 @@ that makes a check a ``Rule``.
 
 To add a rule, in the family module for its service and what it reads (Key Vault's:
 ``keyvault/config.py`` KV0xx, ``probes.py`` KV1xx, ``logs.py`` KV2xx, ``drift.py`` KV3xx; storage's:
-``storage/config.py`` ST0xx, ``storage/drift.py`` ST3xx):
+``storage/config.py`` ST0xx, ``storage/logs.py`` ST2xx, ``storage/drift.py`` ST3xx):
 
 1. write the check, a pure function of its service's facts that yields ``Hit``s, with the rationale
    (why the finding matters, one paragraph) as its docstring;
@@ -41,7 +41,7 @@ from monitor.model import (
     Severity,
     VaultPosture,
 )
-from monitor.model_storage import StorageAccountPosture, StorageProbeResult
+from monitor.model_storage import StorageAccountPosture, StorageLogEvidence, StorageProbeResult
 from monitor.netaddr import AddressSpace
 
 
@@ -80,9 +80,10 @@ class VaultFacts:
 class StorageFacts:
     """Everything known about one storage account in one scan; storage rules read nothing else.
 
-    Beside ``VaultFacts`` rather than a generalisation of it: storage is judged on its configuration
-    and its probes (no access logs yet), its posture is another record, and Key Vault's rules keep
-    the facts they were written against. The fields mean what ``VaultFacts``'s of the same name mean.
+    Beside ``VaultFacts`` rather than a generalisation of it: storage is judged on its configuration,
+    its probes and its access logs, its posture, probe results and log evidence are other records, and
+    Key Vault's rules keep the facts they were written against. The fields mean what ``VaultFacts``'s of
+    the same name mean.
     """
 
     service: ClassVar[Service] = Service.STORAGE
@@ -94,6 +95,8 @@ class StorageFacts:
     probes: tuple[StorageProbeResult, ...] = ()
     vantages: tuple[Vantage, ...] = ()
     previous: StorageAccountPosture | None = None  # the stored posture of the last scan (drift)
+    evidence: StorageLogEvidence | None = None  # None: no workspace covers this account (ST2xx)
+    logs_refused_threshold: int = 10  # ST202
     first_scan_of_scope: bool = True
     actor: ChangeActor | None = None
     event_feed: bool = False

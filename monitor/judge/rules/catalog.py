@@ -20,6 +20,7 @@ from monitor.judge.rules.base import REMEDIATION_PLACEHOLDERS, Exposure, Rule, R
 from monitor.judge.rules.keyvault import config, drift, logs, perimeter, probes
 from monitor.judge.rules.storage import config as storage_config
 from monitor.judge.rules.storage import drift as storage_drift
+from monitor.judge.rules.storage import logs as storage_logs
 from monitor.judge.rules.storage import probes as storage_probes
 from monitor.model import EvidenceSource, Service, Severity
 
@@ -100,6 +101,7 @@ CATALOG: tuple[Rule[Any], ...] = build_catalog(
     drift.RULES,
     storage_config.RULES,
     storage_probes.RULES,
+    storage_logs.RULES,
     storage_drift.RULES,
 )
 RULES_BY_ID: dict[str, Rule[Any]] = {rule.id: rule for rule in CATALOG}

@@ -136,7 +136,7 @@ def build_summary_query(*, table: str, vault_ids: Sequence[str]) -> str:
     where = _FILTER_BY_LIST if keys else _FILTER_ALL_VAULTS
     if table == TABLE_AUTO:
         legs = [_EMPTY_LEG] + [_LEGS[name].format(filter=where) for name in _LEGS]
-        body = "union isfuzzy=true\n" + ",\n".join(_parenthesised(leg) for leg in legs)
+        body = "union isfuzzy=true\n" + ",\n".join(parenthesised(leg) for leg in legs)
     else:
         body = _LEGS[table].format(filter=where)
     lines.append(body)
@@ -144,6 +144,7 @@ def build_summary_query(*, table: str, vault_ids: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def _parenthesised(leg: str) -> str:
+def parenthesised(leg: str) -> str:
+    """A union leg in parentheses, indented under ``union`` (also the storage query's)."""
     first, *rest = leg.splitlines()
     return "\n".join(["    (" + first, *("        " + line for line in rest)]) + ")"

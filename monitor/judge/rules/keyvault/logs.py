@@ -12,23 +12,31 @@ caller in; its categories, not the address, say whether the caller came from the
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from monitor.config.policy import Mode, VaultPolicy
+from monitor.config.policy import Mode
 from monitor.judge.perimeter import perimeter_may_govern
+from monitor.judge.rules.access_logs import (
+    TOP,
+    Caller,
+    allowed_by_baseline,
+    by_address,
+    earliest,
+    iso,
+    latest,
+    public,
+    ranges,
+    window,
+)
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, VaultFacts, rule
 from monitor.model import (
     CallerActivity,
     EvidenceSource,
-    IPNetwork,
-    LogEvidence,
     Outcome,
     PerimeterAccess,
     PerimeterLogCategory,
-    PerimeterLogEvidence,
     Severity,
 )
 
@@ -44,68 +52,11 @@ NSP_ACCESS_LOGS = f"{_LEARN}/azure-monitor/reference/tables/nspaccesslogs"
 NSP_CONCEPTS = f"{_LEARN}/private-link/network-security-perimeter-concepts"
 CLI_PERIMETER = "https://learn.microsoft.com/en-us/cli/azure/network/perimeter"
 
-TOP = 5  # how many identities / addresses an evidence list names
+_AUTH_TYPES = "address_auth_types"
 
 
-@dataclass
-class _Caller:
-    """One caller address's activity on one vault, over every identity and subnet."""
-
-    address: str
-    private: bool
-    requests: int = 0
-    first_seen: dt.datetime | None = None
-    last_seen: dt.datetime | None = None
-    identities: Counter[str] = field(default_factory=Counter)
-    auth_types: set[str] = field(default_factory=set)
-
-    def add(self, activity: CallerActivity) -> None:
-        self.requests += activity.count
-        self.first_seen = _earliest(self.first_seen, activity.first_seen)
-        self.last_seen = _latest(self.last_seen, activity.last_seen)
-        self.identities[activity.identity or "(none)"] += activity.count
-        if activity.address_auth_type:
-            self.auth_types.add(activity.address_auth_type)
-
-    def evidence(self) -> dict[str, object]:
-        return {
-            "caller_address": self.address,
-            "address_private": self.private,
-            "requests": self.requests,
-            "first_seen": _iso(self.first_seen),
-            "last_seen": _iso(self.last_seen),
-            "identities": [{"identity": i, "requests": n} for i, n in self.identities.most_common(TOP)],
-            "address_auth_types": sorted(self.auth_types),
-        }
-
-
-def _by_address(activity: Iterable[CallerActivity]) -> list[_Caller]:
-    callers: dict[str, _Caller] = {}
-    for item in activity:
-        caller = callers.setdefault(item.caller_address, _Caller(item.caller_address, item.address_private))
-        caller.add(item)
-    return sorted(callers.values(), key=lambda c: (-c.requests, c.address))
-
-
-def _window(evidence: LogEvidence | PerimeterLogEvidence) -> dict[str, object]:
-    return {
-        "workspace_id": evidence.workspace_id,
-        "window_start": _iso(evidence.window_start),
-        "window_end": _iso(evidence.window_end),
-    }
-
-
-def _public(activity: CallerActivity) -> bool:
-    return bool(activity.caller_address) and not activity.address_private
-
-
-def _allowed_by_baseline(address: str, policy: VaultPolicy) -> bool:
-    try:
-        ip = ipaddress.ip_address(address.strip("[]"))
-    except ValueError:
-        return False
-    ranges: tuple[IPNetwork, ...] = policy.allowed_ip_ranges
-    return any(ip.version == network.version and ip in network for network in ranges)
+def _by_address(activity: Iterable[CallerActivity]) -> list[Caller]:
+    return by_address(activity, lambda a: a.address_auth_type)
 
 
 _VAULT_ID = (
@@ -151,9 +102,9 @@ def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
         a
         for a in evidence.activity
         if a.outcome is Outcome.ADMITTED
-        and _public(a)
+        and public(a)
         and a.address_auth_type != "TrustedService"
-        and not _allowed_by_baseline(a.caller_address, policy)
+        and not allowed_by_baseline(a.caller_address, policy)
     ]
     callers = _by_address(admitted)
     top = [{"caller_address": c.address, "requests": c.requests} for c in callers[:TOP]]
@@ -161,13 +112,13 @@ def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
         yield Hit(
             summary=(
                 f"{caller.requests} request(s) from public address {caller.address} were admitted "
-                f"between {_iso(caller.first_seen)} and {_iso(caller.last_seen)}; the baseline allows "
-                f"{_ranges(policy)}"
+                f"between {iso(caller.first_seen)} and {iso(caller.last_seen)}; the baseline allows "
+                f"{ranges(policy)}"
             ),
             subject=caller.address,
             evidence={
-                **caller.evidence(),
-                **_window(evidence),
+                **caller.evidence(_AUTH_TYPES),
+                **window(evidence),
                 "allowed_ip_ranges": [str(r) for r in policy.allowed_ip_ranges],
                 "top_public_callers": top,
             },
@@ -210,7 +161,7 @@ def refused_by_firewall(facts: VaultFacts) -> Iterator[Hit]:
                     f"network rules (threshold {threshold}): a misconfigured client or someone knocking"
                 ),
                 subject=caller.address,
-                evidence={**caller.evidence(), **_window(evidence), "threshold": threshold},
+                evidence={**caller.evidence(_AUTH_TYPES), **window(evidence), "threshold": threshold},
             )
 
 
@@ -252,7 +203,7 @@ def private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
         seen = [
             a
             for a in evidence.activity
-            if _public(a) and wanted in {(a.identity or "").lower(), (a.identity_object_id or "").lower()}
+            if public(a) and wanted in {(a.identity or "").lower(), (a.identity_object_id or "").lower()}
         ]
         if not seen:
             continue
@@ -272,8 +223,8 @@ def private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
                 "identity": expected,
                 "requests": total,
                 "outcomes": dict(sorted(outcomes.items())),
-                "public_callers": [c.evidence() for c in callers[:TOP]],
-                **_window(evidence),
+                "public_callers": [c.evidence(_AUTH_TYPES) for c in callers[:TOP]],
+                **window(evidence),
             },
         )
 
@@ -318,10 +269,10 @@ def no_rows(facts: VaultFacts) -> Iterator[Hit]:
     yield Hit(
         summary=(
             f"no access-log rows for this vault in workspace {evidence.workspace_id} between "
-            f"{_iso(evidence.window_start)} and {_iso(evidence.window_end)}: the diagnostic setting "
+            f"{iso(evidence.window_start)} and {iso(evidence.window_end)}: the diagnostic setting "
             "is missing, sends elsewhere, or is broken" + (_OUTSIDE_PERIMETER if governed else "")
         ),
-        evidence={**_window(evidence), "perimeter_governed": governed},
+        evidence={**window(evidence), "perimeter_governed": governed},
     )
 
 
@@ -351,8 +302,8 @@ class _Source:
 
     def add(self, access: PerimeterAccess) -> None:
         self.requests += access.count
-        self.first_seen = _earliest(self.first_seen, access.first_seen)
-        self.last_seen = _latest(self.last_seen, access.last_seen)
+        self.first_seen = earliest(self.first_seen, access.first_seen)
+        self.last_seen = latest(self.last_seen, access.last_seen)
         self.rules[access.matched_rule or "(not named)"] += access.count
         if access.source_app_id:
             self.app_ids[access.source_app_id] += access.count
@@ -363,8 +314,8 @@ class _Source:
         return {
             "source_address": self.address or None,
             "requests": self.requests,
-            "first_seen": _iso(self.first_seen),
-            "last_seen": _iso(self.last_seen),
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
             "matched_rules": [{"rule": r, "requests": n} for r, n in self.rules.most_common(TOP)],
             "source_app_ids": [{"app_id": a, "requests": n} for a, n in self.app_ids.most_common(TOP)],
             "profiles": sorted(self.profiles),
@@ -419,7 +370,7 @@ def admitted_by_perimeter_rule(facts: VaultFacts) -> Iterator[Hit]:
         item
         for item in found.access
         if item.category is PerimeterLogCategory.PUBLIC_PERIMETER_RULES_ALLOWED
-        and not (item.source_address and _allowed_by_baseline(item.source_address, policy))
+        and not (item.source_address and allowed_by_baseline(item.source_address, policy))
     ]
     sources = _by_source(admitted)
     top = [{"source": s.subject, "requests": s.requests} for s in sources[:TOP]]
@@ -428,13 +379,13 @@ def admitted_by_perimeter_rule(facts: VaultFacts) -> Iterator[Hit]:
         yield Hit(
             summary=(
                 f"{source.requests} request(s) from public source {source.subject} were admitted by "
-                f"perimeter rule(s) {rules} between {_iso(source.first_seen)} and {_iso(source.last_seen)}; "
-                f"the baseline allows {_ranges(policy)}"
+                f"perimeter rule(s) {rules} between {iso(source.first_seen)} and {iso(source.last_seen)}; "
+                f"the baseline allows {ranges(policy)}"
             ),
             subject=source.subject,
             evidence={
                 **source.evidence(),
-                **_window(found),
+                **window(found),
                 "allowed_ip_ranges": [str(r) for r in policy.allowed_ip_ranges],
                 "top_public_sources": top,
             },
@@ -488,32 +439,12 @@ def no_perimeter_rows(facts: VaultFacts) -> Iterator[Hit]:
     yield Hit(
         summary=(
             f"no perimeter access-log rows (NSPAccessLogs) for this vault in workspace {found.workspace_id} "
-            f"between {_iso(found.window_start)} and {_iso(found.window_end)}, although a perimeter governs "
+            f"between {iso(found.window_start)} and {iso(found.window_end)}, although a perimeter governs "
             "it: the perimeter sends no diagnostic setting here, or the workspace sits outside the perimeter; "
             "no evidence, not no access"
         ),
-        evidence=_window(found),
+        evidence=window(found),
     )
-
-
-def _ranges(policy: VaultPolicy) -> str:
-    if not policy.allowed_ip_ranges:
-        return "no public address"
-    return "only " + ", ".join(str(r) for r in policy.allowed_ip_ranges)
-
-
-def _earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
-    return b if a is None else a if b is None else min(a, b)
-
-
-def _latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
-    return b if a is None else a if b is None else max(a, b)
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 RULES: tuple[Rule, ...] = (

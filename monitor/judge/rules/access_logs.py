@@ -1,0 +1,131 @@
+"""What the access-log rules of every service share (Key Vault's KV2xx, storage's ST2xx): callers
+summed by address, the window an evidence record covers, the baseline's allowed ranges, times.
+
+A caller's activity is any record with the fields ``Activity`` names (Key Vault's
+``CallerActivity``, storage's ``StorageRequestActivity``); what else a caller is grouped by (Key
+Vault's address authorisation type, Storage's authentication type) is the caller's ``kinds``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+from monitor.config.policy import VaultPolicy
+from monitor.model import IPNetwork
+
+TOP = 5  # how many identities / addresses an evidence list names
+
+
+class Activity(Protocol):
+    @property
+    def caller_address(self) -> str: ...
+    @property
+    def address_private(self) -> bool: ...
+    @property
+    def identity(self) -> str | None: ...
+    @property
+    def count(self) -> int: ...
+    @property
+    def first_seen(self) -> dt.datetime | None: ...
+    @property
+    def last_seen(self) -> dt.datetime | None: ...
+
+
+class Window(Protocol):
+    @property
+    def workspace_id(self) -> str: ...
+    @property
+    def window_start(self) -> dt.datetime: ...
+    @property
+    def window_end(self) -> dt.datetime: ...
+
+
+A = TypeVar("A", bound=Activity)
+
+
+@dataclass
+class Caller:
+    """One caller address's activity on one resource, over every identity (and kind)."""
+
+    address: str
+    private: bool
+    requests: int = 0
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    identities: Counter[str] = field(default_factory=Counter)
+    kinds: set[str] = field(default_factory=set)
+
+    def add(self, activity: Activity, kind: str | None) -> None:
+        self.requests += activity.count
+        self.first_seen = earliest(self.first_seen, activity.first_seen)
+        self.last_seen = latest(self.last_seen, activity.last_seen)
+        self.identities[activity.identity or "(none)"] += activity.count
+        if kind:
+            self.kinds.add(kind)
+
+    def evidence(self, kinds_key: str) -> dict[str, object]:
+        return {
+            "caller_address": self.address,
+            "address_private": self.private,
+            "requests": self.requests,
+            "first_seen": iso(self.first_seen),
+            "last_seen": iso(self.last_seen),
+            "identities": [{"identity": i, "requests": n} for i, n in self.identities.most_common(TOP)],
+            kinds_key: sorted(self.kinds),
+        }
+
+
+def by_address(activity: Iterable[A], kind: Callable[[A], str | None]) -> list[Caller]:
+    """Callers busiest first, then by address."""
+    callers: dict[str, Caller] = {}
+    for item in activity:
+        caller = callers.setdefault(item.caller_address, Caller(item.caller_address, item.address_private))
+        caller.add(item, kind(item))
+    return sorted(callers.values(), key=lambda c: (-c.requests, c.address))
+
+
+def window(evidence: Window) -> dict[str, object]:
+    return {
+        "workspace_id": evidence.workspace_id,
+        "window_start": iso(evidence.window_start),
+        "window_end": iso(evidence.window_end),
+    }
+
+
+def public(activity: Activity) -> bool:
+    """An address that is empty (events without one) is never judged public."""
+    return bool(activity.caller_address) and not activity.address_private
+
+
+def allowed_by_baseline(address: str, policy: VaultPolicy) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.strip("[]"))
+    except ValueError:
+        return False
+    ranges: tuple[IPNetwork, ...] = policy.allowed_ip_ranges
+    return any(ip.version == network.version and ip in network for network in ranges)
+
+
+def ranges(policy: VaultPolicy) -> str:
+    if not policy.allowed_ip_ranges:
+        return "no public address"
+    return "only " + ", ".join(str(r) for r in policy.allowed_ip_ranges)
+
+
+def earliest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def latest(a: dt.datetime | None, b: dt.datetime | None) -> dt.datetime | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
+def iso(moment: dt.datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
