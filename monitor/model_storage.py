@@ -15,6 +15,7 @@ next service of the series is one more module and Key Vault's records do not cha
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -22,6 +23,8 @@ from enum import StrEnum
 from monitor.model import IpRule, PerimeterReading, PrivateEndpointConnection, unread_covers
 
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
+# Azure's rule for a storage account's name: 3-24 characters, lower-case letters and digits only.
+STORAGE_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 class PublicNetworkAccess(StrEnum):

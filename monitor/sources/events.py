@@ -94,8 +94,8 @@ from pydantic import (
 from monitor.config.validation import Text, describe, field_path, message
 from monitor.errors import InputError
 from monitor.model import ActorSource, ChangeActor, Service, VaultChange, WriteKind
+from monitor.model_storage import STORAGE_ACCOUNT_NAME
 from monitor.naming.keyvault import VAULT_NAME
-from monitor.naming.storage import STORAGE_ACCOUNT_NAME
 
 # Event Grid refuses an event over 1 MB and delivers batches of at most 1 MB, and an ARM event is a
 # few kilobytes: a body larger than this is not from Event Grid, and is refused before it is parsed.
@@ -563,6 +563,8 @@ def _network_operations(parent: _Parent) -> dict[str, _Target]:
 _NETWORK_OPERATIONS = {
     operation: t for parent in PARENTS for operation, t in _network_operations(parent).items()
 }
+# What the event subscription's filter (infra/modules/vault-event-topic.bicep) must let through.
+NETWORK_OPERATIONS = frozenset(_NETWORK_OPERATIONS)
 
 
 def _why_ignored(operation_name: str) -> str:

@@ -435,7 +435,8 @@ def test_an_irrelevant_event_outside_the_scope_is_ignored_not_out_of_scope() -> 
     outcome = only(
         parse(
             event_grid(
-                resource=container, operation="Microsoft.Storage/storageAccounts/blobServices/containers/write"
+                resource=container,
+                operation="Microsoft.Storage/storageAccounts/blobServices/containers/write",
             )
         )
     )
