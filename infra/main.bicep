@@ -62,6 +62,9 @@ param workspaceRetentionDays int = 30
 @description('Resource ids of vaults whose audit logs this deployment should send to the workspace (optional).')
 param diagnosticVaultIds array = []
 
+@description('Resource ids of storage accounts whose access logs (StorageRead, StorageWrite, StorageDelete of blob, file, queue and table) this deployment should send to the workspace (optional).')
+param diagnosticStorageAccountIds array = []
+
 @description('Resource ids of Network Security Perimeters whose access logs (NSPAccessLogs) this deployment should send to the workspace (optional); the workspace must sit inside each perimeter. Non-empty: the monitor reads them (KVMON_NSP_WORKSPACES).')
 param diagnosticPerimeterIds array = []
 
@@ -98,7 +101,9 @@ param tags object = {
 
 // Built-in role definition GUIDs, the only roles this template grants. No Key Vault role is here:
 // a probe needs a token for https://vault.azure.net, not a permission, because the firewall
-// answers (admits or refuses) before authorisation does.
+// answers (admits or refuses) before authorisation does. The same holds for monitored storage
+// accounts (a token for https://storage.azure.com): the storage data roles below are on the
+// monitor's and the probe's own accounts only.
 var roles = {
   reader: 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
   logAnalyticsReader: '73c42c96-874c-492b-b04d-ab87d138a893'
@@ -228,6 +233,20 @@ module vaultDiagnostics 'modules/vault-diagnostics.bicep' = [
     scope: resourceGroup(split(vaultId, '/')[2], split(vaultId, '/')[4])
     params: {
       vaultName: last(split(vaultId, '/'))
+      workspaceResourceId: workspaceResourceId
+    }
+    dependsOn: [
+      workspace
+    ]
+  }
+]
+
+module storageDiagnostics 'modules/storage-diagnostics.bicep' = [
+  for accountId in diagnosticStorageAccountIds: {
+    name: 'kvmon-stdiag-${uniqueString(accountId)}'
+    scope: resourceGroup(split(accountId, '/')[2], split(accountId, '/')[4])
+    params: {
+      storageAccountName: last(split(accountId, '/'))
       workspaceResourceId: workspaceResourceId
     }
     dependsOn: [

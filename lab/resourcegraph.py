@@ -15,6 +15,12 @@ and evaluates their meaning in Python; the text must be exactly what kvmon build
   subscriptionId, tags, properties``; ``type`` and ``resourceGroup`` lower-cased, as Resource
   Graph returns them) and one row per visible subscription (``ResourceContainers``), ordered by
   ``id``;
+- the storage account query (``monitor.sources.storage.resource_graph.build_account_query``): one row
+  per storage account of a readable subscription (``id, name, type, kind, sku, location,
+  resourceGroup, subscriptionId, tags, properties``, lower-cased as above), one per private endpoint
+  there whose properties name a storage account (``id, name, type, subscriptionId, properties``:
+  the ``groupIds`` the accounts' connections lack), and the subscription rows, ordered by ``id``;
+  these rows are built whole for each answer (the lab's storage estates are small);
 - the change query (``monitor.sources.change_history.build_change_query``: its vault ids and window
   start are read back from the text), answered from the estate's change history
   (``Estate.changes``, recorded by every ``add_vault``, ``update_vault`` and ``remove_vault``,
@@ -77,6 +83,7 @@ from monitor.sources.resource_graph import (
     VAULT_TYPE,
     build_vault_query,
 )
+from monitor.sources.storage.resource_graph import ACCOUNT_TYPE, PRIVATE_ENDPOINT_TYPE, build_account_query
 
 QUERY_ROUTE = "resourcegraph.resources"
 _QUERY_PATH = r"(?i)/providers/Microsoft\.ResourceGraph/resources"
@@ -255,8 +262,9 @@ class ResourceGraphEmulator:
                 _support_message(),
                 detail=(
                     "InvalidQuery",
-                    "The lab's Resource Graph answers kvmon's vault and change queries only "
-                    "(monitor.sources.resource_graph.build_vault_query, "
+                    "The lab's Resource Graph answers kvmon's vault, storage account and change "
+                    "queries only (monitor.sources.resource_graph.build_vault_query, "
+                    "monitor.sources.storage.resource_graph.build_account_query, "
                     "monitor.sources.change_history.build_change_query).",
                 ),
             )
@@ -354,12 +362,14 @@ class ResourceGraphEmulator:
         return [(kind, key) for _, kind, key in rows]
 
     def _rows(
-        self, subscriptions: list[str], query: _VaultQuery | _ChangeQuery
+        self, subscriptions: list[str], query: _VaultQuery | _ChangeQuery | _StorageQuery
     ) -> tuple[list[Any], Callable[[Any], dict[str, Any]]]:
         """What the answer's rows are made of, and how one becomes a row: vault rows are built
-        for the page only (each a deep copy), change rows are few and built at once."""
+        for the page only (each a deep copy), change and storage rows are few and built at once."""
         if isinstance(query, _ChangeQuery):
             return self._change_rows(subscriptions, query), dict
+        if isinstance(query, _StorageQuery):
+            return self._storage_rows(subscriptions), dict
         return self._row_keys(subscriptions, query.name), lambda item: self._row(*item)
 
     def _row(self, kind: str, key: str) -> dict[str, Any]:
@@ -384,6 +394,51 @@ class ResourceGraphEmulator:
             "tags": vault.get("tags"),
             "properties": vault.get("properties"),
         }
+
+    def _storage_rows(self, subscriptions: list[str]) -> list[dict[str, Any]]:
+        """The storage account query's rows: accounts, the endpoints that name an account, and
+        the subscriptions, ordered by id (lower-cased, as ``_row_keys``)."""
+        rows: list[tuple[str, dict[str, Any]]] = []
+        for subscription in subscriptions:
+            rows.append((f"/subscriptions/{subscription}".lower(), self._row("subscription", subscription)))
+            for key in list(self.estate.storage_subscriptions.get(subscription, ())):
+                account = self.estate.storage_account(key) or {}
+                # Columns from the key (the lower-cased id), as for vaults: a test may break the id.
+                parts = key.split("/")
+                rows.append(
+                    (
+                        key,
+                        {
+                            "id": account.get("id"),
+                            "name": account.get("name"),
+                            "type": str(account.get("type", ACCOUNT_TYPE)).lower(),
+                            "kind": account.get("kind"),
+                            "sku": account.get("sku"),
+                            "location": account.get("location"),
+                            "resourceGroup": parts[4],
+                            "subscriptionId": parts[2],
+                            "tags": account.get("tags"),
+                            "properties": account.get("properties"),
+                        },
+                    )
+                )
+            for endpoint in self.estate.private_endpoints_in(subscription):
+                # The query's `tostring(properties) contains`: case-insensitive, over the JSON text.
+                if ACCOUNT_TYPE not in json.dumps(endpoint.get("properties")).lower():
+                    continue
+                rows.append(
+                    (
+                        str(endpoint["id"]).lower(),
+                        {
+                            "id": endpoint["id"],
+                            "name": endpoint.get("name"),
+                            "type": str(endpoint.get("type", PRIVATE_ENDPOINT_TYPE)).lower(),
+                            "subscriptionId": str(endpoint["id"]).split("/")[2],
+                            "properties": endpoint.get("properties"),
+                        },
+                    )
+                )
+        return [row for _, row in sorted(rows, key=lambda keyed: keyed[0])]
 
     def _change_rows(self, subscriptions: list[str], query: _ChangeQuery) -> list[dict[str, Any]]:
         """Per requested vault in a readable subscription, its newest change in the window that
@@ -424,15 +479,22 @@ class _VaultQuery:
 
 
 @dataclass(frozen=True)
+class _StorageQuery:
+    pass  # every storage account: the query takes no argument
+
+
+@dataclass(frozen=True)
 class _ChangeQuery:
     vault_keys: frozenset[str]
     since: dt.datetime
 
 
-def _recognise(query: str) -> _VaultQuery | _ChangeQuery | None:
+def _recognise(query: str) -> _VaultQuery | _ChangeQuery | _StorageQuery | None:
     """Which of kvmon's queries this is, with what it asks; None for any other text."""
     if query == build_vault_query():
         return _VaultQuery(name=None)
+    if query == build_account_query():
+        return _StorageQuery()
     match = _NAME_FILTER.search(query)
     if match is not None:
         try:

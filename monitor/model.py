@@ -674,7 +674,8 @@ class WriteKind(StrEnum):
 class VaultChange:
     """One succeeded ARM write or delete of a Key Vault, or of one of its private endpoint
     connections, as an Event Grid event announced it. The event says what was asked, never what the
-    vault is now: the vault is read again (one GET) before anything is judged."""
+    vault is now: the vault is read again (one GET) before anything is judged. With ``service``
+    storage, the same of a storage account: ``vault_id`` is then the account's id."""
 
     event_id: str
     vault_id: str  # the vault's resource id (a connection's id mapped back to its vault)
@@ -684,6 +685,7 @@ class VaultChange:
     actor: ChangeActor
     event_time: dt.datetime | None = None
     correlation_id: str | None = None
+    service: Service = Service.KEYVAULT
 
     @property
     def subscription_id(self) -> str:

@@ -15,6 +15,7 @@ next service of the series is one more module and Key Vault's records do not cha
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -30,6 +31,8 @@ from monitor.model import (
 )
 
 STORAGE_ACCOUNT_TYPE = "Microsoft.Storage/storageAccounts"
+# Azure's rule for a storage account's name: 3-24 characters, lower-case letters and digits only.
+STORAGE_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
 
 
 class PublicNetworkAccess(StrEnum):

@@ -94,12 +94,17 @@ resource vaultChanges 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-
       ]
       // Key Vault's own writes, vaults and their sub-resources (privateEndpointConnections/write
       // included): StringBeginsWith is case-insensitive. Claims cannot be filtered on (dotted keys).
+      // A storage account: its own write and delete, its private endpoint connections and their
+      // proxies, not its services, containers or shares (frequent, and no network setting).
       advancedFilters: [
         {
           operatorType: 'StringBeginsWith'
           key: 'data.operationName'
           values: [
             'Microsoft.KeyVault/vaults'
+            'Microsoft.Storage/storageAccounts/write'
+            'Microsoft.Storage/storageAccounts/delete'
+            'Microsoft.Storage/storageAccounts/privateEndpointConnection'
           ]
         }
       ]

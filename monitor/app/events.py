@@ -129,6 +129,13 @@ def handle_delivery(
     for ignored in batch.outcomes:
         if ignored.change is None:
             log.info("event %s %s: %s", ignored.event_id, ignored.verdict, ignored.reason)
+    for account in batch.accounts:
+        # run_scan reads vaults by id only: the timer's next scan reads the account.
+        log.warning(
+            "storage account %s changed (%s): not read by the event path yet, the next scan judges it",
+            account.vault_id,
+            ", ".join(change.event_id for change in account.changes),
+        )
     if not batch.changes:
         return HandledEvents()
     handled = handle_vault_changes(

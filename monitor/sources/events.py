@@ -30,10 +30,17 @@ every event gets an ``EventOutcome`` with a ``Verdict`` and a reason; none is sk
   ``privateEndpointConnectionProxies`` through which Microsoft.Network creates one), the connection's
   id mapped back to its vault. ``VaultChange.kind`` is what the request did to ``resource_id``: a
   connection's delete leaves the vault in place, and only the fresh GET says whether a vault exists.
+- ``RELEVANT`` too, with ``VaultChange.service`` storage: the same operations of a storage account
+  (``Microsoft.Storage/storageAccounts/write``, ``/delete``,
+  ``storageAccounts/privateEndpointConnections/write|delete`` and
+  ``privateEndpointConnectionProxies``), the id mapped back to the account (name 3-24 lower-case
+  letters and digits). ``EventBatch.accounts`` holds them, apart from
+  the vaults' ``changes``: the event path reads vaults by id only so far.
 - ``IGNORED``: any other event type (an action, a failure, a cancellation, another service's event),
   a status other than Succeeded, another provider's or resource type's operation (managed HSMs are
   not vaults), and Key Vault operations that change no network setting: ``vaults/accessPolicies/write``
-  (who may use the data plane, not from where), secrets, keys and the rest below a vault.
+  (who may use the data plane, not from where), secrets, keys and the rest below a vault; likewise a
+  storage account's services, containers, shares and the rest below it.
 - ``OUT_OF_SCOPE``: a relevant event in a subscription kvmon does not watch (kvmon must never GET
   outside its scope; an empty scope lets nothing through).
 - ``INVALID``: the event's fields are missing or mistyped, or its resource id is not what its
@@ -86,7 +93,8 @@ from pydantic import (
 
 from monitor.config.validation import Text, describe, field_path, message
 from monitor.errors import InputError
-from monitor.model import ActorSource, ChangeActor, VaultChange, WriteKind
+from monitor.model import ActorSource, ChangeActor, Service, VaultChange, WriteKind
+from monitor.model_storage import STORAGE_ACCOUNT_NAME
 from monitor.naming.keyvault import VAULT_NAME
 
 # Event Grid refuses an event over 1 MB and delivers batches of at most 1 MB, and an ARM event is a
@@ -180,15 +188,24 @@ class EventBatch:
 
     @property
     def changes(self) -> tuple[VaultChange, ...]:
-        """The relevant changes, one per event id, by vault then newest first."""
+        """The relevant changes to vaults, one per event id, by vault then newest first (a storage
+        account's are in ``accounts``)."""
         return tuple(change for group in self.vaults for change in group.changes)
 
     @property
     def vaults(self) -> tuple[VaultChanges, ...]:
-        """The relevant changes grouped per vault (by key), vaults in key order."""
+        """The relevant changes to vaults grouped per vault (by key), vaults in key order."""
+        return self._grouped(Service.KEYVAULT)
+
+    @property
+    def accounts(self) -> tuple[VaultChanges, ...]:
+        """The relevant changes to storage accounts grouped per account (by key), in key order."""
+        return self._grouped(Service.STORAGE)
+
+    def _grouped(self, service: Service) -> tuple[VaultChanges, ...]:
         grouped: dict[str, list[VaultChange]] = {}
         for outcome in self.outcomes:
-            if outcome.change is not None:
+            if outcome.change is not None and outcome.change.service is service:
                 grouped.setdefault(outcome.change.vault_key, []).append(outcome.change)
         return tuple(VaultChanges(changes=_newest_first(grouped[key])) for key in sorted(grouped))
 
@@ -419,14 +436,15 @@ def _read(item: Any, *, source: str, position: str, index: int | None, scope: fr
             ),
         )
     try:
-        vault_id = _vault_id(data.resource_uri, child=target.child)
+        vault_id = _parent_id(data.resource_uri, target)
     except ValueError as problem:
         return outcome(Verdict.INVALID, message(source, f"{data_path}.resourceUri", str(problem)))
     subscription = vault_id.split("/")[2]
+    noun = target.parent.short.removeprefix("a ")  # "vault", "storage account"
     if subscription not in scope:
         return outcome(
             Verdict.OUT_OF_SCOPE,
-            f"subscription {subscription} is not one kvmon watches: the vault is not read",
+            f"subscription {subscription} is not one kvmon watches: the {noun} is not read",
         )
     actor = _actor(data, event_time=envelope.event_time)
     change = VaultChange(
@@ -438,8 +456,9 @@ def _read(item: Any, *, source: str, position: str, index: int | None, scope: fr
         actor=actor,
         event_time=envelope.event_time,
         correlation_id=data.correlation_id,
+        service=target.parent.service,
     )
-    return outcome(Verdict.RELEVANT, f"{data.operation_name} succeeded: read the vault again", change)
+    return outcome(Verdict.RELEVANT, f"{data.operation_name} succeeded: read the {noun} again", change)
 
 
 def _shape(item: Mapping[str, Any]) -> tuple[EventSchema, Any] | None:
@@ -491,63 +510,98 @@ _RESOURCE_EVENTS = {
 
 
 @dataclass(frozen=True)
+class _Parent:
+    """A resource type whose network settings kvmon judges: the operations on it, or on its private
+    endpoint connections, are relevant."""
+
+    service: Service
+    provider: str
+    type: str
+    short: str  # in reasons: "a vault"
+    noun: str  # in an id's problem: "a Key Vault"
+    name: re.Pattern[str]
+
+    @property
+    def prefix(self) -> str:
+        return f"{self.provider}/{self.type}"
+
+
+_VAULTS = _Parent(Service.KEYVAULT, "Microsoft.KeyVault", "vaults", "a vault", "a Key Vault", VAULT_NAME)
+_ACCOUNTS = _Parent(
+    Service.STORAGE,
+    "Microsoft.Storage",
+    "storageAccounts",
+    "a storage account",
+    "a storage account",
+    STORAGE_ACCOUNT_NAME,
+)
+PARENTS = (_VAULTS, _ACCOUNTS)
+
+
+@dataclass(frozen=True)
 class _Target:
     kind: WriteKind
-    child: str | None  # the child resource type below the vault the operation names, if any
+    parent: _Parent
+    child: str | None  # the child resource type below the parent the operation names, if any
 
 
-# The operations that can change who may reach a vault over the network: the vault's own PUT, PATCH
-# and DELETE (networkAcls, publicNetworkAccess), and its private endpoint connections, created through
-# a proxy when Microsoft.Network builds an endpoint and approved, rejected or removed directly.
+def _network_operations(parent: _Parent) -> dict[str, _Target]:
+    """The operations that can change who may reach a vault or a storage account over the network:
+    its own PUT, PATCH and DELETE (networkAcls, publicNetworkAccess), and its private endpoint
+    connections, created through a proxy when Microsoft.Network builds an endpoint and approved,
+    rejected or removed directly. Both providers name them alike."""
+    operations = {
+        f"{parent.prefix}/write".lower(): _Target(WriteKind.WRITE, parent, None),
+        f"{parent.prefix}/delete".lower(): _Target(WriteKind.DELETE, parent, None),
+    }
+    for child in ("privateEndpointConnections", "privateEndpointConnectionProxies"):
+        operations[f"{parent.prefix}/{child}/write".lower()] = _Target(WriteKind.WRITE, parent, child)
+        operations[f"{parent.prefix}/{child}/delete".lower()] = _Target(WriteKind.DELETE, parent, child)
+    return operations
+
+
 _NETWORK_OPERATIONS = {
-    "microsoft.keyvault/vaults/write": _Target(WriteKind.WRITE, None),
-    "microsoft.keyvault/vaults/delete": _Target(WriteKind.DELETE, None),
-    "microsoft.keyvault/vaults/privateendpointconnections/write": _Target(
-        WriteKind.WRITE, "privateEndpointConnections"
-    ),
-    "microsoft.keyvault/vaults/privateendpointconnections/delete": _Target(
-        WriteKind.DELETE, "privateEndpointConnections"
-    ),
-    "microsoft.keyvault/vaults/privateendpointconnectionproxies/write": _Target(
-        WriteKind.WRITE, "privateEndpointConnectionProxies"
-    ),
-    "microsoft.keyvault/vaults/privateendpointconnectionproxies/delete": _Target(
-        WriteKind.DELETE, "privateEndpointConnectionProxies"
-    ),
+    operation: t for parent in PARENTS for operation, t in _network_operations(parent).items()
 }
+# What the event subscription's filter (infra/modules/vault-event-topic.bicep) must let through.
+NETWORK_OPERATIONS = frozenset(_NETWORK_OPERATIONS)
 
 
 def _why_ignored(operation_name: str) -> str:
     folded = operation_name.lower()
-    if folded.startswith("microsoft.keyvault/vaults/"):
-        return f"{operation_name} changes no network setting of a vault"
-    if folded.startswith("microsoft.keyvault/"):
-        return f"{operation_name} is not an operation on a vault (Microsoft.KeyVault/vaults)"
+    for parent in PARENTS:
+        if folded.startswith(f"{parent.prefix}/".lower()):
+            return f"{operation_name} changes no network setting of {parent.short}"
+        if folded.startswith(f"{parent.provider}/".lower()):
+            return f"{operation_name} is not an operation on {parent.short} ({parent.prefix})"
     return f"{operation_name} is another resource provider's operation"
 
 
-_VAULT = r"/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)/providers/Microsoft\.KeyVault/vaults/(?P<name>[^/]+)"
-_VAULT_FORM = "/subscriptions/SUB/resourceGroups/RG/providers/Microsoft.KeyVault/vaults/NAME"
-
-
 @cache
-def _id_pattern(child: str | None) -> re.Pattern[str]:
+def _id_pattern(parent: _Parent, child: str | None) -> re.Pattern[str]:
     tail = f"/{re.escape(child)}/[^/]+" if child else ""
-    return re.compile(f"{_VAULT}{tail}/?", re.IGNORECASE)
+    return re.compile(
+        r"/subscriptions/(?P<subscription>[^/]+)/resourceGroups/(?P<group>[^/]+)"
+        f"/providers/{re.escape(parent.prefix)}/(?P<name>[^/]+){tail}/?",
+        re.IGNORECASE,
+    )
 
 
-def _vault_id(resource_id: str, *, child: str | None) -> str:
-    """The vault's id in ARM's canonical form, from the vault's own id or a child's; ValueError
-    naming the expected form otherwise."""
-    match = _id_pattern(child).fullmatch(resource_id.strip())
-    expected = f"{_VAULT_FORM}/{child}/NAME" if child else _VAULT_FORM
-    if match is None or not VAULT_NAME.fullmatch(match["name"].lower()):
+def _parent_id(resource_id: str, target: _Target) -> str:
+    """The vault's or account's id in ARM's canonical form (subscription in lower case, as the
+    normalisers keep it; group and name as the event spelt them), from its own id or a child's;
+    ValueError naming the expected form otherwise."""
+    parent, child = target.parent, target.child
+    match = _id_pattern(parent, child).fullmatch(resource_id.strip())
+    form = f"/subscriptions/SUB/resourceGroups/RG/providers/{parent.prefix}/NAME"
+    expected = f"{form}/{child}/NAME" if child else form
+    if match is None or not parent.name.fullmatch(match["name"].lower()):
         raise ValueError(
-            f"{_shown(resource_id)} is not {'a child of ' if child else ''}a Key Vault ({expected})"
+            f"{_shown(resource_id)} is not {'a child of ' if child else ''}{parent.noun} ({expected})"
         )
     return (
         f"/subscriptions/{match['subscription'].lower()}/resourceGroups/{match['group']}"
-        f"/providers/Microsoft.KeyVault/vaults/{match['name']}"
+        f"/providers/{parent.prefix}/{match['name']}"
     )
 
 

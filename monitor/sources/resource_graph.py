@@ -43,7 +43,7 @@ import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import HttpResponseError
@@ -97,10 +97,29 @@ def build_vault_query(*, name: str | None = None) -> str:
 
 
 @dataclass
-class GraphInventoryResult(InventoryResult):
+class GraphPages:
+    """How a query went, beside what it found (both services' Resource Graph results hold it)."""
+
     pages: int = 0  # answers read (one per page, retries not counted)
     quota_remaining: int | None = None  # the last x-ms-user-quota-remaining
     quota_resets_after_s: float | None = None  # the last x-ms-user-quota-resets-after
+
+
+@dataclass
+class GraphInventoryResult(InventoryResult, GraphPages):
+    pass
+
+
+class GraphResult(Protocol):
+    """What ``run_query`` fills in: an ``InventoryResult`` or a ``StorageInventoryResult`` with
+    ``GraphPages``."""
+
+    errors: list[ScanError]
+    subscriptions_complete: set[str]
+    requests: int
+    pages: int
+    quota_remaining: int | None
+    quota_resets_after_s: float | None
 
 
 class QuotaHeaders:
@@ -248,94 +267,137 @@ class ResourceGraphInventory:
     def _read(self, subscription_ids: Sequence[str], *, name: str | None) -> GraphInventoryResult:
         subscriptions = unique_subscriptions(subscription_ids)
         result = GraphInventoryResult()
-        if not subscriptions:
-            return result
-        query = build_vault_query(name=name)
-        counter = RequestCounter()
-        quota = QuotaHeaders()
         read = _Read(requested=set(subscriptions))
-        with graph_client(self.credential, self.connection, counter=counter, quota=quota) as client:
-            for start in range(0, len(subscriptions), MAX_SUBSCRIPTIONS_PER_QUERY):
-                batch = subscriptions[start : start + MAX_SUBSCRIPTIONS_PER_QUERY]
-                self._read_batch(client, batch, query, read, result, quota)
-        order = {subscription: index for index, subscription in enumerate(subscriptions)}
-        # Rows come ordered by id; the subscriptions' order as given, like ArmInventory.
-        result.postures = sorted(read.postures, key=lambda p: order.get(p.subscription_id, len(order)))
-        for subscription in subscriptions:
-            if subscription in read.failed:
-                continue
-            if subscription not in read.visible:
-                result.errors.append(
-                    ScanError(
-                        ErrorSource.RESOURCE_GRAPH,
-                        subscription,
-                        "Resource Graph returned nothing for this subscription: the identity cannot "
-                        "read it, or it does not exist (Resource Graph leaves such subscriptions out "
-                        "instead of refusing)",
-                        "SubscriptionNotVisible",
-                    )
-                )
-            elif subscription not in read.unusable:
-                result.subscriptions_complete.add(subscription)
-        result.errors[:0] = read.errors
-        result.requests = counter.count
-        result.quota_remaining = quota.remaining
-        result.quota_resets_after_s = quota.resets_after_s
-        return result
-
-    def _read_batch(
-        self,
-        client: ResourceGraphClient,
-        batch: list[str],
-        query: str,
-        read: _Read,
-        result: GraphInventoryResult,
-        quota: QuotaHeaders,
-    ) -> None:
-        pages = query_pages(
-            client,
-            subscriptions=batch,
-            query=query,
+        run_query(
+            self.credential,
+            self.connection,
+            subscriptions=subscriptions,
+            query=build_vault_query(name=name),
+            read=read,
+            result=result,
             page_size=self.page_size,
-            quota=quota,
             max_quota_wait_s=self.max_quota_wait_s,
             max_pages=self.max_pages,
         )
-        try:
-            for response in pages:
-                result.pages += 1
-                if not isinstance(response.data, list):
-                    read.fail(
-                        batch, "the answer's data is not a list of rows (resultFormat objectArray)", None
-                    )
-                    return
-                read.rows(response.data)
-                if not response.skip_token and truncated(response):
-                    read.fail(
-                        batch,
-                        f"the answer was truncated ({response.count} of {response.total_records} rows, "
-                        "no $skipToken): the vaults read are kept, but none of these subscriptions is complete",
-                        "ResultTruncated",
-                    )
-        except HttpResponseError as exc:
-            read.fail(batch, describe_arm_error(exc), error_code(exc))
-        except PagingStopped as exc:
-            read.fail(batch, exc.message, exc.code)
-        except OffEndpointRequest as exc:
-            read.fail(batch, f"query stopped: {exc}", exc.code)
-        except Exception as exc:  # whatever the network or the answer did to the SDK
-            read.fail(batch, describe_exception(exc), None)
+        order = {subscription: index for index, subscription in enumerate(subscriptions)}
+        # Rows come ordered by id; the subscriptions' order as given, like ArmInventory.
+        result.postures = sorted(read.postures, key=lambda p: order.get(p.subscription_id, len(order)))
+        return result
 
 
-class _Read:
-    """What the pages said so far."""
+def run_query(
+    credential: TokenCredential,
+    connection: ArmConnection,
+    *,
+    subscriptions: list[str],
+    query: str,
+    read: GraphRows,
+    result: GraphResult,
+    page_size: int,
+    max_quota_wait_s: float,
+    max_pages: int,
+) -> None:
+    """``query`` over ``subscriptions`` (unique, lower-cased), in batches of
+    ``MAX_SUBSCRIPTIONS_PER_QUERY``, every page's rows given to ``read``; then ``result`` gets the
+    errors, the subscriptions complete (visible, not failed, no unusable row) and the counts."""
+    if not subscriptions:
+        return
+    counter = RequestCounter()
+    quota = QuotaHeaders()
+    with graph_client(credential, connection, counter=counter, quota=quota) as client:
+        for start in range(0, len(subscriptions), MAX_SUBSCRIPTIONS_PER_QUERY):
+            batch = subscriptions[start : start + MAX_SUBSCRIPTIONS_PER_QUERY]
+            _read_batch(
+                client,
+                batch,
+                query,
+                read,
+                result,
+                quota=quota,
+                page_size=page_size,
+                max_quota_wait_s=max_quota_wait_s,
+                max_pages=max_pages,
+            )
+    read.finish()
+    for subscription in subscriptions:
+        if subscription in read.failed:
+            continue
+        if subscription not in read.visible:
+            result.errors.append(
+                ScanError(
+                    ErrorSource.RESOURCE_GRAPH,
+                    subscription,
+                    "Resource Graph returned nothing for this subscription: the identity cannot "
+                    "read it, or it does not exist (Resource Graph leaves such subscriptions out "
+                    "instead of refusing)",
+                    "SubscriptionNotVisible",
+                )
+            )
+        elif subscription not in read.unusable:
+            result.subscriptions_complete.add(subscription)
+    result.errors[:0] = read.errors
+    result.requests = counter.count
+    result.quota_remaining = quota.remaining
+    result.quota_resets_after_s = quota.resets_after_s
+
+
+def _read_batch(
+    client: ResourceGraphClient,
+    batch: list[str],
+    query: str,
+    read: GraphRows,
+    result: GraphResult,
+    *,
+    quota: QuotaHeaders,
+    page_size: int,
+    max_quota_wait_s: float,
+    max_pages: int,
+) -> None:
+    pages = query_pages(
+        client,
+        subscriptions=batch,
+        query=query,
+        page_size=page_size,
+        quota=quota,
+        max_quota_wait_s=max_quota_wait_s,
+        max_pages=max_pages,
+    )
+    try:
+        for response in pages:
+            result.pages += 1
+            if not isinstance(response.data, list):
+                read.fail(batch, "the answer's data is not a list of rows (resultFormat objectArray)", None)
+                return
+            read.rows(response.data)
+            if not response.skip_token and truncated(response):
+                read.fail(
+                    batch,
+                    f"the answer was truncated ({response.count} of {response.total_records} rows, "
+                    f"no $skipToken): the {read.what} read are kept, but none of these subscriptions "
+                    "is complete",
+                    "ResultTruncated",
+                )
+    except HttpResponseError as exc:
+        read.fail(batch, describe_arm_error(exc), error_code(exc))
+    except PagingStopped as exc:
+        read.fail(batch, exc.message, exc.code)
+    except OffEndpointRequest as exc:
+        read.fail(batch, f"query stopped: {exc}", exc.code)
+    except Exception as exc:  # whatever the network or the answer did to the SDK
+        read.fail(batch, describe_exception(exc), None)
+
+
+class GraphRows:
+    """What the pages said so far, for any resource type: the subscriptions visible, failed and
+    with an unusable row, and the errors. ``resource`` takes each row that is not a subscription's."""
+
+    what = "resources"  # what the rows are, in messages
 
     def __init__(self, *, requested: set[str]) -> None:
         self.requested = requested
-        self.postures: list[VaultPosture] = []
         self.errors: list[ScanError] = []
         self.visible: set[str] = set()
-        self.unusable: set[str] = set()  # subscriptions with a vault that could not be read
+        self.unusable: set[str] = set()  # subscriptions with a row that could not be read
         self.failed: set[str] = set()  # subscriptions whose query failed or was cut short
 
     def fail(self, batch: Iterable[str], message: str, code: str | None) -> None:
@@ -346,25 +408,20 @@ class _Read:
 
     def rows(self, rows: list[Any]) -> None:
         for index, row in enumerate(rows):
-            subscription = _row_subscription(row)
+            subscription = row_subscription(row)
             row_type = str(row.get("type", "")).lower() if isinstance(row, Mapping) else ""
             if row_type == SUBSCRIPTION_TYPE and subscription:
                 self.visible.add(subscription)
                 continue
-            try:
-                posture = normalise_vault(row)
-            except InvalidVault as exc:
-                self._unusable(subscription, f"row #{index} of a page is unusable: {exc}")
-                continue
-            if posture.subscription_id not in self.requested:
-                self._unusable(
-                    subscription,
-                    f"row #{index} of a page is a vault outside the requested subscriptions: ignored",
-                )
-                continue
-            self.postures.append(posture)
+            self.resource(index, row, subscription)
 
-    def _unusable(self, subscription: str | None, message: str) -> None:
+    def resource(self, index: int, row: Any, subscription: str | None) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Called once every page is read (a reader that joins rows across pages does it here)."""
+
+    def unusable_row(self, subscription: str | None, message: str) -> None:
         # A row that names no subscription may belong to any: none of them is complete.
         known = subscription is not None and subscription in self.requested
         self.unusable |= {subscription} if known and subscription else set(self.requested)
@@ -377,15 +434,37 @@ class _Read:
         )
 
 
-def _row_subscription(row: Any) -> str | None:
+class _Read(GraphRows):
+    what = "vaults"
+
+    def __init__(self, *, requested: set[str]) -> None:
+        super().__init__(requested=requested)
+        self.postures: list[VaultPosture] = []
+
+    def resource(self, index: int, row: Any, subscription: str | None) -> None:
+        try:
+            posture = normalise_vault(row)
+        except InvalidVault as exc:
+            self.unusable_row(subscription, f"row #{index} of a page is unusable: {exc}")
+            return
+        if posture.subscription_id not in self.requested:
+            self.unusable_row(
+                subscription,
+                f"row #{index} of a page is a vault outside the requested subscriptions: ignored",
+            )
+            return
+        self.postures.append(posture)
+
+
+def row_subscription(row: Any) -> str | None:
     if not isinstance(row, Mapping):
         return None
     value = row.get("subscriptionId")
     if isinstance(value, str) and value.strip():
         return value.strip().lower()
-    vault_id = row.get("id")
-    if isinstance(vault_id, str):
-        segments = vault_id.split("/")
+    resource_id = row.get("id")
+    if isinstance(resource_id, str):
+        segments = resource_id.split("/")
         folded = [s.lower() for s in segments]
         if "subscriptions" in folded and folded.index("subscriptions") + 1 < len(segments):
             return folded[folded.index("subscriptions") + 1] or None

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from monitor.errors import InputError
-from monitor.model import ActorSource, WriteKind
+from monitor.model import ActorSource, Service, WriteKind
 from monitor.sources.events import (
     MAX_BODY_BYTES,
     EventBatch,
@@ -215,6 +215,91 @@ def test_vault_delete() -> None:
     assert outcome.change.kind is WriteKind.DELETE
 
 
+@pytest.mark.parametrize(
+    ("resource", "operation", "event_type", "kind"),
+    [
+        (STORAGE, "Microsoft.Storage/storageAccounts/write", "ResourceWriteSuccess", WriteKind.WRITE),
+        (STORAGE, "Microsoft.Storage/storageAccounts/delete", "ResourceDeleteSuccess", WriteKind.DELETE),
+        (
+            f"{STORAGE}/privateEndpointConnections/pe-blob.5d2e",
+            "Microsoft.Storage/storageAccounts/privateEndpointConnections/write",
+            "ResourceWriteSuccess",
+            WriteKind.WRITE,
+        ),
+        (
+            f"{STORAGE}/privateEndpointConnections/pe-blob.5d2e",
+            "Microsoft.Storage/storageAccounts/privateEndpointConnections/delete",
+            "ResourceDeleteSuccess",
+            WriteKind.DELETE,
+        ),
+        (
+            f"{STORAGE}/privateEndpointConnectionProxies/pe-blob.5d2e",
+            "Microsoft.Storage/storageAccounts/privateEndpointConnectionProxies/write",
+            "ResourceWriteSuccess",
+            WriteKind.WRITE,
+        ),
+    ],
+    ids=["write", "delete", "connection-write", "connection-delete", "proxy-write"],
+)
+def test_a_storage_accounts_network_operations_map_to_the_account(
+    resource: str, operation: str, event_type: str, kind: WriteKind
+) -> None:
+    batch = parse(
+        event_grid(resource=resource, operation=operation, event_type=f"Microsoft.Resources.{event_type}")
+    )
+    outcome = only(batch)
+    assert outcome.verdict is Verdict.RELEVANT
+    assert outcome.reason == f"{operation} succeeded: read the storage account again"
+    assert outcome.change.service is Service.STORAGE
+    assert outcome.change.vault_id == STORAGE and outcome.change.resource_id == resource
+    assert outcome.change.kind is kind
+    assert outcome.change.actor.client_ip == "203.0.113.7"
+    # Apart from the vaults' changes, which the event path reads by id.
+    assert batch.changes == () and batch.vaults == ()
+    assert [group.vault_id for group in batch.accounts] == [STORAGE]
+
+
+def test_a_storage_account_id_is_read_into_the_canonical_form_and_checked() -> None:
+    spelt = STORAGE.replace("/subscriptions/", "/SUBSCRIPTIONS/").replace(
+        "Microsoft.Storage", "microsoft.storage"
+    )
+    spelt = spelt.replace(SUB, SUB.upper())
+    outcome = only(parse(event_grid(resource=spelt, operation="microsoft.storage/STORAGEACCOUNTS/write")))
+    assert outcome.verdict is Verdict.RELEVANT and outcome.change.vault_id == STORAGE
+    bad = STORAGE.replace("stpayments", "st-payments")  # no hyphen in a storage account name
+    outcome = only(parse(event_grid(resource=bad, operation="Microsoft.Storage/storageAccounts/write")))
+    assert outcome.verdict is Verdict.INVALID
+    assert "is not a storage account (/subscriptions/SUB/resourceGroups/RG/providers/" in outcome.reason
+    outcome = only(parse(event_grid(resource=VAULT, operation="Microsoft.Storage/storageAccounts/write")))
+    assert outcome.verdict is Verdict.INVALID and "is not a storage account" in outcome.reason
+
+
+def test_a_storage_account_outside_the_scope_is_never_read() -> None:
+    outcome = only(
+        parse(
+            event_grid(resource=STORAGE, operation="Microsoft.Storage/storageAccounts/write"),
+            scope={OTHER_SUB},
+        )
+    )
+    assert outcome.verdict is Verdict.OUT_OF_SCOPE
+    assert outcome.reason == f"subscription {SUB} is not one kvmon watches: the storage account is not read"
+
+
+def test_vaults_and_accounts_in_one_body_are_apart() -> None:
+    batch = parse(
+        [
+            event_grid(event_id="e-vault"),
+            event_grid(
+                event_id="e-account", resource=STORAGE, operation="Microsoft.Storage/storageAccounts/write"
+            ),
+        ]
+    )
+    assert [change.event_id for change in batch.changes] == ["e-vault"]
+    assert [change.service for change in batch.changes] == [Service.KEYVAULT]
+    assert [group.changes[0].event_id for group in batch.accounts] == ["e-account"]
+    assert set(batch.actors) == {VAULT.lower()}
+
+
 def test_resource_uri_wins_over_subject() -> None:
     outcome = only(parse(event_grid(subject=OTHER_VAULT)))
     assert outcome.change.vault_id == VAULT
@@ -257,8 +342,27 @@ def test_status_and_event_type_compare_case_insensitively() -> None:
             "Microsoft.Resources.ResourceActionSuccess is not a succeeded ARM write or delete",
         ),
         (
-            event_grid(resource=STORAGE, operation="Microsoft.Storage/storageAccounts/write"),
-            "Microsoft.Storage/storageAccounts/write is another resource provider's operation",
+            event_grid(
+                resource=f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Web/sites/app-one",
+                operation="Microsoft.Web/sites/write",
+            ),
+            "Microsoft.Web/sites/write is another resource provider's operation",
+        ),
+        (
+            event_grid(
+                resource=f"{STORAGE}/blobServices/default/containers/logs",
+                operation="Microsoft.Storage/storageAccounts/blobServices/containers/write",
+            ),
+            "Microsoft.Storage/storageAccounts/blobServices/containers/write changes no network setting "
+            "of a storage account",
+        ),
+        (
+            event_grid(
+                resource=f"/subscriptions/{SUB}/resourceGroups/{RG}/providers/Microsoft.Storage/storageTasks/t1",
+                operation="Microsoft.Storage/storageTasks/write",
+            ),
+            "Microsoft.Storage/storageTasks/write is not an operation on a storage account "
+            "(Microsoft.Storage/storageAccounts)",
         ),
         (
             event_grid(
@@ -286,7 +390,9 @@ def test_status_and_event_type_compare_case_insensitively() -> None:
         "canceled",
         "write-failure",
         "action",
-        "storage",
+        "another-provider",
+        "storage-container",
+        "storage-task",
         "access-policies",
         "secret",
         "managed-hsm",
@@ -325,8 +431,15 @@ def test_out_of_scope_subscription_is_never_read() -> None:
 
 
 def test_an_irrelevant_event_outside_the_scope_is_ignored_not_out_of_scope() -> None:
-    storage = STORAGE.replace(SUB, OTHER_SUB)
-    outcome = only(parse(event_grid(resource=storage, operation="Microsoft.Storage/storageAccounts/write")))
+    container = f"{STORAGE.replace(SUB, OTHER_SUB)}/blobServices/default/containers/logs"
+    outcome = only(
+        parse(
+            event_grid(
+                resource=container,
+                operation="Microsoft.Storage/storageAccounts/blobServices/containers/write",
+            )
+        )
+    )
     assert outcome.verdict is Verdict.IGNORED
 
 

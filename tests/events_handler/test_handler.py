@@ -4,6 +4,8 @@ duplicates folded, reordering harmless, permanent problems never raised, transie
 from __future__ import annotations
 
 import datetime as dt
+import json
+import logging
 import time
 
 import pytest
@@ -12,11 +14,12 @@ from lab.arm import GET_ROUTE, LIST_ROUTE
 from lab.azurite import DEV_ACCOUNT, DEV_ACCOUNT_KEY
 from lab.http import Fault
 from lab.services import LabServices
-from monitor.app.events import CLAIM_LEASE, EventRetry, EventStatus, handle_vault_changes
+from monitor.app.events import CLAIM_LEASE, EventRetry, EventStatus, handle_delivery, handle_vault_changes
 from monitor.app.scan import ScanRequest, ScanRuntime, run_scan
 from monitor.model import ChangeKind, VaultChange, WriteKind
 from monitor.store import Store, StoreUnavailable, open_store
 from monitor.store.base import ProcessedEvent
+from tests.events.payloads import event_grid
 from tests.events_handler.conftest import OTHER_SUBSCRIPTION, change, lab_runtime, open_vault, vault_id
 
 SUBSCRIPTIONS = ("00000000-0000-0000-0000-00000000a001",)
@@ -275,3 +278,26 @@ def test_the_store_down_raises_before_any_get(lab: LabServices) -> None:
     assert lab.arm.server.total_requests == 0
     assert time.monotonic() - started < 25
     down.close()
+
+
+def test_a_storage_account_change_is_told_not_read_until_run_scan_reads_accounts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The decoder maps a storage account's network write to the account; run_scan reads vaults by
+    id only, so the event path reads nothing and says so (the timer's scan judges the account)."""
+    account = f"/subscriptions/{SUBSCRIPTIONS[0]}/resourceGroups/rg-data/providers/Microsoft.Storage/storageAccounts/stdata"
+    event = event_grid(
+        event_id="e-storage", resource=account, operation="Microsoft.Storage/storageAccounts/write"
+    )
+
+    def no_runtime() -> ScanRuntime:
+        raise AssertionError("no vault changed: nothing to scan")
+
+    with caplog.at_level(logging.WARNING, logger="kvmon.events"):
+        handled = handle_delivery(
+            json.dumps([event]).encode(), source="event", subscriptions=SUBSCRIPTIONS, runtime=no_runtime
+        )
+    assert handled.results == [] and not handled.retry
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert account in record.getMessage() and "e-storage" in record.getMessage()
+    assert "not read by the event path yet" in record.getMessage()

@@ -282,3 +282,60 @@ def test_main_can_send_perimeters_access_logs_to_the_workspace() -> None:
     assert diagnostics["detail"]["path"] == "modules/perimeter-diagnostics.bicep"
     assert diagnostics["config"]["loop_type"]["detail"]["array_name"] == "diagnosticPerimeterIds"
     assert any(node == "workspaceResourceId" for node in walk(diagnostics["config"]["config"]["params"]))
+
+
+def test_storage_access_logs_go_to_the_workspace_from_every_service() -> None:
+    """A storage account logs per service (blob, file, queue, table), not as an account: one
+    setting on each service's ``default``, every category, each service switchable off."""
+    parsed = template("modules/storage-diagnostics.bicep")
+    settings = resources(parsed, "Microsoft.Insights/diagnosticSettings")
+    assert {setting["scope"] for setting in settings.values()} == {
+        "blobService",
+        "fileService",
+        "queueService",
+        "tableService",
+    }
+    for kind in ("blob", "file", "queue", "table"):
+        (service,) = resources(parsed, f"Microsoft.Storage/storageAccounts/{kind}Services").values()
+        assert (service["name"], service["parent"]) == ("default", "account")
+        condition = parsed["resources"][f"{kind}Logs"]["config"]["condition"]
+        assert condition["function"]["type"] == "contains"
+        assert list(condition["function"]["parameters"].values()) == ["services", kind]
+    for setting in settings.values():
+        properties = setting["properties"]
+        assert properties["workspaceId"] == "workspaceResourceId"
+        assert properties["logs"]["loop_type"]["detail"]["array_name"] == "categories"
+    assert parsed["variables"]["categories"]["value"] == ["StorageRead", "StorageWrite", "StorageDelete"]
+    (account,) = resources(parsed, "Microsoft.Storage/storageAccounts").values()
+    assert account["name"] == "storageAccountName"
+
+
+def test_main_can_send_monitored_storage_accounts_logs_to_the_workspace() -> None:
+    diagnostics = template("main.bicep")["modules"]["storageDiagnostics"]
+    assert diagnostics["detail"]["path"] == "modules/storage-diagnostics.bicep"
+    assert diagnostics["config"]["loop_type"]["detail"]["array_name"] == "diagnosticStorageAccountIds"
+    assert any(node == "workspaceResourceId" for node in walk(diagnostics["config"]["config"]["params"]))
+
+
+def test_the_monitor_gets_no_storage_data_role_on_a_monitored_account() -> None:
+    """A probe of a storage endpoint needs a token for https://storage.azure.com, not a permission
+    (the firewall answers before authorisation does, AZURE-NOTES.md). The storage data roles go only
+    to the modules that make kvmon's own accounts (``test_the_monitor_identity_holds_storage_roles_only_on_its_own_account``)
+    and to the event path, whose system topics get them on kvmon's own dead-letter container and
+    queue (storageAccountId: the monitor's account); the storage diagnostics grant nothing."""
+    diagnostics = template("modules/storage-diagnostics.bicep")
+    assert not resources(diagnostics, "Microsoft.Authorization/roleAssignments")
+    assert not diagnostics.get("modules")
+    storage_roles = {f"roles.{name}" for name in GRANTED_ROLES if name.startswith("storage")}
+    main = template("main.bicep")
+    for symbol, module in main["modules"].items():
+        named = {
+            f"roles.{node['operator']['operands']['operand_2']}"
+            for node in walk(module)
+            if isinstance(node, dict)
+            and node.get("operator", {}).get("type") == "property_accessor"
+            and node["operator"]["operands"]["operand_1"] == "roles"
+        }
+        if named & storage_roles:
+            assert symbol in {"monitorStorage", "probeStorage", "vaultEvents"}, symbol
+    assert dotted(module_params(main, "vaultEvents")["storageAccountId"]) == "monitorStorage.outputs.id"

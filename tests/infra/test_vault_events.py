@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from monitor.sources.events import NETWORK_OPERATIONS
 from tests.infra.bicep import body, dotted, evaluate, module_params, resources, template
 
 SUBSCRIPTION = "00000000-0000-0000-0000-00000000000a"
@@ -128,14 +129,23 @@ def test_the_event_subscription_takes_succeeded_writes_and_deletes_of_key_vault_
         "Microsoft.Resources.ResourceWriteSuccess",
         "Microsoft.Resources.ResourceDeleteSuccess",
     ]
-    # One prefix: vaults/write, vaults/delete and vaults/privateEndpointConnections/write alike.
-    assert properties["filter"]["advancedFilters"] == [
-        {
-            "operatorType": "StringBeginsWith",
-            "key": "data.operationName",
-            "values": ["Microsoft.KeyVault/vaults"],
-        }
+    # One prefix for Key Vault: vaults/write, vaults/delete and vaults/privateEndpointConnections/write
+    # alike; a storage account's own write and delete and its connections and their proxies.
+    [advanced] = properties["filter"]["advancedFilters"]
+    assert (advanced["operatorType"], advanced["key"]) == ("StringBeginsWith", "data.operationName")
+    prefixes = advanced["values"]
+    assert prefixes == [
+        "Microsoft.KeyVault/vaults",
+        "Microsoft.Storage/storageAccounts/write",
+        "Microsoft.Storage/storageAccounts/delete",
+        "Microsoft.Storage/storageAccounts/privateEndpointConnection",
     ]
+    # Every operation the decoder finds relevant passes the filter, and a storage container's
+    # write (which the decoder ignores) does not reach the function at all.
+    for operation in NETWORK_OPERATIONS:
+        assert any(operation.startswith(prefix.lower()) for prefix in prefixes), operation
+    container = "microsoft.storage/storageaccounts/blobservices/containers/write"
+    assert not any(container.startswith(prefix.lower()) for prefix in prefixes)
     assert properties["eventDeliverySchema"] == "EventGridSchema"
 
 
