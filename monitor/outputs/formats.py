@@ -36,6 +36,7 @@ from monitor.model import (
     Severity,
     VaultPosture,
 )
+from monitor.model_storage import StorageAccountPosture
 from monitor.scan_report import ScanReport
 
 FORMATS = ("table", "json", "sarif", "markdown")
@@ -143,8 +144,10 @@ class Observed:
     @property
     def complete(self) -> bool:
         """Every subscription listed whole and every vault's sources complete."""
-        return all(self.subscription_state(s) == "complete" for s in self.report.scope) and all(
-            vault.sources.complete for vault in self.vaults
+        return (
+            all(self.subscription_state(s) == "complete" for s in self.report.scope)
+            and all(vault.sources.complete for vault in self.vaults)
+            and not any(account.key in self.report.incomplete for account in self.report.accounts)
         )
 
 
@@ -332,6 +335,33 @@ def observed_json(observed: Observed) -> dict[str, Any]:
         ],
         "vantages": [vantage_json(v, configured=configured) for v, configured in observed.columns],
         "vaults": [observed_vault_json(vault) for vault in observed.vaults],
+        "accounts": [observed_account_json(account, observed.report) for account in observed.report.accounts],
+    }
+
+
+def observed_account_json(account: StorageAccountPosture, report: ScanReport) -> dict[str, Any]:
+    """A storage account read: its configuration, and which of its sources fell short this scan
+    (``report.incomplete``). The scan does not probe accounts or read their logs yet, so those
+    sources are not listed for them."""
+    short = report.incomplete.get(account.key, frozenset())
+    return {
+        "name": account.name,
+        "id": account.id,
+        "subscription_id": account.subscription_id,
+        "complete": not short,
+        "incomplete_sources": sorted(source.value for source in short),
+        "public_network_access": account.public_network_access.value,
+        "default_action": account.default_action.value,
+        "bypass": sorted(member.value for member in account.bypass),
+        "private_endpoints": [
+            {
+                "id": pec.id,
+                "subresource": pec.subresource.value if pec.subresource else None,
+                "status": pec.connection.status,
+            }
+            for pec in account.private_endpoint_connections
+        ],
+        "problems": list(account.problems),
     }
 
 

@@ -26,6 +26,7 @@ from monitor.config.settings import Settings
 from monitor.errors import InputError
 from monitor.model import ChangeKind, FindingStatus, Service
 from monitor.scan_report import ScanReport
+from tests.scan.test_scan_observed import schema_errors
 
 SUB = WALKTHROUGH_SUBSCRIPTION
 OPEN_ACLS = {"bypass": "AzureServices", "defaultAction": "Allow", "ipRules": [], "virtualNetworkRules": []}
@@ -248,11 +249,17 @@ def test_kvmon_scan_of_storage_exits_1_on_findings_and_3_on_an_unread_listing(
     document = json.loads(capsys.readouterr().out)
     assert {f["rule"] for f in document["findings"]} >= {"ST001"}
     assert not any(f["rule"].startswith("KV") for f in document["findings"])
+    assert schema_errors(document) == []
+    assert document["vaults"] == [] and document["accounts"]
+    assert all(account["complete"] for account in document["accounts"]) and document["complete"] is True
+    listed = {account["id"].lower() for account in document["accounts"]}
+    assert {f["vault_id"].lower() for f in document["findings"]} <= listed
 
     lab.arm.server.inject(STORAGE_LIST, Fault(status=500, times=0))
     assert main(flags) == 3
     document = json.loads(capsys.readouterr().out)
     assert [e["scope"] for e in document["errors"]] == [SUB]
+    assert document["accounts"] == [] and document["complete"] is False
 
 
 def test_a_request_for_storage_needs_a_runtime_that_reads_it_and_one_vault_reads_key_vault(
