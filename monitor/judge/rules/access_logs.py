@@ -11,12 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from monitor.config.policy import VaultPolicy
-from monitor.model import IPNetwork
+from monitor.judge.rules.base import Hit
+from monitor.model import IPNetwork, Outcome
 
 TOP = 5  # how many identities / addresses an evidence list names
 
@@ -28,6 +29,10 @@ class Activity(Protocol):
     def address_private(self) -> bool: ...
     @property
     def identity(self) -> str | None: ...
+    @property
+    def identity_object_id(self) -> str | None: ...
+    @property
+    def outcome(self) -> Outcome: ...
     @property
     def count(self) -> int: ...
     @property
@@ -129,3 +134,47 @@ def iso(moment: dt.datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def private_path_identity_hits(
+    activity: Sequence[A],
+    *,
+    identities: Iterable[str],
+    evidence: Window,
+    callers_of: Callable[[Iterable[A]], list[Caller]],
+    kinds_key: str,
+    extra: Callable[[list[A]], Mapping[str, object]] = lambda seen: {},
+) -> Iterator[Hit]:
+    """KV203's and ST203's decision: each identity the baseline says arrives privately, seen from a
+    public address, is one hit naming the addresses (busiest first); ``extra`` adds a service's own
+    evidence (storage: the log tables the rows came from)."""
+    for expected in identities:
+        wanted = expected.strip().lower()
+        seen = [
+            a
+            for a in activity
+            if public(a) and wanted in {(a.identity or "").lower(), (a.identity_object_id or "").lower()}
+        ]
+        if not seen:
+            continue
+        callers = callers_of(seen)
+        outcomes = Counter[str]()
+        for a in seen:
+            outcomes[a.outcome.value] += a.count
+        total = sum(c.requests for c in callers)
+        addresses = ", ".join(c.address for c in callers[:TOP])
+        yield Hit(
+            summary=(
+                f"identity {expected}, which the baseline says arrives through a private path, made "
+                f"{total} request(s) from public address(es) {addresses}"
+            ),
+            subject=expected,
+            evidence={
+                "identity": expected,
+                "requests": total,
+                "outcomes": dict(sorted(outcomes.items())),
+                **extra(seen),
+                "public_callers": [c.evidence(kinds_key) for c in callers[:TOP]],
+                **window(evidence),
+            },
+        )

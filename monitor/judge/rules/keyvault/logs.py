@@ -26,6 +26,7 @@ from monitor.judge.rules.access_logs import (
     earliest,
     iso,
     latest,
+    private_path_identity_hits,
     public,
     ranges,
     window,
@@ -198,35 +199,13 @@ def private_path_identity_from_public(facts: VaultFacts) -> Iterator[Hit]:
     evidence, policy = facts.evidence, facts.policy
     if evidence is None or not policy.private_path_identities:
         return
-    for expected in policy.private_path_identities:
-        wanted = expected.strip().lower()
-        seen = [
-            a
-            for a in evidence.activity
-            if public(a) and wanted in {(a.identity or "").lower(), (a.identity_object_id or "").lower()}
-        ]
-        if not seen:
-            continue
-        callers = _by_address(seen)
-        outcomes = Counter[str]()
-        for a in seen:
-            outcomes[a.outcome.value] += a.count
-        total = sum(c.requests for c in callers)
-        addresses = ", ".join(c.address for c in callers[:TOP])
-        yield Hit(
-            summary=(
-                f"identity {expected}, which the baseline says arrives through a private path, made "
-                f"{total} request(s) from public address(es) {addresses}"
-            ),
-            subject=expected,
-            evidence={
-                "identity": expected,
-                "requests": total,
-                "outcomes": dict(sorted(outcomes.items())),
-                "public_callers": [c.evidence(_AUTH_TYPES) for c in callers[:TOP]],
-                **window(evidence),
-            },
-        )
+    yield from private_path_identity_hits(
+        evidence.activity,
+        identities=policy.private_path_identities,
+        evidence=evidence,
+        callers_of=_by_address,
+        kinds_key=_AUTH_TYPES,
+    )
 
 
 @rule(
