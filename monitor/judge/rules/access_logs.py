@@ -178,3 +178,35 @@ def private_path_identity_hits(
                 **window(evidence),
             },
         )
+
+
+def admitted_public_hits(
+    admitted: Sequence[A],
+    *,
+    evidence: Window,
+    policy: VaultPolicy,
+    callers_of: Callable[[Iterable[A]], list[Caller]],
+    kinds_key: str,
+    extra: Callable[[list[A]], Mapping[str, object]] = lambda mine: {},
+) -> Iterator[Hit]:
+    """KV201's and ST201's hits, once each service has picked the admitted public requests the
+    baseline does not allow: one per caller address, busiest first; ``extra`` adds a service's own
+    evidence from that address's rows (storage: the log tables)."""
+    callers = callers_of(admitted)
+    top = [{"caller_address": c.address, "requests": c.requests} for c in callers[:TOP]]
+    for caller in callers:
+        yield Hit(
+            summary=(
+                f"{caller.requests} request(s) from public address {caller.address} were admitted "
+                f"between {iso(caller.first_seen)} and {iso(caller.last_seen)}; the baseline allows "
+                f"{ranges(policy)}"
+            ),
+            subject=caller.address,
+            evidence={
+                **caller.evidence(kinds_key),
+                **window(evidence),
+                **extra([a for a in admitted if a.caller_address == caller.address]),
+                "allowed_ip_ranges": [str(r) for r in policy.allowed_ip_ranges],
+                "top_public_callers": top,
+            },
+        )

@@ -21,6 +21,7 @@ from monitor.judge.perimeter import perimeter_may_govern
 from monitor.judge.rules.access_logs import (
     TOP,
     Caller,
+    admitted_public_hits,
     allowed_by_baseline,
     by_address,
     earliest,
@@ -107,23 +108,9 @@ def admitted_public_not_allowed(facts: VaultFacts) -> Iterator[Hit]:
         and a.address_auth_type != "TrustedService"
         and not allowed_by_baseline(a.caller_address, policy)
     ]
-    callers = _by_address(admitted)
-    top = [{"caller_address": c.address, "requests": c.requests} for c in callers[:TOP]]
-    for caller in callers:
-        yield Hit(
-            summary=(
-                f"{caller.requests} request(s) from public address {caller.address} were admitted "
-                f"between {iso(caller.first_seen)} and {iso(caller.last_seen)}; the baseline allows "
-                f"{ranges(policy)}"
-            ),
-            subject=caller.address,
-            evidence={
-                **caller.evidence(_AUTH_TYPES),
-                **window(evidence),
-                "allowed_ip_ranges": [str(r) for r in policy.allowed_ip_ranges],
-                "top_public_callers": top,
-            },
-        )
+    yield from admitted_public_hits(
+        admitted, evidence=evidence, policy=policy, callers_of=_by_address, kinds_key=_AUTH_TYPES
+    )
 
 
 @rule(

@@ -31,14 +31,13 @@ from collections.abc import Iterable, Iterator
 from monitor.config.policy import Mode
 from monitor.judge.perimeter import perimeter_may_govern
 from monitor.judge.rules.access_logs import (
-    TOP,
     Caller,
+    admitted_public_hits,
     allowed_by_baseline,
     by_address,
     iso,
     private_path_identity_hits,
     public,
-    ranges,
     window,
 )
 from monitor.judge.rules.base import Hit, Rule, RuleCategory, StorageFacts, rule
@@ -109,25 +108,14 @@ def admitted_public_not_allowed(facts: StorageFacts) -> Iterator[Hit]:
         for a in evidence.activity
         if a.outcome is Outcome.ADMITTED and public(a) and not allowed_by_baseline(a.caller_address, policy)
     ]
-    callers = _by_address(admitted)
-    top = [{"caller_address": c.address, "requests": c.requests} for c in callers[:TOP]]
-    for caller in callers:
-        mine = [a for a in admitted if a.caller_address == caller.address]
-        yield Hit(
-            summary=(
-                f"{caller.requests} request(s) from public address {caller.address} were admitted "
-                f"between {iso(caller.first_seen)} and {iso(caller.last_seen)}; the baseline allows "
-                f"{ranges(policy)}"
-            ),
-            subject=caller.address,
-            evidence={
-                **caller.evidence(_AUTH_TYPES),
-                **window(evidence),
-                "tables": _tables(mine),
-                "allowed_ip_ranges": [str(r) for r in policy.allowed_ip_ranges],
-                "top_public_callers": top,
-            },
-        )
+    yield from admitted_public_hits(
+        admitted,
+        evidence=evidence,
+        policy=policy,
+        callers_of=_by_address,
+        kinds_key=_AUTH_TYPES,
+        extra=lambda mine: {"tables": _tables(mine)},
+    )
 
 
 @rule(
