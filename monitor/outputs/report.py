@@ -27,7 +27,12 @@ import jinja2
 from monitor.config.policy import DnsAnswer, Reach, Vantage, VantageExpectation, VaultPolicy
 from monitor.errors import SourceError
 from monitor.jsonable import to_jsonable
-from monitor.judge.perimeter import effective_exposure, perimeter_may_govern
+from monitor.judge.perimeter import (
+    EffectiveExposure,
+    NetworkPosture,
+    effective_exposure,
+    perimeter_may_govern,
+)
 from monitor.model import (
     ChangeKind,
     ErrorSource,
@@ -334,22 +339,13 @@ def _account_config_summary(account: StorageAccountPosture, policy: VaultPolicy)
     # Open to the public as ST001 judges it (effective exposure, perimeter included); None when that
     # cannot be known.
     exposure = effective_exposure(posture=account, policy=policy)
-    association = account.perimeter.association
     return {
         "public_network_access": account.public_network_access.value,
         "network_acls_present": account.network_acls_present,
         "default_action": account.default_action.value,
         "bypass": sorted(member.value for member in account.bypass),
         "publicly_open": exposure.public,
-        "perimeter": {
-            "lookup": account.perimeter.lookup.value,
-            "perimeter": association.perimeter_name if association else None,
-            "profile": association.profile_name if association else None,
-            "access_mode": association.access_mode_text if association else None,
-            "effective_inbound": exposure.inbound.value,
-            "reason": exposure.reason,
-            "error": exposure.error or account.perimeter.error,
-        },
+        "perimeter": _perimeter_summary(account, exposure),
         "ip_rules": [
             {"value": rule.raw, "parsed": rule.value.parsed}
             for rule in (*account.ip_rules, *account.ipv6_rules)
@@ -477,7 +473,6 @@ def _config_summary(posture: VaultPosture, policy: VaultPolicy) -> dict[str, Any
     # Open to the public as KV001 judges it: a perimeter can close an open firewall or re-open a
     # vault whose public access is Disabled; None when that cannot be known (an unreadable association).
     exposure = effective_exposure(posture=posture, policy=policy)
-    association = posture.perimeter.association
     return {
         "public_network_access": posture.public_network_access,
         "network_acls_present": posture.network_acls_present,
@@ -485,16 +480,7 @@ def _config_summary(posture: VaultPosture, policy: VaultPolicy) -> dict[str, Any
         "bypass": posture.bypass,
         "publicly_open": exposure.public,
         "firewall_open": posture.publicly_open,
-        "perimeter": {
-            "lookup": posture.perimeter.lookup.value,
-            "perimeter": association.perimeter_name if association else None,
-            "profile": association.profile_name if association else None,
-            "access_mode": association.access_mode_text if association else None,
-            "access_rules_version": association.access_rules_version if association else None,
-            "effective_inbound": exposure.inbound.value,
-            "reason": exposure.reason,
-            "error": exposure.error or posture.perimeter.error,
-        },
+        "perimeter": _perimeter_summary(posture, exposure),
         "ip_rules": [{"value": rule.raw, "parsed": rule.parsed} for rule in posture.ip_rules],
         "subnets": [rule.subnet_id for rule in posture.virtual_network_rules],
         "private_endpoints": [
@@ -510,6 +496,21 @@ def _config_summary(posture: VaultPosture, policy: VaultPolicy) -> dict[str, Any
         "last_modified_by": posture.last_modified_by,
         "last_modified_at": to_jsonable(posture.last_modified_at),
         "problems": list(posture.problems),
+    }
+
+
+def _perimeter_summary(posture: NetworkPosture, exposure: EffectiveExposure) -> dict[str, Any]:
+    """The resource's perimeter association and what it makes of inbound traffic (either service)."""
+    association = posture.perimeter.association
+    return {
+        "lookup": posture.perimeter.lookup.value,
+        "perimeter": association.perimeter_name if association else None,
+        "profile": association.profile_name if association else None,
+        "access_mode": association.access_mode_text if association else None,
+        "access_rules_version": association.access_rules_version if association else None,
+        "effective_inbound": exposure.inbound.value,
+        "reason": exposure.reason,
+        "error": exposure.error or posture.perimeter.error,
     }
 
 
